@@ -1,0 +1,157 @@
+//! Regions of the federation, from the national division codes (行政区划代码).
+//!
+//! This crate knows which codes exist and how they nest (national → province →
+//! city → district/county → street/township). It is pure data and lookup: no
+//! IO at run time (the CSVs are compiled in), no clock, no async. Later issues
+//! add the directory (which group owns which region), routing and the transfer
+//! protocol here, all sans-IO like the replica core.
+//!
+//! Quirks of the data that we keep rather than paper over (see
+//! `data/PROVENANCE.md`): municipalities have pseudo-cities named 市辖区 (e.g.
+//! 3101), some provinces have pseudo-cities 省直辖县级行政区划 (e.g. 4190)
+//! whose counties report to the province; names repeat, so the code is the
+//! identity, never the name.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Level of a region in the hierarchy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    National,
+    Province,
+    City,
+    District,
+    Street,
+}
+
+/// One division: its code, its name and its parent's code ("" for provinces,
+/// whose parent is the national level).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub level: Level,
+    pub parent: &'static str,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegionError {
+    #[error("region code must be 2, 4, 6 or 9 ASCII digits, got {0:?}")]
+    Malformed(String),
+    #[error("unknown region code {0}")]
+    Unknown(String),
+}
+
+/// All divisions, indexed by code. Built once from the compiled-in CSVs.
+pub struct Regions {
+    by_code: BTreeMap<&'static str, Region>,
+}
+
+const PROVINCES: &str = include_str!("../data/provinces.csv");
+const CITIES: &str = include_str!("../data/cities.csv");
+const AREAS: &str = include_str!("../data/areas.csv");
+const STREETS: &str = include_str!("../data/streets.csv");
+
+/// The division table, parsed on first use (≈45k rows, a few milliseconds).
+pub fn regions() -> &'static Regions {
+    static REGIONS: OnceLock<Regions> = OnceLock::new();
+    REGIONS.get_or_init(Regions::load)
+}
+
+impl Regions {
+    fn load() -> Regions {
+        let mut by_code = BTreeMap::new();
+        // Columns: code,name[,parent…]; the parent column differs per file.
+        let mut add = |csv: &'static str, level: Level, parent_col: Option<usize>| {
+            for line in csv.lines().skip(1).filter(|l| !l.is_empty()) {
+                let cols: Vec<&'static str> = line.split(',').collect();
+                assert!(cols.len() >= 2, "malformed division row {line:?}");
+                let region = Region {
+                    code: cols[0],
+                    name: cols[1].trim_matches('"'),
+                    level,
+                    parent: parent_col.map_or("", |c| cols[c]),
+                };
+                by_code.insert(region.code, region);
+            }
+        };
+        add(PROVINCES, Level::Province, None);
+        add(CITIES, Level::City, Some(2));
+        add(AREAS, Level::District, Some(2));
+        add(STREETS, Level::Street, Some(2));
+        Regions { by_code }
+    }
+
+    /// Looks a code up; the error says whether it is malformed or unknown.
+    pub fn get(&self, code: &str) -> Result<&Region, RegionError> {
+        let well_formed =
+            matches!(code.len(), 2 | 4 | 6 | 9) && code.bytes().all(|b| b.is_ascii_digit());
+        if !well_formed {
+            return Err(RegionError::Malformed(code.to_string()));
+        }
+        self.by_code
+            .get(code)
+            .ok_or_else(|| RegionError::Unknown(code.to_string()))
+    }
+
+    /// The children of a region ("" = national: the provinces).
+    pub fn children(&self, code: &str) -> impl Iterator<Item = &Region> + '_ {
+        let code = code.to_string();
+        self.by_code.values().filter(move |r| r.parent == code)
+    }
+
+    /// The chain from the region up to its province, the region first.
+    pub fn ancestors(&self, code: &str) -> Vec<&Region> {
+        let mut out = Vec::new();
+        let mut cur = self.by_code.get(code);
+        while let Some(r) = cur {
+            out.push(r);
+            cur = self.by_code.get(r.parent);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_code.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_code.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_match_the_provenance_note() {
+        let r = regions();
+        let count = |l| r.by_code.values().filter(|x| x.level == l).count();
+        assert_eq!(count(Level::Province), 31);
+        assert_eq!(count(Level::City), 342);
+        assert_eq!(count(Level::District), 2978);
+        assert_eq!(count(Level::Street), 41352);
+    }
+
+    #[test]
+    fn jiading_nests_under_shanghai() {
+        let r = regions();
+        let d = r.get("310114").unwrap();
+        assert_eq!(d.name, "嘉定区");
+        assert_eq!(d.level, Level::District);
+        let chain: Vec<_> = r.ancestors("310114").iter().map(|x| x.code).collect();
+        assert_eq!(chain, ["310114", "3101", "31"]);
+        assert!(r.children("3101").any(|c| c.code == "310101"));
+        assert_eq!(r.get("3101").unwrap().name, "市辖区");
+    }
+
+    #[test]
+    fn bad_codes_are_named() {
+        let r = regions();
+        assert_eq!(r.get("31011"), Err(RegionError::Malformed("31011".into())));
+        assert_eq!(r.get("31a114"), Err(RegionError::Malformed("31a114".into())));
+        assert_eq!(r.get("999999"), Err(RegionError::Unknown("999999".into())));
+    }
+}

@@ -1,0 +1,16 @@
+//! The sans-IO core: everything that decides, nothing that waits.
+//!
+//! Architecture invariant: nothing under `core` performs IO, reads a clock,
+//! spawns a thread or draws randomness it was not given. Time enters as
+//! `tick()` and as `Command::at_ms`; durability enters as `on_persisted()`.
+//! The node driver (`crate::server`) and the simulator both run this code.
+
+pub mod log;
+pub mod replica;
+pub mod tickets;
+
+pub use replica::{
+    AfterPersist, Applied, ProposeError, ReadDone, Ready, Recovered, Replica, ReplicaConfig,
+    SnapshotInstall, WriteBatch,
+};
+pub use tickets::{ApplyResult, FieldError, Query, QueryAnswer, TicketMachine};

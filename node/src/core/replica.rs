@@ -1,0 +1,740 @@
+//! `Replica`: one member of one region group — raft-rs `RawNode` plus the
+//! ticket state machine — as a deterministic, sans-IO value.
+//!
+//! Inputs: `step` (a Raft message), `tick`, `propose`, `read`.
+//! Outputs, in the order a driver must honour (etcd/raft's Ready contract):
+//!
+//! 1. `ready()` returns `Ready`: `messages` may be sent at once (a leader
+//!    sends appends before its own fsync, thesis §10.2.1); `applied` and
+//!    `reads` may be answered at once (their entries are committed, so already
+//!    durable on a quorum including this node); `write` must be made durable
+//!    (fsync) before step 2.
+//! 2. `on_persisted()` after the write is durable: returns the messages that
+//!    acknowledge persisted state (votes, append responses) and any results
+//!    of entries that became committed by this persist.
+//!
+//! State-machine mutations made in step 2 are carried in the next `write`.
+//! The applied index always travels in the same write as the mutations it
+//! covers, so applying is idempotent across crashes.
+
+use std::collections::VecDeque;
+
+use hotline_proto::v1::{Command, StateSnapshot};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+use raft::{Config, RawNode, StateRole};
+
+use super::log::{LogStore, Truncated};
+use super::tickets::{ApplyResult, Query, QueryAnswer, SmWrites, TicketMachine};
+
+/// Tunables of a replica. Ticks are abstract: the driver decides how long one
+/// is (`tick_ms` in the node config).
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub node_id: u64,
+    pub group_id: u64,
+    pub region: String,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Compact the log once it holds more than twice this many applied
+    /// entries, keeping this many behind the applied index for followers
+    /// that lag a little; followers further behind get a snapshot.
+    pub compact_log_entries: u64,
+    pub max_size_per_msg_bytes: u64,
+    pub max_inflight_msgs: usize,
+    /// Pin the election timeout to a per-node constant instead of raft-rs's
+    /// `thread_rng` draw, so a simulation replays exactly from its seed.
+    pub deterministic_elections: bool,
+    /// Bound on reads waiting for a ReadIndex or for apply to catch up.
+    pub max_pending_reads: usize,
+}
+
+impl ReplicaConfig {
+    pub fn new(node_id: u64, group_id: u64, region: &str) -> Self {
+        ReplicaConfig {
+            node_id,
+            group_id,
+            region: region.to_string(),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            compact_log_entries: 10_000,
+            max_size_per_msg_bytes: 1024 * 1024,
+            max_inflight_msgs: 256,
+            deterministic_elections: false,
+            max_pending_reads: 65_536,
+        }
+    }
+}
+
+/// What a replica starts from: the durable state its driver loaded, or the
+/// bootstrap of a founding member (`Recovered::bootstrap`).
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    pub conf_state: ConfState,
+    pub truncated: Truncated,
+    pub entries: Vec<Entry>,
+    pub applied: u64,
+    pub state: StateSnapshot,
+}
+
+impl Recovered {
+    /// A founding member of a group with these voters, nothing written yet.
+    /// Every founding member must be given the same voters.
+    pub fn bootstrap(voters: &[u64]) -> Self {
+        let mut cs = ConfState::default();
+        cs.voters = voters.to_vec();
+        Recovered {
+            conf_state: cs,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty()
+    }
+}
+
+/// A snapshot to install: replace the group's log and state wholesale.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotInstall {
+    pub index: u64,
+    pub term: u64,
+    pub conf_state: ConfState,
+    pub state: StateSnapshot,
+}
+
+/// Everything the driver must make durable, atomically, before calling
+/// `on_persisted`. Operations apply in field order: snapshot, entries,
+/// hard/conf state, state-machine writes with the applied index, compaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteBatch {
+    pub group_id: u64,
+    pub snapshot: Option<SnapshotInstall>,
+    /// Entries to append; any stored entries at or after the first one's
+    /// index are deleted first.
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub conf_state: Option<ConfState>,
+    pub sm: SmWrites,
+    pub applied: Option<u64>,
+    /// Delete entries up to and including this index; record it as truncated.
+    pub compact: Option<Truncated>,
+    /// False when only the commit index changed: the fsync may be skipped.
+    pub must_sync: bool,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.conf_state.is_none()
+            && self.sm.is_empty()
+            && self.applied.is_none()
+            && self.compact.is_none()
+    }
+}
+
+/// The outcome of a committed command, for the proposer waiting on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub request_id: u64,
+    pub index: u64,
+    pub result: ApplyResult,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadDone {
+    pub read_id: u64,
+    pub answer: QueryAnswer,
+}
+
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub messages: Vec<Message>,
+    pub write: WriteBatch,
+    pub applied: Vec<Applied>,
+    pub reads: Vec<ReadDone>,
+    /// Reads that cannot be served (queue over its bound): answer Unavailable.
+    pub reads_failed: Vec<u64>,
+    /// Set when this replica's role changed in this Ready.
+    pub role: Option<StateRole>,
+}
+
+#[derive(Debug, Default)]
+pub struct AfterPersist {
+    pub messages: Vec<Message>,
+    pub applied: Vec<Applied>,
+    pub reads: Vec<ReadDone>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("no leader is known for group {group_id}")]
+    NoLeader { group_id: u64 },
+    #[error("proposal dropped by raft: {0}")]
+    Dropped(String),
+}
+
+/// Reads waiting for one ReadIndex round.
+struct ReadBatch {
+    ctx: u64,
+    /// Tick at which the ReadIndex was last requested (raft-rs drops it
+    /// silently when no leader is known or the leader has not committed in
+    /// its term yet, so it is re-requested after an election timeout).
+    issued_tick: u64,
+    reads: Vec<(u64, Query)>,
+}
+
+pub struct Replica {
+    cfg: ReplicaConfig,
+    raw: RawNode<LogStore>,
+    sm: TicketMachine,
+    applied: u64,
+    /// Reads not yet attached to a ReadIndex request.
+    new_reads: Vec<(u64, Query)>,
+    /// ReadIndex requests without an answer yet.
+    reads_unconfirmed: VecDeque<ReadBatch>,
+    /// Confirmed reads waiting for apply to reach their index.
+    reads_confirmed: VecDeque<(u64, Vec<(u64, Query)>)>,
+    next_read_ctx: u64,
+    ticks: u64,
+    /// Writes produced after the last Ready (apply in `on_persisted`, commit
+    /// index from the light ready), carried in the next `write`.
+    carry: WriteBatch,
+    in_flight: Option<raft::Ready>,
+    role: StateRole,
+    /// Applied index last handed to the driver in a `WriteBatch`.
+    applied_written: u64,
+}
+
+fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl Replica {
+    pub fn new(cfg: ReplicaConfig, rec: Recovered) -> Result<Self, raft::Error> {
+        let mut raft_cfg = Config {
+            id: cfg.node_id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: rec.applied,
+            max_size_per_msg: cfg.max_size_per_msg_bytes,
+            max_inflight_msgs: cfg.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        if cfg.deterministic_elections {
+            // One value per node, different across nodes: no split-vote
+            // livelock, and no thread_rng (see research §1.8).
+            raft_cfg.min_election_tick = cfg.election_ticks + 2 * cfg.node_id as usize;
+            raft_cfg.max_election_tick = raft_cfg.min_election_tick + 1;
+        }
+        raft_cfg.validate()?;
+        let mut hs = rec.hard_state.clone();
+        // A commit index above the persisted log is impossible; below the
+        // truncated index it is stale (a snapshot moved us past it).
+        hs.commit = hs.commit.max(rec.truncated.index);
+        let store = LogStore::new(hs, rec.conf_state.clone(), rec.truncated, rec.entries);
+        let raw = RawNode::new(&raft_cfg, store, &discard_logger())?;
+        let sm = TicketMachine::restore(&cfg.region, rec.state);
+        let mut carry = WriteBatch {
+            group_id: cfg.group_id,
+            ..Default::default()
+        };
+        if rec.hard_state == HardState::default() && rec.applied == 0 && rec.truncated.index == 0 {
+            // Bootstrap: make the founding configuration durable first.
+            carry.conf_state = Some(rec.conf_state.clone());
+            carry.must_sync = true;
+        }
+        Ok(Replica {
+            applied: rec.applied.max(rec.truncated.index),
+            cfg,
+            raw,
+            sm,
+            new_reads: Vec::new(),
+            reads_unconfirmed: VecDeque::new(),
+            reads_confirmed: VecDeque::new(),
+            next_read_ctx: 1,
+            ticks: 0,
+            carry,
+            in_flight: None,
+            role: StateRole::Follower,
+            applied_written: rec.applied,
+        })
+    }
+
+    pub fn group_id(&self) -> u64 {
+        self.cfg.group_id
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.cfg.node_id
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.cfg
+    }
+
+    pub fn tickets(&self) -> &TicketMachine {
+        &self.sm
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raw.raft.state
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.raw.store().first()
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        self.raw.store().conf_state()
+    }
+
+    /// Is `node` a voter or learner of this group (current or outgoing)?
+    pub fn is_member(&self, node: u64) -> bool {
+        let cs = self.raw.store().conf_state();
+        cs.voters.contains(&node)
+            || cs.learners.contains(&node)
+            || cs.voters_outgoing.contains(&node)
+            || cs.learners_next.contains(&node)
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.raw.store().conf_state().learners.contains(&self.cfg.node_id)
+    }
+
+    fn assert_not_in_flight(&self) {
+        assert!(
+            self.in_flight.is_none(),
+            "input to replica {} of group {} between ready() and on_persisted()",
+            self.cfg.node_id,
+            self.cfg.group_id
+        );
+    }
+
+    /// Feeds a message from a peer. Messages from unknown peers, and local
+    /// message types, are ignored: raft tolerates loss.
+    pub fn step(&mut self, msg: Message) {
+        self.assert_not_in_flight();
+        if raft::raw_node::is_local_msg(msg.get_msg_type()) {
+            return;
+        }
+        let msg = self.guard_lost_log(msg);
+        match self.raw.step(msg) {
+            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+            Err(e) => panic!("raft step failed on group {}: {e}", self.cfg.group_id),
+        }
+        self.build_snapshot_if_wanted();
+    }
+
+    /// A replica whose data directory was wiped comes back with an empty
+    /// log, while the leader remembers it as matched up to some index. Plain
+    /// raft-rs panics on the follower (a heartbeat commits past its last
+    /// index) and stalls on the leader (the follower's reject looks stale).
+    /// So: the follower clamps a heartbeat's commit to what it holds (commit
+    /// is only a lower bound, clamping it is safe), and the leader, seeing a
+    /// reject whose hint is below the peer's matched index, believes it and
+    /// probes from the hint, which leads to a snapshot once the log is
+    /// compacted. What this cannot restore is the lost copy itself; see
+    /// ARCHITECTURE.md, "wiped replicas".
+    fn guard_lost_log(&mut self, mut msg: Message) -> Message {
+        match msg.get_msg_type() {
+            MessageType::MsgHeartbeat => {
+                let last = self.raw.raft.raft_log.last_index();
+                if msg.commit > last {
+                    msg.commit = last;
+                }
+            }
+            MessageType::MsgAppendResponse if msg.reject && self.is_leader() => {
+                let from = msg.from;
+                let hint = msg.reject_hint;
+                if let Some(pr) = self.raw.raft.mut_prs().get_mut(from) {
+                    if hint < pr.matched {
+                        pr.matched = hint;
+                        pr.become_probe();
+                    }
+                }
+            }
+            _ => {}
+        }
+        msg
+    }
+
+    pub fn tick(&mut self) {
+        self.assert_not_in_flight();
+        self.ticks += 1;
+        self.raw.tick();
+        self.retry_stale_reads();
+        self.build_snapshot_if_wanted();
+    }
+
+    /// Proposes a command. `Ok` means handed to raft, not committed: the
+    /// outcome arrives as an `Applied` with the same `request_id`, or never
+    /// (the entry was lost with a leader change; the proposer times out).
+    /// On a follower raft forwards the proposal to the leader.
+    pub fn propose(&mut self, cmd: &Command) -> Result<(), ProposeError> {
+        self.assert_not_in_flight();
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return Err(ProposeError::NoLeader {
+                group_id: self.cfg.group_id,
+            });
+        }
+        self.raw
+            .propose(Vec::new(), cmd.encode_to_vec())
+            .map_err(|e| match e {
+                raft::Error::ProposalDropped => ProposeError::NoLeader {
+                    group_id: self.cfg.group_id,
+                },
+                e => ProposeError::Dropped(e.to_string()),
+            })
+    }
+
+    /// Asks for a linearizable read. Reads arriving between two Readies share
+    /// one ReadIndex round.
+    pub fn read(&mut self, read_id: u64, query: Query) {
+        self.assert_not_in_flight();
+        self.new_reads.push((read_id, query));
+    }
+
+    fn pending_reads(&self) -> usize {
+        self.new_reads.len()
+            + self.reads_unconfirmed.iter().map(|b| b.reads.len()).sum::<usize>()
+            + self.reads_confirmed.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    fn issue_reads(&mut self) -> Vec<u64> {
+        if self.new_reads.is_empty() {
+            return Vec::new();
+        }
+        let mut failed = Vec::new();
+        let waiting = self.pending_reads() - self.new_reads.len();
+        if waiting + self.new_reads.len() > self.cfg.max_pending_reads {
+            let room = self.cfg.max_pending_reads.saturating_sub(waiting);
+            failed.extend(self.new_reads.drain(room.min(self.new_reads.len())..).map(|(id, _)| id));
+            if self.new_reads.is_empty() {
+                return failed;
+            }
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.reads_unconfirmed.push_back(ReadBatch {
+            ctx,
+            issued_tick: self.ticks,
+            reads: std::mem::take(&mut self.new_reads),
+        });
+        failed
+    }
+
+    fn retry_stale_reads(&mut self) {
+        let timeout = self.cfg.election_ticks as u64;
+        for b in self.reads_unconfirmed.iter_mut() {
+            if self.ticks >= b.issued_tick + timeout {
+                b.issued_tick = self.ticks;
+                self.raw.read_index(b.ctx.to_be_bytes().to_vec());
+            }
+        }
+    }
+
+    fn confirm_reads(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                continue;
+            };
+            let ctx = u64::from_be_bytes(ctx);
+            if let Some(pos) = self.reads_unconfirmed.iter().position(|b| b.ctx == ctx) {
+                let b = self.reads_unconfirmed.remove(pos).expect("position is valid");
+                self.reads_confirmed.push_back((rs.index, b.reads));
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) -> Vec<ReadDone> {
+        let mut out = Vec::new();
+        // Confirmed batches are served as soon as apply covers their index;
+        // indexes are not necessarily increasing across retried batches.
+        let mut i = 0;
+        while i < self.reads_confirmed.len() {
+            if self.reads_confirmed[i].0 <= self.applied {
+                let (_, reads) = self.reads_confirmed.remove(i).expect("index is valid");
+                for (read_id, q) in reads {
+                    out.push(ReadDone {
+                        read_id,
+                        answer: self.sm.query(&q),
+                    });
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Is there anything for `ready()` to return?
+    pub fn has_ready(&self) -> bool {
+        self.in_flight.is_none()
+            && (self.raw.has_ready()
+                || !self.carry.is_empty()
+                || !self.new_reads.is_empty()
+                || self
+                    .reads_confirmed
+                    .front()
+                    .is_some_and(|(i, _)| *i <= self.applied))
+    }
+
+    pub fn ready(&mut self) -> Ready {
+        self.assert_not_in_flight();
+        let mut out = Ready {
+            reads_failed: self.issue_reads(),
+            ..Default::default()
+        };
+        let mut write = std::mem::replace(
+            &mut self.carry,
+            WriteBatch {
+                group_id: self.cfg.group_id,
+                ..Default::default()
+            },
+        );
+        if !self.raw.has_ready() {
+            out.reads = self.serve_reads();
+            self.finish_write(&mut write);
+            out.write = write;
+            // Nothing for raft: no on_persisted needed, but keep the
+            // protocol uniform for the driver.
+            self.in_flight = None;
+            return out;
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            if ss.raft_state != self.role {
+                self.role = ss.raft_state;
+                out.role = Some(ss.raft_state);
+            }
+        }
+        out.messages = rd.take_messages();
+        self.confirm_reads(rd.take_read_states());
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone(), &mut write);
+        }
+        out.applied = self.apply_entries(rd.take_committed_entries(), &mut write);
+        if !rd.entries().is_empty() {
+            self.raw.mut_store().append(rd.entries());
+            write.entries = rd.take_entries();
+            write.must_sync = true;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone());
+            write.hard_state = Some(hs.clone());
+        }
+        write.must_sync |= rd.must_sync();
+        out.reads = self.serve_reads();
+        self.finish_write(&mut write);
+        out.write = write;
+        self.in_flight = Some(rd);
+        out
+    }
+
+    /// To be called once `Ready::write` is durable.
+    pub fn on_persisted(&mut self) -> AfterPersist {
+        let mut out = AfterPersist::default();
+        let Some(mut rd) = self.in_flight.take() else {
+            return out;
+        };
+        out.messages = rd.take_persisted_messages();
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+            let mut hs = self.raw.store().hard_state().clone();
+            hs.commit = commit;
+            self.carry.hard_state = Some(hs);
+        }
+        out.messages.extend(light.take_messages());
+        let mut carry = std::mem::take(&mut self.carry);
+        out.applied = self.apply_entries(light.take_committed_entries(), &mut carry);
+        self.carry = carry;
+        self.carry.group_id = self.cfg.group_id;
+        self.raw.advance_apply_to(self.applied);
+        out.reads = self.serve_reads();
+        out
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>, write: &mut WriteBatch) -> Vec<Applied> {
+        let mut out = Vec::new();
+        for e in entries {
+            if e.index <= self.applied {
+                // Already applied before a restart (Config.applied covers
+                // this; the check keeps apply idempotent regardless).
+                continue;
+            }
+            assert_eq!(
+                e.index,
+                self.applied + 1,
+                "group {} applies out of order",
+                self.cfg.group_id
+            );
+            self.applied = e.index;
+            match e.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if e.data.is_empty() {
+                        continue; // the leader's no-op of a new term
+                    }
+                    let cmd = match Command::decode(&e.data[..]) {
+                        Ok(c) => c,
+                        Err(err) => panic!(
+                            "group {} entry {} is not a Command: {err}",
+                            self.cfg.group_id, e.index
+                        ),
+                    };
+                    let result = self.sm.apply(e.index, &cmd);
+                    out.push(Applied {
+                        request_id: cmd.request_id,
+                        index: e.index,
+                        result,
+                    });
+                }
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    cc.merge_from_bytes(&e.data).expect("conf change decodes");
+                    let cs = self.raw.apply_conf_change(&cc).expect("conf change applies");
+                    self.raw.mut_store().set_conf_state(cs.clone());
+                    write.conf_state = Some(cs);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    // The auto-leave entry of joint consensus has empty data.
+                    let mut cc = ConfChangeV2::default();
+                    cc.merge_from_bytes(&e.data).expect("conf change decodes");
+                    let cs = self.raw.apply_conf_change(&cc).expect("conf change applies");
+                    self.raw.mut_store().set_conf_state(cs.clone());
+                    write.conf_state = Some(cs);
+                }
+            }
+        }
+        out
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot, write: &mut WriteBatch) {
+        let meta = snap.get_metadata();
+        let state = StateSnapshot::decode(snap.get_data()).expect("snapshot data decodes");
+        assert_eq!(state.group_id, self.cfg.group_id, "snapshot of another group");
+        self.raw.mut_store().install_snapshot(meta);
+        self.sm = TicketMachine::restore(&self.cfg.region, state.clone());
+        self.applied = meta.index;
+        // Earlier carried writes are superseded by the snapshot.
+        *write = WriteBatch {
+            group_id: self.cfg.group_id,
+            snapshot: Some(SnapshotInstall {
+                index: meta.index,
+                term: meta.term,
+                conf_state: meta.get_conf_state().clone(),
+                state,
+            }),
+            must_sync: true,
+            ..Default::default()
+        };
+        self.raw.mut_store().set_snapshot(snap);
+    }
+
+    /// Moves state-machine writes and the applied index into the batch, and
+    /// compacts the log when it has grown past its bound.
+    fn finish_write(&mut self, write: &mut WriteBatch) {
+        let sm = self.sm.take_writes();
+        if !sm.is_empty() || self.applied > self.applied_written {
+            write.sm.tickets.extend(sm.tickets);
+            write.sm.sequences.extend(sm.sequences);
+            write.sm.requests_put.extend(sm.requests_put);
+            write.sm.requests_del.extend(sm.requests_del);
+            write.applied = Some(self.applied);
+        }
+        let keep = self.cfg.compact_log_entries;
+        if keep > 0 && self.applied > self.raw.store().truncated().index + 2 * keep {
+            let to = self.applied - keep;
+            self.raw.mut_store().compact(to);
+            write.compact = Some(self.raw.store().truncated());
+            // No snapshot is built here: serializing the whole state is
+            // paid only when a follower actually needs one.
+        }
+        if let Some(a) = write.applied {
+            self.applied_written = a;
+        }
+    }
+
+    fn build_snapshot_if_wanted(&mut self) {
+        if self.raw.store().snapshot_wanted() {
+            self.build_snapshot();
+        }
+    }
+
+    fn build_snapshot(&mut self) {
+        let store = self.raw.store();
+        let term = store
+            .term_of(self.applied)
+            .expect("term of the applied index is in the log");
+        let mut snap = Snapshot::default();
+        snap.set_data(self.sm.snapshot_bytes(self.cfg.group_id).into());
+        let meta = snap.mut_metadata();
+        meta.index = self.applied;
+        meta.term = term;
+        meta.set_conf_state(store.conf_state().clone());
+        self.raw.mut_store().set_snapshot(snap);
+    }
+
+    /// Raft message sent to a peer that could not be reached.
+    pub fn report_unreachable(&mut self, peer: u64) {
+        self.assert_not_in_flight();
+        self.raw.report_unreachable(peer);
+    }
+
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
+        self.assert_not_in_flight();
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(peer, status);
+    }
+
+    /// Starts an election now (tests and operators; raft normally campaigns
+    /// on its own after an election timeout).
+    pub fn campaign(&mut self) {
+        self.assert_not_in_flight();
+        let _ = self.raw.campaign();
+    }
+}
+
+/// Is this outgoing message a snapshot (the driver reports its delivery)?
+pub fn is_snapshot(msg: &Message) -> bool {
+    msg.get_msg_type() == MessageType::MsgSnapshot
+}

@@ -1,0 +1,331 @@
+//! `MemCluster`: N replicas of one group on simulated disks and a simulated
+//! network with seeded faults. The smallest driver of the core: the same
+//! Ready/persist/advance loop the node runs, with no threads and no clock.
+//!
+//! Also the checker: every entry a replica applies is recorded by index and
+//! compared across replicas, so a committed entry that is lost or changed is
+//! caught at the step that did it.
+
+use std::collections::BTreeMap;
+
+use hotline_node::core::{
+    Applied, ApplyResult, Query, QueryAnswer, Replica, ReplicaConfig,
+};
+use hotline_proto::v1::{AcceptRequest, Command, Kind, command};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use raft::eraftpb::Message;
+
+use crate::disk::MemDisk;
+
+/// Fault probabilities, each per message or per step.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Deliver a random queued message instead of the oldest.
+    pub reorder: f64,
+    /// Crash and restart a random node (per step).
+    pub crash: f64,
+}
+
+impl Faults {
+    pub const NONE: Faults = Faults {
+        drop: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        crash: 0.0,
+    };
+}
+
+pub const GROUP_ID: u64 = 310114;
+const REGION: &str = "310114";
+/// 2026-11-28 00:00 CST, the simulated epoch.
+const EPOCH_MS: i64 = 1_795_795_200_000;
+
+pub struct MemCluster {
+    pub replicas: BTreeMap<u64, Replica>,
+    pub disks: BTreeMap<u64, MemDisk>,
+    /// In-flight messages, oldest first.
+    pub network: Vec<Message>,
+    pub rng: StdRng,
+    pub faults: Faults,
+    /// Nodes cut off from everyone (both directions).
+    pub isolated: Vec<u64>,
+    /// index → (term, request_id): the first application seen of each index.
+    pub committed: BTreeMap<u64, (u64, u64)>,
+    /// request ids acknowledged to a client (applied on the proposing node).
+    pub acked: BTreeMap<u64, String>,
+    pub steps: u64,
+    pub compact_log_entries: u64,
+    next_request: u64,
+    voters: Vec<u64>,
+}
+
+impl MemCluster {
+    pub fn new(nodes: u64, seed: u64, faults: Faults) -> Self {
+        let voters: Vec<u64> = (1..=nodes).collect();
+        let mut c = MemCluster {
+            replicas: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            network: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            faults,
+            isolated: Vec::new(),
+            committed: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            steps: 0,
+            compact_log_entries: 50,
+            next_request: 1,
+            voters: voters.clone(),
+        };
+        for id in voters {
+            c.disks.insert(id, MemDisk::default());
+            c.start(id);
+        }
+        c
+    }
+
+    fn replica_config(&self, id: u64) -> ReplicaConfig {
+        let mut cfg = ReplicaConfig::new(id, GROUP_ID, REGION);
+        cfg.deterministic_elections = true;
+        cfg.compact_log_entries = self.compact_log_entries;
+        cfg
+    }
+
+    /// Starts (or restarts) a node from what its disk kept.
+    pub fn start(&mut self, id: u64) {
+        let disk = &self.disks[&id];
+        let rec = if disk.is_blank() {
+            hotline_node::core::Recovered::bootstrap(&self.voters)
+        } else {
+            disk.recovered(GROUP_ID)
+        };
+        let r = Replica::new(self.replica_config(id), rec).expect("replica starts");
+        self.replicas.insert(id, r);
+    }
+
+    pub fn crash(&mut self, id: u64) {
+        self.replicas.remove(&id);
+        self.disks.get_mut(&id).expect("disk").crash();
+        self.network.retain(|m| m.to != id);
+    }
+
+    /// A wiped data directory: the node restarts with nothing.
+    pub fn wipe(&mut self, id: u64) {
+        self.crash(id);
+        self.disks.insert(id, MemDisk::default());
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.replicas
+            .values()
+            .filter(|r| r.is_leader())
+            .max_by_key(|r| r.term())
+            .map(|r| r.node_id())
+    }
+
+    /// Proposes an accept on `node`; returns the request id.
+    pub fn propose_accept(&mut self, node: u64, text: &str) -> Option<u64> {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        let cmd = Command {
+            request_id,
+            at_ms: EPOCH_MS + self.steps as i64,
+            op: Some(command::Op::Accept(AcceptRequest {
+                region: REGION.into(),
+                kind: Kind::Complaint as i32,
+                category: "城乡建设".into(),
+                text: text.into(),
+                phone: "13800000000".into(),
+                channel: 0,
+                request_id,
+            })),
+        };
+        let r = self.replicas.get_mut(&node)?;
+        r.propose(&cmd).ok().map(|()| request_id)
+    }
+
+    fn record(&mut self, node: u64, applied: Vec<Applied>) {
+        for a in applied {
+            let term = 0; // terms are checked through the request id
+            match self.committed.get(&a.index) {
+                Some(&(_, rid)) => assert_eq!(
+                    rid, a.request_id,
+                    "node {node} applied request {} at index {} where another node applied {rid}",
+                    a.request_id, a.index
+                ),
+                None => {
+                    self.committed.insert(a.index, (term, a.request_id));
+                }
+            }
+            if let ApplyResult::Accepted(t) = a.result {
+                self.acked.entry(a.request_id).or_insert(t.id);
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, id: u64) {
+        let Some(r) = self.replicas.get_mut(&id) else {
+            return;
+        };
+        if !r.has_ready() {
+            return;
+        }
+        let rd = r.ready();
+        let write = rd.write;
+        let mut msgs = rd.messages;
+        let applied = rd.applied;
+        self.disks.get_mut(&id).expect("disk").write(write);
+        let r = self.replicas.get_mut(&id).expect("replica");
+        let after = r.on_persisted();
+        msgs.extend(after.messages);
+        self.send(msgs);
+        self.record(id, applied);
+        self.record(id, after.applied);
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            if self.rng.gen_bool(self.faults.drop) {
+                continue;
+            }
+            if self.rng.gen_bool(self.faults.duplicate) {
+                self.network.push(m.clone());
+            }
+            self.network.push(m);
+        }
+    }
+
+    fn deliver_one(&mut self) {
+        if self.network.is_empty() {
+            return;
+        }
+        let i = if self.rng.gen_bool(self.faults.reorder) {
+            self.rng.gen_range(0..self.network.len())
+        } else {
+            0
+        };
+        let m = self.network.remove(i);
+        if self.isolated.contains(&m.from) || self.isolated.contains(&m.to) {
+            return;
+        }
+        if let Some(r) = self.replicas.get_mut(&m.to) {
+            r.step(m);
+        }
+    }
+
+    /// One scheduler step: deliver a message or tick everyone, then run
+    /// every node's Ready loop.
+    pub fn step(&mut self) {
+        self.steps += 1;
+        if self.rng.gen_bool(self.faults.crash) {
+            let ids: Vec<u64> = self.disks.keys().copied().collect();
+            let id = ids[self.rng.gen_range(0..ids.len())];
+            if self.replicas.contains_key(&id) {
+                self.crash(id);
+            } else {
+                self.start(id);
+            }
+        }
+        if self.network.is_empty() || self.rng.gen_ratio(1, 8) {
+            for r in self.replicas.values_mut() {
+                r.tick();
+            }
+        } else {
+            let n = self.rng.gen_range(1..=self.network.len().min(8));
+            for _ in 0..n {
+                self.deliver_one();
+            }
+        }
+        let ids: Vec<u64> = self.replicas.keys().copied().collect();
+        for id in ids {
+            self.handle_ready(id);
+        }
+    }
+
+    pub fn run(&mut self, steps: u64) {
+        for _ in 0..steps {
+            self.step();
+        }
+    }
+
+    /// Runs fault-free until every node has applied `index`, or gives up.
+    pub fn settle(&mut self, max_steps: u64) -> bool {
+        let saved = self.faults;
+        self.faults = Faults::NONE;
+        self.isolated.clear();
+        let ids: Vec<u64> = self.disks.keys().copied().collect();
+        for id in ids {
+            if !self.replicas.contains_key(&id) {
+                self.start(id);
+            }
+        }
+        let mut ok = false;
+        for _ in 0..max_steps {
+            self.step();
+            let target = self.replicas.values().map(|r| r.commit_index()).max().unwrap_or(0);
+            if self.leader().is_some()
+                && self.replicas.values().all(|r| r.applied() >= target && r.applied() > 0)
+            {
+                ok = true;
+                break;
+            }
+        }
+        self.faults = saved;
+        ok
+    }
+
+    /// The ticket ids a node holds, read straight from its state machine.
+    pub fn ticket_ids(&self, node: u64) -> Vec<String> {
+        let r = &self.replicas[&node];
+        match r.tickets().query(&Query::List {
+            limit: usize::MAX,
+            before_id: String::new(),
+        }) {
+            QueryAnswer::Tickets(ts) => ts.into_iter().map(|t| t.id).collect(),
+            QueryAnswer::Ticket(_) => unreachable!(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_replicas_elect_and_replicate() {
+        let mut c = MemCluster::new(3, 1, Faults::NONE);
+        c.run(200);
+        let leader = c.leader().expect("a leader within 200 steps");
+        for i in 0..20 {
+            c.propose_accept(leader, &format!("ticket {i}")).expect("leader accepts");
+            c.run(5);
+        }
+        assert!(c.settle(2_000));
+        assert_eq!(c.acked.len(), 20);
+        let a = c.ticket_ids(1);
+        assert_eq!(a.len(), 20);
+        assert_eq!(a, c.ticket_ids(2));
+        assert_eq!(a, c.ticket_ids(3));
+    }
+
+    #[test]
+    fn wiped_follower_catches_up_by_snapshot() {
+        let mut c = MemCluster::new(3, 7, Faults::NONE);
+        c.compact_log_entries = 10;
+        c.run(200);
+        let leader = c.leader().expect("leader");
+        let victim = (1..=3).find(|&i| i != leader).expect("a follower");
+        c.wipe(victim);
+        for i in 0..100 {
+            let l = c.leader().expect("leader");
+            c.propose_accept(l, &format!("t{i}"));
+            c.run(4);
+        }
+        assert!(c.replicas[&leader].first_index() > 1, "leader compacted its log");
+        assert!(c.settle(5_000));
+        assert_eq!(c.ticket_ids(victim), c.ticket_ids(leader));
+        assert!(!c.ticket_ids(victim).is_empty());
+    }
+}

@@ -1,0 +1,142 @@
+//! `MemDisk`: one node's simulated disk for one group.
+//!
+//! It keeps two copies: `synced` (what survives a crash) and `pending`
+//! (written but not yet fsynced). A write with `must_sync` syncs everything
+//! pending, as an fsync does; a crash drops what is pending.
+
+use std::collections::BTreeMap;
+
+use hotline_node::core::log::Truncated;
+use hotline_node::core::{Recovered, WriteBatch};
+use hotline_proto::v1::{DaySequence, RequestSeen, StateSnapshot, Ticket};
+use raft::eraftpb::{ConfState, Entry, HardState};
+
+#[derive(Clone, Debug, Default)]
+struct Image {
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated: Truncated,
+    log: BTreeMap<u64, Entry>,
+    applied: u64,
+    tickets: BTreeMap<String, Ticket>,
+    sequences: BTreeMap<u32, u64>,
+    requests: BTreeMap<u64, RequestSeen>,
+}
+
+impl Image {
+    fn apply(&mut self, wb: &WriteBatch) {
+        if let Some(s) = &wb.snapshot {
+            *self = Image {
+                hard_state: self.hard_state.clone(),
+                conf_state: s.conf_state.clone(),
+                truncated: Truncated {
+                    index: s.index,
+                    term: s.term,
+                },
+                applied: s.index,
+                ..Default::default()
+            };
+            self.hard_state.commit = self.hard_state.commit.max(s.index);
+            self.hard_state.term = self.hard_state.term.max(s.term);
+            for t in &s.state.tickets {
+                self.tickets.insert(t.id.clone(), t.clone());
+            }
+            for d in &s.state.sequences {
+                self.sequences.insert(d.day, d.last);
+            }
+            for r in &s.state.requests {
+                self.requests.insert(r.request_id, r.clone());
+            }
+        }
+        if let Some(first) = wb.entries.first() {
+            let _ = self.log.split_off(&first.index);
+            for e in &wb.entries {
+                self.log.insert(e.index, e.clone());
+            }
+        }
+        if let Some(hs) = &wb.hard_state {
+            self.hard_state = hs.clone();
+        }
+        if let Some(cs) = &wb.conf_state {
+            self.conf_state = cs.clone();
+        }
+        for t in &wb.sm.tickets {
+            self.tickets.insert(t.id.clone(), t.clone());
+        }
+        for d in &wb.sm.sequences {
+            self.sequences.insert(d.day, d.last);
+        }
+        for r in &wb.sm.requests_put {
+            self.requests.insert(r.request_id, r.clone());
+        }
+        for id in &wb.sm.requests_del {
+            self.requests.remove(id);
+        }
+        if let Some(a) = wb.applied {
+            self.applied = a;
+        }
+        if let Some(t) = wb.compact {
+            self.log = self.log.split_off(&(t.index + 1));
+            self.truncated = t;
+        }
+    }
+
+    fn recovered(&self, group_id: u64) -> Recovered {
+        Recovered {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+            truncated: self.truncated,
+            entries: self.log.values().cloned().collect(),
+            applied: self.applied,
+            state: StateSnapshot {
+                group_id,
+                tickets: self.tickets.values().cloned().collect(),
+                sequences: self
+                    .sequences
+                    .iter()
+                    .map(|(&day, &last)| DaySequence { day, last })
+                    .collect(),
+                requests: self.requests.values().cloned().collect(),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MemDisk {
+    synced: Image,
+    pending: Vec<WriteBatch>,
+    pub writes: u64,
+    pub syncs: u64,
+}
+
+impl MemDisk {
+    pub fn write(&mut self, wb: WriteBatch) {
+        self.writes += 1;
+        let sync = wb.must_sync;
+        self.pending.push(wb);
+        if sync {
+            self.sync();
+        }
+    }
+
+    pub fn sync(&mut self) {
+        self.syncs += 1;
+        for wb in self.pending.drain(..) {
+            self.synced.apply(&wb);
+        }
+    }
+
+    /// A crash: what was not synced is gone.
+    pub fn crash(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.synced.conf_state.voters.is_empty() && self.synced.log.is_empty()
+    }
+
+    pub fn recovered(&self, group_id: u64) -> Recovered {
+        self.synced.recovered(group_id)
+    }
+}
