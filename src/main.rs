@@ -1,1 +1,11 @@
-fn main() {}
+//! `hotline`: the command line of the 12345 hotline federation.
+//!
+//! Every subcommand with `--json` prints exactly one JSON document on stdout;
+//! without it, a readable table. Errors go to stderr with a non-zero exit.
+
+mod bench;
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -10,4 +10,10 @@
 //! stay runnable by the simulator unchanged.
 
 pub mod core;
+pub mod client;
+pub mod config;
+pub mod raft_loop;
+pub mod server;
+pub mod transport;
 pub mod storage;
+pub mod tls;

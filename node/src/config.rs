@@ -1,0 +1,179 @@
+//! Node and client configuration files (TOML), as `hotline cluster init`
+//! writes them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Paths of a TLS identity: the cluster CA and this party's certificate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Peer {
+    pub id: u64,
+    pub address: String,
+}
+
+/// The region group this node replicates.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GroupConfig {
+    /// Group id: the region code as a number (310114).
+    pub id: u64,
+    pub region: String,
+    /// Founding voters; used only to bootstrap an empty data directory.
+    pub voters: Vec<u64>,
+}
+
+/// Raft and driver tunables, with defaults for a LAN/loopback deployment.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Tuning {
+    pub tick_ms: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// See `ReplicaConfig::compact_log_entries`.
+    pub compact_log_entries: u64,
+    /// Proposals waiting for the raft loop; beyond it clients get
+    /// `ResourceExhausted`.
+    pub max_proposal_queue: usize,
+    /// Proposals handed to raft and not yet applied.
+    pub max_in_flight_proposals: usize,
+    pub request_timeout_ms: u64,
+    /// Largest gRPC message accepted (raft snapshots travel in one message).
+    pub max_message_bytes: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            compact_log_entries: 10_000,
+            max_proposal_queue: 8_192,
+            max_in_flight_proposals: 16_384,
+            request_timeout_ms: 5_000,
+            max_message_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// host:port this node serves gRPC on (clients and peers).
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub group: GroupConfig,
+    /// Every member of the group, this node included.
+    pub peers: Vec<Peer>,
+    /// Plaintext gRPC. Only with an explicit `insecure = true`.
+    #[serde(default)]
+    pub insecure: bool,
+    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClientConfig {
+    pub endpoints: Vec<Peer>,
+    #[serde(default)]
+    pub insecure: bool,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })
+}
+
+fn check_tls(path: &Path, insecure: bool, tls: &Option<TlsFiles>) -> Result<(), ConfigError> {
+    if !insecure && tls.is_none() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            reason: "no [tls] section: give one, or set insecure = true explicitly".into(),
+        });
+    }
+    Ok(())
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: NodeConfig = read(path)?;
+        check_tls(path, c.insecure, &c.tls)?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.into(),
+            reason,
+        };
+        if c.id == 0 {
+            return Err(invalid("id: must be at least 1".into()));
+        }
+        if !c.peers.iter().any(|p| p.id == c.id) {
+            return Err(invalid(format!("peers: node {} is not listed", c.id)));
+        }
+        for v in &c.group.voters {
+            if !c.peers.iter().any(|p| p.id == *v) {
+                return Err(invalid(format!("group.voters: {v} has no entry in peers")));
+            }
+        }
+        hotline_federation::regions()
+            .get(&c.group.region)
+            .map_err(|e| invalid(format!("group.region: {e}")))?;
+        if c.tuning.election_ticks <= c.tuning.heartbeat_ticks || c.tuning.tick_ms == 0 {
+            return Err(invalid(
+                "tuning: election_ticks must exceed heartbeat_ticks and tick_ms be positive".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, toml::to_string_pretty(self).expect("config serializes"))
+    }
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: ClientConfig = read(path)?;
+        check_tls(path, c.insecure, &c.tls)?;
+        if c.endpoints.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                reason: "endpoints: at least one is needed".into(),
+            });
+        }
+        Ok(c)
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, toml::to_string_pretty(self).expect("config serializes"))
+    }
+}

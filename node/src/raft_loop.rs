@@ -1,0 +1,371 @@
+//! The node's Raft loop: one OS thread that owns every replica on the node
+//! and the redb storage, and runs the Ready contract for all groups.
+//!
+//! Why a dedicated thread and not a tokio task: each iteration ends in a
+//! blocking fsync, and everything that arrives meanwhile (proposals from all
+//! clients, messages from all peers) is taken in one gulp by the next
+//! iteration — group commit falls out of the structure. Why crossbeam
+//! channels: the loop must wait on two bounded queues (proposals, control)
+//! with a timeout for the next tick; gRPC handlers `try_send` into them and
+//! turn a full proposal queue into `ResourceExhausted`.
+//!
+//! One iteration:
+//! 1. take what arrived (bounded per iteration), tick if the tick is due;
+//! 2. for each group with a Ready: send its messages now, answer what it
+//!    applied and read, collect its `WriteBatch`;
+//! 3. one redb transaction for all batches (fsync if any must sync);
+//! 4. `on_persisted` for each: send the acknowledgements, answer the rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use hotline_proto::v1::{Command, GroupStatus, RaftEnvelope, StatusResponse, Ticket};
+use protobuf::Message as _;
+use raft::StateRole;
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{
+    Applied, ApplyResult, FieldError, ProposeError, Query, QueryAnswer, ReadDone, Replica,
+};
+use crate::storage::Storage;
+
+/// Proposals taken per iteration, so one iteration stays short.
+const MAX_PROPOSALS_PER_ITERATION: usize = 4_096;
+const MAX_CONTROL_PER_ITERATION: usize = 4_096;
+
+#[derive(Debug)]
+pub enum ProposeOutcome {
+    Applied(Ticket),
+    Rejected(FieldError),
+    NotLeader(ProposeError),
+    Overloaded,
+}
+
+pub struct Proposal {
+    pub group_id: u64,
+    pub cmd: Command,
+    pub reply: oneshot::Sender<ProposeOutcome>,
+}
+
+pub enum ReadOutcome {
+    Answer(QueryAnswer),
+    Unavailable(String),
+}
+
+pub enum Control {
+    /// Messages from a peer whose certificate was checked by the transport.
+    Raft {
+        from_node: u64,
+        envelopes: Vec<RaftEnvelope>,
+    },
+    Read {
+        group_id: u64,
+        query: Query,
+        reply: oneshot::Sender<ReadOutcome>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusResponse>,
+    },
+    /// The transport lost its stream to this peer.
+    Unreachable { peer: u64 },
+    Stop,
+}
+
+/// The loop's view of the transport: one bounded queue per peer node.
+pub type PeerQueues = BTreeMap<u64, mpsc::Sender<Vec<RaftEnvelope>>>;
+
+pub struct RaftLoop {
+    pub node_id: u64,
+    pub address: String,
+    pub replicas: BTreeMap<u64, Replica>,
+    pub storage: Storage,
+    pub peers: PeerQueues,
+    pub proposals: Receiver<Proposal>,
+    pub control: Receiver<Control>,
+    pub tick: Duration,
+    pub max_in_flight: usize,
+    /// Clone of the control sender, to hand out.
+    pub control_tx: Sender<Control>,
+}
+
+struct Waiters {
+    proposals: HashMap<u64, Vec<oneshot::Sender<ProposeOutcome>>>,
+    in_flight: usize,
+    reads: HashMap<u64, oneshot::Sender<ReadOutcome>>,
+    next_read: u64,
+}
+
+impl RaftLoop {
+    /// Runs until `Control::Stop` or until every sender is gone.
+    pub fn run(mut self) {
+        let mut w = Waiters {
+            proposals: HashMap::new(),
+            in_flight: 0,
+            reads: HashMap::new(),
+            next_read: 1,
+        };
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let busy = self.replicas.values().any(|r| r.has_ready());
+            let first = if busy {
+                None
+            } else {
+                select! {
+                    recv(self.proposals) -> p => match p {
+                        Ok(p) => Some(Ok(p)),
+                        Err(_) => return,
+                    },
+                    recv(self.control) -> c => match c {
+                        Ok(c) => Some(Err(c)),
+                        Err(_) => return,
+                    },
+                    default(timeout) => None,
+                }
+            };
+            match first {
+                Some(Ok(p)) => self.propose(p, &mut w),
+                Some(Err(c)) => {
+                    if !self.control(c, &mut w) {
+                        return;
+                    }
+                }
+                None => {}
+            }
+            for c in self.control.try_iter().take(MAX_CONTROL_PER_ITERATION).collect::<Vec<_>>() {
+                if !self.control(c, &mut w) {
+                    return;
+                }
+            }
+            for p in self.proposals.try_iter().take(MAX_PROPOSALS_PER_ITERATION).collect::<Vec<_>>() {
+                self.propose(p, &mut w);
+            }
+            if Instant::now() >= next_tick {
+                for r in self.replicas.values_mut() {
+                    r.tick();
+                }
+                next_tick = Instant::now() + self.tick;
+                w.proposals.retain(|_, v| {
+                    v.retain(|s| !s.is_closed());
+                    !v.is_empty()
+                });
+                w.in_flight = w.proposals.values().map(Vec::len).sum();
+                w.reads.retain(|_, s| !s.is_closed());
+            }
+            self.handle_readies(&mut w);
+        }
+    }
+
+    fn propose(&mut self, p: Proposal, w: &mut Waiters) {
+        let Some(r) = self.replicas.get_mut(&p.group_id) else {
+            let _ = p.reply.send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
+                group_id: p.group_id,
+            }));
+            return;
+        };
+        if w.in_flight >= self.max_in_flight {
+            let _ = p.reply.send(ProposeOutcome::Overloaded);
+            return;
+        }
+        match r.propose(&p.cmd) {
+            Ok(()) => {
+                w.in_flight += 1;
+                w.proposals.entry(p.cmd.request_id).or_default().push(p.reply);
+            }
+            Err(e) => {
+                let _ = p.reply.send(ProposeOutcome::NotLeader(e));
+            }
+        }
+    }
+
+    fn control(&mut self, c: Control, w: &mut Waiters) -> bool {
+        match c {
+            Control::Raft {
+                from_node,
+                envelopes,
+            } => {
+                for env in envelopes {
+                    let Some(r) = self.replicas.get_mut(&env.group_id) else {
+                        tracing::warn!(from_node, group = env.group_id, "raft message for a group this node does not host");
+                        continue;
+                    };
+                    if !r.is_member(from_node) {
+                        tracing::warn!(from_node, group = env.group_id, "raft message from a node that is not a member of the group; refused");
+                        continue;
+                    }
+                    let mut m = Message::default();
+                    if let Err(e) = m.merge_from_bytes(&env.message) {
+                        tracing::warn!(from_node, "undecodable raft message: {e}");
+                        continue;
+                    }
+                    if m.from != from_node {
+                        tracing::warn!(from_node, claimed = m.from, "raft message claims another sender; refused");
+                        continue;
+                    }
+                    r.step(m);
+                }
+            }
+            Control::Read {
+                group_id,
+                query,
+                reply,
+            } => match self.replicas.get_mut(&group_id) {
+                Some(r) => {
+                    let id = w.next_read;
+                    w.next_read += 1;
+                    w.reads.insert(id, reply);
+                    r.read(id, query);
+                }
+                None => {
+                    let _ = reply.send(ReadOutcome::Unavailable(format!(
+                        "group {group_id} is not hosted on this node"
+                    )));
+                }
+            },
+            Control::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Control::Unreachable { peer } => {
+                for r in self.replicas.values_mut() {
+                    if r.is_member(peer) {
+                        r.report_unreachable(peer);
+                    }
+                }
+            }
+            Control::Stop => return false,
+        }
+        true
+    }
+
+    pub fn status(&self) -> StatusResponse {
+        StatusResponse {
+            node_id: self.node_id,
+            address: self.address.clone(),
+            groups: self
+                .replicas
+                .values()
+                .map(|r| GroupStatus {
+                    group_id: r.group_id(),
+                    role: role_name(r).into(),
+                    term: r.term(),
+                    commit_index: r.commit_index(),
+                    applied_index: r.applied(),
+                    leader_id: r.leader_id(),
+                    first_index: r.first_index(),
+                    last_index: r.last_index(),
+                })
+                .collect(),
+        }
+    }
+
+    fn send(&mut self, group_id: u64, msgs: Vec<Message>) {
+        let mut by_peer: BTreeMap<u64, Vec<(bool, RaftEnvelope)>> = BTreeMap::new();
+        for m in msgs {
+            let snap = crate::core::replica::is_snapshot(&m);
+            let env = RaftEnvelope {
+                group_id,
+                message: m.write_to_bytes().expect("raft message encodes"),
+            };
+            by_peer.entry(m.to).or_default().push((snap, env));
+        }
+        for (peer, envs) in by_peer {
+            let snaps: Vec<bool> = envs.iter().map(|(s, _)| *s).collect();
+            let ok = match self.peers.get(&peer) {
+                Some(q) => q.try_send(envs.into_iter().map(|(_, e)| e).collect()).is_ok(),
+                None => false,
+            };
+            let r = self.replicas.get_mut(&group_id).expect("group exists");
+            if !ok {
+                // Raft tolerates loss; tell it, so it probes instead of
+                // streaming into a dead link.
+                r.report_unreachable(peer);
+            }
+            for s in snaps {
+                if s {
+                    r.report_snapshot(peer, ok);
+                }
+            }
+        }
+    }
+
+    fn handle_readies(&mut self, w: &mut Waiters) {
+        let ids: Vec<u64> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.has_ready())
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut writes = Vec::with_capacity(ids.len());
+        for &g in &ids {
+            let rd = self.replicas.get_mut(&g).expect("group").ready();
+            if let Some(role) = rd.role {
+                tracing::info!(group = g, node = self.node_id, ?role, "role changed");
+            }
+            self.send(g, rd.messages);
+            answer_applied(rd.applied, w);
+            answer_reads(rd.reads, w);
+            for id in rd.reads_failed {
+                if let Some(s) = w.reads.remove(&id) {
+                    let _ = s.send(ReadOutcome::Unavailable("too many pending reads".into()));
+                }
+            }
+            writes.push(rd.write);
+        }
+        let refs: Vec<_> = writes.iter().collect();
+        if let Err(e) = self.storage.write(&refs) {
+            // Storage errors leave raft unable to continue safely: stop the
+            // node rather than acknowledge anything more (fjall and raft-rs
+            // give the same advice).
+            tracing::error!("storage write failed, stopping node: {e}");
+            panic!("storage write failed: {e}");
+        }
+        for g in ids {
+            let after = self.replicas.get_mut(&g).expect("group").on_persisted();
+            self.send(g, after.messages);
+            answer_applied(after.applied, w);
+            answer_reads(after.reads, w);
+        }
+    }
+}
+
+fn role_name(r: &Replica) -> &'static str {
+    if r.is_learner() {
+        return "learner";
+    }
+    match r.role() {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre-candidate",
+    }
+}
+
+fn answer_applied(applied: Vec<Applied>, w: &mut Waiters) {
+    for a in applied {
+        let Some(waiters) = w.proposals.remove(&a.request_id) else {
+            continue;
+        };
+        w.in_flight = w.in_flight.saturating_sub(waiters.len());
+        for s in waiters {
+            let outcome = match &a.result {
+                ApplyResult::Accepted(t) => ProposeOutcome::Applied(t.clone()),
+                ApplyResult::Rejected(e) => ProposeOutcome::Rejected(e.clone()),
+                ApplyResult::Nothing => continue,
+            };
+            let _ = s.send(outcome);
+        }
+    }
+}
+
+fn answer_reads(reads: Vec<ReadDone>, w: &mut Waiters) {
+    for r in reads {
+        if let Some(s) = w.reads.remove(&r.read_id) {
+            let _ = s.send(ReadOutcome::Answer(r.answer));
+        }
+    }
+}
