@@ -32,6 +32,8 @@ use crate::{tls, transport};
 
 /// Largest page a list returns.
 pub const MAX_LIST_LIMIT: u32 = 1_000;
+/// How long a stopping node lets in-flight requests finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -319,8 +321,20 @@ pub async fn run_node(
         .map_err(|e| NodeError::Listen(cfg.listen.clone(), e.to_string()))?;
     tracing::info!(node = cfg.id, %addr, tls = !cfg.insecure, "serving");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let shutdown: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(shutdown);
-    let served = builder
+    // Peers keep their raft streams open forever, so a graceful drain would
+    // never finish: stop accepting, give in-flight requests a grace period,
+    // then drop the server.
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop2.notify_waiters();
+        stop2.notify_one();
+    });
+    let stop3 = stop.clone();
+    let graceful: Pin<Box<dyn Future<Output = ()> + Send>> =
+        Box::pin(async move { stop3.notified().await });
+    let serve = builder
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -331,8 +345,15 @@ pub async fn run_node(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, graceful);
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        r = &mut serve => r,
+        _ = async {
+            stop.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
     let _ = ctl_tx.send(Control::Stop);
     let _ = tokio::task::spawn_blocking(move || loop_thread.join()).await;
     tracing::info!(node = cfg.id, "stopped");

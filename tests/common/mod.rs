@@ -1,0 +1,153 @@
+//! A cluster of real `hotline node` processes on loopback with mutual TLS,
+//! for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hotline_node::client::Client;
+use hotline_node::config::{ClientConfig, NodeConfig};
+use hotline_proto::v1::{AcceptRequest, Kind};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Option<Child>>,
+    pub n: u64,
+}
+
+impl Cluster {
+    /// `hotline cluster init`, then `tune` may edit each node's config.
+    pub fn init(n: u64, port_base: u16, tune: impl Fn(&mut NodeConfig)) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new(BIN)
+            .args(["cluster", "init", "--dir"])
+            .arg(dir.path())
+            .args(["--nodes", &n.to_string(), "--port-base", &port_base.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let c = Cluster {
+            dir,
+            nodes: (0..n).map(|_| None).collect(),
+            n,
+        };
+        for id in 1..=n {
+            let p = c.node_config(id);
+            let mut cfg = NodeConfig::load(&p).unwrap();
+            tune(&mut cfg);
+            cfg.write(&p).unwrap();
+        }
+        c
+    }
+
+    pub fn node_config(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.toml"))
+    }
+
+    pub fn client_config(&self) -> PathBuf {
+        self.dir.path().join("client.toml")
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        NodeConfig::load(&self.node_config(id)).unwrap().data_dir
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(self.node_config(id))
+            .env("HOTLINE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[(id - 1) as usize] = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for id in 1..=self.n {
+            self.start(id);
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let st = c.wait().unwrap();
+            assert!(st.success(), "node {id} exited with {st}");
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&ClientConfig::load(&self.client_config()).unwrap(), 2).unwrap()
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=self.n {
+            self.kill(id);
+        }
+    }
+}
+
+pub fn request(text: &str) -> AcceptRequest {
+    AcceptRequest {
+        region: "310114".into(),
+        kind: Kind::Complaint as i32,
+        category: "城乡建设".into(),
+        text: text.into(),
+        phone: "13800000000".into(),
+        channel: 0,
+        request_id: 0,
+    }
+}
+
+/// Polls until a leader is known, returning its node id.
+pub async fn wait_leader(c: &Client, within: Duration) -> Option<u64> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(i) = c.find_leader().await {
+            return Some(c.nodes[i].id);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Polls node `id` until its applied index reaches `index`.
+pub async fn wait_applied(c: &Client, id: u64, index: u64, within: Duration) -> bool {
+    let start = Instant::now();
+    let i = c.nodes.iter().position(|n| n.id == id).unwrap();
+    while start.elapsed() < within {
+        if let Ok(s) = c.status_of(i).await {
+            if s.groups.iter().all(|g| g.applied_index >= index) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+pub fn file_exists(p: &Path) -> bool {
+    p.exists()
+}
