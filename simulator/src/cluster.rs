@@ -264,9 +264,12 @@ impl MemCluster {
         let mut ok = false;
         for _ in 0..max_steps {
             self.step();
-            let target = self.replicas.values().map(|r| r.commit_index()).max().unwrap_or(0);
-            if self.leader().is_some()
-                && self.replicas.values().all(|r| r.applied() >= target && r.applied() > 0)
+            // Settled: the leader has committed everything in its log (so
+            // its term's no-op too) and every node has applied that far.
+            let Some(l) = self.leader() else { continue };
+            let target = self.replicas[&l].last_index();
+            if self.replicas[&l].commit_index() == target
+                && self.replicas.values().all(|r| r.applied() >= target)
             {
                 ok = true;
                 break;

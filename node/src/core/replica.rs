@@ -353,7 +353,12 @@ impl Replica {
         }
         let msg = self.guard_lost_log(msg);
         match self.raw.step(msg) {
-            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+            // A proposal forwarded to a node that is no longer leader is
+            // dropped; its proposer times out and retries.
+            Ok(())
+            | Err(raft::Error::StepPeerNotFound)
+            | Err(raft::Error::StepLocalMsg)
+            | Err(raft::Error::ProposalDropped) => {}
             Err(e) => panic!("raft step failed on group {}: {e}", self.cfg.group_id),
         }
         self.build_snapshot_if_wanted();

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Durable 1 KiB writes: hotline (3 nodes, mTLS, redb fsync) vs etcd (3
+# members, Debian etcd-server, fsync on), same machine, same client loop
+# (`hotline bench`), one run. Prints one JSON line per measurement.
+#   bench/compare.sh [DURATION] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10s}
+ROUNDS=${2:-2}
+WORK=$(mktemp -d /tmp/hotline-compare.XXXX)
+H=target/release/hotline
+cargo build --release --quiet
+cleanup() {
+  pkill -f "hotline node --config $WORK" 2>/dev/null || true
+  bench/etcd-cluster.sh stop "$WORK/etcd" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+"$H" cluster init --dir "$WORK/hotline" --nodes 3 --port-base 7900 >/dev/null
+for i in 1 2 3; do
+  HOTLINE_LOG=warn "$H" node --config "$WORK/hotline/node-$i.toml" 2>"$WORK/node-$i.log" &
+done
+bench/etcd-cluster.sh start "$WORK/etcd" >/dev/null
+ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")
+sleep 2
+
+for round in $(seq 1 "$ROUNDS"); do
+  for clients in 1 128; do
+    "$H" bench accept --config "$WORK/hotline/client.toml" --clients "$clients" --duration "$DUR" --size 1024 --json
+    "$H" bench etcd-put --endpoint "$ETCD_LEADER" --clients "$clients" --duration "$DUR" --size 1024 --json
+  done
+done
