@@ -78,7 +78,8 @@ pub async fn run(spec: Spec) -> Result<()> {
         let text = text.clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut errors = 0u64;
             let mut i = 0u64;
             while Instant::now() < deadline {
@@ -139,10 +140,19 @@ pub async fn run(spec: Spec) -> Result<()> {
             })
         );
     } else {
-        println!("{system}: {} clients, {} B, {:.1} s", spec.clients, spec.size, elapsed);
+        println!(
+            "{system}: {} clients, {} B, {:.1} s",
+            spec.clients, spec.size, elapsed
+        );
         println!("  ok {ok}, errors {errors}");
         println!("  throughput {tput:.0}/s");
-        println!("  p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms  max {:.3} ms", ms(0.5), ms(0.99), ms(0.999), all.max() as f64 / 1000.0);
+        println!(
+            "  p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms  max {:.3} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            all.max() as f64 / 1000.0
+        );
     }
     Ok(())
 }

@@ -13,7 +13,11 @@ use hotline_proto::v1::{AcceptRequest, Ticket};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "hotline", version, about = "12345 政务服务便民热线 federation node and tools")]
+#[command(
+    name = "hotline",
+    version,
+    about = "12345 政务服务便民热线 federation node and tools"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -186,7 +190,10 @@ async fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             init(&dir, nodes, port_base, &region, insecure)?;
-            println!("wrote {}/node-1.toml … node-{nodes}.toml, client.toml and tls/", dir.display());
+            println!(
+                "wrote {}/node-1.toml … node-{nodes}.toml, client.toml and tls/",
+                dir.display()
+            );
             Ok(())
         }
         Cmd::Node { config } => {
@@ -310,7 +317,10 @@ fn init(dir: &Path, nodes: u64, port_base: u16, region: &str, insecure: bool) ->
 async fn demo(dir: &Path, port_base: u16) -> Result<()> {
     if !dir.join("client.toml").exists() {
         init(dir, 3, port_base, "310114", false)?;
-        eprintln!("initialised a 3-node cluster for 310114 嘉定区 in {}", dir.display());
+        eprintln!(
+            "initialised a 3-node cluster for 310114 嘉定区 in {}",
+            dir.display()
+        );
     }
     let dir = dir.canonicalize()?;
     let mut tasks = Vec::new();
@@ -318,12 +328,16 @@ async fn demo(dir: &Path, port_base: u16) -> Result<()> {
     for id in 1..=3 {
         let cfg = NodeConfig::load(&dir.join(format!("node-{id}.toml")))?;
         let mut stop = stop_tx.subscribe();
-        tasks.push(tokio::spawn(hotline_node::server::run_node(cfg, async move {
-            let _ = stop.recv().await;
-        })));
+        tasks.push(tokio::spawn(hotline_node::server::run_node(
+            cfg,
+            async move {
+                let _ = stop.recv().await;
+            },
+        )));
     }
     let client_cfg = dir.join("client.toml");
-    let client = Client::new(&ClientConfig::load(&client_cfg)?, 1).map_err(|e| anyhow::anyhow!(e))?;
+    let client =
+        Client::new(&ClientConfig::load(&client_cfg)?, 1).map_err(|e| anyhow::anyhow!(e))?;
     let mut leader = None;
     for _ in 0..100 {
         if let Some(l) = client.find_leader().await {
@@ -333,7 +347,10 @@ async fn demo(dir: &Path, port_base: u16) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let c = client_cfg.display();
-    println!("hotline demo: region group 310114 (上海市嘉定区), 3 replicas, mutual TLS, redb under {}/data", dir.display());
+    println!(
+        "hotline demo: region group 310114 (上海市嘉定区), 3 replicas, mutual TLS, redb under {}/data",
+        dir.display()
+    );
     for n in &client.nodes {
         println!("  node-{}  https://{}", n.id, n.address);
     }
@@ -343,7 +360,9 @@ async fn demo(dir: &Path, port_base: u16) -> Result<()> {
     }
     println!("\nTry, in another terminal:");
     println!("  hotline status --config {c}");
-    println!("  hotline ticket accept --config {c} --region 310114 --kind complaint --category 城乡建设 --text \"小区门口道路破损\" --phone 13800000000");
+    println!(
+        "  hotline ticket accept --config {c} --region 310114 --kind complaint --category 城乡建设 --text \"小区门口道路破损\" --phone 13800000000"
+    );
     println!("  hotline ticket list --config {c}");
     println!("  hotline bench accept --config {c} --clients 128 --duration 10s");
     println!("(cargo run --release -- … from the repository.) Ctrl-C stops the demo.");
@@ -383,9 +402,16 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         println!("{}", json!({ "nodes": rows }));
         return Ok(());
     }
-    println!("{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}", "ID", "ADDRESS", "GROUP", "ROLE", "TERM", "COMMIT", "APPLIED");
+    println!(
+        "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
+        "ID", "ADDRESS", "GROUP", "ROLE", "TERM", "COMMIT", "APPLIED"
+    );
     for r in rows {
-        let g = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let g = |k: &str| {
+            r.get(k)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
         println!(
             "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
             g("id"),
@@ -410,7 +436,11 @@ fn ticket_json(t: &Ticket) -> serde_json::Value {
 
 fn print_ticket(t: &Ticket) {
     let at = jiff::Timestamp::from_millisecond(t.accepted_at_ms)
-        .map(|ts| ts.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8))).strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|ts| {
+            ts.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default();
     println!("工单编号 id:        {}", t.id);
     println!("受理地区 region:    {}", t.region);
@@ -465,12 +495,26 @@ async fn ticket(cmd: TicketCmd) -> Result<()> {
         TicketCmd::List { c, limit } => {
             let ts = client(&c.config)?.list(limit).await.map_err(status_err)?;
             if c.json {
-                println!("{}", json!({ "tickets": ts.iter().map(ticket_json).collect::<Vec<_>>() }));
+                println!(
+                    "{}",
+                    json!({ "tickets": ts.iter().map(ticket_json).collect::<Vec<_>>() })
+                );
             } else {
-                println!("{:<24} {:<10} {:<11} {:<12} {:<13} TEXT", "ID", "REGION", "KIND", "CATEGORY", "PHONE");
+                println!(
+                    "{:<24} {:<10} {:<11} {:<12} {:<13} TEXT",
+                    "ID", "REGION", "KIND", "CATEGORY", "PHONE"
+                );
                 for t in ts {
                     let text: String = t.text.chars().take(30).collect();
-                    println!("{:<24} {:<10} {:<11} {:<12} {:<13} {}", t.id, t.region, kind_name(t.kind), t.category, t.phone_masked, text);
+                    println!(
+                        "{:<24} {:<10} {:<11} {:<12} {:<13} {}",
+                        t.id,
+                        t.region,
+                        kind_name(t.kind),
+                        t.category,
+                        t.phone_masked,
+                        text
+                    );
                 }
             }
         }

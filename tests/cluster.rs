@@ -23,7 +23,9 @@ async fn killing_the_leader_loses_no_acknowledged_ticket() {
     let mut cl = Cluster::init(3, 7300, |_| {});
     cl.start_all();
     let c = Arc::new(cl.client());
-    let first = wait_leader(&c, Duration::from_secs(10)).await.expect("first leader");
+    let first = wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("first leader");
 
     // A stream of accepts from 4 writers, recording what was acknowledged.
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -60,7 +62,10 @@ async fn killing_the_leader_loses_no_acknowledged_ticket() {
     }
     let (leader, took) = new_leader.expect("a new leader after the kill");
     eprintln!("new leader node-{leader} after {took:?}");
-    assert!(took <= ELECTION_TIMEOUT + Duration::from_millis(1_500), "election took {took:?}");
+    assert!(
+        took <= ELECTION_TIMEOUT + Duration::from_millis(1_500),
+        "election took {took:?}"
+    );
 
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -68,16 +73,25 @@ async fn killing_the_leader_loses_no_acknowledged_ticket() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > before, "accepts continue under the new leader");
+    assert!(
+        acked.len() > before,
+        "accepts continue under the new leader"
+    );
 
     cl.start(first);
     let commit = leader_commit(&c).await;
     for id in 1..=3 {
-        assert!(wait_applied(&c, id, commit, Duration::from_secs(20)).await, "node {id} catches up");
+        assert!(
+            wait_applied(&c, id, commit, Duration::from_secs(20)).await,
+            "node {id} catches up"
+        );
     }
     for id in &acked {
         for node in 0..3 {
-            let t = c.get_on(node, id).await.unwrap_or_else(|e| panic!("{id} on node {}: {e}", node + 1));
+            let t = c
+                .get_on(node, id)
+                .await
+                .unwrap_or_else(|e| panic!("{id} on node {}: {e}", node + 1));
             assert_eq!(&t.id, id);
         }
     }
@@ -89,7 +103,9 @@ async fn a_wiped_node_catches_up_by_snapshot() {
     let mut cl = Cluster::init(3, 7400, |cfg| cfg.tuning.compact_log_entries = 50);
     cl.start_all();
     let c = cl.client();
-    let leader = wait_leader(&c, Duration::from_secs(10)).await.expect("leader");
+    let leader = wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("leader");
     let victim = if leader == 3 { 2 } else { 3 };
     for i in 0..20 {
         c.accept(request(&format!("before {i}"))).await.unwrap();
@@ -98,19 +114,34 @@ async fn a_wiped_node_catches_up_by_snapshot() {
     std::fs::remove_dir_all(cl.data_dir(victim)).unwrap();
     let mut ids = Vec::new();
     for i in 0..400 {
-        ids.push(c.accept(request(&format!("while wiped {i}"))).await.unwrap().id);
+        ids.push(
+            c.accept(request(&format!("while wiped {i}")))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let li = c.find_leader().await.unwrap();
     let st = c.status_of(li).await.unwrap().groups[0].clone();
-    assert!(st.first_index > 100, "leader compacted its log (first index {})", st.first_index);
+    assert!(
+        st.first_index > 100,
+        "leader compacted its log (first index {})",
+        st.first_index
+    );
 
     cl.start(victim);
     assert!(wait_applied(&c, victim, st.commit_index, Duration::from_secs(20)).await);
     let vi = (victim - 1) as usize;
     let vs = c.status_of(vi).await.unwrap().groups[0].clone();
-    assert!(vs.first_index > 1, "the wiped node starts its log after a snapshot (first index {})", vs.first_index);
+    assert!(
+        vs.first_index > 1,
+        "the wiped node starts its log after a snapshot (first index {})",
+        vs.first_index
+    );
     for id in ids.iter().step_by(7) {
-        c.get_on(vi, id).await.unwrap_or_else(|e| panic!("{id} on wiped node: {e}"));
+        c.get_on(vi, id)
+            .await
+            .unwrap_or_else(|e| panic!("{id} on wiped node: {e}"));
     }
 }
 
@@ -119,7 +150,9 @@ async fn a_full_stop_keeps_everything() {
     let mut cl = Cluster::init(3, 7500, |_| {});
     cl.start_all();
     let c = cl.client();
-    wait_leader(&c, Duration::from_secs(10)).await.expect("leader");
+    wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("leader");
     let mut ids = Vec::new();
     for i in 0..50 {
         ids.push(c.accept(request(&format!("ticket {i}"))).await.unwrap().id);
@@ -129,8 +162,16 @@ async fn a_full_stop_keeps_everything() {
     }
     cl.start_all();
     let c = cl.client();
-    wait_leader(&c, Duration::from_secs(10)).await.expect("leader after restart");
-    let listed: Vec<String> = c.list(1000).await.unwrap().into_iter().map(|t| t.id).collect();
+    wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("leader after restart");
+    let listed: Vec<String> = c
+        .list(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     let mut want = ids.clone();
     want.reverse();
     assert_eq!(listed, want, "all tickets, newest first");

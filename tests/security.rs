@@ -17,8 +17,11 @@ async fn bad_input_is_named_and_not_written() {
     let mut cl = Cluster::init(3, 7600, |_| {});
     cl.start_all();
     let c = cl.client();
-    wait_leader(&c, Duration::from_secs(10)).await.expect("leader");
-    let cases: Vec<(&str, Box<dyn Fn(&mut hotline_proto::v1::AcceptRequest)>)> = vec![
+    wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    type Edit = Box<dyn Fn(&mut hotline_proto::v1::AcceptRequest)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("region", Box::new(|r| r.region = "999999".into())),
         ("region", Box::new(|r| r.region = String::new())),
         ("kind", Box::new(|r| r.kind = 0)),
@@ -41,7 +44,9 @@ async fn wrong_certificates_are_refused() {
     let mut cl = Cluster::init(3, 7700, |_| {});
     cl.start_all();
     let c = cl.client();
-    wait_leader(&c, Duration::from_secs(10)).await.expect("leader");
+    wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("leader");
     let cfg = ClientConfig::load(&cl.client_config()).unwrap();
     let files = cfg.tls.clone().unwrap();
     let addr = &cfg.endpoints[0].address;
@@ -49,15 +54,23 @@ async fn wrong_certificates_are_refused() {
     // No client certificate: the first RPC fails (TLS 1.3 checks it after
     // the handshake).
     let no_cert = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&files.ca).unwrap()))
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(&files.ca).unwrap(),
+        ))
         .domain_name(tls::node_name(1));
-    let ch = transport::endpoint(format!("https://{addr}"), Some(no_cert)).unwrap().connect_lazy();
-    let e = TicketsClient::new(ch).list(hotline_proto::v1::ListTicketsRequest::default()).await;
+    let ch = transport::endpoint(format!("https://{addr}"), Some(no_cert))
+        .unwrap()
+        .connect_lazy();
+    let e = TicketsClient::new(ch)
+        .list(hotline_proto::v1::ListTicketsRequest::default())
+        .await;
     assert!(e.is_err(), "a client without a certificate is refused");
 
     // The client certificate may not speak raft.
     let as_client = tls::client_config(&files, &tls::node_name(1)).unwrap();
-    let ch = transport::endpoint(format!("https://{addr}"), Some(as_client)).unwrap().connect_lazy();
+    let ch = transport::endpoint(format!("https://{addr}"), Some(as_client))
+        .unwrap()
+        .connect_lazy();
     let batch = RaftBatch {
         from_node: 2,
         envelopes: vec![RaftEnvelope {
@@ -65,14 +78,28 @@ async fn wrong_certificates_are_refused() {
             message: vec![],
         }],
     };
-    let e = RaftClient::new(ch).stream(tokio_stream::iter(vec![batch.clone()])).await.unwrap_err();
+    let e = RaftClient::new(ch)
+        .stream(tokio_stream::iter(vec![batch.clone()]))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
 
     // Node 3's certificate claiming to be node 2 is refused too.
-    let node3 = hotline_node::config::NodeConfig::load(&cl.node_config(3)).unwrap().tls.unwrap();
+    let node3 = hotline_node::config::NodeConfig::load(&cl.node_config(3))
+        .unwrap()
+        .tls
+        .unwrap();
     let as_node3 = tls::client_config(&node3, &tls::node_name(1)).unwrap();
-    let ch = transport::endpoint(format!("https://{addr}"), Some(as_node3)).unwrap().connect_lazy();
-    let e = RaftClient::new(ch).stream(tokio_stream::iter(vec![batch])).await.unwrap_err();
+    let ch = transport::endpoint(format!("https://{addr}"), Some(as_node3))
+        .unwrap()
+        .connect_lazy();
+    let e = RaftClient::new(ch)
+        .stream(tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
-    assert!(cl.log(1).contains("raft stream refused"), "refusal is logged with the peer");
+    assert!(
+        cl.log(1).contains("raft stream refused"),
+        "refusal is logged with the peer"
+    );
 }

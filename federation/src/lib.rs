@@ -151,7 +151,10 @@ mod tests {
     fn bad_codes_are_named() {
         let r = regions();
         assert_eq!(r.get("31011"), Err(RegionError::Malformed("31011".into())));
-        assert_eq!(r.get("31a114"), Err(RegionError::Malformed("31a114".into())));
+        assert_eq!(
+            r.get("31a114"),
+            Err(RegionError::Malformed("31a114".into()))
+        );
         assert_eq!(r.get("999999"), Err(RegionError::Unknown("999999".into())));
     }
 }

@@ -34,18 +34,27 @@ pub struct Client {
 fn retryable(s: &Status) -> bool {
     matches!(
         s.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Unknown
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown
     )
 }
 
 impl Client {
     /// Lazy connections (`connections` per node) to every endpoint.
-    pub fn new(cfg: &ClientConfig, connections: usize) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn new(
+        cfg: &ClientConfig,
+        connections: usize,
+    ) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
         tls::install_crypto_provider();
         let mut nodes = Vec::new();
         for e in &cfg.endpoints {
             let client_tls = match &cfg.tls {
-                Some(files) if !cfg.insecure => Some(tls::client_config(files, &tls::node_name(e.id))?),
+                Some(files) if !cfg.insecure => {
+                    Some(tls::client_config(files, &tls::node_name(e.id))?)
+                }
                 _ => None,
             };
             let scheme = if cfg.insecure { "http" } else { "https" };
@@ -114,11 +123,13 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(s) if retryable(&s) => {
                     last = s;
-                    if last.code() != Code::ResourceExhausted && self.find_leader().await.is_none() {
+                    if last.code() != Code::ResourceExhausted && self.find_leader().await.is_none()
+                    {
                         // No leader known yet: try the next node anyway.
                         self.leader.store(node + 1, Ordering::Relaxed);
                     }
-                    let pause = Duration::from_millis(20 * u64::from(attempt + 1)).min(Duration::from_millis(500));
+                    let pause = Duration::from_millis(20 * u64::from(attempt + 1))
+                        .min(Duration::from_millis(500));
                     tokio::time::sleep(pause).await;
                 }
                 Err(s) => return Err(s),
@@ -137,7 +148,8 @@ impl Client {
             let req = req.clone();
             async move {
                 let resp = TicketsClient::new(ch).accept(req).await?.into_inner();
-                resp.ticket.ok_or_else(|| Status::internal("empty response"))
+                resp.ticket
+                    .ok_or_else(|| Status::internal("empty response"))
             }
         })
         .await
@@ -147,8 +159,12 @@ impl Client {
         self.with_retry(|ch| {
             let id = id.to_string();
             async move {
-                let resp = TicketsClient::new(ch).get(GetTicketRequest { id }).await?.into_inner();
-                resp.ticket.ok_or_else(|| Status::internal("empty response"))
+                let resp = TicketsClient::new(ch)
+                    .get(GetTicketRequest { id })
+                    .await?
+                    .into_inner();
+                resp.ticket
+                    .ok_or_else(|| Status::internal("empty response"))
             }
         })
         .await
@@ -175,6 +191,7 @@ impl Client {
             .get(GetTicketRequest { id: id.to_string() })
             .await?
             .into_inner();
-        resp.ticket.ok_or_else(|| Status::internal("empty response"))
+        resp.ticket
+            .ok_or_else(|| Status::internal("empty response"))
     }
 }

@@ -156,7 +156,10 @@ impl NodeConfig {
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, toml::to_string_pretty(self).expect("config serializes"))
+        std::fs::write(
+            path,
+            toml::to_string_pretty(self).expect("config serializes"),
+        )
     }
 }
 
@@ -174,6 +177,9 @@ impl ClientConfig {
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, toml::to_string_pretty(self).expect("config serializes"))
+        std::fs::write(
+            path,
+            toml::to_string_pretty(self).expect("config serializes"),
+        )
     }
 }

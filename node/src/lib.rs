@@ -9,11 +9,11 @@
 //! Only the driver modules may depend on tokio, tonic or redb; `core` must
 //! stay runnable by the simulator unchanged.
 
-pub mod core;
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod raft_loop;
 pub mod server;
-pub mod transport;
 pub mod storage;
 pub mod tls;
+pub mod transport;

@@ -69,7 +69,9 @@ pub enum Control {
         reply: oneshot::Sender<StatusResponse>,
     },
     /// The transport lost its stream to this peer.
-    Unreachable { peer: u64 },
+    Unreachable {
+        peer: u64,
+    },
     Stop,
 }
 
@@ -125,21 +127,33 @@ impl RaftLoop {
                     default(timeout) => None,
                 }
             };
-            match first {
-                Some(Ok(p)) => self.propose(p, &mut w),
-                Some(Err(c)) => {
-                    if !self.control(c, &mut w) {
-                        return;
-                    }
+            let stop = match first {
+                Some(Ok(p)) => {
+                    self.propose(p, &mut w);
+                    false
                 }
-                None => {}
+                Some(Err(c)) => !self.control(c, &mut w),
+                None => false,
+            };
+            if stop {
+                return;
             }
-            for c in self.control.try_iter().take(MAX_CONTROL_PER_ITERATION).collect::<Vec<_>>() {
+            for c in self
+                .control
+                .try_iter()
+                .take(MAX_CONTROL_PER_ITERATION)
+                .collect::<Vec<_>>()
+            {
                 if !self.control(c, &mut w) {
                     return;
                 }
             }
-            for p in self.proposals.try_iter().take(MAX_PROPOSALS_PER_ITERATION).collect::<Vec<_>>() {
+            for p in self
+                .proposals
+                .try_iter()
+                .take(MAX_PROPOSALS_PER_ITERATION)
+                .collect::<Vec<_>>()
+            {
                 self.propose(p, &mut w);
             }
             if Instant::now() >= next_tick {
@@ -160,9 +174,11 @@ impl RaftLoop {
 
     fn propose(&mut self, p: Proposal, w: &mut Waiters) {
         let Some(r) = self.replicas.get_mut(&p.group_id) else {
-            let _ = p.reply.send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
-                group_id: p.group_id,
-            }));
+            let _ = p
+                .reply
+                .send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
+                    group_id: p.group_id,
+                }));
             return;
         };
         if w.in_flight >= self.max_in_flight {
@@ -172,7 +188,10 @@ impl RaftLoop {
         match r.propose(&p.cmd) {
             Ok(()) => {
                 w.in_flight += 1;
-                w.proposals.entry(p.cmd.request_id).or_default().push(p.reply);
+                w.proposals
+                    .entry(p.cmd.request_id)
+                    .or_default()
+                    .push(p.reply);
             }
             Err(e) => {
                 let _ = p.reply.send(ProposeOutcome::NotLeader(e));
@@ -188,11 +207,19 @@ impl RaftLoop {
             } => {
                 for env in envelopes {
                     let Some(r) = self.replicas.get_mut(&env.group_id) else {
-                        tracing::warn!(from_node, group = env.group_id, "raft message for a group this node does not host");
+                        tracing::warn!(
+                            from_node,
+                            group = env.group_id,
+                            "raft message for a group this node does not host"
+                        );
                         continue;
                     };
                     if !r.is_member(from_node) {
-                        tracing::warn!(from_node, group = env.group_id, "raft message from a node that is not a member of the group; refused");
+                        tracing::warn!(
+                            from_node,
+                            group = env.group_id,
+                            "raft message from a node that is not a member of the group; refused"
+                        );
                         continue;
                     }
                     let mut m = Message::default();
@@ -201,7 +228,11 @@ impl RaftLoop {
                         continue;
                     }
                     if m.from != from_node {
-                        tracing::warn!(from_node, claimed = m.from, "raft message claims another sender; refused");
+                        tracing::warn!(
+                            from_node,
+                            claimed = m.from,
+                            "raft message claims another sender; refused"
+                        );
                         continue;
                     }
                     r.step(m);
@@ -273,7 +304,9 @@ impl RaftLoop {
         for (peer, envs) in by_peer {
             let snaps: Vec<bool> = envs.iter().map(|(s, _)| *s).collect();
             let ok = match self.peers.get(&peer) {
-                Some(q) => q.try_send(envs.into_iter().map(|(_, e)| e).collect()).is_ok(),
+                Some(q) => q
+                    .try_send(envs.into_iter().map(|(_, e)| e).collect())
+                    .is_ok(),
                 None => false,
             };
             let r = self.replicas.get_mut(&group_id).expect("group exists");

@@ -103,7 +103,10 @@ impl Handle {
 
 #[tonic::async_trait]
 impl Tickets for Handle {
-    async fn accept(&self, req: Request<AcceptRequest>) -> Result<Response<AcceptResponse>, Status> {
+    async fn accept(
+        &self,
+        req: Request<AcceptRequest>,
+    ) -> Result<Response<AcceptResponse>, Status> {
         let mut req = req.into_inner();
         tickets::validate_accept(&self.region, &req)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -128,7 +131,9 @@ impl Tickets for Handle {
                     "proposal queue is full; back off and retry",
                 ));
             }
-            Err(TrySendError::Disconnected(_)) => return Err(Status::unavailable("node is stopping")),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Status::unavailable("node is stopping"));
+            }
         }
         match self.wait(rx).await? {
             ProposeOutcome::Applied(t) => Ok(Response::new(AcceptResponse {
@@ -142,7 +147,10 @@ impl Tickets for Handle {
         }
     }
 
-    async fn get(&self, req: Request<GetTicketRequest>) -> Result<Response<GetTicketResponse>, Status> {
+    async fn get(
+        &self,
+        req: Request<GetTicketRequest>,
+    ) -> Result<Response<GetTicketResponse>, Status> {
         let id = req.into_inner().id;
         if id.is_empty() || id.len() > 64 {
             return Err(Status::invalid_argument("id: must be 1 to 64 bytes"));
@@ -156,7 +164,10 @@ impl Tickets for Handle {
         }
     }
 
-    async fn list(&self, req: Request<ListTicketsRequest>) -> Result<Response<ListTicketsResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<ListTicketsRequest>,
+    ) -> Result<Response<ListTicketsResponse>, Status> {
         let r = req.into_inner();
         if r.limit > MAX_LIST_LIMIT {
             return Err(Status::invalid_argument(format!(
@@ -182,7 +193,10 @@ impl Tickets for Handle {
 
 #[tonic::async_trait]
 impl Raft for Handle {
-    async fn stream(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftDone>, Status> {
+    async fn stream(
+        &self,
+        req: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftDone>, Status> {
         let certs = req.peer_certs();
         let peer_addr = req.remote_addr();
         let mut stream = req.into_inner();
@@ -198,7 +212,11 @@ impl Raft for Handle {
                         .and_then(|c| c.first())
                         .is_some_and(|c| tls::cert_names_node(c, from));
                     if !ok {
-                        tracing::warn!(?peer_addr, claimed = from, "raft stream refused: certificate does not name the claimed node");
+                        tracing::warn!(
+                            ?peer_addr,
+                            claimed = from,
+                            "raft stream refused: certificate does not name the claimed node"
+                        );
                         return Err(Status::permission_denied(format!(
                             "certificate does not name node {from}"
                         )));
@@ -218,7 +236,10 @@ impl Raft for Handle {
 
 #[tonic::async_trait]
 impl Admin for Handle {
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let (reply, rx) = oneshot::channel();
         self.control
             .try_send(Control::Status { reply })
@@ -239,7 +260,12 @@ pub async fn run_node(
     let rec = match storage.load(cfg.group.id)? {
         Some(rec) => rec,
         None => {
-            tracing::info!(node = cfg.id, group = cfg.group.id, "empty data directory: bootstrapping with voters {:?}", cfg.group.voters);
+            tracing::info!(
+                node = cfg.id,
+                group = cfg.group.id,
+                "empty data directory: bootstrapping with voters {:?}",
+                cfg.group.voters
+            );
             Recovered::bootstrap(&cfg.group.voters)
         }
     };
@@ -248,7 +274,13 @@ pub async fn run_node(
     rcfg.heartbeat_ticks = t.heartbeat_ticks;
     rcfg.compact_log_entries = t.compact_log_entries;
     let replica = Replica::new(rcfg, rec)?;
-    tracing::info!(node = cfg.id, group = cfg.group.id, applied = replica.applied(), last = replica.last_index(), "replica recovered");
+    tracing::info!(
+        node = cfg.id,
+        group = cfg.group.id,
+        applied = replica.applied(),
+        last = replica.last_index(),
+        "replica recovered"
+    );
 
     let (prop_tx, prop_rx) = bounded(t.max_proposal_queue);
     let (ctl_tx, ctl_rx) = bounded(65_536);
@@ -262,7 +294,14 @@ pub async fn run_node(
             _ => None,
         };
         let ep = transport::endpoint(format!("{scheme}://{}", p.address), client_tls)?;
-        tokio::spawn(transport::peer_sender(cfg.id, p.id, ep, t.max_message_bytes, qrx, ctl_tx.clone()));
+        tokio::spawn(transport::peer_sender(
+            cfg.id,
+            p.id,
+            ep,
+            t.max_message_bytes,
+            qrx,
+            ctl_tx.clone(),
+        ));
     }
     let raft_loop = RaftLoop {
         node_id: cfg.id,
@@ -303,16 +342,18 @@ pub async fn run_node(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let addr: SocketAddr = cfg
-        .listen
-        .parse()
-        .map_err(|e: std::net::AddrParseError| NodeError::Listen(cfg.listen.clone(), e.to_string()))?;
+    let addr: SocketAddr = cfg.listen.parse().map_err(|e: std::net::AddrParseError| {
+        NodeError::Listen(cfg.listen.clone(), e.to_string())
+    })?;
     let mut builder = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)));
     if !cfg.insecure {
-        let files = cfg.tls.as_ref().expect("config checked: tls present unless insecure");
+        let files = cfg
+            .tls
+            .as_ref()
+            .expect("config checked: tls present unless insecure");
         builder = builder.tls_config(tls::server_config(files)?)?;
     }
     let max = t.max_message_bytes;

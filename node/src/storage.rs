@@ -190,14 +190,15 @@ impl Storage {
             what,
             detail,
         };
-        let conf_state: ConfState =
-            unpb(&cs).map_err(|e| corrupt("conf state", e.to_string()))?;
+        let conf_state: ConfState = unpb(&cs).map_err(|e| corrupt("conf state", e.to_string()))?;
         let hard_state: HardState = match get(HARD_STATE)? {
             Some(b) => unpb(&b).map_err(|e| corrupt("hard state", e.to_string()))?,
             None => HardState::default(),
         };
         let truncated = match get(TRUNCATED)? {
-            Some(b) => decode_truncated(&b).ok_or_else(|| corrupt("truncated", format!("{b:?}")))?,
+            Some(b) => {
+                decode_truncated(&b).ok_or_else(|| corrupt("truncated", format!("{b:?}")))?
+            }
             None => Truncated::default(),
         };
         let applied = match get(APPLIED)? {
@@ -215,7 +216,10 @@ impl Storage {
             let e: Entry = unpb(v.value()).map_err(|e| corrupt("log entry", e.to_string()))?;
             let want = truncated.index + 1 + entries.len() as u64;
             if k.value().1 != want || e.index != want {
-                return Err(corrupt("log", format!("gap: expected index {want}, found {}", e.index)));
+                return Err(corrupt(
+                    "log",
+                    format!("gap: expected index {want}, found {}", e.index),
+                ));
             }
             entries.push(e);
         }

@@ -27,7 +27,10 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// (a node starts while peers are down), HTTP/2 keepalive (a silently
 /// dropped connection is noticed in about a second, not at TCP timeout), and
 /// no Nagle delay.
-pub fn endpoint(uri: String, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<Endpoint, tonic::transport::Error> {
+pub fn endpoint(
+    uri: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<Endpoint, tonic::transport::Error> {
     let mut ep = Endpoint::from_shared(uri)?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_millis(500))

@@ -8,13 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use hotline_node::core::{
-    Applied, ApplyResult, Query, QueryAnswer, Replica, ReplicaConfig,
-};
+use hotline_node::core::{Applied, ApplyResult, Query, QueryAnswer, Replica, ReplicaConfig};
 use hotline_proto::v1::{AcceptRequest, Command, Kind, command};
+use raft::eraftpb::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use raft::eraftpb::Message;
 
 use crate::disk::MemDisk;
 
@@ -302,7 +300,8 @@ mod tests {
         c.run(200);
         let leader = c.leader().expect("a leader within 200 steps");
         for i in 0..20 {
-            c.propose_accept(leader, &format!("ticket {i}")).expect("leader accepts");
+            c.propose_accept(leader, &format!("ticket {i}"))
+                .expect("leader accepts");
             c.run(5);
         }
         assert!(c.settle(2_000));
@@ -326,7 +325,10 @@ mod tests {
             c.propose_accept(l, &format!("t{i}"));
             c.run(4);
         }
-        assert!(c.replicas[&leader].first_index() > 1, "leader compacted its log");
+        assert!(
+            c.replicas[&leader].first_index() > 1,
+            "leader compacted its log"
+        );
         assert!(c.settle(5_000));
         assert_eq!(c.ticket_ids(victim), c.ticket_ids(leader));
         assert!(!c.ticket_ids(victim).is_empty());

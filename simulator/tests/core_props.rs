@@ -16,12 +16,18 @@ fn run(seed: u64, faults: Faults, proposals: u32) {
         let node = 1 + (i as u64 % 3);
         let _ = c.propose_accept(node, &format!("p{i}"));
     }
-    assert!(c.settle(20_000), "seed {seed}: cluster did not settle after faults stopped");
+    assert!(
+        c.settle(20_000),
+        "seed {seed}: cluster did not settle after faults stopped"
+    );
     let ids = c.ticket_ids(1);
     assert_eq!(ids, c.ticket_ids(2), "seed {seed}: replicas 1 and 2 differ");
     assert_eq!(ids, c.ticket_ids(3), "seed {seed}: replicas 1 and 3 differ");
     for (rid, tid) in &c.acked {
-        assert!(ids.contains(tid), "seed {seed}: acknowledged request {rid} ({tid}) lost");
+        assert!(
+            ids.contains(tid),
+            "seed {seed}: acknowledged request {rid} ({tid}) lost"
+        );
     }
 }
 
@@ -46,7 +52,12 @@ proptest! {
 
 #[test]
 fn same_seed_same_history() {
-    let f = Faults { drop: 0.1, duplicate: 0.1, reorder: 0.5, crash: 0.005 };
+    let f = Faults {
+        drop: 0.1,
+        duplicate: 0.1,
+        reorder: 0.5,
+        crash: 0.005,
+    };
     let go = |seed| {
         let mut c = MemCluster::new(3, seed, f);
         for i in 0..40 {

@@ -26,7 +26,12 @@ impl Cluster {
         let st = Command::new(BIN)
             .args(["cluster", "init", "--dir"])
             .arg(dir.path())
-            .args(["--nodes", &n.to_string(), "--port-base", &port_base.to_string()])
+            .args([
+                "--nodes",
+                &n.to_string(),
+                "--port-base",
+                &port_base.to_string(),
+            ])
             .status()
             .unwrap();
         assert!(st.success());
@@ -86,7 +91,10 @@ impl Cluster {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self, id: u64) {
         if let Some(mut c) = self.nodes[(id - 1) as usize].take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let st = c.wait().unwrap();
             assert!(st.success(), "node {id} exited with {st}");
         }
@@ -138,10 +146,10 @@ pub async fn wait_applied(c: &Client, id: u64, index: u64, within: Duration) -> 
     let start = Instant::now();
     let i = c.nodes.iter().position(|n| n.id == id).unwrap();
     while start.elapsed() < within {
-        if let Ok(s) = c.status_of(i).await {
-            if s.groups.iter().all(|g| g.applied_index >= index) {
-                return true;
-            }
+        if let Ok(s) = c.status_of(i).await
+            && s.groups.iter().all(|g| g.applied_index >= index)
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

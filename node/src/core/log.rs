@@ -116,7 +116,11 @@ impl LogStore {
         if index <= self.truncated.index {
             return;
         }
-        assert!(index <= self.last(), "compact {index} past last {}", self.last());
+        assert!(
+            index <= self.last(),
+            "compact {index} past last {}",
+            self.last()
+        );
         let term = self.term_of(index).expect("term of compaction index");
         let drop = (index - self.truncated.index) as usize;
         self.entries.drain(..drop);
@@ -237,10 +241,11 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -264,7 +269,9 @@ mod tests {
             s.entries(1, 3, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
-        let got = s.entries(3, 4, Some(0), GetEntriesContext::empty(false)).unwrap();
+        let got = s
+            .entries(3, 4, Some(0), GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got.len(), 1, "at least one entry even over max_size");
     }
 

@@ -86,10 +86,11 @@ impl Recovered {
     /// A founding member of a group with these voters, nothing written yet.
     /// Every founding member must be given the same voters.
     pub fn bootstrap(voters: &[u64]) -> Self {
-        let mut cs = ConfState::default();
-        cs.voters = voters.to_vec();
         Recovered {
-            conf_state: cs,
+            conf_state: ConfState {
+                voters: voters.to_vec(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -332,7 +333,11 @@ impl Replica {
     }
 
     pub fn is_learner(&self) -> bool {
-        self.raw.store().conf_state().learners.contains(&self.cfg.node_id)
+        self.raw
+            .store()
+            .conf_state()
+            .learners
+            .contains(&self.cfg.node_id)
     }
 
     fn assert_not_in_flight(&self) {
@@ -385,11 +390,11 @@ impl Replica {
             MessageType::MsgAppendResponse if msg.reject && self.is_leader() => {
                 let from = msg.from;
                 let hint = msg.reject_hint;
-                if let Some(pr) = self.raw.raft.mut_prs().get_mut(from) {
-                    if hint < pr.matched {
-                        pr.matched = hint;
-                        pr.become_probe();
-                    }
+                if let Some(pr) = self.raw.raft.mut_prs().get_mut(from)
+                    && hint < pr.matched
+                {
+                    pr.matched = hint;
+                    pr.become_probe();
                 }
             }
             _ => {}
@@ -435,8 +440,16 @@ impl Replica {
 
     fn pending_reads(&self) -> usize {
         self.new_reads.len()
-            + self.reads_unconfirmed.iter().map(|b| b.reads.len()).sum::<usize>()
-            + self.reads_confirmed.iter().map(|(_, r)| r.len()).sum::<usize>()
+            + self
+                .reads_unconfirmed
+                .iter()
+                .map(|b| b.reads.len())
+                .sum::<usize>()
+            + self
+                .reads_confirmed
+                .iter()
+                .map(|(_, r)| r.len())
+                .sum::<usize>()
     }
 
     fn issue_reads(&mut self) -> Vec<u64> {
@@ -447,7 +460,11 @@ impl Replica {
         let waiting = self.pending_reads() - self.new_reads.len();
         if waiting + self.new_reads.len() > self.cfg.max_pending_reads {
             let room = self.cfg.max_pending_reads.saturating_sub(waiting);
-            failed.extend(self.new_reads.drain(room.min(self.new_reads.len())..).map(|(id, _)| id));
+            failed.extend(
+                self.new_reads
+                    .drain(room.min(self.new_reads.len())..)
+                    .map(|(id, _)| id),
+            );
             if self.new_reads.is_empty() {
                 return failed;
             }
@@ -480,7 +497,10 @@ impl Replica {
             };
             let ctx = u64::from_be_bytes(ctx);
             if let Some(pos) = self.reads_unconfirmed.iter().position(|b| b.ctx == ctx) {
-                let b = self.reads_unconfirmed.remove(pos).expect("position is valid");
+                let b = self
+                    .reads_unconfirmed
+                    .remove(pos)
+                    .expect("position is valid");
                 self.reads_confirmed.push_back((rs.index, b.reads));
             }
         }
@@ -542,11 +562,11 @@ impl Replica {
             return out;
         }
         let mut rd = self.raw.ready();
-        if let Some(ss) = rd.ss() {
-            if ss.raft_state != self.role {
-                self.role = ss.raft_state;
-                out.role = Some(ss.raft_state);
-            }
+        if let Some(ss) = rd.ss()
+            && ss.raft_state != self.role
+        {
+            self.role = ss.raft_state;
+            out.role = Some(ss.raft_state);
         }
         out.messages = rd.take_messages();
         self.confirm_reads(rd.take_read_states());
@@ -632,7 +652,10 @@ impl Replica {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
                     cc.merge_from_bytes(&e.data).expect("conf change decodes");
-                    let cs = self.raw.apply_conf_change(&cc).expect("conf change applies");
+                    let cs = self
+                        .raw
+                        .apply_conf_change(&cc)
+                        .expect("conf change applies");
                     self.raw.mut_store().set_conf_state(cs.clone());
                     write.conf_state = Some(cs);
                 }
@@ -640,7 +663,10 @@ impl Replica {
                     // The auto-leave entry of joint consensus has empty data.
                     let mut cc = ConfChangeV2::default();
                     cc.merge_from_bytes(&e.data).expect("conf change decodes");
-                    let cs = self.raw.apply_conf_change(&cc).expect("conf change applies");
+                    let cs = self
+                        .raw
+                        .apply_conf_change(&cc)
+                        .expect("conf change applies");
                     self.raw.mut_store().set_conf_state(cs.clone());
                     write.conf_state = Some(cs);
                 }
@@ -652,7 +678,10 @@ impl Replica {
     fn install_snapshot(&mut self, snap: Snapshot, write: &mut WriteBatch) {
         let meta = snap.get_metadata();
         let state = StateSnapshot::decode(snap.get_data()).expect("snapshot data decodes");
-        assert_eq!(state.group_id, self.cfg.group_id, "snapshot of another group");
+        assert_eq!(
+            state.group_id, self.cfg.group_id,
+            "snapshot of another group"
+        );
         self.raw.mut_store().install_snapshot(meta);
         self.sm = TicketMachine::restore(&self.cfg.region, state.clone());
         self.applied = meta.index;

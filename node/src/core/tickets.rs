@@ -137,13 +137,12 @@ impl TicketMachine {
 
     fn accept(&mut self, index: u64, request_id: u64, at_ms: i64, req: &AcceptRequest) -> Ticket {
         self.expire_requests(at_ms);
-        if request_id != 0 {
-            if let Some(seen) = self.requests.get(&request_id) {
-                if let Some(t) = self.tickets.get(&seen.ticket_id) {
-                    // A retried accept: answer with the first ticket.
-                    return t.clone();
-                }
-            }
+        if request_id != 0
+            && let Some(seen) = self.requests.get(&request_id)
+            && let Some(t) = self.tickets.get(&seen.ticket_id)
+        {
+            // A retried accept: answer with the first ticket.
+            return t.clone();
         }
         let day = cst_day(at_ms);
         let seq = self.sequences.entry(day).or_insert(0);
@@ -302,7 +301,8 @@ pub fn validate_phone(phone: &str) -> Result<(), FieldError> {
     let landline = b[0] == b'0' && {
         let flat: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
         let dashes = b.len() - flat.len();
-        let dash_ok = dashes == 0 || (dashes == 1 && matches!(b.iter().position(|&c| c == b'-'), Some(3 | 4)));
+        let dash_ok = dashes == 0
+            || (dashes == 1 && matches!(b.iter().position(|&c| c == b'-'), Some(3 | 4)));
         dash_ok && digits(&flat) && (10..=12).contains(&flat.len())
     };
     if mobile || landline {
@@ -310,7 +310,9 @@ pub fn validate_phone(phone: &str) -> Result<(), FieldError> {
     } else {
         Err(bad(
             "phone",
-            format!("{phone:?} is not a mainland mobile (1[3-9]XXXXXXXXX) or landline (0XX-XXXXXXXX) number"),
+            format!(
+                "{phone:?} is not a mainland mobile (1[3-9]XXXXXXXXX) or landline (0XX-XXXXXXXX) number"
+            ),
         ))
     }
 }
@@ -325,13 +327,19 @@ pub fn validate_accept(group_region: &str, req: &AcceptRequest) -> Result<(), Fi
     if !req.region.starts_with(group_region) {
         return Err(bad(
             "region",
-            format!("{} is not served by this group (region {group_region})", req.region),
+            format!(
+                "{} is not served by this group (region {group_region})",
+                req.region
+            ),
         ));
     }
     if req.region.len() < 6 {
         return Err(bad(
             "region",
-            format!("{} is not a district or street code (6 or 9 digits)", req.region),
+            format!(
+                "{} is not a district or street code (6 or 9 digits)",
+                req.region
+            ),
         ));
     }
     match Kind::try_from(req.kind) {
@@ -347,7 +355,10 @@ pub fn validate_accept(group_region: &str, req: &AcceptRequest) -> Result<(), Fi
         return Err(bad("category", "is required"));
     }
     if req.category.chars().count() > MAX_CATEGORY_CHARS {
-        return Err(bad("category", format!("longer than {MAX_CATEGORY_CHARS} characters")));
+        return Err(bad(
+            "category",
+            format!("longer than {MAX_CATEGORY_CHARS} characters"),
+        ));
     }
     if req.text.trim().is_empty() {
         return Err(bad("text", "is required"));
@@ -355,7 +366,10 @@ pub fn validate_accept(group_region: &str, req: &AcceptRequest) -> Result<(), Fi
     if req.text.len() > MAX_TEXT_BYTES {
         return Err(bad(
             "text",
-            format!("{} bytes is over the limit of {MAX_TEXT_BYTES}", req.text.len()),
+            format!(
+                "{} bytes is over the limit of {MAX_TEXT_BYTES}",
+                req.text.len()
+            ),
         ));
     }
     validate_phone(&req.phone)
@@ -416,18 +430,26 @@ mod tests {
     #[test]
     fn ids_are_region_day_sequence() {
         let mut m = TicketMachine::new("310114");
-        let ApplyResult::Accepted(t) = accept(&mut m, 5, 0, AT) else { panic!() };
+        let ApplyResult::Accepted(t) = accept(&mut m, 5, 0, AT) else {
+            panic!()
+        };
         assert_eq!(t.id, "310114-20261128-000001");
         assert_eq!(t.phone_masked, "138****0000");
-        let ApplyResult::Accepted(t2) = accept(&mut m, 6, 0, AT) else { panic!() };
+        let ApplyResult::Accepted(t2) = accept(&mut m, 6, 0, AT) else {
+            panic!()
+        };
         assert_eq!(t2.id, "310114-20261128-000002");
     }
 
     #[test]
     fn a_retried_request_returns_the_first_ticket() {
         let mut m = TicketMachine::new("310114");
-        let ApplyResult::Accepted(a) = accept(&mut m, 5, 42, AT) else { panic!() };
-        let ApplyResult::Accepted(b) = accept(&mut m, 6, 42, AT + 1000) else { panic!() };
+        let ApplyResult::Accepted(a) = accept(&mut m, 5, 42, AT) else {
+            panic!()
+        };
+        let ApplyResult::Accepted(b) = accept(&mut m, 6, 42, AT + 1000) else {
+            panic!()
+        };
         assert_eq!(a.id, b.id);
         assert_eq!(m.len(), 1);
         // After the window it is a new request.
@@ -447,8 +469,10 @@ mod tests {
         let bytes = m.snapshot_bytes(7);
         let back = TicketMachine::restore("310114", StateSnapshot::decode(&bytes[..]).unwrap());
         assert_eq!(back.snapshot_bytes(7), bytes);
-        let QueryAnswer::Tickets(list) = back.query(&Query::List { limit: 3, before_id: String::new() })
-        else {
+        let QueryAnswer::Tickets(list) = back.query(&Query::List {
+            limit: 3,
+            before_id: String::new(),
+        }) else {
             panic!()
         };
         let ids: Vec<_> = list.iter().map(|t| t.raft_index).collect();
