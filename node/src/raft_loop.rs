@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 use hotline_proto::v1::{Command, GroupStatus, RaftEnvelope, StatusResponse, Ticket};
 use protobuf::Message as _;
 use raft::StateRole;
@@ -88,8 +88,6 @@ pub struct RaftLoop {
     pub control: Receiver<Control>,
     pub tick: Duration,
     pub max_in_flight: usize,
-    /// Clone of the control sender, to hand out.
-    pub control_tx: Sender<Control>,
 }
 
 struct Waiters {

@@ -313,7 +313,6 @@ pub async fn run_node(
         control: ctl_rx,
         tick: Duration::from_millis(t.tick_ms),
         max_in_flight: t.max_in_flight_proposals,
-        control_tx: ctl_tx.clone(),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))

@@ -117,15 +117,13 @@ impl Storage {
                     tickets.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
                     seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
                     reqs.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-                    for t in &s.state.tickets {
-                        tickets.insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
-                    }
-                    for d in &s.state.sequences {
-                        seqs.insert((g, d.day), d.last)?;
-                    }
-                    for r in &s.state.requests {
-                        reqs.insert((g, r.request_id), r.encode_to_vec().as_slice())?;
-                    }
+                    put_rows(
+                        g,
+                        (&mut tickets, &mut seqs, &mut reqs),
+                        &s.state.tickets,
+                        &s.state.sequences,
+                        &s.state.requests,
+                    )?;
                     let tr = Truncated {
                         index: s.index,
                         term: s.term,
@@ -147,15 +145,13 @@ impl Storage {
                 if let Some(cs) = &b.conf_state {
                     meta.insert((g, CONF_STATE), pb(cs).as_slice())?;
                 }
-                for t in &b.sm.tickets {
-                    tickets.insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
-                }
-                for d in &b.sm.sequences {
-                    seqs.insert((g, d.day), d.last)?;
-                }
-                for r in &b.sm.requests_put {
-                    reqs.insert((g, r.request_id), r.encode_to_vec().as_slice())?;
-                }
+                put_rows(
+                    g,
+                    (&mut tickets, &mut seqs, &mut reqs),
+                    &b.sm.tickets,
+                    &b.sm.sequences,
+                    &b.sm.requests_put,
+                )?;
                 for id in &b.sm.requests_del {
                     reqs.remove((g, *id))?;
                 }
@@ -255,6 +251,32 @@ impl Storage {
             state,
         }))
     }
+}
+
+type StateTables<'a, 't> = (
+    &'a mut redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    &'a mut redb::Table<'t, (u64, u32), u64>,
+    &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
+);
+
+/// Upserts ticket, sequence and request-id rows of group `g`.
+fn put_rows(
+    g: u64,
+    (tickets, seqs, reqs): StateTables<'_, '_>,
+    ts: &[Ticket],
+    ds: &[DaySequence],
+    rs: &[RequestSeen],
+) -> Result<(), StorageError> {
+    for t in ts {
+        tickets.insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
+    }
+    for d in ds {
+        seqs.insert((g, d.day), d.last)?;
+    }
+    for r in rs {
+        reqs.insert((g, r.request_id), r.encode_to_vec().as_slice())?;
+    }
+    Ok(())
 }
 
 fn pb(m: &impl protobuf::Message) -> Vec<u8> {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,8 +154,4 @@ pub async fn wait_applied(c: &Client, id: u64, index: u64, within: Duration) -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-pub fn file_exists(p: &Path) -> bool {
-    p.exists()
 }

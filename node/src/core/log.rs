@@ -157,10 +157,6 @@ impl LogStore {
     pub fn snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.get()
     }
-
-    pub fn cached_snapshot_index(&self) -> Option<u64> {
-        self.snapshot.as_ref().map(|s| s.get_metadata().index)
-    }
 }
 
 impl Storage for LogStore {

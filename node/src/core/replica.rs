@@ -94,10 +94,6 @@ impl Recovered {
             ..Default::default()
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty()
-    }
 }
 
 /// A snapshot to install: replace the group's log and state wholesale.
