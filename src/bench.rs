@@ -92,8 +92,7 @@ pub async fn run(spec: Spec) -> Result<()> {
                             category: "城乡建设".into(),
                             text: text.clone(),
                             phone: "13800000000".into(),
-                            channel: 0,
-                            request_id: 0,
+                            ..Default::default()
                         })
                         .await
                         .is_ok(),

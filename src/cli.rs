@@ -4,12 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::ticket_cli::{ClientArgs, PolicyCmd, TicketCmd, client};
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use hotline_node::client::Client;
 use hotline_node::config::{ClientConfig, GroupConfig, NodeConfig, Peer, Tuning};
-use hotline_node::core::tickets::{kind_name, parse_kind};
-use hotline_proto::v1::{AcceptRequest, Ticket};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -49,10 +48,31 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Ticket (工单) operations.
+    /// Ticket (工单) operations: the whole lifecycle.
     Ticket {
         #[command(subcommand)]
         cmd: TicketCmd,
+    },
+    /// KPIs (三率 and more) and counts by kind and category, like the seeds' reports.
+    Report {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00, CST).
+        #[arg(long)]
+        from: Option<String>,
+        /// Tickets accepted before (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Weight of 基本满意 in the satisfaction rate (‰); 0 = the policy's.
+        #[arg(long, default_value_t = 0)]
+        basic_weight_permille: u32,
+    },
+    /// Replicated policy: calendar years, deadline rules, category tree.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
     },
     /// Load generators.
     Bench {
@@ -76,48 +96,6 @@ enum ClusterCmd {
         /// Plaintext gRPC, no certificates. For experiments only.
         #[arg(long)]
         insecure: bool,
-    },
-}
-
-#[derive(Args)]
-struct ClientArgs {
-    #[arg(long)]
-    config: PathBuf,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum TicketCmd {
-    /// 受理: register a request; prints the new ticket's id.
-    Accept {
-        #[command(flatten)]
-        c: ClientArgs,
-        /// The accepting center's region (6-digit district or 9-digit street code).
-        #[arg(long)]
-        region: String,
-        /// consult | help | complaint | report | suggestion | praise (or 咨询 求助 投诉 举报 建议 表扬)
-        #[arg(long)]
-        kind: String,
-        #[arg(long)]
-        category: String,
-        #[arg(long)]
-        text: String,
-        #[arg(long)]
-        phone: String,
-    },
-    /// Show one ticket.
-    Get {
-        #[command(flatten)]
-        c: ClientArgs,
-        id: String,
-    },
-    /// Newest tickets first.
-    List {
-        #[command(flatten)]
-        c: ClientArgs,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
     },
 }
 
@@ -203,7 +181,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { dir, port_base } => demo(&dir, port_base).await,
         Cmd::Status { config, json } => status(&config, json).await,
-        Cmd::Ticket { cmd } => ticket(cmd).await,
+        Cmd::Ticket { cmd } => crate::ticket_cli::run(cmd).await,
+        Cmd::Report {
+            c,
+            from,
+            to,
+            csv,
+            basic_weight_permille,
+        } => crate::ticket_cli::report(&c, from, to, csv, basic_weight_permille).await,
+        Cmd::Policy { cmd } => crate::ticket_cli::policy(cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(cmd_to_bench(cmd)?).await,
     }
 }
@@ -302,6 +288,7 @@ fn init(dir: &Path, nodes: u64, port_base: u16, region: &str, insecure: bool) ->
             insecure,
             tls: node_tls[i].clone(),
             tuning: Tuning::default(),
+            notify: Default::default(),
         };
         cfg.write(&dir.join(format!("node-{id}.toml")))?;
     }
@@ -374,10 +361,6 @@ async fn demo(dir: &Path, port_base: u16) -> Result<()> {
     Ok(())
 }
 
-fn client(cfg: &Path) -> Result<Client> {
-    Client::new(&ClientConfig::load(cfg)?, 1).map_err(|e| anyhow::anyhow!(e))
-}
-
 async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     let c = client(cfg)?;
     let all = c.status_all().await;
@@ -424,104 +407,4 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn ticket_json(t: &Ticket) -> serde_json::Value {
-    json!({
-        "id": t.id, "region": t.region, "kind": kind_name(t.kind), "category": t.category,
-        "text": t.text, "phone": t.phone_masked, "status": "accepted",
-        "accepted_at_ms": t.accepted_at_ms, "raft_index": t.raft_index,
-    })
-}
-
-fn print_ticket(t: &Ticket) {
-    let at = jiff::Timestamp::from_millisecond(t.accepted_at_ms)
-        .map(|ts| {
-            ts.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default();
-    println!("工单编号 id:        {}", t.id);
-    println!("受理地区 region:    {}", t.region);
-    println!("诉求类型 kind:      {}", kind_name(t.kind));
-    println!("分类 category:      {}", t.category);
-    println!("诉求人电话 phone:   {}", t.phone_masked);
-    println!("受理时间 accepted:  {at}");
-    println!("状态 status:        已受理 accepted");
-    println!("内容 text:          {}", t.text);
-}
-
-async fn ticket(cmd: TicketCmd) -> Result<()> {
-    match cmd {
-        TicketCmd::Accept {
-            c,
-            region,
-            kind,
-            category,
-            text,
-            phone,
-        } => {
-            let kind = parse_kind(&kind).ok_or_else(|| {
-                anyhow::anyhow!("--kind: {kind:?} is not one of consult, help, complaint, report, suggestion, praise")
-            })?;
-            let client = client(&c.config)?;
-            let t = client
-                .accept(AcceptRequest {
-                    region,
-                    kind: kind as i32,
-                    category,
-                    text,
-                    phone,
-                    channel: 0,
-                    request_id: 0,
-                })
-                .await
-                .map_err(status_err)?;
-            if c.json {
-                println!("{}", ticket_json(&t));
-            } else {
-                println!("{}", t.id);
-            }
-        }
-        TicketCmd::Get { c, id } => {
-            let t = client(&c.config)?.get(&id).await.map_err(status_err)?;
-            if c.json {
-                println!("{}", ticket_json(&t));
-            } else {
-                print_ticket(&t);
-            }
-        }
-        TicketCmd::List { c, limit } => {
-            let ts = client(&c.config)?.list(limit).await.map_err(status_err)?;
-            if c.json {
-                println!(
-                    "{}",
-                    json!({ "tickets": ts.iter().map(ticket_json).collect::<Vec<_>>() })
-                );
-            } else {
-                println!(
-                    "{:<24} {:<10} {:<11} {:<12} {:<13} TEXT",
-                    "ID", "REGION", "KIND", "CATEGORY", "PHONE"
-                );
-                for t in ts {
-                    let text: String = t.text.chars().take(30).collect();
-                    println!(
-                        "{:<24} {:<10} {:<11} {:<12} {:<13} {}",
-                        t.id,
-                        t.region,
-                        kind_name(t.kind),
-                        t.category,
-                        t.phone_masked,
-                        text
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn status_err(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }

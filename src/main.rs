@@ -3,8 +3,12 @@
 //! Every subcommand with `--json` prints exactly one JSON document on stdout;
 //! without it, a readable table. Errors go to stderr with a non-zero exit.
 
+#![recursion_limit = "256"]
+
 mod bench;
 mod cli;
+mod report;
+mod ticket_cli;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -7,7 +7,10 @@ use std::time::Duration;
 use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::tickets_client::TicketsClient;
 use hotline_proto::v1::{
-    AcceptRequest, GetTicketRequest, ListTicketsRequest, StatusRequest, StatusResponse, Ticket,
+    AcceptRequest, Event, GetPolicyRequest, GetTicketRequest, ListTicketsRequest,
+    ListTicketsResponse, LookupRequest, LookupResponse, Notification, OutboxRequest, Policy,
+    ReportRequest, ReportResponse, SetPolicyRequest, StatusRequest, StatusResponse, Ticket,
+    TicketCommand, TicketCommandRequest, VerifyRequest, VerifyResponse, WatchRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -170,18 +173,124 @@ impl Client {
         .await
     }
 
-    pub async fn list(&self, limit: u32) -> Result<Vec<Ticket>, Status> {
-        self.with_retry(|ch| async move {
-            Ok(TicketsClient::new(ch)
-                .list(ListTicketsRequest {
-                    limit,
-                    before_id: String::new(),
-                })
-                .await?
-                .into_inner()
-                .tickets)
+    pub async fn list(&self, filter: ListTicketsRequest) -> Result<ListTicketsResponse, Status> {
+        self.with_retry(|ch| {
+            let f = filter.clone();
+            async move { Ok(TicketsClient::new(ch).list(f).await?.into_inner()) }
         })
         .await
+    }
+
+    /// Runs a lifecycle command. Zero `request_id` gets a random one, kept
+    /// across this call's retries, so a retry never acts twice.
+    pub async fn execute(&self, command: TicketCommand, request_id: u64) -> Result<Ticket, Status> {
+        let request_id = if request_id == 0 {
+            rand::random::<u64>() | 1
+        } else {
+            request_id
+        };
+        self.with_retry(|ch| {
+            let req = TicketCommandRequest {
+                command: Some(command.clone()),
+                request_id,
+            };
+            async move {
+                TicketsClient::new(ch)
+                    .execute(req)
+                    .await?
+                    .into_inner()
+                    .ticket
+                    .ok_or_else(|| Status::internal("empty response"))
+            }
+        })
+        .await
+    }
+
+    pub async fn lookup(&self, id: &str, phone_last4: &str) -> Result<LookupResponse, Status> {
+        self.with_retry(|ch| {
+            let req = LookupRequest {
+                id: id.to_string(),
+                phone_last4: phone_last4.to_string(),
+            };
+            async move { Ok(TicketsClient::new(ch).lookup(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn verify(&self, id: &str) -> Result<VerifyResponse, Status> {
+        self.with_retry(|ch| {
+            let req = VerifyRequest { id: id.to_string() };
+            async move { Ok(TicketsClient::new(ch).verify(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn report(&self, req: ReportRequest) -> Result<ReportResponse, Status> {
+        self.with_retry(|ch| {
+            let req = req.clone();
+            async move { Ok(TicketsClient::new(ch).report(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<Notification>, Status> {
+        self.with_retry(|ch| async move {
+            Ok(TicketsClient::new(ch)
+                .outbox(OutboxRequest { limit })
+                .await?
+                .into_inner()
+                .notifications)
+        })
+        .await
+    }
+
+    pub async fn set_policy(&self, policy: Policy) -> Result<Policy, Status> {
+        self.with_retry(|ch| {
+            let req = SetPolicyRequest {
+                policy: Some(policy.clone()),
+            };
+            async move {
+                TicketsClient::new(ch)
+                    .set_policy(req)
+                    .await?
+                    .into_inner()
+                    .policy
+                    .ok_or_else(|| Status::internal("empty response"))
+            }
+        })
+        .await
+    }
+
+    pub async fn get_policy(&self) -> Result<Policy, Status> {
+        self.with_retry(|ch| async move {
+            TicketsClient::new(ch)
+                .get_policy(GetPolicyRequest {})
+                .await?
+                .into_inner()
+                .policy
+                .ok_or_else(|| Status::internal("empty response"))
+        })
+        .await
+    }
+
+    /// Streams a ticket's events from one node (any replica serves it).
+    pub async fn watch_on(
+        &self,
+        node: usize,
+        id: &str,
+        after_seq: u32,
+    ) -> Result<tonic::Streaming<Event>, Status> {
+        Ok(TicketsClient::new(self.channel(node))
+            .watch(WatchRequest {
+                id: id.to_string(),
+                after_seq,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// A direct call on one node (no retry, no leader search): tests use it

@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub tls: Option<TlsFiles>,
     #[serde(default)]
     pub tuning: Tuning,
+    /// Delivery of requester notifications (log sender by default).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod notify;
 pub mod raft_loop;
 pub mod server;
 pub mod storage;

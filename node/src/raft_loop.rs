@@ -20,14 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use hotline_proto::v1::{Command, GroupStatus, RaftEnvelope, StatusResponse, Ticket};
+use hotline_proto::v1::{Command, Event, GroupStatus, RaftEnvelope, StatusResponse};
 use protobuf::Message as _;
 use raft::StateRole;
 use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{
-    Applied, ApplyResult, FieldError, ProposeError, Query, QueryAnswer, ReadDone, Replica,
+    Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Replica,
 };
 use crate::storage::Storage;
 
@@ -37,8 +37,11 @@ const MAX_CONTROL_PER_ITERATION: usize = 4_096;
 
 #[derive(Debug)]
 pub enum ProposeOutcome {
-    Applied(Ticket),
-    Rejected(FieldError),
+    /// Committed and applied; the result may still be a refusal (the state
+    /// moved on between the check and the apply).
+    Applied(ApplyResult),
+    /// Refused by the check before proposing: nothing reached the log.
+    Rejected(CommandError),
     NotLeader(ProposeError),
     Overloaded,
 }
@@ -88,6 +91,8 @@ pub struct RaftLoop {
     pub control: Receiver<Control>,
     pub tick: Duration,
     pub max_in_flight: usize,
+    /// Every event applied on this node, after it is durable: feeds `watch`.
+    pub events: tokio::sync::broadcast::Sender<(String, Event)>,
 }
 
 struct Waiters {
@@ -181,6 +186,12 @@ impl RaftLoop {
         };
         if w.in_flight >= self.max_in_flight {
             let _ = p.reply.send(ProposeOutcome::Overloaded);
+            return;
+        }
+        // Refuse what the state machine would refuse, before it costs a log
+        // entry (apply checks again: the state may move on meanwhile).
+        if let Err(e) = r.tickets().check(&p.cmd) {
+            let _ = p.reply.send(ProposeOutcome::Rejected(e));
             return;
         }
         match r.propose(&p.cmd) {
@@ -355,6 +366,14 @@ impl RaftLoop {
             tracing::error!("storage write failed, stopping node: {e}");
             panic!("storage write failed: {e}");
         }
+        for wb in &writes {
+            for t in &wb.sm.tickets {
+                if let Some(e) = t.events.last() {
+                    // No receivers is fine: nobody watches.
+                    let _ = self.events.send((t.id.clone(), e.clone()));
+                }
+            }
+        }
         for g in ids {
             let after = self.replicas.get_mut(&g).expect("group").on_persisted();
             self.send(g, after.messages);
@@ -383,12 +402,7 @@ fn answer_applied(applied: Vec<Applied>, w: &mut Waiters) {
         };
         w.in_flight = w.in_flight.saturating_sub(waiters.len());
         for s in waiters {
-            let outcome = match &a.result {
-                ApplyResult::Accepted(t) => ProposeOutcome::Applied(t.clone()),
-                ApplyResult::Rejected(e) => ProposeOutcome::Rejected(e.clone()),
-                ApplyResult::Nothing => continue,
-            };
-            let _ = s.send(outcome);
+            let _ = s.send(ProposeOutcome::Applied(a.result.clone()));
         }
     }
 }

@@ -17,18 +17,24 @@ use hotline_proto::v1::admin_server::{Admin, AdminServer};
 use hotline_proto::v1::raft_server::{Raft, RaftServer};
 use hotline_proto::v1::tickets_server::{Tickets, TicketsServer};
 use hotline_proto::v1::{
-    AcceptRequest, AcceptResponse, Command, GetTicketRequest, GetTicketResponse,
-    ListTicketsRequest, ListTicketsResponse, RaftBatch, RaftDone, StatusRequest, StatusResponse,
-    Ticket, command,
+    AcceptRequest, AcceptResponse, Command, Delivered, Event, GetPolicyRequest, GetTicketRequest,
+    GetTicketResponse, ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse,
+    Notification, OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReportRequest,
+    ReportResponse, SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
+    TicketCommandRequest, TicketCommandResponse, VerifyRequest, VerifyResponse, WatchRequest,
+    command,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::NodeConfig;
-use crate::core::{Query, QueryAnswer, Recovered, Replica, ReplicaConfig, tickets};
+use crate::core::{
+    ApplyResult, CommandError, Query, QueryAnswer, Recovered, Replica, ReplicaConfig, audit,
+    lifecycle, tickets,
+};
 use crate::raft_loop::{Control, Proposal, ProposeOutcome, RaftLoop, ReadOutcome};
 use crate::storage::Storage;
-use crate::{tls, transport};
+use crate::{notify, tls, transport};
 
 /// Largest page a list returns.
 pub const MAX_LIST_LIMIT: u32 = 1_000;
@@ -47,6 +53,8 @@ pub enum NodeError {
     Raft(#[from] raft::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("config: {0}")]
+    Config(String),
     #[error("listen address {0:?}: {1}")]
     Listen(String, String),
 }
@@ -60,6 +68,9 @@ struct Handle {
     control: Sender<Control>,
     timeout: Duration,
     tls: bool,
+    /// Applied events, for `watch`.
+    events: tokio::sync::broadcast::Sender<(String, Event)>,
+    watchers: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 fn now_ms() -> i64 {
@@ -68,11 +79,37 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Tickets leave the node with the phone number masked.
-fn redact(mut t: Ticket) -> Ticket {
-    t.phone.clear();
+/// Tickets leave the node with requesters masked: the full phone number and
+/// name stay in the replicated state (for notifications and lookups).
+pub fn redact(mut t: Ticket) -> Ticket {
+    for r in &mut t.requesters {
+        r.phone.clear();
+        r.name.clear();
+    }
     t
 }
+
+fn command_status(e: &CommandError) -> Status {
+    match e {
+        CommandError::Invalid(f) => Status::invalid_argument(f.to_string()),
+        CommandError::State { .. } => Status::failed_precondition(e.to_string()),
+        CommandError::NotFound(_) => Status::not_found(e.to_string()),
+    }
+}
+
+fn unexpected() -> Status {
+    Status::internal("unexpected answer from the state machine")
+}
+
+fn check_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(Status::invalid_argument("id: must be 1 to 64 bytes"));
+    }
+    Ok(())
+}
+
+/// Bound on concurrent `watch` streams per node.
+const MAX_WATCHERS: usize = 1_024;
 
 impl Handle {
     async fn wait<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Status> {
@@ -85,7 +122,7 @@ impl Handle {
         }
     }
 
-    async fn read(&self, query: Query) -> Result<QueryAnswer, Status> {
+    pub(crate) async fn read(&self, query: Query) -> Result<QueryAnswer, Status> {
         let (reply, rx) = oneshot::channel();
         self.control
             .try_send(Control::Read {
@@ -99,24 +136,23 @@ impl Handle {
             ReadOutcome::Unavailable(why) => Err(Status::unavailable(why)),
         }
     }
-}
 
-#[tonic::async_trait]
-impl Tickets for Handle {
-    async fn accept(
+    /// Proposes a command and waits for its outcome. A refusal (before or
+    /// after the log) maps to the gRPC code of its kind.
+    pub(crate) async fn propose(
         &self,
-        req: Request<AcceptRequest>,
-    ) -> Result<Response<AcceptResponse>, Status> {
-        let mut req = req.into_inner();
-        tickets::validate_accept(&self.region, &req)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if req.request_id == 0 {
-            req.request_id = rand::random::<u64>() | 1;
-        }
+        op: command::Op,
+        request_id: u64,
+    ) -> Result<ApplyResult, Status> {
+        let request_id = if request_id == 0 {
+            rand::random::<u64>() | 1
+        } else {
+            request_id
+        };
         let cmd = Command {
-            request_id: req.request_id,
+            request_id,
             at_ms: now_ms(),
-            op: Some(command::Op::Accept(req)),
+            op: Some(op),
         };
         let (reply, rx) = oneshot::channel();
         let p = Proposal {
@@ -136,10 +172,10 @@ impl Tickets for Handle {
             }
         }
         match self.wait(rx).await? {
-            ProposeOutcome::Applied(t) => Ok(Response::new(AcceptResponse {
-                ticket: Some(redact(t)),
-            })),
-            ProposeOutcome::Rejected(e) => Err(Status::invalid_argument(e.to_string())),
+            ProposeOutcome::Applied(ApplyResult::Rejected(e)) | ProposeOutcome::Rejected(e) => {
+                Err(command_status(&e))
+            }
+            ProposeOutcome::Applied(r) => Ok(r),
             ProposeOutcome::NotLeader(e) => Err(Status::unavailable(e.to_string())),
             ProposeOutcome::Overloaded => Err(Status::resource_exhausted(
                 "too many proposals in flight; back off and retry",
@@ -147,21 +183,103 @@ impl Tickets for Handle {
         }
     }
 
+    async fn propose_ticket(&self, op: command::Op, request_id: u64) -> Result<Ticket, Status> {
+        match self.propose(op, request_id).await? {
+            ApplyResult::Ticket(t) => Ok(redact(t)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get_ticket(&self, id: &str) -> Result<Ticket, Status> {
+        check_id(id)?;
+        match self
+            .read(Query::Get {
+                id: id.to_string(),
+                now_ms: now_ms(),
+            })
+            .await?
+        {
+            QueryAnswer::Ticket(Some(t)) => Ok(redact(t)),
+            QueryAnswer::Ticket(None) => Err(Status::not_found(format!("ticket {id} not found"))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn is_leader(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.control.try_send(Control::Status { reply }).is_err() {
+            return false;
+        }
+        match self.wait(rx).await {
+            Ok(s) => s
+                .groups
+                .iter()
+                .any(|g| g.group_id == self.group_id && g.role == "leader"),
+            Err(_) => false,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl notify::Outbox for Handle {
+    async fn is_leader(&self) -> bool {
+        Handle::is_leader(self).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Notification>, String> {
+        match self.read(Query::Outbox { limit }).await {
+            Ok(QueryAnswer::Outbox(n)) => Ok(n),
+            Ok(_) => Err("unexpected answer".into()),
+            Err(e) => Err(e.message().to_string()),
+        }
+    }
+
+    async fn delivered(&self, ids: Vec<String>) -> Result<(), String> {
+        self.propose(command::Op::Delivered(Delivered { ids }), 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message().to_string())
+    }
+}
+
+type WatchStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Tickets for Handle {
+    async fn accept(
+        &self,
+        req: Request<AcceptRequest>,
+    ) -> Result<Response<AcceptResponse>, Status> {
+        let req = req.into_inner();
+        tickets::validate_accept(&self.region, &req)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let request_id = req.request_id;
+        let t = self
+            .propose_ticket(command::Op::Accept(req), request_id)
+            .await?;
+        Ok(Response::new(AcceptResponse { ticket: Some(t) }))
+    }
+
+    async fn execute(
+        &self,
+        req: Request<TicketCommandRequest>,
+    ) -> Result<Response<TicketCommandResponse>, Status> {
+        let r = req.into_inner();
+        let Some(cmd) = r.command else {
+            return Err(Status::invalid_argument("command: is required"));
+        };
+        let t = self
+            .propose_ticket(command::Op::Ticket(cmd), r.request_id)
+            .await?;
+        Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))
+    }
+
     async fn get(
         &self,
         req: Request<GetTicketRequest>,
     ) -> Result<Response<GetTicketResponse>, Status> {
-        let id = req.into_inner().id;
-        if id.is_empty() || id.len() > 64 {
-            return Err(Status::invalid_argument("id: must be 1 to 64 bytes"));
-        }
-        match self.read(Query::Get { id: id.clone() }).await? {
-            QueryAnswer::Ticket(Some(t)) => Ok(Response::new(GetTicketResponse {
-                ticket: Some(redact(t)),
-            })),
-            QueryAnswer::Ticket(None) => Err(Status::not_found(format!("ticket {id} not found"))),
-            QueryAnswer::Tickets(_) => Err(Status::internal("unexpected answer")),
-        }
+        let t = self.get_ticket(&req.into_inner().id).await?;
+        Ok(Response::new(GetTicketResponse { ticket: Some(t) }))
     }
 
     async fn list(
@@ -175,20 +293,235 @@ impl Tickets for Handle {
                 r.limit
             )));
         }
-        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        for &s in &r.statuses {
+            if hotline_proto::v1::Status::try_from(s).is_err() {
+                return Err(Status::invalid_argument(format!(
+                    "statuses: unknown status {s}"
+                )));
+            }
+        }
+        if r.accepted_to_ms != 0 && r.accepted_to_ms <= r.accepted_from_ms {
+            return Err(Status::invalid_argument(
+                "accepted_to_ms: must be after accepted_from_ms",
+            ));
+        }
         match self
             .read(Query::List {
-                limit,
-                before_id: r.before_id,
+                filter: r,
+                now_ms: now_ms(),
             })
             .await?
         {
-            QueryAnswer::Tickets(ts) => Ok(Response::new(ListTicketsResponse {
-                tickets: ts.into_iter().map(redact).collect(),
+            QueryAnswer::Tickets {
+                tickets,
+                next_before_id,
+            } => Ok(Response::new(ListTicketsResponse {
+                tickets: tickets.into_iter().map(redact).collect(),
+                next_before_id,
             })),
-            QueryAnswer::Ticket(_) => Err(Status::internal("unexpected answer")),
+            _ => Err(unexpected()),
         }
     }
+
+    type WatchStream = WatchStream;
+
+    /// The ticket's events so far, then each new one as it is applied on
+    /// this node. Subscribes before reading, so no event falls in between.
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let r = req.into_inner();
+        let permit = self
+            .watchers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("too many watch streams on this node"))?;
+        let mut rx = self.events.subscribe();
+        let t = self.get_ticket(&r.id).await?;
+        let id = t.id.clone();
+        let mut last = r.after_seq;
+        let backlog: Vec<Event> = t.events.into_iter().filter(|e| e.seq > last).collect();
+        last = backlog.last().map_or(last, |e| e.seq);
+        let handle = self.clone();
+        let stream = async_stream(move |tx| async move {
+            let _permit = permit;
+            for e in backlog {
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match rx.recv().await {
+                    Ok((tid, e)) if tid == id && e.seq > last => {
+                        last = e.seq;
+                        if tx.send(Ok(e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Fell behind: catch up from the ticket itself.
+                        match handle.get_ticket(&id).await {
+                            Ok(t) => {
+                                let from = last;
+                                for e in t.events.into_iter().filter(|e| e.seq > from) {
+                                    last = e.seq;
+                                    if tx.send(Ok(e)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(s) => {
+                                let _ = tx.send(Err(s)).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        let _ = tx.send(Err(Status::unavailable("node is stopping"))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn lookup(
+        &self,
+        req: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        let r = req.into_inner();
+        check_id(&r.id)?;
+        if r.phone_last4.len() != 4 || !r.phone_last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Status::invalid_argument("phone_last4: must be 4 digits"));
+        }
+        match self
+            .read(Query::Lookup {
+                id: r.id.clone(),
+                phone_last4: r.phone_last4,
+            })
+            .await?
+        {
+            QueryAnswer::Lookup(Some(l)) => Ok(Response::new(l)),
+            // Same answer for a wrong number and wrong digits.
+            QueryAnswer::Lookup(None) => Err(Status::not_found(format!(
+                "no ticket {} with a phone ending in these digits",
+                r.id
+            ))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn verify(
+        &self,
+        req: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let t = self.get_ticket(&req.into_inner().id).await?;
+        let resp = match audit::verify(&t.events) {
+            Ok(n) => VerifyResponse {
+                ok: true,
+                events: n,
+                broken_at_seq: 0,
+                detail: format!("{n} events verify"),
+                ticket: Some(t),
+            },
+            Err(b) => VerifyResponse {
+                ok: false,
+                events: t.events.len() as u32,
+                broken_at_seq: b.seq,
+                detail: b.detail,
+                ticket: Some(t),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn report(
+        &self,
+        req: Request<ReportRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let r = req.into_inner();
+        let to_ms = if r.to_ms == 0 { now_ms() + 1 } else { r.to_ms };
+        if to_ms <= r.from_ms {
+            return Err(Status::invalid_argument("to_ms: must be after from_ms"));
+        }
+        if r.basic_weight_permille > 1000 {
+            return Err(Status::invalid_argument(
+                "basic_weight_permille: must be 0..=1000",
+            ));
+        }
+        match self
+            .read(Query::Report {
+                from_ms: r.from_ms,
+                to_ms,
+                basic_weight_permille: r.basic_weight_permille,
+            })
+            .await?
+        {
+            QueryAnswer::Report(rep) => Ok(Response::new(*rep)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn outbox(
+        &self,
+        req: Request<OutboxRequest>,
+    ) -> Result<Response<OutboxResponse>, Status> {
+        let limit = req.into_inner().limit;
+        if limit > MAX_LIST_LIMIT {
+            return Err(Status::invalid_argument(format!(
+                "limit: over the maximum of {MAX_LIST_LIMIT}"
+            )));
+        }
+        let limit = if limit == 0 { 100 } else { limit as usize };
+        match self.read(Query::Outbox { limit }).await? {
+            QueryAnswer::Outbox(ns) => Ok(Response::new(OutboxResponse {
+                notifications: ns
+                    .into_iter()
+                    .map(|mut n| {
+                        n.phone = tickets::mask_phone(&n.phone);
+                        n
+                    })
+                    .collect(),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set_policy(
+        &self,
+        req: Request<SetPolicyRequest>,
+    ) -> Result<Response<SetPolicyResponse>, Status> {
+        let Some(p) = req.into_inner().policy else {
+            return Err(Status::invalid_argument("policy: is required"));
+        };
+        lifecycle::Rules::from_policy(&p).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.propose(command::Op::SetPolicy(p), 0).await? {
+            ApplyResult::Policy(p) => Ok(Response::new(SetPolicyResponse { policy: Some(p) })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get_policy(
+        &self,
+        _req: Request<GetPolicyRequest>,
+    ) -> Result<Response<SetPolicyResponse>, Status> {
+        match self.read(Query::Policy).await? {
+            QueryAnswer::Policy(p) => Ok(Response::new(SetPolicyResponse { policy: Some(p) })),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// A stream fed by a task through a small bounded channel (backpressure:
+/// a slow watcher slows only its own task).
+fn async_stream<F, Fut>(f: F) -> WatchStream
+where
+    F: FnOnce(mpsc::Sender<Result<Event, Status>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 #[tonic::async_trait]
@@ -303,6 +636,8 @@ pub async fn run_node(
             ctl_tx.clone(),
         ));
     }
+    // Watchers that fall this far behind re-read the ticket.
+    let (events, _) = tokio::sync::broadcast::channel(4_096);
     let raft_loop = RaftLoop {
         node_id: cfg.id,
         address: cfg.listen.clone(),
@@ -313,6 +648,7 @@ pub async fn run_node(
         control: ctl_rx,
         tick: Duration::from_millis(t.tick_ms),
         max_in_flight: t.max_in_flight_proposals,
+        events: events.clone(),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))
@@ -326,7 +662,21 @@ pub async fn run_node(
         control: ctl_tx.clone(),
         timeout: Duration::from_millis(t.request_timeout_ms),
         tls: !cfg.insecure,
+        events,
+        watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS)),
     };
+    // The notifier delivers the outbox while this node leads the group.
+    let notifier_stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Some(sender) = notify::sender_from_config(&cfg.notify).map_err(NodeError::Config)? {
+        let stop = notifier_stop.clone();
+        tokio::spawn(notify::run(
+            handle.clone(),
+            sender,
+            cfg.notify.clone(),
+            std::sync::Arc::new(notify::NotifyStats::default()),
+            async move { stop.notified().await },
+        ));
+    }
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<TicketsServer<Handle>>().await;
     health.set_serving::<RaftServer<Handle>>().await;
@@ -397,6 +747,7 @@ pub async fn run_node(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => Ok(()),
     };
+    notifier_stop.notify_one();
     let _ = ctl_tx.send(Control::Stop);
     let _ = tokio::task::spawn_blocking(move || loop_thread.join()).await;
     tracing::info!(node = cfg.id, "stopped");

@@ -21,7 +21,9 @@ use crate::core::log::Truncated;
 use crate::core::{Recovered, WriteBatch};
 
 mod hotline_node_core_types {
-    pub use hotline_proto::v1::{DaySequence, RequestSeen, StateSnapshot, Ticket};
+    pub use hotline_proto::v1::{
+        DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket,
+    };
 }
 
 /// (group, index) → rust-protobuf encoded `eraftpb::Entry`.
@@ -34,6 +36,11 @@ const TICKETS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("ticke
 const SEQUENCES: TableDefinition<(u64, u32), u64> = TableDefinition::new("sequences");
 /// (group, request id) → prost encoded `RequestSeen`.
 const REQUESTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("requests");
+/// (group, notification id) → prost encoded `Notification` (the outbox).
+const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
+/// (group, key) → state-machine values that are not rows; keys below.
+const SM_META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("sm_meta");
+const POLICY: &str = "policy";
 
 const HARD_STATE: &str = "hard_state";
 const CONF_STATE: &str = "conf_state";
@@ -87,6 +94,8 @@ impl Storage {
         tx.open_table(TICKETS)?;
         tx.open_table(SEQUENCES)?;
         tx.open_table(REQUESTS)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(SM_META)?;
         tx.commit()?;
         Ok(Storage { db, syncs: 0 })
     }
@@ -107,22 +116,25 @@ impl Storage {
         {
             let mut log = tx.open_table(LOG)?;
             let mut meta = tx.open_table(META)?;
-            let mut tickets = tx.open_table(TICKETS)?;
-            let mut seqs = tx.open_table(SEQUENCES)?;
-            let mut reqs = tx.open_table(REQUESTS)?;
+            let mut rows = Rows {
+                tickets: tx.open_table(TICKETS)?,
+                seqs: tx.open_table(SEQUENCES)?,
+                reqs: tx.open_table(REQUESTS)?,
+                outbox: tx.open_table(OUTBOX)?,
+                sm_meta: tx.open_table(SM_META)?,
+            };
             for b in batches {
                 let g = b.group_id;
                 if let Some(s) = &b.snapshot {
                     log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-                    tickets.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
-                    seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
-                    reqs.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-                    put_rows(
+                    rows.clear(g)?;
+                    rows.put(
                         g,
-                        (&mut tickets, &mut seqs, &mut reqs),
                         &s.state.tickets,
                         &s.state.sequences,
                         &s.state.requests,
+                        &s.state.outbox,
+                        s.state.policy.as_ref(),
                     )?;
                     let tr = Truncated {
                         index: s.index,
@@ -145,15 +157,19 @@ impl Storage {
                 if let Some(cs) = &b.conf_state {
                     meta.insert((g, CONF_STATE), pb(cs).as_slice())?;
                 }
-                put_rows(
+                rows.put(
                     g,
-                    (&mut tickets, &mut seqs, &mut reqs),
                     &b.sm.tickets,
                     &b.sm.sequences,
                     &b.sm.requests_put,
+                    &b.sm.outbox_put,
+                    b.sm.policy.as_ref(),
                 )?;
                 for id in &b.sm.requests_del {
-                    reqs.remove((g, *id))?;
+                    rows.reqs.remove((g, *id))?;
+                }
+                for id in &b.sm.outbox_del {
+                    rows.outbox.remove((g, id.as_str()))?;
                 }
                 if let Some(a) = b.applied {
                     meta.insert((g, APPLIED), a.to_be_bytes().as_slice())?;
@@ -242,6 +258,21 @@ impl Storage {
                 RequestSeen::decode(v.value()).map_err(|e| corrupt("request", e.to_string()))?,
             );
         }
+        for row in tx.open_table(OUTBOX)?.range((g, "")..(g + 1, ""))? {
+            let (_, v) = row?;
+            state.outbox.push(
+                Notification::decode(v.value())
+                    .map_err(|e| corrupt("notification", e.to_string()))?,
+            );
+        }
+        // Outbox rows are keyed by id; the state machine orders by time.
+        state
+            .outbox
+            .sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
+            state.policy =
+                Some(Policy::decode(v.value()).map_err(|e| corrupt("policy", e.to_string()))?);
+        }
         Ok(Some(Recovered {
             hard_state,
             conf_state,
@@ -253,30 +284,57 @@ impl Storage {
     }
 }
 
-type StateTables<'a, 't> = (
-    &'a mut redb::Table<'t, (u64, &'static str), &'static [u8]>,
-    &'a mut redb::Table<'t, (u64, u32), u64>,
-    &'a mut redb::Table<'t, (u64, u64), &'static [u8]>,
-);
+/// The state-machine tables of one write transaction.
+struct Rows<'t> {
+    tickets: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    seqs: redb::Table<'t, (u64, u32), u64>,
+    reqs: redb::Table<'t, (u64, u64), &'static [u8]>,
+    outbox: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    sm_meta: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+}
 
-/// Upserts ticket, sequence and request-id rows of group `g`.
-fn put_rows(
-    g: u64,
-    (tickets, seqs, reqs): StateTables<'_, '_>,
-    ts: &[Ticket],
-    ds: &[DaySequence],
-    rs: &[RequestSeen],
-) -> Result<(), StorageError> {
-    for t in ts {
-        tickets.insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
+impl Rows<'_> {
+    /// Deletes every state row of group `g` (a snapshot replaces them).
+    fn clear(&mut self, g: u64) -> Result<(), StorageError> {
+        self.tickets.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
+        self.seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
+        self.reqs.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
+        self.outbox.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
+        self.sm_meta.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
+        Ok(())
     }
-    for d in ds {
-        seqs.insert((g, d.day), d.last)?;
+
+    /// Upserts rows of group `g`.
+    fn put(
+        &mut self,
+        g: u64,
+        ts: &[Ticket],
+        ds: &[DaySequence],
+        rs: &[RequestSeen],
+        ns: &[Notification],
+        policy: Option<&Policy>,
+    ) -> Result<(), StorageError> {
+        for t in ts {
+            self.tickets
+                .insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
+        }
+        for d in ds {
+            self.seqs.insert((g, d.day), d.last)?;
+        }
+        for r in rs {
+            self.reqs
+                .insert((g, r.request_id), r.encode_to_vec().as_slice())?;
+        }
+        for n in ns {
+            self.outbox
+                .insert((g, n.id.as_str()), n.encode_to_vec().as_slice())?;
+        }
+        if let Some(p) = policy {
+            self.sm_meta
+                .insert((g, POLICY), p.encode_to_vec().as_slice())?;
+        }
+        Ok(())
     }
-    for r in rs {
-        reqs.insert((g, r.request_id), r.encode_to_vec().as_slice())?;
-    }
-    Ok(())
 }
 
 fn pb(m: &impl protobuf::Message) -> Vec<u8> {
@@ -358,5 +416,86 @@ mod tests {
         let r = Replica::new(cfg, rec).unwrap();
         assert_eq!(r.tickets().len(), 5);
         assert!(st.load(1).unwrap().is_none());
+    }
+
+    /// The audit chain catches an event altered on disk behind the state
+    /// machine's back (e.g. by someone with access to the redb file).
+    #[test]
+    fn an_event_altered_on_disk_breaks_the_chain() {
+        use crate::core::tickets::verify_ticket;
+        use hotline_proto::v1::{Actor, Dispatch, Role, TicketCommand, ticket_command::Op};
+        use redb::ReadableTable;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut st = Storage::open(dir.path()).unwrap();
+        let mut r = Replica::new(cfg, Recovered::bootstrap(&[1])).unwrap();
+        let run = |r: &mut Replica, st: &mut Storage| {
+            for _ in 0..50 {
+                r.tick();
+                while r.has_ready() {
+                    let rd = r.ready();
+                    st.write(&[&rd.write]).unwrap();
+                    r.on_persisted();
+                }
+            }
+        };
+        run(&mut r, &mut st);
+        let at = 1_795_831_200_000;
+        r.propose(&Command {
+            request_id: 1,
+            at_ms: at,
+            op: Some(command::Op::Accept(AcceptRequest {
+                region: "310114".into(),
+                kind: Kind::Complaint as i32,
+                category: "城乡建设".into(),
+                text: "路灯不亮".into(),
+                phone: "13900000000".into(),
+                ..Default::default()
+            })),
+        })
+        .unwrap();
+        run(&mut r, &mut st);
+        let id = r.tickets().tickets().next().unwrap().id.clone();
+        r.propose(&Command {
+            request_id: 2,
+            at_ms: at + 1000,
+            op: Some(command::Op::Ticket(TicketCommand {
+                ticket_id: id.clone(),
+                actor: Some(Actor {
+                    id: "话务员1".into(),
+                    role: Role::CallTaker as i32,
+                }),
+                reason: "派往路灯所".into(),
+                op: Some(Op::Dispatch(Dispatch {
+                    lead_unit: "嘉定区路灯管理所".into(),
+                    ..Default::default()
+                })),
+            })),
+        })
+        .unwrap();
+        run(&mut r, &mut st);
+        drop(r);
+
+        // Intact on disk.
+        let rec = st.load(310114).unwrap().unwrap();
+        assert_eq!(verify_ticket(&rec.state.tickets[0]), Ok(2));
+
+        // Rewrite the dispatch event's reason directly in redb.
+        {
+            let tx = st.db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(TICKETS).unwrap();
+                let mut ticket =
+                    Ticket::decode(t.get((310114, id.as_str())).unwrap().unwrap().value()).unwrap();
+                ticket.events[1].reason = "派往别处".into();
+                t.insert((310114, id.as_str()), ticket.encode_to_vec().as_slice())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let rec = st.load(310114).unwrap().unwrap();
+        let b = verify_ticket(&rec.state.tickets[0]).unwrap_err();
+        assert_eq!(b.seq, 2, "{}", b.detail);
+        assert!(b.detail.contains("altered"), "{}", b.detail);
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use hotline_node::core::{Applied, ApplyResult, Query, QueryAnswer, Replica, ReplicaConfig};
+use hotline_node::core::{Applied, ApplyResult, Replica, ReplicaConfig};
 use hotline_proto::v1::{AcceptRequest, Command, Kind, command};
 use raft::eraftpb::Message;
 use rand::rngs::StdRng;
@@ -136,8 +136,8 @@ impl MemCluster {
                 category: "城乡建设".into(),
                 text: text.into(),
                 phone: "13800000000".into(),
-                channel: 0,
                 request_id,
+                ..Default::default()
             })),
         };
         let r = self.replicas.get_mut(&node)?;
@@ -157,7 +157,7 @@ impl MemCluster {
                     self.committed.insert(a.index, (term, a.request_id));
                 }
             }
-            if let ApplyResult::Accepted(t) = a.result {
+            if let ApplyResult::Ticket(t) = a.result {
                 self.acked.entry(a.request_id).or_insert(t.id);
             }
         }
@@ -280,13 +280,9 @@ impl MemCluster {
     /// The ticket ids a node holds, read straight from its state machine.
     pub fn ticket_ids(&self, node: u64) -> Vec<String> {
         let r = &self.replicas[&node];
-        match r.tickets().query(&Query::List {
-            limit: usize::MAX,
-            before_id: String::new(),
-        }) {
-            QueryAnswer::Tickets(ts) => ts.into_iter().map(|t| t.id).collect(),
-            QueryAnswer::Ticket(_) => unreachable!(),
-        }
+        let mut ts: Vec<&hotline_proto::v1::Ticket> = r.tickets().tickets().collect();
+        ts.sort_by_key(|t| std::cmp::Reverse(t.raft_index));
+        ts.into_iter().map(|t| t.id.clone()).collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use hotline_node::core::log::Truncated;
 use hotline_node::core::{Recovered, WriteBatch};
-use hotline_proto::v1::{DaySequence, RequestSeen, StateSnapshot, Ticket};
+use hotline_proto::v1::{DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket};
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 #[derive(Clone, Debug, Default)]
@@ -21,6 +21,8 @@ struct Image {
     tickets: BTreeMap<String, Ticket>,
     sequences: BTreeMap<u32, u64>,
     requests: BTreeMap<u64, RequestSeen>,
+    outbox: BTreeMap<String, Notification>,
+    policy: Option<Policy>,
 }
 
 impl Image {
@@ -47,6 +49,10 @@ impl Image {
             for r in &s.state.requests {
                 self.requests.insert(r.request_id, r.clone());
             }
+            for n in &s.state.outbox {
+                self.outbox.insert(n.id.clone(), n.clone());
+            }
+            self.policy = s.state.policy.clone();
         }
         if let Some(first) = wb.entries.first() {
             let _ = self.log.split_off(&first.index);
@@ -71,6 +77,15 @@ impl Image {
         }
         for id in &wb.sm.requests_del {
             self.requests.remove(id);
+        }
+        for n in &wb.sm.outbox_put {
+            self.outbox.insert(n.id.clone(), n.clone());
+        }
+        for id in &wb.sm.outbox_del {
+            self.outbox.remove(id);
+        }
+        if let Some(p) = &wb.sm.policy {
+            self.policy = Some(p.clone());
         }
         if let Some(a) = wb.applied {
             self.applied = a;
@@ -97,6 +112,12 @@ impl Image {
                     .map(|(&day, &last)| DaySequence { day, last })
                     .collect(),
                 requests: self.requests.values().cloned().collect(),
+                policy: self.policy.clone(),
+                outbox: {
+                    let mut o: Vec<Notification> = self.outbox.values().cloned().collect();
+                    o.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+                    o
+                },
             },
         }
     }

@@ -124,8 +124,90 @@ pub fn request(text: &str) -> AcceptRequest {
         category: "城乡建设".into(),
         text: text.into(),
         phone: "13800000000".into(),
-        channel: 0,
-        request_id: 0,
+        ..Default::default()
+    }
+}
+
+/// A webhook receiver on loopback: records every POST's Idempotency-Key and
+/// body, answers 200 — a stand-in for an SMS gateway, over a real socket.
+pub struct Webhook {
+    pub addr: std::net::SocketAddr,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Webhook {
+    pub async fn start() -> Webhook {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let mut buf: Vec<u8> = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request: headers, then Content-Length bytes.
+                        let head_end = loop {
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            assert!(buf.len() < 1 << 20, "request too large");
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                        let header = |name: &str| {
+                            head.lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.trim()
+                                        .eq_ignore_ascii_case(name)
+                                        .then(|| v.trim().to_string())
+                                })
+                                .unwrap_or_default()
+                        };
+                        let len: usize = header("content-length").parse().unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body =
+                            String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+                        rec.lock().unwrap().push((header("idempotency-key"), body));
+                        buf.drain(..head_end + len);
+                        if sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Webhook { addr, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/sms", self.addr)
+    }
+
+    /// Distinct notification ids received.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 

@@ -5,10 +5,17 @@
 //! `tick()` and as `Command::at_ms`; durability enters as `on_persisted()`.
 //! The node driver (`crate::server`) and the simulator both run this code.
 
+pub mod audit;
+pub mod calendar;
+pub mod categories;
+pub mod deadlines;
+pub mod kpi;
+pub mod lifecycle;
 pub mod log;
 pub mod replica;
 pub mod tickets;
 
+pub use lifecycle::CommandError;
 pub use replica::{
     AfterPersist, Applied, ProposeError, ReadDone, Ready, Recovered, Replica, ReplicaConfig,
     SnapshotInstall, WriteBatch,

@@ -2,8 +2,10 @@
 //!
 //! Pure and deterministic: the same commands in the same order give the same
 //! state on every replica. Time comes inside the command (`Command::at_ms`,
-//! chosen by the proposer); nothing here reads a clock, and iteration is over
-//! ordered maps only, so snapshots are byte-identical across replicas.
+//! chosen by the proposer), and so does every rule that depends on
+//! configuration (calendar, deadlines, categories: the replicated `Policy`);
+//! nothing here reads a clock or a file, and iteration is over ordered maps
+//! only, so snapshots are byte-identical across replicas.
 //!
 //! Every mutation is also recorded in `SmWrites`, which the replica hands to
 //! its driver to persist in the same transaction as the applied index.
@@ -11,19 +13,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_proto::v1::{
-    AcceptRequest, Channel, Command, DaySequence, Kind, RequestSeen, StateSnapshot, Status, Ticket,
-    command,
+    AcceptRequest, Actor, Channel, Command, DaySequence, Event, Kind, ListTicketsRequest,
+    LookupResponse, Notification, Policy, Priority, PublicProgress, ReportResponse, RequestSeen,
+    Requester, Role, StateSnapshot, Status, Ticket, command,
 };
 use prost::Message;
+
+use super::audit;
+use super::kpi::{self, KpiWeights};
+use super::lifecycle::{self, CommandError, Rules};
 
 /// Limits on a ticket's fields (bytes, after UTF-8 encoding).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 pub const MAX_CATEGORY_CHARS: usize = 64;
-/// How long an accept's request id is remembered for deduplicating client
-/// retries: longer than any client's retry horizon.
+pub const MAX_ADDRESS_CHARS: usize = 256;
+pub const MAX_NAME_CHARS: usize = 32;
+/// How long a request id is remembered for deduplicating client retries:
+/// longer than any client's retry horizon.
 pub const REQUEST_DEDUP_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Bound on remembered request ids, whatever their age.
 pub const MAX_REMEMBERED_REQUESTS: usize = 200_000;
+/// Bound on undelivered notifications. Past it the oldest are dropped: a dead
+/// SMS gateway must not grow the replicated state without limit or stop
+/// the hotline from accepting calls.
+pub const MAX_OUTBOX: usize = 100_000;
+/// Tickets a list query examines per page, so one query cannot scan a
+/// group's whole history; the answer says where to continue.
+pub const MAX_SCAN_PER_QUERY: usize = 200_000;
 /// China Standard Time, for the date in ticket ids (UTC+8, no DST).
 const CST_OFFSET_MS: i64 = 8 * 3600 * 1000;
 
@@ -35,7 +51,7 @@ pub struct FieldError {
     pub reason: String,
 }
 
-fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
+pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError {
         field,
         reason: reason.into(),
@@ -45,9 +61,11 @@ fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
 /// Result of applying one command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplyResult {
-    Accepted(Ticket),
-    Rejected(FieldError),
-    /// An entry that carries no command (leader no-op, conf change).
+    /// The ticket as the command left it (accept and lifecycle commands).
+    Ticket(Ticket),
+    Rejected(CommandError),
+    Policy(Policy),
+    /// An entry that carries no answer (leader no-op, conf change, delivery marks).
     Nothing,
 }
 
@@ -58,6 +76,9 @@ pub struct SmWrites {
     pub sequences: Vec<DaySequence>,
     pub requests_put: Vec<RequestSeen>,
     pub requests_del: Vec<u64>,
+    pub outbox_put: Vec<Notification>,
+    pub outbox_del: Vec<String>,
+    pub policy: Option<Policy>,
 }
 
 impl SmWrites {
@@ -66,6 +87,9 @@ impl SmWrites {
             && self.sequences.is_empty()
             && self.requests_put.is_empty()
             && self.requests_del.is_empty()
+            && self.outbox_put.is_empty()
+            && self.outbox_del.is_empty()
+            && self.policy.is_none()
     }
 }
 
@@ -83,20 +107,53 @@ pub struct TicketMachine {
     requests: BTreeMap<u64, RequestSeen>,
     /// (at_ms, request_id), to expire `requests` in time order.
     requests_by_time: BTreeSet<(i64, u64)>,
+    policy: Policy,
+    rules: Rules,
+    outbox: BTreeMap<String, Notification>,
+    /// (created_at_ms, id): delivery and eviction order.
+    outbox_order: BTreeSet<(i64, String)>,
     writes: SmWrites,
 }
 
-/// Query of the ticket state, answered after a ReadIndex round.
+/// Query of the ticket state, answered after a ReadIndex round. `now_ms` is
+/// the asking node's clock: it only colours deadlines (yellow/red) in the
+/// answer, it never changes state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Query {
-    Get { id: String },
-    List { limit: usize, before_id: String },
+    Get {
+        id: String,
+        now_ms: i64,
+    },
+    List {
+        filter: ListTicketsRequest,
+        now_ms: i64,
+    },
+    Lookup {
+        id: String,
+        phone_last4: String,
+    },
+    Report {
+        from_ms: i64,
+        to_ms: i64,
+        basic_weight_permille: u32,
+    },
+    Outbox {
+        limit: usize,
+    },
+    Policy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum QueryAnswer {
     Ticket(Option<Ticket>),
-    Tickets(Vec<Ticket>),
+    Tickets {
+        tickets: Vec<Ticket>,
+        next_before_id: String,
+    },
+    Lookup(Option<LookupResponse>),
+    Report(Box<ReportResponse>),
+    Outbox(Vec<Notification>),
+    Policy(Policy),
 }
 
 impl TicketMachine {
@@ -119,31 +176,171 @@ impl TicketMachine {
         self.tickets.is_empty()
     }
 
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn ticket(&self, id: &str) -> Option<&Ticket> {
+        self.tickets.get(id)
+    }
+
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
+        self.tickets.values()
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Checks an accept request before it is proposed (and again when it is
     /// applied: the apply path never trusts the proposer).
     pub fn validate_accept(&self, req: &AcceptRequest) -> Result<(), FieldError> {
-        validate_accept(&self.region, req)
+        validate_accept(&self.region, req)?;
+        self.rules
+            .categories
+            .validate(&req.category)
+            .map_err(|e| bad("category", e))
+    }
+
+    /// Checks a command against the current state without changing it: what
+    /// the node does before proposing, so a command that would be refused
+    /// never reaches the log. The apply path checks again (state may have
+    /// moved on in between).
+    pub fn check(&self, cmd: &Command) -> Result<(), CommandError> {
+        if cmd.request_id != 0 && self.requests.contains_key(&cmd.request_id) {
+            return Ok(()); // a retry: apply answers with the first outcome
+        }
+        match &cmd.op {
+            Some(command::Op::Accept(req)) => Ok(self.validate_accept(req)?),
+            Some(command::Op::Ticket(tc)) => {
+                let t = self
+                    .tickets
+                    .get(&tc.ticket_id)
+                    .ok_or_else(|| CommandError::NotFound(tc.ticket_id.clone()))?;
+                let dup = self.merge_duplicate(tc);
+                lifecycle::transition(t, tc, cmd.at_ms, 0, &self.rules, dup).map(|_| ())
+            }
+            Some(command::Op::SetPolicy(p)) => self.check_policy(p).map(|_| ()),
+            Some(command::Op::Delivered(_)) => Ok(()),
+            None => Err(bad("op", "command has no operation").into()),
+        }
+    }
+
+    fn merge_duplicate(&self, tc: &hotline_proto::v1::TicketCommand) -> Option<&Ticket> {
+        match &tc.op {
+            Some(hotline_proto::v1::ticket_command::Op::Merge(m)) => {
+                self.tickets.get(&m.duplicate_id)
+            }
+            _ => None,
+        }
+    }
+
+    fn check_policy(&self, p: &Policy) -> Result<Rules, CommandError> {
+        if p.version <= self.policy.version {
+            return Err(bad(
+                "policy.version",
+                format!(
+                    "{} is not newer than the policy in force ({})",
+                    p.version, self.policy.version
+                ),
+            )
+            .into());
+        }
+        Ok(Rules::from_policy(p)?)
     }
 
     pub fn apply(&mut self, index: u64, cmd: &Command) -> ApplyResult {
-        match &cmd.op {
-            Some(command::Op::Accept(req)) => match self.validate_accept(req) {
-                Ok(()) => ApplyResult::Accepted(self.accept(index, cmd.request_id, cmd.at_ms, req)),
-                Err(e) => ApplyResult::Rejected(e),
-            },
-            None => ApplyResult::Rejected(bad("op", "command has no operation")),
-        }
-    }
-
-    fn accept(&mut self, index: u64, request_id: u64, at_ms: i64, req: &AcceptRequest) -> Ticket {
-        self.expire_requests(at_ms);
-        if request_id != 0
-            && let Some(seen) = self.requests.get(&request_id)
+        self.expire_requests(cmd.at_ms);
+        // A retried request (same id within the window) answers with the
+        // ticket of the first one instead of acting twice.
+        if cmd.request_id != 0
+            && let Some(seen) = self.requests.get(&cmd.request_id)
             && let Some(t) = self.tickets.get(&seen.ticket_id)
         {
-            // A retried accept: answer with the first ticket.
-            return t.clone();
+            return ApplyResult::Ticket(t.clone());
         }
+        let result = match &cmd.op {
+            Some(command::Op::Accept(req)) => match self.validate_accept(req) {
+                Ok(()) => ApplyResult::Ticket(self.accept(index, cmd.at_ms, req)),
+                Err(e) => ApplyResult::Rejected(e.into()),
+            },
+            Some(command::Op::Ticket(tc)) => {
+                let Some(t) = self.tickets.get(&tc.ticket_id) else {
+                    return ApplyResult::Rejected(CommandError::NotFound(tc.ticket_id.clone()));
+                };
+                let dup = self.merge_duplicate(tc);
+                match lifecycle::transition(t, tc, cmd.at_ms, index, &self.rules, dup) {
+                    Ok(out) => {
+                        if let Some(o) = out.other {
+                            self.put_ticket(o);
+                        }
+                        for n in out.notifications {
+                            self.enqueue(n);
+                        }
+                        self.put_ticket(out.ticket.clone());
+                        ApplyResult::Ticket(out.ticket)
+                    }
+                    Err(e) => ApplyResult::Rejected(e),
+                }
+            }
+            Some(command::Op::SetPolicy(p)) => match self.check_policy(p) {
+                Ok(rules) => {
+                    self.rules = rules;
+                    self.policy = p.clone();
+                    self.writes.policy = Some(p.clone());
+                    return ApplyResult::Policy(p.clone());
+                }
+                Err(e) => return ApplyResult::Rejected(e),
+            },
+            Some(command::Op::Delivered(d)) => {
+                for id in &d.ids {
+                    if let Some(n) = self.outbox.remove(id) {
+                        self.outbox_order.remove(&(n.created_at_ms, n.id.clone()));
+                        self.writes.outbox_del.push(n.id);
+                    }
+                }
+                return ApplyResult::Nothing;
+            }
+            None => ApplyResult::Rejected(bad("op", "command has no operation").into()),
+        };
+        if cmd.request_id != 0
+            && let ApplyResult::Ticket(t) = &result
+        {
+            self.remember(cmd.request_id, &t.id, cmd.at_ms);
+        }
+        result
+    }
+
+    fn put_ticket(&mut self, t: Ticket) {
+        self.writes.tickets.push(t.clone());
+        self.tickets.insert(t.id.clone(), t);
+    }
+
+    fn enqueue(&mut self, n: Notification) {
+        while self.outbox.len() >= MAX_OUTBOX {
+            let (_, id) = self.outbox_order.pop_first().expect("outbox is not empty");
+            self.outbox.remove(&id);
+            self.writes.outbox_del.push(id);
+        }
+        self.outbox_order.insert((n.created_at_ms, n.id.clone()));
+        self.outbox.insert(n.id.clone(), n.clone());
+        self.writes.outbox_put.push(n);
+    }
+
+    fn remember(&mut self, request_id: u64, ticket_id: &str, at_ms: i64) {
+        let seen = RequestSeen {
+            request_id,
+            ticket_id: ticket_id.to_string(),
+            at_ms,
+        };
+        self.requests_by_time.insert((at_ms, request_id));
+        if let Some(old) = self.requests.insert(request_id, seen.clone()) {
+            self.requests_by_time.remove(&(old.at_ms, request_id));
+        }
+        self.writes.requests_put.push(seen);
+    }
+
+    fn accept(&mut self, index: u64, at_ms: i64, req: &AcceptRequest) -> Ticket {
         let day = cst_day(at_ms);
         let seq = self.sequences.entry(day).or_insert(0);
         *seq += 1;
@@ -155,37 +352,76 @@ impl TicketMachine {
         } else {
             req.channel
         };
-        let ticket = Ticket {
-            id: format!("{district}-{day}-{seq:06}"),
+        let priority = if req.priority == Priority::Unspecified as i32 {
+            Priority::Normal as i32
+        } else {
+            req.priority
+        };
+        let mut location = req.location.clone().unwrap_or_default();
+        if location.code.is_empty() {
+            location.code = req.region.clone();
+        }
+        let id = format!("{district}-{day}-{seq:06}");
+        let actor = req.actor.clone().unwrap_or(Actor {
+            id: "unknown".into(),
+            role: Role::CallTaker as i32,
+        });
+        let mut ticket = Ticket {
+            id: id.clone(),
             region: req.region.clone(),
             kind: req.kind,
             category: req.category.clone(),
             text: req.text.clone(),
-            phone: req.phone.clone(),
-            phone_masked: mask_phone(&req.phone),
             channel,
             status: Status::Accepted as i32,
             accepted_at_ms: at_ms,
             raft_index: index,
+            priority,
+            location: Some(location.clone()),
+            requesters: vec![Requester {
+                phone: req.phone.clone(),
+                phone_masked: mask_phone(&req.phone),
+                name: req.name.clone(),
+                name_masked: mask_name(&req.name),
+                ticket_id: id.clone(),
+            }],
+            call_taker: Some(actor.clone()),
+            ..Default::default()
         };
+        let payload = serde_json::json!({
+            "region": req.region,
+            "kind": kind_name(req.kind),
+            "category": req.category,
+            "channel": channel,
+            "priority": lifecycle::priority_name(priority),
+            "location": location.code,
+            "text_sha256": lifecycle::sha_hex(&req.text),
+        });
+        let ev = audit::seal(
+            None,
+            Event {
+                kind: "accept".into(),
+                actor: Some(actor),
+                at_ms,
+                payload: payload.to_string(),
+                raft_index: index,
+                ..Default::default()
+            },
+        );
+        ticket.events.push(ev);
         assert!(
             !self.tickets.contains_key(&ticket.id),
             "ticket id {} allocated twice",
             ticket.id
         );
-        self.by_index.insert(index, ticket.id.clone());
-        self.tickets.insert(ticket.id.clone(), ticket.clone());
-        self.writes.tickets.push(ticket.clone());
-        if request_id != 0 {
-            let seen = RequestSeen {
-                request_id,
-                ticket_id: ticket.id.clone(),
-                at_ms,
-            };
-            self.requests_by_time.insert((at_ms, request_id));
-            self.requests.insert(request_id, seen.clone());
-            self.writes.requests_put.push(seen);
+        let text = format!(
+            "【12345热线】您反映的问题已受理，工单号{id}。可凭工单号和手机号后4位查询办理进度。"
+        );
+        for n in lifecycle::notify_all(&ticket, 1, &text, at_ms) {
+            self.enqueue(n);
         }
+        self.by_index.insert(index, ticket.id.clone());
+        self.put_ticket(ticket.clone());
         ticket
     }
 
@@ -204,25 +440,161 @@ impl TicketMachine {
         }
     }
 
+    /// A ticket as a query shows it: the deadline coloured at `now_ms`.
+    fn view(&self, t: &Ticket, now_ms: i64) -> Ticket {
+        let mut v = t.clone();
+        let (state, due) = lifecycle::deadline_view(t, self.rules.deadlines.warn_permille, now_ms);
+        v.deadline_state = state;
+        v.deadline_ms = due;
+        v
+    }
+
     pub fn query(&self, q: &Query) -> QueryAnswer {
         match q {
-            Query::Get { id } => QueryAnswer::Ticket(self.tickets.get(id).cloned()),
-            Query::List { limit, before_id } => {
-                let upper = if before_id.is_empty() {
-                    u64::MAX
-                } else {
-                    self.tickets.get(before_id).map_or(0, |t| t.raft_index)
-                };
-                let out = self
-                    .by_index
-                    .range(..upper)
-                    .rev()
+            Query::Get { id, now_ms } => {
+                QueryAnswer::Ticket(self.tickets.get(id).map(|t| self.view(t, *now_ms)))
+            }
+            Query::List { filter, now_ms } => self.list(filter, *now_ms),
+            Query::Lookup { id, phone_last4 } => QueryAnswer::Lookup(self.lookup(id, phone_last4)),
+            Query::Report {
+                from_ms,
+                to_ms,
+                basic_weight_permille,
+            } => {
+                let mut w: KpiWeights = self.rules.weights;
+                if *basic_weight_permille != 0 {
+                    w.basic_permille = *basic_weight_permille;
+                }
+                QueryAnswer::Report(Box::new(kpi::report(
+                    &self.region,
+                    self.tickets.values(),
+                    *from_ms,
+                    *to_ms,
+                    &w,
+                )))
+            }
+            Query::Outbox { limit } => QueryAnswer::Outbox(
+                self.outbox_order
+                    .iter()
                     .take(*limit)
-                    .map(|(_, id)| self.tickets[id].clone())
-                    .collect();
-                QueryAnswer::Tickets(out)
+                    .map(|(_, id)| self.outbox[id].clone())
+                    .collect(),
+            ),
+            Query::Policy => QueryAnswer::Policy(self.policy.clone()),
+        }
+    }
+
+    fn list(&self, f: &ListTicketsRequest, now_ms: i64) -> QueryAnswer {
+        use hotline_proto::v1::DeadlineState as D;
+        let limit = if f.limit == 0 { 100 } else { f.limit as usize };
+        let upper = if f.before_id.is_empty() {
+            u64::MAX
+        } else {
+            self.tickets.get(&f.before_id).map_or(0, |t| t.raft_index)
+        };
+        let mut out = Vec::new();
+        let mut next = String::new();
+        for (scanned, (_, id)) in self.by_index.range(..upper).rev().enumerate() {
+            if scanned >= MAX_SCAN_PER_QUERY {
+                next = id.clone();
+                break;
+            }
+            let t = &self.tickets[id];
+            if !f.region.is_empty()
+                && !t.region.starts_with(&f.region)
+                && !t
+                    .location
+                    .as_ref()
+                    .is_some_and(|l| l.code.starts_with(&f.region))
+            {
+                continue;
+            }
+            if !f.unit.is_empty() && t.lead_unit != f.unit && !t.assisting_units.contains(&f.unit) {
+                continue;
+            }
+            if !f.statuses.is_empty() && !f.statuses.contains(&t.status) {
+                continue;
+            }
+            if f.kind != 0 && t.kind != f.kind {
+                continue;
+            }
+            if !f.category.is_empty() && !t.category.starts_with(&f.category) {
+                continue;
+            }
+            if f.priority != 0 && t.priority != f.priority {
+                continue;
+            }
+            if t.accepted_at_ms < f.accepted_from_ms
+                || (f.accepted_to_ms != 0 && t.accepted_at_ms >= f.accepted_to_ms)
+            {
+                continue;
+            }
+            let v = self.view(t, now_ms);
+            let wanted = D::try_from(f.deadline).unwrap_or(D::Unspecified);
+            let have = D::try_from(v.deadline_state).unwrap_or(D::Unspecified);
+            let ok = match wanted {
+                D::Unspecified => true,
+                D::AtRisk => matches!(have, D::AtRisk | D::Overdue),
+                w => w == have,
+            };
+            if !ok {
+                continue;
+            }
+            out.push(v);
+            if !f.by_deadline && out.len() == limit {
+                next = id.clone();
+                break;
             }
         }
+        if f.by_deadline {
+            // Worklists: the nearest deadline first; no deadline last.
+            out.sort_by_key(|t| (t.deadline_ms == 0, t.deadline_ms, t.raft_index));
+            out.truncate(limit);
+        }
+        QueryAnswer::Tickets {
+            tickets: out,
+            next_before_id: next,
+        }
+    }
+
+    /// A requester's view: ticket number plus the last 4 digits of any
+    /// requester's phone. Wrong digits and unknown ids answer the same
+    /// (`None`), so the lookup cannot probe which ids exist.
+    fn lookup(&self, id: &str, last4: &str) -> Option<LookupResponse> {
+        let t = self.tickets.get(id)?;
+        if last4.len() != 4 || !t.requesters.iter().any(|r| r.phone.ends_with(last4)) {
+            return None;
+        }
+        // A merged duplicate shows its master's progress after its own.
+        let master = if t.master_id.is_empty() {
+            None
+        } else {
+            self.tickets.get(&t.master_id)
+        };
+        let shown = master.unwrap_or(t);
+        let mut progress: Vec<PublicProgress> = t
+            .events
+            .iter()
+            .chain(master.into_iter().flat_map(|m| m.events.iter()))
+            .filter_map(|e| {
+                lifecycle::public_summary(e).map(|summary| PublicProgress {
+                    kind: e.kind.clone(),
+                    at_ms: e.at_ms,
+                    summary,
+                })
+            })
+            .collect();
+        progress.sort_by_key(|p| p.at_ms);
+        Some(LookupResponse {
+            id: t.id.clone(),
+            kind: t.kind,
+            category: t.category.clone(),
+            status: shown.status,
+            accepted_at_ms: t.accepted_at_ms,
+            status_text: lifecycle::status_zh(shown.status).to_string(),
+            progress,
+            reply_text: shown.reply_text.clone(),
+        })
     }
 
     pub fn take_writes(&mut self) -> SmWrites {
@@ -244,6 +616,12 @@ impl TicketMachine {
                 .map(|(&day, &last)| DaySequence { day, last })
                 .collect(),
             requests: self.requests.values().cloned().collect(),
+            policy: (self.policy.version != 0).then(|| self.policy.clone()),
+            outbox: self
+                .outbox_order
+                .iter()
+                .map(|(_, id)| self.outbox[id].clone())
+                .collect(),
         }
     }
 
@@ -265,8 +643,36 @@ impl TicketMachine {
             m.requests_by_time.insert((r.at_ms, r.request_id));
             m.requests.insert(r.request_id, r);
         }
+        if let Some(p) = snap.policy {
+            // It was valid when applied, and parsing is deterministic.
+            m.rules = Rules::from_policy(&p).expect("a stored policy parses");
+            m.policy = p;
+        }
+        for n in snap.outbox {
+            m.outbox_order.insert((n.created_at_ms, n.id.clone()));
+            m.outbox.insert(n.id.clone(), n);
+        }
         m
     }
+}
+
+/// 张三 → 张*; 欧阳娜娜 → 欧***. Keeps the first character.
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => String::new(),
+        Some(first) => {
+            let rest = chars.count().max(1);
+            let mut out = first.to_string();
+            out.extend(std::iter::repeat_n('*', rest));
+            out
+        }
+    }
+}
+
+/// Verifies every ticket's event chain (the simulator and tests use this).
+pub fn verify_ticket(t: &Ticket) -> Result<u32, audit::Break> {
+    audit::verify(&t.events)
 }
 
 /// The CST calendar day of a Unix-millisecond instant, as yyyymmdd.
@@ -372,7 +778,58 @@ pub fn validate_accept(group_region: &str, req: &AcceptRequest) -> Result<(), Fi
             ),
         ));
     }
-    validate_phone(&req.phone)
+    validate_phone(&req.phone)?;
+    if Priority::try_from(req.priority).is_err() {
+        return Err(bad(
+            "priority",
+            format!("unknown priority {}", req.priority),
+        ));
+    }
+    if req.name.chars().count() > MAX_NAME_CHARS {
+        return Err(bad(
+            "name",
+            format!("longer than {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if let Some(l) = &req.location {
+        if !l.code.is_empty() {
+            let r = hotline_federation::regions()
+                .get(&l.code)
+                .map_err(|e| bad("location.code", e.to_string()))?;
+            if l.code.len() < 6 {
+                return Err(bad(
+                    "location.code",
+                    format!("{} ({}) is not a district or street code", l.code, r.name),
+                ));
+            }
+        }
+        if l.address.chars().count() > MAX_ADDRESS_CHARS {
+            return Err(bad(
+                "location.address",
+                format!("longer than {MAX_ADDRESS_CHARS} characters"),
+            ));
+        }
+        if l.has_coordinates {
+            if !(l.lat.is_finite() && (-90.0..=90.0).contains(&l.lat)) {
+                return Err(bad("location.lat", "must be a latitude in -90..=90"));
+            }
+            if !(l.lng.is_finite() && (-180.0..=180.0).contains(&l.lng)) {
+                return Err(bad("location.lng", "must be a longitude in -180..=180"));
+            }
+        }
+    }
+    if let Some(a) = &req.actor {
+        lifecycle::check_actor(
+            Some(a),
+            &[
+                Role::CallTaker,
+                Role::Supervisor,
+                Role::Requester,
+                Role::System,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 pub fn parse_kind(s: &str) -> Option<Kind> {
@@ -402,16 +859,21 @@ pub fn kind_name(k: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hotline_proto::v1::{
+        Answer, Archive, Callback, Close, DecideExtension, Dispatch, Extend, Merge, Refer,
+        ReferReason, Reopen, Reply, Resolution, Return, ReviewReturn, Satisfaction, Sign,
+        Supervise, TicketCommand, Urge, ticket_command::Op,
+    };
+    use proptest::prelude::*;
 
-    fn req() -> AcceptRequest {
+    pub(crate) fn req() -> AcceptRequest {
         AcceptRequest {
             region: "310114".into(),
             kind: Kind::Complaint as i32,
             category: "城乡建设".into(),
             text: "小区门口道路破损".into(),
             phone: "13800000000".into(),
-            channel: 0,
-            request_id: 0,
+            ..Default::default()
         }
     }
 
@@ -424,59 +886,626 @@ mod tests {
         m.apply(index, &cmd)
     }
 
-    // 2026-11-28 10:00 CST
-    const AT: i64 = 1_795_831_200_000;
+    fn ticket(r: ApplyResult) -> Ticket {
+        match r {
+            ApplyResult::Ticket(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        }
+    }
+
+    // 2026-11-27 (Friday) 10:00 CST
+    const AT: i64 = 1_795_831_200_000 - 86_400_000;
+    const HOUR: i64 = 3_600_000;
+
+    fn center() -> Option<Actor> {
+        Some(Actor {
+            id: "话务员007".into(),
+            role: Role::CallTaker as i32,
+        })
+    }
+    fn unit(name: &str) -> Option<Actor> {
+        Some(Actor {
+            id: name.into(),
+            role: Role::Unit as i32,
+        })
+    }
+
+    struct Driver {
+        m: TicketMachine,
+        index: u64,
+    }
+
+    impl Driver {
+        fn new() -> Self {
+            Driver {
+                m: TicketMachine::new("310114"),
+                index: 0,
+            }
+        }
+        fn accept_at(&mut self, at: i64) -> Ticket {
+            self.index += 1;
+            ticket(accept(&mut self.m, self.index, 0, at))
+        }
+        fn run(
+            &mut self,
+            id: &str,
+            actor: Option<Actor>,
+            reason: &str,
+            op: Op,
+            at: i64,
+        ) -> ApplyResult {
+            self.index += 1;
+            let cmd = Command {
+                request_id: 0,
+                at_ms: at,
+                op: Some(command::Op::Ticket(TicketCommand {
+                    ticket_id: id.into(),
+                    actor,
+                    reason: reason.into(),
+                    op: Some(op),
+                })),
+            };
+            // What the proposer checks must agree with what apply does.
+            let checked = self.m.check(&cmd);
+            let r = self.m.apply(self.index, &cmd);
+            assert_eq!(
+                checked.is_ok(),
+                matches!(r, ApplyResult::Ticket(_)),
+                "{r:?}"
+            );
+            r
+        }
+    }
+
+    fn dispatch(u: &str) -> Op {
+        Op::Dispatch(Dispatch {
+            lead_unit: u.into(),
+            ..Default::default()
+        })
+    }
 
     #[test]
     fn ids_are_region_day_sequence() {
         let mut m = TicketMachine::new("310114");
-        let ApplyResult::Accepted(t) = accept(&mut m, 5, 0, AT) else {
-            panic!()
-        };
-        assert_eq!(t.id, "310114-20261128-000001");
-        assert_eq!(t.phone_masked, "138****0000");
-        let ApplyResult::Accepted(t2) = accept(&mut m, 6, 0, AT) else {
-            panic!()
-        };
-        assert_eq!(t2.id, "310114-20261128-000002");
+        let t = ticket(accept(&mut m, 5, 0, AT));
+        assert_eq!(t.id, "310114-20261127-000001");
+        assert_eq!(t.requesters[0].phone_masked, "138****0000");
+        let t2 = ticket(accept(&mut m, 6, 0, AT));
+        assert_eq!(t2.id, "310114-20261127-000002");
+        assert_eq!(t.events.len(), 1);
+        assert_eq!(verify_ticket(&t), Ok(1));
+        assert_eq!(m.outbox_len(), 2, "an accept notifies the requester");
     }
 
     #[test]
     fn a_retried_request_returns_the_first_ticket() {
         let mut m = TicketMachine::new("310114");
-        let ApplyResult::Accepted(a) = accept(&mut m, 5, 42, AT) else {
-            panic!()
-        };
-        let ApplyResult::Accepted(b) = accept(&mut m, 6, 42, AT + 1000) else {
-            panic!()
-        };
+        let a = ticket(accept(&mut m, 5, 42, AT));
+        let b = ticket(accept(&mut m, 6, 42, AT + 1000));
         assert_eq!(a.id, b.id);
         assert_eq!(m.len(), 1);
         // After the window it is a new request.
-        let ApplyResult::Accepted(c) = accept(&mut m, 7, 42, AT + REQUEST_DEDUP_WINDOW_MS + 5000)
-        else {
-            panic!()
-        };
+        let c = ticket(accept(&mut m, 7, 42, AT + REQUEST_DEDUP_WINDOW_MS + 5000));
         assert_ne!(a.id, c.id);
     }
 
     #[test]
-    fn snapshot_round_trip_is_identical() {
-        let mut m = TicketMachine::new("310114");
-        for i in 0..10 {
-            accept(&mut m, 10 + i, i + 1, AT + i as i64);
-        }
-        let bytes = m.snapshot_bytes(7);
-        let back = TicketMachine::restore("310114", StateSnapshot::decode(&bytes[..]).unwrap());
-        assert_eq!(back.snapshot_bytes(7), bytes);
-        let QueryAnswer::Tickets(list) = back.query(&Query::List {
-            limit: 3,
-            before_id: String::new(),
+    fn the_main_path_sets_deadlines_and_notifies() {
+        let mut d = Driver::new();
+        let t = d.accept_at(AT);
+        let u = "嘉定区城管局";
+        let t = ticket(d.run(&t.id, center(), "", dispatch(u), AT + HOUR));
+        assert_eq!(t.status, Status::AwaitingSign as i32);
+        // Sign within 1 working day: Friday → end of Monday 2026-11-30.
+        assert_eq!(t.sign_due_ms, calendar_midnight(2026, 12, 1));
+        // Someone else cannot sign for the unit.
+        let r = d.run(
+            &t.id,
+            unit("别的单位"),
+            "",
+            Op::Sign(Sign {
+                unit: "别的单位".into(),
+            }),
+            AT + 2 * HOUR,
+        );
+        assert!(
+            matches!(r, ApplyResult::Rejected(CommandError::State { .. })),
+            "{r:?}"
+        );
+        let t = ticket(d.run(
+            &t.id,
+            unit(u),
+            "",
+            Op::Sign(Sign { unit: u.into() }),
+            AT + 2 * HOUR,
+        ));
+        assert!(t.signed_in_time);
+        // Complaint: 10 working days from the sign day (built-in rules).
+        assert!(t.handle_due_ms > t.signed_at_ms + 10 * 86_400_000);
+        let due = t.handle_due_ms;
+        let t = ticket(d.run(
+            &t.id,
+            unit(u),
+            "需现场勘查",
+            Op::Extend(Extend {
+                unit: u.into(),
+                days: 0,
+            }),
+            AT + 3 * HOUR,
+        ));
+        assert!(t.pending_extension.is_some());
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "",
+            Op::DecideExtension(DecideExtension { approve: true }),
+            AT + 4 * HOUR,
+        ));
+        assert!(
+            t.handle_due_ms > due,
+            "an approved extension moves the deadline later"
+        );
+        assert_eq!(t.extensions, 1);
+        let t = ticket(d.run(
+            &t.id,
+            unit(u),
+            "",
+            Op::Reply(Reply {
+                unit: u.into(),
+                text: "已修复路面".into(),
+            }),
+            AT + 5 * HOUR,
+        ));
+        assert!(t.replied_in_time);
+        assert_eq!(t.status, Status::AwaitingCallback as i32);
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "",
+            Op::Callback(Callback {
+                contacted: true,
+                resolution: Resolution::Resolved as i32,
+                satisfaction: Satisfaction::Satisfied as i32,
+            }),
+            AT + 6 * HOUR,
+        ));
+        assert_eq!(t.status, Status::Closed as i32);
+        let t = ticket(d.run(&t.id, center(), "", Op::Archive(Archive {}), AT + 7 * HOUR));
+        assert_eq!(t.status, Status::Archived as i32);
+        assert_eq!(verify_ticket(&t), Ok(t.events.len() as u32));
+        let kinds: Vec<&str> = t.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "accept",
+                "dispatch",
+                "sign",
+                "extend",
+                "decide_extension",
+                "reply",
+                "callback",
+                "archive"
+            ]
+        );
+        // accept, dispatch, reply, callback.
+        let QueryAnswer::Outbox(out) = d.m.query(&Query::Outbox { limit: 100 }) else {
+            panic!()
+        };
+        assert_eq!(out.len(), 4);
+        assert!(out.iter().all(|n| n.text.contains(&t.id)), "{out:?}");
+        assert!(out[2].text.contains("已修复路面"));
+    }
+
+    fn calendar_midnight(y: i16, mo: i8, d: i8) -> i64 {
+        super::super::calendar::Calendar::cst_midnight_ms(jiff::civil::date(y, mo, d))
+    }
+
+    #[test]
+    fn illegal_transitions_name_the_state_and_change_nothing() {
+        let mut d = Driver::new();
+        let t = d.accept_at(AT);
+        let before = d.m.snapshot_bytes(1);
+        let r = d.run(
+            &t.id,
+            unit("x"),
+            "",
+            Op::Reply(Reply {
+                unit: "x".into(),
+                text: "好".into(),
+            }),
+            AT + 1,
+        );
+        let ApplyResult::Rejected(e) = r else {
+            panic!()
+        };
+        assert!(
+            matches!(
+                e,
+                CommandError::State {
+                    state: "accepted",
+                    command: "reply",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("已受理"), "{e}");
+        assert_eq!(d.m.snapshot_bytes(1), before);
+        assert_eq!(d.m.take_writes().tickets.len(), 1, "only the accept wrote");
+        // Bad fields are InvalidArgument, naming the field.
+        let r = d.run(
+            &t.id,
+            center(),
+            "",
+            Op::Refer(Refer {
+                reason: ReferReason::Emergency as i32,
+                target: "999".into(),
+            }),
+            AT + 2,
+        );
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "reason");
+        let r = d.run(
+            &t.id,
+            center(),
+            "火情",
+            Op::Refer(Refer {
+                reason: ReferReason::Emergency as i32,
+                target: "999".into(),
+            }),
+            AT + 2,
+        );
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "refer.target");
+        let r = d.run(
+            "310114-20261127-999999",
+            center(),
+            "",
+            Op::Urge(Urge {}),
+            AT + 3,
+        );
+        assert!(matches!(
+            r,
+            ApplyResult::Rejected(CommandError::NotFound(_))
+        ));
+        let r = d.run(
+            &t.id,
+            unit("x"),
+            "",
+            Op::Answer(Answer {
+                text: "答复".into(),
+            }),
+            AT + 3,
+        );
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "actor.role");
+        assert_eq!(d.m.snapshot_bytes(1), before);
+    }
+
+    #[test]
+    fn return_review_reopen_and_merge() {
+        let mut d = Driver::new();
+        let t = d.accept_at(AT);
+        let a = "甲单位";
+        let b = "乙单位";
+        let t = ticket(d.run(&t.id, center(), "", dispatch(a), AT + 1));
+        let t = ticket(d.run(
+            &t.id,
+            unit(a),
+            "不属于本单位职责",
+            Op::Return(Return { unit: a.into() }),
+            AT + 2,
+        ));
+        assert_eq!(t.status, Status::ReturnReview as i32);
+        // Redispatching to the returning unit is refused.
+        let r = d.run(
+            &t.id,
+            center(),
+            "改派",
+            Op::ReviewReturn(ReviewReturn {
+                reject: false,
+                lead_unit: a.into(),
+                assisting_units: vec![],
+            }),
+            AT + 3,
+        );
+        assert!(matches!(r, ApplyResult::Rejected(CommandError::Invalid(_))));
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "退回理由不成立",
+            Op::ReviewReturn(ReviewReturn {
+                reject: true,
+                ..Default::default()
+            }),
+            AT + 3,
+        ));
+        assert_eq!(t.status, Status::AwaitingSign as i32);
+        assert_eq!(t.lead_unit, a);
+        let t = ticket(d.run(
+            &t.id,
+            unit(a),
+            "确非职责",
+            Op::Return(Return { unit: a.into() }),
+            AT + 4,
+        ));
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "改派乙",
+            Op::ReviewReturn(ReviewReturn {
+                reject: false,
+                lead_unit: b.into(),
+                assisting_units: vec![a.into()],
+            }),
+            AT + 5,
+        ));
+        assert_eq!((t.lead_unit.as_str(), t.returns), (b, 2));
+        let t = ticket(d.run(
+            &t.id,
+            unit(b),
+            "",
+            Op::Sign(Sign { unit: b.into() }),
+            AT + 6,
+        ));
+        let t = ticket(d.run(
+            &t.id,
+            unit(b),
+            "",
+            Op::Reply(Reply {
+                unit: b.into(),
+                text: "已处理".into(),
+            }),
+            AT + 7,
+        ));
+        let unsat = Op::Callback(Callback {
+            contacted: true,
+            resolution: Resolution::Unresolved as i32,
+            satisfaction: Satisfaction::Unsatisfied as i32,
+        });
+        let t = ticket(d.run(&t.id, center(), "仍未解决", unsat, AT + 8));
+        assert_eq!(t.status, Status::AwaitingCallback as i32);
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "承办单位未实际处理",
+            Op::Reopen(Reopen {}),
+            AT + 9,
+        ));
+        assert_eq!((t.status, t.reopens), (Status::AwaitingSign as i32, 1));
+
+        // Merge: the duplicate's requester joins the master.
+        let mut r2 = req();
+        r2.phone = "13911112222".into();
+        d.index += 1;
+        let dup = ticket(d.m.apply(
+            d.index,
+            &Command {
+                request_id: 0,
+                at_ms: AT + 10,
+                op: Some(command::Op::Accept(r2)),
+            },
+        ));
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "同一路段",
+            Op::Merge(Merge {
+                duplicate_id: dup.id.clone(),
+            }),
+            AT + 11,
+        ));
+        assert_eq!(t.requesters.len(), 2);
+        assert_eq!(t.merged_ids, [dup.id.clone()]);
+        let dup2 = d.m.ticket(&dup.id).unwrap().clone();
+        assert_eq!(
+            (dup2.status, dup2.master_id.as_str()),
+            (Status::Merged as i32, t.id.as_str())
+        );
+        assert_eq!(verify_ticket(&dup2), Ok(2));
+        // The duplicate's requester follows the master's progress.
+        let QueryAnswer::Lookup(Some(l)) = d.m.query(&Query::Lookup {
+            id: dup.id.clone(),
+            phone_last4: "2222".into(),
         }) else {
             panic!()
         };
-        let ids: Vec<_> = list.iter().map(|t| t.raft_index).collect();
-        assert_eq!(ids, [19, 18, 17], "newest first");
+        assert_eq!(l.status, Status::AwaitingSign as i32);
+        assert!(l.progress.iter().any(|p| p.summary.contains("并入")));
+        let QueryAnswer::Lookup(None) = d.m.query(&Query::Lookup {
+            id: dup.id.clone(),
+            phone_last4: "0001".into(),
+        }) else {
+            panic!()
+        };
+        // Master's notifications now reach both requesters.
+        let t = ticket(d.run(
+            &t.id,
+            unit(b),
+            "",
+            Op::Sign(Sign { unit: b.into() }),
+            AT + 12,
+        ));
+        let before = d.m.outbox_len();
+        ticket(d.run(
+            &t.id,
+            unit(b),
+            "",
+            Op::Reply(Reply {
+                unit: b.into(),
+                text: "已处理完毕".into(),
+            }),
+            AT + 13,
+        ));
+        assert_eq!(d.m.outbox_len(), before + 2);
+    }
+
+    #[test]
+    fn answer_refer_close() {
+        let mut d = Driver::new();
+        let t = d.accept_at(AT);
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "",
+            Op::Answer(Answer {
+                text: "办理居住证需携带身份证".into(),
+            }),
+            AT + 1,
+        ));
+        assert_eq!(
+            (t.status, t.closure),
+            (
+                Status::Closed as i32,
+                hotline_proto::v1::Closure::Answered as i32
+            )
+        );
+        let t = d.accept_at(AT);
+        let t = ticket(d.run(
+            &t.id,
+            center(),
+            "来电称家中起火",
+            Op::Refer(Refer {
+                reason: ReferReason::Emergency as i32,
+                target: "119".into(),
+            }),
+            AT + 1,
+        ));
+        assert_eq!(t.refer_target, "119");
+        let r = d.run(&t.id, center(), "", Op::Urge(Urge {}), AT + 2);
+        assert!(matches!(
+            r,
+            ApplyResult::Rejected(CommandError::State {
+                state: "closed",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn deadline_colours_follow_the_clock() {
+        use hotline_proto::v1::DeadlineState as D;
+        let mut d = Driver::new();
+        let t = d.accept_at(AT);
+        let t = ticket(d.run(&t.id, center(), "", dispatch("u"), AT));
+        let get = |m: &TicketMachine, now| match m.query(&Query::Get {
+            id: t.id.clone(),
+            now_ms: now,
+        }) {
+            QueryAnswer::Ticket(Some(t)) => t.deadline_state,
+            _ => panic!(),
+        };
+        assert_eq!(get(&d.m, AT + 1), D::OnTime as i32);
+        assert_eq!(get(&d.m, t.sign_due_ms - 1), D::AtRisk as i32);
+        assert_eq!(get(&d.m, t.sign_due_ms), D::Overdue as i32);
+        let list = |m: &TicketMachine, state: D, now| match m.query(&Query::List {
+            filter: ListTicketsRequest {
+                deadline: state as i32,
+                ..Default::default()
+            },
+            now_ms: now,
+        }) {
+            QueryAnswer::Tickets { tickets, .. } => tickets.len(),
+            _ => panic!(),
+        };
+        assert_eq!(list(&d.m, D::Overdue, AT + 1), 0);
+        assert_eq!(list(&d.m, D::Overdue, t.sign_due_ms + 1), 1);
+        assert_eq!(
+            list(&d.m, D::AtRisk, t.sign_due_ms + 1),
+            1,
+            "at risk includes overdue"
+        );
+        // Emergency: 2 hours, sign included.
+        let mut r = req();
+        r.priority = Priority::Emergency as i32;
+        d.index += 1;
+        let e = ticket(d.m.apply(
+            d.index,
+            &Command {
+                request_id: 0,
+                at_ms: AT,
+                op: Some(command::Op::Accept(r)),
+            },
+        ));
+        let e = ticket(d.run(&e.id, center(), "", dispatch("u"), AT));
+        assert_eq!(e.sign_due_ms, AT + 2 * HOUR);
+        let e = ticket(d.run(
+            &e.id,
+            unit("u"),
+            "",
+            Op::Sign(Sign { unit: "u".into() }),
+            AT + HOUR,
+        ));
+        assert_eq!(e.handle_due_ms, AT + 3 * HOUR);
+    }
+
+    #[test]
+    fn snapshot_round_trip_is_identical() {
+        let mut d = Driver::new();
+        for i in 0..10 {
+            let t = d.accept_at(AT + i);
+            d.run(&t.id, center(), "", dispatch("u"), AT + 100 + i);
+        }
+        let bytes = d.m.snapshot_bytes(7);
+        let back = TicketMachine::restore("310114", StateSnapshot::decode(&bytes[..]).unwrap());
+        assert_eq!(back.snapshot_bytes(7), bytes);
+        let QueryAnswer::Tickets {
+            tickets,
+            next_before_id,
+        } = back.query(&Query::List {
+            filter: ListTicketsRequest {
+                limit: 3,
+                ..Default::default()
+            },
+            now_ms: AT,
+        })
+        else {
+            panic!()
+        };
+        let idx: Vec<_> = tickets.iter().map(|t| t.raft_index).collect();
+        assert_eq!(idx, [19, 17, 15], "newest first");
+        assert_eq!(next_before_id, tickets[2].id);
+    }
+
+    #[test]
+    fn policy_is_replicated_and_versioned() {
+        let mut m = TicketMachine::new("310114");
+        let p = Policy {
+            version: 1,
+            categories_toml: "[[class]]\nname = \"测试类\"\n".into(),
+            ..Default::default()
+        };
+        let set = |m: &mut TicketMachine, p: &Policy, i| {
+            m.apply(
+                i,
+                &Command {
+                    request_id: 0,
+                    at_ms: AT,
+                    op: Some(command::Op::SetPolicy(p.clone())),
+                },
+            )
+        };
+        match set(&mut m, &p, 1) {
+            ApplyResult::Policy(_) => {}
+            ApplyResult::Rejected(e) => panic!("{e}"),
+            other => panic!("{other:?}"),
+        }
+        // The old tree no longer applies.
+        let r = accept(&mut m, 2, 0, AT);
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "category");
+        // Same version again is refused.
+        assert!(matches!(set(&mut m, &p, 3), ApplyResult::Rejected(_)));
+        let back = TicketMachine::restore("310114", m.snapshot(1));
+        assert_eq!(back.policy.version, 1);
     }
 
     #[test]
@@ -484,7 +1513,9 @@ mod tests {
         let check = |f: fn(&mut AcceptRequest), field: &str| {
             let mut r = req();
             f(&mut r);
-            let e = validate_accept("310114", &r).unwrap_err();
+            let e = TicketMachine::new("310114")
+                .validate_accept(&r)
+                .unwrap_err();
             assert_eq!(e.field, field, "{e}");
         };
         check(|r| r.region = String::new(), "region");
@@ -493,10 +1524,31 @@ mod tests {
         check(|r| r.kind = 0, "kind");
         check(|r| r.kind = 99, "kind");
         check(|r| r.category = " ".into(), "category");
+        check(|r| r.category = "不存在的分类".into(), "category");
         check(|r| r.text = String::new(), "text");
         check(|r| r.text = "x".repeat(MAX_TEXT_BYTES + 1), "text");
         check(|r| r.phone = "12345".into(), "phone");
         check(|r| r.phone = "1380000000a".into(), "phone");
+        check(|r| r.priority = 9, "priority");
+        check(
+            |r| {
+                r.location = Some(hotline_proto::v1::Location {
+                    code: "31".into(),
+                    ..Default::default()
+                })
+            },
+            "location.code",
+        );
+        check(
+            |r| {
+                r.location = Some(hotline_proto::v1::Location {
+                    has_coordinates: true,
+                    lat: 91.0,
+                    ..Default::default()
+                })
+            },
+            "location.lat",
+        );
         let mut ok = req();
         ok.phone = "021-69123456".into();
         assert!(validate_accept("310114", &ok).is_ok());
@@ -505,7 +1557,157 @@ mod tests {
     }
 
     #[test]
-    fn masks_landlines_too() {
+    fn masks() {
         assert_eq!(mask_phone("021-69123456"), "021*****3456");
+        assert_eq!(mask_name("张三"), "张*");
+        assert_eq!(mask_name("欧阳娜娜"), "欧***");
+        assert_eq!(mask_name("李"), "李*");
+        assert_eq!(mask_name(""), "");
+    }
+
+    /// Every command, with arguments drawn from a small set so that random
+    /// sequences hit both legal and illegal transitions.
+    fn any_op() -> impl Strategy<Value = (u8, Op)> {
+        let units = prop::sample::select(vec!["甲", "乙"]);
+        let sat = prop::sample::select(vec![
+            Satisfaction::Satisfied as i32,
+            Satisfaction::Basic as i32,
+            Satisfaction::Unsatisfied as i32,
+        ]);
+        prop_oneof![
+            Just((0, Op::Answer(Answer { text: "答".into() }))),
+            Just((
+                0,
+                Op::Refer(Refer {
+                    reason: ReferReason::Unclear as i32,
+                    target: String::new()
+                })
+            )),
+            units.clone().prop_map(|u| (0, dispatch(u))),
+            units
+                .clone()
+                .prop_map(|u| (1, Op::Sign(Sign { unit: u.into() }))),
+            units
+                .clone()
+                .prop_map(|u| (1, Op::Return(Return { unit: u.into() }))),
+            (any::<bool>(), units.clone()).prop_map(|(reject, u)| (
+                0,
+                Op::ReviewReturn(ReviewReturn {
+                    reject,
+                    lead_unit: if reject { String::new() } else { u.into() },
+                    assisting_units: vec![],
+                })
+            )),
+            (units.clone(), 0u32..3).prop_map(|(u, days)| (
+                1,
+                Op::Extend(Extend {
+                    unit: u.into(),
+                    days
+                })
+            )),
+            any::<bool>().prop_map(|approve| (2, Op::DecideExtension(DecideExtension { approve }))),
+            units.prop_map(|u| (
+                1,
+                Op::Reply(Reply {
+                    unit: u.into(),
+                    text: "办".into()
+                })
+            )),
+            (any::<bool>(), sat).prop_map(|(contacted, satisfaction)| (
+                0,
+                Op::Callback(Callback {
+                    contacted,
+                    resolution: Resolution::Partly as i32,
+                    satisfaction
+                })
+            )),
+            Just((0, Op::Reopen(Reopen {}))),
+            Just((0, Op::Close(Close {}))),
+            Just((0, Op::Archive(Archive {}))),
+            Just((2, Op::Urge(Urge {}))),
+            Just((2, Op::Supervise(Supervise {}))),
+            Just((
+                0,
+                Op::Merge(Merge {
+                    duplicate_id: String::new()
+                })
+            )),
+        ]
+    }
+
+    /// (from, command) → to: the diagram. Anything else is a bug.
+    fn legal(from: Status, op: &str, to: Status) -> bool {
+        use Status::*;
+        match (from, op) {
+            (Accepted, "answer" | "refer") => to == Closed,
+            (Accepted | AwaitingSign, "dispatch") => to == AwaitingSign,
+            (AwaitingSign, "sign") => to == Handling,
+            (AwaitingSign | Handling, "return") => to == ReturnReview,
+            (ReturnReview, "review_return") => matches!(to, AwaitingSign | Handling),
+            (Handling, "extend" | "decide_extension") => to == Handling,
+            (Handling, "reply") => to == AwaitingCallback,
+            (AwaitingCallback, "callback") => matches!(to, AwaitingCallback | Closed),
+            (AwaitingCallback, "reopen") => to == AwaitingSign,
+            (AwaitingCallback, "close") => to == Closed,
+            (Closed, "archive") => to == Archived,
+            (_, "merge") => to == from,
+            (_, "urge" | "supervise") => {
+                to == from && !matches!(from, Accepted | Closed | Archived | Merged)
+            }
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+        #[test]
+        fn random_commands_stay_in_the_diagram(ops in prop::collection::vec((0usize..3, any_op(), 0i64..72), 1..60)) {
+            let mut d = Driver::new();
+            let ids: Vec<String> = (0..3).map(|i| d.accept_at(AT + i).id).collect();
+            let mut now = AT + 10;
+            for (which, (actor_kind, op), advance_h) in ops {
+                now += advance_h * HOUR / 4;
+                let id = ids[which].clone();
+                let op = match op {
+                    Op::Merge(_) => Op::Merge(Merge { duplicate_id: ids[(which + 1) % 3].clone() }),
+                    op => op,
+                };
+                let actor = match (actor_kind, &op) {
+                    (1, Op::Sign(s)) => unit(&s.unit),
+                    (1, Op::Return(s)) => unit(&s.unit),
+                    (1, Op::Extend(s)) => unit(&s.unit),
+                    (1, Op::Reply(s)) => unit(&s.unit),
+                    (2, _) => Some(Actor { id: "督办".into(), role: Role::Supervisor as i32 }),
+                    _ => center(),
+                };
+                let reason = "理由";
+                let before = d.m.ticket(&id).unwrap().clone();
+                let name = lifecycle::op_name(&op);
+                let r = d.run(&id, actor, reason, op, now);
+                let after = d.m.ticket(&id).unwrap().clone();
+                match r {
+                    ApplyResult::Ticket(_) => {
+                        let from = Status::try_from(before.status).unwrap();
+                        let to = Status::try_from(after.status).unwrap();
+                        prop_assert!(legal(from, name, to), "{from:?} --{name}--> {to:?}");
+                        prop_assert_eq!(after.events.len(), before.events.len() + 1);
+                        // A running handling deadline only moves by an approved extension.
+                        if from == Status::Handling && to == Status::Handling {
+                            prop_assert!(after.handle_due_ms >= before.handle_due_ms);
+                            if after.handle_due_ms != before.handle_due_ms {
+                                prop_assert_eq!(name, "decide_extension");
+                            }
+                        }
+                    }
+                    ApplyResult::Rejected(_) => prop_assert_eq!(&after, &before, "a refused command changed the ticket"),
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+            for t in d.m.tickets() {
+                prop_assert_eq!(verify_ticket(t), Ok(t.events.len() as u32));
+            }
+            let bytes = d.m.snapshot_bytes(1);
+            prop_assert_eq!(TicketMachine::restore("310114", StateSnapshot::decode(&bytes[..]).unwrap()).snapshot_bytes(1), bytes);
+        }
     }
 }

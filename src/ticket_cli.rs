@@ -1,0 +1,1182 @@
+//! `hotline ticket …`, `hotline report` and `hotline policy …`: one
+//! subcommand per lifecycle command, named after the glossary identifier.
+//!
+//! Each builds a `TicketCommand` and sends it; the node validates it against
+//! the ticket's state and answers `InvalidArgument`, `FailedPrecondition` or
+//! `NotFound` with the field or state that is wrong.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use hotline_node::client::Client;
+use hotline_node::config::ClientConfig;
+use hotline_node::core::audit;
+use hotline_node::core::lifecycle::{
+    parse_priority, parse_role, parse_status, priority_name, status_name, status_zh,
+};
+use hotline_node::core::tickets::{kind_name, parse_kind};
+use hotline_proto::v1::{
+    AcceptRequest, Actor, Answer, Archive, CalendarText, Callback, Channel, Close, DeadlineState,
+    DecideExtension, Dispatch, Event, Extend, ListTicketsRequest, Location, Merge, Policy, Refer,
+    ReferReason, Reopen, Reply, ReportRequest, Resolution, Return, ReviewReturn, Role,
+    Satisfaction, Sign, Status, Supervise, Ticket, TicketCommand, Urge, ticket_command::Op,
+};
+use serde_json::{Value, json};
+
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who is acting. Unit commands act as the unit they name.
+#[derive(Args, Clone)]
+pub struct ActorArgs {
+    /// Actor id (call-taker or supervisor id).
+    #[arg(long = "as", default_value = "cli")]
+    pub actor: String,
+    /// call_taker | supervisor (unit commands always act as the unit).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Why: recorded in the ticket's audit chain.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Subcommand)]
+pub enum TicketCmd {
+    /// 受理: register a request; prints the new ticket's id.
+    Accept {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// The accepting center's region (6-digit district or 9-digit street code).
+        #[arg(long)]
+        region: String,
+        /// consult | help | complaint | report | suggestion | praise (or 咨询 求助 投诉 举报 建议 表扬)
+        #[arg(long)]
+        kind: String,
+        /// Category path, e.g. 城乡建设/市政道路.
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        phone: String,
+        /// Requester's name (stored once, shown masked).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The place the request is about: a division code down to the street.
+        #[arg(long, default_value = "")]
+        location: String,
+        #[arg(long, default_value = "")]
+        address: String,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: Option<f64>,
+        #[arg(long, allow_hyphen_values = true)]
+        lng: Option<f64>,
+        /// normal | urgent | emergency
+        #[arg(long, default_value = "normal")]
+        priority: String,
+        /// phone | web | app | wechat | sms | email | sign_language_video | foreign_language | walk_in | open311
+        #[arg(long, default_value = "phone")]
+        channel: String,
+        /// Call-taker id (first-contact owner).
+        #[arg(long = "as", default_value = "cli")]
+        actor: String,
+    },
+    /// 直接答复: close at intake with an answer.
+    Answer {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        text: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 不予受理/转办: refer (emergency → 110/119/120/122, legal_channel, secret, not_government, unclear).
+    Refer {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        /// emergency | legal_channel | secret | not_government | unclear
+        #[arg(long = "refer-reason")]
+        refer_reason: String,
+        /// Redirect target: 110, 119, 120, 122, or the competent channel.
+        #[arg(long, default_value = "")]
+        target: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 派单: send to a lead unit (and assisting units).
+    Dispatch {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long = "assist")]
+        assisting: Vec<String>,
+        /// Reclassify while dispatching.
+        #[arg(long, default_value = "")]
+        category: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 签收: the lead unit signs for the ticket.
+    Sign {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// 退单: the lead unit returns the ticket (with --reason).
+    Return {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 退单审核: redispatch to another unit, or reject the return.
+    Review {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        /// Redispatch to this unit.
+        #[arg(long, conflicts_with = "reject")]
+        redispatch: Option<String>,
+        #[arg(long = "assist")]
+        assisting: Vec<String>,
+        /// Reject the return: the unit keeps the ticket.
+        #[arg(long)]
+        reject: bool,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 延期申请: the lead unit asks for more working days.
+    Extend {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        unit: String,
+        /// Working days (0 = the policy's default).
+        #[arg(long, default_value_t = 0)]
+        days: u32,
+        #[arg(long)]
+        reason: String,
+    },
+    /// 延期审批: approve or deny a pending extension.
+    DecideExtension {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long, conflicts_with = "deny")]
+        approve: bool,
+        #[arg(long)]
+        deny: bool,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 办结反馈: the lead unit replies with the result.
+    Reply {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        text: String,
+    },
+    /// 回访: record the requester's answers.
+    Callback {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        /// Did the unit contact you? yes | no
+        #[arg(long)]
+        contacted: String,
+        /// yes | partly | no
+        #[arg(long)]
+        resolved: String,
+        /// satisfied | basic | unsatisfied (or 满意 基本满意 不满意)
+        #[arg(long)]
+        satisfaction: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 重办: send back for handling after an attributable unsatisfied callback.
+    Reopen {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 结案: close after callback (with --reason).
+    Close {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 归档.
+    Archive {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 并单: merge a duplicate into this master ticket, keeping every requester.
+    Merge {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// The master ticket.
+        id: String,
+        #[arg(long)]
+        duplicate: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 催办.
+    Urge {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 督办.
+    Supervise {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// Show one ticket with its events.
+    Get {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+    },
+    /// Tickets, newest first, with filters.
+    List {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[command(flatten)]
+        f: ListArgs,
+    },
+    /// A unit's worklist: its open tickets, nearest deadline first.
+    Worklist {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// A supervisor's list: overdue (red) tickets, or --at-risk for yellow and red.
+    Overdue {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        at_risk: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// 诉求人查询: progress by ticket number and the last 4 digits of the phone.
+    Lookup {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[arg(long = "phone-last4")]
+        phone_last4: String,
+    },
+    /// Recompute the ticket's audit chain and say where it breaks.
+    Verify {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+    },
+    /// Follow a ticket's events as they happen (Ctrl-C stops).
+    Watch {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+    },
+    /// Notifications waiting for delivery (phones masked).
+    Outbox {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct ListArgs {
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Continue after this id (from the previous page's `next`).
+    #[arg(long, default_value = "")]
+    before: String,
+    /// Prefix of the accepting region or of the location code.
+    #[arg(long, default_value = "")]
+    region: String,
+    #[arg(long, default_value = "")]
+    unit: String,
+    /// Comma-separated: accepted, awaiting_sign, handling, return_review, awaiting_callback, closed, archived, merged.
+    #[arg(long, default_value = "")]
+    status: String,
+    #[arg(long, default_value = "")]
+    kind: String,
+    /// Prefix of the category path.
+    #[arg(long, default_value = "")]
+    category: String,
+    #[arg(long, default_value = "")]
+    priority: String,
+    /// on_time | at_risk (yellow or red) | overdue (red)
+    #[arg(long, default_value = "")]
+    deadline: String,
+    /// Accepted at or after (2026-10-01 or 2026-10-01T08:00, CST).
+    #[arg(long)]
+    from: Option<String>,
+    /// Accepted before.
+    #[arg(long)]
+    to: Option<String>,
+    /// Nearest deadline first.
+    #[arg(long)]
+    by_deadline: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// The policy in force (version, loaded calendar years).
+    Show {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Replicate new policy texts: calendar years (e.g. 2027.toml), deadline
+    /// rules, category tree. Every replica applies them at the same log index.
+    Load {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// Calendar year files (TOML, see node/data/calendar/).
+        #[arg(long = "calendar")]
+        calendars: Vec<PathBuf>,
+        #[arg(long)]
+        deadlines: Option<PathBuf>,
+        #[arg(long)]
+        categories: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        basic_weight_permille: u32,
+    },
+}
+
+pub fn client(cfg: &Path) -> Result<Client> {
+    Client::new(&ClientConfig::load(cfg)?, 1).map_err(|e| anyhow!(e))
+}
+
+pub fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn actor(a: &ActorArgs, default: Role) -> Result<Option<Actor>> {
+    let role = match &a.role {
+        Some(r) => {
+            parse_role(r).ok_or_else(|| anyhow!("--role: {r:?} is not call_taker or supervisor"))?
+        }
+        None => default,
+    };
+    Ok(Some(Actor {
+        id: a.actor.clone(),
+        role: role as i32,
+    }))
+}
+
+fn unit_actor(unit: &str) -> Option<Actor> {
+    Some(Actor {
+        id: unit.to_string(),
+        role: Role::Unit as i32,
+    })
+}
+
+fn cmd(id: String, actor: Option<Actor>, reason: String, op: Op) -> TicketCommand {
+    TicketCommand {
+        ticket_id: id,
+        actor,
+        reason,
+        op: Some(op),
+    }
+}
+
+fn yes_no(flag: &str, s: &str) -> Result<bool> {
+    match s {
+        "yes" | "y" | "true" | "是" => Ok(true),
+        "no" | "n" | "false" | "否" => Ok(false),
+        _ => bail!("{flag}: {s:?} is not yes or no"),
+    }
+}
+
+fn parse_channel(s: &str) -> Result<Channel> {
+    Channel::from_str_name(&format!("CHANNEL_{}", s.to_uppercase()))
+        .filter(|c| *c != Channel::Unspecified)
+        .ok_or_else(|| anyhow!("--channel: {s:?} is not a channel (phone, web, app, wechat, sms, email, sign_language_video, foreign_language, walk_in, open311)"))
+}
+
+/// A CST date or date-time → Unix ms.
+fn parse_cst(flag: &str, s: &str) -> Result<i64> {
+    let dt: jiff::civil::DateTime = match s.parse::<jiff::civil::DateTime>() {
+        Ok(dt) => dt,
+        Err(_) => s
+            .parse::<jiff::civil::Date>()
+            .with_context(|| {
+                format!("{flag}: {s:?} is not a date like 2026-10-01 or 2026-10-01T08:00")
+            })?
+            .to_datetime(jiff::civil::Time::midnight()),
+    };
+    let z = dt
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .with_context(|| format!("{flag}: {s:?}"))?;
+    Ok(z.timestamp().as_millisecond())
+}
+
+pub fn cst(ms: i64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| {
+            ts.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn deadline_name(d: i32) -> &'static str {
+    match DeadlineState::try_from(d).unwrap_or(DeadlineState::Unspecified) {
+        DeadlineState::OnTime => "on_time",
+        DeadlineState::AtRisk => "at_risk",
+        DeadlineState::Overdue => "overdue",
+        _ => "none",
+    }
+}
+
+fn deadline_zh(d: i32) -> &'static str {
+    match DeadlineState::try_from(d).unwrap_or(DeadlineState::Unspecified) {
+        DeadlineState::OnTime => "正常",
+        DeadlineState::AtRisk => "黄灯预警",
+        DeadlineState::Overdue => "红灯超期",
+        _ => "-",
+    }
+}
+
+fn event_json(e: &Event) -> Value {
+    json!({
+        "seq": e.seq, "kind": e.kind,
+        "actor": e.actor.as_ref().map(|a| &a.id), "role": e.actor.as_ref().map(|a| a.role),
+        "at_ms": e.at_ms, "reason": e.reason,
+        "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
+        "hash": hex_encode(&e.hash), "prev_hash": hex_encode(&e.prev_hash),
+    })
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn ticket_json(t: &Ticket) -> Value {
+    let loc = t.location.clone().unwrap_or_default();
+    json!({
+        "id": t.id, "region": t.region, "kind": kind_name(t.kind), "category": t.category,
+        "text": t.text, "status": status_name(t.status), "priority": priority_name(t.priority),
+        "channel": Channel::try_from(t.channel).map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_lowercase()).unwrap_or_default(),
+        "location": { "code": loc.code, "address": loc.address, "lat": loc.has_coordinates.then_some(loc.lat), "lng": loc.has_coordinates.then_some(loc.lng) },
+        "requesters": t.requesters.iter().map(|r| json!({ "phone": r.phone_masked, "name": r.name_masked, "ticket_id": r.ticket_id })).collect::<Vec<_>>(),
+        "phone": t.requesters.first().map(|r| r.phone_masked.clone()),
+        "call_taker": t.call_taker.as_ref().map(|a| &a.id),
+        "lead_unit": t.lead_unit, "assisting_units": t.assisting_units,
+        "closure": t.closure, "refer_target": t.refer_target, "answer_text": t.answer_text, "reply_text": t.reply_text,
+        "accepted_at_ms": t.accepted_at_ms, "first_dispatched_at_ms": t.first_dispatched_at_ms,
+        "dispatched_at_ms": t.dispatched_at_ms, "signed_at_ms": t.signed_at_ms, "replied_at_ms": t.replied_at_ms,
+        "closed_at_ms": t.closed_at_ms, "archived_at_ms": t.archived_at_ms,
+        "sign_due_ms": t.sign_due_ms, "handle_due_ms": t.handle_due_ms, "handle_warn_ms": t.handle_warn_ms,
+        "callback_due_ms": t.callback_due_ms, "signed_in_time": t.signed_in_time, "replied_in_time": t.replied_in_time,
+        "deadline": deadline_name(t.deadline_state), "deadline_ms": t.deadline_ms,
+        "extensions": t.extensions, "pending_extension": t.pending_extension.as_ref().map(|p| json!({"days": p.days, "reason": p.reason})),
+        "pending_return": t.pending_return.as_ref().map(|p| json!({"unit": p.unit, "reason": p.reason})),
+        "returns": t.returns, "reopens": t.reopens, "urges": t.urges, "supervision_level": t.supervision_level,
+        "callbacks": t.callbacks.iter().map(|c| json!({"at_ms": c.at_ms, "contacted": c.contacted, "resolution": c.resolution, "satisfaction": c.satisfaction, "in_time": c.in_time})).collect::<Vec<_>>(),
+        "master_id": t.master_id, "merged_ids": t.merged_ids,
+        "raft_index": t.raft_index,
+        "events": t.events.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_ticket(t: &Ticket) {
+    let loc = t.location.clone().unwrap_or_default();
+    let phones: Vec<&str> = t
+        .requesters
+        .iter()
+        .map(|r| r.phone_masked.as_str())
+        .collect();
+    println!("工单编号 id:          {}", t.id);
+    println!(
+        "状态 status:          {} {}",
+        status_zh(t.status),
+        status_name(t.status)
+    );
+    println!("受理中心 region:      {}", t.region);
+    println!("诉求类型 kind:        {}", kind_name(t.kind));
+    println!("分类 category:        {}", t.category);
+    println!("紧急程度 priority:    {}", priority_name(t.priority));
+    println!("问题地点 location:    {} {}", loc.code, loc.address);
+    println!("诉求人 requesters:    {}", phones.join(", "));
+    println!("受理时间 accepted:    {}", cst(t.accepted_at_ms));
+    if !t.lead_unit.is_empty() {
+        println!(
+            "承办单位 lead unit:   {} {}",
+            t.lead_unit,
+            if t.assisting_units.is_empty() {
+                String::new()
+            } else {
+                format!("(协办 {})", t.assisting_units.join("、"))
+            }
+        );
+        println!("派单时间 dispatched:  {}", cst(t.dispatched_at_ms));
+        println!("签收期限 sign due:    {}", cst(t.sign_due_ms));
+        println!("办理期限 handle due:  {}", cst(t.handle_due_ms));
+    }
+    println!(
+        "时限状态 deadline:    {} {}",
+        deadline_zh(t.deadline_state),
+        cst(t.deadline_ms)
+    );
+    println!("内容 text:            {}", t.text);
+    if !t.reply_text.is_empty() {
+        println!("答复 reply:           {}", t.reply_text);
+    }
+    if !t.master_id.is_empty() {
+        println!("并入 merged into:     {}", t.master_id);
+    }
+    println!("事件 events:");
+    for e in &t.events {
+        println!(
+            "  {:>3} {}  {:<16} {:<14} {}",
+            e.seq,
+            cst(e.at_ms),
+            e.kind,
+            e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
+            e.reason
+        );
+    }
+}
+
+fn print_list(ts: &[Ticket]) {
+    println!(
+        "{:<24} {:<17} {:<10} {:<18} {:<14} {:<10} DUE",
+        "ID", "STATUS", "KIND", "CATEGORY", "UNIT", "DEADLINE"
+    );
+    for t in ts {
+        println!(
+            "{:<24} {:<17} {:<10} {:<18} {:<14} {:<10} {}",
+            t.id,
+            status_name(t.status),
+            kind_name(t.kind),
+            t.category,
+            t.lead_unit,
+            deadline_name(t.deadline_state),
+            cst(t.deadline_ms)
+        );
+    }
+}
+
+fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
+    let mut statuses = Vec::new();
+    for s in f.status.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        statuses.push(
+            parse_status(s).ok_or_else(|| anyhow!("--status: {s:?} is not a status"))? as i32,
+        );
+    }
+    let kind = if f.kind.is_empty() {
+        0
+    } else {
+        parse_kind(&f.kind).ok_or_else(|| anyhow!("--kind: {:?} is not a kind", f.kind))? as i32
+    };
+    let priority = if f.priority.is_empty() {
+        0
+    } else {
+        parse_priority(&f.priority).ok_or_else(|| {
+            anyhow!(
+                "--priority: {:?} is not normal, urgent or emergency",
+                f.priority
+            )
+        })? as i32
+    };
+    let deadline = match f.deadline.as_str() {
+        "" => 0,
+        "on_time" => DeadlineState::OnTime as i32,
+        "at_risk" => DeadlineState::AtRisk as i32,
+        "overdue" => DeadlineState::Overdue as i32,
+        d => bail!("--deadline: {d:?} is not on_time, at_risk or overdue"),
+    };
+    Ok(ListTicketsRequest {
+        limit: f.limit,
+        before_id: f.before,
+        region: f.region,
+        unit: f.unit,
+        statuses,
+        kind,
+        category: f.category,
+        priority,
+        deadline,
+        accepted_from_ms: f
+            .from
+            .as_deref()
+            .map(|s| parse_cst("--from", s))
+            .transpose()?
+            .unwrap_or(0),
+        accepted_to_ms: f
+            .to
+            .as_deref()
+            .map(|s| parse_cst("--to", s))
+            .transpose()?
+            .unwrap_or(0),
+        by_deadline: f.by_deadline,
+    })
+}
+
+async fn show_list(c: &ClientArgs, req: ListTicketsRequest) -> Result<()> {
+    let r = client(&c.config)?.list(req).await.map_err(status_err)?;
+    if c.json {
+        println!(
+            "{}",
+            json!({ "tickets": r.tickets.iter().map(ticket_json).collect::<Vec<_>>(), "next": r.next_before_id })
+        );
+    } else {
+        print_list(&r.tickets);
+        if !r.next_before_id.is_empty() {
+            println!("(more: --before {})", r.next_before_id);
+        }
+    }
+    Ok(())
+}
+
+async fn send(c: &ClientArgs, command: TicketCommand) -> Result<()> {
+    let t = client(&c.config)?
+        .execute(command, 0)
+        .await
+        .map_err(status_err)?;
+    if c.json {
+        println!("{}", ticket_json(&t));
+    } else {
+        let last = t.events.last().map(|e| e.kind.as_str()).unwrap_or("");
+        println!(
+            "{} {} → {} {}",
+            t.id,
+            last,
+            status_zh(t.status),
+            status_name(t.status)
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(command: TicketCmd) -> Result<()> {
+    use Role::{CallTaker, Supervisor};
+    match command {
+        TicketCmd::Accept {
+            c,
+            region,
+            kind,
+            category,
+            text,
+            phone,
+            name,
+            location,
+            address,
+            lat,
+            lng,
+            priority,
+            channel,
+            actor,
+        } => {
+            let kind = parse_kind(&kind).ok_or_else(|| {
+                anyhow!("--kind: {kind:?} is not one of consult, help, complaint, report, suggestion, praise")
+            })?;
+            let priority = parse_priority(&priority).ok_or_else(|| {
+                anyhow!("--priority: {priority:?} is not normal, urgent or emergency")
+            })?;
+            if lat.is_some() != lng.is_some() {
+                bail!("--lat and --lng go together");
+            }
+            let has_location = !location.is_empty() || !address.is_empty() || lat.is_some();
+            let t = client(&c.config)?
+                .accept(AcceptRequest {
+                    region,
+                    kind: kind as i32,
+                    category,
+                    text,
+                    phone,
+                    channel: parse_channel(&channel)? as i32,
+                    request_id: 0,
+                    priority: priority as i32,
+                    location: has_location.then(|| Location {
+                        code: location,
+                        address,
+                        has_coordinates: lat.is_some(),
+                        lat: lat.unwrap_or(0.0),
+                        lng: lng.unwrap_or(0.0),
+                    }),
+                    name,
+                    actor: Some(Actor {
+                        id: actor,
+                        role: CallTaker as i32,
+                    }),
+                })
+                .await
+                .map_err(status_err)?;
+            if c.json {
+                println!("{}", ticket_json(&t));
+            } else {
+                println!("{}", t.id);
+            }
+        }
+        TicketCmd::Answer { c, id, text, a } => {
+            let op = Op::Answer(Answer { text });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Refer {
+            c,
+            id,
+            refer_reason,
+            target,
+            a,
+        } => {
+            let reason = ReferReason::from_str_name(&format!(
+                "REFER_REASON_{}",
+                refer_reason.to_uppercase()
+            ))
+            .filter(|r| *r != ReferReason::Unspecified)
+            .ok_or_else(|| {
+                anyhow!("--refer-reason: {refer_reason:?} is not emergency, legal_channel, secret, not_government or unclear")
+            })?;
+            let op = Op::Refer(Refer {
+                reason: reason as i32,
+                target,
+            });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Dispatch {
+            c,
+            id,
+            unit,
+            assisting,
+            category,
+            a,
+        } => {
+            let op = Op::Dispatch(Dispatch {
+                lead_unit: unit,
+                assisting_units: assisting,
+                category,
+            });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Sign {
+            c,
+            id,
+            unit,
+            reason,
+        } => {
+            let who = unit_actor(&unit);
+            send(&c, cmd(id, who, reason, Op::Sign(Sign { unit }))).await?;
+        }
+        TicketCmd::Return {
+            c,
+            id,
+            unit,
+            reason,
+        } => {
+            let who = unit_actor(&unit);
+            send(&c, cmd(id, who, reason, Op::Return(Return { unit }))).await?;
+        }
+        TicketCmd::Review {
+            c,
+            id,
+            redispatch,
+            assisting,
+            reject,
+            a,
+        } => {
+            if !reject && redispatch.is_none() {
+                bail!("give --redispatch UNIT or --reject");
+            }
+            let op = Op::ReviewReturn(ReviewReturn {
+                reject,
+                lead_unit: redispatch.unwrap_or_default(),
+                assisting_units: assisting,
+            });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Extend {
+            c,
+            id,
+            unit,
+            days,
+            reason,
+        } => {
+            let who = unit_actor(&unit);
+            send(&c, cmd(id, who, reason, Op::Extend(Extend { unit, days }))).await?;
+        }
+        TicketCmd::DecideExtension {
+            c,
+            id,
+            approve,
+            deny,
+            a,
+        } => {
+            if approve == deny {
+                bail!("give --approve or --deny");
+            }
+            let op = Op::DecideExtension(DecideExtension { approve });
+            send(&c, cmd(id, actor(&a, Supervisor)?, a.reason, op)).await?;
+        }
+        TicketCmd::Reply { c, id, unit, text } => {
+            let who = unit_actor(&unit);
+            send(
+                &c,
+                cmd(id, who, String::new(), Op::Reply(Reply { unit, text })),
+            )
+            .await?;
+        }
+        TicketCmd::Callback {
+            c,
+            id,
+            contacted,
+            resolved,
+            satisfaction,
+            a,
+        } => {
+            let resolution = match resolved.as_str() {
+                "yes" | "resolved" | "已解决" => Resolution::Resolved,
+                "partly" | "部分解决" => Resolution::Partly,
+                "no" | "unresolved" | "未解决" => Resolution::Unresolved,
+                r => bail!("--resolved: {r:?} is not yes, partly or no"),
+            };
+            let sat = match satisfaction.as_str() {
+                "satisfied" | "满意" => Satisfaction::Satisfied,
+                "basic" | "basically" | "基本满意" => Satisfaction::Basic,
+                "unsatisfied" | "不满意" => Satisfaction::Unsatisfied,
+                s => bail!("--satisfaction: {s:?} is not satisfied, basic or unsatisfied"),
+            };
+            let op = Op::Callback(Callback {
+                contacted: yes_no("--contacted", &contacted)?,
+                resolution: resolution as i32,
+                satisfaction: sat as i32,
+            });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Reopen { c, id, a } => {
+            send(
+                &c,
+                cmd(id, actor(&a, CallTaker)?, a.reason, Op::Reopen(Reopen {})),
+            )
+            .await?;
+        }
+        TicketCmd::Close { c, id, a } => {
+            send(
+                &c,
+                cmd(id, actor(&a, CallTaker)?, a.reason, Op::Close(Close {})),
+            )
+            .await?;
+        }
+        TicketCmd::Archive { c, id, a } => {
+            send(
+                &c,
+                cmd(id, actor(&a, CallTaker)?, a.reason, Op::Archive(Archive {})),
+            )
+            .await?;
+        }
+        TicketCmd::Merge {
+            c,
+            id,
+            duplicate,
+            a,
+        } => {
+            let op = Op::Merge(Merge {
+                duplicate_id: duplicate,
+            });
+            send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Urge { c, id, a } => {
+            send(
+                &c,
+                cmd(id, actor(&a, Supervisor)?, a.reason, Op::Urge(Urge {})),
+            )
+            .await?;
+        }
+        TicketCmd::Supervise { c, id, a } => {
+            let op = Op::Supervise(Supervise {});
+            send(&c, cmd(id, actor(&a, Supervisor)?, a.reason, op)).await?;
+        }
+        TicketCmd::Get { c, id } => {
+            let t = client(&c.config)?.get(&id).await.map_err(status_err)?;
+            if c.json {
+                println!("{}", ticket_json(&t));
+            } else {
+                print_ticket(&t);
+            }
+        }
+        TicketCmd::List { c, f } => {
+            let req = list_request(f)?;
+            show_list(&c, req).await?;
+        }
+        TicketCmd::Worklist { c, unit, limit } => {
+            let req = ListTicketsRequest {
+                limit,
+                unit,
+                statuses: vec![
+                    Status::AwaitingSign as i32,
+                    Status::Handling as i32,
+                    Status::ReturnReview as i32,
+                ],
+                by_deadline: true,
+                ..Default::default()
+            };
+            show_list(&c, req).await?;
+        }
+        TicketCmd::Overdue { c, at_risk, limit } => {
+            let req = ListTicketsRequest {
+                limit,
+                deadline: if at_risk {
+                    DeadlineState::AtRisk as i32
+                } else {
+                    DeadlineState::Overdue as i32
+                },
+                by_deadline: true,
+                ..Default::default()
+            };
+            show_list(&c, req).await?;
+        }
+        TicketCmd::Lookup { c, id, phone_last4 } => {
+            let l = client(&c.config)?
+                .lookup(&id, &phone_last4)
+                .await
+                .map_err(status_err)?;
+            if c.json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": l.id, "kind": kind_name(l.kind), "category": l.category,
+                        "status": status_name(l.status), "status_text": l.status_text,
+                        "accepted_at_ms": l.accepted_at_ms, "reply_text": l.reply_text,
+                        "progress": l.progress.iter().map(|p| json!({"kind": p.kind, "at_ms": p.at_ms, "summary": p.summary})).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                println!("工单 {}：{}", l.id, l.status_text);
+                for p in &l.progress {
+                    println!("  {}  {}", cst(p.at_ms), p.summary);
+                }
+                if !l.reply_text.is_empty() {
+                    println!("答复：{}", l.reply_text);
+                }
+            }
+        }
+        TicketCmd::Verify { c, id } => {
+            let v = client(&c.config)?.verify(&id).await.map_err(status_err)?;
+            // Recompute here too: a verifier should not have to trust the node.
+            let events = v
+                .ticket
+                .as_ref()
+                .map(|t| t.events.clone())
+                .unwrap_or_default();
+            let local = audit::verify(&events);
+            let ok = v.ok && local.is_ok();
+            if c.json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": id, "ok": ok, "events": v.events,
+                        "broken_at_seq": local.as_ref().err().map_or(v.broken_at_seq, |b| b.seq),
+                        "detail": local.as_ref().err().map_or(v.detail.clone(), |b| b.detail.clone()),
+                    })
+                );
+            } else if ok {
+                println!("{id}: chain of {} events verifies (SHA-256)", v.events);
+            } else {
+                let b = local
+                    .err()
+                    .map_or((v.broken_at_seq, v.detail), |b| (b.seq, b.detail));
+                println!("{id}: chain BROKEN at event {}: {}", b.0, b.1);
+            }
+            if !ok {
+                std::process::exit(2);
+            }
+        }
+        TicketCmd::Watch { c, id } => {
+            let cl = client(&c.config)?;
+            let node = cl.find_leader().await.unwrap_or(0);
+            let mut s = cl.watch_on(node, &id, 0).await.map_err(status_err)?;
+            while let Some(e) = s.message().await.map_err(status_err)? {
+                if c.json {
+                    println!("{}", event_json(&e));
+                } else {
+                    println!(
+                        "{:>3} {}  {:<16} {:<14} {}",
+                        e.seq,
+                        cst(e.at_ms),
+                        e.kind,
+                        e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
+                        e.reason
+                    );
+                }
+            }
+        }
+        TicketCmd::Outbox { c, limit } => {
+            let ns = client(&c.config)?.outbox(limit).await.map_err(status_err)?;
+            if c.json {
+                println!(
+                    "{}",
+                    json!({ "notifications": ns.iter().map(|n| json!({"id": n.id, "ticket_id": n.ticket_id, "phone": n.phone, "text": n.text, "created_at_ms": n.created_at_ms})).collect::<Vec<_>>() })
+                );
+            } else {
+                for n in ns {
+                    println!(
+                        "{}  {}  {}  {}",
+                        n.id,
+                        cst(n.created_at_ms),
+                        n.phone,
+                        n.text
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hotline report`.
+pub async fn report(
+    c: &ClientArgs,
+    from: Option<String>,
+    to: Option<String>,
+    csv: bool,
+    basic_weight_permille: u32,
+) -> Result<()> {
+    let req = ReportRequest {
+        from_ms: from
+            .as_deref()
+            .map(|s| parse_cst("--from", s))
+            .transpose()?
+            .unwrap_or(0),
+        to_ms: to
+            .as_deref()
+            .map(|s| parse_cst("--to", s))
+            .transpose()?
+            .unwrap_or(0),
+        basic_weight_permille,
+    };
+    let r = client(&c.config)?.report(req).await.map_err(status_err)?;
+    if c.json {
+        println!("{}", crate::report::report_json(&r));
+    } else if csv {
+        print!("{}", crate::report::render_csv(&r));
+    } else {
+        print!("{}", crate::report::render_text(&r));
+    }
+    Ok(())
+}
+
+pub async fn policy(cmd: PolicyCmd) -> Result<()> {
+    match cmd {
+        PolicyCmd::Show { c } => {
+            let p = client(&c.config)?.get_policy().await.map_err(status_err)?;
+            let years: Vec<i32> = p.calendars.iter().map(|c| c.year).collect();
+            if c.json {
+                println!(
+                    "{}",
+                    json!({
+                        "version": p.version, "extra_calendar_years": years,
+                        "custom_deadlines": !p.deadlines_toml.is_empty(),
+                        "custom_categories": !p.categories_toml.is_empty(),
+                        "basic_weight_permille": p.basic_weight_permille,
+                    })
+                );
+            } else {
+                println!("policy version {} (0 = built in)", p.version);
+                println!("calendar years loaded beyond the built-in 2025–2026: {years:?}");
+                println!(
+                    "deadline rules: {}",
+                    if p.deadlines_toml.is_empty() {
+                        "built in"
+                    } else {
+                        "custom"
+                    }
+                );
+                println!(
+                    "category tree: {}",
+                    if p.categories_toml.is_empty() {
+                        "built in"
+                    } else {
+                        "custom"
+                    }
+                );
+            }
+        }
+        PolicyCmd::Load {
+            c,
+            calendars,
+            deadlines,
+            categories,
+            basic_weight_permille,
+        } => {
+            let cl = client(&c.config)?;
+            let mut p = cl.get_policy().await.map_err(status_err)?;
+            p.version += 1;
+            for path in &calendars {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--calendar {}", path.display()))?;
+                let year = hotline_node::core::calendar::Calendar::parse_year(&text)
+                    .map_err(|e| anyhow!("--calendar {}: {e}", path.display()))?;
+                p.calendars.retain(|c| c.year != i32::from(year.year));
+                p.calendars.push(CalendarText {
+                    year: i32::from(year.year),
+                    toml: text,
+                });
+            }
+            p.calendars.sort_by_key(|c| c.year);
+            if let Some(path) = deadlines {
+                p.deadlines_toml = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--deadlines {}", path.display()))?;
+            }
+            if let Some(path) = categories {
+                p.categories_toml = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--categories {}", path.display()))?;
+            }
+            if basic_weight_permille != 0 {
+                p.basic_weight_permille = basic_weight_permille;
+            }
+            let p: Policy = cl.set_policy(p).await.map_err(status_err)?;
+            if c.json {
+                println!("{}", json!({ "version": p.version }));
+            } else {
+                println!("policy version {} is in force on every replica", p.version);
+            }
+        }
+    }
+    Ok(())
+}
