@@ -166,9 +166,13 @@ async fn a_full_stop_keeps_everything() {
         .await
         .expect("leader after restart");
     let listed: Vec<String> = c
-        .list(1000)
+        .list(hotline_proto::v1::ListTicketsRequest {
+            limit: 1000,
+            ..Default::default()
+        })
         .await
         .unwrap()
+        .tickets
         .into_iter()
         .map(|t| t.id)
         .collect();
