@@ -51,7 +51,7 @@ enum Cmd {
     /// Ticket (工单) operations: the whole lifecycle.
     Ticket {
         #[command(subcommand)]
-        cmd: TicketCmd,
+        cmd: Box<TicketCmd>,
     },
     /// KPIs (三率 and more) and counts by kind and category, like the seeds' reports.
     Report {
@@ -181,7 +181,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { dir, port_base } => demo(&dir, port_base).await,
         Cmd::Status { config, json } => status(&config, json).await,
-        Cmd::Ticket { cmd } => crate::ticket_cli::run(cmd).await,
+        Cmd::Ticket { cmd } => crate::ticket_cli::run(*cmd).await,
         Cmd::Report {
             c,
             from,

@@ -176,6 +176,11 @@ async fn every_path_of_the_lifecycle_survives_a_leader_kill() {
         ))
         .await
         .unwrap();
+    // Watch t3 on a follower that survives the leader kill below.
+    let leader_now = wait_leader(&c, Duration::from_secs(5)).await.unwrap();
+    let follower = c.nodes.iter().position(|n| n.id != leader_now).unwrap();
+    let survivor_id = c.nodes[follower].id;
+    let mut watch = c.watch_on(follower, &t3.id, 0).await.unwrap();
     let t3 = run(
         &c,
         &t3.id,
@@ -271,6 +276,8 @@ async fn every_path_of_the_lifecycle_survives_a_leader_kill() {
     assert_eq!(t4.status, Status::ReturnReview as i32);
 
     let leader = wait_leader(&c, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(leader, leader_now, "no election expected yet");
+    assert_ne!(leader, survivor_id);
     cl.kill(leader);
     let killed = Instant::now();
 
@@ -424,6 +431,18 @@ async fn every_path_of_the_lifecycle_survives_a_leader_kill() {
     assert_eq!(t3.status, Status::Closed as i32);
     let t3 = run(&c, &t3.id, center(), "", Op::Archive(Archive {})).await;
     assert_eq!(t3.status, Status::Archived as i32);
+
+    // The watcher saw every event of t3, in order, as they were applied.
+    let mut seen = Vec::new();
+    while seen.len() < t3.events.len() {
+        let e = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("watch event in time")
+            .unwrap()
+            .expect("stream open");
+        seen.push(e);
+    }
+    assert_eq!(seen, t3.events, "watch stream = the ticket's chain");
 
     // 并单: two callers about one place.
     let mut r5 = accept_req(

@@ -226,10 +226,9 @@ impl Client {
     }
 
     pub async fn report(&self, req: ReportRequest) -> Result<ReportResponse, Status> {
-        self.with_retry(|ch| {
-            let req = req.clone();
-            async move { Ok(TicketsClient::new(ch).report(req).await?.into_inner()) }
-        })
+        self.with_retry(
+            |ch| async move { Ok(TicketsClient::new(ch).report(req).await?.into_inner()) },
+        )
         .await
     }
 

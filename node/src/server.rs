@@ -185,7 +185,7 @@ impl Handle {
 
     async fn propose_ticket(&self, op: command::Op, request_id: u64) -> Result<Ticket, Status> {
         match self.propose(op, request_id).await? {
-            ApplyResult::Ticket(t) => Ok(redact(t)),
+            ApplyResult::Ticket(t) => Ok(redact(*t)),
             _ => Err(unexpected()),
         }
     }
@@ -199,7 +199,7 @@ impl Handle {
             })
             .await?
         {
-            QueryAnswer::Ticket(Some(t)) => Ok(redact(t)),
+            QueryAnswer::Ticket(Some(t)) => Ok(redact(*t)),
             QueryAnswer::Ticket(None) => Err(Status::not_found(format!("ticket {id} not found"))),
             _ => Err(unexpected()),
         }

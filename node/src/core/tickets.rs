@@ -62,7 +62,7 @@ pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> FieldError 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplyResult {
     /// The ticket as the command left it (accept and lifecycle commands).
-    Ticket(Ticket),
+    Ticket(Box<Ticket>),
     Rejected(CommandError),
     Policy(Policy),
     /// An entry that carries no answer (leader no-op, conf change, delivery marks).
@@ -145,7 +145,7 @@ pub enum Query {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum QueryAnswer {
-    Ticket(Option<Ticket>),
+    Ticket(Option<Box<Ticket>>),
     Tickets {
         tickets: Vec<Ticket>,
         next_before_id: String,
@@ -257,11 +257,11 @@ impl TicketMachine {
             && let Some(seen) = self.requests.get(&cmd.request_id)
             && let Some(t) = self.tickets.get(&seen.ticket_id)
         {
-            return ApplyResult::Ticket(t.clone());
+            return ApplyResult::Ticket(Box::new(t.clone()));
         }
         let result = match &cmd.op {
             Some(command::Op::Accept(req)) => match self.validate_accept(req) {
-                Ok(()) => ApplyResult::Ticket(self.accept(index, cmd.at_ms, req)),
+                Ok(()) => ApplyResult::Ticket(Box::new(self.accept(index, cmd.at_ms, req))),
                 Err(e) => ApplyResult::Rejected(e.into()),
             },
             Some(command::Op::Ticket(tc)) => {
@@ -278,7 +278,7 @@ impl TicketMachine {
                             self.enqueue(n);
                         }
                         self.put_ticket(out.ticket.clone());
-                        ApplyResult::Ticket(out.ticket)
+                        ApplyResult::Ticket(Box::new(out.ticket))
                     }
                     Err(e) => ApplyResult::Rejected(e),
                 }
@@ -451,9 +451,11 @@ impl TicketMachine {
 
     pub fn query(&self, q: &Query) -> QueryAnswer {
         match q {
-            Query::Get { id, now_ms } => {
-                QueryAnswer::Ticket(self.tickets.get(id).map(|t| self.view(t, *now_ms)))
-            }
+            Query::Get { id, now_ms } => QueryAnswer::Ticket(
+                self.tickets
+                    .get(id)
+                    .map(|t| Box::new(self.view(t, *now_ms))),
+            ),
             Query::List { filter, now_ms } => self.list(filter, *now_ms),
             Query::Lookup { id, phone_last4 } => QueryAnswer::Lookup(self.lookup(id, phone_last4)),
             Query::Report {
@@ -888,7 +890,7 @@ mod tests {
 
     fn ticket(r: ApplyResult) -> Ticket {
         match r {
-            ApplyResult::Ticket(t) => t,
+            ApplyResult::Ticket(t) => *t,
             other => panic!("expected a ticket, got {other:?}"),
         }
     }
@@ -1302,7 +1304,7 @@ mod tests {
             AT + 11,
         ));
         assert_eq!(t.requesters.len(), 2);
-        assert_eq!(t.merged_ids, [dup.id.clone()]);
+        assert_eq!(t.merged_ids, std::slice::from_ref(&dup.id));
         let dup2 = d.m.ticket(&dup.id).unwrap().clone();
         assert_eq!(
             (dup2.status, dup2.master_id.as_str()),
