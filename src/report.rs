@@ -1,6 +1,3 @@
-// wired into cli.rs by the lifecycle change
-#![allow(dead_code)]
-
 //! A KPI report (`ReportResponse`, computed by `hotline_node::core::kpi`) as a
 //! supervisor reads it (text, labels in Chinese), as CSV for a spreadsheet and
 //! as JSON for `--json`.
