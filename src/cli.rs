@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::ticket_cli::{ClientArgs, PolicyCmd, TicketCmd, client};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use hotline_federation::topology::{GroupSpec, NodeSpec, Topology};
 use hotline_node::client::Client;
-use hotline_node::config::{ClientConfig, GroupConfig, NodeConfig, Peer, Tuning};
+use hotline_node::config::{ClientConfig, NodeConfig, Peer, Tuning};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -35,11 +36,16 @@ enum Cmd {
         config: PathBuf,
     },
     /// Run a whole local cluster in this process: the main job out of the box.
+    /// The shipped demo federation (national; 上海 and 江苏; 3101 and 苏州 3205;
+    /// 嘉定 310114, 黄浦 310101, 太仓 320585), or `--topology FILE`.
     Demo {
         #[arg(long, default_value = "demo-data")]
         dir: PathBuf,
-        #[arg(long, default_value_t = 7100)]
-        port_base: u16,
+        /// Node i listens on port_base + i (default: the topology's addresses).
+        #[arg(long)]
+        port_base: Option<u16>,
+        #[arg(long)]
+        topology: Option<PathBuf>,
     },
     /// Role, term, commit and applied index of every node.
     Status {
@@ -57,6 +63,9 @@ enum Cmd {
     Report {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region (group) to report on; default: the answering node's own.
+        #[arg(long)]
+        region: Option<String>,
         /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00, CST).
         #[arg(long)]
         from: Option<String>,
@@ -87,10 +96,15 @@ enum ClusterCmd {
     Init {
         #[arg(long)]
         dir: PathBuf,
+        /// A federation's topology file (nodes, sites, groups); without it,
+        /// one region group of --nodes nodes.
+        #[arg(long)]
+        topology: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         nodes: u64,
-        #[arg(long, default_value_t = 7100)]
-        port_base: u16,
+        /// Node i listens on port_base + i (default 7100, or the topology's addresses).
+        #[arg(long)]
+        port_base: Option<u16>,
         #[arg(long, default_value = "310114")]
         region: String,
         /// Plaintext gRPC, no certificates. For experiments only.
@@ -161,15 +175,21 @@ async fn run(cli: Cli) -> Result<()> {
             cmd:
                 ClusterCmd::Init {
                     dir,
+                    topology,
                     nodes,
                     port_base,
                     region,
                     insecure,
                 },
         } => {
-            init(&dir, nodes, port_base, &region, insecure)?;
+            let topo = match topology {
+                Some(p) => Topology::load(&p).map_err(|e| anyhow::anyhow!("--topology: {e}"))?,
+                None => single_region(nodes, port_base.unwrap_or(7100), &region)?,
+            };
+            let nodes = topo.nodes.len();
+            init(&dir, topo, port_base, insecure)?;
             println!(
-                "wrote {}/node-1.toml … node-{nodes}.toml, client.toml and tls/",
+                "wrote {}/topology.toml, node-*.toml ({nodes} nodes), client.toml and tls/",
                 dir.display()
             );
             Ok(())
@@ -179,16 +199,21 @@ async fn run(cli: Cli) -> Result<()> {
             hotline_node::server::run_node(cfg, shutdown_signal()).await?;
             Ok(())
         }
-        Cmd::Demo { dir, port_base } => demo(&dir, port_base).await,
+        Cmd::Demo {
+            dir,
+            port_base,
+            topology,
+        } => demo(&dir, port_base, topology).await,
         Cmd::Status { config, json } => status(&config, json).await,
         Cmd::Ticket { cmd } => crate::ticket_cli::run(*cmd).await,
         Cmd::Report {
             c,
+            region,
             from,
             to,
             csv,
             basic_weight_permille,
-        } => crate::ticket_cli::report(&c, from, to, csv, basic_weight_permille).await,
+        } => crate::ticket_cli::report(&c, region, from, to, csv, basic_weight_permille).await,
         Cmd::Policy { cmd } => crate::ticket_cli::policy(cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(cmd_to_bench(cmd)?).await,
     }
@@ -248,7 +273,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn init(dir: &Path, nodes: u64, port_base: u16, region: &str, insecure: bool) -> Result<()> {
+/// One region group of `nodes` nodes on loopback, each its own site.
+fn single_region(nodes: u64, port_base: u16, region: &str) -> Result<Topology> {
     if nodes == 0 || nodes > 9 {
         bail!("--nodes: must be 1 to 9");
     }
@@ -258,42 +284,73 @@ fn init(dir: &Path, nodes: u64, port_base: u16, region: &str, insecure: bool) ->
     if r.code.len() != 6 {
         bail!("--region: {region} is not a district (6-digit) code");
     }
+    let ids: Vec<u64> = (1..=nodes).collect();
+    let t = Topology {
+        name: format!("{region} {}", r.name),
+        nodes: ids
+            .iter()
+            .map(|&id| NodeSpec {
+                id,
+                address: format!("127.0.0.1:{}", u64::from(port_base) + id),
+                site: format!("site-{id}"),
+                level: "district".into(),
+                region: region.into(),
+            })
+            .collect(),
+        groups: vec![GroupSpec {
+            region: region.into(),
+            voters: ids,
+            learners: vec![],
+        }],
+    };
+    t.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(t)
+}
+
+/// Writes `topology.toml`, a CA with node and client certificates, one
+/// config per node and `client.toml`.
+fn init(dir: &Path, mut topo: Topology, port_base: Option<u16>, insecure: bool) -> Result<()> {
+    if let Some(base) = port_base {
+        for n in &mut topo.nodes {
+            n.address = format!("127.0.0.1:{}", u64::from(base) + n.id);
+        }
+    }
+    topo.validate()
+        .map_err(|e| anyhow::anyhow!("topology: {e}"))?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let ids: Vec<u64> = (1..=nodes).collect();
-    let peers: Vec<Peer> = ids
-        .iter()
-        .map(|&id| Peer {
-            id,
-            address: format!("127.0.0.1:{}", u64::from(port_base) + id),
-        })
-        .collect();
+    let topology_path = dir.join("topology.toml");
+    std::fs::write(&topology_path, topo.to_toml())?;
+    let ids: Vec<u64> = topo.nodes.iter().map(|n| n.id).collect();
     let (node_tls, client_tls) = if insecure {
         (vec![None; ids.len()], None)
     } else {
         let (n, c) = hotline_node::tls::create_pki(&dir.join("tls"), &ids)?;
         (n.into_iter().map(Some).collect(), Some(c))
     };
-    for (i, &id) in ids.iter().enumerate() {
+    for (i, n) in topo.nodes.iter().enumerate() {
         let cfg = NodeConfig {
-            id,
-            listen: peers[i].address.clone(),
-            data_dir: dir.join("data").join(format!("node-{id}")),
-            group: GroupConfig {
-                id: region.parse().expect("digits"),
-                region: region.to_string(),
-                voters: ids.clone(),
-            },
-            peers: peers.clone(),
+            id: n.id,
+            listen: n.address.clone(),
+            data_dir: dir.join("data").join(format!("node-{}", n.id)),
+            topology: topology_path.clone(),
             insecure,
             tls: node_tls[i].clone(),
             tuning: Tuning::default(),
             notify: Default::default(),
         };
-        cfg.write(&dir.join(format!("node-{id}.toml")))?;
+        cfg.write(&dir.join(format!("node-{}.toml", n.id)))?;
     }
     ClientConfig {
-        endpoints: peers,
+        endpoints: topo
+            .nodes
+            .iter()
+            .map(|n| Peer {
+                id: n.id,
+                address: n.address.clone(),
+            })
+            .collect(),
+        topology: Some(topology_path),
         insecure,
         tls: client_tls,
     }
@@ -301,19 +358,21 @@ fn init(dir: &Path, nodes: u64, port_base: u16, region: &str, insecure: bool) ->
     Ok(())
 }
 
-async fn demo(dir: &Path, port_base: u16) -> Result<()> {
+async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> Result<()> {
     if !dir.join("client.toml").exists() {
-        init(dir, 3, port_base, "310114", false)?;
-        eprintln!(
-            "initialised a 3-node cluster for 310114 嘉定区 in {}",
-            dir.display()
-        );
+        let topo = match &topology {
+            Some(p) => Topology::load(p).map_err(|e| anyhow::anyhow!("--topology: {e}"))?,
+            None => Topology::demo(),
+        };
+        init(dir, topo, port_base, false)?;
+        eprintln!("initialised the federation in {}", dir.display());
     }
     let dir = dir.canonicalize()?;
+    let topo = Topology::load(&dir.join("topology.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tasks = Vec::new();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    for id in 1..=3 {
-        let cfg = NodeConfig::load(&dir.join(format!("node-{id}.toml")))?;
+    for n in &topo.nodes {
+        let cfg = NodeConfig::load(&dir.join(format!("node-{}.toml", n.id)))?;
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(hotline_node::server::run_node(
             cfg,
@@ -325,33 +384,59 @@ async fn demo(dir: &Path, port_base: u16) -> Result<()> {
     let client_cfg = dir.join("client.toml");
     let client =
         Client::new(&ClientConfig::load(&client_cfg)?, 1).map_err(|e| anyhow::anyhow!(e))?;
-    let mut leader = None;
     for _ in 0..100 {
-        if let Some(l) = client.find_leader().await {
-            leader = Some(l);
+        if client.find_leader().await.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let c = client_cfg.display();
     println!(
-        "hotline demo: region group 310114 (上海市嘉定区), 3 replicas, mutual TLS, redb under {}/data",
+        "hotline demo: federation {:?}, {} nodes, {} region groups, mutual TLS, redb under {}/data",
+        topo.name,
+        topo.nodes.len(),
+        topo.groups.len(),
         dir.display()
     );
-    for n in &client.nodes {
-        println!("  node-{}  https://{}", n.id, n.address);
-    }
-    match leader {
-        Some(l) => println!("  leader: node-{}", client.nodes[l].id),
-        None => println!("  no leader elected yet"),
+    let all = client.status_all().await;
+    for (n, st) in topo.nodes.iter().zip(all) {
+        let led: Vec<String> = st
+            .map(|s| {
+                s.groups
+                    .iter()
+                    .filter(|g| g.role == "leader")
+                    .map(|g| hotline_federation::topology::group_region(g.group_id))
+                    .map(|r| if r.is_empty() { "全国".into() } else { r })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let name = hotline_federation::regions()
+            .get(&n.region)
+            .map(|r| r.name)
+            .unwrap_or("全国");
+        println!(
+            "  node-{:<2} https://{:<16} {:<9} {:<8} {}  leads: {}",
+            n.id,
+            n.address,
+            n.level,
+            n.region,
+            name,
+            led.join(" ")
+        );
     }
     println!("\nTry, in another terminal:");
     println!("  hotline status --config {c}");
     println!(
         "  hotline ticket accept --config {c} --region 310114 --kind complaint --category 城乡建设 --text \"小区门口道路破损\" --phone 13800000000"
     );
-    println!("  hotline ticket list --config {c}");
-    println!("  hotline bench accept --config {c} --clients 128 --duration 10s");
+    println!(
+        "  hotline ticket accept --config {c} --region 310114 --location 320585102 --kind complaint --category 环境保护 --text \"浏河镇工地夜间施工\" --phone 13900000000   # 嘉定 → 太仓"
+    );
+    println!("  hotline transfers --config {c}            # the national cross-province list");
+    println!("  hotline query counts --config {c}         # national figures, fanned out");
+    println!("  hotline fault partition --config {c} --between 2 --and 3   # cut 上海 from 江苏");
+    println!("  hotline ticket list --config {c} --region 310114");
     println!("(cargo run --release -- … from the repository.) Ctrl-C stops the demo.");
     shutdown_signal().await;
     let _ = stop_tx.send(());

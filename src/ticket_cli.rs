@@ -367,12 +367,18 @@ pub enum PolicyCmd {
     Show {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region whose group to ask (default: the first group).
+        #[arg(long)]
+        region: Option<String>,
     },
     /// Replicate new policy texts: calendar years (e.g. 2027.toml), deadline
     /// rules, category tree. Every replica applies them at the same log index.
     Load {
         #[command(flatten)]
         c: ClientArgs,
+        /// One region's group; default: every group of the topology.
+        #[arg(long)]
+        region: Option<String>,
         /// Calendar year files (TOML, see node/data/calendar/).
         #[arg(long = "calendar")]
         calendars: Vec<PathBuf>,
@@ -656,11 +662,17 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
             .transpose()?
             .unwrap_or(0),
         by_deadline: f.by_deadline,
+        group_id: 0,
     })
 }
 
-async fn show_list(c: &ClientArgs, req: ListTicketsRequest) -> Result<()> {
-    let r = client(&c.config)?.list(req).await.map_err(status_err)?;
+async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest) -> Result<()> {
+    let cl = client(&c.config)?;
+    if req.group_id == 0 && !req.region.is_empty() {
+        // The group that owns the region answers for it.
+        req.group_id = cl.group_of_region(&req.region).unwrap_or(0);
+    }
+    let r = cl.list(req).await.map_err(status_err)?;
     if c.json {
         println!(
             "{}",
@@ -746,6 +758,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                         id: actor,
                         role: CallTaker as i32,
                     }),
+                    transfer_to_group: 0,
                 })
                 .await
                 .map_err(status_err)?;
@@ -1072,12 +1085,19 @@ pub async fn run(command: TicketCmd) -> Result<()> {
 /// `hotline report`.
 pub async fn report(
     c: &ClientArgs,
+    region: Option<String>,
     from: Option<String>,
     to: Option<String>,
     csv: bool,
     basic_weight_permille: u32,
 ) -> Result<()> {
+    let cl = client(&c.config)?;
+    let group_id = match &region {
+        Some(r) => group_for(&cl, r)?,
+        None => 0,
+    };
     let req = ReportRequest {
+        group_id,
         from_ms: from
             .as_deref()
             .map(|s| parse_cst("--from", s))
@@ -1090,7 +1110,7 @@ pub async fn report(
             .unwrap_or(0),
         basic_weight_permille,
     };
-    let r = client(&c.config)?.report(req).await.map_err(status_err)?;
+    let r = cl.report(req).await.map_err(status_err)?;
     if c.json {
         println!("{}", crate::report::report_json(&r));
     } else if csv {
@@ -1101,10 +1121,31 @@ pub async fn report(
     Ok(())
 }
 
+/// The group of a region code: the deepest group of the topology covering it.
+pub fn group_for(cl: &Client, region: &str) -> Result<u64> {
+    if let Some(g) = cl.group_of_region(region) {
+        return Ok(g);
+    }
+    hotline_federation::topology::try_group_id(region)
+        .ok_or_else(|| anyhow!("--region: {region:?} is not a division code"))
+}
+
+/// The groups a policy command addresses: one region's, or every group of
+/// the topology (the calendar is national).
+fn policy_groups(cl: &Client, region: &Option<String>) -> Result<Vec<u64>> {
+    Ok(match (region, &cl.directory) {
+        (Some(r), _) => vec![group_for(cl, r)?],
+        (None, Some(d)) => d.groups().collect(),
+        (None, None) => vec![0],
+    })
+}
+
 pub async fn policy(cmd: PolicyCmd) -> Result<()> {
     match cmd {
-        PolicyCmd::Show { c } => {
-            let p = client(&c.config)?.get_policy().await.map_err(status_err)?;
+        PolicyCmd::Show { c, region } => {
+            let cl = client(&c.config)?;
+            let g = policy_groups(&cl, &region)?[0];
+            let p = cl.get_policy(g).await.map_err(status_err)?;
             let years: Vec<i32> = p.calendars.iter().map(|c| c.year).collect();
             if c.json {
                 println!(
@@ -1139,42 +1180,48 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
         }
         PolicyCmd::Load {
             c,
+            region,
             calendars,
             deadlines,
             categories,
             basic_weight_permille,
         } => {
             let cl = client(&c.config)?;
-            let mut p = cl.get_policy().await.map_err(status_err)?;
-            p.version += 1;
-            for path in &calendars {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("--calendar {}", path.display()))?;
-                let year = hotline_node::core::calendar::Calendar::parse_year(&text)
-                    .map_err(|e| anyhow!("--calendar {}: {e}", path.display()))?;
-                p.calendars.retain(|c| c.year != i32::from(year.year));
-                p.calendars.push(CalendarText {
-                    year: i32::from(year.year),
-                    toml: text,
-                });
-            }
-            p.calendars.sort_by_key(|c| c.year);
-            if let Some(path) = deadlines {
-                p.deadlines_toml = std::fs::read_to_string(&path)
-                    .with_context(|| format!("--deadlines {}", path.display()))?;
-            }
-            if let Some(path) = categories {
-                p.categories_toml = std::fs::read_to_string(&path)
-                    .with_context(|| format!("--categories {}", path.display()))?;
-            }
-            if basic_weight_permille != 0 {
-                p.basic_weight_permille = basic_weight_permille;
-            }
-            let p: Policy = cl.set_policy(p).await.map_err(status_err)?;
-            if c.json {
-                println!("{}", json!({ "version": p.version }));
-            } else {
-                println!("policy version {} is in force on every replica", p.version);
+            for g in policy_groups(&cl, &region)? {
+                let mut p = cl.get_policy(g).await.map_err(status_err)?;
+                p.version += 1;
+                for path in &calendars {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("--calendar {}", path.display()))?;
+                    let year = hotline_node::core::calendar::Calendar::parse_year(&text)
+                        .map_err(|e| anyhow!("--calendar {}: {e}", path.display()))?;
+                    p.calendars.retain(|c| c.year != i32::from(year.year));
+                    p.calendars.push(CalendarText {
+                        year: i32::from(year.year),
+                        toml: text,
+                    });
+                }
+                p.calendars.sort_by_key(|c| c.year);
+                if let Some(path) = &deadlines {
+                    p.deadlines_toml = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--deadlines {}", path.display()))?;
+                }
+                if let Some(path) = &categories {
+                    p.categories_toml = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--categories {}", path.display()))?;
+                }
+                if basic_weight_permille != 0 {
+                    p.basic_weight_permille = basic_weight_permille;
+                }
+                let p: Policy = cl.set_policy(g, p).await.map_err(status_err)?;
+                if c.json {
+                    println!("{}", json!({ "group": g, "version": p.version }));
+                } else {
+                    println!(
+                        "group {g}: policy version {} is in force on every replica",
+                        p.version
+                    );
+                }
             }
         }
     }

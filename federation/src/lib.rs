@@ -15,6 +15,12 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+pub mod directory;
+pub mod topology;
+
+pub use directory::Directory;
+pub use topology::{GroupSpec, NodeSpec, Scope, Topology, TopologyError, group_id, group_region};
+
 /// Level of a region in the hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {

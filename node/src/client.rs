@@ -15,6 +15,11 @@ use hotline_proto::v1::{
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use hotline_federation::directory::Directory;
+use hotline_federation::topology::Topology;
+use hotline_proto::v1::federation_client::FederationClient;
+use hotline_proto::v1::{FederatedQueryRequest, FederatedQueryResponse, TransfersRequest};
+
 use crate::config::ClientConfig;
 use crate::{tls, transport};
 
@@ -29,9 +34,14 @@ pub struct Node {
 
 pub struct Client {
     pub nodes: Vec<Node>,
-    /// Index into `nodes` of the node believed to lead.
+    /// Index into `nodes` of the node believed to lead (any group).
     leader: AtomicUsize,
+    /// Per group: index into `nodes` of the node believed to lead it.
+    leaders: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
     next_conn: AtomicUsize,
+    /// From the topology, when the client config names one: routes a
+    /// request to the group that owns its region.
+    pub directory: Option<Directory>,
 }
 
 fn retryable(s: &Status) -> bool {
@@ -70,14 +80,20 @@ impl Client {
                 channels,
             });
         }
+        let directory = match &cfg.topology {
+            Some(p) => Some(Directory::new(&Topology::load(p)?)),
+            None => None,
+        };
         Ok(Client {
             nodes,
             leader: AtomicUsize::new(0),
+            leaders: Default::default(),
             next_conn: AtomicUsize::new(0),
+            directory,
         })
     }
 
-    fn channel(&self, node: usize) -> Channel {
+    pub fn channel(&self, node: usize) -> Channel {
         let n = &self.nodes[node];
         let i = self.next_conn.fetch_add(1, Ordering::Relaxed) % n.channels.len();
         n.channels[i].clone()
@@ -96,40 +112,88 @@ impl Client {
         futures::future::join_all(futs).await
     }
 
-    /// Asks every node; remembers the one that says it leads.
+    /// Asks every node; remembers the one that says it leads (any group).
     pub async fn find_leader(&self) -> Option<usize> {
+        self.find_leader_of(None).await
+    }
+
+    /// Asks every node which groups it leads; remembers the leader of
+    /// `group` (or of any group). The highest term wins a disagreement.
+    pub async fn find_leader_of(&self, group: Option<u64>) -> Option<usize> {
         let all = self.status_all().await;
         let mut best: Option<(u64, usize)> = None;
         for (i, s) in all.iter().enumerate() {
             if let Ok(s) = s {
                 for g in &s.groups {
-                    if g.role == "leader" && best.is_none_or(|(t, _)| g.term > t) {
+                    if g.role == "leader"
+                        && group.is_none_or(|want| g.group_id == want)
+                        && best.is_none_or(|(t, _)| g.term > t)
+                    {
                         best = Some((g.term, i));
                     }
                 }
             }
         }
         let i = best?.1;
-        self.leader.store(i, Ordering::Relaxed);
+        match group {
+            Some(g) => {
+                self.leaders.lock().expect("not poisoned").insert(g, i);
+            }
+            None => self.leader.store(i, Ordering::Relaxed),
+        }
         Some(i)
     }
 
-    async fn with_retry<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
+    /// The group that owns a region code, from the topology (if known).
+    pub fn group_of_region(&self, region: &str) -> Option<u64> {
+        self.directory.as_ref().and_then(|d| d.owner(region))
+    }
+
+    /// The group of a ticket id's region (the part before the first '-').
+    pub fn group_of_ticket(&self, id: &str) -> Option<u64> {
+        self.group_of_region(id.split('-').next().unwrap_or(""))
+    }
+
+    /// Sends to the believed leader of `group` (any node for `None`),
+    /// re-finding the leader after a retryable error.
+    async fn with_retry_in<T, F, Fut>(&self, group: Option<u64>, mut f: F) -> Result<T, Status>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut last = Status::unavailable("no attempt made");
         for attempt in 0..MAX_ATTEMPTS {
-            let node = self.leader.load(Ordering::Relaxed) % self.nodes.len();
+            let believed = match group {
+                Some(g) => self.leaders.lock().expect("not poisoned").get(&g).copied(),
+                None => None,
+            };
+            let node = match (group, believed) {
+                (_, Some(i)) => i,
+                (Some(_), None) => self.find_leader_of(group).await.unwrap_or(attempt as usize),
+                (None, None) => self.leader.load(Ordering::Relaxed),
+            } % self.nodes.len();
             match f(self.channel(node)).await {
                 Ok(v) => return Ok(v),
-                Err(s) if retryable(&s) => {
+                Err(s)
+                    if retryable(&s)
+                        || (group.is_some()
+                            && s.code() == Code::FailedPrecondition
+                            && s.message().contains("is not hosted on node")) =>
+                {
                     last = s;
-                    if last.code() != Code::ResourceExhausted && self.find_leader().await.is_none()
+                    if last.code() != Code::ResourceExhausted
+                        && self.find_leader_of(group).await.is_none()
                     {
                         // No leader known yet: try the next node anyway.
-                        self.leader.store(node + 1, Ordering::Relaxed);
+                        match group {
+                            Some(g) => {
+                                self.leaders
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .insert(g, node + 1);
+                            }
+                            None => self.leader.store(node + 1, Ordering::Relaxed),
+                        }
                     }
                     let pause = Duration::from_millis(20 * u64::from(attempt + 1))
                         .min(Duration::from_millis(500));
@@ -141,13 +205,15 @@ impl Client {
         Err(last)
     }
 
-    /// Accepts a ticket. Give a non-zero `request_id` to make retries safe;
-    /// zero gets a random one here, kept across this call's retries.
+    /// Accepts a ticket at the group of its accepting region. Give a
+    /// non-zero `request_id` to make retries safe; zero gets a random one
+    /// here, kept across this call's retries.
     pub async fn accept(&self, mut req: AcceptRequest) -> Result<Ticket, Status> {
         if req.request_id == 0 {
             req.request_id = rand::random::<u64>() | 1;
         }
-        self.with_retry(|ch| {
+        let group = self.group_of_region(&req.region);
+        self.with_retry_in(group, |ch| {
             let req = req.clone();
             async move {
                 let resp = TicketsClient::new(ch).accept(req).await?.into_inner();
@@ -158,14 +224,29 @@ impl Client {
         .await
     }
 
+    /// `group` 0 means: the group of the ticket id's region.
+    fn ticket_group(&self, id: &str, group: u64) -> Option<u64> {
+        if group != 0 {
+            Some(group)
+        } else {
+            self.group_of_ticket(id)
+        }
+    }
+
     pub async fn get(&self, id: &str) -> Result<Ticket, Status> {
-        self.with_retry(|ch| {
-            let id = id.to_string();
+        self.get_in(0, id).await
+    }
+
+    /// Reads a ticket in a given group (after a transfer, the owner's).
+    pub async fn get_in(&self, group: u64, id: &str) -> Result<Ticket, Status> {
+        let g = self.ticket_group(id, group);
+        self.with_retry_in(g, |ch| {
+            let req = GetTicketRequest {
+                id: id.to_string(),
+                group_id: g.unwrap_or(0),
+            };
             async move {
-                let resp = TicketsClient::new(ch)
-                    .get(GetTicketRequest { id })
-                    .await?
-                    .into_inner();
+                let resp = TicketsClient::new(ch).get(req).await?.into_inner();
                 resp.ticket
                     .ok_or_else(|| Status::internal("empty response"))
             }
@@ -174,7 +255,8 @@ impl Client {
     }
 
     pub async fn list(&self, filter: ListTicketsRequest) -> Result<ListTicketsResponse, Status> {
-        self.with_retry(|ch| {
+        let g = (filter.group_id != 0).then_some(filter.group_id);
+        self.with_retry_in(g, |ch| {
             let f = filter.clone();
             async move { Ok(TicketsClient::new(ch).list(f).await?.into_inner()) }
         })
@@ -184,15 +266,26 @@ impl Client {
     /// Runs a lifecycle command. Zero `request_id` gets a random one, kept
     /// across this call's retries, so a retry never acts twice.
     pub async fn execute(&self, command: TicketCommand, request_id: u64) -> Result<Ticket, Status> {
+        self.execute_in(0, command, request_id).await
+    }
+
+    pub async fn execute_in(
+        &self,
+        group: u64,
+        command: TicketCommand,
+        request_id: u64,
+    ) -> Result<Ticket, Status> {
         let request_id = if request_id == 0 {
             rand::random::<u64>() | 1
         } else {
             request_id
         };
-        self.with_retry(|ch| {
+        let g = self.ticket_group(&command.ticket_id, group);
+        self.with_retry_in(g, |ch| {
             let req = TicketCommandRequest {
                 command: Some(command.clone()),
                 request_id,
+                group_id: g.unwrap_or(0),
             };
             async move {
                 TicketsClient::new(ch)
@@ -207,10 +300,12 @@ impl Client {
     }
 
     pub async fn lookup(&self, id: &str, phone_last4: &str) -> Result<LookupResponse, Status> {
-        self.with_retry(|ch| {
+        let g = self.group_of_ticket(id);
+        self.with_retry_in(g, |ch| {
             let req = LookupRequest {
                 id: id.to_string(),
                 phone_last4: phone_last4.to_string(),
+                group_id: g.unwrap_or(0),
             };
             async move { Ok(TicketsClient::new(ch).lookup(req).await?.into_inner()) }
         })
@@ -218,24 +313,41 @@ impl Client {
     }
 
     pub async fn verify(&self, id: &str) -> Result<VerifyResponse, Status> {
-        self.with_retry(|ch| {
-            let req = VerifyRequest { id: id.to_string() };
+        self.verify_in(0, id).await
+    }
+
+    pub async fn verify_in(&self, group: u64, id: &str) -> Result<VerifyResponse, Status> {
+        let g = self.ticket_group(id, group);
+        self.with_retry_in(g, |ch| {
+            let req = VerifyRequest {
+                id: id.to_string(),
+                group_id: g.unwrap_or(0),
+            };
             async move { Ok(TicketsClient::new(ch).verify(req).await?.into_inner()) }
         })
         .await
     }
 
     pub async fn report(&self, req: ReportRequest) -> Result<ReportResponse, Status> {
-        self.with_retry(
-            |ch| async move { Ok(TicketsClient::new(ch).report(req).await?.into_inner()) },
-        )
+        let g = (req.group_id != 0).then_some(req.group_id);
+        self.with_retry_in(g, |ch| async move {
+            Ok(TicketsClient::new(ch).report(req).await?.into_inner())
+        })
         .await
     }
 
     pub async fn outbox(&self, limit: u32) -> Result<Vec<Notification>, Status> {
-        self.with_retry(|ch| async move {
+        self.outbox_in(0, limit).await
+    }
+
+    pub async fn outbox_in(&self, group: u64, limit: u32) -> Result<Vec<Notification>, Status> {
+        let g = (group != 0).then_some(group);
+        self.with_retry_in(g, |ch| async move {
             Ok(TicketsClient::new(ch)
-                .outbox(OutboxRequest { limit })
+                .outbox(OutboxRequest {
+                    limit,
+                    group_id: group,
+                })
                 .await?
                 .into_inner()
                 .notifications)
@@ -243,10 +355,12 @@ impl Client {
         .await
     }
 
-    pub async fn set_policy(&self, policy: Policy) -> Result<Policy, Status> {
-        self.with_retry(|ch| {
+    pub async fn set_policy(&self, group: u64, policy: Policy) -> Result<Policy, Status> {
+        let g = (group != 0).then_some(group);
+        self.with_retry_in(g, |ch| {
             let req = SetPolicyRequest {
                 policy: Some(policy.clone()),
+                group_id: group,
             };
             async move {
                 TicketsClient::new(ch)
@@ -260,16 +374,55 @@ impl Client {
         .await
     }
 
-    pub async fn get_policy(&self) -> Result<Policy, Status> {
-        self.with_retry(|ch| async move {
+    pub async fn get_policy(&self, group: u64) -> Result<Policy, Status> {
+        let g = (group != 0).then_some(group);
+        self.with_retry_in(g, |ch| async move {
             TicketsClient::new(ch)
-                .get_policy(GetPolicyRequest {})
+                .get_policy(GetPolicyRequest { group_id: group })
                 .await?
                 .into_inner()
                 .policy
                 .ok_or_else(|| Status::internal("empty response"))
         })
         .await
+    }
+
+    /// Cross-province cases (or all transfers) a group holds.
+    pub async fn transfers(
+        &self,
+        group: u64,
+        cross_province_only: bool,
+        limit: u32,
+    ) -> Result<Vec<hotline_proto::v1::TransferRecord>, Status> {
+        self.with_retry_in(Some(group), |ch| async move {
+            Ok(FederationClient::new(ch)
+                .transfers(TransfersRequest {
+                    cross_province_only,
+                    limit,
+                    group_id: group,
+                })
+                .await?
+                .into_inner()
+                .records)
+        })
+        .await
+    }
+
+    /// A federated query, asked of any node (it forwards to the root group).
+    pub async fn federated_query(
+        &self,
+        req: FederatedQueryRequest,
+    ) -> Result<FederatedQueryResponse, Status> {
+        let mut last = Status::unavailable("no node answered");
+        for i in 0..self.nodes.len() {
+            let mut c = FederationClient::new(self.channel(i));
+            match c.query(req.clone()).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if retryable(&s) => last = s,
+                Err(s) => return Err(s),
+            }
+        }
+        Err(last)
     }
 
     /// Streams a ticket's events from one node (any replica serves it).
@@ -283,6 +436,7 @@ impl Client {
             .watch(WatchRequest {
                 id: id.to_string(),
                 after_seq,
+                group_id: self.group_of_ticket(id).unwrap_or(0),
             })
             .await?
             .into_inner())
@@ -296,7 +450,10 @@ impl Client {
     /// to read what a given replica holds.
     pub async fn get_on(&self, node: usize, id: &str) -> Result<Ticket, Status> {
         let resp = TicketsClient::new(self.channel(node))
-            .get(GetTicketRequest { id: id.to_string() })
+            .get(GetTicketRequest {
+                id: id.to_string(),
+                group_id: self.group_of_ticket(id).unwrap_or(0),
+            })
             .await?
             .into_inner();
         resp.ticket

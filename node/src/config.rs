@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hotline_federation::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 /// Paths of a TLS identity: the cluster CA and this party's certificate.
@@ -17,16 +18,6 @@ pub struct TlsFiles {
 pub struct Peer {
     pub id: u64,
     pub address: String,
-}
-
-/// The region group this node replicates.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct GroupConfig {
-    /// Group id: the region code as a number (310114).
-    pub id: u64,
-    pub region: String,
-    /// Founding voters; used only to bootstrap an empty data directory.
-    pub voters: Vec<u64>,
 }
 
 /// Raft and driver tunables, with defaults for a LAN/loopback deployment.
@@ -69,9 +60,10 @@ pub struct NodeConfig {
     /// host:port this node serves gRPC on (clients and peers).
     pub listen: String,
     pub data_dir: PathBuf,
-    pub group: GroupConfig,
-    /// Every member of the group, this node included.
-    pub peers: Vec<Peer>,
+    /// The federation's topology file: nodes, sites, and every group with
+    /// its voters and learners. This node hosts the groups it is a member
+    /// of; the same file gives every node the directory.
+    pub topology: PathBuf,
     /// Plaintext gRPC. Only with an explicit `insecure = true`.
     #[serde(default)]
     pub insecure: bool,
@@ -86,6 +78,10 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ClientConfig {
     pub endpoints: Vec<Peer>,
+    /// The topology, so the client can route a request to the group that
+    /// owns its region (optional: without it, the nodes' first groups).
+    #[serde(default)]
+    pub topology: Option<PathBuf>,
     #[serde(default)]
     pub insecure: bool,
     pub tls: Option<TlsFiles>,
@@ -139,17 +135,16 @@ impl NodeConfig {
         if c.id == 0 {
             return Err(invalid("id: must be at least 1".into()));
         }
-        if !c.peers.iter().any(|p| p.id == c.id) {
-            return Err(invalid(format!("peers: node {} is not listed", c.id)));
+        let t = c
+            .load_topology()
+            .map_err(|e| invalid(format!("topology: {e}")))?;
+        if t.node(c.id).is_none() {
+            return Err(invalid(format!(
+                "id: node {} is not in the topology {}",
+                c.id,
+                c.topology.display()
+            )));
         }
-        for v in &c.group.voters {
-            if !c.peers.iter().any(|p| p.id == *v) {
-                return Err(invalid(format!("group.voters: {v} has no entry in peers")));
-            }
-        }
-        hotline_federation::regions()
-            .get(&c.group.region)
-            .map_err(|e| invalid(format!("group.region: {e}")))?;
         if c.tuning.election_ticks <= c.tuning.heartbeat_ticks || c.tuning.tick_ms == 0 {
             return Err(invalid(
                 "tuning: election_ticks must exceed heartbeat_ticks and tick_ms be positive".into(),
@@ -163,6 +158,10 @@ impl NodeConfig {
             path,
             toml::to_string_pretty(self).expect("config serializes"),
         )
+    }
+
+    pub fn load_topology(&self) -> Result<Topology, hotline_federation::topology::TopologyError> {
+        Topology::load(&self.topology)
     }
 }
 

@@ -12,6 +12,9 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod faults;
+pub mod fedquery;
+pub mod forwarder;
 pub mod notify;
 pub mod raft_loop;
 pub mod server;

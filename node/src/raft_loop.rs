@@ -283,6 +283,7 @@ impl RaftLoop {
         StatusResponse {
             node_id: self.node_id,
             address: self.address.clone(),
+            faults: None,
             groups: self
                 .replicas
                 .values()

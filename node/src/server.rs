@@ -13,14 +13,20 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
+use std::sync::Arc;
+
+use hotline_federation::directory::Directory;
+use hotline_federation::topology::{Topology, group_region};
 use hotline_proto::v1::admin_server::{Admin, AdminServer};
+use hotline_proto::v1::federation_server::FederationServer;
 use hotline_proto::v1::raft_server::{Raft, RaftServer};
 use hotline_proto::v1::tickets_server::{Tickets, TicketsServer};
 use hotline_proto::v1::{
-    AcceptRequest, AcceptResponse, Command, Delivered, Event, GetPolicyRequest, GetTicketRequest,
-    GetTicketResponse, ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse,
-    Notification, OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReportRequest,
-    ReportResponse, SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
+    AcceptRequest, AcceptResponse, AddFaultRequest, Command, Delivered, Event, FaultsRequest,
+    FaultsResponse, GetPolicyRequest, GetTicketRequest, GetTicketResponse, HealRequest,
+    ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
+    OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReportRequest, ReportResponse,
+    SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
     TicketCommandRequest, TicketCommandResponse, VerifyRequest, VerifyResponse, WatchRequest,
     command,
 };
@@ -32,6 +38,7 @@ use crate::core::{
     ApplyResult, CommandError, Query, QueryAnswer, Recovered, Replica, ReplicaConfig, audit,
     lifecycle, tickets,
 };
+use crate::faults::Faults;
 use crate::raft_loop::{Control, Proposal, ProposeOutcome, RaftLoop, ReadOutcome};
 use crate::storage::Storage;
 use crate::{notify, tls, transport};
@@ -59,21 +66,31 @@ pub enum NodeError {
     Listen(String, String),
 }
 
-/// What the gRPC handlers share: the queues into the raft loop.
+/// What the gRPC handlers share: the queues into the raft loop, the
+/// directory, the federation channels. A `Handle` is "at" one hosted group
+/// (`group_id`, `region`); `at()` moves it to another.
 #[derive(Clone)]
-struct Handle {
-    group_id: u64,
-    region: String,
+pub struct Handle {
+    pub(crate) node_id: u64,
+    pub(crate) group_id: u64,
+    pub(crate) region: String,
+    /// Groups hosted on this node → their regions.
+    pub(crate) hosted: Arc<BTreeMap<u64, String>>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) faults: Arc<Faults>,
+    /// Lazy channels to every node of the topology (federation traffic).
+    pub(crate) fed: Arc<BTreeMap<u64, tonic::transport::Channel>>,
     proposals: Sender<Proposal>,
     control: Sender<Control>,
     timeout: Duration,
-    tls: bool,
+    pub(crate) tls: bool,
     /// Applied events, for `watch`.
     events: tokio::sync::broadcast::Sender<(String, Event)>,
     watchers: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -97,6 +114,17 @@ fn command_status(e: &CommandError) -> Status {
     }
 }
 
+/// "320585 太仓市" for messages (the code alone if unknown; "全国" for national).
+pub(crate) fn region_label(code: &str) -> String {
+    if code.is_empty() {
+        return "全国".into();
+    }
+    match hotline_federation::regions().get(code) {
+        Ok(r) => format!("{code} {}", r.name),
+        Err(_) => code.to_string(),
+    }
+}
+
 fn unexpected() -> Status {
     Status::internal("unexpected answer from the state machine")
 }
@@ -112,6 +140,57 @@ fn check_id(id: &str) -> Result<(), Status> {
 const MAX_WATCHERS: usize = 1_024;
 
 impl Handle {
+    /// This handle at another hosted group.
+    pub(crate) fn at(&self, group: u64) -> Result<Handle, Status> {
+        match self.hosted.get(&group) {
+            Some(region) => {
+                let mut h = self.clone();
+                h.group_id = group;
+                h.region = region.clone();
+                Ok(h)
+            }
+            None => Err(Status::failed_precondition(format!(
+                "group {group} ({}) is not hosted on node {}; its members are nodes {:?}",
+                region_label(&group_region(group)),
+                self.node_id,
+                self.topology.members(group)
+            ))),
+        }
+    }
+
+    /// The group owning `region` (the deepest group covering it), or the
+    /// explicit one.
+    pub(crate) fn for_region(&self, region: &str, explicit: u64) -> Result<Handle, Status> {
+        if explicit != 0 {
+            return self.at(explicit);
+        }
+        match self.directory.owner(region) {
+            Some(g) => self.at(g),
+            None => Ok(self.clone()),
+        }
+    }
+
+    /// The group of a ticket id's region (the part before the first '-').
+    pub(crate) fn for_ticket(&self, id: &str, explicit: u64) -> Result<Handle, Status> {
+        check_id(id)?;
+        if explicit != 0 {
+            return self.at(explicit);
+        }
+        let prefix = id.split('-').next().unwrap_or("");
+        if self.hosted.len() == 1 || hotline_federation::regions().get(prefix).is_err() {
+            return Ok(self.clone());
+        }
+        self.for_region(prefix, 0)
+    }
+
+    pub(crate) fn home(&self, explicit: u64) -> Result<Handle, Status> {
+        if explicit != 0 {
+            self.at(explicit)
+        } else {
+            Ok(self.clone())
+        }
+    }
+
     async fn wait<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Status> {
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(v)) => Ok(v),
@@ -205,7 +284,7 @@ impl Handle {
         }
     }
 
-    async fn is_leader(&self) -> bool {
+    pub(crate) async fn is_leader(&self) -> bool {
         let (reply, rx) = oneshot::channel();
         if self.control.try_send(Control::Status { reply }).is_err() {
             return false;
@@ -250,11 +329,20 @@ impl Tickets for Handle {
         &self,
         req: Request<AcceptRequest>,
     ) -> Result<Response<AcceptResponse>, Status> {
-        let req = req.into_inner();
-        tickets::validate_accept(&self.region, &req)
+        let mut req = req.into_inner();
+        let g = self.for_region(&req.region, 0)?;
+        tickets::validate_accept(&g.region, &req)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // 首接负责: accepted here; owned where the problem is. Never from clients.
+        req.transfer_to_group = 0;
+        if let Some(loc) = req.location.as_ref().filter(|l| !l.code.is_empty())
+            && let Some(owner) = self.directory.owner(&loc.code)
+            && owner != g.group_id
+        {
+            req.transfer_to_group = owner;
+        }
         let request_id = req.request_id;
-        let t = self
+        let t = g
             .propose_ticket(command::Op::Accept(req), request_id)
             .await?;
         Ok(Response::new(AcceptResponse { ticket: Some(t) }))
@@ -268,7 +356,8 @@ impl Tickets for Handle {
         let Some(cmd) = r.command else {
             return Err(Status::invalid_argument("command: is required"));
         };
-        let t = self
+        let g = self.for_ticket(&cmd.ticket_id, r.group_id)?;
+        let t = g
             .propose_ticket(command::Op::Ticket(cmd), r.request_id)
             .await?;
         Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))
@@ -278,7 +367,11 @@ impl Tickets for Handle {
         &self,
         req: Request<GetTicketRequest>,
     ) -> Result<Response<GetTicketResponse>, Status> {
-        let t = self.get_ticket(&req.into_inner().id).await?;
+        let r = req.into_inner();
+        let t = self
+            .for_ticket(&r.id, r.group_id)?
+            .get_ticket(&r.id)
+            .await?;
         Ok(Response::new(GetTicketResponse { ticket: Some(t) }))
     }
 
@@ -305,7 +398,8 @@ impl Tickets for Handle {
                 "accepted_to_ms: must be after accepted_from_ms",
             ));
         }
-        match self
+        let g = self.home(r.group_id)?;
+        match g
             .read(Query::List {
                 filter: r,
                 now_ms: now_ms(),
@@ -334,13 +428,14 @@ impl Tickets for Handle {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Status::resource_exhausted("too many watch streams on this node"))?;
+        let g = self.for_ticket(&r.id, r.group_id)?;
         let mut rx = self.events.subscribe();
-        let t = self.get_ticket(&r.id).await?;
+        let t = g.get_ticket(&r.id).await?;
         let id = t.id.clone();
         let mut last = r.after_seq;
         let backlog: Vec<Event> = t.events.into_iter().filter(|e| e.seq > last).collect();
         last = backlog.last().map_or(last, |e| e.seq);
-        let handle = self.clone();
+        let handle = g;
         let stream = async_stream(move |tx| async move {
             let _permit = permit;
             for e in backlog {
@@ -394,13 +489,59 @@ impl Tickets for Handle {
         if r.phone_last4.len() != 4 || !r.phone_last4.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Status::invalid_argument("phone_last4: must be 4 digits"));
         }
-        match self
+        let g = self.for_ticket(&r.id, r.group_id)?;
+        match g
             .read(Query::Lookup {
                 id: r.id.clone(),
-                phone_last4: r.phone_last4,
+                phone_last4: r.phone_last4.clone(),
             })
             .await?
         {
+            QueryAnswer::Lookup(Some(l))
+                if l.status == hotline_proto::v1::Status::Transferred as i32 =>
+            {
+                // 首接负责: the accepting center answers with the owner's progress.
+                let stub = g.get_ticket(&r.id).await?;
+                let owner = stub.owner_group;
+                let remote = LookupRequest {
+                    id: r.id.clone(),
+                    phone_last4: r.phone_last4,
+                    group_id: owner,
+                };
+                match self
+                    .federation_call(owner, |ch| {
+                        let remote = remote.clone();
+                        async move {
+                            let mut c = hotline_proto::v1::tickets_client::TicketsClient::new(ch);
+                            c.lookup(remote).await.map(|r| r.into_inner())
+                        }
+                    })
+                    .await
+                {
+                    Ok(mut there) => {
+                        let mut progress = l.progress;
+                        progress.extend(there.progress);
+                        progress.sort_by_key(|p| p.at_ms);
+                        there.progress = progress;
+                        there.status_text = format!(
+                            "已转至{}办理：{}",
+                            region_label(&group_region(owner)),
+                            there.status_text
+                        );
+                        Ok(Response::new(there))
+                    }
+                    // The owner is out of reach: say what the origin knows.
+                    Err(e) => {
+                        let mut l = l;
+                        l.status_text = format!(
+                            "已转至{}办理（暂时无法获取最新进度：{}）",
+                            region_label(&group_region(owner)),
+                            e.message()
+                        );
+                        Ok(Response::new(l))
+                    }
+                }
+            }
             QueryAnswer::Lookup(Some(l)) => Ok(Response::new(l)),
             // Same answer for a wrong number and wrong digits.
             QueryAnswer::Lookup(None) => Err(Status::not_found(format!(
@@ -415,7 +556,11 @@ impl Tickets for Handle {
         &self,
         req: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
-        let t = self.get_ticket(&req.into_inner().id).await?;
+        let r = req.into_inner();
+        let t = self
+            .for_ticket(&r.id, r.group_id)?
+            .get_ticket(&r.id)
+            .await?;
         let resp = match audit::verify(&t.events) {
             Ok(n) => VerifyResponse {
                 ok: true,
@@ -450,6 +595,7 @@ impl Tickets for Handle {
             ));
         }
         match self
+            .home(r.group_id)?
             .read(Query::Report {
                 from_ms: r.from_ms,
                 to_ms,
@@ -466,14 +612,15 @@ impl Tickets for Handle {
         &self,
         req: Request<OutboxRequest>,
     ) -> Result<Response<OutboxResponse>, Status> {
-        let limit = req.into_inner().limit;
+        let r = req.into_inner();
+        let limit = r.limit;
         if limit > MAX_LIST_LIMIT {
             return Err(Status::invalid_argument(format!(
                 "limit: over the maximum of {MAX_LIST_LIMIT}"
             )));
         }
         let limit = if limit == 0 { 100 } else { limit as usize };
-        match self.read(Query::Outbox { limit }).await? {
+        match self.home(r.group_id)?.read(Query::Outbox { limit }).await? {
             QueryAnswer::Outbox(ns) => Ok(Response::new(OutboxResponse {
                 notifications: ns
                     .into_iter()
@@ -491,11 +638,13 @@ impl Tickets for Handle {
         &self,
         req: Request<SetPolicyRequest>,
     ) -> Result<Response<SetPolicyResponse>, Status> {
-        let Some(p) = req.into_inner().policy else {
+        let r = req.into_inner();
+        let g = self.home(r.group_id)?;
+        let Some(p) = r.policy else {
             return Err(Status::invalid_argument("policy: is required"));
         };
         lifecycle::Rules::from_policy(&p).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match self.propose(command::Op::SetPolicy(p), 0).await? {
+        match g.propose(command::Op::SetPolicy(p), 0).await? {
             ApplyResult::Policy(p) => Ok(Response::new(SetPolicyResponse { policy: Some(p) })),
             _ => Err(unexpected()),
         }
@@ -503,9 +652,10 @@ impl Tickets for Handle {
 
     async fn get_policy(
         &self,
-        _req: Request<GetPolicyRequest>,
+        req: Request<GetPolicyRequest>,
     ) -> Result<Response<SetPolicyResponse>, Status> {
-        match self.read(Query::Policy).await? {
+        let g = self.home(req.into_inner().group_id)?;
+        match g.read(Query::Policy).await? {
             QueryAnswer::Policy(p) => Ok(Response::new(SetPolicyResponse { policy: Some(p) })),
             _ => Err(unexpected()),
         }
@@ -557,6 +707,9 @@ impl Raft for Handle {
                 }
                 checked = Some(from);
             }
+            if matches!(self.faults.inbound(from), crate::faults::Verdict::Drop) {
+                continue; // a drill cuts this link
+            }
             // A full control queue drops the batch: raft retransmits.
             let _ = self.control.try_send(Control::Raft {
                 from_node: from,
@@ -577,7 +730,34 @@ impl Admin for Handle {
         self.control
             .try_send(Control::Status { reply })
             .map_err(|_| Status::resource_exhausted("control queue is full"))?;
-        Ok(Response::new(self.wait(rx).await?))
+        let mut s = self.wait(rx).await?;
+        s.faults = Some(self.faults.snapshot());
+        Ok(Response::new(s))
+    }
+
+    async fn add_fault(
+        &self,
+        req: Request<AddFaultRequest>,
+    ) -> Result<Response<FaultsResponse>, Status> {
+        let Some(rule) = req.into_inner().rule else {
+            return Err(Status::invalid_argument("rule: is required"));
+        };
+        self.faults.add(rule).map_err(Status::invalid_argument)?;
+        tracing::warn!(node = self.node_id, "drill: fault rule added");
+        Ok(Response::new(self.faults.snapshot()))
+    }
+
+    async fn heal(&self, _req: Request<HealRequest>) -> Result<Response<FaultsResponse>, Status> {
+        self.faults.heal();
+        tracing::warn!(node = self.node_id, "drill: healed");
+        Ok(Response::new(self.faults.snapshot()))
+    }
+
+    async fn faults(
+        &self,
+        _req: Request<FaultsRequest>,
+    ) -> Result<Response<FaultsResponse>, Status> {
+        Ok(Response::new(self.faults.snapshot()))
     }
 }
 
@@ -590,50 +770,86 @@ pub async fn run_node(
     tls::install_crypto_provider();
     let t = &cfg.tuning;
     let storage = Storage::open(&cfg.data_dir)?;
-    let rec = match storage.load(cfg.group.id)? {
-        Some(rec) => rec,
-        None => {
-            tracing::info!(
-                node = cfg.id,
-                group = cfg.group.id,
-                "empty data directory: bootstrapping with voters {:?}",
-                cfg.group.voters
-            );
-            Recovered::bootstrap(&cfg.group.voters)
-        }
-    };
-    let mut rcfg = ReplicaConfig::new(cfg.id, cfg.group.id, &cfg.group.region);
-    rcfg.election_ticks = t.election_ticks;
-    rcfg.heartbeat_ticks = t.heartbeat_ticks;
-    rcfg.compact_log_entries = t.compact_log_entries;
-    let replica = Replica::new(rcfg, rec)?;
-    tracing::info!(
-        node = cfg.id,
-        group = cfg.group.id,
-        applied = replica.applied(),
-        last = replica.last_index(),
-        "replica recovered"
-    );
+    let topology = cfg
+        .load_topology()
+        .map_err(|e| NodeError::Config(format!("topology: {e}")))?;
+    let me = topology
+        .node(cfg.id)
+        .ok_or_else(|| NodeError::Config(format!("node {} is not in the topology", cfg.id)))?
+        .clone();
+    let directory = Directory::new(&topology);
+    let mut replicas = BTreeMap::new();
+    let mut hosted = BTreeMap::new();
+    for gid in topology.groups_of(cfg.id) {
+        let spec = topology
+            .group(gid)
+            .expect("groups_of lists topology groups");
+        let rec = match storage.load(gid)? {
+            Some(rec) => rec,
+            None => {
+                tracing::info!(
+                    node = cfg.id,
+                    group = gid,
+                    "group not on disk: bootstrapping with voters {:?} and learners {:?}",
+                    spec.voters,
+                    spec.learners
+                );
+                Recovered::bootstrap_with(&spec.voters, &spec.learners)
+            }
+        };
+        let mut rcfg = ReplicaConfig::new(cfg.id, gid, &spec.region);
+        rcfg.election_ticks = t.election_ticks;
+        rcfg.heartbeat_ticks = t.heartbeat_ticks;
+        rcfg.compact_log_entries = t.compact_log_entries;
+        let replica = Replica::new(rcfg, rec)?;
+        tracing::info!(
+            node = cfg.id,
+            group = gid,
+            applied = replica.applied(),
+            last = replica.last_index(),
+            "replica recovered"
+        );
+        replicas.insert(gid, replica);
+        hosted.insert(gid, spec.region.clone());
+    }
+    if hosted.is_empty() {
+        return Err(NodeError::Config(format!(
+            "node {} is a member of no group in the topology",
+            cfg.id
+        )));
+    }
+    // The node's own center's group is its default; else its first group.
+    let home = hotline_federation::topology::try_group_id(&me.region)
+        .filter(|g| hosted.contains_key(g))
+        .unwrap_or_else(|| *hosted.keys().next().expect("not empty"));
 
+    let faults = crate::faults::Faults::new(cfg.id);
     let (prop_tx, prop_rx) = bounded(t.max_proposal_queue);
     let (ctl_tx, ctl_rx) = bounded(65_536);
+    let scheme = if cfg.insecure { "http" } else { "https" };
     let mut peers = BTreeMap::new();
-    for p in cfg.peers.iter().filter(|p| p.id != cfg.id) {
-        let (qtx, qrx) = mpsc::channel(transport::PEER_QUEUE_BATCHES);
-        peers.insert(p.id, qtx);
-        let scheme = if cfg.insecure { "http" } else { "https" };
+    let mut fed = BTreeMap::new();
+    for n in topology.nodes.iter() {
         let client_tls = match &cfg.tls {
-            Some(files) if !cfg.insecure => Some(tls::client_config(files, &tls::node_name(p.id))?),
+            Some(files) if !cfg.insecure => Some(tls::client_config(files, &tls::node_name(n.id))?),
             _ => None,
         };
-        let ep = transport::endpoint(format!("{scheme}://{}", p.address), client_tls)?;
+        let ep = transport::endpoint(format!("{scheme}://{}", n.address), client_tls)?;
+        // Federation calls may target a group this node hosts too: itself.
+        fed.insert(n.id, ep.connect_lazy());
+        if n.id == cfg.id || !topology.peers_of(cfg.id).contains(&n.id) {
+            continue; // no group in common: no raft traffic
+        }
+        let (qtx, qrx) = mpsc::channel(transport::PEER_QUEUE_BATCHES);
+        peers.insert(n.id, qtx);
         tokio::spawn(transport::peer_sender(
             cfg.id,
-            p.id,
+            n.id,
             ep,
             t.max_message_bytes,
             qrx,
             ctl_tx.clone(),
+            faults.clone(),
         ));
     }
     // Watchers that fall this far behind re-read the ticket.
@@ -641,7 +857,7 @@ pub async fn run_node(
     let raft_loop = RaftLoop {
         node_id: cfg.id,
         address: cfg.listen.clone(),
-        replicas: BTreeMap::from([(cfg.group.id, replica)]),
+        replicas,
         storage,
         peers,
         proposals: prop_rx,
@@ -656,24 +872,40 @@ pub async fn run_node(
         .expect("spawn raft loop thread");
 
     let handle = Handle {
-        group_id: cfg.group.id,
-        region: cfg.group.region.clone(),
+        node_id: cfg.id,
+        group_id: home,
+        region: hosted[&home].clone(),
+        hosted: Arc::new(hosted.clone()),
+        topology: Arc::new(topology),
+        directory: Arc::new(directory),
+        faults,
+        fed: Arc::new(fed),
         proposals: prop_tx,
         control: ctl_tx.clone(),
         timeout: Duration::from_millis(t.request_timeout_ms),
         tls: !cfg.insecure,
         events,
-        watchers: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS)),
+        watchers: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS)),
     };
-    // The notifier delivers the outbox while this node leads the group.
-    let notifier_stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    if let Some(sender) = notify::sender_from_config(&cfg.notify).map_err(NodeError::Config)? {
-        let stop = notifier_stop.clone();
-        tokio::spawn(notify::run(
-            handle.clone(),
-            sender,
-            cfg.notify.clone(),
-            std::sync::Arc::new(notify::NotifyStats::default()),
+    // Per hosted group: the notifier delivers its outbox and the forwarder
+    // passes its transfers on, while this node leads the group.
+    let background_stop = Arc::new(tokio::sync::Notify::new());
+    let sender = notify::sender_from_config(&cfg.notify).map_err(NodeError::Config)?;
+    for &gid in hosted.keys() {
+        let h = handle.at(gid).expect("hosted");
+        if let Some(sender) = &sender {
+            let stop = background_stop.clone();
+            tokio::spawn(notify::run(
+                h.clone(),
+                sender.clone(),
+                cfg.notify.clone(),
+                Arc::new(notify::NotifyStats::default()),
+                async move { stop.notified().await },
+            ));
+        }
+        let stop = background_stop.clone();
+        tokio::spawn(crate::forwarder::run(
+            h,
             async move { stop.notified().await },
         ));
     }
@@ -681,6 +913,7 @@ pub async fn run_node(
     health.set_serving::<TicketsServer<Handle>>().await;
     health.set_serving::<RaftServer<Handle>>().await;
     health.set_serving::<AdminServer<Handle>>().await;
+    health.set_serving::<FederationServer<Handle>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(hotline_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -733,6 +966,7 @@ pub async fn run_node(
         .add_service(reflection_v1alpha)
         .add_service(TicketsServer::new(handle.clone()))
         .add_service(AdminServer::new(handle.clone()))
+        .add_service(FederationServer::new(handle.clone()))
         .add_service(
             RaftServer::new(handle)
                 .max_decoding_message_size(max)
@@ -747,7 +981,7 @@ pub async fn run_node(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => Ok(()),
     };
-    notifier_stop.notify_one();
+    background_stop.notify_waiters();
     let _ = ctl_tx.send(Control::Stop);
     let _ = tokio::task::spawn_blocking(move || loop_thread.join()).await;
     tracing::info!(node = cfg.id, "stopped");

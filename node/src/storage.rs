@@ -22,7 +22,7 @@ use crate::core::{Recovered, WriteBatch};
 
 mod hotline_node_core_types {
     pub use hotline_proto::v1::{
-        DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket,
+        DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
     };
 }
 
@@ -40,6 +40,8 @@ const REQUESTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("reque
 const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
 /// (group, key) → state-machine values that are not rows; keys below.
 const SM_META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("sm_meta");
+/// (group, transfer id) → prost encoded `TransferRecord` (custody log).
+const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("transfers");
 const POLICY: &str = "policy";
 
 const HARD_STATE: &str = "hard_state";
@@ -96,6 +98,7 @@ impl Storage {
         tx.open_table(REQUESTS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(SM_META)?;
+        tx.open_table(TRANSFERS)?;
         tx.commit()?;
         Ok(Storage { db, syncs: 0 })
     }
@@ -122,6 +125,7 @@ impl Storage {
                 reqs: tx.open_table(REQUESTS)?,
                 outbox: tx.open_table(OUTBOX)?,
                 sm_meta: tx.open_table(SM_META)?,
+                transfers: tx.open_table(TRANSFERS)?,
             };
             for b in batches {
                 let g = b.group_id;
@@ -136,6 +140,7 @@ impl Storage {
                         &s.state.outbox,
                         s.state.policy.as_ref(),
                     )?;
+                    rows.put_transfers(g, &s.state.transfers)?;
                     let tr = Truncated {
                         index: s.index,
                         term: s.term,
@@ -170,6 +175,10 @@ impl Storage {
                 }
                 for id in &b.sm.outbox_del {
                     rows.outbox.remove((g, id.as_str()))?;
+                }
+                rows.put_transfers(g, &b.sm.transfers_put)?;
+                for id in &b.sm.transfers_del {
+                    rows.transfers.remove((g, id.as_str()))?;
                 }
                 if let Some(a) = b.applied {
                     meta.insert((g, APPLIED), a.to_be_bytes().as_slice())?;
@@ -269,6 +278,13 @@ impl Storage {
         state
             .outbox
             .sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        for row in tx.open_table(TRANSFERS)?.range((g, "")..(g + 1, ""))? {
+            let (_, v) = row?;
+            state.transfers.push(
+                TransferRecord::decode(v.value())
+                    .map_err(|e| corrupt("transfer", e.to_string()))?,
+            );
+        }
         if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
             state.policy =
                 Some(Policy::decode(v.value()).map_err(|e| corrupt("policy", e.to_string()))?);
@@ -291,6 +307,7 @@ struct Rows<'t> {
     reqs: redb::Table<'t, (u64, u64), &'static [u8]>,
     outbox: redb::Table<'t, (u64, &'static str), &'static [u8]>,
     sm_meta: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    transfers: redb::Table<'t, (u64, &'static str), &'static [u8]>,
 }
 
 impl Rows<'_> {
@@ -301,6 +318,21 @@ impl Rows<'_> {
         self.reqs.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
         self.outbox.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
         self.sm_meta.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
+        self.transfers
+            .retain_in((g, "")..(g + 1, ""), |_, _| false)?;
+        Ok(())
+    }
+
+    fn put_transfers(&mut self, g: u64, rs: &[TransferRecord]) -> Result<(), StorageError> {
+        for r in rs {
+            let id = r
+                .envelope
+                .as_ref()
+                .map(|e| e.transfer_id.as_str())
+                .unwrap_or("");
+            self.transfers
+                .insert((g, id), r.encode_to_vec().as_slice())?;
+        }
         Ok(())
     }
 

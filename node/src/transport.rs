@@ -5,16 +5,31 @@
 //! drops the messages and tells raft the peer is unreachable (raft tolerates
 //! loss, and an unbounded backlog would only grow during a partition). The
 //! sender task drains whatever is queued into one `RaftBatch` per write.
+//!
+//! Drills (`hotline fault …`, see `faults.rs`): each queued batch gets a
+//! verdict from [`Faults::outbound`] before it is written. A dropped batch is
+//! discarded and counted, silently, as a cut link loses it (raft is not told
+//! the peer is unreachable; it retransmits as for any loss). A delayed batch
+//! is held until its time comes while later batches keep arriving, so every
+//! message is late by the delay (a long link, not a slow one) and order is
+//! kept: a batch that passes waits behind the held ones. At most
+//! [`PEER_QUEUE_BATCHES`] batches are held; beyond that the sender stops
+//! draining the queue, which then fills and drops as above. Held batches are
+//! lost when the stream breaks, like anything else in flight.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use hotline_proto::v1::raft_client::RaftClient;
 use hotline_proto::v1::{RaftBatch, RaftEnvelope};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::faults::{Faults, Verdict};
 use crate::raft_loop::Control;
 
 /// Batches queued per peer before messages are dropped.
@@ -43,6 +58,10 @@ pub fn endpoint(
     Ok(ep)
 }
 
+/// Batches held back by a delay rule, each with the instant it may leave;
+/// the instants never decrease from front to back.
+type Held = VecDeque<(Instant, Vec<RaftEnvelope>)>;
+
 /// Runs until the loop drops its queue to this peer.
 pub async fn peer_sender(
     from_node: u64,
@@ -51,6 +70,7 @@ pub async fn peer_sender(
     max_message_bytes: usize,
     mut queue: mpsc::Receiver<Vec<RaftEnvelope>>,
     control: Sender<Control>,
+    faults: Arc<Faults>,
 ) {
     loop {
         let channel: Channel = endpoint.connect_lazy();
@@ -59,20 +79,36 @@ pub async fn peer_sender(
             .max_decoding_message_size(max_message_bytes);
         let (tx, rx) = mpsc::channel::<RaftBatch>(16);
         let mut call = tokio::spawn(async move { client.stream(ReceiverStream::new(rx)).await });
+        let mut held = Held::new();
         loop {
+            let due = held.front().map(|(at, _)| *at);
             tokio::select! {
-                next = queue.recv() => {
-                    let Some(mut envelopes) = next else {
+                next = queue.recv(), if held.len() < PEER_QUEUE_BATCHES => {
+                    let Some(first) = next else {
                         call.abort();
                         return;
                     };
-                    while envelopes.len() < MAX_ENVELOPES_PER_BATCH {
+                    let mut envelopes = Vec::new();
+                    admit(&faults, peer, first, &mut envelopes, &mut held);
+                    while envelopes.len() < MAX_ENVELOPES_PER_BATCH
+                        && held.len() < PEER_QUEUE_BATCHES
+                    {
                         match queue.try_recv() {
-                            Ok(more) => envelopes.extend(more),
+                            Ok(more) => admit(&faults, peer, more, &mut envelopes, &mut held),
                             Err(_) => break,
                         }
                     }
-                    if tx.send(RaftBatch { from_node, envelopes }).await.is_err() {
+                    if !envelopes.is_empty()
+                        && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    let envelopes = release(&mut held, Instant::now());
+                    if !envelopes.is_empty()
+                        && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
+                    {
                         break;
                     }
                 }
@@ -87,5 +123,111 @@ pub async fn peer_sender(
         call.abort();
         let _ = control.try_send(Control::Unreachable { peer });
         tokio::time::sleep(RECONNECT_BACKOFF).await;
+    }
+}
+
+/// Applies the drill verdict to one queued batch: into `ready` when it
+/// passes and nothing is held, else behind the held batches (a delayed one
+/// until now + delay); a dropped one nowhere.
+fn admit(
+    faults: &Faults,
+    peer: u64,
+    batch: Vec<RaftEnvelope>,
+    ready: &mut Vec<RaftEnvelope>,
+    held: &mut Held,
+) {
+    let at = match faults.outbound(peer) {
+        Verdict::Drop => return,
+        Verdict::Pass if held.is_empty() => {
+            ready.extend(batch);
+            return;
+        }
+        Verdict::Pass => Instant::now(),
+        Verdict::Delay(d) => Instant::now() + d,
+    };
+    let at = held.back().map_or(at, |(last, _)| at.max(*last));
+    held.push_back((at, batch));
+}
+
+/// Takes the held batches whose time has come, up to one gRPC message.
+fn release(held: &mut Held, now: Instant) -> Vec<RaftEnvelope> {
+    let mut envelopes = Vec::new();
+    while envelopes.len() < MAX_ENVELOPES_PER_BATCH
+        && held.front().is_some_and(|(at, _)| *at <= now)
+    {
+        if let Some((_, batch)) = held.pop_front() {
+            envelopes.extend(batch);
+        }
+    }
+    envelopes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::v1::{FaultAction, FaultRule};
+
+    fn env(group_id: u64) -> Vec<RaftEnvelope> {
+        vec![RaftEnvelope {
+            group_id,
+            ..Default::default()
+        }]
+    }
+
+    fn groups(v: &[RaftEnvelope]) -> Vec<u64> {
+        v.iter().map(|e| e.group_id).collect()
+    }
+
+    fn rule(action: FaultAction, delay_ms: u32, drop_permille: u32) -> FaultRule {
+        FaultRule {
+            side_a: vec![1],
+            side_b: vec![2],
+            action: action as i32,
+            delay_ms,
+            drop_permille,
+            label: String::new(),
+        }
+    }
+
+    #[test]
+    fn without_rules_batches_pass_at_once() {
+        let f = Faults::new(1);
+        let (mut ready, mut held) = (Vec::new(), Held::new());
+        admit(&f, 2, env(1), &mut ready, &mut held);
+        admit(&f, 2, env(2), &mut ready, &mut held);
+        assert_eq!(groups(&ready), vec![1, 2]);
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn dropped_batches_vanish_and_are_counted() {
+        let f = Faults::new(1);
+        f.add(rule(FaultAction::Partition, 0, 0)).unwrap();
+        let (mut ready, mut held) = (Vec::new(), Held::new());
+        admit(&f, 2, env(1), &mut ready, &mut held);
+        admit(&f, 3, env(2), &mut ready, &mut held); // another peer passes
+        assert_eq!(groups(&ready), vec![2]);
+        assert!(held.is_empty());
+        assert_eq!(f.snapshot().counters[0].dropped, 1);
+    }
+
+    #[test]
+    fn delayed_batches_leave_in_order_after_the_delay() {
+        let f = Faults::new(1);
+        f.add(rule(FaultAction::Delay, 500, 0)).unwrap();
+        let start = Instant::now();
+        let (mut ready, mut held) = (Vec::new(), Held::new());
+        admit(&f, 2, env(1), &mut ready, &mut held);
+        admit(&f, 2, env(2), &mut ready, &mut held);
+        // Healed: the next batch passes, but behind the held ones.
+        f.heal();
+        admit(&f, 2, env(3), &mut ready, &mut held);
+        assert!(ready.is_empty());
+        assert_eq!(held.len(), 3);
+        assert!(release(&mut held, start).is_empty());
+        let later = start + Duration::from_millis(600);
+        assert_eq!(groups(&release(&mut held, later)), vec![1, 2, 3]);
+        assert!(held.is_empty());
+        assert_eq!(f.snapshot().counters[0].delayed, 2);
     }
 }

@@ -8,7 +8,16 @@ use std::collections::BTreeMap;
 
 use hotline_node::core::log::Truncated;
 use hotline_node::core::{Recovered, WriteBatch};
-use hotline_proto::v1::{DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket};
+use hotline_proto::v1::{
+    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
+};
+
+fn transfer_key(r: &TransferRecord) -> String {
+    r.envelope
+        .as_ref()
+        .map(|e| e.transfer_id.clone())
+        .unwrap_or_default()
+}
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 #[derive(Clone, Debug, Default)]
@@ -23,6 +32,7 @@ struct Image {
     requests: BTreeMap<u64, RequestSeen>,
     outbox: BTreeMap<String, Notification>,
     policy: Option<Policy>,
+    transfers: BTreeMap<String, TransferRecord>,
 }
 
 impl Image {
@@ -53,6 +63,9 @@ impl Image {
                 self.outbox.insert(n.id.clone(), n.clone());
             }
             self.policy = s.state.policy.clone();
+            for r in &s.state.transfers {
+                self.transfers.insert(transfer_key(r), r.clone());
+            }
         }
         if let Some(first) = wb.entries.first() {
             let _ = self.log.split_off(&first.index);
@@ -87,6 +100,12 @@ impl Image {
         if let Some(p) = &wb.sm.policy {
             self.policy = Some(p.clone());
         }
+        for r in &wb.sm.transfers_put {
+            self.transfers.insert(transfer_key(r), r.clone());
+        }
+        for id in &wb.sm.transfers_del {
+            self.transfers.remove(id);
+        }
         if let Some(a) = wb.applied {
             self.applied = a;
         }
@@ -113,6 +132,7 @@ impl Image {
                     .collect(),
                 requests: self.requests.values().cloned().collect(),
                 policy: self.policy.clone(),
+                transfers: self.transfers.values().cloned().collect(),
                 outbox: {
                     let mut o: Vec<Notification> = self.outbox.values().cloned().collect();
                     o.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));

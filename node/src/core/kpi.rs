@@ -159,6 +159,11 @@ pub fn report<'a>(
         if t.accepted_at_ms < from_ms || t.accepted_at_ms >= to_ms {
             continue;
         }
+        // A transferred ticket's stub: the ticket is counted (and judged)
+        // where it is owned, so a federated sum counts it once.
+        if t.status == Status::Transferred as i32 {
+            continue;
+        }
         total += 1;
         *by_kind.entry(kind_key(t.kind)).or_default() += 1;
         *by_category.entry(top_category(&t.category)).or_default() += 1;
@@ -339,6 +344,7 @@ fn status_key(status: i32) -> &'static str {
         Ok(Status::Closed) => "closed",
         Ok(Status::Archived) => "archived",
         Ok(Status::Merged) => "merged",
+        Ok(Status::Transferred) => "transferred",
         Ok(Status::Unspecified) | Err(_) => "unspecified",
     }
 }

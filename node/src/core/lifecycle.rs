@@ -158,6 +158,7 @@ pub fn status_name(s: i32) -> &'static str {
         Status::Closed => "closed",
         Status::Archived => "archived",
         Status::Merged => "merged",
+        Status::Transferred => "transferred",
     }
 }
 
@@ -172,6 +173,7 @@ pub fn status_zh(s: i32) -> &'static str {
         Status::Closed => "已办结",
         Status::Archived => "已归档",
         Status::Merged => "已并单",
+        Status::Transferred => "已转出",
     }
 }
 
@@ -185,6 +187,7 @@ pub fn parse_status(s: &str) -> Option<Status> {
         "closed" => Status::Closed,
         "archived" => Status::Archived,
         "merged" => Status::Merged,
+        "transferred" => Status::Transferred,
         _ => return None,
     })
 }

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod replica;
 pub mod tickets;
+pub mod transfer;
 
 pub use lifecycle::CommandError;
 pub use replica::{

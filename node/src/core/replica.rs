@@ -86,9 +86,15 @@ impl Recovered {
     /// A founding member of a group with these voters, nothing written yet.
     /// Every founding member must be given the same voters.
     pub fn bootstrap(voters: &[u64]) -> Self {
+        Self::bootstrap_with(voters, &[])
+    }
+
+    /// Founding voters and learners (street offices replicate without voting).
+    pub fn bootstrap_with(voters: &[u64], learners: &[u64]) -> Self {
         Recovered {
             conf_state: ConfState {
                 voters: voters.to_vec(),
+                learners: learners.to_vec(),
                 ..Default::default()
             },
             ..Default::default()

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hotline_proto::v1::{
     AcceptRequest, Actor, Channel, Command, DaySequence, Event, Kind, ListTicketsRequest,
     LookupResponse, Notification, Policy, Priority, PublicProgress, ReportResponse, RequestSeen,
-    Requester, Role, StateSnapshot, Status, Ticket, command,
+    Requester, Role, StateSnapshot, Status, Ticket, TransferRecord, command,
 };
 use prost::Message;
 
@@ -65,6 +65,11 @@ pub enum ApplyResult {
     Ticket(Box<Ticket>),
     Rejected(CommandError),
     Policy(Policy),
+    /// A transfer envelope or receipt taken into custody (`duplicate`: it
+    /// was here already, acknowledged again and not applied twice).
+    Custody {
+        duplicate: bool,
+    },
     /// An entry that carries no answer (leader no-op, conf change, delivery marks).
     Nothing,
 }
@@ -79,6 +84,8 @@ pub struct SmWrites {
     pub outbox_put: Vec<Notification>,
     pub outbox_del: Vec<String>,
     pub policy: Option<Policy>,
+    pub transfers_put: Vec<TransferRecord>,
+    pub transfers_del: Vec<String>,
 }
 
 impl SmWrites {
@@ -90,6 +97,8 @@ impl SmWrites {
             && self.outbox_put.is_empty()
             && self.outbox_del.is_empty()
             && self.policy.is_none()
+            && self.transfers_put.is_empty()
+            && self.transfers_del.is_empty()
     }
 }
 
@@ -112,7 +121,9 @@ pub struct TicketMachine {
     outbox: BTreeMap<String, Notification>,
     /// (created_at_ms, id): delivery and eviction order.
     outbox_order: BTreeSet<(i64, String)>,
-    writes: SmWrites,
+    /// Transfers this group originated, relayed or received, by transfer id.
+    pub(super) transfers: BTreeMap<String, TransferRecord>,
+    pub(super) writes: SmWrites,
 }
 
 /// Query of the ticket state, answered after a ReadIndex round. `now_ms` is
@@ -141,6 +152,15 @@ pub enum Query {
         limit: usize,
     },
     Policy,
+    /// Transfer records (the national group's cross-province list).
+    Transfers {
+        cross_province_only: bool,
+        limit: usize,
+    },
+    /// What the forwarder must pass on.
+    TransferWork {
+        limit: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,6 +174,7 @@ pub enum QueryAnswer {
     Report(Box<ReportResponse>),
     Outbox(Vec<Notification>),
     Policy(Policy),
+    Transfers(Vec<TransferRecord>),
 }
 
 impl TicketMachine {
@@ -221,7 +242,14 @@ impl TicketMachine {
                 lifecycle::transition(t, tc, cmd.at_ms, 0, &self.rules, dup).map(|_| ())
             }
             Some(command::Op::SetPolicy(p)) => self.check_policy(p).map(|_| ()),
-            Some(command::Op::Delivered(_)) => Ok(()),
+            Some(command::Op::TransferOut(t)) => self.check_transfer_out(t).map(|_| ()),
+            Some(
+                command::Op::Delivered(_)
+                | command::Op::Custody(_)
+                | command::Op::HopDone(_)
+                | command::Op::ReceiptIn(_)
+                | command::Op::ReceiptPassed(_),
+            ) => Ok(()),
             None => Err(bad("op", "command has no operation").into()),
         }
     }
@@ -261,9 +289,38 @@ impl TicketMachine {
         }
         let result = match &cmd.op {
             Some(command::Op::Accept(req)) => match self.validate_accept(req) {
-                Ok(()) => ApplyResult::Ticket(Box::new(self.accept(index, cmd.at_ms, req))),
+                Ok(()) => {
+                    let t = self.accept(index, cmd.at_ms, req);
+                    if req.transfer_to_group != 0 {
+                        // Accepted here (首接), owned there: one command.
+                        let out = hotline_proto::v1::TransferOut {
+                            ticket_id: t.id.clone(),
+                            destination_group: req.transfer_to_group,
+                            destination_region: t
+                                .location
+                                .as_ref()
+                                .map(|l| l.code.clone())
+                                .unwrap_or_default(),
+                            actor: t.call_taker.clone(),
+                            reason: "问题发生地不在本地区，转当地办理".into(),
+                        };
+                        match self.apply_transfer_out(&out, cmd.at_ms, index) {
+                            ApplyResult::Rejected(_) => ApplyResult::Ticket(Box::new(t)),
+                            r => r,
+                        }
+                    } else {
+                        ApplyResult::Ticket(Box::new(t))
+                    }
+                }
                 Err(e) => ApplyResult::Rejected(e.into()),
             },
+            Some(command::Op::TransferOut(t)) => self.apply_transfer_out(t, cmd.at_ms, index),
+            Some(command::Op::Custody(c)) => return self.apply_custody(c, cmd.at_ms, index),
+            Some(command::Op::HopDone(h)) => return self.apply_hop_done(h, cmd.at_ms),
+            Some(command::Op::ReceiptIn(r)) => return self.apply_receipt_in(r, cmd.at_ms, index),
+            Some(command::Op::ReceiptPassed(p)) => {
+                return self.apply_receipt_passed(p, cmd.at_ms);
+            }
             Some(command::Op::Ticket(tc)) => {
                 let Some(t) = self.tickets.get(&tc.ticket_id) else {
                     return ApplyResult::Rejected(CommandError::NotFound(tc.ticket_id.clone()));
@@ -309,6 +366,26 @@ impl TicketMachine {
             self.remember(cmd.request_id, &t.id, cmd.at_ms);
         }
         result
+    }
+
+    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Ticket> {
+        &self.tickets
+    }
+
+    pub(super) fn put_ticket_pub(&mut self, t: Ticket) {
+        self.put_ticket(t);
+    }
+
+    pub(super) fn enqueue_pub(&mut self, n: Notification) {
+        self.enqueue(n);
+    }
+
+    /// Lists a ticket that arrived by transfer under its custody index.
+    pub(super) fn index_ticket(&mut self, index: u64, id: &str) {
+        if let Some(old) = self.tickets.get(id) {
+            self.by_index.remove(&old.raft_index);
+        }
+        self.by_index.insert(index, id.to_string());
     }
 
     fn put_ticket(&mut self, t: Ticket) {
@@ -483,6 +560,22 @@ impl TicketMachine {
                     .collect(),
             ),
             Query::Policy => QueryAnswer::Policy(self.policy.clone()),
+            Query::Transfers {
+                cross_province_only,
+                limit,
+            } => {
+                let mut v: Vec<TransferRecord> = self
+                    .transfers
+                    .values()
+                    .filter(|r| !cross_province_only || r.cross_province)
+                    .cloned()
+                    .collect();
+                // Oldest first: the cases waiting longest lead the list.
+                v.sort_by_key(|r| r.envelope.as_ref().map_or(0, |e| e.sent_at_ms));
+                v.truncate(*limit);
+                QueryAnswer::Transfers(v)
+            }
+            Query::TransferWork { limit } => QueryAnswer::Transfers(self.transfer_work(*limit)),
         }
     }
 
@@ -624,6 +717,7 @@ impl TicketMachine {
                 .iter()
                 .map(|(_, id)| self.outbox[id].clone())
                 .collect(),
+            transfers: self.transfers.values().cloned().collect(),
         }
     }
 
@@ -653,6 +747,14 @@ impl TicketMachine {
         for n in snap.outbox {
             m.outbox_order.insert((n.created_at_ms, n.id.clone()));
             m.outbox.insert(n.id.clone(), n);
+        }
+        for r in snap.transfers {
+            let id = r
+                .envelope
+                .as_ref()
+                .map(|e| e.transfer_id.clone())
+                .unwrap_or_default();
+            m.transfers.insert(id, r);
         }
         m
     }

@@ -1,0 +1,667 @@
+//! Cross-region transfer (跨区域转办), the state-machine half (DESIGN.md §5).
+//!
+//! A group that lets a ticket go, relays it or receives it records the
+//! transfer in its replicated state, so custody is never in doubt:
+//!
+//! 1. origin commits `TransferOut` (or an accept with `transfer_to_group`):
+//!    the ticket becomes a stub naming its new owner; a record is PENDING.
+//! 2. the leader's forwarder passes the envelope to the next hop, which
+//!    commits `Custody` before answering (store and forward); the sender
+//!    then commits `HopDone` (FORWARDED) and stops sending. A hop that
+//!    already has the transfer id answers "duplicate": exactly once.
+//! 3. the destination's `Custody` creates the ticket (or refuses it: wrong
+//!    region) and queues a receipt, which travels back hop by hop
+//!    (`ReceiptIn` at each, then `ReceiptPassed` at the sender) to the
+//!    origin; a refused ticket comes back to the origin for review.
+//!
+//! Everything here is deterministic: routing choices (which hop next) are
+//! the forwarder's, made from the directory outside the state machine.
+
+use hotline_proto::v1::{
+    Custody, Event, HopDone, ReceiptIn, ReceiptPassed, Status, Ticket, TransferEnvelope,
+    TransferOut, TransferReceipt, TransferRecord, TransferState,
+};
+
+use super::audit;
+use super::lifecycle::{self, CommandError};
+use super::tickets::{ApplyResult, TicketMachine, bad};
+
+/// Finished transfer records are kept this long for duplicate detection
+/// and the national cross-province list, then pruned.
+pub const TRANSFER_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Bound on transfer records kept, whatever their age.
+pub const MAX_TRANSFER_RECORDS: usize = 1_000_000;
+
+/// The group id of a region code ("" = national = 0).
+pub fn group_of_region(region: &str) -> u64 {
+    if region.is_empty() {
+        0
+    } else {
+        region.parse().unwrap_or(0)
+    }
+}
+
+/// The groups the forwarder tries, in order, for a record held at group
+/// `at`: for an envelope, the target (the destination, or the national group
+/// for a cross-province envelope that has not passed it yet) first, then the
+/// groups on the way there, furthest first — direct delivery when possible,
+/// hop by hop otherwise; for a receipt, the groups it came through, nearest
+/// first, so each hop marks the transfer delivered on the way back.
+pub fn forward_candidates(
+    dir: &hotline_federation::directory::Directory,
+    at: u64,
+    rec: &TransferRecord,
+) -> Vec<u64> {
+    let Some(env) = rec.envelope.as_ref() else {
+        return Vec::new();
+    };
+    if rec.receipt_pending {
+        let hops = &env.hops;
+        let before = hops.iter().rposition(|&g| g == at).unwrap_or(hops.len());
+        let mut out: Vec<u64> = hops[..before].iter().rev().copied().collect();
+        out.dedup();
+        return out;
+    }
+    let to = env.destination_group;
+    if at == to {
+        return Vec::new();
+    }
+    let relay =
+        !env.via_national_done && at != 0 && dir.contains(0) && dir.is_cross_province(at, to);
+    let target = if relay { 0 } else { to };
+    dir.path(at, target).into_iter().skip(1).rev().collect()
+}
+
+fn province(code: &str) -> &str {
+    code.get(..2).unwrap_or("")
+}
+
+impl TicketMachine {
+    pub fn group_id(&self) -> u64 {
+        group_of_region(self.region())
+    }
+
+    fn is_national(&self) -> bool {
+        self.region().is_empty()
+    }
+
+    /// Records that need the forwarder: envelopes held here that are not yet
+    /// passed on (and are not for this group), and receipts to pass back.
+    pub fn transfer_work(&self, limit: usize) -> Vec<TransferRecord> {
+        let me = self.group_id();
+        self.transfers
+            .values()
+            .filter(|r| {
+                let dest = r.envelope.as_ref().map_or(0, |e| e.destination_group);
+                (r.state == TransferState::Pending as i32 && dest != me) || r.receipt_pending
+            })
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn transfer(&self, id: &str) -> Option<&TransferRecord> {
+        self.transfers.get(id)
+    }
+
+    pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
+        self.transfers.values()
+    }
+
+    fn put_transfer(&mut self, r: TransferRecord) {
+        let id = r
+            .envelope
+            .as_ref()
+            .expect("record has an envelope")
+            .transfer_id
+            .clone();
+        self.writes.transfers_put.push(r.clone());
+        self.transfers.insert(id, r);
+    }
+
+    /// Checks a TransferOut against the state without changing it.
+    pub(super) fn check_transfer_out(&self, t: &TransferOut) -> Result<&Ticket, CommandError> {
+        let ticket = self
+            .tickets_map()
+            .get(&t.ticket_id)
+            .ok_or_else(|| CommandError::NotFound(t.ticket_id.clone()))?;
+        lifecycle::check_actor(
+            t.actor.as_ref(),
+            &[
+                hotline_proto::v1::Role::CallTaker,
+                hotline_proto::v1::Role::Supervisor,
+                hotline_proto::v1::Role::System,
+            ],
+        )?;
+        if t.destination_group == self.group_id() {
+            return Err(bad("destination_group", "is this group").into());
+        }
+        let r = hotline_federation::regions()
+            .get(&t.destination_region)
+            .map_err(|e| bad("destination_region", e.to_string()))?;
+        if r.code.len() < 6 {
+            return Err(bad(
+                "destination_region",
+                format!("{} is not a district or street code", r.code),
+            )
+            .into());
+        }
+        if t.destination_region.starts_with(self.region()) && !self.is_national() {
+            return Err(bad(
+                "destination_region",
+                format!("{} lies in this group's region", t.destination_region),
+            )
+            .into());
+        }
+        if ticket.status != Status::Accepted as i32 {
+            return Err(CommandError::State {
+                ticket: ticket.id.clone(),
+                state: lifecycle::status_name(ticket.status),
+                state_zh: lifecycle::status_zh(ticket.status),
+                command: "transfer_out",
+                why: "is allowed only when accepted (before dispatch)".into(),
+            });
+        }
+        Ok(ticket)
+    }
+
+    pub(super) fn apply_transfer_out(
+        &mut self,
+        t: &TransferOut,
+        at_ms: i64,
+        index: u64,
+    ) -> ApplyResult {
+        let ticket = match self.check_transfer_out(t) {
+            Ok(tk) => tk.clone(),
+            Err(e) => return ApplyResult::Rejected(e),
+        };
+        let n = ticket
+            .events
+            .iter()
+            .filter(|e| e.kind == "transfer_out")
+            .count()
+            + 1;
+        let transfer_id = format!("{}-{}-{n}", self.group_id(), ticket.id);
+        let mut stub = ticket;
+        stub.status = Status::Transferred as i32;
+        stub.owner_group = t.destination_group;
+        stub.transfer_id = transfer_id.clone();
+        stub.transfer_state = TransferState::Pending as i32;
+        let ev = Event {
+            kind: "transfer_out".into(),
+            actor: t.actor.clone(),
+            at_ms,
+            reason: t.reason.clone(),
+            payload: serde_json::json!({
+                "transfer_id": transfer_id,
+                "destination_group": t.destination_group,
+                "destination_region": t.destination_region,
+            })
+            .to_string(),
+            raft_index: index,
+            ..Default::default()
+        };
+        let sealed = audit::seal(stub.events.last(), ev);
+        stub.events.push(sealed);
+        let me = self.group_id();
+        let envelope = TransferEnvelope {
+            transfer_id: transfer_id.clone(),
+            origin_group: me,
+            destination_group: t.destination_group,
+            destination_region: t.destination_region.clone(),
+            ticket: Some(stub.clone()),
+            sent_at_ms: at_ms,
+            via_national_done: self.is_national(),
+            hops: vec![me],
+            reason: t.reason.clone(),
+        };
+        let record = TransferRecord {
+            cross_province: province(&stub.region) != province(&t.destination_region),
+            envelope: Some(envelope),
+            state: TransferState::Pending as i32,
+            updated_at_ms: at_ms,
+            ..Default::default()
+        };
+        self.put_transfer(record);
+        self.put_ticket_pub(stub.clone());
+        ApplyResult::Ticket(Box::new(stub))
+    }
+
+    pub(super) fn apply_custody(&mut self, c: &Custody, at_ms: i64, index: u64) -> ApplyResult {
+        let Some(env) = &c.envelope else {
+            return ApplyResult::Rejected(bad("envelope", "is required").into());
+        };
+        if env.transfer_id.is_empty() || env.ticket.is_none() {
+            return ApplyResult::Rejected(bad("envelope", "has no transfer id or ticket").into());
+        }
+        self.prune_transfers(at_ms);
+        if self.transfers.contains_key(&env.transfer_id) {
+            // Seen: acknowledged again, never applied twice.
+            return ApplyResult::Custody { duplicate: true };
+        }
+        let me = self.group_id();
+        let mut env = env.clone();
+        env.hops.push(me);
+        if self.is_national() {
+            env.via_national_done = true;
+        }
+        let cross = env
+            .ticket
+            .as_ref()
+            .is_some_and(|t| province(&t.region) != province(&env.destination_region));
+        let mut record = TransferRecord {
+            cross_province: cross,
+            state: TransferState::Pending as i32,
+            updated_at_ms: at_ms,
+            ..Default::default()
+        };
+        if env.destination_group == me {
+            let incoming = env.ticket.clone().expect("checked");
+            let wrong_region =
+                !env.destination_region.starts_with(self.region()) || self.is_national();
+            let clash = self
+                .tickets_map()
+                .get(&incoming.id)
+                .is_some_and(|t| t.status != Status::Transferred as i32);
+            if wrong_region || clash {
+                let reason = if wrong_region {
+                    format!(
+                        "{} 不属于本地区({})管辖，退回首接中心",
+                        env.destination_region,
+                        self.region()
+                    )
+                } else {
+                    format!("工单 {} 已在本地区办理中", incoming.id)
+                };
+                record.state = TransferState::Refused as i32;
+                record.refusal = reason.clone();
+                record.receipt = Some(TransferReceipt {
+                    transfer_id: env.transfer_id.clone(),
+                    refused: true,
+                    reason,
+                    by_group: me,
+                    at_ms,
+                    ticket: None,
+                });
+            } else {
+                let mut t = incoming;
+                t.status = Status::Accepted as i32;
+                t.owner_group = 0;
+                t.origin_group = env.origin_group;
+                t.transfer_id = env.transfer_id.clone();
+                t.transfer_state = TransferState::Delivered as i32;
+                t.raft_index = index;
+                let ev = Event {
+                    kind: "transfer_in".into(),
+                    actor: Some(hotline_proto::v1::Actor {
+                        id: format!("group-{me}"),
+                        role: hotline_proto::v1::Role::System as i32,
+                    }),
+                    at_ms,
+                    reason: env.reason.clone(),
+                    payload: serde_json::json!({
+                        "transfer_id": env.transfer_id,
+                        "origin_group": env.origin_group,
+                        "hops": env.hops,
+                    })
+                    .to_string(),
+                    raft_index: index,
+                    ..Default::default()
+                };
+                let sealed = audit::seal(t.events.last(), ev);
+                let seq = sealed.seq;
+                t.events.push(sealed);
+                let region_name = hotline_federation::regions()
+                    .get(self.region())
+                    .map(|r| r.name)
+                    .unwrap_or("");
+                let text = format!(
+                    "【12345热线】您的工单{}涉及{}，已转至当地热线办理，可继续凭工单号查询进度。",
+                    t.id, region_name
+                );
+                for n in lifecycle::notify_all(&t, seq, &text, at_ms) {
+                    self.enqueue_pub(n);
+                }
+                self.index_ticket(index, &t.id);
+                self.put_ticket_pub(t.clone());
+                record.state = TransferState::Delivered as i32;
+                record.receipt = Some(TransferReceipt {
+                    transfer_id: env.transfer_id.clone(),
+                    refused: false,
+                    reason: String::new(),
+                    by_group: me,
+                    at_ms,
+                    ticket: Some(t),
+                });
+            }
+            record.receipt_pending = true;
+        }
+        record.envelope = Some(env);
+        self.put_transfer(record);
+        ApplyResult::Custody { duplicate: false }
+    }
+
+    pub(super) fn apply_hop_done(&mut self, h: &HopDone, at_ms: i64) -> ApplyResult {
+        let Some(mut r) = self.transfers.get(&h.transfer_id).cloned() else {
+            return ApplyResult::Rejected(CommandError::NotFound(h.transfer_id.clone()));
+        };
+        if r.state != TransferState::Pending as i32 {
+            return ApplyResult::Nothing; // a repeated acknowledgement
+        }
+        r.state = TransferState::Forwarded as i32;
+        r.next_group = h.next_group;
+        r.updated_at_ms = at_ms;
+        let origin = r.envelope.as_ref().map_or(0, |e| e.origin_group);
+        let ticket_id = r
+            .envelope
+            .as_ref()
+            .and_then(|e| e.ticket.as_ref())
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
+        self.put_transfer(r);
+        if origin == self.group_id()
+            && let Some(t) = self.tickets_map().get(&ticket_id)
+            && t.transfer_id == h.transfer_id
+            && t.transfer_state == TransferState::Pending as i32
+        {
+            let mut t = t.clone();
+            t.transfer_state = TransferState::Forwarded as i32;
+            self.put_ticket_pub(t);
+        }
+        ApplyResult::Nothing
+    }
+
+    pub(super) fn apply_receipt_in(
+        &mut self,
+        r: &ReceiptIn,
+        at_ms: i64,
+        index: u64,
+    ) -> ApplyResult {
+        let Some(rc) = &r.receipt else {
+            return ApplyResult::Rejected(bad("receipt", "is required").into());
+        };
+        let Some(mut rec) = self.transfers.get(&rc.transfer_id).cloned() else {
+            return ApplyResult::Rejected(CommandError::NotFound(rc.transfer_id.clone()));
+        };
+        if rec.receipt.is_some() {
+            return ApplyResult::Custody { duplicate: true };
+        }
+        rec.state = if rc.refused {
+            TransferState::Refused as i32
+        } else {
+            TransferState::Delivered as i32
+        };
+        rec.refusal = if rc.refused {
+            rc.reason.clone()
+        } else {
+            String::new()
+        };
+        rec.receipt = Some(rc.clone());
+        rec.updated_at_ms = at_ms;
+        let env = rec.envelope.clone().unwrap_or_default();
+        let at_origin = env.origin_group == self.group_id();
+        rec.receipt_pending = !at_origin;
+        self.put_transfer(rec);
+        if at_origin {
+            let ticket_id = env
+                .ticket
+                .as_ref()
+                .map(|t| t.id.clone())
+                .unwrap_or_default();
+            if let Some(t) = self.tickets_map().get(&ticket_id).cloned()
+                && t.transfer_id == rc.transfer_id
+            {
+                let mut t = t;
+                let (kind, reason) = if rc.refused {
+                    // Back to the first-contact center for review.
+                    t.status = Status::Accepted as i32;
+                    t.owner_group = 0;
+                    t.transfer_state = TransferState::Refused as i32;
+                    ("transfer_refused", rc.reason.clone())
+                } else {
+                    t.transfer_state = TransferState::Delivered as i32;
+                    ("transfer_delivered", String::new())
+                };
+                let ev = Event {
+                    kind: kind.into(),
+                    actor: Some(hotline_proto::v1::Actor {
+                        id: format!("group-{}", rc.by_group),
+                        role: hotline_proto::v1::Role::System as i32,
+                    }),
+                    at_ms,
+                    reason,
+                    payload: serde_json::json!({
+                        "transfer_id": rc.transfer_id,
+                        "by_group": rc.by_group,
+                    })
+                    .to_string(),
+                    raft_index: index,
+                    ..Default::default()
+                };
+                let sealed = audit::seal(t.events.last(), ev);
+                t.events.push(sealed);
+                self.put_ticket_pub(t);
+            }
+        }
+        ApplyResult::Custody { duplicate: false }
+    }
+
+    pub(super) fn apply_receipt_passed(&mut self, p: &ReceiptPassed, at_ms: i64) -> ApplyResult {
+        if let Some(mut r) = self.transfers.get(&p.transfer_id).cloned()
+            && r.receipt_pending
+        {
+            r.receipt_pending = false;
+            r.updated_at_ms = at_ms;
+            self.put_transfer(r);
+        }
+        ApplyResult::Nothing
+    }
+
+    /// Drops finished records past retention (or over the count bound),
+    /// oldest first. Time is the newest command's, never a clock.
+    fn prune_transfers(&mut self, now_ms: i64) {
+        let finished = |r: &TransferRecord| {
+            !r.receipt_pending
+                && r.state != TransferState::Pending as i32
+                && (r.state != TransferState::Forwarded as i32 || r.receipt.is_some())
+        };
+        if self.transfers.len() < MAX_TRANSFER_RECORDS
+            && !self
+                .transfers
+                .values()
+                .take(64)
+                .any(|r| finished(r) && r.updated_at_ms < now_ms - TRANSFER_RETENTION_MS)
+        {
+            return;
+        }
+        let old: Vec<String> = self
+            .transfers
+            .iter()
+            .filter(|(_, r)| finished(r) && r.updated_at_ms < now_ms - TRANSFER_RETENTION_MS)
+            .map(|(k, _)| k.clone())
+            .take(4_096)
+            .collect();
+        for k in old {
+            self.transfers.remove(&k);
+            self.writes.transfers_del.push(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::tickets::{Query, QueryAnswer};
+    use hotline_proto::v1::{AcceptRequest, Command, Kind, Location, command};
+
+    const AT: i64 = 1_795_831_200_000;
+
+    struct G {
+        m: TicketMachine,
+        index: u64,
+    }
+
+    impl G {
+        fn new(region: &str) -> G {
+            G {
+                m: TicketMachine::new(region),
+                index: 0,
+            }
+        }
+        fn apply(&mut self, op: command::Op) -> ApplyResult {
+            self.index += 1;
+            self.m.apply(
+                self.index,
+                &Command {
+                    request_id: 0,
+                    at_ms: AT + self.index as i64,
+                    op: Some(op),
+                },
+            )
+        }
+        fn work(&self) -> Vec<TransferRecord> {
+            self.m.transfer_work(100)
+        }
+    }
+
+    fn accept_about(g: &mut G, location: &str, to_group: u64) -> Ticket {
+        let r = g.apply(command::Op::Accept(AcceptRequest {
+            region: "310114".into(),
+            kind: Kind::Complaint as i32,
+            category: "城乡建设".into(),
+            text: "太仓浮桥镇工地噪声".into(),
+            phone: "13800000000".into(),
+            location: Some(Location {
+                code: location.into(),
+                ..Default::default()
+            }),
+            transfer_to_group: to_group,
+            ..Default::default()
+        }));
+        match r {
+            ApplyResult::Ticket(t) => *t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn custody(g: &mut G, env: &TransferEnvelope) -> bool {
+        match g.apply(command::Op::Custody(Custody {
+            envelope: Some(env.clone()),
+        })) {
+            ApplyResult::Custody { duplicate } => duplicate,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Passes every pending item of `from` to `to` as the forwarder would.
+    fn pass(from: &mut G, to: &mut G) {
+        for r in from.work() {
+            let env = r.envelope.clone().unwrap();
+            if r.receipt_pending {
+                to.apply(command::Op::ReceiptIn(ReceiptIn {
+                    receipt: r.receipt.clone(),
+                }));
+                from.apply(command::Op::ReceiptPassed(ReceiptPassed {
+                    transfer_id: env.transfer_id.clone(),
+                }));
+            } else {
+                custody(to, &env);
+                from.apply(command::Op::HopDone(HopDone {
+                    transfer_id: env.transfer_id.clone(),
+                    next_group: to.m.group_id(),
+                }));
+            }
+        }
+    }
+
+    #[test]
+    fn jiading_to_taicang_through_national_exactly_once() {
+        let mut origin = G::new("310114");
+        let mut national = G::new("");
+        let mut dest = G::new("320585");
+        let t = accept_about(&mut origin, "320585102", 320585);
+        assert_eq!(t.status, Status::Transferred as i32);
+        assert_eq!(t.owner_group, 320585);
+        let kinds: Vec<_> = t.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["accept", "transfer_out"]);
+
+        pass(&mut origin, &mut national);
+        assert!(
+            origin.work().is_empty(),
+            "the next hop has it: stop sending"
+        );
+        // A retried delivery (the ack was lost) is not applied twice.
+        let env = national.work()[0].envelope.clone().unwrap();
+        let mut retry = env.clone();
+        retry.hops.pop();
+        assert!(custody(&mut national, &retry));
+        let QueryAnswer::Transfers(list) = national.m.query(&Query::Transfers {
+            cross_province_only: true,
+            limit: 10,
+        }) else {
+            panic!()
+        };
+        assert_eq!(list.len(), 1, "national keeps the cross-province case");
+
+        pass(&mut national, &mut dest);
+        assert!(custody(&mut dest, &env), "destination: duplicate refused");
+        let owned = dest.m.ticket(&t.id).unwrap();
+        assert_eq!(owned.status, Status::Accepted as i32);
+        assert_eq!(owned.origin_group, 310114);
+        assert_eq!(
+            crate::core::tickets::verify_ticket(owned),
+            Ok(owned.events.len() as u32),
+            "the chain continues across regions"
+        );
+        assert_eq!(dest.m.len(), 1);
+
+        // Receipts flow back: destination → national → origin.
+        pass(&mut dest, &mut national);
+        pass(&mut national, &mut origin);
+        assert!(dest.work().is_empty() && national.work().is_empty() && origin.work().is_empty());
+        let stub = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(stub.transfer_state, TransferState::Delivered as i32);
+        assert_eq!(stub.status, Status::Transferred as i32);
+        assert_eq!(
+            national.m.transfer(&env.transfer_id).unwrap().state,
+            TransferState::Delivered as i32
+        );
+    }
+
+    #[test]
+    fn a_refused_transfer_comes_back_for_review() {
+        let mut origin = G::new("310114");
+        let mut wrong = G::new("320585");
+        // The proposer's directory was wrong: the location is in 苏州 3205 elsewhere.
+        let t = accept_about(&mut origin, "320506", 320585);
+        pass(&mut origin, &mut wrong);
+        assert!(wrong.m.is_empty(), "refused: no ticket created");
+        pass(&mut wrong, &mut origin);
+        let back = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(back.status, Status::Accepted as i32, "back at the origin");
+        assert_eq!(back.transfer_state, TransferState::Refused as i32);
+        let last = back.events.last().unwrap();
+        assert_eq!(last.kind, "transfer_refused");
+        assert!(last.reason.contains("不属于"), "{}", last.reason);
+    }
+
+    #[test]
+    fn transfer_out_checks_its_fields() {
+        let mut origin = G::new("310114");
+        let t = accept_about(&mut origin, "310114001", 0);
+        let r = origin.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: t.id.clone(),
+            destination_group: 320585,
+            destination_region: "310114001".into(),
+            actor: Some(hotline_proto::v1::Actor {
+                id: "x".into(),
+                role: hotline_proto::v1::Role::CallTaker as i32,
+            }),
+            reason: String::new(),
+        }));
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "destination_region");
+    }
+}

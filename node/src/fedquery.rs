@@ -1,0 +1,251 @@
+//! Federated queries: national and provincial views without a central
+//! database (DESIGN.md §5). A query fans out down the group tree of the
+//! directory, each group answers for its own tickets, answers are summed on
+//! the way up, and every level carries the caller's deadline: a subtree that
+//! does not answer in time is named in `missing`, never silently left out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use hotline_federation::topology::{group_region, try_group_id};
+use hotline_proto::v1::federation_client::FederationClient;
+use hotline_proto::v1::{
+    CountShare, DeadlineState, FederatedQueryRequest, FederatedQueryResponse, ListTicketsRequest,
+    RegionCount,
+};
+use tonic::Status;
+
+use crate::core::{Query, QueryAnswer};
+use crate::server::{Handle, now_ms, redact};
+
+/// Longest deadline a caller may ask for.
+pub const MAX_QUERY_MS: i64 = 30_000;
+/// Time kept back at each level to merge and answer before the caller's deadline.
+const MERGE_MARGIN_MS: i64 = 150;
+/// Most tickets or transfer records a list query returns.
+pub const MAX_LIST: u32 = 1_000;
+
+pub async fn query(
+    h: &Handle,
+    mut req: FederatedQueryRequest,
+) -> Result<FederatedQueryResponse, Status> {
+    let now = now_ms();
+    if req.deadline_ms == 0 {
+        req.deadline_ms = now + 5_000;
+    }
+    if req.deadline_ms <= now || req.deadline_ms > now + MAX_QUERY_MS {
+        return Err(Status::invalid_argument(format!(
+            "deadline_ms: must be in the next {MAX_QUERY_MS} ms"
+        )));
+    }
+    if !matches!(req.what.as_str(), "counts" | "overdue" | "cross_province") {
+        return Err(Status::invalid_argument(
+            "what: must be counts, overdue or cross_province",
+        ));
+    }
+    if req.limit > MAX_LIST {
+        return Err(Status::invalid_argument(format!(
+            "limit: at most {MAX_LIST}"
+        )));
+    }
+    let root = try_group_id(&req.region)
+        .filter(|g| h.directory.contains(*g))
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "region: {:?} is not a group of the directory",
+                req.region
+            ))
+        })?;
+    match h.at(root) {
+        Ok(g) => Ok(subtree(g, req).await),
+        // Not hosted here: ask a member of the root group.
+        Err(_) => {
+            let timeout = Duration::from_millis((req.deadline_ms - now).max(1) as u64);
+            let r = req.clone();
+            tokio::time::timeout(
+                timeout,
+                h.federation_call(root, move |ch| {
+                    let r = r.clone();
+                    async move {
+                        FederationClient::new(ch)
+                            .query(r)
+                            .await
+                            .map(|x| x.into_inner())
+                    }
+                }),
+            )
+            .await
+            .map_err(|_| Status::deadline_exceeded("the root group did not answer in time"))?
+        }
+    }
+}
+
+/// This group's own answer plus its children's, each bounded by the deadline.
+fn subtree(
+    g: Handle,
+    req: FederatedQueryRequest,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = FederatedQueryResponse> + Send>> {
+    Box::pin(async move {
+        let mut out = FederatedQueryResponse::default();
+        let me = group_region(g.group_id);
+        match own(&g, &req).await {
+            Ok(mine) => {
+                merge(&mut out, mine);
+                out.answered.push(me.clone());
+            }
+            Err(_) => out.missing.push(me.clone()),
+        }
+        let children = g.directory.child_groups(g.group_id);
+        let asks = children.into_iter().map(|child| {
+            let g = g.clone();
+            let mut r = req.clone();
+            r.region = group_region(child);
+            // Leave our own margin to merge and answer.
+            r.deadline_ms -= MERGE_MARGIN_MS;
+            async move {
+                let left = r.deadline_ms - now_ms();
+                if left <= 0 {
+                    return (child, None);
+                }
+                let call = async {
+                    if let Ok(local) = g.at(child) {
+                        Ok(subtree(local, r).await)
+                    } else {
+                        g.federation_call(child, move |ch| {
+                            let r = r.clone();
+                            async move {
+                                FederationClient::new(ch)
+                                    .query(r)
+                                    .await
+                                    .map(|x| x.into_inner())
+                            }
+                        })
+                        .await
+                    }
+                };
+                match tokio::time::timeout(Duration::from_millis(left as u64), call).await {
+                    Ok(Ok(resp)) => (child, Some(resp)),
+                    _ => (child, None),
+                }
+            }
+        });
+        for (child, resp) in join_all(asks).await {
+            match resp {
+                Some(r) => merge(&mut out, r),
+                None => out.missing.push(group_region(child)),
+            }
+        }
+        out.answered.sort();
+        out.missing.sort();
+        out
+    })
+}
+
+/// One group's answer from its own state (a linearizable read).
+async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryResponse, Status> {
+    let region = group_region(g.group_id);
+    let mut out = FederatedQueryResponse::default();
+    let limit = if req.limit == 0 { 100 } else { req.limit };
+    match req.what.as_str() {
+        "counts" => {
+            let QueryAnswer::Report(rep) = g
+                .read(Query::Report {
+                    from_ms: 0,
+                    to_ms: now_ms() + 1,
+                    basic_weight_permille: 0,
+                })
+                .await?
+            else {
+                return Err(Status::internal("unexpected answer"));
+            };
+            out.total = rep.total;
+            out.by_region.push(RegionCount {
+                region,
+                key: "total".into(),
+                count: rep.total,
+            });
+            out.by_kind = rep.by_kind;
+            out.by_category = rep.by_category;
+            out.by_status = rep.by_status;
+        }
+        "overdue" => {
+            let QueryAnswer::Tickets { tickets, .. } = g
+                .read(Query::List {
+                    filter: ListTicketsRequest {
+                        limit,
+                        deadline: DeadlineState::Overdue as i32,
+                        by_deadline: true,
+                        ..Default::default()
+                    },
+                    now_ms: now_ms(),
+                })
+                .await?
+            else {
+                return Err(Status::internal("unexpected answer"));
+            };
+            out.total = tickets.len() as u64;
+            out.by_region.push(RegionCount {
+                region,
+                key: "overdue".into(),
+                count: out.total,
+            });
+            out.tickets = tickets.into_iter().map(redact).collect();
+        }
+        _ => {
+            let QueryAnswer::Transfers(mut records) = g
+                .read(Query::Transfers {
+                    cross_province_only: true,
+                    limit: limit as usize,
+                })
+                .await?
+            else {
+                return Err(Status::internal("unexpected answer"));
+            };
+            // Only the national group's custody log is the cross-province list.
+            if g.group_id != 0 {
+                records.clear();
+            }
+            for r in &mut records {
+                crate::forwarder::mask_record(r);
+            }
+            out.total = records.len() as u64;
+            out.by_region.push(RegionCount {
+                region,
+                key: "cross_province".into(),
+                count: out.total,
+            });
+            out.transfers = records;
+        }
+    }
+    Ok(out)
+}
+
+fn merge(into: &mut FederatedQueryResponse, from: FederatedQueryResponse) {
+    into.answered.extend(from.answered);
+    into.missing.extend(from.missing);
+    into.by_region.extend(from.by_region);
+    into.total += from.total;
+    let sum = |a: &mut Vec<CountShare>, b: Vec<CountShare>| {
+        let mut m: BTreeMap<String, u64> = a.drain(..).map(|c| (c.key, c.count)).collect();
+        for c in b {
+            *m.entry(c.key).or_default() += c.count;
+        }
+        let total: u64 = m.values().sum();
+        let mut v: Vec<CountShare> = m
+            .into_iter()
+            .map(|(key, count)| CountShare {
+                key,
+                count,
+                permille: crate::core::kpi::rate(count, total).permille,
+            })
+            .collect();
+        v.sort_by(|x, y| y.count.cmp(&x.count).then_with(|| x.key.cmp(&y.key)));
+        *a = v;
+    };
+    sum(&mut into.by_kind, from.by_kind);
+    sum(&mut into.by_category, from.by_category);
+    sum(&mut into.by_status, from.by_status);
+    into.tickets.extend(from.tickets);
+    into.transfers.extend(from.transfers);
+}

@@ -1,0 +1,321 @@
+//! The federation driver: the forwarder that moves transfer envelopes and
+//! receipts between groups, and the `Federation` gRPC service that receives
+//! them (DESIGN.md §5).
+//!
+//! The state machine (`core::transfer`) decides what is in whose custody;
+//! `core::transfer::forward_candidates` decides, from the directory, which
+//! groups to try next. This module only moves bytes: while this node leads a
+//! group, it reads the group's pending work, calls `Forward` on a member node
+//! of a candidate group (which commits the envelope in its own group before
+//! answering: store and forward), and then commits `HopDone` or
+//! `ReceiptPassed` in its own group. Every step is idempotent by transfer
+//! id, so retries after timeouts, leader changes or partitions deliver
+//! exactly once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hotline_proto::v1::federation_client::FederationClient;
+use hotline_proto::v1::federation_server::Federation;
+use hotline_proto::v1::{
+    Custody, FederatedQueryRequest, FederatedQueryResponse, ForwardRequest, ForwardResponse,
+    HopDone, ReceiptIn, ReceiptPassed, TransferRecord, TransfersRequest, TransfersResponse,
+    command,
+};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::core::transfer::forward_candidates;
+use crate::core::{ApplyResult, Query, QueryAnswer};
+use crate::faults::Verdict;
+use crate::server::Handle;
+use crate::tls;
+
+/// How often a leader looks for transfer work.
+const FORWARD_INTERVAL: Duration = Duration::from_millis(200);
+/// Records handled per round, so one round stays short.
+const MAX_WORK_PER_ROUND: usize = 64;
+/// Deadline of one `Forward` call (the callee waits for a commit).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Metadata key carrying the calling node's id (checked against its certificate).
+pub const NODE_HEADER: &str = "x-hotline-node";
+
+impl Handle {
+    /// Calls `f` on member nodes of `group` in turn until one succeeds,
+    /// honouring drills (faults) on each link.
+    pub(crate) async fn federation_call<T, F, Fut>(&self, group: u64, f: F) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut last = Status::unavailable(format!("group {group} has no reachable member"));
+        for node in self.topology.members(group) {
+            let ch = if node == self.node_id {
+                // A group hosted here too: call ourselves over loopback.
+                match self.fed.get(&node) {
+                    Some(c) => c.clone(),
+                    None => continue,
+                }
+            } else {
+                match self.faults.outbound(node) {
+                    Verdict::Drop => {
+                        last = Status::unavailable(format!("link to node {node} is cut (drill)"));
+                        continue;
+                    }
+                    Verdict::Delay(d) => tokio::time::sleep(d).await,
+                    Verdict::Pass => {}
+                }
+                match self.fed.get(&node) {
+                    Some(c) => c.clone(),
+                    None => continue,
+                }
+            };
+            match tokio::time::timeout(FORWARD_TIMEOUT, f(ch)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(s)) => last = s,
+                Err(_) => last = Status::deadline_exceeded(format!("node {node} did not answer")),
+            }
+        }
+        Err(last)
+    }
+
+    async fn forward_to(&self, group: u64, req: ForwardRequest) -> Result<ForwardResponse, Status> {
+        let me = self.node_id;
+        self.federation_call(group, |ch| {
+            let req = req.clone();
+            async move {
+                let mut r = Request::new(req);
+                r.metadata_mut()
+                    .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
+                FederationClient::new(ch)
+                    .forward(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// One round of the forwarder for this handle's group.
+    async fn forward_round(&self) -> Result<usize, Status> {
+        let QueryAnswer::Transfers(work) = self
+            .read(Query::TransferWork {
+                limit: MAX_WORK_PER_ROUND,
+            })
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let mut done = 0;
+        for rec in work {
+            if self.forward_one(&rec).await {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    async fn forward_one(&self, rec: &TransferRecord) -> bool {
+        let Some(env) = rec.envelope.as_ref() else {
+            return false;
+        };
+        let me = self.group_id;
+        for cand in forward_candidates(&self.directory, me, rec) {
+            let req = if rec.receipt_pending {
+                ForwardRequest {
+                    from_group: me,
+                    to_group: cand,
+                    envelope: None,
+                    receipt: rec.receipt.clone(),
+                }
+            } else {
+                ForwardRequest {
+                    from_group: me,
+                    to_group: cand,
+                    envelope: Some(env.clone()),
+                    receipt: None,
+                }
+            };
+            match self.forward_to(cand, req).await {
+                Ok(resp) => {
+                    tracing::info!(
+                        group = me,
+                        to = cand,
+                        transfer = env.transfer_id,
+                        receipt = rec.receipt_pending,
+                        duplicate = resp.duplicate,
+                        "transfer handed on"
+                    );
+                    let op = if rec.receipt_pending {
+                        command::Op::ReceiptPassed(ReceiptPassed {
+                            transfer_id: env.transfer_id.clone(),
+                        })
+                    } else {
+                        command::Op::HopDone(HopDone {
+                            transfer_id: env.transfer_id.clone(),
+                            next_group: cand,
+                        })
+                    };
+                    // If this commit is lost, the next round hands it on
+                    // again and the next hop answers "duplicate".
+                    return self.propose(op, 0).await.is_ok();
+                }
+                Err(s) => {
+                    tracing::debug!(group = me, to = cand, "forward failed: {}", s.message());
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Runs the forwarder of one hosted group until `shutdown` resolves.
+pub async fn run(h: Handle, shutdown: impl Future<Output = ()> + Send) {
+    tokio::pin!(shutdown);
+    let mut ticker = tokio::time::interval(FORWARD_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        if !h.is_leader().await {
+            continue;
+        }
+        let round = h.forward_round();
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            r = round => if let Err(s) = r {
+                tracing::debug!(group = h.group_id, "forwarder round: {}", s.message());
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Federation for Handle {
+    /// Takes an envelope or a receipt into one of this node's groups: commits
+    /// it there, then answers. Only nodes that are members of the sending
+    /// group may call, and only for groups on the directory.
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        let caller: u64 = req
+            .metadata()
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let certs = req.peer_certs();
+        let r = req.into_inner();
+        if !self.directory.contains(r.from_group) || !self.directory.contains(r.to_group) {
+            tracing::warn!(
+                caller,
+                from = r.from_group,
+                to = r.to_group,
+                "forward refused: group not in the directory"
+            );
+            return Err(Status::permission_denied(
+                "from_group/to_group: not in the directory",
+            ));
+        }
+        let members = self.topology.members(r.from_group);
+        if !members.contains(&caller) {
+            tracing::warn!(
+                caller,
+                from = r.from_group,
+                "forward refused: caller is not a member of the sending group"
+            );
+            return Err(Status::permission_denied(format!(
+                "node {caller} is not a member of group {}",
+                r.from_group
+            )));
+        }
+        if self.tls && caller != self.node_id {
+            let ok = certs
+                .as_ref()
+                .and_then(|c| c.first())
+                .is_some_and(|c| tls::cert_names_node(c, caller));
+            if !ok {
+                tracing::warn!(
+                    caller,
+                    "forward refused: certificate does not name the calling node"
+                );
+                return Err(Status::permission_denied(format!(
+                    "certificate does not name node {caller}"
+                )));
+            }
+        }
+        if caller != self.node_id && matches!(self.faults.inbound(caller), Verdict::Drop) {
+            return Err(Status::unavailable("link cut (drill)"));
+        }
+        let g = self.at(r.to_group)?;
+        let op = match (r.envelope, r.receipt) {
+            (Some(envelope), None) => command::Op::Custody(Custody {
+                envelope: Some(envelope),
+            }),
+            (None, Some(receipt)) => command::Op::ReceiptIn(ReceiptIn {
+                receipt: Some(receipt),
+            }),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "exactly one of envelope and receipt is required",
+                ));
+            }
+        };
+        match g.propose(op, 0).await? {
+            ApplyResult::Custody { duplicate } => Ok(Response::new(ForwardResponse { duplicate })),
+            _ => Err(Status::internal("unexpected answer")),
+        }
+    }
+
+    async fn transfers(
+        &self,
+        req: Request<TransfersRequest>,
+    ) -> Result<Response<TransfersResponse>, Status> {
+        let r = req.into_inner();
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            r.limit.min(1_000) as usize
+        };
+        let g = self.home(r.group_id)?;
+        match g
+            .read(Query::Transfers {
+                cross_province_only: r.cross_province_only,
+                limit,
+            })
+            .await?
+        {
+            QueryAnswer::Transfers(mut records) => {
+                for rec in &mut records {
+                    mask_record(rec);
+                }
+                Ok(Response::new(TransfersResponse { records }))
+            }
+            _ => Err(Status::internal("unexpected answer")),
+        }
+    }
+
+    async fn query(
+        &self,
+        req: Request<FederatedQueryRequest>,
+    ) -> Result<Response<FederatedQueryResponse>, Status> {
+        crate::fedquery::query(self, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+}
+
+/// Records leave the node with requesters masked.
+pub fn mask_record(rec: &mut TransferRecord) {
+    if let Some(t) = rec.envelope.as_mut().and_then(|e| e.ticket.as_mut()) {
+        *t = crate::server::redact(std::mem::take(t));
+    }
+    if let Some(t) = rec.receipt.as_mut().and_then(|r| r.ticket.as_mut()) {
+        *t = crate::server::redact(std::mem::take(t));
+    }
+}

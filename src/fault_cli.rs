@@ -1,0 +1,745 @@
+//! `hotline fault …`: drills (演练) on a live cluster.
+//!
+//! A rule names two sets of nodes and what happens between them: a
+//! partition, a delay or a share of dropped messages, in both directions. It
+//! is sent through the Admin service to every node of the client config,
+//! each of which enforces it in its own transport (`hotline_node::faults`).
+//! A node that cannot be reached is reported and skipped: the command fails
+//! only if no node accepted. `heal` removes every rule on every node it
+//! reaches; `show` prints the rules and counters of each node.
+//!
+//! Sets are comma-separated: node ids, or — with `--topology FILE` — site
+//! names, region codes or region names (`jiading`, `310114`, `嘉定区` or
+//! `嘉定`), each standing for every node at that site or serving that region.
+//! `node:`, `site:` and `region:` prefixes say which is meant when a token is
+//! ambiguous (region 31 and node 31).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use hotline_federation::topology::Topology;
+use hotline_node::client::Client;
+use hotline_node::faults::{self, MAX_LABEL_BYTES};
+use hotline_proto::v1::admin_client::AdminClient;
+use hotline_proto::v1::{
+    AddFaultRequest, FaultAction, FaultRule, FaultsRequest, FaultsResponse, HealRequest,
+};
+use serde_json::{Value, json};
+
+use crate::ticket_cli::ClientArgs;
+
+/// How long each node has to answer.
+const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Subcommand)]
+pub enum FaultCmd {
+    /// Cut every link between two sets of nodes, both directions.
+    Partition {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// One side: node ids, or sites / regions with --topology (e.g. 1,2 or jiading,310101).
+        #[arg(long)]
+        between: String,
+        /// The other side.
+        #[arg(long = "and")]
+        and: String,
+        /// Topology file, to name nodes by site or region.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+    },
+    /// Delay every message between two sets.
+    Delay {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        between: String,
+        #[arg(long = "and")]
+        and: String,
+        /// Milliseconds each message is held (1..=60000).
+        #[arg(long)]
+        ms: u32,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+    },
+    /// Drop a share of messages between two sets.
+    Drop {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        between: String,
+        #[arg(long = "and")]
+        and: String,
+        /// Messages dropped per thousand (1..=1000).
+        #[arg(long)]
+        permille: u32,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+    },
+    /// Remove every rule on every node.
+    Heal {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Rules and counters per node.
+    Show {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+}
+
+pub async fn run(cmd: FaultCmd) -> Result<()> {
+    match cmd {
+        FaultCmd::Partition {
+            c,
+            between,
+            and,
+            topology,
+        } => {
+            let rule = build_rule(
+                &between,
+                &and,
+                topology.as_deref(),
+                FaultAction::Partition,
+                0,
+                0,
+            )?;
+            add(&c, rule).await
+        }
+        FaultCmd::Delay {
+            c,
+            between,
+            and,
+            ms,
+            topology,
+        } => {
+            if !(1..=faults::MAX_DELAY_MS).contains(&ms) {
+                bail!("--ms: must be 1..={} (got {ms})", faults::MAX_DELAY_MS);
+            }
+            let rule = build_rule(
+                &between,
+                &and,
+                topology.as_deref(),
+                FaultAction::Delay,
+                ms,
+                0,
+            )?;
+            add(&c, rule).await
+        }
+        FaultCmd::Drop {
+            c,
+            between,
+            and,
+            permille,
+            topology,
+        } => {
+            if !(1..=1000).contains(&permille) {
+                bail!("--permille: must be 1..=1000 (got {permille})");
+            }
+            let rule = build_rule(
+                &between,
+                &and,
+                topology.as_deref(),
+                FaultAction::Drop,
+                0,
+                permille,
+            )?;
+            add(&c, rule).await
+        }
+        FaultCmd::Heal { c } => heal(&c).await,
+        FaultCmd::Show { c } => show(&c).await,
+    }
+}
+
+// ------------------------------------------------------------ resolution
+
+/// The rule for `--between A --and B`, resolved and checked like the nodes
+/// will check it (errors name the flag).
+fn build_rule(
+    between: &str,
+    and: &str,
+    topology: Option<&Path>,
+    action: FaultAction,
+    delay_ms: u32,
+    drop_permille: u32,
+) -> Result<FaultRule> {
+    let topo = match topology {
+        Some(p) => Some(Topology::load(p).map_err(|e| anyhow!("--topology: {e}"))?),
+        None => None,
+    };
+    let side_a = resolve_side("--between", between, topo.as_ref())?;
+    let side_b = resolve_side("--and", and, topo.as_ref())?;
+    if let Some(both) = side_a.iter().find(|i| side_b.contains(i)) {
+        bail!(
+            "--and: node {both}{} is also in --between (the sides must be disjoint)",
+            site_of(topo.as_ref(), *both)
+        );
+    }
+    let rule = FaultRule {
+        side_a,
+        side_b,
+        action: action as i32,
+        delay_ms,
+        drop_permille,
+        label: label(between, and),
+    };
+    faults::validate(rule).map_err(|e| {
+        anyhow!(
+            e.replace("side_a", "--between")
+                .replace("side_b", "--and")
+                .replace("delay_ms", "--ms")
+                .replace("drop_permille", "--permille")
+        )
+    })
+}
+
+/// What the operator typed, bounded like the nodes bound it.
+fn label(between: &str, and: &str) -> String {
+    let mut s = format!("{} | {}", between.trim(), and.trim());
+    if s.len() > MAX_LABEL_BYTES {
+        let mut end = MAX_LABEL_BYTES - '…'.len_utf8();
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn site_of(topo: Option<&Topology>, id: u64) -> String {
+    topo.and_then(|t| t.node(id))
+        .map(|n| format!(" ({})", n.site))
+        .unwrap_or_default()
+}
+
+/// Node ids for one side, sorted and each once. A token is a node id; with a
+/// topology it may also be a site, a region code or a region name (with or
+/// without its 省/市/区/县 suffix), or carry a `node:`, `site:` or `region:`
+/// prefix.
+pub(crate) fn resolve_side(flag: &str, text: &str, topo: Option<&Topology>) -> Result<Vec<u64>> {
+    let mut out = BTreeSet::new();
+    for token in text.split(',').map(str::trim) {
+        if token.is_empty() {
+            bail!("{flag}: empty name in {text:?} (write ids or names separated by commas)");
+        }
+        out.extend(resolve_token(flag, token, topo)?);
+    }
+    if out.is_empty() {
+        bail!("{flag}: names no node");
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn resolve_token(flag: &str, token: &str, topo: Option<&Topology>) -> Result<BTreeSet<u64>> {
+    let (kind, name) = match token.split_once(':') {
+        Some((k @ ("node" | "site" | "region"), rest)) => (Some(k), rest.trim()),
+        Some(_) => bail!("{flag}: {token:?}: the prefixes are node:, site: and region:"),
+        None => (None, token),
+    };
+    let as_id = || -> Result<u64> {
+        match name.parse::<u64>() {
+            Ok(0) => bail!("{flag}: node id 0 does not exist"),
+            Ok(id) => Ok(id),
+            Err(_) => bail!("{flag}: {name:?} is not a node id"),
+        }
+    };
+    let Some(topo) = topo else {
+        return match kind {
+            None | Some("node") => {
+                let id = as_id().map_err(|e| {
+                    if name.parse::<u64>().is_err() {
+                        anyhow!("{e} (give --topology FILE to name sites or regions)")
+                    } else {
+                        e
+                    }
+                })?;
+                Ok(BTreeSet::from([id]))
+            }
+            Some(k) => bail!("{flag}: {k}:{name} needs --topology FILE"),
+        };
+    };
+    let by_id: BTreeSet<u64> = match name.parse::<u64>() {
+        Ok(id) if topo.node(id).is_some() => BTreeSet::from([id]),
+        _ => BTreeSet::new(),
+    };
+    let by_site: BTreeSet<u64> = topo
+        .nodes
+        .iter()
+        .filter(|n| n.site == name)
+        .map(|n| n.id)
+        .collect();
+    let by_region: BTreeSet<u64> = topo
+        .nodes
+        .iter()
+        .filter(|n| !n.region.is_empty() && region_matches(&n.region, name))
+        .map(|n| n.id)
+        .collect();
+    let found = match kind {
+        Some("node") => {
+            let id = as_id()?;
+            if by_id.is_empty() {
+                bail!("{flag}: no node {id} in the topology");
+            }
+            by_id
+        }
+        Some("site") => by_site,
+        Some(_) => by_region,
+        None => {
+            let hits: Vec<(&str, &BTreeSet<u64>)> =
+                [("node", &by_id), ("site", &by_site), ("region", &by_region)]
+                    .into_iter()
+                    .filter(|(_, s)| !s.is_empty())
+                    .collect();
+            if let Some((_, first)) = hits.first()
+                && hits.iter().any(|(_, s)| s != first)
+            {
+                let meanings: Vec<String> = hits
+                    .iter()
+                    .map(|(k, s)| format!("{k}:{name} = nodes {}", ids(s)))
+                    .collect();
+                bail!(
+                    "{flag}: {name:?} is ambiguous ({}); write one of those prefixes",
+                    meanings.join(", ")
+                );
+            }
+            hits.first().map(|(_, s)| (*s).clone()).unwrap_or_default()
+        }
+    };
+    if found.is_empty() {
+        let what = match kind {
+            Some("site") => "site",
+            Some(_) => "region",
+            None => "node id, site or region",
+        };
+        bail!(
+            "{flag}: {name:?} matches no {what} in the topology (sites: {})",
+            topo.sites().join(", ")
+        );
+    }
+    Ok(found)
+}
+
+/// A node's region matches its code, its name (`嘉定区`) or its name without
+/// the 省/市/区/县 suffix (`嘉定`).
+fn region_matches(code: &str, name: &str) -> bool {
+    if code == name {
+        return true;
+    }
+    match hotline_federation::regions().get(code) {
+        Ok(r) => {
+            r.name == name
+                || r.name
+                    .strip_suffix(['省', '市', '区', '县'])
+                    .is_some_and(|short| !short.is_empty() && short == name)
+        }
+        Err(_) => false,
+    }
+}
+
+fn ids(s: &BTreeSet<u64>) -> String {
+    list(&s.iter().copied().collect::<Vec<_>>())
+}
+
+fn list(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+// ------------------------------------------------------------ calls
+
+enum Call {
+    Add(FaultRule),
+    Heal,
+    Show,
+}
+
+enum Outcome {
+    Ok(FaultsResponse),
+    /// The node answered with an error (a bad rule, or too many rules).
+    Refused(String),
+    Unreachable(String),
+}
+
+async fn call_one(client: &Client, node: usize, call: &Call) -> Outcome {
+    let mut admin = AdminClient::new(client.channel(node));
+    let fut = async {
+        match call {
+            Call::Add(rule) => {
+                let mut req = tonic::Request::new(AddFaultRequest {
+                    rule: Some(rule.clone()),
+                });
+                req.set_timeout(NODE_TIMEOUT);
+                admin.add_fault(req).await
+            }
+            Call::Heal => {
+                let mut req = tonic::Request::new(HealRequest {});
+                req.set_timeout(NODE_TIMEOUT);
+                admin.heal(req).await
+            }
+            Call::Show => {
+                let mut req = tonic::Request::new(FaultsRequest {});
+                req.set_timeout(NODE_TIMEOUT);
+                admin.faults(req).await
+            }
+        }
+    };
+    match tokio::time::timeout(NODE_TIMEOUT, fut).await {
+        Err(_) => Outcome::Unreachable(format!("no answer within {NODE_TIMEOUT:?}")),
+        Ok(Ok(resp)) => Outcome::Ok(resp.into_inner()),
+        Ok(Err(s)) => match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                Outcome::Unreachable(s.message().to_string())
+            }
+            tonic::Code::Unimplemented => {
+                Outcome::Refused("this node does not support drills (older version)".into())
+            }
+            code => Outcome::Refused(format!("{code:?}: {}", s.message())),
+        },
+    }
+}
+
+/// Every node of the client config, concurrently, in config order.
+async fn call_all(client: &Client, call: &Call) -> Vec<Outcome> {
+    let futs = (0..client.nodes.len()).map(|i| call_one(client, i, call));
+    futures::future::join_all(futs).await
+}
+
+fn outcome_json(id: u64, address: &str, o: &Outcome) -> Value {
+    match o {
+        Outcome::Ok(r) => json!({
+            "id": id, "address": address, "result": "ok", "rules": r.rules.len(),
+        }),
+        Outcome::Refused(e) => json!({
+            "id": id, "address": address, "result": "refused", "error": e,
+        }),
+        Outcome::Unreachable(e) => json!({
+            "id": id, "address": address, "result": "unreachable", "error": e,
+        }),
+    }
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok(r) => format!("ok (rules in force: {})", r.rules.len()),
+        Outcome::Refused(e) => format!("refused: {e}"),
+        Outcome::Unreachable(e) => format!("unreachable: {e}"),
+    }
+}
+
+fn rule_json(r: &FaultRule) -> Value {
+    json!({
+        "label": r.label,
+        "action": faults::action_name(r.action),
+        "side_a": r.side_a,
+        "side_b": r.side_b,
+        "delay_ms": r.delay_ms,
+        "drop_permille": r.drop_permille,
+        "text": faults::describe(r),
+    })
+}
+
+/// Prints the per-node outcomes of `add` or `heal`; fails if no node
+/// accepted. `named` are the nodes a new rule names: those missing from the
+/// client config do not get it, so only their peers' ends enforce it.
+fn report(
+    c: &ClientArgs,
+    client: &Client,
+    what: Value,
+    title: &str,
+    named: &[u64],
+    outcomes: &[Outcome],
+) -> Result<()> {
+    let absent: Vec<u64> = named
+        .iter()
+        .copied()
+        .filter(|id| client.nodes.iter().all(|n| n.id != *id))
+        .collect();
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Ok(_)))
+        .count();
+    let unreachable: Vec<u64> = client
+        .nodes
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| matches!(o, Outcome::Unreachable(_)))
+        .map(|(n, _)| n.id)
+        .collect();
+    if c.json {
+        let nodes: Vec<Value> = client
+            .nodes
+            .iter()
+            .zip(outcomes)
+            .map(|(n, o)| outcome_json(n.id, &n.address, o))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "drill": what, "nodes": nodes, "accepted": accepted, "total": outcomes.len(),
+                "not_in_config": absent,
+            })
+        );
+    } else {
+        println!("演练 drill: {title}");
+        println!("{:<6} {:<22} RESULT", "NODE", "ADDRESS");
+        for (n, o) in client.nodes.iter().zip(outcomes) {
+            println!("{:<6} {:<22} {}", n.id, n.address, outcome_text(o));
+        }
+        println!("accepted by {accepted} of {} nodes", outcomes.len());
+        if !unreachable.is_empty() && accepted > 0 {
+            println!(
+                "not reached: {} — run the command again once they are up",
+                list(&unreachable)
+            );
+        }
+        if !absent.is_empty() {
+            println!(
+                "not in the client config: {} — only their peers' ends enforce the rule",
+                list(&absent)
+            );
+        }
+    }
+    if accepted == 0 {
+        bail!("no node accepted the drill");
+    }
+    Ok(())
+}
+
+async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
+    let client = crate::ticket_cli::client(&c.config)?;
+    let title = format!("{}  [{}]", faults::describe(&rule), rule.label);
+    let what = rule_json(&rule);
+    let named: Vec<u64> = rule.side_a.iter().chain(&rule.side_b).copied().collect();
+    let outcomes = call_all(&client, &Call::Add(rule)).await;
+    report(c, &client, what, &title, &named, &outcomes)
+}
+
+async fn heal(c: &ClientArgs) -> Result<()> {
+    let client = crate::ticket_cli::client(&c.config)?;
+    let outcomes = call_all(&client, &Call::Heal).await;
+    report(
+        c,
+        &client,
+        json!({ "action": "heal" }),
+        "heal (every rule removed; counters kept)",
+        &[],
+        &outcomes,
+    )
+}
+
+async fn show(c: &ClientArgs) -> Result<()> {
+    let client = crate::ticket_cli::client(&c.config)?;
+    let outcomes = call_all(&client, &Call::Show).await;
+    let answered = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Ok(_)))
+        .count();
+    if c.json {
+        let nodes: Vec<Value> = client
+            .nodes
+            .iter()
+            .zip(&outcomes)
+            .map(|(n, o)| match o {
+                Outcome::Ok(r) => json!({
+                    "id": n.id, "address": n.address, "result": "ok",
+                    "rules": r.rules.iter().map(rule_json).collect::<Vec<_>>(),
+                    "counters": r.counters.iter().map(|k| json!({
+                        "peer": k.peer, "dropped": k.dropped, "delayed": k.delayed,
+                    })).collect::<Vec<_>>(),
+                }),
+                other => outcome_json(n.id, &n.address, other),
+            })
+            .collect();
+        println!("{}", json!({ "nodes": nodes }));
+    } else {
+        for (i, (n, o)) in client.nodes.iter().zip(&outcomes).enumerate() {
+            if i > 0 {
+                println!();
+            }
+            let Outcome::Ok(r) = o else {
+                println!("node {} {}: {}", n.id, n.address, outcome_text(o));
+                continue;
+            };
+            println!(
+                "node {} {}: {} 演练规则 drill rules",
+                n.id,
+                n.address,
+                r.rules.len()
+            );
+            for rule in &r.rules {
+                println!("  {:<32} {}", faults::describe(rule), rule.label);
+            }
+            if r.counters.is_empty() {
+                println!("  nothing dropped or delayed");
+            } else {
+                println!("  counters 计数 (丢弃 dropped, 延迟 delayed):");
+                println!("  {:<6} {:>10} {:>10}", "PEER", "DROPPED", "DELAYED");
+                for k in &r.counters {
+                    println!("  {:<6} {:>10} {:>10}", k.peer, k.dropped, k.delayed);
+                }
+            }
+        }
+    }
+    if answered == 0 {
+        bail!("no node answered");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPO: &str = r#"
+name = "t"
+
+[[node]]
+id = 1
+address = "127.0.0.1:7101"
+site = "beijing"
+level = "national"
+region = ""
+
+[[node]]
+id = 2
+address = "127.0.0.1:7102"
+site = "shanghai"
+level = "province"
+region = "31"
+
+[[node]]
+id = 31
+address = "127.0.0.1:7103"
+site = "nanjing"
+level = "province"
+region = "32"
+
+[[node]]
+id = 6
+address = "127.0.0.1:7106"
+site = "jiading"
+level = "district"
+region = "310114"
+
+[[node]]
+id = 9
+address = "127.0.0.1:7109"
+site = "jiading"
+level = "district"
+region = "310114"
+
+[[group]]
+region = ""
+voters = [1]
+
+[[group]]
+region = "31"
+voters = [2]
+
+[[group]]
+region = "32"
+voters = [31]
+
+[[group]]
+region = "310114"
+voters = [6, 9]
+"#;
+
+    fn topo() -> Topology {
+        Topology::parse(TOPO).expect("test topology")
+    }
+
+    #[test]
+    fn ids_without_a_topology() {
+        assert_eq!(
+            resolve_side("--between", "3, 1,3", None).unwrap(),
+            vec![1, 3]
+        );
+        let e = resolve_side("--between", "jiading", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--topology"), "{e}");
+        let e = resolve_side("--and", "1,,2", None).unwrap_err().to_string();
+        assert!(e.starts_with("--and: empty"), "{e}");
+        let e = resolve_side("--and", "0", None).unwrap_err().to_string();
+        assert!(e.contains("node id 0"), "{e}");
+        let e = resolve_side("--and", "site:jiading", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs --topology"), "{e}");
+    }
+
+    #[test]
+    fn names_resolve_through_the_topology() {
+        let t = topo();
+        let r = |s: &str| resolve_side("--between", s, Some(&t));
+        assert_eq!(r("jiading").unwrap(), vec![6, 9]); // site: every node there
+        assert_eq!(r("310114").unwrap(), vec![6, 9]); // region code
+        assert_eq!(r("嘉定区").unwrap(), vec![6, 9]); // region name
+        assert_eq!(r("嘉定").unwrap(), vec![6, 9]); // without its suffix
+        assert_eq!(r("江苏").unwrap(), vec![31]);
+        assert_eq!(r("beijing,shanghai").unwrap(), vec![1, 2]);
+        assert_eq!(r("2,jiading").unwrap(), vec![2, 6, 9]); // ids and names mix
+        assert_eq!(r("region:31").unwrap(), vec![2]);
+        assert_eq!(r("node:31").unwrap(), vec![31]);
+        assert_eq!(r("site:nanjing").unwrap(), vec![31]);
+        // 31 is node 31 (nanjing) and region 31 (node 2): ask which.
+        let e = r("31").unwrap_err().to_string();
+        assert!(
+            e.contains("ambiguous") && e.contains("node:31") && e.contains("region:31"),
+            "{e}"
+        );
+        // 32 is only region 32 (no node 32).
+        assert_eq!(r("32").unwrap(), vec![31]);
+        let e = r("taicang").unwrap_err().to_string();
+        assert!(e.contains("matches no") && e.contains("jiading"), "{e}");
+        let e = r("77").unwrap_err().to_string();
+        assert!(e.contains("matches no"), "{e}");
+        let e = r("node:77").unwrap_err().to_string();
+        assert!(e.contains("no node 77"), "{e}");
+        let e = r("zone:x").unwrap_err().to_string();
+        assert!(e.contains("prefixes"), "{e}");
+    }
+
+    #[test]
+    fn rules_are_checked_before_they_are_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, TOPO).unwrap();
+        let r = build_rule(
+            "jiading",
+            "shanghai,beijing",
+            Some(&path),
+            FaultAction::Partition,
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.side_a.clone(), r.side_b.clone()),
+            (vec![6, 9], vec![1, 2])
+        );
+        assert_eq!(r.label, "jiading | shanghai,beijing");
+        let e = build_rule("jiading,2", "2", Some(&path), FaultAction::Partition, 0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--and: node 2 (shanghai)") && e.contains("disjoint"),
+            "{e}"
+        );
+        let e = build_rule("1", "2", None, FaultAction::Delay, 0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--ms:"), "{e}");
+        let long = "1,".repeat(200) + "1";
+        assert!(
+            build_rule(&long, "2", None, FaultAction::Partition, 0, 0)
+                .unwrap()
+                .label
+                .len()
+                <= MAX_LABEL_BYTES
+        );
+    }
+}
