@@ -78,6 +78,29 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         basic_weight_permille: u32,
     },
+    /// Transfers a group holds; by default the national cross-province list.
+    Transfers {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// The group's region ("" = national).
+        #[arg(long, default_value = "")]
+        region: String,
+        /// Every transfer, not only cross-province ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Drills (演练): partition, delay or drop traffic between nodes or sites; heal.
+    Fault {
+        #[command(subcommand)]
+        cmd: crate::fault_cli::FaultCmd,
+    },
+    /// Federated queries: fan out down the tree, say who did not answer.
+    Query {
+        #[command(subcommand)]
+        cmd: crate::fed_cli::QueryCmd,
+    },
     /// Replicated policy: calendar years, deadline rules, category tree.
     Policy {
         #[command(subcommand)]
@@ -215,6 +238,14 @@ async fn run(cli: Cli) -> Result<()> {
             basic_weight_permille,
         } => crate::ticket_cli::report(&c, region, from, to, csv, basic_weight_permille).await,
         Cmd::Policy { cmd } => crate::ticket_cli::policy(cmd).await,
+        Cmd::Transfers {
+            c,
+            region,
+            all,
+            limit,
+        } => crate::fed_cli::transfers(&c, &region, all, limit).await,
+        Cmd::Query { cmd } => crate::fed_cli::query(cmd).await,
+        Cmd::Fault { cmd } => crate::fault_cli::run(cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(cmd_to_bench(cmd)?).await,
     }
 }

@@ -7,6 +7,8 @@
 
 mod bench;
 mod cli;
+mod fault_cli;
+mod fed_cli;
 mod report;
 mod ticket_cli;
 

@@ -1203,11 +1203,11 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
                 }
                 p.calendars.sort_by_key(|c| c.year);
                 if let Some(path) = &deadlines {
-                    p.deadlines_toml = std::fs::read_to_string(&path)
+                    p.deadlines_toml = std::fs::read_to_string(path)
                         .with_context(|| format!("--deadlines {}", path.display()))?;
                 }
                 if let Some(path) = &categories {
-                    p.categories_toml = std::fs::read_to_string(&path)
+                    p.categories_toml = std::fs::read_to_string(path)
                         .with_context(|| format!("--categories {}", path.display()))?;
                 }
                 if basic_weight_permille != 0 {

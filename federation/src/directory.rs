@@ -13,7 +13,7 @@ use crate::regions;
 use crate::topology::{Topology, group_id, group_region, try_group_id};
 
 /// The national group's id.
-pub const NATIONAL: u64 = 0;
+pub const NATIONAL: u64 = crate::topology::NATIONAL_GROUP;
 
 /// Which group owns which region, and how envelopes travel between groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,11 +210,11 @@ mod tests {
         let d = demo();
         assert_eq!(
             d.path(310_114, 320_585),
-            [310_114, 3101, 31, 0, 32, 3205, 320_585]
+            [310_114, 3101, 31, NATIONAL, 32, 3205, 320_585]
         );
         assert_eq!(
             d.path(320_585, 310_114),
-            [320_585, 3205, 32, 0, 31, 3101, 310_114]
+            [320_585, 3205, 32, NATIONAL, 31, 3101, 310_114]
         );
         // 浏河镇, a street of 太仓 in the division table.
         assert_eq!(regions().get("320585102").unwrap().name, "浏河镇");
@@ -223,24 +223,30 @@ mod tests {
         assert!(d.is_cross_province(310_114, 320_585));
 
         // Everything reachable: the envelope goes straight to national first.
-        assert_eq!(d.next_hop(310_114, 320_585, false, &all), Some(0));
+        assert_eq!(d.next_hop(310_114, 320_585, false, &all), Some(NATIONAL));
         // From national, with the relay done: straight to 太仓.
-        assert_eq!(d.next_hop(0, 320_585, true, &all), Some(320_585));
-        assert_eq!(d.next_hop(0, 320_585, false, &all), Some(320_585));
+        assert_eq!(d.next_hop(NATIONAL, 320_585, true, &all), Some(320_585));
+        assert_eq!(d.next_hop(NATIONAL, 320_585, false, &all), Some(320_585));
         // 太仓 unreachable from national: to 苏州, or to 江苏 if 苏州 is too.
-        assert_eq!(d.next_hop(0, 320_585, true, &|g| g != 320_585), Some(3205));
         assert_eq!(
-            d.next_hop(0, 320_585, true, &|g| g != 320_585 && g != 3205),
+            d.next_hop(NATIONAL, 320_585, true, &|g| g != 320_585),
+            Some(3205)
+        );
+        assert_eq!(
+            d.next_hop(NATIONAL, 320_585, true, &|g| g != 320_585 && g != 3205),
             Some(32)
         );
-        assert_eq!(d.next_hop(0, 320_585, true, &|g| g == 31), None);
+        assert_eq!(d.next_hop(NATIONAL, 320_585, true, &|g| g == 31), None);
     }
 
     #[test]
     fn next_hop_walks_back_to_the_furthest_reachable_group() {
         let d = demo();
         // National unreachable from 嘉定: up as far as possible, to 上海 (31).
-        assert_eq!(d.next_hop(310_114, 320_585, false, &|g| g != 0), Some(31));
+        assert_eq!(
+            d.next_hop(310_114, 320_585, false, &|g| g != NATIONAL),
+            Some(31)
+        );
         assert_eq!(
             d.next_hop(310_114, 320_585, false, &|g| g == 3101),
             Some(3101)
@@ -271,8 +277,8 @@ mod tests {
         assert_eq!(d.path(310_114, 310_101), [310_114, 3101, 310_101]);
         assert_eq!(d.path(3101, 310_114), [3101, 310_114]);
         assert_eq!(d.path(310_114, 31), [310_114, 3101, 31]);
-        assert_eq!(d.path(0, 320_585), [0, 32, 3205, 320_585]);
-        assert_eq!(d.path(31, 32), [31, 0, 32]);
+        assert_eq!(d.path(NATIONAL, 320_585), [NATIONAL, 32, 3205, 320_585]);
+        assert_eq!(d.path(31, 32), [31, NATIONAL, 32]);
     }
 
     #[test]
@@ -287,7 +293,7 @@ mod tests {
         // Another 江苏 city: the province group.
         assert_eq!(d.owner("320102"), Some(32));
         // Another province: national.
-        assert_eq!(d.owner("110101"), Some(0));
+        assert_eq!(d.owner("110101"), Some(NATIONAL));
         // Not a division code.
         assert_eq!(d.owner("999999"), None);
         assert_eq!(d.owner("31011"), None);
@@ -306,7 +312,7 @@ mod tests {
         assert_eq!(d.parent_group(320_585_102), Some(320_585));
         assert_eq!(
             d.path(320_585_102, 310_114),
-            [320_585_102, 320_585, 3205, 32, 0, 31, 3101, 310_114]
+            [320_585_102, 320_585, 3205, 32, NATIONAL, 31, 3101, 310_114]
         );
     }
 
@@ -331,17 +337,17 @@ mod tests {
         let d = demo();
         assert_eq!(
             d.groups().collect::<Vec<_>>(),
-            [0, 31, 32, 3101, 3205, 310_101, 310_114, 320_585]
+            [31, 32, NATIONAL, 3101, 3205, 310_101, 310_114, 320_585]
         );
-        assert_eq!(d.region_of(0), Some(""));
+        assert_eq!(d.region_of(NATIONAL), Some(""));
         assert_eq!(d.region_of(310_114), Some("310114"));
         assert_eq!(d.region_of(310_115), None);
         assert!(d.contains(3205) && !d.contains(3201));
-        assert_eq!(d.child_groups(0), [31, 32]);
+        assert_eq!(d.child_groups(NATIONAL), [31, 32]);
         assert_eq!(d.child_groups(3101), [310_101, 310_114]);
         assert_eq!(d.child_groups(310_114), Vec::<u64>::new());
         assert_eq!(d.parent_group(310_114), Some(3101));
-        assert_eq!(d.parent_group(0), None);
+        assert_eq!(d.parent_group(NATIONAL), None);
         assert!(!d.is_cross_province(310_114, 31));
         assert!(d.is_cross_province(0, 31));
         assert!(!d.is_cross_province(0, 0));
@@ -370,10 +376,10 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen + 1, t.groups.len());
-        assert_eq!(d.child_groups(0).len(), 31);
+        assert_eq!(d.child_groups(NATIONAL).len(), 31);
         assert_eq!(
             d.path(310_114, 320_585),
-            [310_114, 3101, 31, 0, 32, 3205, 320_585]
+            [310_114, 3101, 31, NATIONAL, 32, 3205, 320_585]
         );
     }
 }

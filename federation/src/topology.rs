@@ -28,7 +28,13 @@ pub const MAX_VOTERS: usize = 7;
 /// `hotline demo` needs no file.
 pub const DEMO_TOML: &str = include_str!("../topologies/demo.toml");
 
-/// The group id of a region: "" (national) → 0, else the code as a number.
+/// The national group's id. Not 0, because 0 means "unspecified" in every
+/// protobuf request that names a group; 86 is China's calling code and no
+/// province's code (province codes are 11–82).
+pub const NATIONAL_GROUP: u64 = 86;
+
+/// The group id of a region: "" (national) → [`NATIONAL_GROUP`], else the
+/// code as a number.
 ///
 /// # Panics
 /// If `region` is not "" or a 2/4/6/9-digit code without a leading zero; use
@@ -43,7 +49,7 @@ pub fn group_id(region: &str) -> u64 {
 /// exists; [`Topology::validate`] does.)
 pub fn try_group_id(region: &str) -> Option<u64> {
     if region.is_empty() {
-        return Some(0);
+        return Some(NATIONAL_GROUP);
     }
     let well_formed = matches!(region.len(), 2 | 4 | 6 | 9)
         && region.bytes().all(|b| b.is_ascii_digit())
@@ -55,9 +61,9 @@ pub fn try_group_id(region: &str) -> Option<u64> {
     }
 }
 
-/// The region of a group id, the inverse of [`group_id`]: 0 → "".
+/// The region of a group id, the inverse of [`group_id`]: 86 → "".
 pub fn group_region(id: u64) -> String {
-    if id == 0 {
+    if id == NATIONAL_GROUP {
         String::new()
     } else {
         id.to_string()
@@ -697,7 +703,7 @@ mod tests {
         for code in ["", "31", "3101", "310114", "310114001"] {
             assert_eq!(group_region(group_id(code)), code);
         }
-        assert_eq!(group_id(""), 0);
+        assert_eq!(group_id(""), NATIONAL_GROUP);
         assert_eq!(group_id("32"), 32);
         assert_eq!(group_id("320585"), 320_585);
         for bad in ["3", "031", "31a1", "3101140", "0101"] {
@@ -737,10 +743,10 @@ mod tests {
         assert_eq!(t.node(1).unwrap().site, "beijing");
         assert_eq!(t.node(8).unwrap().address, "127.0.0.1:7108");
         assert_eq!(t.group(310_114).unwrap().voters, [6, 4, 7]);
-        assert_eq!(t.group(0).unwrap().voters, [1, 2, 3]);
+        assert_eq!(t.group(NATIONAL_GROUP).unwrap().voters, [1, 2, 3]);
         assert!(t.group(320_505).is_none());
         assert_eq!(t.groups_of(4), [31, 3101, 310_101, 310_114]);
-        assert_eq!(t.groups_of(1), [0, 31, 32]);
+        assert_eq!(t.groups_of(1), [31, 32, NATIONAL_GROUP]);
         assert_eq!(t.members(3205), [5, 3, 8]);
         assert!(t.members(99).is_empty());
         assert_eq!(t.peers_of(6), [2, 4, 7]);
@@ -962,7 +968,9 @@ mod tests {
                 assert_eq!(t.node(g.voters[0]).unwrap().region, g.region);
             }
         }
-        let ids: Vec<u64> = t.groups.iter().map(|g| g.id().unwrap()).collect();
+        // Listed national first, then by id.
+        let ids: Vec<u64> = t.groups.iter().skip(1).map(|g| g.id().unwrap()).collect();
+        assert_eq!(t.groups[0].region, "", "national first");
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
             "groups are listed by id"
@@ -988,7 +996,7 @@ mod tests {
         assert_eq!(placed[..2], ["320585", "3205"]);
         assert!(placed[2].starts_with("3205"), "{placed:?}");
         // Province and national groups have three voters on three sites.
-        for id in [0, 32] {
+        for id in [NATIONAL_GROUP, 32] {
             assert_eq!(t.group(id).unwrap().voters.len(), 3);
         }
         assert_eq!(t.node(1).unwrap().level, "national");
@@ -1005,7 +1013,7 @@ mod tests {
         assert_eq!(t.node(1).unwrap().address, "127.0.0.1:7101");
         assert_eq!(t.node(19).unwrap().address, "127.0.0.1:7119");
         assert_eq!(t.group(3101).unwrap().voters.len(), 3);
-        assert_eq!(t.group(0).unwrap().voters.len(), 3);
+        assert_eq!(t.group(NATIONAL_GROUP).unwrap().voters.len(), 3);
         let too_high = Topology::generate(Scope::National, Some(65_000));
         assert!(
             matches!(

@@ -89,7 +89,13 @@ fn subtree(
     Box::pin(async move {
         let mut out = FederatedQueryResponse::default();
         let me = group_region(g.group_id);
-        match own(&g, &req).await {
+        // Our own read is bounded by the deadline too: a group that lost its
+        // quorum must not hold the whole answer past it.
+        let left = (req.deadline_ms - MERGE_MARGIN_MS - now_ms()).max(1) as u64;
+        match tokio::time::timeout(Duration::from_millis(left), own(&g, &req))
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("own group")))
+        {
             Ok(mine) => {
                 merge(&mut out, mine);
                 out.answered.push(me.clone());
@@ -133,7 +139,15 @@ fn subtree(
         for (child, resp) in join_all(asks).await {
             match resp {
                 Some(r) => merge(&mut out, r),
-                None => out.missing.push(group_region(child)),
+                // The whole subtree's figures are missing, so name every
+                // region in it, not only the one we could not reach.
+                None => {
+                    let mut stack = vec![child];
+                    while let Some(x) = stack.pop() {
+                        out.missing.push(group_region(x));
+                        stack.extend(g.directory.child_groups(x));
+                    }
+                }
             }
         }
         out.answered.sort();
@@ -203,7 +217,7 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
                 return Err(Status::internal("unexpected answer"));
             };
             // Only the national group's custody log is the cross-province list.
-            if g.group_id != 0 {
+            if g.group_id != hotline_federation::topology::NATIONAL_GROUP {
                 records.clear();
             }
             for r in &mut records {

@@ -519,10 +519,8 @@ impl Tickets for Handle {
                     .await
                 {
                     Ok(mut there) => {
-                        let mut progress = l.progress;
-                        progress.extend(there.progress);
-                        progress.sort_by_key(|p| p.at_ms);
-                        there.progress = progress;
+                        // The owner's copy carries the whole chain, the
+                        // origin's steps included.
                         there.status_text = format!(
                             "已转至{}办理：{}",
                             region_label(&group_region(owner)),

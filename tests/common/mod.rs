@@ -49,6 +49,53 @@ impl Cluster {
         c
     }
 
+    /// `hotline cluster init --topology` of a federation (nodes listen on
+    /// `port_base + id`), then `tune` may edit each node's config.
+    pub fn init_topology(toml: &str, port_base: u16, tune: impl Fn(&mut NodeConfig)) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let topo = dir.path().join("given-topology.toml");
+        std::fs::write(&topo, toml).unwrap();
+        let st = Command::new(BIN)
+            .args(["cluster", "init", "--dir"])
+            .arg(dir.path())
+            .arg("--topology")
+            .arg(&topo)
+            .args(["--port-base", &port_base.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let t = hotline_federation::topology::Topology::parse(toml).unwrap();
+        let n = t.nodes.iter().map(|n| n.id).max().unwrap_or(0);
+        let c = Cluster {
+            dir,
+            nodes: (0..n).map(|_| None).collect(),
+            n,
+        };
+        for node in &t.nodes {
+            let p = c.node_config(node.id);
+            let mut cfg = NodeConfig::load(&p).unwrap();
+            tune(&mut cfg);
+            cfg.write(&p).unwrap();
+        }
+        c
+    }
+
+    /// Runs `hotline ARGS… --config client.toml` and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.client_config())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hotline {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn node_config(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node-{id}.toml"))
     }

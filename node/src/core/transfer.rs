@@ -32,13 +32,9 @@ pub const TRANSFER_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Bound on transfer records kept, whatever their age.
 pub const MAX_TRANSFER_RECORDS: usize = 1_000_000;
 
-/// The group id of a region code ("" = national = 0).
+/// The group id of a region code ("" = national, `NATIONAL_GROUP`).
 pub fn group_of_region(region: &str) -> u64 {
-    if region.is_empty() {
-        0
-    } else {
-        region.parse().unwrap_or(0)
-    }
+    hotline_federation::topology::try_group_id(region).unwrap_or(0)
 }
 
 /// The groups the forwarder tries, in order, for a record held at group
@@ -66,9 +62,12 @@ pub fn forward_candidates(
     if at == to {
         return Vec::new();
     }
-    let relay =
-        !env.via_national_done && at != 0 && dir.contains(0) && dir.is_cross_province(at, to);
-    let target = if relay { 0 } else { to };
+    let national = hotline_federation::topology::NATIONAL_GROUP;
+    let relay = !env.via_national_done
+        && at != national
+        && dir.contains(national)
+        && dir.is_cross_province(at, to);
+    let target = if relay { national } else { to };
     dir.path(at, target).into_iter().skip(1).rev().collect()
 }
 

@@ -1,0 +1,238 @@
+//! `hotline transfers` (the national cross-province list) and `hotline query`
+//! (federated figures: fanned out down the tree, with the regions that did
+//! not answer named).
+
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use hotline_node::core::lifecycle::status_name;
+use hotline_node::core::tickets::kind_name;
+use hotline_proto::v1::{FederatedQueryRequest, TransferRecord, TransferState};
+use serde_json::{Value, json};
+
+use crate::ticket_cli::{ClientArgs, client, cst, group_for, status_err};
+
+#[derive(Subcommand)]
+pub enum QueryCmd {
+    /// Ticket counts by region, kind, category and status.
+    Counts {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// Root of the query ("" = national).
+        #[arg(long, default_value = "")]
+        region: String,
+        /// Deadline in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        deadline_ms: i64,
+    },
+    /// Overdue (red) tickets under a region.
+    Overdue {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long, default_value_t = 3_000)]
+        deadline_ms: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Cross-province cases, as the national group relayed them.
+    CrossProvince {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long, default_value_t = 3_000)]
+        deadline_ms: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+fn state_name(s: i32) -> &'static str {
+    match TransferState::try_from(s).unwrap_or(TransferState::Unspecified) {
+        TransferState::Pending => "pending",
+        TransferState::Forwarded => "forwarded",
+        TransferState::Delivered => "delivered",
+        TransferState::Refused => "refused",
+        TransferState::Unspecified => "unspecified",
+    }
+}
+
+fn state_zh(s: i32) -> &'static str {
+    match TransferState::try_from(s).unwrap_or(TransferState::Unspecified) {
+        TransferState::Pending => "待转出",
+        TransferState::Forwarded => "转送中",
+        TransferState::Delivered => "已送达",
+        TransferState::Refused => "被退回",
+        TransferState::Unspecified => "-",
+    }
+}
+
+fn record_json(r: &TransferRecord, now_ms: i64) -> Value {
+    let env = r.envelope.clone().unwrap_or_default();
+    let t = env.ticket.clone().unwrap_or_default();
+    json!({
+        "transfer_id": env.transfer_id, "ticket_id": t.id, "kind": kind_name(t.kind),
+        "category": t.category, "origin_group": env.origin_group,
+        "destination_group": env.destination_group, "destination_region": env.destination_region,
+        "state": state_name(r.state), "hops": env.hops, "sent_at_ms": env.sent_at_ms,
+        "age_ms": now_ms - env.sent_at_ms, "refusal": r.refusal, "cross_province": r.cross_province,
+    })
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn print_records(rs: &[TransferRecord]) {
+    let now = now_ms();
+    println!(
+        "{:<26} {:<8} {:<8} {:<10} {:<17} {:>8}  HOPS",
+        "TICKET", "FROM", "TO", "STATE", "SENT", "AGE"
+    );
+    for r in rs {
+        let env = r.envelope.clone().unwrap_or_default();
+        let t = env.ticket.clone().unwrap_or_default();
+        let age_min = (now - env.sent_at_ms) / 60_000;
+        let hops: Vec<String> = env.hops.iter().map(|h| h.to_string()).collect();
+        println!(
+            "{:<26} {:<8} {:<8} {:<10} {:<17} {:>6}分  {}",
+            t.id,
+            env.origin_group,
+            env.destination_group,
+            format!("{} {}", state_zh(r.state), state_name(r.state)),
+            cst(env.sent_at_ms),
+            age_min,
+            hops.join("→")
+        );
+        if !r.refusal.is_empty() {
+            println!("    退回原因: {}", r.refusal);
+        }
+    }
+}
+
+/// `hotline transfers [--region R] [--all]`: a group's custody log; by
+/// default the national group's cross-province list.
+pub async fn transfers(c: &ClientArgs, region: &str, all: bool, limit: u32) -> Result<()> {
+    let cl = client(&c.config)?;
+    let group = group_for(&cl, region)?;
+    let rs = cl.transfers(group, !all, limit).await.map_err(status_err)?;
+    if c.json {
+        let now = now_ms();
+        println!(
+            "{}",
+            json!({ "group": group, "records": rs.iter().map(|r| record_json(r, now)).collect::<Vec<_>>() })
+        );
+    } else {
+        print_records(&rs);
+    }
+    Ok(())
+}
+
+pub async fn query(cmd: QueryCmd) -> Result<()> {
+    let (c, what, region, deadline_ms, limit) = match cmd {
+        QueryCmd::Counts {
+            c,
+            region,
+            deadline_ms,
+        } => (c, "counts", region, deadline_ms, 0),
+        QueryCmd::Overdue {
+            c,
+            region,
+            deadline_ms,
+            limit,
+        } => (c, "overdue", region, deadline_ms, limit),
+        QueryCmd::CrossProvince {
+            c,
+            deadline_ms,
+            limit,
+        } => (c, "cross_province", String::new(), deadline_ms, limit),
+    };
+    if !(1..=30_000).contains(&deadline_ms) {
+        return Err(anyhow!("--deadline-ms: must be 1 to 30000"));
+    }
+    let cl = client(&c.config)?;
+    let r = cl
+        .federated_query(FederatedQueryRequest {
+            region: region.clone(),
+            deadline_ms: now_ms() + deadline_ms,
+            what: what.into(),
+            limit,
+        })
+        .await
+        .map_err(status_err)?;
+    if c.json {
+        let now = now_ms();
+        println!(
+            "{}",
+            json!({
+                "region": region, "what": what, "total": r.total,
+                "answered": r.answered, "missing": r.missing, "complete": r.missing.is_empty(),
+                "by_region": r.by_region.iter().map(|x| json!({"region": x.region, "key": x.key, "count": x.count})).collect::<Vec<_>>(),
+                "by_kind": r.by_kind.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
+                "by_category": r.by_category.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
+                "by_status": r.by_status.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
+                "tickets": r.tickets.iter().map(crate::ticket_cli::ticket_json).collect::<Vec<_>>(),
+                "transfers": r.transfers.iter().map(|t| record_json(t, now)).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    let label = |r: &str| {
+        if r.is_empty() {
+            "全国".to_string()
+        } else {
+            r.to_string()
+        }
+    };
+    println!("联合查询 {} @ {}: 共 {} 件", what, label(&region), r.total);
+    println!(
+        "已应答 answered: {}",
+        r.answered
+            .iter()
+            .map(|x| label(x))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if r.missing.is_empty() {
+        println!("未应答 missing: 无 (complete)");
+    } else {
+        println!(
+            "未应答 missing: {}  ← 结果不完整 (partial)",
+            r.missing
+                .iter()
+                .map(|x| label(x))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    for x in &r.by_region {
+        println!("  {:<8} {:>8}", label(&x.region), x.count);
+    }
+    if !r.by_kind.is_empty() {
+        println!("按类型:");
+        for x in &r.by_kind {
+            println!(
+                "  {:<12} {:>8}  {:>5.1}%",
+                x.key,
+                x.count,
+                f64::from(x.permille) / 10.0
+            );
+        }
+        println!("按状态:");
+        for x in &r.by_status {
+            println!("  {:<18} {:>8}", x.key, x.count);
+        }
+    }
+    for t in &r.tickets {
+        println!(
+            "  {} {} {} {}",
+            t.id,
+            status_name(t.status),
+            t.lead_unit,
+            cst(t.deadline_ms)
+        );
+    }
+    if !r.transfers.is_empty() {
+        print_records(&r.transfers);
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! End-to-end: the shipped demo federation (national; 上海 31 and 江苏 32;
+//! cities 3101 and 3205; districts 嘉定 310114, 黄浦 310101, 太仓 320585) as
+//! 8 real `hotline node` processes over mutual TLS on loopback. Nodes:
+//! 1 national, 2 上海, 3 江苏, 4 上海市辖区, 5 苏州, 6 嘉定, 7 黄浦, 8 太仓.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hotline_federation::topology::{DEMO_TOML, NATIONAL_GROUP};
+use hotline_node::client::Client;
+use hotline_proto::v1::{
+    AcceptRequest, FederatedQueryRequest, Kind, Location, Status, Ticket, TransferState,
+};
+
+/// 上海's side plus the national site: nodes 1 national, 2, 4, 6, 7.
+const SHANGHAI_AND_NATIONAL: &str = "1,2,4,6,7";
+const JIANGSU: &str = "3,5,8";
+
+async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts the demo federation and waits until every group has a leader.
+async fn federation(port_base: u16) -> (Cluster, Client) {
+    let mut cl = Cluster::init_topology(DEMO_TOML, port_base, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    let want: BTreeSet<u64> = [NATIONAL_GROUP, 31, 32, 3101, 3205, 310114, 310101, 320585].into();
+    until(
+        "a leader in every group",
+        Duration::from_secs(20),
+        || async {
+            let led: BTreeSet<u64> = c
+                .status_all()
+                .await
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s.groups)
+                .filter(|g| g.role == "leader")
+                .map(|g| g.group_id)
+                .collect();
+            led == want
+        },
+    )
+    .await;
+    (cl, c)
+}
+
+fn about_taicang(text: &str, phone: &str) -> AcceptRequest {
+    AcceptRequest {
+        region: "310114".into(),
+        kind: Kind::Complaint as i32,
+        category: "环境保护".into(),
+        text: text.into(),
+        phone: phone.into(),
+        // 浏河镇, 太仓市 (320585102): the place the caller in 嘉定 reports.
+        location: Some(Location {
+            code: "320585102".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn owned_by_taicang(c: &Client, id: &str) -> Option<Ticket> {
+    c.get_in(320585, id)
+        .await
+        .ok()
+        .filter(|t| t.status == Status::Accepted as i32)
+}
+
+async fn delivered_at_origin(c: &Client, id: &str) -> bool {
+    c.get_in(310114, id)
+        .await
+        .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jiading_to_taicang_exactly_once_and_listed_nationally() {
+    let (cl, c) = federation(8000).await;
+    let t = c
+        .accept(about_taicang("浏河镇工地夜间施工噪声", "13800008888"))
+        .await
+        .unwrap();
+    assert_eq!(t.status, Status::Transferred as i32, "a stub at 嘉定");
+    assert_eq!(t.owner_group, 320585);
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+
+    let owned = owned_by_taicang(&c, &t.id).await.expect("owned by 太仓");
+    assert_eq!(owned.origin_group, 310114);
+    let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["accept", "transfer_out", "transfer_in"]);
+    assert!(
+        c.verify_in(320585, &t.id).await.unwrap().ok,
+        "one chain across regions"
+    );
+    // Exactly once: one ticket at 太仓, one record at national.
+    let at_taicang = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 320585,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(at_taicang.tickets.len(), 1);
+    let national = c.transfers(NATIONAL_GROUP, true, 100).await.unwrap();
+    assert_eq!(national.len(), 1, "the national cross-province list");
+    let env = national[0].envelope.clone().unwrap();
+    assert_eq!(env.hops, [310114, NATIONAL_GROUP]);
+    assert_eq!(national[0].state, TransferState::Delivered as i32);
+    assert!(
+        env.ticket
+            .unwrap()
+            .requesters
+            .iter()
+            .all(|r| r.phone.is_empty()),
+        "phones masked on the way out"
+    );
+
+    // 首接负责: the requester asks 嘉定 and sees 太仓's progress.
+    let l = c.lookup(&t.id, "8888").await.unwrap();
+    assert_eq!(l.status, Status::Accepted as i32);
+    assert!(l.status_text.contains("太仓"), "{}", l.status_text);
+    assert!(l.progress.iter().any(|p| p.kind == "transfer_in"));
+
+    // The CLI shows the same list.
+    let out = cl.cli(&["transfers", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["records"][0]["ticket_id"], t.id);
+    assert_eq!(v["records"][0]["state"], "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doubles() {
+    let (cl, c) = federation(8020).await;
+    // 江苏 cut off from 上海 and the national site: the national group keeps
+    // its majority (nodes 1, 2) and takes custody; 太仓 is out of reach.
+    cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        "1,2,4,6,7",
+        "--and",
+        JIANGSU,
+    ]);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let t = c
+            .accept(about_taicang(&format!("噪声投诉 {i}"), "13800001234"))
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    // Store and forward: national holds them, none reaches 太仓.
+    until(
+        "national custody of every envelope",
+        Duration::from_secs(15),
+        || async {
+            c.transfers(NATIONAL_GROUP, true, 100)
+                .await
+                .is_ok_and(|r| r.len() == ids.len())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in c.transfers(NATIONAL_GROUP, true, 100).await.unwrap() {
+        assert_eq!(
+            r.state,
+            TransferState::Pending as i32,
+            "stuck at national during the partition"
+        );
+    }
+    let status = cl.cli(&["fault", "show", "--json"]);
+    assert!(status.contains("partition"), "{status}");
+
+    cl.cli(&["fault", "heal"]);
+    for id in &ids {
+        until("delivery after heal", Duration::from_secs(30), || {
+            delivered_at_origin(&c, id)
+        })
+        .await;
+    }
+    let at_taicang = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 320585,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: BTreeSet<String> = at_taicang.tickets.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(got, ids.iter().cloned().collect(), "each exactly once");
+    assert_eq!(at_taicang.tickets.len(), ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_survives_leader_kills_at_every_hop() {
+    let (mut cl, c) = federation(8040).await;
+    let leader_of = |g: u64| {
+        let c = &c;
+        async move {
+            let i = c.find_leader_of(Some(g)).await.unwrap();
+            c.nodes[i].id
+        }
+    };
+    // Kill the leaders of the national and destination groups as the
+    // envelope travels; every hop retries, every step is idempotent. Each
+    // group keeps a majority: national [1,2,3], 太仓 [8,5,3].
+    let national = leader_of(NATIONAL_GROUP).await;
+    let t = c
+        .accept(about_taicang("太仓港区异味", "13800004321"))
+        .await
+        .unwrap();
+    cl.kill(national);
+    let taicang = leader_of(320585).await;
+    let alive =
+        |group: [u64; 3], dead: [u64; 2]| group.iter().filter(|n| !dead.contains(n)).count();
+    if taicang != national
+        && alive([1, 2, 3], [national, taicang]) >= 2
+        && alive([8, 5, 3], [national, taicang]) >= 2
+    {
+        cl.kill(taicang);
+    }
+    until(
+        "delivery across leader changes",
+        Duration::from_secs(40),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+    let at_taicang = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 320585,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(at_taicang.tickets.len(), 1, "applied once");
+    let recs = c.transfers(NATIONAL_GROUP, true, 10).await.unwrap();
+    assert_eq!(recs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_keeps_accepting_with_its_own_site_down() {
+    let (mut cl, c) = federation(8060).await;
+    cl.kill(6); // 嘉定's own node and site
+    let mut req = about_taicang("嘉定本地：路灯不亮", "13800005678");
+    req.location = None;
+    let t = c.accept(req).await.expect("310114 still has 4 and 7");
+    assert_eq!(t.status, Status::Accepted as i32);
+    assert!(t.id.starts_with("310114-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
+    let (cl, c) = federation(8080).await;
+    let mut local = about_taicang("黄浦：噪声", "13800001111");
+    local.region = "310101".into();
+    local.location = None;
+    c.accept(local).await.unwrap();
+    let mut jd = about_taicang("嘉定：噪声", "13800002222");
+    jd.location = None;
+    c.accept(jd).await.unwrap();
+
+    cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        JIANGSU,
+        "--and",
+        "1,2,4,6,7",
+    ]);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let r = c
+        .federated_query(FederatedQueryRequest {
+            region: String::new(),
+            deadline_ms: now + 3_000,
+            what: "counts".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.total, 2, "上海's figures: {r:?}");
+    for answered in ["", "31", "3101", "310114", "310101"] {
+        assert!(
+            r.answered.contains(&answered.to_string()),
+            "{answered} answered: {r:?}"
+        );
+    }
+    for missing in ["32", "3205", "320585"] {
+        assert!(
+            r.missing.contains(&missing.to_string()),
+            "{missing} missing: {r:?}"
+        );
+    }
+    let took = jiff::Timestamp::now().as_millisecond() - now;
+    assert!(took < 4_000, "the deadline bounds the answer ({took} ms)");
+    cl.cli(&["fault", "heal"]);
+}
