@@ -156,7 +156,7 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
         "fault",
         "partition",
         "--between",
-        "1,2,4,6,7",
+        SHANGHAI_AND_NATIONAL,
         "--and",
         JIANGSU,
     ]);
@@ -284,7 +284,7 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
         "--between",
         JIANGSU,
         "--and",
-        "1,2,4,6,7",
+        SHANGHAI_AND_NATIONAL,
     ]);
     let now = jiff::Timestamp::now().as_millisecond();
     let r = c
