@@ -101,6 +101,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: crate::fed_cli::QueryCmd,
     },
+    /// Online membership change of a region group: add-learner, promote, remove, show.
+    Group {
+        #[command(subcommand)]
+        cmd: crate::group_cli::GroupCmd,
+    },
     /// Replicated policy: calendar years, deadline rules, category tree.
     Policy {
         #[command(subcommand)]
@@ -245,6 +250,7 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
         } => crate::fed_cli::transfers(&c, &region, all, limit).await,
         Cmd::Query { cmd } => crate::fed_cli::query(cmd).await,
+        Cmd::Group { cmd } => crate::group_cli::run(cmd).await,
         Cmd::Fault { cmd } => crate::fault_cli::run(cmd).await,
         Cmd::Bench { cmd } => crate::bench::run(cmd_to_bench(cmd)?).await,
     }

@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod fault_cli;
 mod fed_cli;
+mod group_cli;
 mod report;
 mod ticket_cli;
 

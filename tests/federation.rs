@@ -216,8 +216,14 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
     let leader_of = |g: u64| {
         let c = &c;
         async move {
-            let i = c.find_leader_of(Some(g)).await.unwrap();
-            c.nodes[i].id
+            // Right after a kill the group may be electing: ask until known.
+            for _ in 0..100 {
+                if let Some(i) = c.find_leader_of(Some(g)).await {
+                    return c.nodes[i].id;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no leader of group {g} within 10 s");
         }
     };
     // Kill the leaders of the national and destination groups as the

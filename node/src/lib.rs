@@ -15,6 +15,7 @@ pub mod core;
 pub mod faults;
 pub mod fedquery;
 pub mod forwarder;
+pub mod membership;
 pub mod notify;
 pub mod raft_loop;
 pub mod server;

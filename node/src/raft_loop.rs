@@ -26,14 +26,18 @@ use raft::StateRole;
 use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::replica::{ConfChangeError, MembershipOp};
 use crate::core::{
-    Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Replica,
+    Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Recovered,
+    Replica, ReplicaConfig,
 };
 use crate::storage::Storage;
 
 /// Proposals taken per iteration, so one iteration stays short.
 const MAX_PROPOSALS_PER_ITERATION: usize = 4_096;
 const MAX_CONTROL_PER_ITERATION: usize = 4_096;
+/// Membership changes waiting for their configuration to be applied.
+const MAX_CONF_CHANGE_WAITERS: usize = 64;
 
 #[derive(Debug)]
 pub enum ProposeOutcome {
@@ -75,7 +79,34 @@ pub enum Control {
     Unreachable {
         peer: u64,
     },
+    /// Propose a membership change of a group this node leads; answered
+    /// once the group's configuration on this node shows it.
+    ConfChange {
+        group_id: u64,
+        op: MembershipOp,
+        node: u64,
+        reply: oneshot::Sender<ConfChangeOutcome>,
+    },
     Stop,
+}
+
+#[derive(Debug)]
+pub enum ConfChangeOutcome {
+    /// Applied: the group's configuration now.
+    Applied(raft::eraftpb::ConfState),
+    /// Not proposed (not the leader, invalid, another change in progress).
+    Refused(ConfChangeError),
+    NotHosted,
+    /// Too many changes waiting on this node.
+    Busy,
+}
+
+/// A proposed membership change waiting for its configuration.
+struct ConfWaiter {
+    group_id: u64,
+    op: MembershipOp,
+    node: u64,
+    reply: oneshot::Sender<ConfChangeOutcome>,
 }
 
 /// The loop's view of the transport: one bounded queue per peer node.
@@ -93,6 +124,11 @@ pub struct RaftLoop {
     pub max_in_flight: usize,
     /// Every event applied on this node, after it is durable: feeds `watch`.
     pub events: tokio::sync::broadcast::Sender<(String, Event)>,
+    /// Which peer nodes answer; wakes hibernating groups of a silent leader.
+    pub liveness: crate::core::liveness::Liveness,
+    /// Groups and peers that appear at run time (membership changes);
+    /// `None`: only what the node started with.
+    pub joining: Option<crate::membership::Joining>,
 }
 
 struct Waiters {
@@ -100,6 +136,7 @@ struct Waiters {
     in_flight: usize,
     reads: HashMap<u64, oneshot::Sender<ReadOutcome>>,
     next_read: u64,
+    conf_changes: Vec<ConfWaiter>,
 }
 
 impl RaftLoop {
@@ -110,6 +147,7 @@ impl RaftLoop {
             in_flight: 0,
             reads: HashMap::new(),
             next_read: 1,
+            conf_changes: Vec::new(),
         };
         let mut next_tick = Instant::now() + self.tick;
         loop {
@@ -163,6 +201,13 @@ impl RaftLoop {
                 for r in self.replicas.values_mut() {
                     r.tick();
                 }
+                // One node heartbeat per peer per tick, for all groups: the
+                // only traffic of hibernating groups.
+                self.liveness.tick();
+                for q in self.peers.values() {
+                    let _ = q.try_send(Vec::new());
+                }
+                self.liveness.wake_orphans(self.replicas.values_mut());
                 next_tick = Instant::now() + self.tick;
                 w.proposals.retain(|_, v| {
                     v.retain(|s| !s.is_closed());
@@ -170,8 +215,10 @@ impl RaftLoop {
                 });
                 w.in_flight = w.proposals.values().map(Vec::len).sum();
                 w.reads.retain(|_, s| !s.is_closed());
+                w.conf_changes.retain(|c| !c.reply.is_closed());
             }
             self.handle_readies(&mut w);
+            self.answer_conf_changes(&mut w);
         }
     }
 
@@ -214,23 +261,8 @@ impl RaftLoop {
                 from_node,
                 envelopes,
             } => {
+                self.liveness.heard(from_node);
                 for env in envelopes {
-                    let Some(r) = self.replicas.get_mut(&env.group_id) else {
-                        tracing::warn!(
-                            from_node,
-                            group = env.group_id,
-                            "raft message for a group this node does not host"
-                        );
-                        continue;
-                    };
-                    if !r.is_member(from_node) {
-                        tracing::warn!(
-                            from_node,
-                            group = env.group_id,
-                            "raft message from a node that is not a member of the group; refused"
-                        );
-                        continue;
-                    }
                     let mut m = Message::default();
                     if let Err(e) = m.merge_from_bytes(&env.message) {
                         tracing::warn!(from_node, "undecodable raft message: {e}");
@@ -241,6 +273,30 @@ impl RaftLoop {
                             from_node,
                             claimed = m.from,
                             "raft message claims another sender; refused"
+                        );
+                        continue;
+                    }
+                    if !self.replicas.contains_key(&env.group_id)
+                        && !self.join_group(env.group_id, from_node, &m)
+                    {
+                        tracing::warn!(
+                            from_node,
+                            group = env.group_id,
+                            "raft message for a group this node does not host"
+                        );
+                        continue;
+                    }
+                    let r = self.replicas.get_mut(&env.group_id).expect("hosted");
+                    let seeding = !r.is_initialized()
+                        && self
+                            .joining
+                            .as_ref()
+                            .is_some_and(|j| j.may_seed(self.node_id, env.group_id, from_node, &m));
+                    if !r.is_member(from_node) && !seeding {
+                        tracing::warn!(
+                            from_node,
+                            group = env.group_id,
+                            "raft message from a node that is not a member of the group; refused"
                         );
                         continue;
                     }
@@ -268,15 +324,136 @@ impl RaftLoop {
                 let _ = reply.send(self.status());
             }
             Control::Unreachable { peer } => {
+                self.liveness.lost(peer);
                 for r in self.replicas.values_mut() {
                     if r.is_member(peer) {
                         r.report_unreachable(peer);
                     }
                 }
             }
+            Control::ConfChange {
+                group_id,
+                op,
+                node,
+                reply,
+            } => {
+                let Some(r) = self.replicas.get_mut(&group_id) else {
+                    let _ = reply.send(ConfChangeOutcome::NotHosted);
+                    return true;
+                };
+                if w.conf_changes.len() >= MAX_CONF_CHANGE_WAITERS {
+                    let _ = reply.send(ConfChangeOutcome::Busy);
+                    return true;
+                }
+                match r.propose_conf_change(op, node) {
+                    Ok(()) => {
+                        tracing::info!(
+                            group = group_id,
+                            op = op.name(),
+                            node,
+                            "membership change proposed"
+                        );
+                        w.conf_changes.push(ConfWaiter {
+                            group_id,
+                            op,
+                            node,
+                            reply,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::info!(group = group_id, "membership change refused: {e}");
+                        let _ = reply.send(ConfChangeOutcome::Refused(e));
+                    }
+                }
+            }
             Control::Stop => return false,
         }
         true
+    }
+
+    /// A raft message for a group this node does not host: the node may
+    /// have been added to the group at run time. Host it if the group is the
+    /// topology's and the message could come from its leader
+    /// (`Joining::may_seed`), within the bounds: from its own disk if it was
+    /// hosted before a restart, else empty (it then asks for a snapshot).
+    fn join_group(&mut self, group_id: u64, from_node: u64, m: &Message) -> bool {
+        let Some(j) = self.joining.as_mut() else {
+            return false;
+        };
+        if !j.may_seed(self.node_id, group_id, from_node, m) {
+            return false;
+        }
+        let joining_now = self
+            .replicas
+            .values()
+            .filter(|r| !r.is_initialized())
+            .count();
+        if joining_now >= crate::membership::MAX_JOINING_GROUPS
+            || j.joined >= crate::membership::MAX_JOINED_GROUPS
+        {
+            tracing::warn!(
+                group = group_id,
+                from_node,
+                "too many groups joined at run time; not hosting another"
+            );
+            return false;
+        }
+        let Some(region) = j.group_region(group_id) else {
+            return false;
+        };
+        let rec = match self.storage.load(group_id) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => Recovered::default(),
+            Err(e) => {
+                tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
+                panic!("storage read failed: {e}");
+            }
+        };
+        let mut cfg = match self.replicas.values().next() {
+            Some(r) => r.config().clone(),
+            None => ReplicaConfig::new(self.node_id, group_id, &region),
+        };
+        cfg.node_id = self.node_id;
+        cfg.group_id = group_id;
+        cfg.region = region;
+        let replica = match Replica::new(cfg, rec) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(group = group_id, "cannot create a replica to join: {e}");
+                return false;
+            }
+        };
+        j.joined += 1;
+        tracing::info!(
+            node = self.node_id,
+            group = group_id,
+            from_node,
+            initialized = replica.is_initialized(),
+            "hosting a group joined at run time"
+        );
+        self.replicas.insert(group_id, replica);
+        true
+    }
+
+    /// Answers the membership changes whose configuration is now applied.
+    fn answer_conf_changes(&mut self, w: &mut Waiters) {
+        let mut i = 0;
+        while i < w.conf_changes.len() {
+            let c = &w.conf_changes[i];
+            let done = self
+                .replicas
+                .get(&c.group_id)
+                .map(|r| r.conf_state())
+                .filter(|cs| c.op.is_done(c.node, cs))
+                .cloned();
+            match done {
+                Some(cs) => {
+                    let c = w.conf_changes.swap_remove(i);
+                    let _ = c.reply.send(ConfChangeOutcome::Applied(cs));
+                }
+                None => i += 1,
+            }
+        }
     }
 
     pub fn status(&self) -> StatusResponse {
@@ -296,6 +473,9 @@ impl RaftLoop {
                     leader_id: r.leader_id(),
                     first_index: r.first_index(),
                     last_index: r.last_index(),
+                    voters: crate::membership::sorted(&r.conf_state().voters),
+                    learners: crate::membership::sorted(&r.conf_state().learners),
+                    voters_outgoing: crate::membership::sorted(&r.conf_state().voters_outgoing),
                 })
                 .collect(),
         }
@@ -313,6 +493,12 @@ impl RaftLoop {
         }
         for (peer, envs) in by_peer {
             let snaps: Vec<bool> = envs.iter().map(|(s, _)| *s).collect();
+            if !self.peers.contains_key(&peer)
+                && let Some(q) = self.joining.as_mut().and_then(|j| j.open(peer))
+            {
+                // A node that shared no group with this one at start.
+                self.peers.insert(peer, q);
+            }
             let ok = match self.peers.get(&peer) {
                 Some(q) => q
                     .try_send(envs.into_iter().map(|(_, e)| e).collect())
@@ -385,6 +571,12 @@ impl RaftLoop {
 }
 
 fn role_name(r: &Replica) -> &'static str {
+    if !r.is_initialized() {
+        return "joining"; // created to join at run time, waiting for a snapshot
+    }
+    if !r.is_member(r.node_id()) {
+        return "removed";
+    }
     if r.is_learner() {
         return "learner";
     }

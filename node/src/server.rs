@@ -757,6 +757,15 @@ impl Admin for Handle {
     ) -> Result<Response<FaultsResponse>, Status> {
         Ok(Response::new(self.faults.snapshot()))
     }
+
+    async fn change_membership(
+        &self,
+        req: Request<hotline_proto::v1::ConfChangeRequest>,
+    ) -> Result<Response<hotline_proto::v1::ConfChangeResponse>, Status> {
+        crate::membership::change(self, &self.control, self.timeout, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 /// Opens storage, starts the raft loop and the transport, and serves gRPC
@@ -863,6 +872,13 @@ pub async fn run_node(
         tick: Duration::from_millis(t.tick_ms),
         max_in_flight: t.max_in_flight_proposals,
         events: events.clone(),
+        liveness: crate::core::liveness::Liveness::new(
+            topology.peers_of(cfg.id),
+            // Twice the longest election timeout: a suspicion is cheap, but
+            // it should not fire on a slow tick.
+            4 * t.election_ticks as u64,
+        ),
+        joining: crate::membership::Joining::new(&cfg, &topology, &ctl_tx, &faults),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))

@@ -161,6 +161,13 @@ impl MemDisk {
         }
     }
 
+    /// Queues a batch without syncing it (the simulator syncs when its
+    /// simulated fsync completes; a crash before that loses the batch).
+    pub fn stage(&mut self, wb: WriteBatch) {
+        self.writes += 1;
+        self.pending.push(wb);
+    }
+
     pub fn sync(&mut self) {
         self.syncs += 1;
         for wb in self.pending.drain(..) {

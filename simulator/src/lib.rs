@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod disk;
+pub mod model;
 
 pub use cluster::{Faults, MemCluster};
 pub use disk::MemDisk;

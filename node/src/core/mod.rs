@@ -11,6 +11,7 @@ pub mod categories;
 pub mod deadlines;
 pub mod kpi;
 pub mod lifecycle;
+pub mod liveness;
 pub mod log;
 pub mod replica;
 pub mod tickets;

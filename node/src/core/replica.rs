@@ -23,13 +23,13 @@ use hotline_proto::v1::{Command, StateSnapshot};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
-    Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, HardState, Message, MessageType, Snapshot,
 };
 use raft::{Config, RawNode, StateRole};
 
 use super::log::{LogStore, Truncated};
-use super::tickets::{ApplyResult, Query, QueryAnswer, SmWrites, TicketMachine};
+use super::tickets::{ApplyResult, FieldError, Query, QueryAnswer, SmWrites, TicketMachine, bad};
 
 /// Tunables of a replica. Ticks are abstract: the driver decides how long one
 /// is (`tick_ms` in the node config).
@@ -49,8 +49,16 @@ pub struct ReplicaConfig {
     /// Pin the election timeout to a per-node constant instead of raft-rs's
     /// `thread_rng` draw, so a simulation replays exactly from its seed.
     pub deterministic_elections: bool,
+    /// With `deterministic_elections`: this replica's timeout is
+    /// `election_ticks + election_offset % election_ticks` ticks. The
+    /// simulator draws it from its seed per replica (different replicas of
+    /// a group should differ).
+    pub election_offset: usize,
     /// Bound on reads waiting for a ReadIndex or for apply to catch up.
     pub max_pending_reads: usize,
+    /// Hibernate (quiesce) after this many idle ticks with everything
+    /// replicated and applied; 0 never does. See `Replica::tick`.
+    pub quiesce_after_ticks: u64,
 }
 
 impl ReplicaConfig {
@@ -65,7 +73,9 @@ impl ReplicaConfig {
             max_size_per_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
             deterministic_elections: false,
+            election_offset: 2 * node_id as usize,
             max_pending_reads: 65_536,
+            quiesce_after_ticks: 20,
         }
     }
 }
@@ -184,6 +194,100 @@ pub enum ProposeError {
     Dropped(String),
 }
 
+/// One membership change of a group, one node at a time (so raft's simple
+/// protocol applies and no joint configuration is entered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipOp {
+    /// A new node replicates the group without voting (a street office).
+    AddLearner,
+    /// A learner becomes a voter.
+    Promote,
+    /// A voter or learner leaves the group.
+    Remove,
+}
+
+impl MembershipOp {
+    pub fn parse(s: &str) -> Option<MembershipOp> {
+        Some(match s {
+            "add_learner" | "add-learner" => MembershipOp::AddLearner,
+            "promote" => MembershipOp::Promote,
+            "remove" => MembershipOp::Remove,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MembershipOp::AddLearner => "add_learner",
+            MembershipOp::Promote => "promote",
+            MembershipOp::Remove => "remove",
+        }
+    }
+
+    /// Does `cs` show this change done, and the group out of any joint
+    /// configuration?
+    pub fn is_done(self, node: u64, cs: &ConfState) -> bool {
+        if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+            return false;
+        }
+        match self {
+            MembershipOp::AddLearner => cs.learners.contains(&node),
+            MembershipOp::Promote => cs.voters.contains(&node),
+            MembershipOp::Remove => !cs.voters.contains(&node) && !cs.learners.contains(&node),
+        }
+    }
+}
+
+/// Why a membership change was not proposed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfChangeError {
+    /// The request contradicts the group's configuration (`InvalidArgument`).
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// Only the leader proposes membership changes.
+    #[error("node {node_id} does not lead group {group_id}; its leader is {}", leader_name(*.leader_id))]
+    NotLeader {
+        group_id: u64,
+        node_id: u64,
+        leader_id: u64,
+    },
+    /// One change at a time: an earlier one is not applied yet, or the group
+    /// is still in a joint configuration. Retry shortly.
+    #[error("group {group_id}: a membership change is still in progress; retry shortly")]
+    InProgress { group_id: u64 },
+    /// A learner is promoted only once it holds (nearly) the whole log, so
+    /// that the new quorum can commit at once. Retry shortly.
+    #[error(
+        "group {group_id}: learner {node} has not caught up yet (matched {matched} of {committed}); retry shortly"
+    )]
+    NotCaughtUp {
+        group_id: u64,
+        node: u64,
+        matched: u64,
+        committed: u64,
+    },
+    /// The leader does not remove itself: it hands leadership to `to`
+    /// (a caught-up voter); retry at the new leader.
+    #[error(
+        "group {group_id}: node {node} leads the group; leadership is being handed to node {to}, retry there"
+    )]
+    RemovesLeader { group_id: u64, node: u64, to: u64 },
+    #[error("conf change dropped by raft: {0}")]
+    Dropped(String),
+}
+
+fn leader_name(id: u64) -> String {
+    if id == raft::INVALID_ID {
+        "not known".into()
+    } else {
+        format!("node {id}")
+    }
+}
+
+/// How far (in entries) a learner may trail the leader's commit index and
+/// still be promoted.
+pub const PROMOTE_MAX_LAG: u64 = 64;
+
 /// Reads waiting for one ReadIndex round.
 struct ReadBatch {
     ctx: u64,
@@ -214,7 +318,19 @@ pub struct Replica {
     role: StateRole,
     /// Applied index last handed to the driver in a `WriteBatch`.
     applied_written: u64,
+    /// Hibernating: `tick` does nothing until something wakes the group.
+    quiesced: bool,
+    /// Ticks since the last proposal, read or non-heartbeat message.
+    idle_ticks: u64,
+    /// Messages the replica itself adds to the next Ready (quiesce notices).
+    extra_messages: Vec<Message>,
 }
+
+/// The context of the heartbeat a leader sends when it hibernates a group.
+/// The follower strips it before raft sees the message (so raft's ReadIndex
+/// machinery never sees an unknown context) and hibernates too when it is
+/// caught up with that leader.
+pub const QUIESCE_CONTEXT: &[u8] = b"hotline-quiesce";
 
 fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
@@ -236,7 +352,8 @@ impl Replica {
         if cfg.deterministic_elections {
             // One value per node, different across nodes: no split-vote
             // livelock, and no thread_rng (see research §1.8).
-            raft_cfg.min_election_tick = cfg.election_ticks + 2 * cfg.node_id as usize;
+            raft_cfg.min_election_tick =
+                cfg.election_ticks + cfg.election_offset % cfg.election_ticks.max(1);
             raft_cfg.max_election_tick = raft_cfg.min_election_tick + 1;
         }
         raft_cfg.validate()?;
@@ -251,8 +368,14 @@ impl Replica {
             group_id: cfg.group_id,
             ..Default::default()
         };
-        if rec.hard_state == HardState::default() && rec.applied == 0 && rec.truncated.index == 0 {
-            // Bootstrap: make the founding configuration durable first.
+        if rec.hard_state == HardState::default()
+            && rec.applied == 0
+            && rec.truncated.index == 0
+            && !conf_state_is_empty(&rec.conf_state)
+        {
+            // Bootstrap: make the founding configuration durable first. (A
+            // replica created empty, to join a group at run time, has no
+            // configuration to write: it learns one from a snapshot.)
             carry.conf_state = Some(rec.conf_state.clone());
             carry.must_sync = true;
         }
@@ -270,6 +393,9 @@ impl Replica {
             in_flight: None,
             role: StateRole::Follower,
             applied_written: rec.applied,
+            quiesced: false,
+            idle_ticks: 0,
+            extra_messages: Vec::new(),
         })
     }
 
@@ -353,11 +479,23 @@ impl Replica {
 
     /// Feeds a message from a peer. Messages from unknown peers, and local
     /// message types, are ignored: raft tolerates loss.
-    pub fn step(&mut self, msg: Message) {
+    pub fn step(&mut self, mut msg: Message) {
         self.assert_not_in_flight();
         if raft::raw_node::is_local_msg(msg.get_msg_type()) {
             return;
         }
+        let quiesce_notice = msg.get_msg_type() == MessageType::MsgHeartbeat
+            && msg.context.as_ref() == QUIESCE_CONTEXT;
+        if quiesce_notice {
+            msg.context.clear();
+        } else if !(msg.get_msg_type() == MessageType::MsgHeartbeatResponse
+            && msg.term == self.raw.raft.term)
+        {
+            // Anything but the heartbeat traffic of a quiet group is activity.
+            self.wake();
+        }
+        let (from, term, commit) = (msg.from, msg.term, msg.commit);
+        self.request_snapshot_if_empty(&msg);
         let msg = self.guard_lost_log(msg);
         match self.raw.step(msg) {
             // A proposal forwarded to a node that is no longer leader is
@@ -368,7 +506,73 @@ impl Replica {
             | Err(raft::Error::ProposalDropped) => {}
             Err(e) => panic!("raft step failed on group {}: {e}", self.cfg.group_id),
         }
+        // Hibernate with the leader only when fully caught up with it.
+        if quiesce_notice {
+            let r = &self.raw.raft;
+            let caught_up = r.leader_id == from
+                && r.term == term
+                && r.raft_log.last_index() == commit
+                && r.raft_log.committed == commit
+                && self.applied == commit;
+            if caught_up {
+                self.quiesced = true;
+            }
+        }
         self.build_snapshot_if_wanted();
+    }
+
+    /// Is this group hibernating?
+    pub fn is_quiesced(&self) -> bool {
+        self.quiesced
+    }
+
+    /// Ends hibernation: the driver calls this when it suspects the group's
+    /// leader is gone (its node stopped answering), so the followers start
+    /// counting towards an election again.
+    pub fn wake(&mut self) {
+        self.quiesced = false;
+        self.idle_ticks = 0;
+    }
+
+    /// A leader may hibernate its group when nothing happened for a while
+    /// and every member holds and has applied everything: then nobody needs
+    /// heartbeats, and a follower that wakes up (a message, a suspected
+    /// leader failure) simply resumes the election timer.
+    fn can_quiesce(&self) -> bool {
+        let r = &self.raw.raft;
+        let last = r.raft_log.last_index();
+        self.cfg.quiesce_after_ticks > 0
+            && self.idle_ticks >= self.cfg.quiesce_after_ticks
+            && r.state == StateRole::Leader
+            && r.raft_log.committed == last
+            && self.applied == last
+            && self.pending_reads() == 0
+            && self.carry.is_empty()
+            && r.lead_transferee.is_none()
+            && !r.has_pending_conf()
+            && r.prs().iter().all(|(_, pr)| pr.matched == last)
+    }
+
+    fn quiesce(&mut self) {
+        let r = &self.raw.raft;
+        let (me, term, commit) = (r.id, r.term, r.raft_log.committed);
+        let peers: Vec<u64> = r
+            .prs()
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|&id| id != me)
+            .collect();
+        for to in peers {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgHeartbeat);
+            m.to = to;
+            m.from = me;
+            m.term = term;
+            m.commit = commit;
+            m.context = QUIESCE_CONTEXT.to_vec().into();
+            self.extra_messages.push(m);
+        }
+        self.quiesced = true;
     }
 
     /// A replica whose data directory was wiped comes back with an empty
@@ -404,12 +608,23 @@ impl Replica {
         msg
     }
 
+    /// Advances the group's clock by one tick. A hibernating group does
+    /// nothing at all: most of a province's county groups are quiet most of
+    /// the time, and they must cost nothing (no heartbeats, no timers).
     pub fn tick(&mut self) {
         self.assert_not_in_flight();
+        self.leave_joint_if_stuck();
+        if self.quiesced {
+            return;
+        }
         self.ticks += 1;
+        self.idle_ticks += 1;
         self.raw.tick();
         self.retry_stale_reads();
         self.build_snapshot_if_wanted();
+        if self.can_quiesce() {
+            self.quiesce();
+        }
     }
 
     /// Proposes a command. `Ok` means handed to raft, not committed: the
@@ -418,6 +633,7 @@ impl Replica {
     /// On a follower raft forwards the proposal to the leader.
     pub fn propose(&mut self, cmd: &Command) -> Result<(), ProposeError> {
         self.assert_not_in_flight();
+        self.wake();
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(ProposeError::NoLeader {
                 group_id: self.cfg.group_id,
@@ -437,6 +653,7 @@ impl Replica {
     /// one ReadIndex round.
     pub fn read(&mut self, read_id: u64, query: Query) {
         self.assert_not_in_flight();
+        self.wake();
         self.new_reads.push((read_id, query));
     }
 
@@ -533,6 +750,7 @@ impl Replica {
     pub fn has_ready(&self) -> bool {
         self.in_flight.is_none()
             && (self.raw.has_ready()
+                || !self.extra_messages.is_empty()
                 || !self.carry.is_empty()
                 || !self.new_reads.is_empty()
                 || self
@@ -554,6 +772,7 @@ impl Replica {
                 ..Default::default()
             },
         );
+        out.messages = std::mem::take(&mut self.extra_messages);
         if !self.raw.has_ready() {
             out.reads = self.serve_reads();
             self.finish_write(&mut write);
@@ -570,7 +789,8 @@ impl Replica {
             self.role = ss.raft_state;
             out.role = Some(ss.raft_state);
         }
-        out.messages = rd.take_messages();
+        out.messages.extend(rd.take_messages());
+        self.snapshot_requests_served(&out.messages);
         self.confirm_reads(rd.take_read_states());
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone(), &mut write);
@@ -608,6 +828,7 @@ impl Replica {
             self.carry.hard_state = Some(hs);
         }
         out.messages.extend(light.take_messages());
+        self.snapshot_requests_served(&out.messages);
         let mut carry = std::mem::take(&mut self.carry);
         out.applied = self.apply_entries(light.take_committed_entries(), &mut carry);
         self.carry = carry;
@@ -658,8 +879,7 @@ impl Replica {
                         .raw
                         .apply_conf_change(&cc)
                         .expect("conf change applies");
-                    self.raw.mut_store().set_conf_state(cs.clone());
-                    write.conf_state = Some(cs);
+                    self.conf_changed(cs, write);
                 }
                 EntryType::EntryConfChangeV2 => {
                     // The auto-leave entry of joint consensus has empty data.
@@ -669,8 +889,7 @@ impl Replica {
                         .raw
                         .apply_conf_change(&cc)
                         .expect("conf change applies");
-                    self.raw.mut_store().set_conf_state(cs.clone());
-                    write.conf_state = Some(cs);
+                    self.conf_changed(cs, write);
                 }
             }
         }
@@ -762,6 +981,200 @@ impl Replica {
         self.raw.report_snapshot(peer, status);
     }
 
+    /// Has this replica a configuration yet? A replica created empty to
+    /// join a group at run time has none until the leader's snapshot.
+    pub fn is_initialized(&self) -> bool {
+        !conf_state_is_empty(self.conf_state()) || self.raw.raft.raft_log.last_index() > 0
+    }
+
+    /// Proposes one membership change. Only the leader proposes; `Ok` means
+    /// handed to raft: the change is done when the replica's `conf_state()`
+    /// shows it (`MembershipOp::is_done`). Raft may still drop the entry
+    /// (a leader change truncates it), so the driver watches the
+    /// configuration with a deadline rather than waiting for an answer.
+    ///
+    /// Every change is a single one (`ConfChangeTransition::Auto` with one
+    /// change is raft's simple protocol, no joint state); promoting one
+    /// learner at a time is safe because majorities of the old and new
+    /// voter sets always overlap.
+    pub fn propose_conf_change(
+        &mut self,
+        op: MembershipOp,
+        node: u64,
+    ) -> Result<(), ConfChangeError> {
+        self.assert_not_in_flight();
+        let group_id = self.cfg.group_id;
+        if !self.is_leader() {
+            return Err(ConfChangeError::NotLeader {
+                group_id,
+                node_id: self.cfg.node_id,
+                leader_id: self.raw.raft.leader_id,
+            });
+        }
+        if node == 0 {
+            return Err(ConfChangeError::Invalid(bad("node_id", "is required")));
+        }
+        let cs = self.conf_state().clone();
+        if !cs.voters_outgoing.is_empty() || self.raw.raft.has_pending_conf() {
+            return Err(ConfChangeError::InProgress { group_id });
+        }
+        let is_voter = cs.voters.contains(&node);
+        let is_learner = cs.learners.contains(&node);
+        let ty = match op {
+            MembershipOp::AddLearner => {
+                if is_voter || is_learner {
+                    let what = if is_voter { "voter" } else { "learner" };
+                    return Err(ConfChangeError::Invalid(bad(
+                        "node_id",
+                        format!("node {node} is already a {what} of group {group_id}"),
+                    )));
+                }
+                ConfChangeType::AddLearnerNode
+            }
+            MembershipOp::Promote => {
+                if !is_learner {
+                    let why = if is_voter {
+                        format!("node {node} is already a voter of group {group_id}")
+                    } else {
+                        format!(
+                            "node {node} is not a learner of group {group_id} (add it as a learner first)"
+                        )
+                    };
+                    return Err(ConfChangeError::Invalid(bad("node_id", why)));
+                }
+                let committed = self.raw.raft.raft_log.committed;
+                let matched = self.raw.raft.prs().get(node).map_or(0, |pr| pr.matched);
+                if matched + PROMOTE_MAX_LAG < committed || matched == 0 {
+                    return Err(ConfChangeError::NotCaughtUp {
+                        group_id,
+                        node,
+                        matched,
+                        committed,
+                    });
+                }
+                ConfChangeType::AddNode
+            }
+            MembershipOp::Remove => {
+                if !is_voter && !is_learner {
+                    return Err(ConfChangeError::Invalid(bad(
+                        "node_id",
+                        format!("node {node} is not a member of group {group_id}"),
+                    )));
+                }
+                if is_voter && cs.voters.len() == 1 {
+                    return Err(ConfChangeError::Invalid(bad(
+                        "node_id",
+                        format!("node {node} is the last voter of group {group_id}"),
+                    )));
+                }
+                if node == self.cfg.node_id {
+                    // raft-rs lets a removed leader go on leading a group it
+                    // is no longer part of (post_conf_change, "TODO: step
+                    // down"). Hand leadership over first instead.
+                    let to = self
+                        .transfer_target()
+                        .ok_or(ConfChangeError::InProgress { group_id })?;
+                    self.wake();
+                    self.raw.transfer_leader(to);
+                    return Err(ConfChangeError::RemovesLeader { group_id, node, to });
+                }
+                ConfChangeType::RemoveNode
+            }
+        };
+        let mut change = ConfChangeSingle::default();
+        change.set_change_type(ty);
+        change.node_id = node;
+        let mut cc = ConfChangeV2::default();
+        cc.set_transition(ConfChangeTransition::Auto);
+        cc.mut_changes().push(change);
+        self.wake();
+        self.raw
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| match e {
+                raft::Error::ProposalDropped => ConfChangeError::InProgress { group_id },
+                e => ConfChangeError::Dropped(e.to_string()),
+            })
+    }
+
+    /// The voter, other than this node, that holds the most of the log
+    /// (lowest id on a tie): where a leader that is being removed hands over.
+    fn transfer_target(&self) -> Option<u64> {
+        let me = self.cfg.node_id;
+        let voters = &self.conf_state().voters;
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && voters.contains(id))
+            .map(|(id, pr)| (std::cmp::Reverse(pr.matched), *id))
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    /// raft-rs leaves a joint configuration on its own (the leader appends
+    /// an empty ConfChangeV2 once the entering one is applied), except when
+    /// the leader changed in between (its source: "it may never auto_leave
+    /// if leader steps down before enter joint is applied"). A leader that
+    /// finds itself in a joint configuration with nothing pending proposes
+    /// the leaving entry itself.
+    fn leave_joint_if_stuck(&mut self) {
+        if !self.is_leader()
+            || self.conf_state().voters_outgoing.is_empty()
+            || self.raw.raft.has_pending_conf()
+        {
+            return;
+        }
+        self.wake();
+        let _ = self
+            .raw
+            .propose_conf_change(Vec::new(), ConfChangeV2::default());
+    }
+
+    /// A configuration was applied: remember it, make it durable, and drop
+    /// the cached snapshot, so a node added by this change is never sent a
+    /// snapshot whose configuration does not list it (raft-rs refuses to
+    /// restore such a snapshot, and would be sent the same one again).
+    fn conf_changed(&mut self, cs: ConfState, write: &mut WriteBatch) {
+        self.raw.mut_store().set_conf_state(cs.clone());
+        self.raw.mut_store().set_snapshot(Snapshot::default());
+        write.conf_state = Some(cs);
+    }
+
+    /// A follower's snapshot request is served once a snapshot to it leaves.
+    /// raft-rs forgets the request only when the driver reports the
+    /// snapshot (`report_snapshot`); until then every append to that
+    /// follower is the same snapshot again. Forget it here, so a driver
+    /// that does not report (the simulator) or reports late does not loop;
+    /// a lost snapshot is asked for again by the follower.
+    fn snapshot_requests_served(&mut self, msgs: &[Message]) {
+        if !self.is_leader() {
+            return;
+        }
+        for m in msgs.iter().filter(|m| is_snapshot(m)) {
+            if let Some(pr) = self.raw.raft.mut_prs().get_mut(m.to) {
+                pr.pending_request_snapshot = raft::INVALID_INDEX;
+            }
+        }
+    }
+
+    /// An empty replica (created to join a group at run time) must not
+    /// append the leader's log from index 1: the founding configuration is
+    /// not in the log, only in the founding members' initial state. So it
+    /// asks for a snapshot instead (raft's request-snapshot path: its append
+    /// and heartbeat answers become "reject, send me a snapshot").
+    fn request_snapshot_if_empty(&mut self, msg: &Message) {
+        let leaderly = matches!(
+            msg.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat
+        );
+        if leaderly
+            && !self.is_initialized()
+            && self.raw.raft.pending_request_snapshot == raft::INVALID_INDEX
+        {
+            self.raw.raft.pending_request_snapshot = 1;
+        }
+    }
+
     /// Starts an election now (tests and operators; raft normally campaigns
     /// on its own after an election timeout).
     pub fn campaign(&mut self) {
@@ -773,4 +1186,8 @@ impl Replica {
 /// Is this outgoing message a snapshot (the driver reports its delivery)?
 pub fn is_snapshot(msg: &Message) -> bool {
     msg.get_msg_type() == MessageType::MsgSnapshot
+}
+
+fn conf_state_is_empty(cs: &ConfState) -> bool {
+    cs.voters.is_empty() && cs.learners.is_empty() && cs.voters_outgoing.is_empty()
 }

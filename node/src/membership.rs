@@ -1,0 +1,337 @@
+//! Online membership change of a region group: add a learner, promote it,
+//! remove a member — one node at a time, proposed by the group's leader and
+//! answered once the new configuration is applied there.
+//!
+//! Three pieces:
+//! - [`change`]: the `Admin/ChangeMembership` handler (validates, hands the
+//!   change to the raft loop, waits for the resulting `ConfState`);
+//! - the core (`Replica::propose_conf_change`) decides what is allowed:
+//!   only the leader proposes, one change at a time, a learner is promoted
+//!   once caught up, the leader never removes itself (it hands over first);
+//! - [`Joining`]: what the raft loop needs for nodes that join at run time.
+//!   A node added to a group it did not host at start creates an empty
+//!   replica on the first message from the group's leader and asks for a
+//!   snapshot; the loop opens transport queues on demand to nodes it had
+//!   none to (nodes that shared no group when the node started).
+//!
+//! What the topology file does not follow: a node that joined at run time
+//! hosts the group in its raft loop (status, replication, votes, and it
+//! recovers the replica from disk on the first message after a restart),
+//! but its gRPC handlers route tickets only to the groups the topology gave
+//! it at start. Record the change in the topology file (the group's voters
+//! and learners) before the node's next restart; a node whose group is on
+//! disk keeps that state and ignores the file's founding configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use hotline_federation::topology::Topology;
+use hotline_proto::v1::{ConfChangeRequest, ConfChangeResponse, RaftEnvelope};
+use raft::eraftpb::{ConfState, Message, MessageType};
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+use crate::config::NodeConfig;
+use crate::core::replica::{ConfChangeError, MembershipOp};
+use crate::faults::Faults;
+use crate::raft_loop::{ConfChangeOutcome, Control};
+use crate::server::Handle;
+use crate::{tls, transport};
+
+/// Opens a transport queue to a peer node (spawning its sender task).
+pub type PeerOpener = Box<dyn FnMut(u64) -> Option<mpsc::Sender<Vec<RaftEnvelope>>> + Send>;
+
+/// Empty replicas (waiting for their first snapshot) a node keeps at once.
+pub const MAX_JOINING_GROUPS: usize = 16;
+/// Groups a node may join at run time during one process lifetime.
+pub const MAX_JOINED_GROUPS: usize = 1_024;
+
+/// What the raft loop needs to let groups and peers appear at run time.
+pub struct Joining {
+    topology: Arc<Topology>,
+    open: PeerOpener,
+    /// Groups joined at run time so far (bounded by [`MAX_JOINED_GROUPS`]).
+    pub(crate) joined: usize,
+}
+
+impl Joining {
+    /// The production set-up, built in `run_node`: queues to other nodes of
+    /// the topology are opened with the same endpoint, TLS identity, message
+    /// bound and drill faults as the ones opened at start.
+    pub fn new(
+        cfg: &NodeConfig,
+        topology: &Topology,
+        control: &Sender<Control>,
+        faults: &Arc<Faults>,
+    ) -> Option<Joining> {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no tokio runtime: peers cannot be added at run time");
+            return None;
+        };
+        let me = cfg.id;
+        let tls_files = if cfg.insecure { None } else { cfg.tls.clone() };
+        let scheme = if cfg.insecure { "http" } else { "https" };
+        let max = cfg.tuning.max_message_bytes;
+        let topo = Arc::new(topology.clone());
+        let addresses = topo.clone();
+        let control = control.clone();
+        let faults = faults.clone();
+        let open: PeerOpener = Box::new(move |peer: u64| {
+            if peer == me {
+                return None;
+            }
+            let node = addresses.node(peer)?;
+            let client_tls = match &tls_files {
+                Some(files) => match tls::client_config(files, &tls::node_name(peer)) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(peer, "tls config for a new peer: {e}");
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            let ep = match transport::endpoint(format!("{scheme}://{}", node.address), client_tls) {
+                Ok(ep) => ep,
+                Err(e) => {
+                    tracing::warn!(peer, "endpoint of a new peer: {e}");
+                    return None;
+                }
+            };
+            let (tx, rx) = mpsc::channel(transport::PEER_QUEUE_BATCHES);
+            rt.spawn(transport::peer_sender(
+                me,
+                peer,
+                ep,
+                max,
+                rx,
+                control.clone(),
+                faults.clone(),
+            ));
+            tracing::info!(node = me, peer, "raft transport opened to a new peer");
+            Some(tx)
+        });
+        Some(Joining::with_opener(topo, open))
+    }
+
+    /// A set-up with a custom way of opening peer queues (tests).
+    pub fn with_opener(topology: Arc<Topology>, open: PeerOpener) -> Joining {
+        Joining {
+            topology,
+            open,
+            joined: 0,
+        }
+    }
+
+    pub(crate) fn open(&mut self, peer: u64) -> Option<mpsc::Sender<Vec<RaftEnvelope>>> {
+        (self.open)(peer)
+    }
+
+    /// The region of a group of the topology.
+    pub(crate) fn group_region(&self, group: u64) -> Option<String> {
+        self.topology.group(group).map(|g| g.region.clone())
+    }
+
+    /// May `msg`, from node `from`, make this node host `group` (create an
+    /// empty replica), or be stepped into such a replica before it has a
+    /// configuration?
+    ///
+    /// The sender is authenticated (the transport checked that its
+    /// certificate names it). An empty replica cannot check membership, so
+    /// it takes only what a leader sends: appends and heartbeats, which it
+    /// answers with a snapshot request (they change nothing but its term),
+    /// and a snapshot, which must be for this group, name the sender as a
+    /// voter and this node as a member (raft-rs checks the latter too).
+    /// The group must be one of the topology's.
+    pub(crate) fn may_seed(&self, me: u64, group: u64, from: u64, msg: &Message) -> bool {
+        if self.topology.group(group).is_none() || self.topology.node(from).is_none() {
+            return false;
+        }
+        match msg.get_msg_type() {
+            MessageType::MsgAppend | MessageType::MsgHeartbeat => true,
+            MessageType::MsgSnapshot => {
+                let snap = msg.get_snapshot();
+                let cs = snap.get_metadata().get_conf_state();
+                let names_me = cs.voters.contains(&me)
+                    || cs.learners.contains(&me)
+                    || cs.voters_outgoing.contains(&me);
+                let from_voter = cs.voters.contains(&from) || cs.voters_outgoing.contains(&from);
+                names_me && from_voter && snapshot_group(snap.get_data()) == Some(group)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The group id a snapshot's state names (field 1 of `StateSnapshot`),
+/// read without decoding the whole state.
+fn snapshot_group(data: &[u8]) -> Option<u64> {
+    use prost::Message as _;
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Head {
+        #[prost(uint64, tag = "1")]
+        group_id: u64,
+    }
+    Head::decode(data).ok().map(|h| h.group_id)
+}
+
+/// A `ConfState` as the gRPC answer.
+pub fn response(group_id: u64, cs: &ConfState) -> ConfChangeResponse {
+    ConfChangeResponse {
+        group_id,
+        voters: sorted(&cs.voters),
+        learners: sorted(&cs.learners),
+        voters_outgoing: sorted(&cs.voters_outgoing),
+        joint: !cs.voters_outgoing.is_empty(),
+    }
+}
+
+/// Node ids in order (raft-rs lists them in hash order).
+pub fn sorted(ids: &[u64]) -> Vec<u64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// The gRPC status of a refused change. Everything the caller should retry
+/// at the (new) leader is `Unavailable`, which clients retry.
+pub fn refusal(e: &ConfChangeError) -> Status {
+    match e {
+        ConfChangeError::Invalid(f) => Status::invalid_argument(f.to_string()),
+        ConfChangeError::NotLeader { .. }
+        | ConfChangeError::InProgress { .. }
+        | ConfChangeError::NotCaughtUp { .. }
+        | ConfChangeError::RemovesLeader { .. }
+        | ConfChangeError::Dropped(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// `Admin/ChangeMembership`: validates the request, hands the change to the
+/// raft loop and waits (up to `timeout`) until the group's configuration on
+/// this node shows it.
+///
+/// The group does not have to be one the topology placed here: a node that
+/// joined the group at run time and now leads it answers too.
+pub async fn change(
+    h: &Handle,
+    control: &Sender<Control>,
+    timeout: Duration,
+    req: ConfChangeRequest,
+) -> Result<ConfChangeResponse, Status> {
+    let Some(op) = MembershipOp::parse(&req.op) else {
+        return Err(Status::invalid_argument(format!(
+            "op: {:?} is not add_learner, promote or remove",
+            req.op
+        )));
+    };
+    if req.group_id == 0 {
+        return Err(Status::invalid_argument("group_id: is required"));
+    }
+    if req.node_id == 0 {
+        return Err(Status::invalid_argument("node_id: is required"));
+    }
+    if h.topology.group(req.group_id).is_none() && !h.hosted.contains_key(&req.group_id) {
+        return Err(Status::not_found(format!(
+            "group_id: group {} is not in the topology",
+            req.group_id
+        )));
+    }
+    // Removing a node the topology forgot is allowed (clean-up); adding one
+    // is not: nobody would know its address.
+    if op != MembershipOp::Remove && h.topology.node(req.node_id).is_none() {
+        return Err(Status::invalid_argument(format!(
+            "node_id: node {} is not in the topology",
+            req.node_id
+        )));
+    }
+    let (reply, rx) = oneshot::channel();
+    control
+        .try_send(Control::ConfChange {
+            group_id: req.group_id,
+            op,
+            node: req.node_id,
+            reply,
+        })
+        .map_err(|_| Status::resource_exhausted("control queue is full"))?;
+    let outcome = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(_)) => return Err(Status::unavailable("node is stopping")),
+        Err(_) => {
+            return Err(Status::deadline_exceeded(format!(
+                "group {}: the change was proposed but not applied within {} ms \
+                 (leader change or lost quorum); check `hotline group show` before retrying",
+                req.group_id,
+                timeout.as_millis()
+            )));
+        }
+    };
+    match outcome {
+        ConfChangeOutcome::Applied(cs) => {
+            tracing::info!(
+                node = h.node_id,
+                group = req.group_id,
+                op = op.name(),
+                target = req.node_id,
+                voters = ?cs.voters,
+                learners = ?cs.learners,
+                "membership changed"
+            );
+            Ok(response(req.group_id, &cs))
+        }
+        ConfChangeOutcome::Refused(e) => Err(refusal(&e)),
+        ConfChangeOutcome::NotHosted => Err(Status::failed_precondition(format!(
+            "group {} is not hosted on node {}; its members per the topology are nodes {:?}",
+            req.group_id,
+            h.node_id,
+            h.topology.members(req.group_id)
+        ))),
+        ConfChangeOutcome::Busy => Err(Status::resource_exhausted(
+            "too many membership changes waiting on this node; retry shortly",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::v1::StateSnapshot;
+
+    #[test]
+    fn ops_parse_and_name() {
+        for op in [
+            MembershipOp::AddLearner,
+            MembershipOp::Promote,
+            MembershipOp::Remove,
+        ] {
+            assert_eq!(MembershipOp::parse(op.name()), Some(op));
+        }
+        assert_eq!(
+            MembershipOp::parse("add-learner"),
+            Some(MembershipOp::AddLearner)
+        );
+        assert_eq!(MembershipOp::parse("demote"), None);
+    }
+
+    #[test]
+    fn snapshot_group_reads_the_state_head() {
+        use prost::Message as _;
+        let s = StateSnapshot {
+            group_id: 310114,
+            ..Default::default()
+        };
+        assert_eq!(snapshot_group(&s.encode_to_vec()), Some(310114));
+        assert_eq!(snapshot_group(&[0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn refusals_that_a_retry_can_fix_are_unavailable() {
+        let e = ConfChangeError::InProgress { group_id: 1 };
+        assert_eq!(refusal(&e).code(), tonic::Code::Unavailable);
+        let e = ConfChangeError::Invalid(crate::core::FieldError {
+            field: "node_id",
+            reason: "x".into(),
+        });
+        assert_eq!(refusal(&e).code(), tonic::Code::InvalidArgument);
+    }
+}

@@ -1,0 +1,1514 @@
+//! The discrete-event simulator: the real core (replicas, ticket state
+//! machine, transfer protocol) on simulated nodes, disks, network and clocks.
+//!
+//! One thread, one seeded `StdRng`, one event queue ordered by (simulated
+//! time, insertion sequence): the same seed gives the same run on any
+//! machine. The engine is a driver, like `node/src/raft_loop.rs`: it moves
+//! messages, keeps time, syncs disks and plays the call centers (proposing
+//! the workload's commands to group leaders) and the forwarder (handing
+//! transfer envelopes between groups along `core::transfer::forward_candidates`).
+//! It decides nothing the core decides.
+//!
+//! Speed comes from the design: a hibernating group costs nothing (its
+//! replicas are not ticked; a node is ticked only while one of its
+//! replicas is awake), node liveness is an oracle event on crashes and
+//! partitions (the real node's per-node-pair heartbeat, without its per-tick
+//! cost), raft messages travel as structs (no encoding), and the checks are
+//! incremental.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use hotline_federation::directory::Directory;
+use hotline_federation::topology::{Topology, group_region};
+use hotline_node::core::transfer::forward_candidates;
+use hotline_node::core::{Applied, ApplyResult, Recovered, Replica, ReplicaConfig};
+use hotline_proto::v1::{
+    AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Dispatch, Extend,
+    HopDone, Kind, Location, Merge, Priority, ReceiptIn, ReceiptPassed, Reopen, Reply, Resolution,
+    Return, ReviewReturn, Role, Satisfaction, Sign, Status, TicketCommand, TransferEnvelope,
+    TransferReceipt, TransferState, command, ticket_command::Op,
+};
+use raft::StateRole;
+use raft::eraftpb::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use crate::disk::MemDisk;
+use crate::model::{
+    Arrival, Backlog, Fate, FaultAction, FaultEvent, Invariants, MissedDeadline, Report, SimMs,
+};
+use crate::workload::Workload;
+
+/// 2026-10-01 00:00 CST (国庆): the simulated day starts here by default.
+pub const DEFAULT_START_UNIX_MS: i64 = 1_790_784_000_000;
+/// Raft tick.
+pub const TICK_MS: SimMs = 100;
+/// A request not acknowledged within this is proposed again (same request id).
+const RETRY_MS: SimMs = 3_000;
+/// Leader not known: look again after this.
+const NO_LEADER_RETRY_MS: SimMs = 200;
+/// The forwarder's pace while a group has transfer work.
+const FORWARD_INTERVAL_MS: SimMs = 500;
+/// Liveness: a node unheard for this long is suspected (4 election timeouts
+/// in the node; here the oracle fires once, after this delay).
+const SUSPECT_AFTER_MS: SimMs = 2_000;
+/// Messages buffered for a replica whose Ready is being persisted.
+const MAX_BACKLOG: usize = 10_000;
+/// How long after the last heal every transfer must be delivered.
+pub const DELIVERY_BOUND_MS: SimMs = 120_000;
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub topology: Topology,
+    /// How the topology was named on the command line (for the report).
+    pub topology_label: String,
+    pub duration_ms: SimMs,
+    pub workload: Workload,
+    pub faults: Vec<FaultEvent>,
+    pub start_unix_ms: i64,
+    /// Normal fsync latency.
+    pub fsync_ms: SimMs,
+    /// Stop after this many events (a safety bound for tests).
+    pub max_events: u64,
+    /// Ticks of idleness before a group hibernates.
+    pub quiesce_after_ticks: u64,
+    /// Print progress to stderr every wall-clock second.
+    pub progress: bool,
+    /// The command line that reproduces this run (for reports and failures).
+    pub reproduce: String,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64, topology: Topology, duration_ms: SimMs) -> Self {
+        SimConfig {
+            seed,
+            topology_label: topology.name.clone(),
+            topology,
+            duration_ms,
+            workload: Workload::default(),
+            faults: Vec::new(),
+            start_unix_ms: DEFAULT_START_UNIX_MS,
+            fsync_ms: 2,
+            max_events: u64::MAX,
+            quiesce_after_ticks: 5,
+            progress: false,
+            reproduce: String::new(),
+        }
+    }
+}
+
+/// What happens next.
+#[derive(Debug)]
+enum Ev {
+    Tick(u64),
+    Deliver { to: u64, group: u64, msg: Box<Message> },
+    Persisted { node: u64, group: u64, gen: u64 },
+    Arrival,
+    Step { ticket: u32, step: StepKind },
+    Fault(usize),
+    WakeOrphans,
+    Forward(u64),
+    FwdArrive(Box<FwdItem>),
+    FwdAck { to: u64, group: u64, transfer_id: String, next_group: u64, receipt: bool },
+    Retry(u64),
+    Sample,
+}
+
+#[derive(Debug)]
+struct FwdItem {
+    from_node: u64,
+    from_group: u64,
+    to_node: u64,
+    to_group: u64,
+    envelope: Option<TransferEnvelope>,
+    receipt: Option<TransferReceipt>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepKind {
+    Answer,
+    Dispatch,
+    Return,
+    Review,
+    Sign,
+    Extend,
+    Approve,
+    Reply,
+    Callback,
+    Reopen,
+    Merge,
+}
+
+struct QItem {
+    at: SimMs,
+    seq: u64,
+    ev: Ev,
+}
+impl PartialEq for QItem {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for QItem {}
+impl PartialOrd for QItem {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for QItem {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One replica's driver state on one node.
+struct Slot {
+    replica: Replica,
+    disk: MemDisk,
+    /// A Ready is being persisted: inputs wait in `backlog`.
+    inflight: bool,
+    backlog: VecDeque<Message>,
+}
+
+struct Node {
+    alive: bool,
+    /// Bumped on every restart: stale events of a previous life are ignored.
+    gen: u64,
+    slots: BTreeMap<u64, Slot>,
+    disks_down: BTreeMap<u64, MemDisk>,
+    ticking: bool,
+    fsync_ms: SimMs,
+    skew_ms: SimMs,
+    province: String,
+}
+
+/// What a pending request is for.
+#[derive(Clone, Debug)]
+enum Purpose {
+    Accept { ticket: u32 },
+    Step { ticket: u32, step: StepKind },
+    /// The callee side of a forward: on apply, acknowledge to the caller.
+    Custody { reply_to: u64, from_group: u64, transfer_id: String, receipt: bool },
+    HopDone,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    group: u64,
+    node: u64,
+    cmd: Command,
+    purpose: Purpose,
+    proposed_at: SimMs,
+}
+
+/// The workload's view of one ticket.
+struct Track {
+    arrival: Arrival,
+    id: Option<String>,
+    /// The group that owns it now (after a transfer: the destination).
+    group: u64,
+    accepted_at: SimMs,
+    unit: String,
+    transferred: bool,
+    delivered: bool,
+    answered_first_callback: bool,
+    master: Option<u32>,
+}
+
+pub struct Sim {
+    cfg: SimConfig,
+    dir: Directory,
+    now: SimMs,
+    queue: BinaryHeap<Reverse<QItem>>,
+    seq: u64,
+    rng: StdRng,
+    nodes: BTreeMap<u64, Node>,
+    members: BTreeMap<u64, Vec<u64>>,
+    dirty: BTreeSet<(u64, u64)>,
+    arrivals: std::iter::Peekable<crate::workload::Arrivals>,
+    tracks: Vec<Track>,
+    incidents: BTreeMap<u64, u32>,
+    pending: BTreeMap<u64, Pending>,
+    next_request: u64,
+    forward_scheduled: BTreeSet<u64>,
+    // network faults
+    partitions: Vec<(BTreeSet<u64>, BTreeSet<u64>)>,
+    delays: Vec<(BTreeSet<u64>, BTreeSet<u64>, SimMs)>,
+    losses: Vec<(BTreeSet<u64>, BTreeSet<u64>, u32)>,
+    dup_permille: u32,
+    last_heal: SimMs,
+    // checks
+    first_apply: BTreeMap<(u64, u64), (u64, u8)>,
+    replicas_per_group: BTreeMap<u64, u8>,
+    history: BTreeMap<u64, [u8; 32]>,
+    leaders: BTreeMap<(u64, u64), u64>,
+    custody_applied: BTreeMap<(String, u64), u32>,
+    violation: Option<String>,
+    // figures
+    events: u64,
+    commands_committed: u64,
+    messages_sent: u64,
+    messages_dropped: u64,
+    commit_hist: Histogram<u64>,
+    transfer_hist: Histogram<u64>,
+    /// transfer id → (start, "31→32").
+    transfer_started: BTreeMap<String, (SimMs, String)>,
+    transfers: u64,
+    cross_province: u64,
+    backlog: BTreeMap<String, Vec<(i64, u64)>>,
+    arrivals_per_hour: Vec<u64>,
+    accepted: u64,
+    missed: Vec<MissedDeadline>,
+}
+
+fn actor(id: &str, role: Role) -> Option<Actor> {
+    Some(Actor {
+        id: id.to_string(),
+        role: role as i32,
+    })
+}
+
+fn kind_of(s: &str) -> Kind {
+    hotline_node::core::tickets::parse_kind(s).unwrap_or(Kind::Consult)
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Result<Sim, String> {
+        cfg.topology.validate().map_err(|e| e.to_string())?;
+        let dir = Directory::new(&cfg.topology);
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut nodes = BTreeMap::new();
+        let mut members = BTreeMap::new();
+        let mut replicas_per_group = BTreeMap::new();
+        for g in &cfg.topology.groups {
+            let gid = g.id().ok_or("group without id")?;
+            members.insert(gid, cfg.topology.members(gid));
+            replicas_per_group.insert(gid, (g.voters.len() + g.learners.len()) as u8);
+        }
+        for n in &cfg.topology.nodes {
+            nodes.insert(
+                n.id,
+                Node {
+                    alive: true,
+                    gen: 0,
+                    slots: BTreeMap::new(),
+                    disks_down: BTreeMap::new(),
+                    ticking: false,
+                    fsync_ms: cfg.fsync_ms,
+                    skew_ms: 0,
+                    province: n.region.get(..2).unwrap_or("").to_string(),
+                },
+            );
+        }
+        let arrivals = cfg
+            .workload
+            .arrivals(&cfg.topology, cfg.duration_ms, cfg.seed)
+            .peekable();
+        let hist = || Histogram::<u64>::new_with_bounds(1, 30 * 24 * 3_600_000, 3).expect("bounds");
+        let mut sim = Sim {
+            dir,
+            now: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: StdRng::seed_from_u64(rng.r#gen()),
+            nodes,
+            members,
+            dirty: BTreeSet::new(),
+            arrivals,
+            tracks: Vec::new(),
+            incidents: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_request: 1,
+            forward_scheduled: BTreeSet::new(),
+            partitions: Vec::new(),
+            delays: Vec::new(),
+            losses: Vec::new(),
+            dup_permille: 0,
+            last_heal: 0,
+            first_apply: BTreeMap::new(),
+            replicas_per_group,
+            history: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            custody_applied: BTreeMap::new(),
+            violation: None,
+            events: 0,
+            commands_committed: 0,
+            messages_sent: 0,
+            messages_dropped: 0,
+            commit_hist: hist(),
+            transfer_hist: hist(),
+            transfer_started: BTreeMap::new(),
+            transfers: 0,
+            cross_province: 0,
+            backlog: BTreeMap::new(),
+            arrivals_per_hour: vec![0; (cfg.duration_ms / 3_600_000 + 1) as usize],
+            accepted: 0,
+            missed: Vec::new(),
+            cfg,
+        };
+        let ids: Vec<u64> = sim.nodes.keys().copied().collect();
+        for id in ids {
+            sim.start_node(id);
+        }
+        for (i, f) in sim.cfg.faults.clone().iter().enumerate() {
+            sim.push(f.at, Ev::Fault(i));
+        }
+        if let Some(a) = sim.arrivals.peek() {
+            let at = a.at;
+            sim.push(at, Ev::Arrival);
+        }
+        sim.push(60_000, Ev::Sample);
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: SimMs, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(QItem {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn replica_config(&mut self, node: u64, group: u64) -> ReplicaConfig {
+        let mut c = ReplicaConfig::new(node, group, &group_region(group));
+        c.deterministic_elections = true;
+        c.election_offset = self.rng.gen_range(0..c.election_ticks);
+        c.quiesce_after_ticks = self.cfg.quiesce_after_ticks;
+        c.compact_log_entries = 1_000;
+        c
+    }
+
+    fn start_node(&mut self, id: u64) {
+        let groups = self.cfg.topology.groups_of(id);
+        let mut slots = BTreeMap::new();
+        let mut downs = std::mem::take(&mut self.nodes.get_mut(&id).expect("node").disks_down);
+        for g in groups {
+            let spec = self.cfg.topology.group(g).expect("group").clone();
+            let disk = downs.remove(&g).unwrap_or_default();
+            let rec = if disk.is_blank() {
+                Recovered::bootstrap_with(&spec.voters, &spec.learners)
+            } else {
+                disk.recovered(g)
+            };
+            let rc = self.replica_config(id, g);
+            let replica = Replica::new(rc, rec).expect("replica starts");
+            slots.insert(
+                g,
+                Slot {
+                    replica,
+                    disk,
+                    inflight: false,
+                    backlog: VecDeque::new(),
+                },
+            );
+        }
+        let n = self.nodes.get_mut(&id).expect("node");
+        n.slots = slots;
+        n.alive = true;
+        n.gen += 1;
+        n.ticking = false;
+        self.ensure_ticking(id);
+    }
+
+    fn crash_node(&mut self, id: u64) {
+        let n = self.nodes.get_mut(&id).expect("node");
+        if !n.alive {
+            return;
+        }
+        n.alive = false;
+        n.gen += 1;
+        let slots = std::mem::take(&mut n.slots);
+        for (g, mut s) in slots {
+            s.disk.crash();
+            n.disks_down.insert(g, s.disk);
+        }
+        self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
+    }
+
+    fn ensure_ticking(&mut self, node: u64) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        if n.alive && !n.ticking {
+            n.ticking = true;
+            let at = (self.now / TICK_MS + 1) * TICK_MS;
+            self.push(at, Ev::Tick(node));
+        }
+    }
+
+    fn link_ok(&self, a: u64, b: u64) -> bool {
+        !self
+            .partitions
+            .iter()
+            .any(|(x, y)| (x.contains(&a) && y.contains(&b)) || (x.contains(&b) && y.contains(&a)))
+    }
+
+    fn reachable(&self, from: u64, to: u64) -> bool {
+        from == to || (self.nodes[&to].alive && self.link_ok(from, to))
+    }
+
+    /// Latency of one message, or None if it is lost.
+    fn latency(&mut self, from: u64, to: u64) -> Option<SimMs> {
+        if !self.link_ok(from, to) {
+            return None;
+        }
+        let pair = |s: &(BTreeSet<u64>, BTreeSet<u64>)| {
+            (s.0.contains(&from) && s.1.contains(&to)) || (s.0.contains(&to) && s.1.contains(&from))
+        };
+        for (a, b, p) in self.losses.clone() {
+            if pair(&(a, b)) && self.rng.gen_range(0..1000) < p {
+                return None;
+            }
+        }
+        let mut ms = 1 + self.rng.gen_range(0..3);
+        if self.nodes[&from].province != self.nodes[&to].province {
+            ms += 8;
+        }
+        for (a, b, extra) in &self.delays {
+            if (a.contains(&from) && b.contains(&to)) || (a.contains(&to) && b.contains(&from)) {
+                ms += extra;
+            }
+        }
+        Some(ms)
+    }
+
+    fn send(&mut self, from: u64, group: u64, msgs: Vec<Message>) {
+        for m in msgs {
+            self.messages_sent += 1;
+            let to = m.to;
+            match self.latency(from, to) {
+                Some(ms) => {
+                    let dup = self.dup_permille > 0 && self.rng.gen_range(0..1000) < self.dup_permille;
+                    if dup {
+                        let extra = self.rng.gen_range(0..20);
+                        self.push(
+                            self.now + ms + extra,
+                            Ev::Deliver {
+                                to,
+                                group,
+                                msg: Box::new(m.clone()),
+                            },
+                        );
+                    }
+                    self.push(
+                        self.now + ms,
+                        Ev::Deliver {
+                            to,
+                            group,
+                            msg: Box::new(m),
+                        },
+                    );
+                }
+                None => self.messages_dropped += 1,
+            }
+        }
+    }
+
+    fn slot(&mut self, node: u64, group: u64) -> Option<&mut Slot> {
+        let n = self.nodes.get_mut(&node)?;
+        if !n.alive {
+            return None;
+        }
+        n.slots.get_mut(&group)
+    }
+
+    /// Runs the Ready loop of every replica touched by the last event.
+    fn drain(&mut self) {
+        while let Some((node, group)) = self.dirty.pop_first() {
+            self.process(node, group);
+        }
+    }
+
+    fn process(&mut self, node: u64, group: u64) {
+        loop {
+            let gen = self.nodes[&node].gen;
+            let Some(slot) = self.slot(node, group) else {
+                return;
+            };
+            if slot.inflight || !slot.replica.has_ready() {
+                return;
+            }
+            let rd = slot.replica.ready();
+            let must_sync = rd.write.must_sync;
+            slot.disk.stage(rd.write);
+            if let Some(role) = rd.role {
+                let term = slot.replica.term();
+                self.on_role(node, group, role, term);
+            }
+            let applied = rd.applied;
+            self.send(node, group, rd.messages);
+            for id in rd.reads_failed {
+                let _ = id;
+            }
+            self.on_applied(node, group, applied);
+            if must_sync {
+                let fsync = self.nodes[&node].fsync_ms;
+                if let Some(s) = self.slot(node, group) {
+                    s.inflight = true;
+                }
+                self.push(self.now + fsync, Ev::Persisted { node, group, gen });
+                return;
+            }
+            self.persisted(node, group);
+        }
+    }
+
+    fn persisted(&mut self, node: u64, group: u64) {
+        let Some(slot) = self.slot(node, group) else {
+            return;
+        };
+        slot.disk.sync();
+        slot.inflight = false;
+        let after = slot.replica.on_persisted();
+        let backlog: Vec<Message> = slot.backlog.drain(..).collect();
+        for m in backlog {
+            slot.replica.step(m);
+        }
+        self.send(node, group, after.messages);
+        self.on_applied(node, group, after.applied);
+        self.dirty.insert((node, group));
+    }
+
+    fn on_role(&mut self, node: u64, group: u64, role: StateRole, term: u64) {
+        if role == StateRole::Leader {
+            if let Some(&other) = self.leaders.get(&(group, term))
+                && other != node
+            {
+                self.fail(format!(
+                    "two leaders in group {group} term {term}: nodes {other} and {node}"
+                ));
+            }
+            self.leaders.insert((group, term), node);
+            // A new leader resumes the group's transfers.
+            self.schedule_forward(group, 10);
+        }
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(format!("at {} ms: {what}", self.now));
+        }
+    }
+
+    fn on_applied(&mut self, node: u64, group: u64, applied: Vec<Applied>) {
+        for a in applied {
+            // Committed prefixes agree: the first replica to apply an index
+            // fixes its request id; every other replica must match.
+            let n = self.replicas_per_group.get(&group).copied().unwrap_or(3);
+            match self.first_apply.get_mut(&(group, a.index)) {
+                Some((rid, seen)) => {
+                    if *rid != a.request_id {
+                        let want = *rid;
+                        self.fail(format!(
+                            "group {group} index {}: node {node} applied request {} but another replica applied {want}",
+                            a.index, a.request_id
+                        ));
+                    }
+                    *seen += 1;
+                    if *seen >= n {
+                        self.first_apply.remove(&(group, a.index));
+                    }
+                }
+                None => {
+                    if n > 1 {
+                        self.first_apply.insert((group, a.index), (a.request_id, 1));
+                    }
+                    let h = self.history.entry(group).or_insert([0; 32]);
+                    let mut s = Sha256::new();
+                    s.update(*h);
+                    s.update(a.index.to_be_bytes());
+                    s.update(a.request_id.to_be_bytes());
+                    *h = s.finalize().into();
+                    if a.request_id != 0 {
+                        self.commands_committed += 1;
+                    }
+                }
+            }
+            if let ApplyResult::Custody { duplicate: false } = &a.result
+                && let Some(p) = self.pending.get(&a.request_id)
+                && let Purpose::Custody { transfer_id, receipt: false, .. } = &p.purpose
+                && let Some(t) = self
+                    .slot(node, group)
+                    .and_then(|s| s.replica.tickets().transfer(transfer_id))
+                    .cloned()
+                && t.envelope.as_ref().is_some_and(|e| e.destination_group == group)
+            {
+                let tid = transfer_id.clone();
+                let c = self.custody_applied.entry((tid.clone(), node)).or_insert(0);
+                *c += 1;
+                if *c > 1 {
+                    self.fail(format!("transfer {tid} applied twice on node {node}"));
+                }
+            }
+            let Some(p) = self.pending.get(&a.request_id).cloned() else {
+                continue;
+            };
+            if p.node != node || p.group != group {
+                continue;
+            }
+            self.pending.remove(&a.request_id);
+            let lat = (self.now - p.proposed_at).max(1) as u64;
+            let _ = self.commit_hist.record(lat);
+            self.on_done(p, a.result);
+        }
+    }
+
+    fn on_done(&mut self, p: Pending, result: ApplyResult) {
+        match p.purpose {
+            Purpose::Accept { ticket } => {
+                let ApplyResult::Ticket(t) = result else {
+                    return;
+                };
+                self.accepted += 1;
+                let hour = (self.now / 3_600_000) as usize;
+                if let Some(h) = self.arrivals_per_hour.get_mut(hour) {
+                    *h += 1;
+                }
+                let tr = &mut self.tracks[ticket as usize];
+                tr.id = Some(t.id.clone());
+                tr.accepted_at = self.now;
+                if t.status == Status::Transferred as i32 {
+                    tr.transferred = true;
+                    tr.group = t.owner_group;
+                    self.transfers += 1;
+                    if self.dir.is_cross_province(p.group, t.owner_group) {
+                        self.cross_province += 1;
+                    }
+                    let link = format!(
+                        "{}→{}",
+                        group_region(p.group).get(..2).unwrap_or("00"),
+                        group_region(t.owner_group).get(..2).unwrap_or("00")
+                    );
+                    self.transfer_started.insert(t.transfer_id.clone(), (self.now, link));
+                    self.schedule_forward(p.group, 1);
+                }
+                // Mass incident: later callers are merged into the first.
+                if let Some(inc) = tr.arrival.incident {
+                    match self.incidents.get(&inc) {
+                        Some(&master) if !tr.transferred => {
+                            tr.master = Some(master);
+                            self.push(self.now + 60_000, Ev::Step { ticket, step: StepKind::Merge });
+                            return;
+                        }
+                        _ => {
+                            self.incidents.insert(inc, ticket);
+                        }
+                    }
+                }
+                let fate = tr.arrival.fate.clone();
+                match fate {
+                    Fate::Answer { after_ms } => {
+                        self.push(self.now + after_ms, Ev::Step { ticket, step: StepKind::Answer })
+                    }
+                    Fate::Handle(h) => self.push(
+                        self.now + h.dispatch_after_ms,
+                        Ev::Step { ticket, step: StepKind::Dispatch },
+                    ),
+                }
+            }
+            Purpose::Step { ticket, step } => {
+                let ok = matches!(result, ApplyResult::Ticket(_));
+                if ok {
+                    self.next_step(ticket, step);
+                }
+            }
+            Purpose::Custody { reply_to, from_group, transfer_id, receipt } => {
+                if matches!(result, ApplyResult::Custody { .. }) {
+                    // Acknowledge to the caller, over the network.
+                    if let Some(ms) = self.latency(p.node, reply_to) {
+                        self.push(
+                            self.now + ms,
+                            Ev::FwdAck {
+                                to: reply_to,
+                                group: from_group,
+                                transfer_id: transfer_id.clone(),
+                                next_group: p.group,
+                                receipt,
+                            },
+                        );
+                    }
+                    // The receipt reached the origin: the transfer is done.
+                    if receipt
+                        && transfer_id.starts_with(&format!("{}-", p.group))
+                        && let Some((start, _)) = self.transfer_started.remove(&transfer_id)
+                    {
+                        let _ = self.transfer_hist.record((self.now - start).max(1) as u64);
+                    }
+                    self.schedule_forward(p.group, 1);
+                }
+            }
+            Purpose::HopDone => {}
+        }
+    }
+
+    /// Schedules the lifecycle step after `done`.
+    fn next_step(&mut self, ticket: u32, done: StepKind) {
+        let tr = &self.tracks[ticket as usize];
+        let Fate::Handle(h) = tr.arrival.fate.clone() else {
+            return;
+        };
+        let first_cb = tr.answered_first_callback;
+        let (step, after) = match done {
+            StepKind::Dispatch if h.returned => (StepKind::Return, h.sign_after_ms / 2),
+            StepKind::Dispatch | StepKind::Review => (StepKind::Sign, h.sign_after_ms),
+            StepKind::Return => (StepKind::Review, 30 * 60_000),
+            StepKind::Sign if h.extended && !first_cb => (StepKind::Extend, h.reply_after_ms / 2),
+            StepKind::Sign => (StepKind::Reply, h.reply_after_ms),
+            StepKind::Extend => (StepKind::Approve, 60 * 60_000),
+            StepKind::Approve => (StepKind::Reply, h.reply_after_ms / 2),
+            StepKind::Reply => (StepKind::Callback, h.callback_after_ms),
+            StepKind::Callback if h.reopened && !first_cb => {
+                self.tracks[ticket as usize].answered_first_callback = true;
+                (StepKind::Reopen, 30 * 60_000)
+            }
+            StepKind::Reopen => (StepKind::Sign, h.sign_after_ms),
+            _ => return,
+        };
+        self.push(self.now + after, Ev::Step { ticket, step });
+    }
+
+    fn leader_of(&self, group: u64) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for &n in self.members.get(&group)? {
+            let node = &self.nodes[&n];
+            if !node.alive {
+                continue;
+            }
+            if let Some(s) = node.slots.get(&group)
+                && s.replica.is_leader()
+                && best.is_none_or(|(t, _)| s.replica.term() > t)
+            {
+                best = Some((s.replica.term(), n));
+            }
+        }
+        best.map(|(_, n)| n)
+    }
+
+    /// Proposes on the group's leader; retried until applied.
+    fn propose(&mut self, group: u64, op: command::Op, purpose: Purpose) {
+        let rid = self.next_request;
+        self.next_request += 1;
+        let cmd = Command {
+            request_id: rid,
+            at_ms: 0,
+            op: Some(op),
+        };
+        self.pending.insert(
+            rid,
+            Pending {
+                group,
+                node: 0,
+                cmd,
+                purpose,
+                proposed_at: self.now,
+            },
+        );
+        self.retry(rid);
+    }
+
+    fn retry(&mut self, rid: u64) {
+        let Some(p) = self.pending.get(&rid).cloned() else {
+            return;
+        };
+        let Some(node) = self.leader_of(p.group) else {
+            self.push(self.now + NO_LEADER_RETRY_MS, Ev::Retry(rid));
+            return;
+        };
+        let skew = self.nodes[&node].skew_ms;
+        let mut cmd = p.cmd.clone();
+        // The proposer stamps the time: its own (possibly skewed) clock.
+        cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
+        let slot = self.slot(node, p.group).expect("leader slot");
+        if slot.inflight {
+            self.push(self.now + 5, Ev::Retry(rid));
+            return;
+        }
+        match slot.replica.propose(&cmd) {
+            Ok(()) => {
+                if let Some(pp) = self.pending.get_mut(&rid) {
+                    pp.node = node;
+                }
+                self.dirty.insert((node, p.group));
+                self.ensure_ticking(node);
+                self.push(self.now + RETRY_MS, Ev::Retry(rid));
+            }
+            Err(_) => self.push(self.now + NO_LEADER_RETRY_MS, Ev::Retry(rid)),
+        }
+    }
+
+    fn schedule_forward(&mut self, group: u64, after: SimMs) {
+        if self.forward_scheduled.insert(group) {
+            self.push(self.now + after, Ev::Forward(group));
+        }
+    }
+
+    /// The forwarder of one group: hand each pending envelope or receipt to
+    /// a reachable member of the first candidate group that has one.
+    fn forward(&mut self, group: u64) {
+        self.forward_scheduled.remove(&group);
+        let Some(leader) = self.leader_of(group) else {
+            self.schedule_forward(group, FORWARD_INTERVAL_MS);
+            return;
+        };
+        let work = match self.slot(leader, group) {
+            Some(s) => s.replica.tickets().transfer_work(64),
+            None => return,
+        };
+        if work.is_empty() {
+            return;
+        }
+        for rec in &work {
+            let cands = forward_candidates(&self.dir, group, rec);
+            let mut sent = false;
+            for c in cands {
+                let target = self
+                    .leader_of(c)
+                    .filter(|&n| self.reachable(leader, n))
+                    .or_else(|| {
+                        self.members[&c]
+                            .iter()
+                            .copied()
+                            .find(|&n| self.reachable(leader, n))
+                    });
+                let Some(to_node) = target else {
+                    continue;
+                };
+                let Some(ms) = self.latency(leader, to_node) else {
+                    continue;
+                };
+                let item = FwdItem {
+                    from_node: leader,
+                    from_group: group,
+                    to_node,
+                    to_group: c,
+                    envelope: if rec.receipt_pending { None } else { rec.envelope.clone() },
+                    receipt: if rec.receipt_pending { rec.receipt.clone() } else { None },
+                };
+                self.push(self.now + ms, Ev::FwdArrive(Box::new(item)));
+                sent = true;
+                break;
+            }
+            let _ = sent;
+        }
+        // Until the work is acknowledged, keep trying.
+        self.schedule_forward(group, FORWARD_INTERVAL_MS * 2);
+    }
+
+    fn fwd_arrive(&mut self, item: FwdItem) {
+        if !self.reachable(item.from_node, item.to_node) {
+            return;
+        }
+        let transfer_id = item
+            .envelope
+            .as_ref()
+            .map(|e| e.transfer_id.clone())
+            .or_else(|| item.receipt.as_ref().map(|r| r.transfer_id.clone()))
+            .unwrap_or_default();
+        let receipt = item.receipt.is_some();
+        let op = match (item.envelope, item.receipt) {
+            (Some(envelope), None) => command::Op::Custody(Custody {
+                envelope: Some(envelope),
+            }),
+            (None, Some(receipt)) => command::Op::ReceiptIn(ReceiptIn {
+                receipt: Some(receipt),
+            }),
+            _ => return,
+        };
+        // The callee proposes into its group and answers once applied
+        // (a retried forward is answered "duplicate" by the state machine).
+        self.propose(
+            item.to_group,
+            op,
+            Purpose::Custody {
+                reply_to: item.from_node,
+                from_group: item.from_group,
+                transfer_id,
+                receipt,
+            },
+        );
+    }
+
+    fn fwd_ack(&mut self, to: u64, group: u64, transfer_id: String, next_group: u64, receipt: bool) {
+        if !self.nodes[&to].alive {
+            return;
+        }
+        let op = if receipt {
+            command::Op::ReceiptPassed(ReceiptPassed {
+                transfer_id: transfer_id.clone(),
+            })
+        } else {
+            command::Op::HopDone(HopDone {
+                transfer_id: transfer_id.clone(),
+                next_group,
+            })
+        };
+        self.propose(group, op, Purpose::HopDone);
+    }
+
+    fn step(&mut self, ticket: u32, step: StepKind) {
+        let tr = &self.tracks[ticket as usize];
+        let Some(id) = tr.id.clone() else {
+            return;
+        };
+        let group = tr.group;
+        let region = tr.arrival.region.clone();
+        if tr.transferred && !tr.delivered {
+            // Owned elsewhere but not yet there: ask again later.
+            let delivered = self
+                .leader_of(group)
+                .and_then(|n| self.slot(n, group))
+                .is_some_and(|s| {
+                    s.replica
+                        .tickets()
+                        .ticket(&id)
+                        .is_some_and(|t| t.status != Status::Transferred as i32)
+                });
+            if !delivered {
+                self.push(self.now + 60_000, Ev::Step { ticket, step });
+                return;
+            }
+            self.tracks[ticket as usize].delivered = true;
+        }
+        let base = format!("{}单位{}", region, ticket % 7);
+        match step {
+            StepKind::Dispatch => self.tracks[ticket as usize].unit = base.clone(),
+            StepKind::Review => self.tracks[ticket as usize].unit = format!("{base}改派"),
+            _ => {}
+        }
+        let tr = &self.tracks[ticket as usize];
+        let unit = if tr.unit.is_empty() { base } else { tr.unit.clone() };
+        let h = match &tr.arrival.fate {
+            Fate::Handle(h) => Some(h.clone()),
+            Fate::Answer { .. } => None,
+        };
+        let center = actor("话务员", Role::CallTaker);
+        let u = actor(&unit, Role::Unit);
+        let (who, reason, op) = match step {
+            StepKind::Answer => (center, "", Op::Answer(Answer { text: "已按知识库答复".into() })),
+            StepKind::Dispatch => (
+                center,
+                "",
+                Op::Dispatch(Dispatch {
+                    lead_unit: unit.clone(),
+                    ..Default::default()
+                }),
+            ),
+            StepKind::Return => {
+                // Returned by the unit it was dispatched to (before review).
+                let first = format!("{}单位{}", region, ticket % 7);
+                (
+                    actor(&first, Role::Unit),
+                    "非本单位职责",
+                    Op::Return(Return { unit: first.clone() }),
+                )
+            }
+            StepKind::Review => (
+                center,
+                "改派",
+                Op::ReviewReturn(ReviewReturn {
+                    reject: false,
+                    lead_unit: unit.clone(),
+                    assisting_units: vec![],
+                }),
+            ),
+            StepKind::Sign => (u, "", Op::Sign(Sign { unit: unit.clone() })),
+            StepKind::Extend => (u, "需协调", Op::Extend(Extend { unit: unit.clone(), days: 0 })),
+            StepKind::Approve => (
+                actor("督办员", Role::Supervisor),
+                "",
+                Op::DecideExtension(DecideExtension { approve: true }),
+            ),
+            StepKind::Reply => (u, "", Op::Reply(Reply { unit: unit.clone(), text: "已办理".into() })),
+            StepKind::Callback => {
+                let first = !tr.answered_first_callback;
+                let sat = match h.as_ref().map(|h| h.satisfaction.as_str()) {
+                    _ if first && h.as_ref().is_some_and(|h| h.reopened) => Satisfaction::Unsatisfied,
+                    Some("basic") => Satisfaction::Basic,
+                    Some("unsatisfied") => Satisfaction::Unsatisfied,
+                    _ => Satisfaction::Satisfied,
+                };
+                let res = if sat == Satisfaction::Unsatisfied {
+                    Resolution::Unresolved
+                } else {
+                    Resolution::Resolved
+                };
+                (
+                    center,
+                    "",
+                    Op::Callback(Callback {
+                        contacted: true,
+                        resolution: res as i32,
+                        satisfaction: sat as i32,
+                    }),
+                )
+            }
+            StepKind::Reopen => (center, "未解决，重办", Op::Reopen(Reopen {})),
+            StepKind::Merge => {
+                let Some(master) = tr.master else { return };
+                if self.tracks[master as usize].group != group {
+                    return;
+                }
+                (center, "同一事件", Op::Merge(Merge { duplicate_id: id.clone() }))
+            }
+        };
+        let target = match &op {
+            Op::Merge(_) => match self.tracks[ticket as usize].master {
+                Some(m) => self.tracks[m as usize].id.clone().unwrap_or_default(),
+                None => return,
+            },
+            _ => id,
+        };
+        // The reopen changes the unit that signs: after review, the new unit.
+        let cmd = TicketCommand {
+            ticket_id: target,
+            actor: who,
+            reason: reason.into(),
+            op: Some(op),
+        };
+        self.propose(group, command::Op::Ticket(cmd), Purpose::Step { ticket, step });
+    }
+
+    fn arrival(&mut self) {
+        let Some(a) = self.arrivals.next() else {
+            return;
+        };
+        if let Some(next) = self.arrivals.peek() {
+            let at = next.at;
+            self.push(at, Ev::Arrival);
+        }
+        let Some(group) = self.dir.owner(&a.region) else {
+            return;
+        };
+        let ticket = self.tracks.len() as u32;
+        let req = AcceptRequest {
+            region: a.region.clone(),
+            kind: kind_of(&a.kind) as i32,
+            category: a.category.clone(),
+            text: format!("模拟诉求 {ticket}"),
+            phone: a.phone.clone(),
+            priority: hotline_node::core::lifecycle::parse_priority(&a.priority)
+                .unwrap_or(Priority::Normal) as i32,
+            location: Some(Location {
+                code: a.location.clone(),
+                ..Default::default()
+            }),
+            actor: actor("话务员", Role::CallTaker),
+            // The accepting node's directory decides, as in the node.
+            transfer_to_group: self
+                .dir
+                .owner(&a.location)
+                .filter(|&o| o != group)
+                .unwrap_or(0),
+            ..Default::default()
+        };
+        self.tracks.push(Track {
+            arrival: a,
+            id: None,
+            group,
+            accepted_at: 0,
+            unit: String::new(),
+            transferred: false,
+            delivered: false,
+            answered_first_callback: false,
+            master: None,
+        });
+        self.propose(group, command::Op::Accept(req), Purpose::Accept { ticket });
+    }
+
+    fn fault(&mut self, i: usize) {
+        let f = self.cfg.faults[i].clone();
+        let set = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        match f.action {
+            FaultAction::Partition { a, b, .. } => {
+                self.partitions.push((set(&a), set(&b)));
+                self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
+            }
+            FaultAction::Heal => {
+                self.partitions.clear();
+                self.delays.clear();
+                self.losses.clear();
+                self.dup_permille = 0;
+                self.last_heal = self.now;
+                // Everyone is heard again: groups resume, forwarders retry.
+                let groups: Vec<u64> = self.members.keys().copied().collect();
+                for g in groups {
+                    self.schedule_forward(g, 100);
+                }
+                self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
+            }
+            FaultAction::Crash { node } => self.crash_node(node),
+            FaultAction::Restart { node } => {
+                if !self.nodes[&node].alive {
+                    self.start_node(node);
+                    self.last_heal = self.now;
+                }
+            }
+            FaultAction::Delay { a, b, extra_ms } => self.delays.push((set(&a), set(&b), extra_ms)),
+            FaultAction::Loss { a, b, permille } => self.losses.push((set(&a), set(&b), permille)),
+            FaultAction::Duplicate { permille } => self.dup_permille = permille,
+            FaultAction::SlowDisk { node, fsync_ms } => {
+                self.nodes.get_mut(&node).expect("node").fsync_ms =
+                    if fsync_ms == 0 { self.cfg.fsync_ms } else { fsync_ms };
+            }
+            FaultAction::ClockSkew { node, skew_ms } => {
+                self.nodes.get_mut(&node).expect("node").skew_ms = skew_ms;
+            }
+        }
+    }
+
+    /// The liveness oracle: every hibernating replica whose leader is on a
+    /// node it cannot hear wakes up (as the node's per-pair heartbeats would
+    /// make it do after their timeout).
+    fn wake_orphans(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if !self.nodes[&id].alive {
+                continue;
+            }
+            let mut woke = false;
+            let leaders: Vec<(u64, u64)> = self.nodes[&id]
+                .slots
+                .iter()
+                .filter(|(_, s)| s.replica.is_quiesced() && !s.replica.is_leader())
+                .map(|(g, s)| (*g, s.replica.leader_id()))
+                .collect();
+            for (g, l) in leaders {
+                if l == 0 || !self.reachable(id, l) {
+                    if let Some(s) = self.slot(id, g) {
+                        s.replica.wake();
+                    }
+                    woke = true;
+                }
+            }
+            if woke {
+                self.ensure_ticking(id);
+            }
+        }
+    }
+
+    fn tick(&mut self, node: u64) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        n.ticking = false;
+        if !n.alive {
+            return;
+        }
+        let mut awake = false;
+        let groups: Vec<u64> = n.slots.keys().copied().collect();
+        for g in groups {
+            let s = self.nodes.get_mut(&node).expect("node").slots.get_mut(&g).expect("slot");
+            if s.inflight {
+                awake = true;
+                continue;
+            }
+            if s.replica.is_quiesced() {
+                continue;
+            }
+            s.replica.tick();
+            awake |= !s.replica.is_quiesced() || s.replica.has_ready();
+            self.dirty.insert((node, g));
+        }
+        if awake {
+            self.ensure_ticking(node);
+        }
+    }
+
+    fn deliver(&mut self, to: u64, group: u64, msg: Message) {
+        let Some(slot) = self.slot(to, group) else {
+            return;
+        };
+        if slot.inflight {
+            if slot.backlog.len() < MAX_BACKLOG {
+                slot.backlog.push_back(msg);
+            }
+            return;
+        }
+        slot.replica.step(msg);
+        self.dirty.insert((to, group));
+        self.ensure_ticking(to);
+    }
+
+    fn sample(&mut self) {
+        // Pending transfers per province pair: started and not finished.
+        let mut per: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, link) in self.transfer_started.values() {
+            *per.entry(link.clone()).or_default() += 1;
+        }
+        let minute = self.now / 60_000;
+        let keys: BTreeSet<String> = per.keys().chain(self.backlog.keys()).cloned().collect();
+        for k in keys {
+            let v = per.get(&k).copied().unwrap_or(0);
+            self.backlog.entry(k).or_default().push((minute, v));
+        }
+        if self.now + 60_000 <= self.cfg.duration_ms {
+            self.push(self.now + 60_000, Ev::Sample);
+        }
+    }
+
+    /// When each fault was in force: (start, end, label), simulated ms.
+    fn fault_windows(&self) -> Vec<(SimMs, SimMs, String)> {
+        let end = self.cfg.duration_ms;
+        let mut out = Vec::new();
+        let faults = &self.cfg.faults;
+        for (i, f) in faults.iter().enumerate() {
+            let until = |pred: &dyn Fn(&FaultAction) -> bool| {
+                faults[i + 1..]
+                    .iter()
+                    .find(|g| pred(&g.action))
+                    .map_or(end, |g| g.at)
+            };
+            let (stop, label) = match &f.action {
+                FaultAction::Partition { label, a, b } => (
+                    until(&|x| matches!(x, FaultAction::Heal)),
+                    if label.is_empty() { format!("partition {a:?} | {b:?}") } else { label.clone() },
+                ),
+                FaultAction::Delay { extra_ms, .. } => {
+                    (until(&|x| matches!(x, FaultAction::Heal)), format!("delay +{extra_ms} ms"))
+                }
+                FaultAction::Loss { permille, .. } => {
+                    (until(&|x| matches!(x, FaultAction::Heal)), format!("loss {permille}‰"))
+                }
+                FaultAction::Crash { node } => {
+                    let n = *node;
+                    (
+                        until(&|x| matches!(x, FaultAction::Restart { node } if *node == n)),
+                        format!("crash of node {n}"),
+                    )
+                }
+                FaultAction::SlowDisk { node, fsync_ms } if *fsync_ms > 0 => {
+                    let n = *node;
+                    (
+                        until(&|x| matches!(x, FaultAction::SlowDisk { node, fsync_ms: 0 } if *node == n)),
+                        format!("slow disk on node {n} ({fsync_ms} ms)"),
+                    )
+                }
+                _ => continue,
+            };
+            out.push((f.at, stop, label));
+        }
+        out
+    }
+
+    /// Sign and reply deadlines missed while a fault was in force.
+    fn missed_deadlines(&self, best: &BTreeMap<u64, (u64, u64)>) -> Vec<MissedDeadline> {
+        let windows = self.fault_windows();
+        if windows.is_empty() {
+            return Vec::new();
+        }
+        let base = self.cfg.start_unix_ms;
+        let end = base + self.now;
+        let mut out = Vec::new();
+        for (&g, &(_, nid)) in best {
+            for t in self.nodes[&nid].slots[&g].replica.tickets().tickets() {
+                let mut check = |deadline: &str, start: i64, due: i64, done: i64| {
+                    let late = if done > 0 { done >= due } else { due <= end };
+                    if due == 0 || start == 0 || !late || out.len() >= 1_000 {
+                        return;
+                    }
+                    let (s, e) = (start - base, due - base);
+                    if let Some((_, _, label)) =
+                        windows.iter().find(|(a, b, _)| *a <= e && *b >= s)
+                    {
+                        out.push(MissedDeadline {
+                            ticket: t.id.clone(),
+                            deadline: deadline.to_string(),
+                            due_ms: e,
+                            done_ms: (done > 0).then(|| done - base),
+                            fault: label.clone(),
+                        });
+                    }
+                };
+                check("sign", t.dispatched_at_ms, t.sign_due_ms, t.signed_at_ms);
+                check("reply", t.signed_at_ms, t.handle_due_ms, t.replied_at_ms);
+            }
+        }
+        out
+    }
+
+    /// Runs to the end of the simulated duration (or the first violation).
+    pub fn run(mut self) -> Report {
+        let wall = Instant::now();
+        let mut last_progress = Instant::now();
+        while let Some(Reverse(item)) = self.queue.pop() {
+            if item.at > self.cfg.duration_ms || self.events >= self.cfg.max_events {
+                break;
+            }
+            self.now = item.at;
+            self.events += 1;
+            match item.ev {
+                Ev::Tick(n) => self.tick(n),
+                Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
+                Ev::Persisted { node, group, gen } => {
+                    if self.nodes[&node].gen == gen {
+                        self.persisted(node, group);
+                    }
+                }
+                Ev::Arrival => self.arrival(),
+                Ev::Step { ticket, step } => self.step(ticket, step),
+                Ev::Fault(i) => self.fault(i),
+                Ev::WakeOrphans => self.wake_orphans(),
+                Ev::Forward(g) => self.forward(g),
+                Ev::FwdArrive(item) => self.fwd_arrive(*item),
+                Ev::FwdAck { to, group, transfer_id, next_group, receipt } => {
+                    self.fwd_ack(to, group, transfer_id, next_group, receipt)
+                }
+                Ev::Retry(rid) => self.retry(rid),
+                Ev::Sample => self.sample(),
+            }
+            self.drain();
+            if self.violation.is_some() {
+                break;
+            }
+            if self.cfg.progress && last_progress.elapsed().as_secs() >= 1 {
+                last_progress = Instant::now();
+                let secs = wall.elapsed().as_secs_f64();
+                eprint!(
+                    "\r  simulated {:>6.2} h / {:.1} h  | {:>9.0} events/s | {:>9} tickets | {:>6} transfers   ",
+                    self.now as f64 / 3.6e6,
+                    self.cfg.duration_ms as f64 / 3.6e6,
+                    self.events as f64 / secs,
+                    self.accepted,
+                    self.transfers
+                );
+            }
+        }
+        if self.cfg.progress {
+            eprintln!();
+        }
+        self.finish(wall.elapsed().as_millis() as u64)
+    }
+
+    fn finish(mut self, wall_ms: u64) -> Report {
+        let mut inv = Invariants {
+            one_leader_per_term: true,
+            committed_prefixes_agree: true,
+            no_transfer_applied_twice: true,
+            ..Default::default()
+        };
+        if let Some(v) = &self.violation {
+            inv.violation = Some(v.clone());
+            inv.one_leader_per_term = !v.contains("two leaders");
+            inv.committed_prefixes_agree = !v.contains("applied request");
+            inv.no_transfer_applied_twice = !v.contains("applied twice");
+        }
+        // End-of-run checks, on each group's most advanced live replica.
+        let mut best: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for (&nid, n) in &self.nodes {
+            if !n.alive {
+                continue;
+            }
+            for (&g, s) in &n.slots {
+                let a = s.replica.applied();
+                if best.get(&g).is_none_or(|(b, _)| a > *b) {
+                    best.insert(g, (a, nid));
+                }
+            }
+        }
+        let mut owners: BTreeMap<String, u32> = BTreeMap::new();
+        let mut chains_ok = true;
+        let mut pending_transfers = 0u64;
+        for (&g, &(_, nid)) in &best {
+            let sm = self.nodes[&nid].slots[&g].replica.tickets();
+            for t in sm.tickets() {
+                if t.status != Status::Transferred as i32 {
+                    *owners.entry(t.id.clone()).or_default() += 1;
+                } else if t.transfer_state != TransferState::Delivered as i32
+                    && t.transfer_state != TransferState::Refused as i32
+                {
+                    pending_transfers += 1;
+                }
+                if hotline_node::core::tickets::verify_ticket(t).is_err() {
+                    chains_ok = false;
+                    if inv.violation.is_none() {
+                        inv.violation = Some(format!("ticket {} does not verify", t.id));
+                    }
+                }
+            }
+        }
+        let mut lost = 0u64;
+        for tr in &self.tracks {
+            if let Some(id) = &tr.id
+                && !owners.contains_key(id)
+                && !(tr.transferred && !tr.delivered)
+            {
+                // Not owned anywhere: either lost or its transfer has not
+                // settled (counted in pending_transfers).
+                let stub = best.iter().any(|(&g, &(_, nid))| {
+                    self.nodes[&nid].slots[&g].replica.tickets().ticket(id).is_some()
+                });
+                if !stub {
+                    lost += 1;
+                }
+            }
+        }
+        inv.no_acked_ticket_lost = lost == 0;
+        if lost > 0 && inv.violation.is_none() {
+            inv.violation = Some(format!("{lost} acknowledged tickets are not found in any group"));
+        }
+        inv.one_owner_per_ticket = owners.values().all(|&c| c == 1);
+        if !inv.one_owner_per_ticket && inv.violation.is_none() {
+            let (id, c) = owners.iter().find(|(_, c)| **c != 1).expect("some");
+            inv.violation = Some(format!("ticket {id} has {c} owners"));
+        }
+        let settled = self.now - self.last_heal >= DELIVERY_BOUND_MS;
+        inv.transfers_delivered_after_heal = !settled || pending_transfers == 0;
+        if !inv.transfers_delivered_after_heal && inv.violation.is_none() {
+            inv.violation = Some(format!(
+                "{pending_transfers} transfers undelivered {} s after the last heal",
+                (self.now - self.last_heal) / 1000
+            ));
+        }
+        inv.chains_verify = chains_ok;
+        self.missed = self.missed_deadlines(&best);
+        // Digest: every group's history of applied commands and every
+        // replica's position, in order.
+        let mut d = Sha256::new();
+        for (g, h) in &self.history {
+            d.update(g.to_be_bytes());
+            d.update(h);
+        }
+        for (&nid, n) in &self.nodes {
+            for (&g, s) in &n.slots {
+                d.update(nid.to_be_bytes());
+                d.update(g.to_be_bytes());
+                d.update(s.replica.applied().to_be_bytes());
+                d.update((s.replica.tickets().len() as u64).to_be_bytes());
+            }
+        }
+        let digest = hex::encode(d.finalize());
+        let secs = (wall_ms as f64 / 1000.0).max(1e-9);
+        let replicas: u64 = self.replicas_per_group.values().map(|&v| u64::from(v)).sum();
+        Report {
+            seed: self.cfg.seed,
+            topology: self.cfg.topology_label.clone(),
+            nodes: self.nodes.len() as u64,
+            groups: self.members.len() as u64,
+            replicas,
+            simulated_ms: self.now.min(self.cfg.duration_ms),
+            wall_ms,
+            events: self.events,
+            events_per_sec: self.events as f64 / secs,
+            tickets_accepted: self.accepted,
+            commands_committed: self.commands_committed,
+            transfers: self.transfers,
+            cross_province_transfers: self.cross_province,
+            messages_sent: self.messages_sent,
+            messages_dropped: self.messages_dropped,
+            invariants: inv,
+            commit_latency: crate::report::latency(&self.commit_hist),
+            transfer_latency: crate::report::latency(&self.transfer_hist),
+            backlog: std::mem::take(&mut self.backlog)
+                .into_iter()
+                .map(|(link, samples)| Backlog { link, samples })
+                .collect(),
+            faults: self.cfg.faults.clone(),
+            missed_deadlines: std::mem::take(&mut self.missed),
+            arrivals_per_hour: std::mem::take(&mut self.arrivals_per_hour),
+            digest,
+            reproduce: self.cfg.reproduce.clone(),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `hotline group …`: online membership change of a region group, and its
+//! configuration as the nodes report it.
+//!
+//! - `add-learner --region R --node N`: node N replicates R's group without
+//!   voting (a street office). It starts empty and catches up by snapshot.
+//! - `promote --region R --node N`: the learner becomes a voter (refused,
+//!   and retried here, until it has caught up).
+//! - `remove --region R --node N`: N leaves the group. The leader does not
+//!   remove itself: it hands leadership over and the command retries at the
+//!   new leader.
+//! - `show [--region R]`: voters and learners of each group, and the role of
+//!   every replica.
+//!
+//! Changes go to the group's leader (found by asking every node of the
+//! client config) and are answered once the new configuration is applied
+//! there. One node at a time: raft's simple protocol, no joint state. After
+//! a change, record it in the topology file (the group's `voters` and
+//! `learners`) so that restarts and ticket routing follow it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use hotline_federation::topology::{group_region, try_group_id};
+use hotline_proto::v1::admin_client::AdminClient;
+use hotline_proto::v1::{ConfChangeRequest, ConfChangeResponse, GroupStatus};
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::ticket_cli::{ClientArgs, client, status_err};
+
+/// Attempts at the leader: a change refused for a reason that passes
+/// (leader change, a change in progress, a learner still catching up) is
+/// retried after a pause.
+const ATTEMPTS: u32 = 60;
+const PAUSE: Duration = Duration::from_millis(500);
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Add a node as a learner of a region's group (replicates, does not vote).
+    AddLearner {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// The group's region code ("" = national).
+        #[arg(long)]
+        region: String,
+        /// The node to add (an id of the topology).
+        #[arg(long)]
+        node: u64,
+    },
+    /// Make a learner of a region's group a voter.
+    Promote {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        node: u64,
+    },
+    /// Remove a voter or learner from a region's group.
+    Remove {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        node: u64,
+    },
+    /// Voters and learners of each group, and every replica's role.
+    Show {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// Only this region's group.
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+pub async fn run(cmd: GroupCmd) -> Result<()> {
+    match cmd {
+        GroupCmd::AddLearner { c, region, node } => change(&c, &region, node, "add_learner").await,
+        GroupCmd::Promote { c, region, node } => change(&c, &region, node, "promote").await,
+        GroupCmd::Remove { c, region, node } => change(&c, &region, node, "remove").await,
+        GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
+    }
+}
+
+fn group_of(region: &str) -> Result<u64> {
+    try_group_id(region).ok_or_else(|| anyhow!("--region: {region:?} is not a division code"))
+}
+
+/// "310114 嘉定区" ("全国" for the national group).
+fn label(group: u64) -> String {
+    let code = group_region(group);
+    if code.is_empty() {
+        return "全国".into();
+    }
+    match hotline_federation::regions().get(&code) {
+        Ok(r) => format!("{code} {}", r.name),
+        Err(_) => code,
+    }
+}
+
+fn ids(v: &[u64]) -> String {
+    let s: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", s.join(","))
+}
+
+async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()> {
+    let group = group_of(region)?;
+    if node == 0 {
+        bail!("--node: node ids start at 1");
+    }
+    let cl = client(&c.config)?;
+    let mut last = String::from("no leader found");
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(PAUSE).await;
+        }
+        let Some(i) = cl.find_leader_of(Some(group)).await else {
+            last = format!("no node reports leading group {}", label(group));
+            continue;
+        };
+        let leader = cl.nodes[i].id;
+        let mut admin = AdminClient::new(cl.channel(i));
+        let mut req = tonic::Request::new(ConfChangeRequest {
+            group_id: group,
+            node_id: node,
+            op: op.to_string(),
+        });
+        req.set_timeout(Duration::from_secs(15));
+        match admin.change_membership(req).await {
+            Ok(r) => {
+                print_change(c.json, op, node, leader, &r.into_inner());
+                return Ok(());
+            }
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+                last = format!("node {leader}: {}", s.message());
+                eprintln!("retrying: {last}");
+            }
+            Err(s) => return Err(status_err(s)),
+        }
+    }
+    bail!("group {}: {op} {node} not done: {last}", label(group))
+}
+
+fn print_change(json: bool, op: &str, node: u64, leader: u64, r: &ConfChangeResponse) {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "group_id": r.group_id, "region": group_region(r.group_id), "op": op,
+                "node": node, "leader": leader, "voters": r.voters, "learners": r.learners,
+                "voters_outgoing": r.voters_outgoing, "joint": r.joint,
+            })
+        );
+        return;
+    }
+    println!(
+        "group {}: {op} node {node} done (leader node {leader})",
+        label(r.group_id)
+    );
+    println!("  voters   {}", ids(&r.voters));
+    println!("  learners {}", ids(&r.learners));
+    if r.joint {
+        println!(
+            "  leaving joint configuration, outgoing voters {}",
+            ids(&r.voters_outgoing)
+        );
+    }
+}
+
+/// One group as the nodes report it.
+#[derive(Default)]
+struct GroupView {
+    /// The configuration of the replica with the highest (term, applied):
+    /// the leader's, when one is reachable.
+    best: Option<((bool, u64, u64), GroupStatus)>,
+    /// node id → that node's report.
+    replicas: BTreeMap<u64, GroupStatus>,
+}
+
+async fn show(c: &ClientArgs, region: Option<&str>) -> Result<()> {
+    let only = region.map(group_of).transpose()?;
+    let cl = client(&c.config)?;
+    let all = cl.status_all().await;
+    let mut groups: BTreeMap<u64, GroupView> = BTreeMap::new();
+    let mut unreachable = Vec::new();
+    for (i, s) in all.into_iter().enumerate() {
+        let node = cl.nodes[i].id;
+        let Ok(s) = s else {
+            unreachable.push(node);
+            continue;
+        };
+        for g in s.groups {
+            if only.is_some_and(|o| o != g.group_id) {
+                continue;
+            }
+            let v = groups.entry(g.group_id).or_default();
+            let rank = (g.role == "leader", g.term, g.applied_index);
+            if v.best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                v.best = Some((rank, g.clone()));
+            }
+            v.replicas.insert(node, g);
+        }
+    }
+    if let Some(o) = only
+        && !groups.contains_key(&o)
+    {
+        bail!(
+            "no reachable node hosts group {} (unreachable: {})",
+            label(o),
+            ids(&unreachable)
+        );
+    }
+    if c.json {
+        let gs: Vec<Value> = groups
+            .iter()
+            .map(|(id, v)| {
+                let b = v.best.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
+                let leader = v
+                    .replicas
+                    .iter()
+                    .find(|(_, g)| g.role == "leader")
+                    .map(|(n, _)| *n);
+                json!({
+                    "group_id": id, "region": group_region(*id), "leader": leader,
+                    "term": b.term, "voters": b.voters, "learners": b.learners,
+                    "voters_outgoing": b.voters_outgoing, "joint": !b.voters_outgoing.is_empty(),
+                    "replicas": v.replicas.iter().map(|(n, g)| json!({
+                        "node": n, "role": g.role, "term": g.term,
+                        "commit_index": g.commit_index, "applied_index": g.applied_index,
+                        "voters": g.voters, "learners": g.learners,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "groups": gs, "unreachable": unreachable }));
+        return Ok(());
+    }
+    for (id, v) in &groups {
+        let b = v.best.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
+        println!("group {} (term {})", label(*id), b.term);
+        println!("  voters   {}", ids(&b.voters));
+        println!("  learners {}", ids(&b.learners));
+        if !b.voters_outgoing.is_empty() {
+            println!("  joint: outgoing voters {}", ids(&b.voters_outgoing));
+        }
+        for (n, g) in &v.replicas {
+            println!(
+                "    node-{n:<3} {:<13} applied {:>8}  commit {:>8}",
+                g.role, g.applied_index, g.commit_index
+            );
+        }
+    }
+    if !unreachable.is_empty() {
+        println!("unreachable nodes: {}", ids(&unreachable));
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! End-to-end: online membership change over real processes and mutual TLS.
+//!
+//! 嘉定 310114's group starts with voters 1, 2, 3. Node 4 (a street office,
+//! 新成路街道 310114001) is in the topology but shares no group with them, so
+//! neither side has a raft connection to the other at start. Then:
+//! `hotline group add-learner` 4 (it joins empty and catches up), `promote`
+//! 4, `remove` 1; node 1 is killed, and so is one more old voter: a ticket
+//! still commits, which needs node 4's vote.
+
+mod common;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hotline_node::client::Client;
+use hotline_proto::v1::tickets_client::TicketsClient;
+use hotline_proto::v1::{GroupStatus, StatusResponse};
+use serde_json::Value;
+
+const GROUP: u64 = 310114;
+
+const TOPOLOGY: &str = r#"
+name = "membership"
+
+[[node]]
+id = 1
+address = "127.0.0.1:7951"
+site = "jiading-a"
+level = "district"
+region = "310114"
+
+[[node]]
+id = 2
+address = "127.0.0.1:7952"
+site = "jiading-b"
+level = "district"
+region = "310114"
+
+[[node]]
+id = 3
+address = "127.0.0.1:7953"
+site = "jiading-c"
+level = "district"
+region = "310114"
+
+[[node]]
+id = 4
+address = "127.0.0.1:7954"
+site = "xinchenglu"
+level = "street"
+region = "310114001"
+
+[[group]]
+region = "310114"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310114001"
+voters = [4]
+"#;
+
+async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn index_of(c: &Client, node: u64) -> usize {
+    c.nodes.iter().position(|n| n.id == node).unwrap()
+}
+
+async fn group_on(c: &Client, node: u64) -> Option<GroupStatus> {
+    let s: StatusResponse = c.status_of(index_of(c, node)).await.ok()?;
+    s.groups.into_iter().find(|g| g.group_id == GROUP)
+}
+
+async fn leader_of_group(c: &Client) -> Option<(u64, GroupStatus)> {
+    let i = c.find_leader_of(Some(GROUP)).await?;
+    let id = c.nodes[i].id;
+    group_on(c, id).await.map(|g| (id, g))
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
+    let mut cl = Cluster::init_topology(TOPOLOGY, 7950, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    until("a leader of 310114", Duration::from_secs(20), || async {
+        leader_of_group(&c).await.is_some()
+    })
+    .await;
+    for i in 0..3 {
+        c.accept(request(&format!("before {i}"))).await.unwrap();
+    }
+    assert!(
+        group_on(&c, 4).await.is_none(),
+        "node 4 does not host 310114 yet"
+    );
+
+    // add-learner: node 4 creates the replica on the leader's first message,
+    // asks for a snapshot and catches up.
+    let out = cl.cli(&[
+        "group",
+        "add-learner",
+        "--region",
+        "310114",
+        "--node",
+        "4",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["learners"]), vec![4], "{out}");
+    assert_eq!(ids(&v["voters"]), vec![1, 2, 3], "{out}");
+    until(
+        "node 4 catches up as a learner",
+        Duration::from_secs(20),
+        || async {
+            let Some((_, l)) = leader_of_group(&c).await else {
+                return false;
+            };
+            group_on(&c, 4).await.is_some_and(|g| {
+                g.role == "learner" && g.applied_index >= l.commit_index && g.learners == vec![4]
+            })
+        },
+    )
+    .await;
+
+    // promote
+    let out = cl.cli(&[
+        "group", "promote", "--region", "310114", "--node", "4", "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["voters"]), vec![1, 2, 3, 4], "{out}");
+    assert!(ids(&v["learners"]).is_empty(), "{out}");
+    assert_eq!(v["joint"], false);
+
+    // remove 1 (if it leads, it hands over first and the command retries)
+    let out = cl.cli(&[
+        "group", "remove", "--region", "310114", "--node", "1", "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["voters"]), vec![2, 3, 4], "{out}");
+    assert_ne!(v["leader"].as_u64(), Some(1), "{out}");
+
+    let out = cl.cli(&["group", "show", "--region", "310114", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let g = &v["groups"][0];
+    assert_eq!(g["group_id"], GROUP);
+    assert_eq!(ids(&g["voters"]), vec![2, 3, 4], "{out}");
+
+    // Node 1 goes away; then one more old voter. The two left are a quorum
+    // of [2, 3, 4] only with node 4's vote.
+    cl.kill(1);
+    let start = Instant::now();
+    let leader = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no leader among 2, 3, 4"
+        );
+        match leader_of_group(&c).await {
+            Some((id, _)) if id != 1 => break id,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (keep, gone) = match leader {
+        3 => (3, 2),
+        2 | 4 => (2, 3),
+        other => panic!("unexpected leader {other}"),
+    };
+    cl.kill(gone);
+
+    // Accept at a surviving old voter (it proposes, or forwards to node 4
+    // if node 4 leads).
+    let mut tickets = TicketsClient::new(c.channel(index_of(&c, keep)));
+    let mut committed = None;
+    let start = Instant::now();
+    while committed.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no commit without nodes 1 and {gone}"
+        );
+        let mut req = request("after the change");
+        req.request_id = 4242;
+        match tickets.accept(req).await {
+            Ok(r) => committed = r.into_inner().ticket,
+            Err(s) => {
+                eprintln!("accept at node {keep}: {s:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    let t = committed.unwrap();
+    until(
+        "node 4 applies the new ticket",
+        Duration::from_secs(10),
+        || async {
+            group_on(&c, 4)
+                .await
+                .is_some_and(|g| g.applied_index >= t.raft_index)
+        },
+    )
+    .await;
+    // The paths taken: node 4 hosted the group on the leader's message,
+    // and transport queues were opened on demand in both directions.
+    assert!(cl.log(4).contains("hosting a group joined at run time"));
+    assert!(cl.log(4).contains("raft transport opened to a new peer"));
+    let g4 = group_on(&c, 4).await.unwrap();
+    assert_eq!(g4.voters, vec![2, 3, 4]);
+    assert!(g4.role == "leader" || g4.role == "follower", "{}", g4.role);
+}
