@@ -22,6 +22,10 @@ pub enum Target {
 
 pub struct Spec {
     pub target: Target,
+    /// Accepting regions (hotline only), used in turn: request `i` of client
+    /// `c` goes to `regions[(c + i) % len]`, which the client routes to that
+    /// region's group leader. Empty: 310114.
+    pub regions: Vec<String>,
     pub clients: usize,
     pub duration: Duration,
     pub size: usize,
@@ -32,6 +36,48 @@ pub struct Spec {
 /// Bounds: clients and sizes a bench may ask for.
 const MAX_CLIENTS: usize = 4_096;
 const MAX_SIZE_BYTES: usize = 16 * 1024;
+const MAX_REGIONS: usize = 10_000;
+
+/// The accepting regions of `--regions R1,R2,…` or `--all-groups` (every
+/// district or street group of the client config's topology).
+pub fn accept_regions(
+    cfg: &ClientConfig,
+    regions: Option<&str>,
+    all_groups: bool,
+) -> Result<Vec<String>> {
+    let list: Vec<String> = if all_groups {
+        let path = cfg
+            .topology
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--all-groups: the client config names no topology"))?;
+        let topo = hotline_federation::topology::Topology::load(path)
+            .map_err(|e| anyhow::anyhow!("--all-groups: {e}"))?;
+        topo.groups
+            .iter()
+            .map(|g| g.region.clone())
+            .filter(|r| matches!(r.len(), 6 | 9))
+            .collect()
+    } else {
+        regions
+            .unwrap_or("")
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect()
+    };
+    if (all_groups || regions.is_some()) && list.is_empty() {
+        anyhow::bail!("no accepting region: a bench needs district (6-digit) or street groups");
+    }
+    if list.len() > MAX_REGIONS {
+        anyhow::bail!("at most {MAX_REGIONS} regions");
+    }
+    for r in &list {
+        if !matches!(r.len(), 6 | 9) || hotline_federation::regions().get(r).is_err() {
+            anyhow::bail!("--regions: {r:?} is not a district or street code");
+        }
+    }
+    Ok(list)
+}
 
 enum Driver {
     Hotline(Arc<Client>),
@@ -45,6 +91,11 @@ pub async fn run(spec: Spec) -> Result<()> {
     if spec.size == 0 || spec.size > MAX_SIZE_BYTES {
         anyhow::bail!("--size: must be 1 to {MAX_SIZE_BYTES} bytes");
     }
+    let regions: Arc<Vec<String>> = Arc::new(if spec.regions.is_empty() {
+        vec!["310114".to_string()]
+    } else {
+        spec.regions.clone()
+    });
     let (driver, system) = match &spec.target {
         Target::Hotline(cfg) => {
             let c = Client::new(cfg, spec.connections).map_err(|e| anyhow::anyhow!(e))?;
@@ -57,6 +108,16 @@ pub async fn run(spec: Spec) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             found.ok_or_else(|| anyhow::anyhow!("no leader found"))?;
+            // Learn every group's leader before the clock starts, so the
+            // first requests do not all look leaders up at once.
+            if spec.regions.len() > 1 {
+                for r in regions.iter() {
+                    let g = c.group_of_region(r);
+                    if g.is_some() {
+                        let _ = c.find_leader_of(g).await;
+                    }
+                }
+            }
             (Driver::Hotline(Arc::new(c)), "hotline")
         }
         Target::Etcd(ep) => {
@@ -77,6 +138,7 @@ pub async fn run(spec: Spec) -> Result<()> {
         let driver = driver.clone();
         let text = text.clone();
         let value = value.clone();
+        let regions = regions.clone();
         tasks.push(tokio::spawn(async move {
             let mut h =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -87,7 +149,7 @@ pub async fn run(spec: Spec) -> Result<()> {
                 let ok = match &*driver {
                     Driver::Hotline(c) => c
                         .accept(AcceptRequest {
-                            region: "310114".into(),
+                            region: regions[(client_no + i as usize) % regions.len()].clone(),
                             kind: Kind::Complaint as i32,
                             category: "城乡建设".into(),
                             text: text.clone(),
@@ -133,6 +195,7 @@ pub async fn run(spec: Spec) -> Result<()> {
             "{}",
             json!({
                 "system": system, "clients": spec.clients, "connections": spec.connections,
+                "regions": regions.len(),
                 "size_bytes": spec.size, "duration_s": elapsed, "ok": ok, "errors": errors,
                 "throughput_per_s": tput, "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
                 "max_ms": all.max() as f64 / 1000.0,
@@ -140,8 +203,11 @@ pub async fn run(spec: Spec) -> Result<()> {
         );
     } else {
         println!(
-            "{system}: {} clients, {} B, {:.1} s",
-            spec.clients, spec.size, elapsed
+            "{system}: {} clients, {} B, {:.1} s, {} accepting region(s)",
+            spec.clients,
+            spec.size,
+            elapsed,
+            regions.len()
         );
         println!("  ok {ok}, errors {errors}");
         println!("  throughput {tput:.0}/s");

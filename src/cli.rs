@@ -157,6 +157,73 @@ enum BenchCmd {
         /// gRPC connections to the leader shared by the clients.
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// Accepting regions, used in turn (each routed to its group's
+        /// leader); default 310114.
+        #[arg(long, conflicts_with = "all_groups")]
+        regions: Option<String>,
+        /// Every district (and street) group of the client config's topology.
+        #[arg(long)]
+        all_groups: bool,
+    },
+    /// Closed-loop cross-region transfers: accept a ticket about a place in
+    /// another group's region, wait until that group owns it.
+    Transfer {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// The accepting center (origin group's region).
+        #[arg(long, default_value = "310114")]
+        from: String,
+        /// The street the tickets are about (default 太仓 浏河镇).
+        #[arg(long, default_value = "320585102")]
+        location: String,
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Pause between two reads of the destination while waiting.
+        #[arg(long, default_value = "10ms")]
+        poll: String,
+        /// Give up on one transfer after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+        /// Also wait for the delivery receipt at the origin.
+        #[arg(long)]
+        receipt: bool,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
+    /// Write a topology of N real district groups on M nodes, every node a
+    /// voter of every group.
+    Topology {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long)]
+        groups: usize,
+        /// Provinces to take districts from, in order (default: all, by code).
+        #[arg(long, value_delimiter = ',')]
+        provinces: Vec<String>,
+        /// Node i listens on port_base + i.
+        #[arg(long, default_value_t = 9300)]
+        port_base: u16,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Wait until every group of the topology has a leader its replicas agree on.
+    Leaders {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long, default_value = "300s")]
+        timeout: String,
+    },
+    /// CPU (% of one core over the interval) and memory of running processes.
+    Idle {
+        /// Process ids (repeat, or comma-separated).
+        #[arg(long = "pid", value_delimiter = ',', required = true)]
+        pids: Vec<u32>,
+        #[arg(long, default_value = "20s")]
+        duration: String,
+        #[arg(long)]
+        json: bool,
     },
     /// The same client loop against etcd's KV.Put (plain HTTP/2), for comparison.
     EtcdPut {
@@ -252,11 +319,12 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Query { cmd } => crate::fed_cli::query(cmd).await,
         Cmd::Group { cmd } => crate::group_cli::run(cmd).await,
         Cmd::Fault { cmd } => crate::fault_cli::run(cmd).await,
-        Cmd::Bench { cmd } => crate::bench::run(cmd_to_bench(cmd)?).await,
+        Cmd::Bench { cmd } => crate::bench_fed::run(cmd_to_bench(cmd)?).await,
     }
 }
 
-fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench::Spec> {
+fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench_fed::Job> {
+    use crate::bench_fed::Job;
     Ok(match cmd {
         BenchCmd::Accept {
             c,
@@ -264,13 +332,69 @@ fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench::Spec> {
             duration,
             size,
             connections,
-        } => crate::bench::Spec {
-            target: crate::bench::Target::Hotline(ClientConfig::load(&c.config)?),
+            regions,
+            all_groups,
+        } => {
+            let cfg = ClientConfig::load(&c.config)?;
+            let regions = crate::bench::accept_regions(&cfg, regions.as_deref(), all_groups)?;
+            Job::Closed(crate::bench::Spec {
+                target: crate::bench::Target::Hotline(cfg),
+                regions,
+                clients,
+                duration: parse_duration(&duration)?,
+                size,
+                connections,
+                json: c.json,
+            })
+        }
+        BenchCmd::Transfer {
+            c,
+            from,
+            location,
+            clients,
+            duration,
+            poll,
+            timeout,
+            receipt,
+            connections,
+        } => Job::Transfer(crate::bench_fed::TransferSpec {
+            config: ClientConfig::load(&c.config)?,
+            from,
+            location,
             clients,
             duration: parse_duration(&duration)?,
-            size,
+            poll: parse_duration(&poll)?,
+            timeout: parse_duration(&timeout)?,
+            receipt,
             connections,
             json: c.json,
+        }),
+        BenchCmd::Topology {
+            nodes,
+            groups,
+            provinces,
+            port_base,
+            out,
+        } => Job::Topology(crate::bench_fed::TopologySpec {
+            nodes,
+            groups,
+            provinces,
+            port_base,
+            out,
+        }),
+        BenchCmd::Leaders { c, timeout } => Job::Leaders {
+            config: ClientConfig::load(&c.config)?,
+            timeout: parse_duration(&timeout)?,
+            json: c.json,
+        },
+        BenchCmd::Idle {
+            pids,
+            duration,
+            json,
+        } => Job::Idle {
+            pids,
+            duration: parse_duration(&duration)?,
+            json,
         },
         BenchCmd::EtcdPut {
             endpoint,
@@ -279,14 +403,15 @@ fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench::Spec> {
             size,
             connections,
             json,
-        } => crate::bench::Spec {
+        } => Job::Closed(crate::bench::Spec {
             target: crate::bench::Target::Etcd(endpoint),
+            regions: Vec::new(),
             clients,
             duration: parse_duration(&duration)?,
             size,
             connections,
             json,
-        },
+        }),
     })
 }
 
@@ -487,9 +612,21 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     let c = client(cfg)?;
     let all = c.status_all().await;
     let mut rows = Vec::new();
+    let mut drills = Vec::new();
     for (n, s) in c.nodes.iter().zip(all) {
         match s {
             Ok(s) => {
+                if let Some(f) = &s.faults {
+                    let rules: Vec<String> =
+                        f.rules.iter().map(hotline_node::faults::describe).collect();
+                    let dropped: u64 = f.counters.iter().map(|c| c.dropped).sum();
+                    let delayed: u64 = f.counters.iter().map(|c| c.delayed).sum();
+                    if !rules.is_empty() || dropped + delayed > 0 {
+                        drills.push(json!({
+                            "id": n.id, "rules": rules, "dropped": dropped, "delayed": delayed,
+                        }));
+                    }
+                }
                 for g in s.groups {
                     rows.push(json!({
                         "id": n.id, "address": n.address, "group": g.group_id, "role": g.role,
@@ -504,7 +641,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         }
     }
     if as_json {
-        println!("{}", json!({ "nodes": rows }));
+        println!("{}", json!({ "nodes": rows, "drills": drills }));
         return Ok(());
     }
     println!(
@@ -526,6 +663,22 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
             g("term"),
             g("commit_index"),
             g("applied_index")
+        );
+    }
+    for d in &drills {
+        println!(
+            "演练 drill on node {}: {} (dropped {}, delayed {})",
+            d["id"],
+            d["rules"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default(),
+            d["dropped"],
+            d["delayed"]
         );
     }
     Ok(())

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 mod bench;
+mod bench_fed;
 mod cli;
 mod fault_cli;
 mod fed_cli;

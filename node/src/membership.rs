@@ -53,6 +53,9 @@ pub struct Joining {
     open: PeerOpener,
     /// Groups joined at run time so far (bounded by [`MAX_JOINED_GROUPS`]).
     pub(crate) joined: usize,
+    /// Topology groups known not to be on this node's disk (so a stray
+    /// message for one costs no disk read).
+    pub(crate) absent: std::collections::BTreeSet<u64>,
 }
 
 impl Joining {
@@ -121,6 +124,7 @@ impl Joining {
             topology,
             open,
             joined: 0,
+            absent: Default::default(),
         }
     }
 

@@ -372,41 +372,59 @@ impl RaftLoop {
     }
 
     /// A raft message for a group this node does not host: the node may
-    /// have been added to the group at run time. Host it if the group is the
-    /// topology's and the message could come from its leader
-    /// (`Joining::may_seed`), within the bounds: from its own disk if it was
-    /// hosted before a restart, else empty (it then asks for a snapshot).
+    /// have been added to the group at run time. If it hosted the group
+    /// before a restart, the group is on disk and its configuration there
+    /// decides who may talk to it (any message, votes too: a voter that
+    /// joined at run time must be able to vote after a restart). Otherwise
+    /// it hosts an empty replica if the group is the topology's and the
+    /// message could come from its leader (`Joining::may_seed`), within
+    /// the bounds; the replica then asks for a snapshot.
     fn join_group(&mut self, group_id: u64, from_node: u64, m: &Message) -> bool {
         let Some(j) = self.joining.as_mut() else {
             return false;
         };
-        if !j.may_seed(self.node_id, group_id, from_node, m) {
-            return false;
-        }
-        let joining_now = self
-            .replicas
-            .values()
-            .filter(|r| !r.is_initialized())
-            .count();
-        if joining_now >= crate::membership::MAX_JOINING_GROUPS
-            || j.joined >= crate::membership::MAX_JOINED_GROUPS
-        {
-            tracing::warn!(
-                group = group_id,
-                from_node,
-                "too many groups joined at run time; not hosting another"
-            );
-            return false;
-        }
         let Some(region) = j.group_region(group_id) else {
             return false;
         };
-        let rec = match self.storage.load(group_id) {
-            Ok(Some(rec)) => rec,
-            Ok(None) => Recovered::default(),
-            Err(e) => {
-                tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
-                panic!("storage read failed: {e}");
+        if j.joined >= crate::membership::MAX_JOINED_GROUPS {
+            tracing::warn!(group = group_id, "too many groups joined at run time");
+            return false;
+        }
+        let on_disk = if j.absent.contains(&group_id) {
+            None
+        } else {
+            match self.storage.load(group_id) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
+                    panic!("storage read failed: {e}");
+                }
+            }
+        };
+        let seed = j.may_seed(self.node_id, group_id, from_node, m);
+        let rec = match on_disk {
+            Some(rec) => {
+                let cs = &rec.conf_state;
+                let member = cs.voters.contains(&from_node)
+                    || cs.learners.contains(&from_node)
+                    || cs.voters_outgoing.contains(&from_node);
+                if !member && !seed {
+                    return false;
+                }
+                rec
+            }
+            None => {
+                // Not on disk, and it will not be until this node joins.
+                j.absent.insert(group_id);
+                let joining_now = self
+                    .replicas
+                    .values()
+                    .filter(|r| !r.is_initialized())
+                    .count();
+                if !seed || joining_now >= crate::membership::MAX_JOINING_GROUPS {
+                    return false;
+                }
+                Recovered::default()
             }
         };
         let mut cfg = match self.replicas.values().next() {
@@ -424,11 +442,12 @@ impl RaftLoop {
             }
         };
         j.joined += 1;
+        j.absent.remove(&group_id);
         tracing::info!(
             node = self.node_id,
             group = group_id,
             from_node,
-            initialized = replica.is_initialized(),
+            from_disk = replica.is_initialized(),
             "hosting a group joined at run time"
         );
         self.replicas.insert(group_id, replica);

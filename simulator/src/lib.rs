@@ -13,6 +13,8 @@
 pub mod cluster;
 pub mod disk;
 pub mod model;
+pub mod report;
+pub mod schedule;
 
 pub use cluster::{Faults, MemCluster};
 pub use disk::MemDisk;

@@ -61,6 +61,16 @@ const MAX_BACKLOG: usize = 10_000;
 /// How long after the last heal every transfer must be delivered.
 pub const DELIVERY_BOUND_MS: SimMs = 120_000;
 
+/// Test-only switch (hotline-node feature `test-switches`): the destination
+/// applies a retried transfer again. Returns false without the feature.
+pub fn set_break_transfer_idempotency(on: bool) -> bool {
+    hotline_node::core::transfer::set_break_idempotency(on)
+}
+
+pub fn break_transfer_idempotency() -> bool {
+    hotline_node::core::transfer::idempotency_broken()
+}
+
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub seed: u64,

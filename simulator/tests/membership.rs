@@ -64,7 +64,12 @@ fn change(c: &mut MemCluster, op: MembershipOp, node: u64) -> ConfState {
                 panic!("{op:?} {node} not applied");
             }
             Err(ConfChangeError::Invalid(e)) => panic!("{op:?} {node}: {e}"),
-            Err(_) => c.run(20),
+            Err(e) => {
+                if std::env::var("DBG").is_ok() {
+                    eprintln!("{e}");
+                }
+                c.run(20)
+            }
         }
     }
     panic!("{op:?} {node} never proposed");
@@ -94,17 +99,10 @@ fn accept_applied(c: &mut MemCluster, at: u64, n: usize, tag: &str) -> bool {
             }
         }
         if !done {
-            let l = c.leader().unwrap_or(0);
             eprintln!(
-                "leader {l} commit {} at {at} applied {} last {} init {} network {:?}",
-                c.replicas[&l].commit_index(),
-                c.replicas[&at].applied(),
-                c.replicas[&at].last_index(),
-                c.replicas[&at].is_initialized(),
-                c.network
-                    .iter()
-                    .map(|m| (m.from, m.to, m.get_msg_type()))
-                    .collect::<Vec<_>>()
+                "accept {i} not applied on node {at}: leader {:?}, node {at} applied {}",
+                c.leader(),
+                c.replicas[&at].applied()
             );
             return false;
         }
@@ -114,7 +112,13 @@ fn accept_applied(c: &mut MemCluster, at: u64, n: usize, tag: &str) -> bool {
 
 #[test]
 fn learner_joins_is_promoted_and_replaces_a_voter() {
-    let mut c = MemCluster::new(3, 11, Faults::NONE);
+    for seed in [11, 12, 13, 14, 15, 16] {
+        join_promote_replace(seed);
+    }
+}
+
+fn join_promote_replace(seed: u64) {
+    let mut c = MemCluster::new(3, seed, Faults::NONE);
     c.run(200);
     let l = leader(&mut c);
     assert!(accept_applied(&mut c, l, 30, "before"));
@@ -189,7 +193,13 @@ fn learner_joins_is_promoted_and_replaces_a_voter() {
 
 #[test]
 fn the_leader_hands_over_before_it_is_removed() {
-    let mut c = MemCluster::new(3, 5, Faults::NONE);
+    for seed in [5, 6, 7, 8] {
+        hand_over_then_remove(seed);
+    }
+}
+
+fn hand_over_then_remove(seed: u64) {
+    let mut c = MemCluster::new(3, seed, Faults::NONE);
     c.run(200);
     let l = leader(&mut c);
     assert!(accept_applied(&mut c, l, 3, "t"));
@@ -307,4 +317,27 @@ fn learner_joins_a_group_with_a_compacted_log() {
     let l = leader(&mut c);
     assert_eq!(c.ticket_ids(4), c.ticket_ids(l));
     assert_eq!(c.ticket_ids(4).len(), 120);
+}
+
+#[test]
+fn a_learner_joins_over_a_lossy_network() {
+    for seed in [31, 32, 33, 34] {
+        let mut c = MemCluster::new(3, seed, Faults::NONE);
+        c.run(200);
+        let l = leader(&mut c);
+        assert!(accept_applied(&mut c, l, 20, "before"));
+        c.faults = Faults {
+            drop: 0.05,
+            duplicate: 0.02,
+            reorder: 0.1,
+            crash: 0.0,
+        };
+        add_empty_node(&mut c, 4);
+        change(&mut c, MembershipOp::AddLearner, 4);
+        change(&mut c, MembershipOp::Promote, 4);
+        assert!(c.settle(10_000), "seed {seed}: settles");
+        let l = leader(&mut c);
+        assert_eq!(c.ticket_ids(4), c.ticket_ids(l), "seed {seed}");
+        assert_eq!(c.ticket_ids(4).len(), 20);
+    }
 }

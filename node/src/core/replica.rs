@@ -324,6 +324,18 @@ pub struct Replica {
     idle_ticks: u64,
     /// Messages the replica itself adds to the next Ready (quiesce notices).
     extra_messages: Vec<Message>,
+    /// Send reports from the driver that arrived while a Ready was in
+    /// flight (it sends a Ready's messages before persisting it); applied
+    /// in `on_persisted`, when raft may take input again.
+    deferred_reports: Vec<SendReport>,
+    /// Peers sent a snapshot whose delivery the driver has not reported.
+    snapshots_out: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SendReport {
+    Unreachable(u64),
+    Snapshot(u64, bool),
 }
 
 /// The context of the heartbeat a leader sends when it hibernates a group.
@@ -396,6 +408,8 @@ impl Replica {
             quiesced: false,
             idle_ticks: 0,
             extra_messages: Vec::new(),
+            deferred_reports: Vec::new(),
+            snapshots_out: Vec::new(),
         })
     }
 
@@ -790,7 +804,7 @@ impl Replica {
             out.role = Some(ss.raft_state);
         }
         out.messages.extend(rd.take_messages());
-        self.snapshot_requests_served(&out.messages);
+        self.note_snapshots_sent(&out.messages);
         self.confirm_reads(rd.take_read_states());
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone(), &mut write);
@@ -828,12 +842,15 @@ impl Replica {
             self.carry.hard_state = Some(hs);
         }
         out.messages.extend(light.take_messages());
-        self.snapshot_requests_served(&out.messages);
         let mut carry = std::mem::take(&mut self.carry);
         out.applied = self.apply_entries(light.take_committed_entries(), &mut carry);
         self.carry = carry;
         self.carry.group_id = self.cfg.group_id;
         self.raw.advance_apply_to(self.applied);
+        self.apply_send_reports();
+        // Snapshots in these messages are reported by the driver as it
+        // sends them, or taken as delivered at the next `on_persisted`.
+        self.note_snapshots_sent(&out.messages);
         out.reads = self.serve_reads();
         out
     }
@@ -966,19 +983,61 @@ impl Replica {
     }
 
     /// Raft message sent to a peer that could not be reached.
+    /// The driver sends a Ready's messages before it persists the Ready, so
+    /// this may arrive between `ready()` and `on_persisted()`: it is then
+    /// kept and applied in `on_persisted()`.
     pub fn report_unreachable(&mut self, peer: u64) {
-        self.assert_not_in_flight();
+        if self.in_flight.is_some() {
+            self.deferred_reports.push(SendReport::Unreachable(peer));
+            return;
+        }
         self.raw.report_unreachable(peer);
     }
 
+    /// Whether a snapshot the replica emitted was handed to the transport.
+    /// Like `report_unreachable`, may arrive while a Ready is in flight. A
+    /// snapshot the driver does not report is taken as delivered at the
+    /// next `on_persisted()`: raft-rs keeps a follower paused until it hears
+    /// either way, and a lost one is simply asked for again.
     pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
-        self.assert_not_in_flight();
+        self.snapshots_out.retain(|&p| p != peer);
+        if self.in_flight.is_some() {
+            self.deferred_reports
+                .push(SendReport::Snapshot(peer, delivered));
+            return;
+        }
+        self.apply_snapshot_report(peer, delivered);
+    }
+
+    fn apply_snapshot_report(&mut self, peer: u64, delivered: bool) {
         let status = if delivered {
             raft::SnapshotStatus::Finish
         } else {
             raft::SnapshotStatus::Failure
         };
         self.raw.report_snapshot(peer, status);
+    }
+
+    /// After a Ready is persisted: the driver's deferred send reports, then
+    /// "delivered" for the snapshots it did not report.
+    fn apply_send_reports(&mut self) {
+        for r in std::mem::take(&mut self.deferred_reports) {
+            match r {
+                SendReport::Unreachable(peer) => self.raw.report_unreachable(peer),
+                SendReport::Snapshot(peer, ok) => self.apply_snapshot_report(peer, ok),
+            }
+        }
+        for peer in std::mem::take(&mut self.snapshots_out) {
+            self.apply_snapshot_report(peer, true);
+        }
+    }
+
+    fn note_snapshots_sent(&mut self, msgs: &[Message]) {
+        for m in msgs.iter().filter(|m| is_snapshot(m)) {
+            if !self.snapshots_out.contains(&m.to) {
+                self.snapshots_out.push(m.to);
+            }
+        }
     }
 
     /// Has this replica a configuration yet? A replica created empty to
@@ -1138,23 +1197,6 @@ impl Replica {
         self.raw.mut_store().set_conf_state(cs.clone());
         self.raw.mut_store().set_snapshot(Snapshot::default());
         write.conf_state = Some(cs);
-    }
-
-    /// A follower's snapshot request is served once a snapshot to it leaves.
-    /// raft-rs forgets the request only when the driver reports the
-    /// snapshot (`report_snapshot`); until then every append to that
-    /// follower is the same snapshot again. Forget it here, so a driver
-    /// that does not report (the simulator) or reports late does not loop;
-    /// a lost snapshot is asked for again by the follower.
-    fn snapshot_requests_served(&mut self, msgs: &[Message]) {
-        if !self.is_leader() {
-            return;
-        }
-        for m in msgs.iter().filter(|m| is_snapshot(m)) {
-            if let Some(pr) = self.raw.raft.mut_prs().get_mut(m.to) {
-                pr.pending_request_snapshot = raft::INVALID_INDEX;
-            }
-        }
     }
 
     /// An empty replica (created to join a group at run time) must not

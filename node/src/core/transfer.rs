@@ -26,6 +26,38 @@ use super::audit;
 use super::lifecycle::{self, CommandError};
 use super::tickets::{ApplyResult, TicketMachine, bad};
 
+/// Test-only: when set, a retried `Custody` is applied again instead of being
+/// acknowledged as a duplicate. Exists only in builds with the
+/// `test-switches` feature; the simulator's swarm must catch it.
+#[cfg(feature = "test-switches")]
+pub static BREAK_IDEMPOTENCY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sets the test-only switch; returns false (and does nothing) in builds
+/// without the `test-switches` feature.
+pub fn set_break_idempotency(on: bool) -> bool {
+    #[cfg(feature = "test-switches")]
+    {
+        BREAK_IDEMPOTENCY.store(on, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+    #[cfg(not(feature = "test-switches"))]
+    {
+        !on
+    }
+}
+
+pub fn idempotency_broken() -> bool {
+    #[cfg(feature = "test-switches")]
+    {
+        BREAK_IDEMPOTENCY.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "test-switches"))]
+    {
+        false
+    }
+}
+
 /// Finished transfer records are kept this long for duplicate detection
 /// and the national cross-province list, then pruned.
 pub const TRANSFER_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -234,7 +266,7 @@ impl TicketMachine {
             return ApplyResult::Rejected(bad("envelope", "has no transfer id or ticket").into());
         }
         self.prune_transfers(at_ms);
-        if self.transfers.contains_key(&env.transfer_id) {
+        if self.transfers.contains_key(&env.transfer_id) && !idempotency_broken() {
             // Seen: acknowledged again, never applied twice.
             return ApplyResult::Custody { duplicate: true };
         }
