@@ -73,6 +73,17 @@ const MAX_NODES: usize = 9;
 const MAX_WAIT: Duration = Duration::from_secs(1_800);
 const MAX_IDLE_SAMPLE: Duration = Duration::from_secs(600);
 
+/// A pause like `200ms` or `0s` (zero allowed, unlike `--duration`).
+pub fn parse_pause(s: &str) -> Result<Duration> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 200ms or 0s"))?;
+    if d.is_negative() || d > jiff::SignedDuration::from_secs(60) {
+        bail!("{s:?}: must be 0 to 60 s");
+    }
+    Ok(d.unsigned_abs())
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
@@ -125,7 +136,14 @@ pub struct TransferSpec {
     pub timeout: Duration,
     /// Also wait for the delivery receipt back at the origin.
     pub receipt: bool,
+    /// Each client pauses a uniform random time below this before each
+    /// accept (not measured), so that a closed loop does not lock onto the
+    /// forwarders' fixed cadence.
+    pub jitter: Duration,
     pub connections: usize,
+    /// Append every delivered transfer's latencies to this file, one line
+    /// each: `owned_client_ms owned_server_ms` (to pool several runs).
+    pub samples: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -222,9 +240,17 @@ async fn transfer(spec: TransferSpec) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut h = Hists::new();
             let mut st = TransferStats::default();
+            let mut samples: Vec<String> = Vec::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
                 i += 1;
+                if !spec.jitter.is_zero() {
+                    let pause = rand::random::<f64>() * spec.jitter.as_secs_f64();
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 let req = AcceptRequest {
                     region: spec.from.clone(),
                     kind: Kind::Complaint as i32,
@@ -267,14 +293,22 @@ async fn transfer(spec: TransferSpec) -> Result<()> {
                     st.timed_out += 1;
                     continue;
                 };
-                record(&mut h.owned, t0.elapsed());
+                let owned_after = t0.elapsed();
+                record(&mut h.owned, owned_after);
                 st.delivered += 1;
                 let at = |kind: &str| t.events.iter().find(|e| e.kind == kind).map(|e| e.at_ms);
-                if let (Some(a), Some(b)) = (at("accept"), at("transfer_in")) {
-                    record(
-                        &mut h.server,
-                        Duration::from_millis(b.saturating_sub(a) as u64),
-                    );
+                let server_ms = match (at("accept"), at("transfer_in")) {
+                    (Some(a), Some(b)) => b.saturating_sub(a),
+                    _ => -1,
+                };
+                if server_ms >= 0 {
+                    record(&mut h.server, Duration::from_millis(server_ms as u64));
+                }
+                if spec.samples.is_some() {
+                    samples.push(format!(
+                        "{:.3} {server_ms}\n",
+                        owned_after.as_secs_f64() * 1000.0
+                    ));
                 }
                 if spec.receipt {
                     while Instant::now() < give_up {
@@ -288,13 +322,15 @@ async fn transfer(spec: TransferSpec) -> Result<()> {
                     }
                 }
             }
-            (h, st)
+            (h, st, samples)
         }));
     }
     let mut all = Hists::new();
     let mut st = TransferStats::default();
+    let mut samples = String::new();
     for t in tasks {
-        let (h, s) = t.await?;
+        let (h, s, lines) = t.await?;
+        samples.extend(lines);
         all.add(&h)?;
         st.accepted += s.accepted;
         st.delivered += s.delivered;
@@ -304,13 +340,32 @@ async fn transfer(spec: TransferSpec) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let tput = st.delivered as f64 / elapsed;
+    if let Some(path) = &spec.samples {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(samples.as_bytes()))
+            .with_context(|| format!("--samples {}", path.display()))?;
+    }
+    // The route taken, as the national group recorded it (cross-province).
+    let hops: Vec<u64> = c
+        .transfers(hotline_federation::topology::NATIONAL_GROUP, true, 1)
+        .await
+        .ok()
+        .and_then(|r| r.into_iter().next()?.envelope)
+        .map(|e| e.hops)
+        .unwrap_or_default();
     if spec.json {
         println!(
             "{}",
             json!({
                 "bench": "transfer", "from": spec.from, "location": spec.location,
-                "origin_group": origin, "destination_group": dest, "path": path,
-                "clients": spec.clients, "poll_ms": spec.poll.as_secs_f64() * 1000.0,
+                "origin_group": origin, "destination_group": dest, "hierarchy": path,
+                "national_record_hops": hops, "clients": spec.clients,
+                "poll_ms": spec.poll.as_secs_f64() * 1000.0,
+                "jitter_ms": spec.jitter.as_secs_f64() * 1000.0,
                 "duration_s": elapsed, "accepted": st.accepted, "delivered": st.delivered,
                 "timed_out": st.timed_out, "errors": st.errors,
                 "not_transferred": st.not_transferred, "delivered_per_s": tput,
@@ -320,7 +375,7 @@ async fn transfer(spec: TransferSpec) -> Result<()> {
         );
     } else {
         println!(
-            "transfer {} → {} (groups {origin} → {dest}, path {path:?}): {} clients, {elapsed:.1} s",
+            "transfer {} → {} (groups {origin} → {dest}; hierarchy {path:?}; hops at national {hops:?}): {} clients, {elapsed:.1} s",
             spec.from, spec.location, spec.clients
         );
         println!(
@@ -580,6 +635,20 @@ fn status_field(pid: u32, key: &str) -> Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/status: no {key}"))
 }
 
+/// `/proc/PID/io` counters: bytes through read/write syscalls (sockets
+/// included) and bytes written to storage.
+fn io_counters(pid: u32) -> Result<(u64, u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .with_context(|| format!("process {pid}"))?;
+    let get = |key: &str| -> Result<u64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/io: no {key}"))
+    };
+    Ok((get("rchar")?, get("wchar")?, get("write_bytes")?))
+}
+
 fn clock_ticks_per_s() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -599,13 +668,19 @@ async fn idle(pids: &[u32], duration: Duration, as_json: bool) -> Result<()> {
     }
     let hz = clock_ticks_per_s();
     let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect::<Result<_>>()?;
+    let io_before: Vec<(u64, u64, u64)> = pids
+        .iter()
+        .map(|&p| io_counters(p))
+        .collect::<Result<_>>()?;
     let t0 = Instant::now();
     tokio::time::sleep(duration).await;
     let secs = t0.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let (mut total_pct, mut total_rss) = (0.0, 0);
-    for (&pid, b) in pids.iter().zip(before) {
+    for ((&pid, b), io0) in pids.iter().zip(before).zip(io_before) {
         let used = cpu_ticks(pid)?.saturating_sub(b) as f64 / hz as f64;
+        let io1 = io_counters(pid)?;
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1024.0 / secs;
         let pct = 100.0 * used / secs;
         let rss = status_field(pid, "VmRSS")?;
         let hwm = status_field(pid, "VmHWM")?;
@@ -615,6 +690,8 @@ async fn idle(pids: &[u32], duration: Duration, as_json: bool) -> Result<()> {
         rows.push(json!({
             "pid": pid, "cpu_s": used, "cpu_pct_of_one_core": pct,
             "rss_mib": rss as f64 / 1024.0, "hwm_mib": hwm as f64 / 1024.0, "threads": threads,
+            "syscall_read_kib_s": per_s(io0.0, io1.0), "syscall_write_kib_s": per_s(io0.1, io1.1),
+            "disk_write_kib_s": per_s(io0.2, io1.2),
         }));
     }
     if as_json {
@@ -628,13 +705,18 @@ async fn idle(pids: &[u32], duration: Duration, as_json: bool) -> Result<()> {
     } else {
         println!("over {secs:.1} s (CLK_TCK {hz}):");
         for r in &rows {
+            let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
             println!(
-                "  pid {:>7}: CPU {:>6.2} % of one core, RSS {:>7.1} MiB (peak {:>7.1}), {} threads",
+                "  pid {:>7}: CPU {:>6.2} % of one core, RSS {:>7.1} MiB (peak {:>7.1}), {} threads, \
+                 read/write syscalls {:.1}/{:.1} KiB/s, disk writes {:.1} KiB/s",
                 r["pid"],
-                r["cpu_pct_of_one_core"].as_f64().unwrap_or(0.0),
-                r["rss_mib"].as_f64().unwrap_or(0.0),
-                r["hwm_mib"].as_f64().unwrap_or(0.0),
-                r["threads"]
+                f("cpu_pct_of_one_core"),
+                f("rss_mib"),
+                f("hwm_mib"),
+                r["threads"],
+                f("syscall_read_kib_s"),
+                f("syscall_write_kib_s"),
+                f("disk_write_kib_s")
             );
         }
         println!(

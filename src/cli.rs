@@ -96,6 +96,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: crate::fault_cli::FaultCmd,
     },
+    /// The deterministic simulator: partition drills on real topologies.
+    Sim {
+        #[command(subcommand)]
+        cmd: crate::sim_cli::SimCmd,
+    },
     /// Federated queries: fan out down the tree, say who did not answer.
     Query {
         #[command(subcommand)]
@@ -189,8 +194,15 @@ enum BenchCmd {
         /// Also wait for the delivery receipt at the origin.
         #[arg(long)]
         receipt: bool,
+        /// Random pause (uniform below this, not measured) before each
+        /// accept, so the loop does not lock onto the forwarders' cadence.
+        #[arg(long, default_value = "200ms")]
+        jitter: String,
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// Append each transfer's latencies (ms: client, server) to this file.
+        #[arg(long)]
+        samples: Option<PathBuf>,
     },
     /// Write a topology of N real district groups on M nodes, every node a
     /// voter of every group.
@@ -317,6 +329,7 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
         } => crate::fed_cli::transfers(&c, &region, all, limit).await,
         Cmd::Query { cmd } => crate::fed_cli::query(cmd).await,
+        Cmd::Sim { cmd } => tokio::task::block_in_place(|| crate::sim_cli::run(cmd)),
         Cmd::Group { cmd } => crate::group_cli::run(cmd).await,
         Cmd::Fault { cmd } => crate::fault_cli::run(cmd).await,
         Cmd::Bench { cmd } => crate::bench_fed::run(cmd_to_bench(cmd)?).await,
@@ -356,7 +369,9 @@ fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench_fed::Job> {
             poll,
             timeout,
             receipt,
+            jitter,
             connections,
+            samples,
         } => Job::Transfer(crate::bench_fed::TransferSpec {
             config: ClientConfig::load(&c.config)?,
             from,
@@ -366,7 +381,9 @@ fn cmd_to_bench(cmd: BenchCmd) -> Result<crate::bench_fed::Job> {
             poll: parse_duration(&poll)?,
             timeout: parse_duration(&timeout)?,
             receipt,
+            jitter: crate::bench_fed::parse_pause(&jitter)?,
             connections,
+            samples,
             json: c.json,
         }),
         BenchCmd::Topology {

@@ -12,6 +12,7 @@ mod fault_cli;
 mod fed_cli;
 mod group_cli;
 mod report;
+mod sim_cli;
 mod ticket_cli;
 
 fn main() -> std::process::ExitCode {

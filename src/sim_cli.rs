@@ -174,7 +174,10 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                 );
             }
             if let Some(v) = &r.invariants.violation {
-                eprintln!("INVARIANT VIOLATED at seed {seed}: {v}\nreproduce: {}", r.reproduce);
+                eprintln!(
+                    "INVARIANT VIOLATED at seed {seed}: {v}\nreproduce: {}",
+                    r.reproduce
+                );
                 std::process::exit(3);
             }
             Ok(())

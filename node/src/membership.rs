@@ -56,6 +56,9 @@ pub struct Joining {
     /// Topology groups known not to be on this node's disk (so a stray
     /// message for one costs no disk read).
     pub(crate) absent: std::collections::BTreeSet<u64>,
+    /// Peers no queue could be opened to (not in the topology, bad TLS
+    /// files): not tried again on every send.
+    unopenable: std::collections::BTreeSet<u64>,
 }
 
 impl Joining {
@@ -125,11 +128,19 @@ impl Joining {
             open,
             joined: 0,
             absent: Default::default(),
+            unopenable: Default::default(),
         }
     }
 
     pub(crate) fn open(&mut self, peer: u64) -> Option<mpsc::Sender<Vec<RaftEnvelope>>> {
-        (self.open)(peer)
+        if self.unopenable.contains(&peer) {
+            return None;
+        }
+        let q = (self.open)(peer);
+        if q.is_none() {
+            self.unopenable.insert(peer);
+        }
+        q
     }
 
     /// The region of a group of the topology.

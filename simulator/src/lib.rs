@@ -15,6 +15,8 @@ pub mod disk;
 pub mod model;
 pub mod report;
 pub mod schedule;
+pub mod sim;
+pub mod workload;
 
 pub use cluster::{Faults, MemCluster};
 pub use disk::MemDisk;

@@ -185,4 +185,7 @@ pub struct Report {
     pub digest: String,
     /// The command that reproduces this run.
     pub reproduce: String,
+    /// Events by kind (where the simulator spends its time).
+    #[serde(default)]
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
 }

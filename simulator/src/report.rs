@@ -1080,6 +1080,7 @@ mod tests {
                 .collect()
         };
         Report {
+            events_by_kind: Default::default(),
             seed: 42,
             topology: "national".into(),
             nodes: 3_200,

@@ -105,7 +105,10 @@ impl SimConfig {
             start_unix_ms: DEFAULT_START_UNIX_MS,
             fsync_ms: 2,
             max_events: u64::MAX,
-            quiesce_after_ticks: 5,
+            quiesce_after_ticks: std::env::var("HOTLINE_SIM_QUIESCE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5),
             progress: false,
             reproduce: String::new(),
         }
@@ -116,15 +119,32 @@ impl SimConfig {
 #[derive(Debug)]
 enum Ev {
     Tick(u64),
-    Deliver { to: u64, group: u64, msg: Box<Message> },
-    Persisted { node: u64, group: u64, gen: u64 },
+    Deliver {
+        to: u64,
+        group: u64,
+        msg: Box<Message>,
+    },
+    Persisted {
+        node: u64,
+        group: u64,
+        life: u64,
+    },
     Arrival,
-    Step { ticket: u32, step: StepKind },
+    Step {
+        ticket: u32,
+        step: StepKind,
+    },
     Fault(usize),
     WakeOrphans,
     Forward(u64),
     FwdArrive(Box<FwdItem>),
-    FwdAck { to: u64, group: u64, transfer_id: String, next_group: u64, receipt: bool },
+    FwdAck {
+        to: u64,
+        group: u64,
+        transfer_id: String,
+        next_group: u64,
+        receipt: bool,
+    },
     Retry(u64),
     Sample,
 }
@@ -188,7 +208,7 @@ struct Slot {
 struct Node {
     alive: bool,
     /// Bumped on every restart: stale events of a previous life are ignored.
-    gen: u64,
+    life: u64,
     slots: BTreeMap<u64, Slot>,
     disks_down: BTreeMap<u64, MemDisk>,
     ticking: bool,
@@ -200,10 +220,20 @@ struct Node {
 /// What a pending request is for.
 #[derive(Clone, Debug)]
 enum Purpose {
-    Accept { ticket: u32 },
-    Step { ticket: u32, step: StepKind },
+    Accept {
+        ticket: u32,
+    },
+    Step {
+        ticket: u32,
+        step: StepKind,
+    },
     /// The callee side of a forward: on apply, acknowledge to the caller.
-    Custody { reply_to: u64, from_group: u64, transfer_id: String, receipt: bool },
+    Custody {
+        reply_to: u64,
+        from_group: u64,
+        transfer_id: String,
+        receipt: bool,
+    },
     HopDone,
 }
 
@@ -261,6 +291,7 @@ pub struct Sim {
     violation: Option<String>,
     // figures
     events: u64,
+    by_kind: [u64; 13],
     commands_committed: u64,
     messages_sent: u64,
     messages_dropped: u64,
@@ -305,7 +336,7 @@ impl Sim {
                 n.id,
                 Node {
                     alive: true,
-                    gen: 0,
+                    life: 0,
                     slots: BTreeMap::new(),
                     disks_down: BTreeMap::new(),
                     ticking: false,
@@ -347,6 +378,7 @@ impl Sim {
             custody_applied: BTreeMap::new(),
             violation: None,
             events: 0,
+            by_kind: [0; 13],
             commands_committed: 0,
             messages_sent: 0,
             messages_dropped: 0,
@@ -421,7 +453,7 @@ impl Sim {
         let n = self.nodes.get_mut(&id).expect("node");
         n.slots = slots;
         n.alive = true;
-        n.gen += 1;
+        n.life += 1;
         n.ticking = false;
         self.ensure_ticking(id);
     }
@@ -432,7 +464,7 @@ impl Sim {
             return;
         }
         n.alive = false;
-        n.gen += 1;
+        n.life += 1;
         let slots = std::mem::take(&mut n.slots);
         for (g, mut s) in slots {
             s.disk.crash();
@@ -492,7 +524,8 @@ impl Sim {
             let to = m.to;
             match self.latency(from, to) {
                 Some(ms) => {
-                    let dup = self.dup_permille > 0 && self.rng.gen_range(0..1000) < self.dup_permille;
+                    let dup =
+                        self.dup_permille > 0 && self.rng.gen_range(0..1000) < self.dup_permille;
                     if dup {
                         let extra = self.rng.gen_range(0..20);
                         self.push(
@@ -535,7 +568,7 @@ impl Sim {
 
     fn process(&mut self, node: u64, group: u64) {
         loop {
-            let gen = self.nodes[&node].gen;
+            let life = self.nodes[&node].life;
             let Some(slot) = self.slot(node, group) else {
                 return;
             };
@@ -560,7 +593,7 @@ impl Sim {
                 if let Some(s) = self.slot(node, group) {
                     s.inflight = true;
                 }
-                self.push(self.now + fsync, Ev::Persisted { node, group, gen });
+                self.push(self.now + fsync, Ev::Persisted { node, group, life });
                 return;
             }
             self.persisted(node, group);
@@ -584,6 +617,12 @@ impl Sim {
     }
 
     fn on_role(&mut self, node: u64, group: u64, role: StateRole, term: u64) {
+        if std::env::var("HOTLINE_SIM_TRACE").is_ok_and(|g| g == group.to_string()) {
+            eprintln!(
+                "{} ms: group {group} node {node} -> {role:?} term {term}",
+                self.now
+            );
+        }
         if role == StateRole::Leader {
             if let Some(&other) = self.leaders.get(&(group, term))
                 && other != node
@@ -611,16 +650,16 @@ impl Sim {
             let n = self.replicas_per_group.get(&group).copied().unwrap_or(3);
             match self.first_apply.get_mut(&(group, a.index)) {
                 Some((rid, seen)) => {
-                    if *rid != a.request_id {
-                        let want = *rid;
+                    let want = *rid;
+                    *seen += 1;
+                    if *seen >= n {
+                        self.first_apply.remove(&(group, a.index));
+                    }
+                    if want != a.request_id {
                         self.fail(format!(
                             "group {group} index {}: node {node} applied request {} but another replica applied {want}",
                             a.index, a.request_id
                         ));
-                    }
-                    *seen += 1;
-                    if *seen >= n {
-                        self.first_apply.remove(&(group, a.index));
                     }
                 }
                 None => {
@@ -640,12 +679,20 @@ impl Sim {
             }
             if let ApplyResult::Custody { duplicate: false } = &a.result
                 && let Some(p) = self.pending.get(&a.request_id)
-                && let Purpose::Custody { transfer_id, receipt: false, .. } = &p.purpose
+                && let Purpose::Custody {
+                    transfer_id,
+                    receipt: false,
+                    ..
+                } = &p.purpose
                 && let Some(t) = self
-                    .slot(node, group)
+                    .nodes
+                    .get(&node)
+                    .and_then(|n| n.slots.get(&group))
                     .and_then(|s| s.replica.tickets().transfer(transfer_id))
                     .cloned()
-                && t.envelope.as_ref().is_some_and(|e| e.destination_group == group)
+                && t.envelope
+                    .as_ref()
+                    .is_some_and(|e| e.destination_group == group)
             {
                 let tid = transfer_id.clone();
                 let c = self.custody_applied.entry((tid.clone(), node)).or_insert(0);
@@ -678,12 +725,18 @@ impl Sim {
                 if let Some(h) = self.arrivals_per_hour.get_mut(hour) {
                     *h += 1;
                 }
+                let now = self.now;
                 let tr = &mut self.tracks[ticket as usize];
                 tr.id = Some(t.id.clone());
-                tr.accepted_at = self.now;
-                if t.status == Status::Transferred as i32 {
+                tr.accepted_at = now;
+                let transferred = t.status == Status::Transferred as i32;
+                if transferred {
                     tr.transferred = true;
                     tr.group = t.owner_group;
+                }
+                let incident = tr.arrival.incident;
+                let fate = tr.arrival.fate.clone();
+                if transferred {
                     self.transfers += 1;
                     if self.dir.is_cross_province(p.group, t.owner_group) {
                         self.cross_province += 1;
@@ -693,15 +746,22 @@ impl Sim {
                         group_region(p.group).get(..2).unwrap_or("00"),
                         group_region(t.owner_group).get(..2).unwrap_or("00")
                     );
-                    self.transfer_started.insert(t.transfer_id.clone(), (self.now, link));
+                    self.transfer_started
+                        .insert(t.transfer_id.clone(), (self.now, link));
                     self.schedule_forward(p.group, 1);
                 }
                 // Mass incident: later callers are merged into the first.
-                if let Some(inc) = tr.arrival.incident {
+                if let Some(inc) = incident {
                     match self.incidents.get(&inc) {
-                        Some(&master) if !tr.transferred => {
-                            tr.master = Some(master);
-                            self.push(self.now + 60_000, Ev::Step { ticket, step: StepKind::Merge });
+                        Some(&master) if !transferred => {
+                            self.tracks[ticket as usize].master = Some(master);
+                            self.push(
+                                self.now + 60_000,
+                                Ev::Step {
+                                    ticket,
+                                    step: StepKind::Merge,
+                                },
+                            );
                             return;
                         }
                         _ => {
@@ -709,14 +769,20 @@ impl Sim {
                         }
                     }
                 }
-                let fate = tr.arrival.fate.clone();
                 match fate {
-                    Fate::Answer { after_ms } => {
-                        self.push(self.now + after_ms, Ev::Step { ticket, step: StepKind::Answer })
-                    }
+                    Fate::Answer { after_ms } => self.push(
+                        self.now + after_ms,
+                        Ev::Step {
+                            ticket,
+                            step: StepKind::Answer,
+                        },
+                    ),
                     Fate::Handle(h) => self.push(
                         self.now + h.dispatch_after_ms,
-                        Ev::Step { ticket, step: StepKind::Dispatch },
+                        Ev::Step {
+                            ticket,
+                            step: StepKind::Dispatch,
+                        },
                     ),
                 }
             }
@@ -726,7 +792,12 @@ impl Sim {
                     self.next_step(ticket, step);
                 }
             }
-            Purpose::Custody { reply_to, from_group, transfer_id, receipt } => {
+            Purpose::Custody {
+                reply_to,
+                from_group,
+                transfer_id,
+                receipt,
+            } => {
                 if matches!(result, ApplyResult::Custody { .. }) {
                     // Acknowledge to the caller, over the network.
                     if let Some(ms) = self.latency(p.node, reply_to) {
@@ -895,8 +966,16 @@ impl Sim {
                     from_group: group,
                     to_node,
                     to_group: c,
-                    envelope: if rec.receipt_pending { None } else { rec.envelope.clone() },
-                    receipt: if rec.receipt_pending { rec.receipt.clone() } else { None },
+                    envelope: if rec.receipt_pending {
+                        None
+                    } else {
+                        rec.envelope.clone()
+                    },
+                    receipt: if rec.receipt_pending {
+                        rec.receipt.clone()
+                    } else {
+                        None
+                    },
                 };
                 self.push(self.now + ms, Ev::FwdArrive(Box::new(item)));
                 sent = true;
@@ -942,7 +1021,14 @@ impl Sim {
         );
     }
 
-    fn fwd_ack(&mut self, to: u64, group: u64, transfer_id: String, next_group: u64, receipt: bool) {
+    fn fwd_ack(
+        &mut self,
+        to: u64,
+        group: u64,
+        transfer_id: String,
+        next_group: u64,
+        receipt: bool,
+    ) {
         if !self.nodes[&to].alive {
             return;
         }
@@ -990,7 +1076,11 @@ impl Sim {
             _ => {}
         }
         let tr = &self.tracks[ticket as usize];
-        let unit = if tr.unit.is_empty() { base } else { tr.unit.clone() };
+        let unit = if tr.unit.is_empty() {
+            base
+        } else {
+            tr.unit.clone()
+        };
         let h = match &tr.arrival.fate {
             Fate::Handle(h) => Some(h.clone()),
             Fate::Answer { .. } => None,
@@ -998,7 +1088,13 @@ impl Sim {
         let center = actor("话务员", Role::CallTaker);
         let u = actor(&unit, Role::Unit);
         let (who, reason, op) = match step {
-            StepKind::Answer => (center, "", Op::Answer(Answer { text: "已按知识库答复".into() })),
+            StepKind::Answer => (
+                center,
+                "",
+                Op::Answer(Answer {
+                    text: "已按知识库答复".into(),
+                }),
+            ),
             StepKind::Dispatch => (
                 center,
                 "",
@@ -1013,7 +1109,9 @@ impl Sim {
                 (
                     actor(&first, Role::Unit),
                     "非本单位职责",
-                    Op::Return(Return { unit: first.clone() }),
+                    Op::Return(Return {
+                        unit: first.clone(),
+                    }),
                 )
             }
             StepKind::Review => (
@@ -1026,17 +1124,33 @@ impl Sim {
                 }),
             ),
             StepKind::Sign => (u, "", Op::Sign(Sign { unit: unit.clone() })),
-            StepKind::Extend => (u, "需协调", Op::Extend(Extend { unit: unit.clone(), days: 0 })),
+            StepKind::Extend => (
+                u,
+                "需协调",
+                Op::Extend(Extend {
+                    unit: unit.clone(),
+                    days: 0,
+                }),
+            ),
             StepKind::Approve => (
                 actor("督办员", Role::Supervisor),
                 "",
                 Op::DecideExtension(DecideExtension { approve: true }),
             ),
-            StepKind::Reply => (u, "", Op::Reply(Reply { unit: unit.clone(), text: "已办理".into() })),
+            StepKind::Reply => (
+                u,
+                "",
+                Op::Reply(Reply {
+                    unit: unit.clone(),
+                    text: "已办理".into(),
+                }),
+            ),
             StepKind::Callback => {
                 let first = !tr.answered_first_callback;
                 let sat = match h.as_ref().map(|h| h.satisfaction.as_str()) {
-                    _ if first && h.as_ref().is_some_and(|h| h.reopened) => Satisfaction::Unsatisfied,
+                    _ if first && h.as_ref().is_some_and(|h| h.reopened) => {
+                        Satisfaction::Unsatisfied
+                    }
                     Some("basic") => Satisfaction::Basic,
                     Some("unsatisfied") => Satisfaction::Unsatisfied,
                     _ => Satisfaction::Satisfied,
@@ -1062,7 +1176,13 @@ impl Sim {
                 if self.tracks[master as usize].group != group {
                     return;
                 }
-                (center, "同一事件", Op::Merge(Merge { duplicate_id: id.clone() }))
+                (
+                    center,
+                    "同一事件",
+                    Op::Merge(Merge {
+                        duplicate_id: id.clone(),
+                    }),
+                )
             }
         };
         let target = match &op {
@@ -1079,7 +1199,11 @@ impl Sim {
             reason: reason.into(),
             op: Some(op),
         };
-        self.propose(group, command::Op::Ticket(cmd), Purpose::Step { ticket, step });
+        self.propose(
+            group,
+            command::Op::Ticket(cmd),
+            Purpose::Step { ticket, step },
+        );
     }
 
     fn arrival(&mut self) {
@@ -1161,8 +1285,11 @@ impl Sim {
             FaultAction::Loss { a, b, permille } => self.losses.push((set(&a), set(&b), permille)),
             FaultAction::Duplicate { permille } => self.dup_permille = permille,
             FaultAction::SlowDisk { node, fsync_ms } => {
-                self.nodes.get_mut(&node).expect("node").fsync_ms =
-                    if fsync_ms == 0 { self.cfg.fsync_ms } else { fsync_ms };
+                self.nodes.get_mut(&node).expect("node").fsync_ms = if fsync_ms == 0 {
+                    self.cfg.fsync_ms
+                } else {
+                    fsync_ms
+                };
             }
             FaultAction::ClockSkew { node, skew_ms } => {
                 self.nodes.get_mut(&node).expect("node").skew_ms = skew_ms;
@@ -1209,7 +1336,13 @@ impl Sim {
         let mut awake = false;
         let groups: Vec<u64> = n.slots.keys().copied().collect();
         for g in groups {
-            let s = self.nodes.get_mut(&node).expect("node").slots.get_mut(&g).expect("slot");
+            let s = self
+                .nodes
+                .get_mut(&node)
+                .expect("node")
+                .slots
+                .get_mut(&g)
+                .expect("slot");
             if s.inflight {
                 awake = true;
                 continue;
@@ -1227,6 +1360,20 @@ impl Sim {
     }
 
     fn deliver(&mut self, to: u64, group: u64, msg: Message) {
+        if std::env::var("HOTLINE_SIM_TRACE").is_ok_and(|g| g == group.to_string())
+            && self.now < 200_000
+        {
+            eprintln!(
+                "{} ms: deliver {:?} {}->{} term {} commit {} ctx {}",
+                self.now,
+                msg.get_msg_type(),
+                msg.from,
+                msg.to,
+                msg.term,
+                msg.commit,
+                msg.context.len()
+            );
+        }
         let Some(slot) = self.slot(to, group) else {
             return;
         };
@@ -1273,14 +1420,20 @@ impl Sim {
             let (stop, label) = match &f.action {
                 FaultAction::Partition { label, a, b } => (
                     until(&|x| matches!(x, FaultAction::Heal)),
-                    if label.is_empty() { format!("partition {a:?} | {b:?}") } else { label.clone() },
+                    if label.is_empty() {
+                        format!("partition {a:?} | {b:?}")
+                    } else {
+                        label.clone()
+                    },
                 ),
-                FaultAction::Delay { extra_ms, .. } => {
-                    (until(&|x| matches!(x, FaultAction::Heal)), format!("delay +{extra_ms} ms"))
-                }
-                FaultAction::Loss { permille, .. } => {
-                    (until(&|x| matches!(x, FaultAction::Heal)), format!("loss {permille}‰"))
-                }
+                FaultAction::Delay { extra_ms, .. } => (
+                    until(&|x| matches!(x, FaultAction::Heal)),
+                    format!("delay +{extra_ms} ms"),
+                ),
+                FaultAction::Loss { permille, .. } => (
+                    until(&|x| matches!(x, FaultAction::Heal)),
+                    format!("loss {permille}‰"),
+                ),
                 FaultAction::Crash { node } => {
                     let n = *node;
                     (
@@ -1291,7 +1444,9 @@ impl Sim {
                 FaultAction::SlowDisk { node, fsync_ms } if *fsync_ms > 0 => {
                     let n = *node;
                     (
-                        until(&|x| matches!(x, FaultAction::SlowDisk { node, fsync_ms: 0 } if *node == n)),
+                        until(
+                            &|x| matches!(x, FaultAction::SlowDisk { node, fsync_ms: 0 } if *node == n),
+                        ),
                         format!("slow disk on node {n} ({fsync_ms} ms)"),
                     )
                 }
@@ -1319,8 +1474,7 @@ impl Sim {
                         return;
                     }
                     let (s, e) = (start - base, due - base);
-                    if let Some((_, _, label)) =
-                        windows.iter().find(|(a, b, _)| *a <= e && *b >= s)
+                    if let Some((_, _, label)) = windows.iter().find(|(a, b, _)| *a <= e && *b >= s)
                     {
                         out.push(MissedDeadline {
                             ticket: t.id.clone(),
@@ -1348,11 +1502,12 @@ impl Sim {
             }
             self.now = item.at;
             self.events += 1;
+            self.by_kind[ev_index(&item.ev)] += 1;
             match item.ev {
                 Ev::Tick(n) => self.tick(n),
                 Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
-                Ev::Persisted { node, group, gen } => {
-                    if self.nodes[&node].gen == gen {
+                Ev::Persisted { node, group, life } => {
+                    if self.nodes[&node].life == life {
                         self.persisted(node, group);
                     }
                 }
@@ -1362,9 +1517,13 @@ impl Sim {
                 Ev::WakeOrphans => self.wake_orphans(),
                 Ev::Forward(g) => self.forward(g),
                 Ev::FwdArrive(item) => self.fwd_arrive(*item),
-                Ev::FwdAck { to, group, transfer_id, next_group, receipt } => {
-                    self.fwd_ack(to, group, transfer_id, next_group, receipt)
-                }
+                Ev::FwdAck {
+                    to,
+                    group,
+                    transfer_id,
+                    next_group,
+                    receipt,
+                } => self.fwd_ack(to, group, transfer_id, next_group, receipt),
                 Ev::Retry(rid) => self.retry(rid),
                 Ev::Sample => self.sample(),
             }
@@ -1442,12 +1601,16 @@ impl Sim {
         for tr in &self.tracks {
             if let Some(id) = &tr.id
                 && !owners.contains_key(id)
-                && !(tr.transferred && !tr.delivered)
+                && (!tr.transferred || tr.delivered)
             {
                 // Not owned anywhere: either lost or its transfer has not
                 // settled (counted in pending_transfers).
                 let stub = best.iter().any(|(&g, &(_, nid))| {
-                    self.nodes[&nid].slots[&g].replica.tickets().ticket(id).is_some()
+                    self.nodes[&nid].slots[&g]
+                        .replica
+                        .tickets()
+                        .ticket(id)
+                        .is_some()
                 });
                 if !stub {
                     lost += 1;
@@ -1456,7 +1619,9 @@ impl Sim {
         }
         inv.no_acked_ticket_lost = lost == 0;
         if lost > 0 && inv.violation.is_none() {
-            inv.violation = Some(format!("{lost} acknowledged tickets are not found in any group"));
+            inv.violation = Some(format!(
+                "{lost} acknowledged tickets are not found in any group"
+            ));
         }
         inv.one_owner_per_ticket = owners.values().all(|&c| c == 1);
         if !inv.one_owner_per_ticket && inv.violation.is_none() {
@@ -1489,8 +1654,25 @@ impl Sim {
             }
         }
         let digest = hex::encode(d.finalize());
+        if std::env::var("HOTLINE_SIM_DEBUG").is_ok() {
+            for (&nid, n) in &self.nodes {
+                for (&g, s) in &n.slots {
+                    eprintln!(
+                        "node {nid} group {g}: term {} applied {} quiesced {} leader {}",
+                        s.replica.term(),
+                        s.replica.applied(),
+                        s.replica.is_quiesced(),
+                        s.replica.leader_id()
+                    );
+                }
+            }
+        }
         let secs = (wall_ms as f64 / 1000.0).max(1e-9);
-        let replicas: u64 = self.replicas_per_group.values().map(|&v| u64::from(v)).sum();
+        let replicas: u64 = self
+            .replicas_per_group
+            .values()
+            .map(|&v| u64::from(v))
+            .sum();
         Report {
             seed: self.cfg.seed,
             topology: self.cfg.topology_label.clone(),
@@ -1519,6 +1701,44 @@ impl Sim {
             arrivals_per_hour: std::mem::take(&mut self.arrivals_per_hour),
             digest,
             reproduce: self.cfg.reproduce.clone(),
+            events_by_kind: EV_NAMES
+                .iter()
+                .zip(self.by_kind)
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
         }
+    }
+}
+
+const EV_NAMES: [&str; 13] = [
+    "tick",
+    "deliver",
+    "persisted",
+    "arrival",
+    "step",
+    "fault",
+    "wake_orphans",
+    "forward",
+    "fwd_arrive",
+    "fwd_ack",
+    "retry",
+    "sample",
+    "other",
+];
+
+fn ev_index(ev: &Ev) -> usize {
+    match ev {
+        Ev::Tick(_) => 0,
+        Ev::Deliver { .. } => 1,
+        Ev::Persisted { .. } => 2,
+        Ev::Arrival => 3,
+        Ev::Step { .. } => 4,
+        Ev::Fault(_) => 5,
+        Ev::WakeOrphans => 6,
+        Ev::Forward(_) => 7,
+        Ev::FwdArrive(_) => 8,
+        Ev::FwdAck { .. } => 9,
+        Ev::Retry(_) => 10,
+        Ev::Sample => 11,
     }
 }

@@ -500,12 +500,17 @@ impl Replica {
         }
         let quiesce_notice = msg.get_msg_type() == MessageType::MsgHeartbeat
             && msg.context.as_ref() == QUIESCE_CONTEXT;
+        let t = msg.get_msg_type();
+        let heartbeat_traffic = msg.term == self.raw.raft.term
+            && (t == MessageType::MsgHeartbeatResponse
+                || (t == MessageType::MsgHeartbeat && msg.from == self.raw.raft.leader_id));
         if quiesce_notice {
             msg.context.clear();
-        } else if !(msg.get_msg_type() == MessageType::MsgHeartbeatResponse
-            && msg.term == self.raw.raft.term)
-        {
-            // Anything but the heartbeat traffic of a quiet group is activity.
+        } else if !heartbeat_traffic {
+            // Anything but the heartbeat traffic of the current leader is
+            // activity. (A hibernating follower that hears an awake leader's
+            // heartbeats may stay asleep: appends wake it, and if the leader
+            // dies the node liveness check does.)
             self.wake();
         }
         let (from, term, commit) = (msg.from, msg.term, msg.commit);
@@ -523,11 +528,12 @@ impl Replica {
         // Hibernate with the leader only when fully caught up with it.
         if quiesce_notice {
             let r = &self.raw.raft;
+            // Applying what is committed needs no timer: it happens in the
+            // next Ready whether or not the group hibernates.
             let caught_up = r.leader_id == from
                 && r.term == term
                 && r.raft_log.last_index() == commit
-                && r.raft_log.committed == commit
-                && self.applied == commit;
+                && r.raft_log.committed == commit;
             if caught_up {
                 self.quiesced = true;
             }
@@ -786,8 +792,8 @@ impl Replica {
                 ..Default::default()
             },
         );
-        out.messages = std::mem::take(&mut self.extra_messages);
         if !self.raw.has_ready() {
+            out.messages = std::mem::take(&mut self.extra_messages);
             out.reads = self.serve_reads();
             self.finish_write(&mut write);
             out.write = write;
@@ -803,7 +809,10 @@ impl Replica {
             self.role = ss.raft_state;
             out.role = Some(ss.raft_state);
         }
-        out.messages.extend(rd.take_messages());
+        // Raft's own messages first: a quiesce notice goes after the
+        // heartbeat of the same tick.
+        out.messages = rd.take_messages();
+        out.messages.append(&mut self.extra_messages);
         self.note_snapshots_sent(&out.messages);
         self.confirm_reads(rd.take_read_states());
         if !rd.snapshot().is_empty() {
