@@ -230,19 +230,13 @@ pub fn swarm_one(
     duration_text: &str,
     tickets_per_day: u64,
 ) -> Result<Report> {
-    let settle = (duration_ms / 4).max(hotline_simulator::sim::DELIVERY_BOUND_MS + 30_000);
-    let faults = hotline_simulator::schedule::random(topo, seed, duration_ms, settle, 6);
-    let mut cfg = SimConfig::new(seed, topo.clone(), duration_ms);
-    cfg.topology_label = label.to_string();
-    cfg.workload.tickets_per_day = tickets_per_day;
-    cfg.faults = faults;
-    cfg.reproduce = format!(
-        "hotline sim swarm --seeds {seed}..{seed} --topology {label} --duration {duration_text} --tickets-per-day {tickets_per_day}{}",
-        if hotline_simulator::sim::break_transfer_idempotency() {
-            " --break-transfer-idempotency"
-        } else {
-            ""
-        }
-    );
-    Ok(Sim::new(cfg).map_err(|e| anyhow!(e))?.run())
+    hotline_simulator::sim::swarm_run(
+        topo,
+        label,
+        seed,
+        duration_ms,
+        duration_text,
+        tickets_per_day,
+    )
+    .map_err(|e| anyhow!(e))
 }

@@ -18,9 +18,49 @@ fn main() {
         }
         _ => Topology::demo(),
     };
-    let mut cfg = SimConfig::new(seed, topo, hours * 3_600_000);
-    cfg.progress = true;
-    let r = Sim::new(cfg).expect("sim").run();
+    let minutes: i64 = std::env::var("SIM_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(hours * 60);
+    let r = if std::env::var("SIM_SWARM").is_ok() {
+        hotline_simulator::sim::swarm_run(&topo, "demo", seed, minutes * 60_000, "", 20_000)
+            .expect("sim")
+    } else {
+        let mut cfg = SimConfig::new(seed, topo.clone(), minutes * 60_000);
+        cfg.progress = true;
+        if let Ok(tpd) = std::env::var("SIM_TPD") {
+            cfg.workload = cfg.workload.scaled_to(&topo, tpd.parse().expect("SIM_TPD"));
+        }
+        if std::env::var("SIM_PARTITION").is_ok() {
+            use hotline_simulator::model::{FaultAction, FaultEvent};
+            let h = 3_600_000;
+            cfg.faults = vec![
+                FaultEvent {
+                    at: h,
+                    action: FaultAction::Partition {
+                        a: vec![3, 5, 8],
+                        b: vec![1, 2, 4, 6, 7],
+                        label: "js".into(),
+                    },
+                },
+                FaultEvent {
+                    at: 3 * h,
+                    action: FaultAction::Heal,
+                },
+            ];
+        }
+        Sim::new(cfg).expect("sim").run()
+    };
+    println!("{:?}", r.faults);
+    for b in &r.backlog {
+        let peak = b.samples.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        println!(
+            "backlog {}: peak {peak}, at 119 min {:?}, end {:?}",
+            b.link,
+            b.samples.iter().find(|(m, _)| *m == 119),
+            b.samples.last()
+        );
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&r.events_by_kind).unwrap()
