@@ -53,6 +53,8 @@ const RETRY_MS: SimMs = 3_000;
 const NO_LEADER_RETRY_MS: SimMs = 200;
 /// A `Forward` call's deadline (node/src/forwarder.rs FORWARD_TIMEOUT).
 const FORWARD_DEADLINE_MS: SimMs = 3_000;
+/// Longest pause of a forwarder that gets nothing through.
+const MAX_FORWARD_BACKOFF_MS: SimMs = 15_000;
 /// The forwarder's pace while a group has transfer work.
 const FORWARD_INTERVAL_MS: SimMs = 500;
 /// Liveness: a node unheard for this long is suspected (4 election timeouts
@@ -279,6 +281,8 @@ pub struct Sim {
     pending: BTreeMap<u64, Pending>,
     next_request: u64,
     forward_scheduled: BTreeSet<u64>,
+    /// Per group: the forwarder's current interval (backs off while stuck).
+    forward_pace: BTreeMap<u64, SimMs>,
     // network faults
     partitions: Vec<(BTreeSet<u64>, BTreeSet<u64>)>,
     delays: Vec<(BTreeSet<u64>, BTreeSet<u64>, SimMs)>,
@@ -371,6 +375,7 @@ impl Sim {
             pending: BTreeMap::new(),
             next_request: 1,
             forward_scheduled: BTreeSet::new(),
+            forward_pace: BTreeMap::new(),
             partitions: Vec::new(),
             delays: Vec::new(),
             losses: Vec::new(),
@@ -956,7 +961,17 @@ impl Sim {
                 }
                 self.dirty.insert((node, p.group));
                 self.ensure_ticking(node);
-                self.push(self.now + RETRY_MS, Ev::Retry(rid));
+                // A callee proposes once and answers within the deadline
+                // or not at all; clients retry with the same request id.
+                let again = if p.at_node.is_some() {
+                    FORWARD_DEADLINE_MS + 1
+                } else {
+                    RETRY_MS
+                };
+                self.push(self.now + again, Ev::Retry(rid));
+            }
+            Err(_) if p.at_node.is_some() => {
+                self.pending.remove(&rid);
             }
             Err(_) => self.push(self.now + backoff, Ev::Retry(rid)),
         }
@@ -1024,8 +1039,15 @@ impl Sim {
             }
             let _ = sent;
         }
-        // Until the work is acknowledged, keep trying.
-        self.schedule_forward(group, FORWARD_INTERVAL_MS * 2);
+        // Until the work is acknowledged, keep trying, backing off while
+        // nothing gets through (an acknowledgement resets the pace).
+        let pace = self
+            .forward_pace
+            .entry(group)
+            .or_insert(FORWARD_INTERVAL_MS * 2);
+        let after = *pace;
+        *pace = (*pace * 2).min(MAX_FORWARD_BACKOFF_MS);
+        self.schedule_forward(group, after);
     }
 
     fn fwd_arrive(&mut self, item: FwdItem) {
@@ -1074,6 +1096,7 @@ impl Sim {
         if !self.nodes[&to].alive {
             return;
         }
+        self.forward_pace.remove(&group);
         let op = if receipt {
             command::Op::ReceiptPassed(ReceiptPassed {
                 transfer_id: transfer_id.clone(),
