@@ -180,7 +180,10 @@ pub async fn run(h: Handle, shutdown: impl Future<Output = ()> + Send) {
             _ = &mut shutdown => return,
             _ = ticker.tick() => {}
         }
-        if !h.is_leader().await {
+        // A local look first: only a leader with work reads its group
+        // (a read would wake a hibernating group every round).
+        let peek = h.peek().await;
+        if !peek.leader || !peek.transfer_work {
             continue;
         }
         let round = h.forward_round();

@@ -56,6 +56,14 @@ pub struct Proposal {
     pub reply: oneshot::Sender<ProposeOutcome>,
 }
 
+/// What `Control::Peek` tells about a group, from this replica's state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Peek {
+    pub leader: bool,
+    pub transfer_work: bool,
+    pub outbox: usize,
+}
+
 pub enum ReadOutcome {
     Answer(QueryAnswer),
     Unavailable(String),
@@ -74,6 +82,13 @@ pub enum Control {
     },
     Status {
         reply: oneshot::Sender<StatusResponse>,
+    },
+    /// A cheap local look at one group, for the background tasks: no
+    /// ReadIndex round (which would wake a hibernating group), no status of
+    /// every group.
+    Peek {
+        group_id: u64,
+        reply: oneshot::Sender<Peek>,
     },
     /// The transport lost its stream to this peer.
     Unreachable {
@@ -322,6 +337,17 @@ impl RaftLoop {
             },
             Control::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Control::Peek { group_id, reply } => {
+                let peek = self
+                    .replicas
+                    .get(&group_id)
+                    .map_or(Peek::default(), |r| Peek {
+                        leader: r.is_leader(),
+                        transfer_work: !r.tickets().transfer_work(1).is_empty(),
+                        outbox: r.tickets().outbox_len(),
+                    });
+                let _ = reply.send(peek);
             }
             Control::Unreachable { peer } => {
                 self.liveness.lost(peer);

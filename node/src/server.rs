@@ -285,17 +285,20 @@ impl Handle {
     }
 
     pub(crate) async fn is_leader(&self) -> bool {
+        self.peek().await.leader
+    }
+
+    /// This group as the local replica sees it (no ReadIndex round).
+    pub(crate) async fn peek(&self) -> crate::raft_loop::Peek {
         let (reply, rx) = oneshot::channel();
-        if self.control.try_send(Control::Status { reply }).is_err() {
-            return false;
+        let asked = self.control.try_send(Control::Peek {
+            group_id: self.group_id,
+            reply,
+        });
+        if asked.is_err() {
+            return Default::default();
         }
-        match self.wait(rx).await {
-            Ok(s) => s
-                .groups
-                .iter()
-                .any(|g| g.group_id == self.group_id && g.role == "leader"),
-            Err(_) => false,
-        }
+        self.wait(rx).await.unwrap_or_default()
     }
 }
 
@@ -306,6 +309,11 @@ impl notify::Outbox for Handle {
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Notification>, String> {
+        // Look locally first: a linearizable read would wake a hibernating
+        // group every round even when there is nothing to send.
+        if self.peek().await.outbox == 0 {
+            return Ok(Vec::new());
+        }
         match self.read(Query::Outbox { limit }).await {
             Ok(QueryAnswer::Outbox(n)) => Ok(n),
             Ok(_) => Err("unexpected answer".into()),

@@ -89,16 +89,20 @@ pub async fn peer_sender(
                         return;
                     };
                     let mut envelopes = Vec::new();
-                    admit(&faults, peer, first, &mut envelopes, &mut held);
+                    let mut passed = admit(&faults, peer, first, &mut envelopes, &mut held);
                     while envelopes.len() < MAX_ENVELOPES_PER_BATCH
                         && held.len() < PEER_QUEUE_BATCHES
                     {
                         match queue.try_recv() {
-                            Ok(more) => admit(&faults, peer, more, &mut envelopes, &mut held),
+                            Ok(more) => {
+                                passed |= admit(&faults, peer, more, &mut envelopes, &mut held)
+                            }
                             Err(_) => break,
                         }
                     }
-                    if !envelopes.is_empty()
+                    // An empty batch is the per-tick liveness heartbeat: the
+                    // only traffic between nodes whose groups all hibernate.
+                    if passed
                         && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
                     {
                         break;
@@ -129,24 +133,27 @@ pub async fn peer_sender(
 /// Applies the drill verdict to one queued batch: into `ready` when it
 /// passes and nothing is held, else behind the held batches (a delayed one
 /// until now + delay); a dropped one nowhere.
+/// Returns true when the batch passed at once (an empty batch — the node
+/// liveness heartbeat — must then still be sent).
 fn admit(
     faults: &Faults,
     peer: u64,
     batch: Vec<RaftEnvelope>,
     ready: &mut Vec<RaftEnvelope>,
     held: &mut Held,
-) {
+) -> bool {
     let at = match faults.outbound(peer) {
-        Verdict::Drop => return,
+        Verdict::Drop => return false,
         Verdict::Pass if held.is_empty() => {
             ready.extend(batch);
-            return;
+            return true;
         }
         Verdict::Pass => Instant::now(),
         Verdict::Delay(d) => Instant::now() + d,
     };
     let at = held.back().map_or(at, |(last, _)| at.max(*last));
     held.push_back((at, batch));
+    false
 }
 
 /// Takes the held batches whose time has come, up to one gRPC message.
