@@ -31,8 +31,11 @@ use crate::faults::Verdict;
 use crate::server::Handle;
 use crate::tls;
 
-/// How often a leader looks for transfer work.
+/// How often a leader with transfer work retries what is still pending.
 const FORWARD_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest pause between two looks at an idle group (its bell wakes it
+/// earlier when work commits here).
+const MAX_IDLE_POLL: Duration = Duration::from_secs(2);
 /// Records handled per round, so one round stays short.
 const MAX_WORK_PER_ROUND: usize = 64;
 /// Deadline of one `Forward` call (the callee waits for a commit).
@@ -170,22 +173,34 @@ impl Handle {
 }
 
 /// Runs the forwarder of one hosted group until `shutdown` resolves.
-pub async fn run(h: Handle, shutdown: impl Future<Output = ()> + Send) {
+///
+/// It wakes when the raft loop rings the group's bell (its transfer records
+/// changed on this node), and otherwise polls at a pace that slows down
+/// while the group has nothing to pass on — an idle group costs a timer and
+/// a local peek every few seconds, and a new leader picks up pending work
+/// within `MAX_IDLE_POLL`.
+pub async fn run(
+    h: Handle,
+    bell: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     tokio::pin!(shutdown);
-    let mut ticker = tokio::time::interval(FORWARD_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = FORWARD_INTERVAL;
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => return,
-            _ = ticker.tick() => {}
+            _ = bell.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
         // A local look first: only a leader with work reads its group
         // (a read would wake a hibernating group every round).
         let peek = h.peek().await;
         if !peek.leader || !peek.transfer_work {
+            pause = (pause * 2).min(MAX_IDLE_POLL);
             continue;
         }
+        pause = FORWARD_INTERVAL;
         let round = h.forward_round();
         tokio::select! {
             biased;

@@ -141,6 +141,9 @@ pub struct RaftLoop {
     pub events: tokio::sync::broadcast::Sender<(String, Event)>,
     /// Which peer nodes answer; wakes hibernating groups of a silent leader.
     pub liveness: crate::core::liveness::Liveness,
+    /// Per hosted group: rung when the group's transfer records change, so
+    /// its forwarder wakes at once instead of polling an idle group.
+    pub transfer_bells: BTreeMap<u64, std::sync::Arc<tokio::sync::Notify>>,
     /// Groups and peers that appear at run time (membership changes);
     /// `None`: only what the node started with.
     pub joining: Option<crate::membership::Joining>,
@@ -599,6 +602,11 @@ impl RaftLoop {
             panic!("storage write failed: {e}");
         }
         for wb in &writes {
+            if !wb.sm.transfers_put.is_empty()
+                && let Some(bell) = self.transfer_bells.get(&wb.group_id)
+            {
+                bell.notify_one();
+            }
             for t in &wb.sm.tickets {
                 if let Some(e) = t.events.last() {
                     // No receivers is fine: nobody watches.

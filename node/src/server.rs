@@ -869,7 +869,12 @@ pub async fn run_node(
     }
     // Watchers that fall this far behind re-read the ticket.
     let (events, _) = tokio::sync::broadcast::channel(4_096);
+    let transfer_bells: BTreeMap<u64, Arc<tokio::sync::Notify>> = hosted
+        .keys()
+        .map(|&g| (g, Arc::new(tokio::sync::Notify::new())))
+        .collect();
     let raft_loop = RaftLoop {
+        transfer_bells: transfer_bells.clone(),
         node_id: cfg.id,
         address: cfg.listen.clone(),
         replicas,
@@ -928,6 +933,7 @@ pub async fn run_node(
         let stop = background_stop.clone();
         tokio::spawn(crate::forwarder::run(
             h,
+            transfer_bells[&gid].clone(),
             async move { stop.notified().await },
         ));
     }
