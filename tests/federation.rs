@@ -319,3 +319,65 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     assert!(took < 4_000, "the deadline bounds the answer ({took} ms)");
     cl.cli(&["fault", "heal"]);
 }
+
+/// Federation envelopes only along the directory, from the node the
+/// certificate names: node 3's certificate may neither claim to be node 6
+/// (a member of 嘉定's group) nor send for a group node 3 is not in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
+    use hotline_node::{tls, transport};
+    use hotline_proto::v1::ForwardRequest;
+    use hotline_proto::v1::federation_client::FederationClient;
+
+    let (cl, c) = federation(8100).await;
+    let node3 = hotline_node::config::NodeConfig::load(&cl.node_config(3))
+        .unwrap()
+        .tls
+        .unwrap();
+    // Talk to node 8 (太仓) with node 3's identity.
+    let as_node3 = tls::client_config(&node3, &tls::node_name(8)).unwrap();
+    let ch = transport::endpoint("https://127.0.0.1:8108".into(), Some(as_node3))
+        .unwrap()
+        .connect_lazy();
+    let envelope = hotline_proto::v1::TransferEnvelope {
+        transfer_id: "310114-310114-20261128-000001-1".into(),
+        origin_group: 310114,
+        destination_group: 320585,
+        destination_region: "320585102".into(),
+        ticket: Some(Ticket::default()),
+        ..Default::default()
+    };
+    let call = |claimed: u64, from_group: u64| {
+        let ch = ch.clone();
+        let envelope = envelope.clone();
+        async move {
+            let mut r = tonic::Request::new(ForwardRequest {
+                from_group,
+                to_group: 320585,
+                envelope: Some(envelope),
+                receipt: None,
+            });
+            r.metadata_mut()
+                .insert("x-hotline-node", claimed.to_string().parse().unwrap());
+            FederationClient::new(ch).forward(r).await
+        }
+    };
+    // Claims node 6, a member of 310114: the certificate says node 3.
+    let e = call(6, 310114).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("certificate"), "{}", e.message());
+    // Honest about being node 3, but sends for 嘉定's group, which it is not in.
+    let e = call(3, 310114).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("not a member"), "{}", e.message());
+    // Nothing reached 太仓.
+    let owned = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 320585,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(owned.tickets.is_empty());
+    assert!(cl.log(8).contains("forward refused"), "refusals are logged");
+}
