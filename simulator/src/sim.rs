@@ -1371,22 +1371,19 @@ impl Sim {
             if !self.nodes[&id].alive {
                 continue;
             }
-            let mut woke = false;
-            let leaders: Vec<(u64, u64)> = self.nodes[&id]
-                .slots
-                .iter()
-                .filter(|(_, s)| s.replica.is_quiesced() && !s.replica.is_leader())
-                .map(|(g, s)| (*g, s.replica.leader_id()))
+            // Who this node can hear, as its per-pair heartbeats would tell.
+            let heard: BTreeSet<u64> = self
+                .nodes
+                .keys()
+                .copied()
+                .filter(|&n| self.reachable(id, n))
                 .collect();
-            for (g, l) in leaders {
-                if l == 0 || !self.reachable(id, l) {
-                    if let Some(s) = self.slot(id, g) {
-                        s.replica.wake();
-                    }
-                    woke = true;
-                }
-            }
-            if woke {
+            let n = self.nodes.get_mut(&id).expect("node");
+            let woke = hotline_node::core::liveness::wake_orphans(
+                n.slots.values_mut().map(|s| &mut s.replica),
+                |leader| !heard.contains(&leader),
+            );
+            if woke > 0 {
                 self.ensure_ticking(id);
             }
         }

@@ -72,8 +72,8 @@
 use std::collections::BTreeMap;
 
 use hotline_proto::v1::{
-    CallbackResult, Closure, CountShare, Kind, Kpis, Rate, ReportResponse, Resolution,
-    Satisfaction, Status, Ticket,
+    CallbackResult, Closure, CountShare, Kpis, Rate, ReportResponse, Resolution, Satisfaction,
+    Status, Ticket,
 };
 
 /// Weights of the KPIs, in per-mille.
@@ -165,9 +165,13 @@ pub fn report<'a>(
             continue;
         }
         total += 1;
-        *by_kind.entry(kind_key(t.kind)).or_default() += 1;
+        *by_kind
+            .entry(super::tickets::kind_name(t.kind))
+            .or_default() += 1;
         *by_category.entry(top_category(&t.category)).or_default() += 1;
-        *by_status.entry(status_key(t.status)).or_default() += 1;
+        *by_status
+            .entry(super::lifecycle::status_name(t.status))
+            .or_default() += 1;
         if t.status == Status::Merged as i32 {
             continue;
         }
@@ -322,36 +326,10 @@ fn top_category(path: &str) -> &str {
     if top.is_empty() { "unspecified" } else { top }
 }
 
-fn kind_key(kind: i32) -> &'static str {
-    match Kind::try_from(kind) {
-        Ok(Kind::Consult) => "consult",
-        Ok(Kind::Help) => "help",
-        Ok(Kind::Complaint) => "complaint",
-        Ok(Kind::Report) => "report",
-        Ok(Kind::Suggestion) => "suggestion",
-        Ok(Kind::Praise) => "praise",
-        Ok(Kind::Unspecified) | Err(_) => "unspecified",
-    }
-}
-
-fn status_key(status: i32) -> &'static str {
-    match Status::try_from(status) {
-        Ok(Status::Accepted) => "accepted",
-        Ok(Status::AwaitingSign) => "awaiting_sign",
-        Ok(Status::Handling) => "handling",
-        Ok(Status::ReturnReview) => "return_review",
-        Ok(Status::AwaitingCallback) => "awaiting_callback",
-        Ok(Status::Closed) => "closed",
-        Ok(Status::Archived) => "archived",
-        Ok(Status::Merged) => "merged",
-        Ok(Status::Transferred) => "transferred",
-        Ok(Status::Unspecified) | Err(_) => "unspecified",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hotline_proto::v1::Kind;
 
     const FROM: i64 = 1_000_000;
     const TO: i64 = 2_000_000;

@@ -57,15 +57,25 @@ impl Liveness {
     /// Wakes every hibernating replica whose leader is on a suspected node.
     /// Returns how many woke.
     pub fn wake_orphans<'a>(&self, replicas: impl IntoIterator<Item = &'a mut Replica>) -> usize {
-        let mut woke = 0;
-        for r in replicas {
-            if r.is_quiesced() && !r.is_leader() && self.suspect(r.leader_id()) {
-                r.wake();
-                woke += 1;
-            }
-        }
-        woke
+        wake_orphans(replicas, |leader| self.suspect(leader))
     }
+}
+
+/// Wakes every hibernating follower whose leader `unreachable` says cannot be
+/// heard (or that knows no leader). The node asks its `Liveness`; the
+/// simulator asks its network model. Returns how many woke.
+pub fn wake_orphans<'a>(
+    replicas: impl IntoIterator<Item = &'a mut Replica>,
+    unreachable: impl Fn(u64) -> bool,
+) -> usize {
+    let mut woke = 0;
+    for r in replicas {
+        if r.is_quiesced() && !r.is_leader() && (r.leader_id() == 0 || unreachable(r.leader_id())) {
+            r.wake();
+            woke += 1;
+        }
+    }
+    woke
 }
 
 #[cfg(test)]
