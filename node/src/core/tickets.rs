@@ -372,14 +372,6 @@ impl TicketMachine {
         &self.tickets
     }
 
-    pub(super) fn put_ticket_pub(&mut self, t: Ticket) {
-        self.put_ticket(t);
-    }
-
-    pub(super) fn enqueue_pub(&mut self, n: Notification) {
-        self.enqueue(n);
-    }
-
     /// Lists a ticket that arrived by transfer under its custody index.
     pub(super) fn index_ticket(&mut self, index: u64, id: &str) {
         if let Some(old) = self.tickets.get(id) {
@@ -388,12 +380,12 @@ impl TicketMachine {
         self.by_index.insert(index, id.to_string());
     }
 
-    fn put_ticket(&mut self, t: Ticket) {
+    pub(super) fn put_ticket(&mut self, t: Ticket) {
         self.writes.tickets.push(t.clone());
         self.tickets.insert(t.id.clone(), t);
     }
 
-    fn enqueue(&mut self, n: Notification) {
+    pub(super) fn enqueue(&mut self, n: Notification) {
         while self.outbox.len() >= MAX_OUTBOX {
             let (_, id) = self.outbox_order.pop_first().expect("outbox is not empty");
             self.outbox.remove(&id);

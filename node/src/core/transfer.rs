@@ -254,7 +254,7 @@ impl TicketMachine {
             ..Default::default()
         };
         self.put_transfer(record);
-        self.put_ticket_pub(stub.clone());
+        self.put_ticket(stub.clone());
         ApplyResult::Ticket(Box::new(stub))
     }
 
@@ -351,10 +351,10 @@ impl TicketMachine {
                     t.id, region_name
                 );
                 for n in lifecycle::notify_all(&t, seq, &text, at_ms) {
-                    self.enqueue_pub(n);
+                    self.enqueue(n);
                 }
                 self.index_ticket(index, &t.id);
-                self.put_ticket_pub(t.clone());
+                self.put_ticket(t.clone());
                 record.state = TransferState::Delivered as i32;
                 record.receipt = Some(TransferReceipt {
                     transfer_id: env.transfer_id.clone(),
@@ -397,7 +397,7 @@ impl TicketMachine {
         {
             let mut t = t.clone();
             t.transfer_state = TransferState::Forwarded as i32;
-            self.put_ticket_pub(t);
+            self.put_ticket(t);
         }
         ApplyResult::Nothing
     }
@@ -471,7 +471,7 @@ impl TicketMachine {
                 };
                 let sealed = audit::seal(t.events.last(), ev);
                 t.events.push(sealed);
-                self.put_ticket_pub(t);
+                self.put_ticket(t);
             }
         }
         ApplyResult::Custody { duplicate: false }
