@@ -18,9 +18,9 @@ use hotline_node::core::lifecycle::{
 use hotline_node::core::tickets::{kind_name, parse_kind};
 use hotline_proto::v1::{
     AcceptRequest, Actor, Answer, Archive, CalendarText, Callback, Channel, Close, DeadlineState,
-    DecideExtension, Dispatch, Event, Extend, ListTicketsRequest, Location, Merge, Policy, Refer,
-    ReferReason, Reopen, Reply, ReportRequest, Resolution, Return, ReviewReturn, Role,
-    Satisfaction, Sign, Status, Supervise, Ticket, TicketCommand, Urge, ticket_command::Op,
+    DecideExtension, Dispatch, Event, Extend, ListTicketsRequest, Location, Merge, Policy,
+    ReadLabel, Refer, ReferReason, Reopen, Reply, ReportRequest, Resolution, Return, ReviewReturn,
+    Role, Satisfaction, Sign, Status, Supervise, Ticket, TicketCommand, Urge, ticket_command::Op,
 };
 use serde_json::{Value, json};
 
@@ -270,6 +270,11 @@ pub enum TicketCmd {
         #[command(flatten)]
         c: ClientArgs,
         id: String,
+        /// Read node NODE's own replica (a street office's learner, say)
+        /// without the leader: answers while cut off, possibly behind, and
+        /// says how far (applied index, time since it heard the leader).
+        #[arg(long, value_name = "NODE")]
+        local: Option<u64>,
     },
     /// Tickets, newest first, with filters.
     List {
@@ -277,6 +282,9 @@ pub enum TicketCmd {
         c: ClientArgs,
         #[command(flatten)]
         f: ListArgs,
+        /// Read node NODE's own replica without the leader (see `get --local`).
+        #[arg(long, value_name = "NODE")]
+        local: Option<u64>,
     },
     /// A unit's worklist: its open tickets, nearest deadline first.
     Worklist {
@@ -663,22 +671,59 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
             .unwrap_or(0),
         by_deadline: f.by_deadline,
         group_id: 0,
+        consistency: 0,
     })
 }
 
-async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest) -> Result<()> {
+/// What a local read was served from, for `--json`.
+fn label_json(l: &ReadLabel) -> Value {
+    json!({
+        "node": l.node_id, "group": l.group_id, "role": l.role,
+        "applied_index": l.applied_index, "commit_index": l.commit_index,
+        "leader": l.leader_id, "term": l.term, "since_leader_ms": l.since_leader_ms,
+        "hibernating": l.hibernating, "stale_possible": true,
+    })
+}
+
+/// The label of a local read, for people: it may be behind, by how much.
+fn print_label(l: &ReadLabel) {
+    let leader = if l.leader_id == 0 {
+        "未知".to_string()
+    } else {
+        format!("节点 {}", l.leader_id)
+    };
+    let heard = if l.hibernating {
+        "组休眠中（休眠前已追平）".to_string()
+    } else {
+        format!("{} ms 前", l.since_leader_ms)
+    };
+    println!(
+        "本地读取（可能滞后）：节点 {} {}，组 {}，已应用至 {}；leader {}，上次收到 leader 消息 {}",
+        l.node_id, l.role, l.group_id, l.applied_index, leader, heard
+    );
+}
+
+async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u64>) -> Result<()> {
     let cl = client(&c.config)?;
     if req.group_id == 0 && !req.region.is_empty() {
         // The group that owns the region answers for it.
         req.group_id = cl.group_of_region(&req.region).unwrap_or(0);
     }
-    let r = cl.list(req).await.map_err(status_err)?;
+    let r = match local {
+        Some(node) => cl.list_local(node, req).await,
+        None => cl.list(req).await,
+    }
+    .map_err(status_err)?;
     if c.json {
-        println!(
-            "{}",
-            json!({ "tickets": r.tickets.iter().map(ticket_json).collect::<Vec<_>>(), "next": r.next_before_id })
-        );
+        let mut v = json!({ "tickets": r.tickets.iter().map(ticket_json).collect::<Vec<_>>(), "next": r.next_before_id });
+        if let Some(l) = &r.label {
+            v["label"] = label_json(l);
+        }
+        println!("{v}");
     } else {
+        if let Some(l) = &r.label {
+            print_label(l);
+        }
         print_list(&r.tickets);
         if !r.next_before_id.is_empty() {
             println!("(more: --before {})", r.next_before_id);
@@ -945,7 +990,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             let op = Op::Supervise(Supervise {});
             send(&c, cmd(id, actor(&a, Supervisor)?, a.reason, op)).await?;
         }
-        TicketCmd::Get { c, id } => {
+        TicketCmd::Get { c, id, local: None } => {
             let t = client(&c.config)?.get(&id).await.map_err(status_err)?;
             if c.json {
                 println!("{}", ticket_json(&t));
@@ -953,9 +998,29 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 print_ticket(&t);
             }
         }
-        TicketCmd::List { c, f } => {
+        TicketCmd::Get {
+            c,
+            id,
+            local: Some(node),
+        } => {
+            let r = client(&c.config)?
+                .get_local(node, 0, &id)
+                .await
+                .map_err(status_err)?;
+            let t = r.ticket.unwrap_or_default();
+            let label = r.label.unwrap_or_default();
+            if c.json {
+                let mut v = ticket_json(&t);
+                v["label"] = label_json(&label);
+                println!("{v}");
+            } else {
+                print_label(&label);
+                print_ticket(&t);
+            }
+        }
+        TicketCmd::List { c, f, local } => {
             let req = list_request(f)?;
-            show_list(&c, req).await?;
+            show_list(&c, req, local).await?;
         }
         TicketCmd::Worklist { c, unit, limit } => {
             let req = ListTicketsRequest {
@@ -969,7 +1034,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 by_deadline: true,
                 ..Default::default()
             };
-            show_list(&c, req).await?;
+            show_list(&c, req, None).await?;
         }
         TicketCmd::Overdue { c, at_risk, limit } => {
             let req = ListTicketsRequest {
@@ -982,7 +1047,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 by_deadline: true,
                 ..Default::default()
             };
-            show_list(&c, req).await?;
+            show_list(&c, req, None).await?;
         }
         TicketCmd::Lookup { c, id, phone_last4 } => {
             let l = client(&c.config)?

@@ -140,6 +140,72 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     )
     .await;
 
+    // The street office's learner serves: a local read labelled with its
+    // role and how far behind it may be, and a write sent to it reaches the
+    // leader (the learner forwards it).
+    let before = c.list(Default::default()).await.unwrap().tickets;
+    let first = before[0].id.clone();
+    let out = cl.cli(&["ticket", "get", "--local", "4", &first, "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["id"], first.as_str(), "{out}");
+    assert_eq!(v["label"]["node"], 4, "{out}");
+    assert_eq!(v["label"]["role"], "learner", "{out}");
+    assert_eq!(v["label"]["stale_possible"], true, "{out}");
+    let mut at_learner = TicketsClient::new(c.channel(index_of(&c, 4)));
+    let via_learner = at_learner
+        .accept(request("written at the street office"))
+        .await
+        .expect("a write at the learner is forwarded to the leader")
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert_eq!(
+        c.get(&via_learner.id).await.unwrap().id,
+        via_learner.id,
+        "committed through the leader"
+    );
+
+    // Cut the street office off: it still answers locally, from its own
+    // state, and the label says it is behind and for how long the leader
+    // has been silent.
+    cl.cli(&["fault", "partition", "--between", "4", "--and", "1,2,3"]);
+    let during = c.accept(request("while 4 is cut off")).await.unwrap();
+    let (_, l) = leader_of_group(&c).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let out = cl.cli(&[
+        "ticket", "list", "--local", "4", "--region", "310114", "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let listed: Vec<&str> = v["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&first.as_str()), "{out}");
+    assert!(!listed.contains(&during.id.as_str()), "{out}");
+    assert!(
+        v["label"]["applied_index"].as_u64().unwrap() < l.commit_index,
+        "label shows the learner is behind: {out}"
+    );
+    assert!(
+        v["label"]["since_leader_ms"].as_u64().unwrap() >= 1_000,
+        "label shows the leader has been silent: {out}"
+    );
+    let local = c.get_local(4, 0, &during.id).await;
+    assert_eq!(
+        local.unwrap_err().code(),
+        tonic::Code::NotFound,
+        "not arrived yet"
+    );
+    cl.cli(&["fault", "heal"]);
+    until(
+        "node 4 catches up after the heal",
+        Duration::from_secs(20),
+        || async { c.get_local(4, 0, &during.id).await.is_ok() },
+    )
+    .await;
+
     // promote
     let out = cl.cli(&[
         "group", "promote", "--region", "310114", "--node", "4", "--json",

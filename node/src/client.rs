@@ -7,10 +7,11 @@ use std::time::Duration;
 use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::tickets_client::TicketsClient;
 use hotline_proto::v1::{
-    AcceptRequest, Event, GetPolicyRequest, GetTicketRequest, ListTicketsRequest,
-    ListTicketsResponse, LookupRequest, LookupResponse, Notification, OutboxRequest, Policy,
-    ReportRequest, ReportResponse, SetPolicyRequest, StatusRequest, StatusResponse, Ticket,
-    TicketCommand, TicketCommandRequest, VerifyRequest, VerifyResponse, WatchRequest,
+    AcceptRequest, Event, GetPolicyRequest, GetTicketRequest, GetTicketResponse,
+    ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
+    OutboxRequest, Policy, ReadConsistency, ReportRequest, ReportResponse, SetPolicyRequest,
+    StatusRequest, StatusResponse, Ticket, TicketCommand, TicketCommandRequest, VerifyRequest,
+    VerifyResponse, WatchRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -244,6 +245,7 @@ impl Client {
             let req = GetTicketRequest {
                 id: id.to_string(),
                 group_id: g.unwrap_or(0),
+                ..Default::default()
             };
             async move {
                 let resp = TicketsClient::new(ch).get(req).await?.into_inner();
@@ -453,10 +455,56 @@ impl Client {
             .get(GetTicketRequest {
                 id: id.to_string(),
                 group_id: self.group_of_ticket(id).unwrap_or(0),
+                ..Default::default()
             })
             .await?
             .into_inner();
         resp.ticket
             .ok_or_else(|| Status::internal("empty response"))
+    }
+
+    /// The position of node `id` among the endpoints.
+    pub fn node_index(&self, id: u64) -> Result<usize, Status> {
+        self.nodes.iter().position(|n| n.id == id).ok_or_else(|| {
+            Status::invalid_argument(format!("node: {id} is not in the client configuration"))
+        })
+    }
+
+    /// A local (stale-but-labelled) read of a ticket on node `node_id`'s
+    /// replica: no leader involved, so it answers while cut off.
+    pub async fn get_local(
+        &self,
+        node_id: u64,
+        group: u64,
+        id: &str,
+    ) -> Result<GetTicketResponse, Status> {
+        let i = self.node_index(node_id)?;
+        let group_id = if group != 0 {
+            group
+        } else {
+            self.group_of_ticket(id).unwrap_or(0)
+        };
+        Ok(TicketsClient::new(self.channel(i))
+            .get(GetTicketRequest {
+                id: id.to_string(),
+                group_id,
+                consistency: ReadConsistency::ReadLocal as i32,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A local (stale-but-labelled) list on node `node_id`'s replica.
+    pub async fn list_local(
+        &self,
+        node_id: u64,
+        mut filter: ListTicketsRequest,
+    ) -> Result<ListTicketsResponse, Status> {
+        let i = self.node_index(node_id)?;
+        filter.consistency = ReadConsistency::ReadLocal as i32;
+        Ok(TicketsClient::new(self.channel(i))
+            .list(filter)
+            .await?
+            .into_inner())
     }
 }

@@ -14,12 +14,15 @@
 //!   snapshot; the loop opens transport queues on demand to nodes it had
 //!   none to (nodes that shared no group when the node started).
 //!
-//! What the topology file does not follow: a node that joined at run time
-//! hosts the group in its raft loop (status, replication, votes, and it
-//! recovers the replica from disk on the first message after a restart),
-//! but its gRPC handlers route tickets only to the groups the topology gave
-//! it at start. Record the change in the topology file (the group's voters
-//! and learners) before the node's next restart; a node whose group is on
+//! A node that joined at run time hosts the group in its raft loop (status,
+//! replication, votes, and it recovers the replica from disk on the first
+//! message after a restart) and serves it: the loop adds the group to the
+//! node's [`Hosted`] map, which the gRPC handlers route by, and the node
+//! starts the group's forwarder and notifier. So a street office added as a
+//! learner answers local reads and takes writes (forwarded to the leader)
+//! at once. Record the change in the topology file (the group's voters and
+//! learners) anyway: after a restart the node serves a joined group again
+//! only once a message of the group has arrived; a node whose group is on
 //! disk keeps that state and ignores the file's founding configuration.
 
 use std::sync::Arc;
@@ -46,6 +49,62 @@ pub type PeerOpener = Box<dyn FnMut(u64) -> Option<mpsc::Sender<Vec<RaftEnvelope
 pub const MAX_JOINING_GROUPS: usize = 16;
 /// Groups a node may join at run time during one process lifetime.
 pub const MAX_JOINED_GROUPS: usize = 1_024;
+
+/// The groups this node serves, by id → region: the topology's at start,
+/// plus those joined at run time (added by the raft loop). The gRPC
+/// handlers route by it; a joined group's id is also sent to `started`, so
+/// its background tasks (forwarder, notifier) start.
+pub struct Hosted {
+    map: std::sync::RwLock<std::collections::BTreeMap<u64, String>>,
+    started: Option<mpsc::Sender<(u64, Arc<tokio::sync::Notify>)>>,
+}
+
+impl Hosted {
+    pub fn new(
+        at_start: std::collections::BTreeMap<u64, String>,
+        started: Option<mpsc::Sender<(u64, Arc<tokio::sync::Notify>)>>,
+    ) -> Hosted {
+        Hosted {
+            map: std::sync::RwLock::new(at_start),
+            started,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<u64, String>> {
+        // A panic while holding the lock leaves the map itself intact.
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn region(&self, group: u64) -> Option<String> {
+        self.read().get(&group).cloned()
+    }
+
+    pub fn contains(&self, group: u64) -> bool {
+        self.read().contains_key(&group)
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// A group joined at run time; `bell` rings when its transfer records
+    /// change (the forwarder's wake-up).
+    pub fn join(&self, group: u64, region: String, bell: Arc<tokio::sync::Notify>) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if m.insert(group, region).is_none()
+            && let Some(tx) = &self.started
+            && tx.try_send((group, bell)).is_err()
+        {
+            // Bounded by MAX_JOINED_GROUPS; a full queue means the node is
+            // stopping (nobody starts tasks any more).
+            tracing::warn!(group, "background tasks of a joined group not started");
+        }
+    }
+}
 
 /// What the raft loop needs to let groups and peers appear at run time.
 pub struct Joining {
@@ -246,7 +305,7 @@ pub async fn change(
     if req.node_id == 0 {
         return Err(Status::invalid_argument("node_id: is required"));
     }
-    if h.topology.group(req.group_id).is_none() && !h.hosted.contains_key(&req.group_id) {
+    if h.topology.group(req.group_id).is_none() && !h.hosted.contains(req.group_id) {
         return Err(Status::not_found(format!(
             "group_id: group {} is not in the topology",
             req.group_id

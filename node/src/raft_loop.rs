@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use hotline_proto::v1::{Command, Event, GroupStatus, RaftEnvelope, StatusResponse};
+use hotline_proto::v1::{Command, Event, GroupStatus, RaftEnvelope, ReadLabel, StatusResponse};
 use protobuf::Message as _;
 use raft::StateRole;
 use raft::eraftpb::Message;
@@ -79,6 +79,13 @@ pub enum Control {
         group_id: u64,
         query: Query,
         reply: oneshot::Sender<ReadOutcome>,
+    },
+    /// A stale-but-labelled read from this node's replica: answered at
+    /// once from its state, no ReadIndex round (`None`: not hosted).
+    ReadLocal {
+        group_id: u64,
+        query: Query,
+        reply: oneshot::Sender<Option<(QueryAnswer, ReadLabel)>>,
     },
     Status {
         reply: oneshot::Sender<StatusResponse>,
@@ -147,6 +154,8 @@ pub struct RaftLoop {
     /// Groups and peers that appear at run time (membership changes);
     /// `None`: only what the node started with.
     pub joining: Option<crate::membership::Joining>,
+    /// The groups the node serves; a group joined at run time is added.
+    pub hosted: std::sync::Arc<crate::membership::Hosted>,
 }
 
 struct Waiters {
@@ -338,6 +347,29 @@ impl RaftLoop {
                     )));
                 }
             },
+            Control::ReadLocal {
+                group_id,
+                query,
+                reply,
+            } => {
+                let tick_ms = self.tick.as_millis() as u64;
+                let out = self.replicas.get(&group_id).map(|r| {
+                    let l = r.read_local(&query);
+                    let label = ReadLabel {
+                        node_id: self.node_id,
+                        group_id,
+                        role: role_name(r).into(),
+                        applied_index: l.applied_index,
+                        commit_index: l.commit_index,
+                        leader_id: l.leader_id,
+                        term: l.term,
+                        since_leader_ms: l.ticks_since_leader * tick_ms,
+                        hibernating: l.hibernating,
+                    };
+                    (l.answer, label)
+                });
+                let _ = reply.send(out);
+            }
             Control::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -472,6 +504,13 @@ impl RaftLoop {
         };
         j.joined += 1;
         j.absent.remove(&group_id);
+        let bell = self
+            .transfer_bells
+            .entry(group_id)
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Notify::new()))
+            .clone();
+        self.hosted
+            .join(group_id, replica.config().region.clone(), bell);
         tracing::info!(
             node = self.node_id,
             group = group_id,

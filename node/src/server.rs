@@ -25,8 +25,8 @@ use hotline_proto::v1::{
     AcceptRequest, AcceptResponse, AddFaultRequest, Command, Delivered, Event, FaultsRequest,
     FaultsResponse, GetPolicyRequest, GetTicketRequest, GetTicketResponse, HealRequest,
     ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
-    OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReportRequest, ReportResponse,
-    SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
+    OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReadConsistency, ReadLabel, ReportRequest,
+    ReportResponse, SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
     TicketCommandRequest, TicketCommandResponse, VerifyRequest, VerifyResponse, WatchRequest,
     command,
 };
@@ -74,8 +74,9 @@ pub struct Handle {
     pub(crate) node_id: u64,
     pub(crate) group_id: u64,
     pub(crate) region: String,
-    /// Groups hosted on this node → their regions.
-    pub(crate) hosted: Arc<BTreeMap<u64, String>>,
+    /// Groups hosted on this node → their regions (grows when the node
+    /// joins a group at run time).
+    pub(crate) hosted: Arc<crate::membership::Hosted>,
     pub(crate) topology: Arc<Topology>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) faults: Arc<Faults>,
@@ -142,11 +143,11 @@ const MAX_WATCHERS: usize = 1_024;
 impl Handle {
     /// This handle at another hosted group.
     pub(crate) fn at(&self, group: u64) -> Result<Handle, Status> {
-        match self.hosted.get(&group) {
+        match self.hosted.region(group) {
             Some(region) => {
                 let mut h = self.clone();
                 h.group_id = group;
-                h.region = region.clone();
+                h.region = region;
                 Ok(h)
             }
             None => Err(Status::failed_precondition(format!(
@@ -216,6 +217,38 @@ impl Handle {
         }
     }
 
+    /// A read as the request asks: linearizable through the leader, or
+    /// local (stale-but-labelled) from this node's replica.
+    pub(crate) async fn read_as(
+        &self,
+        consistency: i32,
+        query: Query,
+    ) -> Result<(QueryAnswer, Option<ReadLabel>), Status> {
+        match ReadConsistency::try_from(consistency) {
+            Ok(ReadConsistency::ReadLinearizable) => Ok((self.read(query).await?, None)),
+            Ok(ReadConsistency::ReadLocal) => {
+                let (reply, rx) = oneshot::channel();
+                self.control
+                    .try_send(Control::ReadLocal {
+                        group_id: self.group_id,
+                        query,
+                        reply,
+                    })
+                    .map_err(|_| Status::resource_exhausted("read queue is full"))?;
+                match self.wait(rx).await? {
+                    Some((a, label)) => Ok((a, Some(label))),
+                    None => Err(Status::failed_precondition(format!(
+                        "group {} is not hosted on node {}",
+                        self.group_id, self.node_id
+                    ))),
+                }
+            }
+            Err(_) => Err(Status::invalid_argument(format!(
+                "consistency: unknown value {consistency}"
+            ))),
+        }
+    }
+
     /// Proposes a command and waits for its outcome. A refusal (before or
     /// after the log) maps to the gRPC code of its kind.
     pub(crate) async fn propose(
@@ -270,16 +303,28 @@ impl Handle {
     }
 
     async fn get_ticket(&self, id: &str) -> Result<Ticket, Status> {
+        Ok(self.get_ticket_as(id, 0).await?.0)
+    }
+
+    async fn get_ticket_as(
+        &self,
+        id: &str,
+        consistency: i32,
+    ) -> Result<(Ticket, Option<ReadLabel>), Status> {
         check_id(id)?;
-        match self
-            .read(Query::Get {
-                id: id.to_string(),
-                now_ms: now_ms(),
-            })
-            .await?
-        {
-            QueryAnswer::Ticket(Some(t)) => Ok(redact(*t)),
-            QueryAnswer::Ticket(None) => Err(Status::not_found(format!("ticket {id} not found"))),
+        let query = Query::Get {
+            id: id.to_string(),
+            now_ms: now_ms(),
+        };
+        match self.read_as(consistency, query).await? {
+            (QueryAnswer::Ticket(Some(t)), label) => Ok((redact(*t), label)),
+            (QueryAnswer::Ticket(None), Some(label)) => Err(Status::not_found(format!(
+                "ticket {id} not found on node {} (local read at applied index {}; it may not have arrived yet)",
+                label.node_id, label.applied_index
+            ))),
+            (QueryAnswer::Ticket(None), None) => {
+                Err(Status::not_found(format!("ticket {id} not found")))
+            }
             _ => Err(unexpected()),
         }
     }
@@ -376,11 +421,14 @@ impl Tickets for Handle {
         req: Request<GetTicketRequest>,
     ) -> Result<Response<GetTicketResponse>, Status> {
         let r = req.into_inner();
-        let t = self
+        let (t, label) = self
             .for_ticket(&r.id, r.group_id)?
-            .get_ticket(&r.id)
+            .get_ticket_as(&r.id, r.consistency)
             .await?;
-        Ok(Response::new(GetTicketResponse { ticket: Some(t) }))
+        Ok(Response::new(GetTicketResponse {
+            ticket: Some(t),
+            label,
+        }))
     }
 
     async fn list(
@@ -407,19 +455,22 @@ impl Tickets for Handle {
             ));
         }
         let g = self.home(r.group_id)?;
-        match g
-            .read(Query::List {
-                filter: r,
-                now_ms: now_ms(),
-            })
-            .await?
-        {
-            QueryAnswer::Tickets {
-                tickets,
-                next_before_id,
-            } => Ok(Response::new(ListTicketsResponse {
+        let consistency = r.consistency;
+        let query = Query::List {
+            filter: r,
+            now_ms: now_ms(),
+        };
+        match g.read_as(consistency, query).await? {
+            (
+                QueryAnswer::Tickets {
+                    tickets,
+                    next_before_id,
+                },
+                label,
+            ) => Ok(Response::new(ListTicketsResponse {
                 tickets: tickets.into_iter().map(redact).collect(),
                 next_before_id,
+                label,
             })),
             _ => Err(unexpected()),
         }
@@ -873,7 +924,12 @@ pub async fn run_node(
         .keys()
         .map(|&g| (g, Arc::new(tokio::sync::Notify::new())))
         .collect();
+    // Groups joined at run time start their background tasks through this.
+    let (joined_tx, mut joined_rx) = mpsc::channel(crate::membership::MAX_JOINED_GROUPS);
+    let hosted_groups = hosted.clone();
+    let hosted = Arc::new(crate::membership::Hosted::new(hosted, Some(joined_tx)));
     let raft_loop = RaftLoop {
+        hosted: hosted.clone(),
         transfer_bells: transfer_bells.clone(),
         node_id: cfg.id,
         address: cfg.listen.clone(),
@@ -901,8 +957,8 @@ pub async fn run_node(
     let handle = Handle {
         node_id: cfg.id,
         group_id: home,
-        region: hosted[&home].clone(),
-        hosted: Arc::new(hosted.clone()),
+        region: hosted_groups[&home].clone(),
+        hosted,
         topology: Arc::new(topology),
         directory: Arc::new(directory),
         faults,
@@ -918,24 +974,44 @@ pub async fn run_node(
     // passes its transfers on, while this node leads the group.
     let background_stop = Arc::new(tokio::sync::Notify::new());
     let sender = notify::sender_from_config(&cfg.notify).map_err(NodeError::Config)?;
-    for &gid in hosted.keys() {
-        let h = handle.at(gid).expect("hosted");
-        if let Some(sender) = &sender {
+    let start_background = {
+        let handle = handle.clone();
+        let background_stop = background_stop.clone();
+        let notify_cfg = cfg.notify.clone();
+        move |gid: u64, bell: Arc<tokio::sync::Notify>| {
+            let h = handle.at(gid).expect("hosted");
+            if let Some(sender) = &sender {
+                let stop = background_stop.clone();
+                tokio::spawn(notify::run(
+                    h.clone(),
+                    sender.clone(),
+                    notify_cfg.clone(),
+                    Arc::new(notify::NotifyStats::default()),
+                    async move { stop.notified().await },
+                ));
+            }
             let stop = background_stop.clone();
-            tokio::spawn(notify::run(
-                h.clone(),
-                sender.clone(),
-                cfg.notify.clone(),
-                Arc::new(notify::NotifyStats::default()),
-                async move { stop.notified().await },
-            ));
+            tokio::spawn(crate::forwarder::run(h, bell, async move {
+                stop.notified().await
+            }));
         }
+    };
+    for &gid in hosted_groups.keys() {
+        start_background(gid, transfer_bells[&gid].clone());
+    }
+    {
         let stop = background_stop.clone();
-        tokio::spawn(crate::forwarder::run(
-            h,
-            transfer_bells[&gid].clone(),
-            async move { stop.notified().await },
-        ));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    joined = joined_rx.recv() => match joined {
+                        Some((gid, bell)) => start_background(gid, bell),
+                        None => return,
+                    },
+                    () = stop.notified() => return,
+                }
+            }
+        });
     }
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<TicketsServer<Handle>>().await;

@@ -330,6 +330,26 @@ pub struct Replica {
     deferred_reports: Vec<SendReport>,
     /// Peers sent a snapshot whose delivery the driver has not reported.
     snapshots_out: Vec<u64>,
+    /// `ticks` when a message of the current leader last arrived: how old
+    /// a local (stale) read may be.
+    leader_heard_tick: u64,
+}
+
+/// A read served from this replica's own state, without a ReadIndex round:
+/// possibly behind the leader, so it says how far it may be behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalRead {
+    pub answer: QueryAnswer,
+    pub applied_index: u64,
+    /// The commit index this replica knows (the leader's may be higher).
+    pub commit_index: u64,
+    pub leader_id: u64,
+    pub term: u64,
+    /// Ticks of this replica since it last heard from the leader (0 on the
+    /// leader itself). Ticks stop while the group hibernates: it went to
+    /// sleep fully caught up, and any write wakes it.
+    pub ticks_since_leader: u64,
+    pub hibernating: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -410,6 +430,7 @@ impl Replica {
             extra_messages: Vec::new(),
             deferred_reports: Vec::new(),
             snapshots_out: Vec::new(),
+            leader_heard_tick: 0,
         })
     }
 
@@ -524,6 +545,9 @@ impl Replica {
             | Err(raft::Error::StepLocalMsg)
             | Err(raft::Error::ProposalDropped) => {}
             Err(e) => panic!("raft step failed on group {}: {e}", self.cfg.group_id),
+        }
+        if from == self.raw.raft.leader_id && term == self.raw.raft.term {
+            self.leader_heard_tick = self.ticks;
         }
         // Hibernate with the leader only when fully caught up with it.
         if quiesce_notice {
@@ -671,6 +695,27 @@ impl Replica {
 
     /// Asks for a linearizable read. Reads arriving between two Readies share
     /// one ReadIndex round.
+    /// Serves a query from this replica's state at once: no ReadIndex
+    /// round, no wake-up, so a learner at a street office answers while
+    /// cut off from the leader. The answer carries how stale it may be.
+    pub fn read_local(&self, query: &Query) -> LocalRead {
+        let r = &self.raw.raft;
+        let ticks_since_leader = if r.state == StateRole::Leader {
+            0
+        } else {
+            self.ticks - self.leader_heard_tick
+        };
+        LocalRead {
+            answer: self.sm.query(query),
+            applied_index: self.applied,
+            commit_index: r.raft_log.committed,
+            leader_id: r.leader_id,
+            term: r.term,
+            ticks_since_leader,
+            hibernating: self.quiesced,
+        }
+    }
+
     pub fn read(&mut self, read_id: u64, query: Query) {
         self.assert_not_in_flight();
         self.wake();
