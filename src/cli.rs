@@ -517,6 +517,7 @@ fn init(dir: &Path, mut topo: Topology, port_base: Option<u16>, insecure: bool) 
             tls: node_tls[i].clone(),
             tuning: Tuning::default(),
             notify: Default::default(),
+            metrics_listen: Some(metrics_address(&n.address)?),
         };
         cfg.write(&dir.join(format!("node-{}.toml", n.id)))?;
     }
@@ -537,6 +538,21 @@ fn init(dir: &Path, mut topo: Topology, port_base: Option<u16>, insecure: bool) 
     Ok(())
 }
 
+/// The `/metrics` address of a node serving gRPC on `address`: the same
+/// host, port + 10000 (7101 → 17101).
+fn metrics_address(address: &str) -> Result<String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("address {address:?}: expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow::anyhow!("address {address:?}: bad port"))?;
+    let metrics = port.checked_add(10_000).ok_or_else(|| {
+        anyhow::anyhow!("address {address:?}: port + 10000 (the /metrics port) is over 65535")
+    })?;
+    Ok(format!("{host}:{metrics}"))
+}
+
 async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> Result<()> {
     if !dir.join("client.toml").exists() {
         let topo = match &topology {
@@ -549,9 +565,11 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     let dir = dir.canonicalize()?;
     let topo = Topology::load(&dir.join("topology.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tasks = Vec::new();
+    let mut metrics = Vec::new();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     for n in &topo.nodes {
         let cfg = NodeConfig::load(&dir.join(format!("node-{}.toml", n.id)))?;
+        metrics.extend(cfg.metrics_listen.clone());
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(hotline_node::server::run_node(
             cfg,
@@ -616,6 +634,9 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     println!("  hotline query counts --config {c}         # national figures, fanned out");
     println!("  hotline fault partition --config {c} --between 2 --and 3   # cut 上海 from 江苏");
     println!("  hotline ticket list --config {c} --region 310114");
+    if let Some(m) = metrics.first() {
+        println!("  curl http://{m}/metrics                 # Prometheus figures of node 1");
+    }
     println!("(cargo run --release -- … from the repository.) Ctrl-C stops the demo.");
     shutdown_signal().await;
     let _ = stop_tx.send(());

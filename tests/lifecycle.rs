@@ -582,7 +582,12 @@ async fn every_path_of_the_lifecycle_survives_a_leader_kill() {
         if pending.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "outbox not drained: {pending:?}");
+        if Instant::now() >= deadline {
+            for n in 1..=3 {
+                eprintln!("---- node {n}\n{}", cl.log(n));
+            }
+            panic!("outbox not drained: {pending:?}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ids = hook.ids();

@@ -73,6 +73,10 @@ pub struct NodeConfig {
     /// Delivery of requester notifications (log sender by default).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// host:port of the plain-HTTP `/metrics` endpoint (Prometheus text);
+    /// none: no endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

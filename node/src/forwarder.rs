@@ -33,9 +33,10 @@ use crate::tls;
 
 /// How often a leader with transfer work retries what is still pending.
 const FORWARD_INTERVAL: Duration = Duration::from_millis(200);
-/// Longest pause between two looks at an idle group (its bell wakes it
-/// earlier when work commits here).
-const MAX_IDLE_POLL: Duration = Duration::from_secs(2);
+/// Longest pause between two looks at an idle group: a safety net, since
+/// its bell wakes it when transfer records commit here and when this node
+/// becomes the group's leader.
+const MAX_IDLE_POLL: Duration = Duration::from_secs(30);
 /// Records handled per round, so one round stays short.
 const MAX_WORK_PER_ROUND: usize = 64;
 /// Deadline of one `Forward` call (the callee waits for a commit).
@@ -175,10 +176,10 @@ impl Handle {
 /// Runs the forwarder of one hosted group until `shutdown` resolves.
 ///
 /// It wakes when the raft loop rings the group's bell (its transfer records
-/// changed on this node), and otherwise polls at a pace that slows down
-/// while the group has nothing to pass on — an idle group costs a timer and
-/// a local peek every few seconds, and a new leader picks up pending work
-/// within `MAX_IDLE_POLL`.
+/// changed on this node, or this node became the group's leader), and
+/// otherwise polls at a pace that slows down while the group has nothing to
+/// pass on — an idle group costs a timer and a local peek every half
+/// minute.
 pub async fn run(
     h: Handle,
     bell: std::sync::Arc<tokio::sync::Notify>,

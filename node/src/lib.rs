@@ -16,6 +16,7 @@ pub mod faults;
 pub mod fedquery;
 pub mod forwarder;
 pub mod membership;
+pub mod metrics;
 pub mod notify;
 pub mod raft_loop;
 pub mod server;

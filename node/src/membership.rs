@@ -56,13 +56,13 @@ pub const MAX_JOINED_GROUPS: usize = 1_024;
 /// its background tasks (forwarder, notifier) start.
 pub struct Hosted {
     map: std::sync::RwLock<std::collections::BTreeMap<u64, String>>,
-    started: Option<mpsc::Sender<(u64, Arc<tokio::sync::Notify>)>>,
+    started: Option<mpsc::Sender<(u64, crate::raft_loop::Bells)>>,
 }
 
 impl Hosted {
     pub fn new(
         at_start: std::collections::BTreeMap<u64, String>,
-        started: Option<mpsc::Sender<(u64, Arc<tokio::sync::Notify>)>>,
+        started: Option<mpsc::Sender<(u64, crate::raft_loop::Bells)>>,
     ) -> Hosted {
         Hosted {
             map: std::sync::RwLock::new(at_start),
@@ -91,13 +91,12 @@ impl Hosted {
         self.read().is_empty()
     }
 
-    /// A group joined at run time; `bell` rings when its transfer records
-    /// change (the forwarder's wake-up).
-    pub fn join(&self, group: u64, region: String, bell: Arc<tokio::sync::Notify>) {
+    /// A group joined at run time, with the bells of its background tasks.
+    pub fn join(&self, group: u64, region: String, bells: crate::raft_loop::Bells) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
         if m.insert(group, region).is_none()
             && let Some(tx) = &self.started
-            && tx.try_send((group, bell)).is_err()
+            && tx.try_send((group, bells)).is_err()
         {
             // Bounded by MAX_JOINED_GROUPS; a full queue means the node is
             // stopping (nobody starts tasks any more).

@@ -54,6 +54,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const WINDOW_FACTOR: usize = 4;
 /// Largest accepted `batch` (the window is four times that).
 pub const MAX_BATCH: usize = 10_000;
+/// Longest sleep of an idle notifier that has a bell (a safety net: the
+/// bell is what wakes it).
+pub const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Shortest accepted `interval_ms`.
 pub const MIN_INTERVAL_MS: u64 = 10;
 /// Default timeout of one webhook request (connect + answer + body).
@@ -372,11 +375,18 @@ pub struct NotifyStats {
 /// ones with one `delivered` call (see the module documentation). A round in
 /// progress is abandoned at shutdown, which is safe: what was sent and not
 /// marked is sent again by the next leader.
+///
+/// With a `bell` (the node rings it when notifications are added to the
+/// group's outbox here, or when this node becomes the group's leader), an
+/// idle notifier — nothing pending, nothing to retry — sleeps until the bell
+/// rings (or [`IDLE_POLL`] passes) instead of looking every `interval_ms`:
+/// most of a province's groups are idle, and each look costs.
 pub async fn run(
     outbox: impl Outbox,
     sender: Arc<dyn Sender>,
     cfg: NotifyConfig,
     stats: Arc<NotifyStats>,
+    bell: Option<Arc<tokio::sync::Notify>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut notifier = Notifier::new(sender, &cfg, stats);
@@ -392,10 +402,18 @@ pub async fn run(
     let mut more = false;
     loop {
         if !more {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                _ = ticker.tick() => {}
+            match &bell {
+                Some(bell) if notifier.is_idle() => tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = bell.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                },
+                _ => tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = ticker.tick() => {}
+                },
             }
         }
         tokio::select! {
@@ -431,6 +449,8 @@ struct Notifier {
     /// Sent successfully, `Delivered` not committed yet: marked again, not
     /// sent again, while this node stays leader.
     unmarked: Vec<String>,
+    /// The last round found notifications pending (as leader).
+    saw_pending: bool,
 }
 
 impl Notifier {
@@ -449,12 +469,19 @@ impl Notifier {
             retries: HashMap::new(),
             next_order: 0,
             unmarked: Vec::new(),
+            saw_pending: false,
         }
+    }
+
+    /// Nothing pending at the last look, nothing to retry or to mark.
+    fn is_idle(&self) -> bool {
+        !self.saw_pending && self.retries.is_empty() && self.unmarked.is_empty()
     }
 
     /// One round. Returns whether more due work is likely waiting (a full
     /// batch went out and was marked), so the caller may go again at once.
     async fn round<O: Outbox + ?Sized>(&mut self, outbox: &O) -> bool {
+        self.saw_pending = false;
         if !outbox.is_leader().await {
             // The state is about this node's attempts as leader.
             self.retries.clear();
@@ -465,9 +492,12 @@ impl Notifier {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "notifier: reading the outbox failed");
+                // Not idle: look again at the normal pace.
+                self.saw_pending = true;
                 return false;
             }
         };
+        self.saw_pending = !pending.is_empty();
 
         // Forget what is no longer pending (delivered, possibly by an earlier
         // leader). The window only moves forward: the outbox is append-only
@@ -764,7 +794,7 @@ mod tests {
         stats: Arc<NotifyStats>,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(outbox, sender, cfg, stats, async move {
+        let task = tokio::spawn(run(outbox, sender, cfg, stats, None, async move {
             let _ = stopped.await;
         }));
         (stop, task)
@@ -786,6 +816,38 @@ mod tests {
             .await
             .expect("notifier did not stop")
             .expect("notifier panicked");
+    }
+
+    #[tokio::test]
+    async fn with_a_bell_an_idle_notifier_sleeps_until_rung_but_retries_on_its_own() {
+        let outbox = FakeOutbox::with(Vec::new(), true);
+        let first = note(1);
+        let sender = FakeSender::new(outbox.clone(), &first.id, 1);
+        let stats = Arc::new(NotifyStats::default());
+        let bell = Arc::new(tokio::sync::Notify::new());
+        let (stop_tx, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            outbox.clone(),
+            sender.clone(),
+            fast_config(),
+            stats.clone(),
+            Some(bell.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        // Idle: a notification that appears without a ring waits (the
+        // interval is 10 ms, so a polling notifier would have sent it).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        outbox.pending.lock().unwrap().push(first.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(sender.total_attempts(), 0, "idle notifier polled");
+        // Rung: it looks at once; the first attempt fails, and the retry
+        // comes at the interval's pace without another ring.
+        bell.notify_one();
+        wait_until("delivery after one failure", || outbox.pending_len() == 0).await;
+        assert_eq!(sender.total_attempts(), 2);
+        stop(stop_tx, task).await;
     }
 
     #[tokio::test]

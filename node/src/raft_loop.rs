@@ -31,6 +31,7 @@ use crate::core::{
     Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Recovered,
     Replica, ReplicaConfig,
 };
+use crate::metrics::LoopStats;
 use crate::storage::Storage;
 
 /// Proposals taken per iteration, so one iteration stays short.
@@ -131,6 +132,16 @@ struct ConfWaiter {
     reply: oneshot::Sender<ConfChangeOutcome>,
 }
 
+/// A group's wake-ups for its background tasks. (`Notify` keeps one permit:
+/// a ring while the task is busy is not lost.)
+#[derive(Clone, Default)]
+pub struct Bells {
+    /// The forwarder's: transfer records changed, or leadership came here.
+    pub transfers: std::sync::Arc<tokio::sync::Notify>,
+    /// The notifier's: notifications were added, or leadership came here.
+    pub outbox: std::sync::Arc<tokio::sync::Notify>,
+}
+
 /// The loop's view of the transport: one bounded queue per peer node.
 pub type PeerQueues = BTreeMap<u64, mpsc::Sender<Vec<RaftEnvelope>>>;
 
@@ -148,14 +159,17 @@ pub struct RaftLoop {
     pub events: tokio::sync::broadcast::Sender<(String, Event)>,
     /// Which peer nodes answer; wakes hibernating groups of a silent leader.
     pub liveness: crate::core::liveness::Liveness,
-    /// Per hosted group: rung when the group's transfer records change, so
-    /// its forwarder wakes at once instead of polling an idle group.
-    pub transfer_bells: BTreeMap<u64, std::sync::Arc<tokio::sync::Notify>>,
+    /// Per hosted group: rung when its transfer records or outbox change
+    /// here, or when this node becomes its leader, so its forwarder and
+    /// notifier wake at once instead of polling an idle group.
+    pub bells: BTreeMap<u64, Bells>,
     /// Groups and peers that appear at run time (membership changes);
     /// `None`: only what the node started with.
     pub joining: Option<crate::membership::Joining>,
     /// The groups the node serves; a group joined at run time is added.
     pub hosted: std::sync::Arc<crate::membership::Hosted>,
+    /// Counters for `/metrics`.
+    pub stats: std::sync::Arc<LoopStats>,
 }
 
 struct Waiters {
@@ -206,6 +220,7 @@ impl RaftLoop {
             if stop {
                 return;
             }
+            LoopStats::add(&self.stats.loop_iterations, 1);
             for c in self
                 .control
                 .try_iter()
@@ -250,7 +265,9 @@ impl RaftLoop {
     }
 
     fn propose(&mut self, p: Proposal, w: &mut Waiters) {
+        let stats = &self.stats;
         let Some(r) = self.replicas.get_mut(&p.group_id) else {
+            LoopStats::add(&stats.proposals_not_leader, 1);
             let _ = p
                 .reply
                 .send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
@@ -259,17 +276,20 @@ impl RaftLoop {
             return;
         };
         if w.in_flight >= self.max_in_flight {
+            LoopStats::add(&stats.proposals_overloaded, 1);
             let _ = p.reply.send(ProposeOutcome::Overloaded);
             return;
         }
         // Refuse what the state machine would refuse, before it costs a log
         // entry (apply checks again: the state may move on meanwhile).
         if let Err(e) = r.tickets().check(&p.cmd) {
+            LoopStats::add(&stats.proposals_rejected, 1);
             let _ = p.reply.send(ProposeOutcome::Rejected(e));
             return;
         }
         match r.propose(&p.cmd) {
             Ok(()) => {
+                LoopStats::add(&stats.proposals_proposed, 1);
                 w.in_flight += 1;
                 w.proposals
                     .entry(p.cmd.request_id)
@@ -277,6 +297,7 @@ impl RaftLoop {
                     .push(p.reply);
             }
             Err(e) => {
+                LoopStats::add(&stats.proposals_not_leader, 1);
                 let _ = p.reply.send(ProposeOutcome::NotLeader(e));
             }
         }
@@ -504,13 +525,9 @@ impl RaftLoop {
         };
         j.joined += 1;
         j.absent.remove(&group_id);
-        let bell = self
-            .transfer_bells
-            .entry(group_id)
-            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Notify::new()))
-            .clone();
+        let bells = self.bells.entry(group_id).or_default().clone();
         self.hosted
-            .join(group_id, replica.config().region.clone(), bell);
+            .join(group_id, replica.config().region.clone(), bells);
         tracing::info!(
             node = self.node_id,
             group = group_id,
@@ -563,6 +580,8 @@ impl RaftLoop {
                     voters: crate::membership::sorted(&r.conf_state().voters),
                     learners: crate::membership::sorted(&r.conf_state().learners),
                     voters_outgoing: crate::membership::sorted(&r.conf_state().voters_outgoing),
+                    hibernating: r.is_quiesced(),
+                    outbox_pending: r.tickets().outbox_len() as u32,
                 })
                 .collect(),
         }
@@ -586,12 +605,21 @@ impl RaftLoop {
                 // A node that shared no group with this one at start.
                 self.peers.insert(peer, q);
             }
+            let count = envs.len() as u64;
             let ok = match self.peers.get(&peer) {
                 Some(q) => q
                     .try_send(envs.into_iter().map(|(_, e)| e).collect())
                     .is_ok(),
                 None => false,
             };
+            LoopStats::add(
+                if ok {
+                    &self.stats.raft_messages_sent
+                } else {
+                    &self.stats.raft_messages_dropped
+                },
+                count,
+            );
             let r = self.replicas.get_mut(&group_id).expect("group exists");
             if !ok {
                 // Raft tolerates loss; tell it, so it probes instead of
@@ -621,6 +649,13 @@ impl RaftLoop {
             let rd = self.replicas.get_mut(&g).expect("group").ready();
             if let Some(role) = rd.role {
                 tracing::info!(group = g, node = self.node_id, ?role, "role changed");
+                if role == StateRole::Leader
+                    && let Some(b) = self.bells.get(&g)
+                {
+                    // The new leader's tasks pick up what the old one left.
+                    b.transfers.notify_one();
+                    b.outbox.notify_one();
+                }
             }
             self.send(g, rd.messages);
             answer_applied(rd.applied, w);
@@ -633,6 +668,11 @@ impl RaftLoop {
             writes.push(rd.write);
         }
         let refs: Vec<_> = writes.iter().collect();
+        if refs.iter().any(|w| w.must_sync) {
+            LoopStats::add(&self.stats.commits_synced, 1);
+        } else if !refs.iter().all(|w| w.is_empty()) {
+            LoopStats::add(&self.stats.commits_deferred, 1);
+        }
         if let Err(e) = self.storage.write(&refs) {
             // Storage errors leave raft unable to continue safely: stop the
             // node rather than acknowledge anything more (fjall and raft-rs
@@ -641,10 +681,13 @@ impl RaftLoop {
             panic!("storage write failed: {e}");
         }
         for wb in &writes {
-            if !wb.sm.transfers_put.is_empty()
-                && let Some(bell) = self.transfer_bells.get(&wb.group_id)
-            {
-                bell.notify_one();
+            if let Some(b) = self.bells.get(&wb.group_id) {
+                if !wb.sm.transfers_put.is_empty() {
+                    b.transfers.notify_one();
+                }
+                if !wb.sm.outbox_put.is_empty() {
+                    b.outbox.notify_one();
+                }
             }
             for t in &wb.sm.tickets {
                 if let Some(e) = t.events.last() {

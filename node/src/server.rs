@@ -329,6 +329,20 @@ impl Handle {
         }
     }
 
+    /// Every hosted group as the raft loop sees it now.
+    pub(crate) async fn status_now(&self) -> Result<StatusResponse, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.control
+            .try_send(Control::Status { reply })
+            .map_err(|_| Status::resource_exhausted("control queue is full"))?;
+        self.wait(rx).await
+    }
+
+    /// Proposals waiting for the raft loop.
+    pub(crate) fn proposal_queue_len(&self) -> usize {
+        self.proposals.len()
+    }
+
     pub(crate) async fn is_leader(&self) -> bool {
         self.peek().await.leader
     }
@@ -783,11 +797,7 @@ impl Admin for Handle {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let (reply, rx) = oneshot::channel();
-        self.control
-            .try_send(Control::Status { reply })
-            .map_err(|_| Status::resource_exhausted("control queue is full"))?;
-        let mut s = self.wait(rx).await?;
+        let mut s = self.status_now().await?;
         s.faults = Some(self.faults.snapshot());
         Ok(Response::new(s))
     }
@@ -920,17 +930,17 @@ pub async fn run_node(
     }
     // Watchers that fall this far behind re-read the ticket.
     let (events, _) = tokio::sync::broadcast::channel(4_096);
-    let transfer_bells: BTreeMap<u64, Arc<tokio::sync::Notify>> = hosted
-        .keys()
-        .map(|&g| (g, Arc::new(tokio::sync::Notify::new())))
-        .collect();
+    let bells: BTreeMap<u64, crate::raft_loop::Bells> =
+        hosted.keys().map(|&g| (g, Default::default())).collect();
     // Groups joined at run time start their background tasks through this.
     let (joined_tx, mut joined_rx) = mpsc::channel(crate::membership::MAX_JOINED_GROUPS);
     let hosted_groups = hosted.clone();
     let hosted = Arc::new(crate::membership::Hosted::new(hosted, Some(joined_tx)));
+    let loop_stats = Arc::new(crate::metrics::LoopStats::default());
     let raft_loop = RaftLoop {
+        stats: loop_stats.clone(),
         hosted: hosted.clone(),
-        transfer_bells: transfer_bells.clone(),
+        bells: bells.clone(),
         node_id: cfg.id,
         address: cfg.listen.clone(),
         replicas,
@@ -974,11 +984,13 @@ pub async fn run_node(
     // passes its transfers on, while this node leads the group.
     let background_stop = Arc::new(tokio::sync::Notify::new());
     let sender = notify::sender_from_config(&cfg.notify).map_err(NodeError::Config)?;
+    let notify_stats = Arc::new(notify::NotifyStats::default());
     let start_background = {
+        let notify_stats = notify_stats.clone();
         let handle = handle.clone();
         let background_stop = background_stop.clone();
         let notify_cfg = cfg.notify.clone();
-        move |gid: u64, bell: Arc<tokio::sync::Notify>| {
+        move |gid: u64, bells: crate::raft_loop::Bells| {
             let h = handle.at(gid).expect("hosted");
             if let Some(sender) = &sender {
                 let stop = background_stop.clone();
@@ -986,18 +998,19 @@ pub async fn run_node(
                     h.clone(),
                     sender.clone(),
                     notify_cfg.clone(),
-                    Arc::new(notify::NotifyStats::default()),
+                    notify_stats.clone(),
+                    Some(bells.outbox),
                     async move { stop.notified().await },
                 ));
             }
             let stop = background_stop.clone();
-            tokio::spawn(crate::forwarder::run(h, bell, async move {
+            tokio::spawn(crate::forwarder::run(h, bells.transfers, async move {
                 stop.notified().await
             }));
         }
     };
     for &gid in hosted_groups.keys() {
-        start_background(gid, transfer_bells[&gid].clone());
+        start_background(gid, bells[&gid].clone());
     }
     {
         let stop = background_stop.clone();
@@ -1005,13 +1018,27 @@ pub async fn run_node(
             loop {
                 tokio::select! {
                     joined = joined_rx.recv() => match joined {
-                        Some((gid, bell)) => start_background(gid, bell),
+                        Some((gid, b)) => start_background(gid, b),
                         None => return,
                     },
                     () = stop.notified() => return,
                 }
             }
         });
+    }
+    if let Some(m) = &cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(m)
+            .await
+            .map_err(|e| NodeError::Listen(m.clone(), format!("metrics: {e}")))?;
+        tracing::info!(node = cfg.id, address = %m, "serving /metrics");
+        let stop = background_stop.clone();
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            handle.clone(),
+            loop_stats,
+            notify_stats,
+            async move { stop.notified().await },
+        ));
     }
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<TicketsServer<Handle>>().await;

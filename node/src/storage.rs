@@ -445,8 +445,12 @@ mod tests {
         let rec = st.load(310114).unwrap().expect("state on disk");
         assert_eq!(rec.applied, applied);
         assert_eq!(rec.state.tickets.len(), 5);
+        // The rest of the state machine too: each accept queued a notice
+        // for its requester.
+        assert_eq!(rec.state.outbox.len(), 5, "outbox rows on disk");
         let r = Replica::new(cfg, rec).unwrap();
         assert_eq!(r.tickets().len(), 5);
+        assert_eq!(r.tickets().outbox_len(), 5);
         assert!(st.load(1).unwrap().is_none());
     }
 

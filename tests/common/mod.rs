@@ -80,6 +80,26 @@ impl Cluster {
         c
     }
 
+    /// `GET /metrics` of node `id` over a plain socket: the body.
+    pub fn metrics(&self, id: u64) -> String {
+        use std::io::{Read, Write};
+        let cfg = NodeConfig::load(&self.node_config(id)).unwrap();
+        let addr = cfg
+            .metrics_listen
+            .expect("cluster init sets metrics_listen");
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out.split_once("\r\n\r\n").unwrap().1.to_string()
+    }
+
     /// Runs `hotline ARGS… --config client.toml` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(BIN)

@@ -997,10 +997,7 @@ impl Replica {
     fn finish_write(&mut self, write: &mut WriteBatch) {
         let sm = self.sm.take_writes();
         if !sm.is_empty() || self.applied > self.applied_written {
-            write.sm.tickets.extend(sm.tickets);
-            write.sm.sequences.extend(sm.sequences);
-            write.sm.requests_put.extend(sm.requests_put);
-            write.sm.requests_del.extend(sm.requests_del);
+            write.sm.append(sm);
             write.applied = Some(self.applied);
         }
         let keep = self.cfg.compact_log_entries;

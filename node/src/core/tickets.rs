@@ -89,6 +89,34 @@ pub struct SmWrites {
 }
 
 impl SmWrites {
+    /// Adds `later`'s writes after these (a later policy replaces an
+    /// earlier one). Every field must be carried: a field left out here is
+    /// a state change that never reaches the disk.
+    pub fn append(&mut self, later: SmWrites) {
+        let SmWrites {
+            tickets,
+            sequences,
+            requests_put,
+            requests_del,
+            outbox_put,
+            outbox_del,
+            policy,
+            transfers_put,
+            transfers_del,
+        } = later;
+        self.tickets.extend(tickets);
+        self.sequences.extend(sequences);
+        self.requests_put.extend(requests_put);
+        self.requests_del.extend(requests_del);
+        self.outbox_put.extend(outbox_put);
+        self.outbox_del.extend(outbox_del);
+        if policy.is_some() {
+            self.policy = policy;
+        }
+        self.transfers_put.extend(transfers_put);
+        self.transfers_del.extend(transfers_del);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tickets.is_empty()
             && self.sequences.is_empty()
