@@ -142,6 +142,16 @@ pub struct Bells {
     pub outbox: std::sync::Arc<tokio::sync::Notify>,
 }
 
+/// One peer's share of an iteration phase's messages, with the group (and
+/// whether it is a snapshot) of each envelope.
+#[derive(Default)]
+struct PeerBatch {
+    envelopes: Vec<RaftEnvelope>,
+    groups: Vec<(u64, bool)>,
+}
+
+type Outgoing = BTreeMap<u64, PeerBatch>;
+
 /// The loop's view of the transport: one bounded queue per peer node.
 pub type PeerQueues = BTreeMap<u64, mpsc::Sender<Vec<RaftEnvelope>>>;
 
@@ -178,6 +188,11 @@ struct Waiters {
     reads: HashMap<u64, oneshot::Sender<ReadOutcome>>,
     next_read: u64,
     conf_changes: Vec<ConfWaiter>,
+    /// Groups that took input since their last Ready (or still have one
+    /// to give): the only ones the loop asks `has_ready`. On a node with a
+    /// thousand hibernating groups, scanning them all every iteration was
+    /// most of its idle CPU.
+    touched: std::collections::BTreeSet<u64>,
 }
 
 impl RaftLoop {
@@ -189,11 +204,17 @@ impl RaftLoop {
             reads: HashMap::new(),
             next_read: 1,
             conf_changes: Vec::new(),
+            // Everything at start: recovered replicas may have writes to
+            // make (a bootstrap configuration).
+            touched: self.replicas.keys().copied().collect(),
         };
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            let busy = self.replicas.values().any(|r| r.has_ready());
+            let busy = w
+                .touched
+                .iter()
+                .any(|g| self.replicas.get(g).is_some_and(Replica::has_ready));
             let first = if busy {
                 None
             } else {
@@ -240,8 +261,12 @@ impl RaftLoop {
                 self.propose(p, &mut w);
             }
             if Instant::now() >= next_tick {
-                for r in self.replicas.values_mut() {
-                    r.tick();
+                for (&g, r) in self.replicas.iter_mut() {
+                    // A hibernating group costs no tick.
+                    if r.wants_tick() {
+                        r.tick();
+                        w.touched.insert(g);
+                    }
                 }
                 // One node heartbeat per peer per tick, for all groups: the
                 // only traffic of hibernating groups.
@@ -287,6 +312,7 @@ impl RaftLoop {
             let _ = p.reply.send(ProposeOutcome::Rejected(e));
             return;
         }
+        w.touched.insert(p.group_id);
         match r.propose(&p.cmd) {
             Ok(()) => {
                 LoopStats::add(&stats.proposals_proposed, 1);
@@ -349,6 +375,7 @@ impl RaftLoop {
                         continue;
                     }
                     r.step(m);
+                    w.touched.insert(env.group_id);
                 }
             }
             Control::Read {
@@ -361,6 +388,7 @@ impl RaftLoop {
                     w.next_read += 1;
                     w.reads.insert(id, reply);
                     r.read(id, query);
+                    w.touched.insert(group_id);
                 }
                 None => {
                     let _ = reply.send(ReadOutcome::Unavailable(format!(
@@ -407,9 +435,10 @@ impl RaftLoop {
             }
             Control::Unreachable { peer } => {
                 self.liveness.lost(peer);
-                for r in self.replicas.values_mut() {
+                for (&g, r) in self.replicas.iter_mut() {
                     if r.is_member(peer) {
                         r.report_unreachable(peer);
+                        w.touched.insert(g);
                     }
                 }
             }
@@ -427,6 +456,7 @@ impl RaftLoop {
                     let _ = reply.send(ConfChangeOutcome::Busy);
                     return true;
                 }
+                w.touched.insert(group_id);
                 match r.propose_conf_change(op, node) {
                     Ok(()) => {
                         tracing::info!(
@@ -587,29 +617,37 @@ impl RaftLoop {
         }
     }
 
-    fn send(&mut self, group_id: u64, msgs: Vec<Message>) {
-        let mut by_peer: BTreeMap<u64, Vec<(bool, RaftEnvelope)>> = BTreeMap::new();
+    /// Encodes a group's messages into the per-peer outgoing batches of
+    /// this phase of the iteration; [`Self::flush`] hands them to the
+    /// transport. Batching across groups matters on a node hosting many:
+    /// one queue operation per peer per phase, not one per group.
+    fn stage(&mut self, out: &mut Outgoing, group_id: u64, msgs: Vec<Message>) {
         for m in msgs {
             let snap = crate::core::replica::is_snapshot(&m);
             let env = RaftEnvelope {
                 group_id,
                 message: m.write_to_bytes().expect("raft message encodes"),
             };
-            by_peer.entry(m.to).or_default().push((snap, env));
+            let b = out.entry(m.to).or_default();
+            b.envelopes.push(env);
+            b.groups.push((group_id, snap));
         }
-        for (peer, envs) in by_peer {
-            let snaps: Vec<bool> = envs.iter().map(|(s, _)| *s).collect();
+    }
+
+    /// Sends each peer its batch; tells raft of every group whose messages
+    /// could not be queued (it probes instead of streaming into a dead
+    /// link) and of every snapshot's fate.
+    fn flush(&mut self, out: &mut Outgoing) {
+        for (peer, batch) in std::mem::take(out) {
             if !self.peers.contains_key(&peer)
                 && let Some(q) = self.joining.as_mut().and_then(|j| j.open(peer))
             {
                 // A node that shared no group with this one at start.
                 self.peers.insert(peer, q);
             }
-            let count = envs.len() as u64;
+            let count = batch.envelopes.len() as u64;
             let ok = match self.peers.get(&peer) {
-                Some(q) => q
-                    .try_send(envs.into_iter().map(|(_, e)| e).collect())
-                    .is_ok(),
+                Some(q) => q.try_send(batch.envelopes).is_ok(),
                 None => false,
             };
             LoopStats::add(
@@ -620,14 +658,16 @@ impl RaftLoop {
                 },
                 count,
             );
-            let r = self.replicas.get_mut(&group_id).expect("group exists");
-            if !ok {
-                // Raft tolerates loss; tell it, so it probes instead of
-                // streaming into a dead link.
-                r.report_unreachable(peer);
-            }
-            for s in snaps {
-                if s {
+            let mut told: Option<u64> = None;
+            for (g, snap) in batch.groups {
+                let Some(r) = self.replicas.get_mut(&g) else {
+                    continue;
+                };
+                if !ok && told != Some(g) {
+                    r.report_unreachable(peer);
+                    told = Some(g);
+                }
+                if snap {
                     r.report_snapshot(peer, ok);
                 }
             }
@@ -635,16 +675,15 @@ impl RaftLoop {
     }
 
     fn handle_readies(&mut self, w: &mut Waiters) {
-        let ids: Vec<u64> = self
-            .replicas
-            .iter()
-            .filter(|(_, r)| r.has_ready())
-            .map(|(id, _)| *id)
-            .collect();
+        let replicas = &self.replicas;
+        w.touched
+            .retain(|g| replicas.get(g).is_some_and(Replica::has_ready));
+        let ids: Vec<u64> = w.touched.iter().copied().collect();
         if ids.is_empty() {
             return;
         }
         let mut writes = Vec::with_capacity(ids.len());
+        let mut out = Outgoing::new();
         for &g in &ids {
             let rd = self.replicas.get_mut(&g).expect("group").ready();
             if let Some(role) = rd.role {
@@ -657,7 +696,7 @@ impl RaftLoop {
                     b.outbox.notify_one();
                 }
             }
-            self.send(g, rd.messages);
+            self.stage(&mut out, g, rd.messages);
             answer_applied(rd.applied, w);
             answer_reads(rd.reads, w);
             for id in rd.reads_failed {
@@ -667,6 +706,9 @@ impl RaftLoop {
             }
             writes.push(rd.write);
         }
+        // Before the fsync: appends go out while the leader persists
+        // (thesis §10.2.1).
+        self.flush(&mut out);
         let refs: Vec<_> = writes.iter().collect();
         if refs.iter().any(|w| w.must_sync) {
             LoopStats::add(&self.stats.commits_synced, 1);
@@ -696,12 +738,15 @@ impl RaftLoop {
                 }
             }
         }
+        // Every group handled stays touched for one more look: its
+        // `on_persisted` may leave writes or messages for the next Ready.
         for g in ids {
             let after = self.replicas.get_mut(&g).expect("group").on_persisted();
-            self.send(g, after.messages);
+            self.stage(&mut out, g, after.messages);
             answer_applied(after.applied, w);
             answer_reads(after.reads, w);
         }
+        self.flush(&mut out);
     }
 }
 
