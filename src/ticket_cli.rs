@@ -693,12 +693,12 @@ fn print_label(l: &ReadLabel) {
         format!("节点 {}", l.leader_id)
     };
     let heard = if l.hibernating {
-        "组休眠中（休眠前已追平）".to_string()
+        "组休眠中（休眠前已与 leader 追平）".to_string()
     } else {
-        format!("{} ms 前", l.since_leader_ms)
+        format!("上次收到其消息在 {} ms 前", l.since_leader_ms)
     };
     println!(
-        "本地读取（可能滞后）：节点 {} {}，组 {}，已应用至 {}；leader {}，上次收到 leader 消息 {}",
+        "本地读取（可能滞后）：节点 {} {}，组 {}，已应用至 {}；leader {}，{}",
         l.node_id, l.role, l.group_id, l.applied_index, leader, heard
     );
 }
