@@ -11,6 +11,7 @@
 //! its driver to persist in the same transaction as the applied index.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hotline_proto::v1::{
     AcceptRequest, Actor, Channel, Command, DaySequence, Event, Kind, ListTicketsRequest,
@@ -102,6 +103,25 @@ impl SmWrites {
     }
 }
 
+/// The rules a machine applies: the process-wide built-in ones until a
+/// `SetPolicy` replaces them (groups without a policy of their own, nearly
+/// all, share one parsed copy).
+#[derive(Debug)]
+struct SharedRules(Arc<Rules>);
+
+impl Default for SharedRules {
+    fn default() -> Self {
+        SharedRules(Rules::builtin())
+    }
+}
+
+impl std::ops::Deref for SharedRules {
+    type Target = Rules;
+    fn deref(&self) -> &Rules {
+        &self.0
+    }
+}
+
 /// The state of one region group's tickets.
 #[derive(Debug, Default)]
 pub struct TicketMachine {
@@ -117,7 +137,7 @@ pub struct TicketMachine {
     /// (at_ms, request_id), to expire `requests` in time order.
     requests_by_time: BTreeSet<(i64, u64)>,
     policy: Policy,
-    rules: Rules,
+    rules: SharedRules,
     outbox: BTreeMap<String, Notification>,
     /// (created_at_ms, id): delivery and eviction order.
     outbox_order: BTreeSet<(i64, String)>,
@@ -342,7 +362,7 @@ impl TicketMachine {
             }
             Some(command::Op::SetPolicy(p)) => match self.check_policy(p) {
                 Ok(rules) => {
-                    self.rules = rules;
+                    self.rules = SharedRules(Arc::new(rules));
                     self.policy = p.clone();
                     self.writes.policy = Some(p.clone());
                     return ApplyResult::Policy(p.clone());
@@ -733,7 +753,9 @@ impl TicketMachine {
         }
         if let Some(p) = snap.policy {
             // It was valid when applied, and parsing is deterministic.
-            m.rules = Rules::from_policy(&p).expect("a stored policy parses");
+            m.rules = SharedRules(Arc::new(
+                Rules::from_policy(&p).expect("a stored policy parses"),
+            ));
             m.policy = p;
         }
         for n in snap.outbox {
