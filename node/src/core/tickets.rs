@@ -128,7 +128,10 @@ pub struct TicketMachine {
     /// The region this group serves (a 6-digit district code, or a shorter
     /// city/province code). Accepts must name it or a region under it.
     region: String,
-    tickets: BTreeMap<String, Ticket>,
+    /// Boxed: a B-tree leaf holds eleven values inline, and a `Ticket` is
+    /// ≈ 1 KB, so unboxed a group with a few tickets costs ≈ 10 KB per map
+    /// node whatever its size (a national topology has ≈ 10,000 replicas).
+    tickets: BTreeMap<String, Box<Ticket>>,
     /// Raft index of each ticket's accept → id: newest-first listing.
     by_index: BTreeMap<u64, String>,
     /// Last sequence number per CST day (yyyymmdd).
@@ -142,7 +145,9 @@ pub struct TicketMachine {
     /// (created_at_ms, id): delivery and eviction order.
     outbox_order: BTreeSet<(i64, String)>,
     /// Transfers this group originated, relayed or received, by transfer id.
-    pub(super) transfers: BTreeMap<String, TransferRecord>,
+    /// Boxed for the same reason as `tickets` (a record carries its envelope
+    /// with the ticket).
+    pub(super) transfers: BTreeMap<String, Box<TransferRecord>>,
     pub(super) writes: SmWrites,
 }
 
@@ -222,11 +227,11 @@ impl TicketMachine {
     }
 
     pub fn ticket(&self, id: &str) -> Option<&Ticket> {
-        self.tickets.get(id)
+        self.tickets.get(id).map(|t| &**t)
     }
 
     pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
-        self.tickets.values()
+        self.tickets.values().map(|t| &**t)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -277,7 +282,7 @@ impl TicketMachine {
     fn merge_duplicate(&self, tc: &hotline_proto::v1::TicketCommand) -> Option<&Ticket> {
         match &tc.op {
             Some(hotline_proto::v1::ticket_command::Op::Merge(m)) => {
-                self.tickets.get(&m.duplicate_id)
+                self.tickets.get(&m.duplicate_id).map(|t| &**t)
             }
             _ => None,
         }
@@ -305,7 +310,7 @@ impl TicketMachine {
             && let Some(seen) = self.requests.get(&cmd.request_id)
             && let Some(t) = self.tickets.get(&seen.ticket_id)
         {
-            return ApplyResult::Ticket(Box::new(t.clone()));
+            return ApplyResult::Ticket(t.clone());
         }
         let result = match &cmd.op {
             Some(command::Op::Accept(req)) => match self.validate_accept(req) {
@@ -388,7 +393,7 @@ impl TicketMachine {
         result
     }
 
-    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Ticket> {
+    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Box<Ticket>> {
         &self.tickets
     }
 
@@ -402,7 +407,7 @@ impl TicketMachine {
 
     pub(super) fn put_ticket(&mut self, t: Ticket) {
         self.writes.tickets.push(t.clone());
-        self.tickets.insert(t.id.clone(), t);
+        self.tickets.insert(t.id.clone(), Box::new(t));
     }
 
     pub(super) fn enqueue(&mut self, n: Notification) {
@@ -558,7 +563,7 @@ impl TicketMachine {
                 }
                 QueryAnswer::Report(Box::new(kpi::report(
                     &self.region,
-                    self.tickets.values(),
+                    self.tickets.values().map(|t| &**t),
                     *from_ms,
                     *to_ms,
                     &w,
@@ -580,7 +585,7 @@ impl TicketMachine {
                     .transfers
                     .values()
                     .filter(|r| !cross_province_only || r.cross_province)
-                    .cloned()
+                    .map(|r| (**r).clone())
                     .collect();
                 // Oldest first: the cases waiting longest lead the list.
                 v.sort_by_key(|r| r.envelope.as_ref().map_or(0, |e| e.sent_at_ms));
@@ -716,7 +721,7 @@ impl TicketMachine {
     pub fn snapshot(&self, group_id: u64) -> StateSnapshot {
         StateSnapshot {
             group_id,
-            tickets: self.tickets.values().cloned().collect(),
+            tickets: self.tickets.values().map(|t| (**t).clone()).collect(),
             sequences: self
                 .sequences
                 .iter()
@@ -729,7 +734,7 @@ impl TicketMachine {
                 .iter()
                 .map(|(_, id)| self.outbox[id].clone())
                 .collect(),
-            transfers: self.transfers.values().cloned().collect(),
+            transfers: self.transfers.values().map(|r| (**r).clone()).collect(),
         }
     }
 
@@ -742,7 +747,7 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, t.id.clone());
-            m.tickets.insert(t.id.clone(), t);
+            m.tickets.insert(t.id.clone(), Box::new(t));
         }
         for s in snap.sequences {
             m.sequences.insert(s.day, s.last);
@@ -768,7 +773,7 @@ impl TicketMachine {
                 .as_ref()
                 .map(|e| e.transfer_id.clone())
                 .unwrap_or_default();
-            m.transfers.insert(id, r);
+            m.transfers.insert(id, Box::new(r));
         }
         m
     }

@@ -127,16 +127,16 @@ impl TicketMachine {
                 (r.state == TransferState::Pending as i32 && dest != me) || r.receipt_pending
             })
             .take(limit)
-            .cloned()
+            .map(|r| (**r).clone())
             .collect()
     }
 
     pub fn transfer(&self, id: &str) -> Option<&TransferRecord> {
-        self.transfers.get(id)
+        self.transfers.get(id).map(|r| &**r)
     }
 
     pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
-        self.transfers.values()
+        self.transfers.values().map(|r| &**r)
     }
 
     fn put_transfer(&mut self, r: TransferRecord) {
@@ -147,7 +147,7 @@ impl TicketMachine {
             .transfer_id
             .clone();
         self.writes.transfers_put.push(r.clone());
-        self.transfers.insert(id, r);
+        self.transfers.insert(id, Box::new(r));
     }
 
     /// Checks a TransferOut against the state without changing it.
@@ -373,7 +373,7 @@ impl TicketMachine {
     }
 
     pub(super) fn apply_hop_done(&mut self, h: &HopDone, at_ms: i64) -> ApplyResult {
-        let Some(mut r) = self.transfers.get(&h.transfer_id).cloned() else {
+        let Some(mut r) = self.transfers.get(&h.transfer_id).map(|r| (**r).clone()) else {
             return ApplyResult::Rejected(CommandError::NotFound(h.transfer_id.clone()));
         };
         if r.state != TransferState::Pending as i32 {
@@ -395,7 +395,7 @@ impl TicketMachine {
             && t.transfer_id == h.transfer_id
             && t.transfer_state == TransferState::Pending as i32
         {
-            let mut t = t.clone();
+            let mut t = (**t).clone();
             t.transfer_state = TransferState::Forwarded as i32;
             self.put_ticket(t);
         }
@@ -411,7 +411,7 @@ impl TicketMachine {
         let Some(rc) = &r.receipt else {
             return ApplyResult::Rejected(bad("receipt", "is required").into());
         };
-        let Some(mut rec) = self.transfers.get(&rc.transfer_id).cloned() else {
+        let Some(mut rec) = self.transfers.get(&rc.transfer_id).map(|r| (**r).clone()) else {
             return ApplyResult::Rejected(CommandError::NotFound(rc.transfer_id.clone()));
         };
         if rec.receipt.is_some() {
@@ -439,7 +439,7 @@ impl TicketMachine {
                 .as_ref()
                 .map(|t| t.id.clone())
                 .unwrap_or_default();
-            if let Some(t) = self.tickets_map().get(&ticket_id).cloned()
+            if let Some(t) = self.tickets_map().get(&ticket_id).map(|t| (**t).clone())
                 && t.transfer_id == rc.transfer_id
             {
                 let mut t = t;
@@ -478,7 +478,7 @@ impl TicketMachine {
     }
 
     pub(super) fn apply_receipt_passed(&mut self, p: &ReceiptPassed, at_ms: i64) -> ApplyResult {
-        if let Some(mut r) = self.transfers.get(&p.transfer_id).cloned()
+        if let Some(mut r) = self.transfers.get(&p.transfer_id).map(|r| (**r).clone())
             && r.receipt_pending
         {
             r.receipt_pending = false;
