@@ -148,6 +148,11 @@ pub struct TicketMachine {
     /// Boxed for the same reason as `tickets` (a record carries its envelope
     /// with the ticket).
     pub(super) transfers: BTreeMap<String, Box<TransferRecord>>,
+    /// Ids of the records the forwarder must act on, in id order: what
+    /// `transfer_work` answers every forwarder round without scanning every
+    /// record kept for 30 days (a day's cross-province cases at the national
+    /// group).
+    pub(super) transfer_work_ids: BTreeSet<String>,
     pub(super) writes: SmWrites,
 }
 
@@ -773,7 +778,8 @@ impl TicketMachine {
                 .as_ref()
                 .map(|e| e.transfer_id.clone())
                 .unwrap_or_default();
-            m.transfers.insert(id, Box::new(r));
+            m.transfers.insert(id.clone(), Box::new(r));
+            m.track_transfer_work(&id);
         }
         m
     }

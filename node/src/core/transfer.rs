@@ -119,16 +119,30 @@ impl TicketMachine {
     /// Records that need the forwarder: envelopes held here that are not yet
     /// passed on (and are not for this group), and receipts to pass back.
     pub fn transfer_work(&self, limit: usize) -> Vec<TransferRecord> {
-        let me = self.group_id();
-        self.transfers
-            .values()
-            .filter(|r| {
-                let dest = r.envelope.as_ref().map_or(0, |e| e.destination_group);
-                (r.state == TransferState::Pending as i32 && dest != me) || r.receipt_pending
-            })
+        self.transfer_work_ids
+            .iter()
             .take(limit)
-            .map(|r| (**r).clone())
+            .map(|id| (*self.transfers[id]).clone())
             .collect()
+    }
+
+    fn needs_forwarder(&self, r: &TransferRecord) -> bool {
+        let dest = r.envelope.as_ref().map_or(0, |e| e.destination_group);
+        (r.state == TransferState::Pending as i32 && dest != self.group_id()) || r.receipt_pending
+    }
+
+    /// Keeps `transfer_work_ids` in step with record `id` (after it was
+    /// stored or removed).
+    pub(super) fn track_transfer_work(&mut self, id: &str) {
+        let work = self
+            .transfers
+            .get(id)
+            .is_some_and(|r| self.needs_forwarder(r));
+        if work {
+            self.transfer_work_ids.insert(id.to_string());
+        } else {
+            self.transfer_work_ids.remove(id);
+        }
     }
 
     pub fn transfer(&self, id: &str) -> Option<&TransferRecord> {
@@ -147,7 +161,8 @@ impl TicketMachine {
             .transfer_id
             .clone();
         self.writes.transfers_put.push(r.clone());
-        self.transfers.insert(id, Box::new(r));
+        self.transfers.insert(id.clone(), Box::new(r));
+        self.track_transfer_work(&id);
     }
 
     /// Checks a TransferOut against the state without changing it.
@@ -514,6 +529,7 @@ impl TicketMachine {
             .collect();
         for k in old {
             self.transfers.remove(&k);
+            self.track_transfer_work(&k);
             self.writes.transfers_del.push(k);
         }
     }
