@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use hotline_node::core::log::Truncated;
 use hotline_node::core::{Recovered, WriteBatch};
 use hotline_proto::v1::{
-    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
+    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, TransferRecord,
 };
+use prost::Message;
 
 fn transfer_key(r: &TransferRecord) -> String {
     r.envelope
@@ -20,6 +21,21 @@ fn transfer_key(r: &TransferRecord) -> String {
 }
 use raft::eraftpb::{ConfState, Entry, HardState};
 
+/// A stored record, protobuf-encoded as the node's redb tables hold it. A
+/// simulated national day keeps millions of tickets on ≈ 10,000 simulated
+/// disks: one compact buffer per record takes a fraction of the memory of
+/// the decoded message with its dozens of small allocations (strings, event
+/// chains), and is decoded only when a crashed node restarts.
+type Encoded = Box<[u8]>;
+
+fn encode<M: Message>(m: &M) -> Encoded {
+    m.encode_to_vec().into_boxed_slice()
+}
+
+fn decode<M: Message + Default>(b: &[u8]) -> M {
+    M::decode(b).expect("the simulated disk decodes what it encoded")
+}
+
 #[derive(Clone, Debug, Default)]
 struct Image {
     hard_state: HardState,
@@ -27,20 +43,22 @@ struct Image {
     truncated: Truncated,
     log: BTreeMap<u64, Entry>,
     applied: u64,
-    tickets: BTreeMap<String, Ticket>,
+    tickets: BTreeMap<String, Encoded>,
     sequences: BTreeMap<u32, u64>,
     requests: BTreeMap<u64, RequestSeen>,
-    outbox: BTreeMap<String, Notification>,
+    outbox: BTreeMap<String, Encoded>,
     policy: Option<Policy>,
-    transfers: BTreeMap<String, TransferRecord>,
+    transfers: BTreeMap<String, Encoded>,
 }
 
 impl Image {
-    fn apply(&mut self, wb: &WriteBatch) {
-        if let Some(s) = &wb.snapshot {
+    /// Applies one synced batch, taking its records (a disk keeps what it is
+    /// given; nothing else holds the batch afterwards).
+    fn apply(&mut self, wb: WriteBatch) {
+        if let Some(s) = wb.snapshot {
             *self = Image {
-                hard_state: self.hard_state.clone(),
-                conf_state: s.conf_state.clone(),
+                hard_state: std::mem::take(&mut self.hard_state),
+                conf_state: s.conf_state,
                 truncated: Truncated {
                     index: s.index,
                     term: s.term,
@@ -51,59 +69,60 @@ impl Image {
             self.hard_state.commit = self.hard_state.commit.max(s.index);
             self.hard_state.term = self.hard_state.term.max(s.term);
             for t in &s.state.tickets {
-                self.tickets.insert(t.id.clone(), t.clone());
+                self.tickets.insert(t.id.clone(), encode(t));
             }
             for d in &s.state.sequences {
                 self.sequences.insert(d.day, d.last);
             }
-            for r in &s.state.requests {
-                self.requests.insert(r.request_id, r.clone());
+            for r in s.state.requests {
+                self.requests.insert(r.request_id, r);
             }
             for n in &s.state.outbox {
-                self.outbox.insert(n.id.clone(), n.clone());
+                self.outbox.insert(n.id.clone(), encode(n));
             }
-            self.policy = s.state.policy.clone();
+            self.policy = s.state.policy;
             for r in &s.state.transfers {
-                self.transfers.insert(transfer_key(r), r.clone());
+                self.transfers.insert(transfer_key(r), encode(r));
             }
         }
         if let Some(first) = wb.entries.first() {
             let _ = self.log.split_off(&first.index);
-            for e in &wb.entries {
-                self.log.insert(e.index, e.clone());
+            for e in wb.entries {
+                self.log.insert(e.index, e);
             }
         }
-        if let Some(hs) = &wb.hard_state {
-            self.hard_state = hs.clone();
+        if let Some(hs) = wb.hard_state {
+            self.hard_state = hs;
         }
-        if let Some(cs) = &wb.conf_state {
-            self.conf_state = cs.clone();
+        if let Some(cs) = wb.conf_state {
+            self.conf_state = cs;
         }
-        for t in &wb.sm.tickets {
-            self.tickets.insert(t.id.clone(), t.clone());
+        let sm = wb.sm;
+        for t in &sm.tickets {
+            self.tickets.insert(t.id.clone(), encode(t));
         }
-        for d in &wb.sm.sequences {
+        for d in &sm.sequences {
             self.sequences.insert(d.day, d.last);
         }
-        for r in &wb.sm.requests_put {
-            self.requests.insert(r.request_id, r.clone());
+        for r in sm.requests_put {
+            self.requests.insert(r.request_id, r);
         }
-        for id in &wb.sm.requests_del {
+        for id in &sm.requests_del {
             self.requests.remove(id);
         }
-        for n in &wb.sm.outbox_put {
-            self.outbox.insert(n.id.clone(), n.clone());
+        for n in &sm.outbox_put {
+            self.outbox.insert(n.id.clone(), encode(n));
         }
-        for id in &wb.sm.outbox_del {
+        for id in &sm.outbox_del {
             self.outbox.remove(id);
         }
-        if let Some(p) = &wb.sm.policy {
-            self.policy = Some(p.clone());
+        if let Some(p) = sm.policy {
+            self.policy = Some(p);
         }
-        for r in &wb.sm.transfers_put {
-            self.transfers.insert(transfer_key(r), r.clone());
+        for r in &sm.transfers_put {
+            self.transfers.insert(transfer_key(r), encode(r));
         }
-        for id in &wb.sm.transfers_del {
+        for id in &sm.transfers_del {
             self.transfers.remove(id);
         }
         if let Some(a) = wb.applied {
@@ -124,7 +143,7 @@ impl Image {
             applied: self.applied,
             state: StateSnapshot {
                 group_id,
-                tickets: self.tickets.values().cloned().collect(),
+                tickets: self.tickets.values().map(|b| decode(b)).collect(),
                 sequences: self
                     .sequences
                     .iter()
@@ -132,9 +151,10 @@ impl Image {
                     .collect(),
                 requests: self.requests.values().cloned().collect(),
                 policy: self.policy.clone(),
-                transfers: self.transfers.values().cloned().collect(),
+                transfers: self.transfers.values().map(|b| decode(b)).collect(),
                 outbox: {
-                    let mut o: Vec<Notification> = self.outbox.values().cloned().collect();
+                    let mut o: Vec<Notification> =
+                        self.outbox.values().map(|b| decode(b)).collect();
                     o.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
                     o
                 },
@@ -171,7 +191,7 @@ impl MemDisk {
     pub fn sync(&mut self) {
         self.syncs += 1;
         for wb in self.pending.drain(..) {
-            self.synced.apply(&wb);
+            self.synced.apply(wb);
         }
     }
 

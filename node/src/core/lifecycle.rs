@@ -16,6 +16,8 @@
 //! calls it before proposing, so a command that would be refused is refused
 //! before it reaches the log. It returns the new ticket; the caller stores it.
 
+use std::sync::{Arc, OnceLock};
+
 use hotline_proto::v1::{
     Actor, Closure, Event, Notification, PendingExtension, PendingReturn, Priority, ReferReason,
     Resolution, Role, Satisfaction, Status, Ticket, TicketCommand, ticket_command::Op,
@@ -54,12 +56,27 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules {
-            calendar: Calendar::builtin(),
-            deadlines: DeadlineRules::builtin(),
-            categories: CategoryTree::builtin(),
-            weights: KpiWeights::default(),
-        }
+        (*Rules::builtin()).clone()
+    }
+}
+
+impl Rules {
+    /// The built-in rules, parsed once per process and shared: every replica
+    /// starts with them, and a node (or the simulator's national topology,
+    /// ≈ 10,000 replicas) would otherwise parse the same TOML texts and hold
+    /// the same tree once per replica.
+    pub fn builtin() -> Arc<Rules> {
+        static BUILTIN: OnceLock<Arc<Rules>> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                Arc::new(Rules {
+                    calendar: Calendar::builtin(),
+                    deadlines: DeadlineRules::builtin(),
+                    categories: CategoryTree::builtin(),
+                    weights: KpiWeights::default(),
+                })
+            })
+            .clone()
     }
 }
 

@@ -11,6 +11,7 @@
 //! its driver to persist in the same transaction as the applied index.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hotline_proto::v1::{
     AcceptRequest, Actor, Channel, Command, DaySequence, Event, Kind, ListTicketsRequest,
@@ -130,13 +131,35 @@ impl SmWrites {
     }
 }
 
+/// The rules a machine applies: the process-wide built-in ones until a
+/// `SetPolicy` replaces them (groups without a policy of their own, nearly
+/// all, share one parsed copy).
+#[derive(Debug)]
+struct SharedRules(Arc<Rules>);
+
+impl Default for SharedRules {
+    fn default() -> Self {
+        SharedRules(Rules::builtin())
+    }
+}
+
+impl std::ops::Deref for SharedRules {
+    type Target = Rules;
+    fn deref(&self) -> &Rules {
+        &self.0
+    }
+}
+
 /// The state of one region group's tickets.
 #[derive(Debug, Default)]
 pub struct TicketMachine {
     /// The region this group serves (a 6-digit district code, or a shorter
     /// city/province code). Accepts must name it or a region under it.
     region: String,
-    tickets: BTreeMap<String, Ticket>,
+    /// Boxed: a B-tree leaf holds eleven values inline, and a `Ticket` is
+    /// ≈ 1 KB, so unboxed a group with a few tickets costs ≈ 10 KB per map
+    /// node whatever its size (a national topology has ≈ 10,000 replicas).
+    tickets: BTreeMap<String, Box<Ticket>>,
     /// Raft index of each ticket's accept → id: newest-first listing.
     by_index: BTreeMap<u64, String>,
     /// Last sequence number per CST day (yyyymmdd).
@@ -145,12 +168,19 @@ pub struct TicketMachine {
     /// (at_ms, request_id), to expire `requests` in time order.
     requests_by_time: BTreeSet<(i64, u64)>,
     policy: Policy,
-    rules: Rules,
+    rules: SharedRules,
     outbox: BTreeMap<String, Notification>,
     /// (created_at_ms, id): delivery and eviction order.
     outbox_order: BTreeSet<(i64, String)>,
     /// Transfers this group originated, relayed or received, by transfer id.
-    pub(super) transfers: BTreeMap<String, TransferRecord>,
+    /// Boxed for the same reason as `tickets` (a record carries its envelope
+    /// with the ticket).
+    pub(super) transfers: BTreeMap<String, Box<TransferRecord>>,
+    /// Ids of the records the forwarder must act on, in id order: what
+    /// `transfer_work` answers every forwarder round without scanning every
+    /// record kept for 30 days (a day's cross-province cases at the national
+    /// group).
+    pub(super) transfer_work_ids: BTreeSet<String>,
     pub(super) writes: SmWrites,
 }
 
@@ -230,11 +260,11 @@ impl TicketMachine {
     }
 
     pub fn ticket(&self, id: &str) -> Option<&Ticket> {
-        self.tickets.get(id)
+        self.tickets.get(id).map(|t| &**t)
     }
 
     pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
-        self.tickets.values()
+        self.tickets.values().map(|t| &**t)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -285,7 +315,7 @@ impl TicketMachine {
     fn merge_duplicate(&self, tc: &hotline_proto::v1::TicketCommand) -> Option<&Ticket> {
         match &tc.op {
             Some(hotline_proto::v1::ticket_command::Op::Merge(m)) => {
-                self.tickets.get(&m.duplicate_id)
+                self.tickets.get(&m.duplicate_id).map(|t| &**t)
             }
             _ => None,
         }
@@ -313,7 +343,7 @@ impl TicketMachine {
             && let Some(seen) = self.requests.get(&cmd.request_id)
             && let Some(t) = self.tickets.get(&seen.ticket_id)
         {
-            return ApplyResult::Ticket(Box::new(t.clone()));
+            return ApplyResult::Ticket(t.clone());
         }
         let result = match &cmd.op {
             Some(command::Op::Accept(req)) => match self.validate_accept(req) {
@@ -370,7 +400,7 @@ impl TicketMachine {
             }
             Some(command::Op::SetPolicy(p)) => match self.check_policy(p) {
                 Ok(rules) => {
-                    self.rules = rules;
+                    self.rules = SharedRules(Arc::new(rules));
                     self.policy = p.clone();
                     self.writes.policy = Some(p.clone());
                     return ApplyResult::Policy(p.clone());
@@ -396,7 +426,7 @@ impl TicketMachine {
         result
     }
 
-    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Ticket> {
+    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Box<Ticket>> {
         &self.tickets
     }
 
@@ -410,7 +440,7 @@ impl TicketMachine {
 
     pub(super) fn put_ticket(&mut self, t: Ticket) {
         self.writes.tickets.push(t.clone());
-        self.tickets.insert(t.id.clone(), t);
+        self.tickets.insert(t.id.clone(), Box::new(t));
     }
 
     pub(super) fn enqueue(&mut self, n: Notification) {
@@ -566,7 +596,7 @@ impl TicketMachine {
                 }
                 QueryAnswer::Report(Box::new(kpi::report(
                     &self.region,
-                    self.tickets.values(),
+                    self.tickets.values().map(|t| &**t),
                     *from_ms,
                     *to_ms,
                     &w,
@@ -588,7 +618,7 @@ impl TicketMachine {
                     .transfers
                     .values()
                     .filter(|r| !cross_province_only || r.cross_province)
-                    .cloned()
+                    .map(|r| (**r).clone())
                     .collect();
                 // Oldest first: the cases waiting longest lead the list.
                 v.sort_by_key(|r| r.envelope.as_ref().map_or(0, |e| e.sent_at_ms));
@@ -724,7 +754,7 @@ impl TicketMachine {
     pub fn snapshot(&self, group_id: u64) -> StateSnapshot {
         StateSnapshot {
             group_id,
-            tickets: self.tickets.values().cloned().collect(),
+            tickets: self.tickets.values().map(|t| (**t).clone()).collect(),
             sequences: self
                 .sequences
                 .iter()
@@ -737,7 +767,7 @@ impl TicketMachine {
                 .iter()
                 .map(|(_, id)| self.outbox[id].clone())
                 .collect(),
-            transfers: self.transfers.values().cloned().collect(),
+            transfers: self.transfers.values().map(|r| (**r).clone()).collect(),
         }
     }
 
@@ -750,7 +780,7 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, t.id.clone());
-            m.tickets.insert(t.id.clone(), t);
+            m.tickets.insert(t.id.clone(), Box::new(t));
         }
         for s in snap.sequences {
             m.sequences.insert(s.day, s.last);
@@ -761,7 +791,9 @@ impl TicketMachine {
         }
         if let Some(p) = snap.policy {
             // It was valid when applied, and parsing is deterministic.
-            m.rules = Rules::from_policy(&p).expect("a stored policy parses");
+            m.rules = SharedRules(Arc::new(
+                Rules::from_policy(&p).expect("a stored policy parses"),
+            ));
             m.policy = p;
         }
         for n in snap.outbox {
@@ -774,7 +806,8 @@ impl TicketMachine {
                 .as_ref()
                 .map(|e| e.transfer_id.clone())
                 .unwrap_or_default();
-            m.transfers.insert(id, r);
+            m.transfers.insert(id.clone(), Box::new(r));
+            m.track_transfer_work(&id);
         }
         m
     }

@@ -119,24 +119,38 @@ impl TicketMachine {
     /// Records that need the forwarder: envelopes held here that are not yet
     /// passed on (and are not for this group), and receipts to pass back.
     pub fn transfer_work(&self, limit: usize) -> Vec<TransferRecord> {
-        let me = self.group_id();
-        self.transfers
-            .values()
-            .filter(|r| {
-                let dest = r.envelope.as_ref().map_or(0, |e| e.destination_group);
-                (r.state == TransferState::Pending as i32 && dest != me) || r.receipt_pending
-            })
+        self.transfer_work_ids
+            .iter()
             .take(limit)
-            .cloned()
+            .map(|id| (*self.transfers[id]).clone())
             .collect()
     }
 
+    fn needs_forwarder(&self, r: &TransferRecord) -> bool {
+        let dest = r.envelope.as_ref().map_or(0, |e| e.destination_group);
+        (r.state == TransferState::Pending as i32 && dest != self.group_id()) || r.receipt_pending
+    }
+
+    /// Keeps `transfer_work_ids` in step with record `id` (after it was
+    /// stored or removed).
+    pub(super) fn track_transfer_work(&mut self, id: &str) {
+        let work = self
+            .transfers
+            .get(id)
+            .is_some_and(|r| self.needs_forwarder(r));
+        if work {
+            self.transfer_work_ids.insert(id.to_string());
+        } else {
+            self.transfer_work_ids.remove(id);
+        }
+    }
+
     pub fn transfer(&self, id: &str) -> Option<&TransferRecord> {
-        self.transfers.get(id)
+        self.transfers.get(id).map(|r| &**r)
     }
 
     pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
-        self.transfers.values()
+        self.transfers.values().map(|r| &**r)
     }
 
     fn put_transfer(&mut self, r: TransferRecord) {
@@ -147,7 +161,8 @@ impl TicketMachine {
             .transfer_id
             .clone();
         self.writes.transfers_put.push(r.clone());
-        self.transfers.insert(id, r);
+        self.transfers.insert(id.clone(), Box::new(r));
+        self.track_transfer_work(&id);
     }
 
     /// Checks a TransferOut against the state without changing it.
@@ -373,7 +388,7 @@ impl TicketMachine {
     }
 
     pub(super) fn apply_hop_done(&mut self, h: &HopDone, at_ms: i64) -> ApplyResult {
-        let Some(mut r) = self.transfers.get(&h.transfer_id).cloned() else {
+        let Some(mut r) = self.transfers.get(&h.transfer_id).map(|r| (**r).clone()) else {
             return ApplyResult::Rejected(CommandError::NotFound(h.transfer_id.clone()));
         };
         if r.state != TransferState::Pending as i32 {
@@ -395,7 +410,7 @@ impl TicketMachine {
             && t.transfer_id == h.transfer_id
             && t.transfer_state == TransferState::Pending as i32
         {
-            let mut t = t.clone();
+            let mut t = (**t).clone();
             t.transfer_state = TransferState::Forwarded as i32;
             self.put_ticket(t);
         }
@@ -411,7 +426,7 @@ impl TicketMachine {
         let Some(rc) = &r.receipt else {
             return ApplyResult::Rejected(bad("receipt", "is required").into());
         };
-        let Some(mut rec) = self.transfers.get(&rc.transfer_id).cloned() else {
+        let Some(mut rec) = self.transfers.get(&rc.transfer_id).map(|r| (**r).clone()) else {
             return ApplyResult::Rejected(CommandError::NotFound(rc.transfer_id.clone()));
         };
         if rec.receipt.is_some() {
@@ -439,7 +454,7 @@ impl TicketMachine {
                 .as_ref()
                 .map(|t| t.id.clone())
                 .unwrap_or_default();
-            if let Some(t) = self.tickets_map().get(&ticket_id).cloned()
+            if let Some(t) = self.tickets_map().get(&ticket_id).map(|t| (**t).clone())
                 && t.transfer_id == rc.transfer_id
             {
                 let mut t = t;
@@ -478,7 +493,7 @@ impl TicketMachine {
     }
 
     pub(super) fn apply_receipt_passed(&mut self, p: &ReceiptPassed, at_ms: i64) -> ApplyResult {
-        if let Some(mut r) = self.transfers.get(&p.transfer_id).cloned()
+        if let Some(mut r) = self.transfers.get(&p.transfer_id).map(|r| (**r).clone())
             && r.receipt_pending
         {
             r.receipt_pending = false;
@@ -514,6 +529,7 @@ impl TicketMachine {
             .collect();
         for k in old {
             self.transfers.remove(&k);
+            self.track_transfer_work(&k);
             self.writes.transfers_del.push(k);
         }
     }
