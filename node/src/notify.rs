@@ -400,15 +400,30 @@ pub async fn run(
     let mut ticker = tokio::time::interval(notifier.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut more = false;
+    let mut last_round: Option<tokio::time::Instant> = None;
     loop {
         if !more {
             match &bell {
-                Some(bell) if notifier.is_idle() => tokio::select! {
-                    biased;
-                    _ = &mut shutdown => break,
-                    _ = bell.notified() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                },
+                Some(bell) if notifier.is_idle() => {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break,
+                        _ = bell.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    // Rung: go at once, unless a round ran within the
+                    // interval. Under a steady stream of accepts the bell
+                    // rings all the time; pacing keeps rounds (a read and a
+                    // `Delivered` proposal each) batched, at most one per
+                    // interval.
+                    if let Some(t) = last_round {
+                        tokio::select! {
+                            biased;
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep_until(t + notifier.interval) => {}
+                        }
+                    }
+                }
                 _ => tokio::select! {
                     biased;
                     _ = &mut shutdown => break,
@@ -416,6 +431,7 @@ pub async fn run(
                 },
             }
         }
+        last_round = Some(tokio::time::Instant::now());
         tokio::select! {
             biased;
             _ = &mut shutdown => break,

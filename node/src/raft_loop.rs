@@ -37,6 +37,10 @@ use crate::storage::Storage;
 /// Proposals taken per iteration, so one iteration stays short.
 const MAX_PROPOSALS_PER_ITERATION: usize = 4_096;
 const MAX_CONTROL_PER_ITERATION: usize = 4_096;
+/// Ticks between two full scans for hibernating followers of a silent
+/// leader even when no peer is suspected (a safety net; the scan touches
+/// every replica).
+const WAKE_SCAN_TICKS: u64 = 50;
 /// Membership changes waiting for their configuration to be applied.
 const MAX_CONF_CHANGE_WAITERS: usize = 64;
 
@@ -193,6 +197,9 @@ struct Waiters {
     /// thousand hibernating groups, scanning them all every iteration was
     /// most of its idle CPU.
     touched: std::collections::BTreeSet<u64>,
+    /// Groups that may want ticks (awake): every group touched is added,
+    /// and one found asleep at its tick is dropped.
+    ticking: std::collections::BTreeSet<u64>,
 }
 
 impl RaftLoop {
@@ -207,8 +214,10 @@ impl RaftLoop {
             // Everything at start: recovered replicas may have writes to
             // make (a bootstrap configuration).
             touched: self.replicas.keys().copied().collect(),
+            ticking: self.replicas.keys().copied().collect(),
         };
         let mut next_tick = Instant::now() + self.tick;
+        let mut ticks: u64 = 0;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             let busy = w
@@ -261,11 +270,19 @@ impl RaftLoop {
                 self.propose(p, &mut w);
             }
             if Instant::now() >= next_tick {
-                for (&g, r) in self.replicas.iter_mut() {
-                    // A hibernating group costs no tick.
-                    if r.wants_tick() {
-                        r.tick();
-                        w.touched.insert(g);
+                // Only awake groups: a hibernating group costs no tick, and
+                // not even a look (a thousand replicas of a few KB each are
+                // a thousand cache misses per tick).
+                let awake: Vec<u64> = w.ticking.iter().copied().collect();
+                for g in awake {
+                    match self.replicas.get_mut(&g) {
+                        Some(r) if r.wants_tick() => {
+                            r.tick();
+                            w.touched.insert(g);
+                        }
+                        _ => {
+                            w.ticking.remove(&g);
+                        }
                     }
                 }
                 // One node heartbeat per peer per tick, for all groups: the
@@ -274,7 +291,19 @@ impl RaftLoop {
                 for q in self.peers.values() {
                     let _ = q.try_send(Vec::new());
                 }
-                self.liveness.wake_orphans(self.replicas.values_mut());
+                // A full scan only when some peer is suspected (or, as a
+                // safety net, every WAKE_SCAN_TICKS ticks).
+                ticks += 1;
+                if (self.liveness.any_suspect() || ticks % WAKE_SCAN_TICKS == 0)
+                    && self.liveness.wake_orphans(self.replicas.values_mut()) > 0
+                {
+                    w.ticking.extend(
+                        self.replicas
+                            .iter()
+                            .filter(|(_, r)| r.wants_tick())
+                            .map(|(g, _)| *g),
+                    );
+                }
                 next_tick = Instant::now() + self.tick;
                 w.proposals.retain(|_, v| {
                     v.retain(|s| !s.is_closed());
@@ -676,6 +705,12 @@ impl RaftLoop {
 
     fn handle_readies(&mut self, w: &mut Waiters) {
         let replicas = &self.replicas;
+        // Input may have woken a group: it ticks again until it sleeps.
+        w.ticking.extend(
+            w.touched
+                .iter()
+                .filter(|g| replicas.get(g).is_some_and(Replica::wants_tick)),
+        );
         w.touched
             .retain(|g| replicas.get(g).is_some_and(Replica::has_ready));
         let ids: Vec<u64> = w.touched.iter().copied().collect();

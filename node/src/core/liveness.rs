@@ -48,6 +48,12 @@ impl Liveness {
         self.last_heard.insert(peer, stale);
     }
 
+    /// Is any peer suspected now? When none is, no hibernating replica can
+    /// have a suspected leader, and the driver may skip the scan.
+    pub fn any_suspect(&self) -> bool {
+        self.last_heard.keys().any(|&p| self.suspect(p))
+    }
+
     pub fn suspect(&self, peer: u64) -> bool {
         self.last_heard
             .get(&peer)
