@@ -294,7 +294,7 @@ impl RaftLoop {
                 // A full scan only when some peer is suspected (or, as a
                 // safety net, every WAKE_SCAN_TICKS ticks).
                 ticks += 1;
-                if (self.liveness.any_suspect() || ticks % WAKE_SCAN_TICKS == 0)
+                if (self.liveness.any_suspect() || ticks.is_multiple_of(WAKE_SCAN_TICKS))
                     && self.liveness.wake_orphans(self.replicas.values_mut()) > 0
                 {
                     w.ticking.extend(
