@@ -24,12 +24,14 @@ use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_region};
 use hotline_node::core::transfer::forward_candidates;
-use hotline_node::core::{Applied, ApplyResult, Recovered, Replica, ReplicaConfig};
+use hotline_node::core::{
+    Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
+};
 use hotline_proto::v1::{
-    AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Dispatch, Extend,
-    HopDone, Kind, Location, Merge, Priority, ReceiptIn, ReceiptPassed, Reopen, Reply, Resolution,
-    Return, ReviewReturn, Role, Satisfaction, Sign, Status, TicketCommand, TransferEnvelope,
-    TransferReceipt, TransferState, command, ticket_command::Op,
+    AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Delivered, Dispatch,
+    Extend, HopDone, Kind, Location, Merge, Priority, ReceiptIn, ReceiptPassed, Reopen, Reply,
+    Resolution, Return, ReviewReturn, Role, Satisfaction, Sign, Status, TicketCommand,
+    TransferEnvelope, TransferReceipt, TransferState, command, ticket_command::Op,
 };
 use raft::StateRole;
 use raft::eraftpb::Message;
@@ -57,6 +59,11 @@ const FORWARD_DEADLINE_MS: SimMs = 3_000;
 const MAX_FORWARD_BACKOFF_MS: SimMs = 15_000;
 /// The forwarder's pace while a group has transfer work.
 const FORWARD_INTERVAL_MS: SimMs = 500;
+/// The notifier's pace and batch (node/src/notify.rs defaults): the
+/// leader delivers its group's outbox and commits `Delivered`, as the real
+/// node does, so outboxes stay bounded over a simulated day.
+const NOTIFY_INTERVAL_MS: SimMs = 500;
+const NOTIFY_BATCH: usize = 100;
 /// Liveness: a node unheard for this long is suspected (4 election timeouts
 /// in the node; here the oracle fires once, after this delay).
 const SUSPECT_AFTER_MS: SimMs = 2_000;
@@ -138,6 +145,7 @@ enum Ev {
     Fault(usize),
     WakeOrphans,
     Forward(u64),
+    Notify(u64),
     FwdArrive(Box<FwdItem>),
     FwdAck {
         to: u64,
@@ -228,6 +236,8 @@ enum Purpose {
         ticket: u32,
         step: StepKind,
     },
+    /// The notifier's: its batch left the outbox.
+    Delivered,
     /// The callee side of a forward: on apply, acknowledge to the caller.
     Custody {
         reply_to: u64,
@@ -281,6 +291,8 @@ pub struct Sim {
     pending: BTreeMap<u64, Pending>,
     next_request: u64,
     forward_scheduled: BTreeSet<u64>,
+    /// Groups whose notifier is due.
+    notify_scheduled: BTreeSet<u64>,
     /// Per group: the forwarder's current interval (backs off while stuck).
     forward_pace: BTreeMap<u64, SimMs>,
     // network faults
@@ -300,7 +312,7 @@ pub struct Sim {
     trace_group: Option<u64>,
     // figures
     events: u64,
-    by_kind: [u64; 13],
+    by_kind: [u64; 14],
     commands_committed: u64,
     messages_sent: u64,
     messages_dropped: u64,
@@ -376,6 +388,7 @@ impl Sim {
             next_request: 1,
             forward_scheduled: BTreeSet::new(),
             forward_pace: BTreeMap::new(),
+            notify_scheduled: BTreeSet::new(),
             partitions: Vec::new(),
             delays: Vec::new(),
             losses: Vec::new(),
@@ -391,7 +404,7 @@ impl Sim {
                 .ok()
                 .and_then(|g| g.parse().ok()),
             events: 0,
-            by_kind: [0; 13],
+            by_kind: [0; 14],
             commands_committed: 0,
             messages_sent: 0,
             messages_dropped: 0,
@@ -743,6 +756,11 @@ impl Sim {
     }
 
     fn on_done(&mut self, p: Pending, result: ApplyResult) {
+        // Any command may queue notifications (accept, dispatch, reply,
+        // callback, a ticket arriving by transfer): the notifier looks.
+        if !matches!(p.purpose, Purpose::Delivered) {
+            self.schedule_notify(p.group, NOTIFY_INTERVAL_MS);
+        }
         match p.purpose {
             Purpose::Accept { ticket } => {
                 let ApplyResult::Ticket(t) = result else {
@@ -850,7 +868,7 @@ impl Sim {
                     self.schedule_forward(p.group, 1);
                 }
             }
-            Purpose::HopDone => {}
+            Purpose::HopDone | Purpose::Delivered => {}
         }
     }
 
@@ -978,6 +996,43 @@ impl Sim {
                 self.pending.remove(&rid);
             }
             Err(_) => self.push(self.now + backoff, Ev::Retry(rid)),
+        }
+    }
+
+    fn schedule_notify(&mut self, group: u64, after: SimMs) {
+        if self.notify_scheduled.insert(group) {
+            self.push(self.now + after, Ev::Notify(group));
+        }
+    }
+
+    /// The notifier of one group: the leader "sends" a batch of its outbox
+    /// (delivery itself is outside the model: a gateway answers at once)
+    /// and proposes `Delivered` for it; a full batch looks again soon.
+    fn notify(&mut self, group: u64) {
+        self.notify_scheduled.remove(&group);
+        let Some(leader) = self.leader_of(group) else {
+            self.schedule_notify(group, NOTIFY_INTERVAL_MS);
+            return;
+        };
+        let Some(QueryAnswer::Outbox(batch)) = self.slot(leader, group).map(|s| {
+            s.replica.tickets().query(&Query::Outbox {
+                limit: NOTIFY_BATCH,
+            })
+        }) else {
+            return;
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let full = batch.len() == NOTIFY_BATCH;
+        let ids = batch.into_iter().map(|n| n.id).collect();
+        self.propose(
+            group,
+            command::Op::Delivered(Delivered { ids }),
+            Purpose::Delivered,
+        );
+        if full {
+            self.schedule_notify(group, NOTIFY_INTERVAL_MS);
         }
     }
 
@@ -1580,6 +1635,7 @@ impl Sim {
                 Ev::Fault(i) => self.fault(i),
                 Ev::WakeOrphans => self.wake_orphans(),
                 Ev::Forward(g) => self.forward(g),
+                Ev::Notify(g) => self.notify(g),
                 Ev::FwdArrive(item) => self.fwd_arrive(*item),
                 Ev::FwdAck {
                     to,
@@ -1805,7 +1861,7 @@ impl Sim {
     }
 }
 
-const EV_NAMES: [&str; 13] = [
+const EV_NAMES: [&str; 14] = [
     "tick",
     "deliver",
     "persisted",
@@ -1818,6 +1874,7 @@ const EV_NAMES: [&str; 13] = [
     "fwd_ack",
     "retry",
     "sample",
+    "notify",
     "other",
 ];
 
@@ -1835,6 +1892,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::FwdAck { .. } => 9,
         Ev::Retry(_) => 10,
         Ev::Sample => 11,
+        Ev::Notify(_) => 12,
     }
 }
 
