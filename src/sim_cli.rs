@@ -198,7 +198,15 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             let mut failures = Vec::new();
             let started = std::time::Instant::now();
             for seed in a..=b {
-                let r = swarm_one(&topo, &topology, seed, duration_ms, &d, tickets_per_day)?;
+                let r = hotline_simulator::sim::swarm_run(
+                    &topo,
+                    &topology,
+                    seed,
+                    duration_ms,
+                    &d,
+                    tickets_per_day,
+                )
+                .map_err(|e| anyhow!(e))?;
                 if let Some(v) = &r.invariants.violation {
                     println!("seed {seed}: FAILED: {v}\n  reproduce: {}", r.reproduce);
                     failures.push(seed);
@@ -219,24 +227,4 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// One swarm run: the seed also draws the fault schedule.
-pub fn swarm_one(
-    topo: &Topology,
-    label: &str,
-    seed: u64,
-    duration_ms: SimMs,
-    duration_text: &str,
-    tickets_per_day: u64,
-) -> Result<Report> {
-    hotline_simulator::sim::swarm_run(
-        topo,
-        label,
-        seed,
-        duration_ms,
-        duration_text,
-        tickets_per_day,
-    )
-    .map_err(|e| anyhow!(e))
 }

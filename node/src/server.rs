@@ -202,16 +202,30 @@ impl Handle {
         }
     }
 
-    pub(crate) async fn read(&self, query: Query) -> Result<QueryAnswer, Status> {
+    /// Hands the raft loop a control request and waits for its answer
+    /// (bounded by the request timeout); `full` names what was full.
+    async fn ask<T>(
+        &self,
+        full: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, Status> {
         let (reply, rx) = oneshot::channel();
         self.control
-            .try_send(Control::Read {
-                group_id: self.group_id,
+            .try_send(make(reply))
+            .map_err(|_| Status::resource_exhausted(format!("{full} is full")))?;
+        self.wait(rx).await
+    }
+
+    pub(crate) async fn read(&self, query: Query) -> Result<QueryAnswer, Status> {
+        let group_id = self.group_id;
+        let outcome = self
+            .ask("read queue", |reply| Control::Read {
+                group_id,
                 query,
                 reply,
             })
-            .map_err(|_| Status::resource_exhausted("read queue is full"))?;
-        match self.wait(rx).await? {
+            .await?;
+        match outcome {
             ReadOutcome::Answer(a) => Ok(a),
             ReadOutcome::Unavailable(why) => Err(Status::unavailable(why)),
         }
@@ -227,15 +241,15 @@ impl Handle {
         match ReadConsistency::try_from(consistency) {
             Ok(ReadConsistency::ReadLinearizable) => Ok((self.read(query).await?, None)),
             Ok(ReadConsistency::ReadLocal) => {
-                let (reply, rx) = oneshot::channel();
-                self.control
-                    .try_send(Control::ReadLocal {
-                        group_id: self.group_id,
+                let group_id = self.group_id;
+                let answer = self
+                    .ask("read queue", |reply| Control::ReadLocal {
+                        group_id,
                         query,
                         reply,
                     })
-                    .map_err(|_| Status::resource_exhausted("read queue is full"))?;
-                match self.wait(rx).await? {
+                    .await?;
+                match answer {
                     Some((a, label)) => Ok((a, Some(label))),
                     None => Err(Status::failed_precondition(format!(
                         "group {} is not hosted on node {}",
@@ -331,11 +345,8 @@ impl Handle {
 
     /// Every hosted group as the raft loop sees it now.
     pub(crate) async fn status_now(&self) -> Result<StatusResponse, Status> {
-        let (reply, rx) = oneshot::channel();
-        self.control
-            .try_send(Control::Status { reply })
-            .map_err(|_| Status::resource_exhausted("control queue is full"))?;
-        self.wait(rx).await
+        self.ask("control queue", |reply| Control::Status { reply })
+            .await
     }
 
     /// Proposals waiting for the raft loop.
@@ -349,15 +360,10 @@ impl Handle {
 
     /// This group as the local replica sees it (no ReadIndex round).
     pub(crate) async fn peek(&self) -> crate::raft_loop::Peek {
-        let (reply, rx) = oneshot::channel();
-        let asked = self.control.try_send(Control::Peek {
-            group_id: self.group_id,
-            reply,
-        });
-        if asked.is_err() {
-            return Default::default();
-        }
-        self.wait(rx).await.unwrap_or_default()
+        let group_id = self.group_id;
+        self.ask("control queue", |reply| Control::Peek { group_id, reply })
+            .await
+            .unwrap_or_default()
     }
 }
 
