@@ -203,8 +203,16 @@ struct Waiters {
 }
 
 impl RaftLoop {
-    /// Runs until `Control::Stop` or until every sender is gone.
+    /// Runs until `Control::Stop` or until every sender is gone, then
+    /// checkpoints so that the next start has little WAL to replay.
     pub fn run(mut self) {
+        self.serve();
+        if let Err(e) = self.storage.checkpoint() {
+            tracing::error!("checkpoint at stop failed: {e}");
+        }
+    }
+
+    fn serve(&mut self) {
         let mut w = Waiters {
             proposals: HashMap::new(),
             in_flight: 0,

@@ -851,7 +851,7 @@ pub async fn run_node(
 ) -> Result<(), NodeError> {
     tls::install_crypto_provider();
     let t = &cfg.tuning;
-    let storage = Storage::open(&cfg.data_dir)?;
+    let mut storage = Storage::open(&cfg.data_dir)?;
     let topology = cfg
         .load_topology()
         .map_err(|e| NodeError::Config(format!("topology: {e}")))?;

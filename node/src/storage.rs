@@ -1,21 +1,48 @@
-//! Durable storage of a node: one redb database for all its groups.
+//! Durable storage of a node: a write-ahead log for raft and one redb
+//! database for the state machines, shared by all the node's groups.
 //!
-//! Why redb: pure Rust (no C++ toolchain on CI), ACID with copy-on-write
-//! B-trees and checksummed commit slots, `Durability::Immediate` = fsync
-//! before `commit` returns. One write transaction per driver loop carries
-//! every group's `WriteBatch`, so one fsync serves all of them (group
-//! commit). A batch that only moves the commit index uses
-//! `Durability::None`; redb makes it durable with the next immediate commit.
+//! The split (etcd's WAL + bbolt, TiKV's raft-engine + RocksDB):
+//! - Every driver loop appends its groups' new entries and hard states to
+//!   the WAL (`wal.rs`) in one frame and syncs it once when any of them
+//!   must be durable (group commit): this is the acknowledgement path.
+//! - State-machine rows are not written per loop. They collect in memory
+//!   (`Dirty`, the last version of each row) and reach redb at a
+//!   checkpoint: one redb transaction with `Durability::Immediate`, made
+//!   on a background thread about once a second or every
+//!   `CHECKPOINT_ROWS` rows, holding every changed group's rows, applied
+//!   index, hard and conf state, and its log tail after the applied index.
+//!   It also records the first WAL segment still needed; older ones are
+//!   deleted.
+//! - Recovery reads the checkpoint and replays the later segments into the
+//!   groups' logs and hard states; raft then re-applies the entries after
+//!   the checkpoint's applied index (the state machine is deterministic).
 //!
-//! Tables are keyed by group id first, so a node's groups never mix.
-//! Architecture invariant: this module is the only code that touches redb.
+//! Why redb for the state machines: pure Rust (no C++ toolchain on CI),
+//! ACID with copy-on-write B-trees and checksummed commit slots,
+//! `Durability::Immediate` = fsync before `commit` returns.
+//!
+//! Invariants:
+//! - redb always holds a consistent cut: a group's rows, applied index,
+//!   conf state and log tail from the same loop boundary, and the WAL from
+//!   `replay_from` on holds everything after that cut.
+//! - A write carrying a snapshot or a configuration change is checkpointed
+//!   before `write` returns: the conf state is never in the WAL, so a
+//!   configuration change is never re-applied after a restart.
+//! - Tables are keyed by group id first, so a node's groups never mix.
+//! - This module is the only code that touches redb or the WAL files.
 
-use std::path::Path;
+mod wal;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use hotline_node_core_types::*;
 use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::core::log::Truncated;
 use crate::core::{Recovered, WriteBatch};
@@ -26,7 +53,8 @@ mod hotline_node_core_types {
     };
 }
 
-/// (group, index) → rust-protobuf encoded `eraftpb::Entry`.
+/// (group, index) → rust-protobuf encoded `eraftpb::Entry`: the log tail
+/// after the checkpoint's applied index.
 const LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("raft_log");
 /// (group, key) → value; keys below.
 const META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("raft_meta");
@@ -42,23 +70,41 @@ const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox
 const SM_META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("sm_meta");
 /// (group, transfer id) → prost encoded `TransferRecord` (custody log).
 const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("transfers");
+/// Node-wide values; keys below.
+const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 const POLICY: &str = "policy";
 
 const HARD_STATE: &str = "hard_state";
 const CONF_STATE: &str = "conf_state";
 const TRUNCATED: &str = "truncated";
 const APPLIED: &str = "applied";
+/// The first WAL segment a recovery must replay.
+const REPLAY_FROM: &str = "wal_replay_from";
+
+/// A checkpoint starts once this many rows are waiting in memory...
+pub const CHECKPOINT_ROWS: usize = 16_384;
+/// ...or this many WAL bytes were written since the last one...
+pub const CHECKPOINT_WAL_BYTES: u64 = 64 << 20;
+/// ...or this long after the last one, if anything changed.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// While a checkpoint is still being written, rows keep collecting up to
+/// this many; then the loop waits for it (back-pressure, bounded memory).
+pub const MAX_DIRTY_ROWS: usize = 4 * CHECKPOINT_ROWS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("redb: {0}")]
     Redb(#[from] redb::Error),
+    #[error("wal: {0}")]
+    Wal(#[from] std::io::Error),
     #[error("corrupt {what} in group {group}: {detail}")]
     Corrupt {
         group: u64,
         what: &'static str,
         detail: String,
     },
+    #[error("checkpoint thread panicked")]
+    CheckpointPanicked,
 }
 
 macro_rules! from_redb {
@@ -79,15 +125,187 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// A group's raft state as the node knows it now: the checkpoint's, moved
+/// on by every write (and at start by the WAL's replay).
+#[derive(Clone, Debug, Default)]
+struct Image {
+    hard_state: HardState,
+    conf_state: Option<ConfState>,
+    applied: u64,
+    /// Term of the entry at `applied` (the log's truncation point).
+    applied_term: u64,
+    /// The entries after `applied`, contiguous.
+    tail: VecDeque<Entry>,
+}
+
+impl Image {
+    /// Appends entries; stored entries at or after the first one's index
+    /// are replaced (a new leader may overwrite a conflicting tail).
+    fn append(&mut self, g: u64, entries: &[Entry]) {
+        // Entries at or below `applied` are already in the state machine;
+        // raft never rewrites them.
+        let entries: Vec<&Entry> = entries.iter().filter(|e| e.index > self.applied).collect();
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let keep = (first.index - self.applied - 1) as usize;
+        self.tail.truncate(keep);
+        let last = self.tail.back().map_or(self.applied, |e| e.index);
+        assert_eq!(
+            last + 1,
+            first.index,
+            "group {g}: appending at {} leaves a gap after {last}",
+            first.index
+        );
+        self.tail.extend(entries.into_iter().cloned());
+    }
+
+    /// Moves the applied index to `a`, dropping the entries it covers.
+    fn apply_to(&mut self, g: u64, a: u64) {
+        if a <= self.applied {
+            return;
+        }
+        while self.tail.front().is_some_and(|e| e.index <= a) {
+            let e = self.tail.pop_front().expect("front exists");
+            self.applied_term = e.term;
+            self.applied = e.index;
+        }
+        assert_eq!(self.applied, a, "group {g}: applied {a} is not in the log");
+    }
+
+    fn recovered(&self, state: StateSnapshot) -> Option<Recovered> {
+        Some(Recovered {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone()?,
+            truncated: Truncated {
+                index: self.applied,
+                term: self.applied_term,
+            },
+            entries: self.tail.iter().cloned().collect(),
+            applied: self.applied,
+            state,
+        })
+    }
+}
+
+/// State-machine rows waiting for the next checkpoint: the last version of
+/// each (`None` deletes it).
+#[derive(Default)]
+struct Dirty {
+    /// Groups whose rows a snapshot replaced: cleared before the rows below.
+    cleared: BTreeSet<u64>,
+    tickets: BTreeMap<(u64, String), Vec<u8>>,
+    seqs: BTreeMap<(u64, u32), u64>,
+    reqs: BTreeMap<(u64, u64), Option<Vec<u8>>>,
+    outbox: BTreeMap<(u64, String), Option<Vec<u8>>>,
+    transfers: BTreeMap<(u64, String), Option<Vec<u8>>>,
+    policy: BTreeMap<u64, Vec<u8>>,
+    /// Rows written (an upper bound of the maps' sizes).
+    rows: usize,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.rows == 0 && self.cleared.is_empty()
+    }
+
+    /// A snapshot replaces every row of `g`.
+    fn clear(&mut self, g: u64) {
+        self.cleared.insert(g);
+        self.tickets.retain(|k, _| k.0 != g);
+        self.seqs.retain(|k, _| k.0 != g);
+        self.reqs.retain(|k, _| k.0 != g);
+        self.outbox.retain(|k, _| k.0 != g);
+        self.transfers.retain(|k, _| k.0 != g);
+        self.policy.remove(&g);
+    }
+
+    fn put(
+        &mut self,
+        g: u64,
+        ts: &[Ticket],
+        ds: &[DaySequence],
+        rs: &[RequestSeen],
+        ns: &[Notification],
+        policy: Option<&Policy>,
+        xs: &[TransferRecord],
+    ) {
+        self.rows +=
+            ts.len() + ds.len() + rs.len() + ns.len() + xs.len() + usize::from(policy.is_some());
+        for t in ts {
+            self.tickets.insert((g, t.id.clone()), t.encode_to_vec());
+        }
+        for d in ds {
+            self.seqs.insert((g, d.day), d.last);
+        }
+        for r in rs {
+            self.reqs.insert((g, r.request_id), Some(r.encode_to_vec()));
+        }
+        for n in ns {
+            self.outbox
+                .insert((g, n.id.clone()), Some(n.encode_to_vec()));
+        }
+        if let Some(p) = policy {
+            self.policy.insert(g, p.encode_to_vec());
+        }
+        for x in xs {
+            self.transfers
+                .insert((g, transfer_id(x).to_string()), Some(x.encode_to_vec()));
+        }
+    }
+
+    fn delete(&mut self, g: u64, reqs: &[u64], outbox: &[String], transfers: &[String]) {
+        self.rows += reqs.len() + outbox.len() + transfers.len();
+        for id in reqs {
+            self.reqs.insert((g, *id), None);
+        }
+        for id in outbox {
+            self.outbox.insert((g, id.clone()), None);
+        }
+        for id in transfers {
+            self.transfers.insert((g, id.clone()), None);
+        }
+    }
+}
+
+fn transfer_id(r: &TransferRecord) -> &str {
+    r.envelope
+        .as_ref()
+        .map(|e| e.transfer_id.as_str())
+        .unwrap_or("")
+}
+
+/// What one checkpoint writes: everything up to a loop boundary.
+struct Cut {
+    /// The first WAL segment written after the cut.
+    replay_from: u64,
+    groups: Vec<(u64, Image)>,
+    dirty: Dirty,
+}
+
 pub struct Storage {
-    db: Database,
-    /// Durable commits so far (one fsync each).
+    db: Arc<Database>,
+    wal_dir: PathBuf,
+    wal: wal::Wal,
+    images: HashMap<u64, Image>,
+    /// Groups whose image changed since the last cut.
+    changed: BTreeSet<u64>,
+    dirty: Dirty,
+    /// WAL bytes written since the last cut.
+    wal_bytes: u64,
+    last_cut: Instant,
+    in_flight: Option<JoinHandle<Result<(), StorageError>>>,
+    /// WAL syncs and checkpoints so far (one fsync each).
     pub syncs: u64,
+    /// Checkpoints so far.
+    pub checkpoints: u64,
 }
 
 impl Storage {
+    /// Opens (or creates) the node's storage and replays its WAL.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Redb(redb::Error::Io(e)))?;
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)?;
         let db = Database::create(dir.join("hotline.redb"))?;
         // Create the tables so that read transactions find them.
         let tx = db.begin_write()?;
@@ -99,205 +317,406 @@ impl Storage {
         tx.open_table(OUTBOX)?;
         tx.open_table(SM_META)?;
         tx.open_table(TRANSFERS)?;
+        tx.open_table(NODE)?;
         tx.commit()?;
-        Ok(Storage { db, syncs: 0 })
+        let (images, replay_from) = read_checkpoint(&db)?;
+        let mut s = Storage {
+            images,
+            wal: wal::Wal::create(&wal_dir, next_segment(&wal_dir, replay_from)?)?,
+            db: Arc::new(db),
+            wal_dir,
+            changed: BTreeSet::new(),
+            dirty: Dirty::default(),
+            wal_bytes: 0,
+            last_cut: Instant::now(),
+            in_flight: None,
+            syncs: 0,
+            checkpoints: 0,
+        };
+        s.replay(replay_from)?;
+        Ok(s)
     }
 
-    /// Writes the batches of all groups in one transaction; fsyncs before
-    /// returning when any of them must be synced.
-    pub fn write(&mut self, batches: &[&WriteBatch]) -> Result<(), StorageError> {
-        if batches.iter().all(|b| b.is_empty()) {
-            return Ok(());
-        }
-        let sync = batches.iter().any(|b| b.must_sync);
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(if sync {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
-        {
-            let mut log = tx.open_table(LOG)?;
-            let mut meta = tx.open_table(META)?;
-            let mut rows = Rows {
-                tickets: tx.open_table(TICKETS)?,
-                seqs: tx.open_table(SEQUENCES)?,
-                reqs: tx.open_table(REQUESTS)?,
-                outbox: tx.open_table(OUTBOX)?,
-                sm_meta: tx.open_table(SM_META)?,
-                transfers: tx.open_table(TRANSFERS)?,
-            };
-            for b in batches {
-                let g = b.group_id;
-                if let Some(s) = &b.snapshot {
-                    log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-                    rows.clear(g)?;
-                    rows.put(
-                        g,
-                        &s.state.tickets,
-                        &s.state.sequences,
-                        &s.state.requests,
-                        &s.state.outbox,
-                        s.state.policy.as_ref(),
-                    )?;
-                    rows.put_transfers(g, &s.state.transfers)?;
-                    let tr = Truncated {
-                        index: s.index,
-                        term: s.term,
-                    };
-                    meta.insert((g, TRUNCATED), encode_truncated(tr).as_slice())?;
-                    meta.insert((g, APPLIED), s.index.to_be_bytes().as_slice())?;
-                    meta.insert((g, CONF_STATE), pb(&s.conf_state).as_slice())?;
-                }
-                if let Some(first) = b.entries.first() {
-                    // A new leader may overwrite a conflicting tail.
-                    log.retain_in((g, first.index)..=(g, u64::MAX), |_, _| false)?;
-                    for e in &b.entries {
-                        log.insert((g, e.index), pb(e).as_slice())?;
-                    }
-                }
-                if let Some(hs) = &b.hard_state {
-                    meta.insert((g, HARD_STATE), pb(hs).as_slice())?;
-                }
-                if let Some(cs) = &b.conf_state {
-                    meta.insert((g, CONF_STATE), pb(cs).as_slice())?;
-                }
-                rows.put(
-                    g,
-                    &b.sm.tickets,
-                    &b.sm.sequences,
-                    &b.sm.requests_put,
-                    &b.sm.outbox_put,
-                    b.sm.policy.as_ref(),
-                )?;
-                for id in &b.sm.requests_del {
-                    rows.reqs.remove((g, *id))?;
-                }
-                for id in &b.sm.outbox_del {
-                    rows.outbox.remove((g, id.as_str()))?;
-                }
-                rows.put_transfers(g, &b.sm.transfers_put)?;
-                for id in &b.sm.transfers_del {
-                    rows.transfers.remove((g, id.as_str()))?;
-                }
-                if let Some(a) = b.applied {
-                    meta.insert((g, APPLIED), a.to_be_bytes().as_slice())?;
-                }
-                if let Some(t) = b.compact {
-                    log.retain_in((g, 0)..=(g, t.index), |_, _| false)?;
-                    meta.insert((g, TRUNCATED), encode_truncated(t).as_slice())?;
-                }
+    /// Replays the segments from `replay_from` on (all but the one just
+    /// created) into the groups' images; drops older leftovers.
+    fn replay(&mut self, replay_from: u64) -> Result<(), StorageError> {
+        wal::remove_below(&self.wal_dir, replay_from)?;
+        for (seq, path) in wal::segments(&self.wal_dir)? {
+            if seq == self.wal.seq() {
+                continue;
             }
-        }
-        tx.commit()?;
-        if sync {
-            self.syncs += 1;
+            // Replayed groups are written at the next checkpoint, which
+            // deletes these segments.
+            let images = &mut self.images;
+            let changed = &mut self.changed;
+            let end = wal::read_segment(&path, |r| {
+                changed.insert(r.group);
+                let img = images.entry(r.group).or_default();
+                img.append(r.group, &r.entries);
+                if let Some(hs) = r.hard_state {
+                    img.hard_state = hs;
+                }
+            })?;
+            if let wal::End::Torn { offset, reason } = end {
+                // The unsynced tail of a crashed run (module docs).
+                tracing::warn!(segment = seq, offset, reason, "wal: ignoring a torn tail");
+            }
         }
         Ok(())
     }
 
+    /// Makes the batches of all groups durable: their raft parts in one
+    /// WAL frame, synced when any must be; their rows at a checkpoint.
+    pub fn write(&mut self, batches: &[&WriteBatch]) -> Result<(), StorageError> {
+        if batches.iter().all(|b| b.is_empty()) {
+            return Ok(());
+        }
+        let frame = wal::encode(
+            batches
+                .iter()
+                .map(|b| (b.group_id, b.hard_state.as_ref(), &b.entries[..])),
+        );
+        let checkpoint_now = batches
+            .iter()
+            .any(|b| b.snapshot.is_some() || b.conf_state.is_some());
+        if let Some(f) = &frame {
+            self.wal.append(f)?;
+            self.wal_bytes += f.len() as u64;
+            // A checkpoint below makes all of it durable anyway.
+            if !checkpoint_now && batches.iter().any(|b| b.must_sync) {
+                self.wal.sync()?;
+                self.syncs += 1;
+            }
+        }
+        for b in batches {
+            self.absorb(b);
+        }
+        if checkpoint_now {
+            self.checkpoint()
+        } else {
+            self.maybe_checkpoint()
+        }
+    }
+
+    /// Moves group `b.group_id`'s image and rows on by one batch.
+    fn absorb(&mut self, b: &WriteBatch) {
+        let g = b.group_id;
+        let img = self.images.entry(g).or_default();
+        if let Some(s) = &b.snapshot {
+            *img = Image {
+                hard_state: img.hard_state.clone(),
+                conf_state: Some(s.conf_state.clone()),
+                applied: s.index,
+                applied_term: s.term,
+                tail: VecDeque::new(),
+            };
+            self.dirty.clear(g);
+            let st = &s.state;
+            self.dirty.put(
+                g,
+                &st.tickets,
+                &st.sequences,
+                &st.requests,
+                &st.outbox,
+                st.policy.as_ref(),
+                &st.transfers,
+            );
+        }
+        img.append(g, &b.entries);
+        if let Some(hs) = &b.hard_state {
+            img.hard_state = hs.clone();
+        }
+        if let Some(cs) = &b.conf_state {
+            img.conf_state = Some(cs.clone());
+        }
+        let sm = &b.sm;
+        self.dirty.put(
+            g,
+            &sm.tickets,
+            &sm.sequences,
+            &sm.requests_put,
+            &sm.outbox_put,
+            sm.policy.as_ref(),
+            &sm.transfers_put,
+        );
+        self.dirty
+            .delete(g, &sm.requests_del, &sm.outbox_del, &sm.transfers_del);
+        if let Some(a) = b.applied {
+            img.apply_to(g, a);
+        }
+        // `b.compact` needs nothing here: the image keeps only the entries
+        // after the applied index, and the replica its own window.
+        self.changed.insert(g);
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<(), StorageError> {
+        if self.in_flight.as_ref().is_some_and(|h| h.is_finished()) {
+            self.join_in_flight()?;
+        }
+        let due = self.dirty.rows >= CHECKPOINT_ROWS
+            || self.wal_bytes >= CHECKPOINT_WAL_BYTES
+            || (self.last_cut.elapsed() >= CHECKPOINT_INTERVAL && !self.changed.is_empty());
+        if !due {
+            return Ok(());
+        }
+        if self.in_flight.is_some() {
+            if self.dirty.rows < MAX_DIRTY_ROWS {
+                return Ok(()); // the next loop looks again
+            }
+            self.join_in_flight()?;
+        }
+        let cut = self.cut()?;
+        let db = self.db.clone();
+        let dir = self.wal_dir.clone();
+        self.in_flight = Some(
+            std::thread::Builder::new()
+                .name("checkpoint".into())
+                .spawn(move || commit_cut(&db, &dir, cut))?,
+        );
+        Ok(())
+    }
+
+    /// Writes a checkpoint now and waits for it (and for one in flight).
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        self.join_in_flight()?;
+        let cut = self.cut()?;
+        commit_cut(&self.db, &self.wal_dir, cut)
+    }
+
+    fn join_in_flight(&mut self) -> Result<(), StorageError> {
+        match self.in_flight.take() {
+            Some(h) => h.join().map_err(|_| StorageError::CheckpointPanicked)?,
+            None => Ok(()),
+        }
+    }
+
+    /// Takes everything written so far as the next checkpoint's content and
+    /// starts a new WAL segment for what follows.
+    fn cut(&mut self) -> Result<Cut, StorageError> {
+        let replay_from = self.wal.rotate()?;
+        let groups = std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|g| (g, self.images[&g].clone()))
+            .collect();
+        self.wal_bytes = 0;
+        self.last_cut = Instant::now();
+        self.syncs += 1;
+        self.checkpoints += 1;
+        Ok(Cut {
+            replay_from,
+            groups,
+            dirty: std::mem::take(&mut self.dirty),
+        })
+    }
+
     /// Loads a group's durable state; `None` if nothing was ever written.
-    pub fn load(&self, g: u64) -> Result<Option<Recovered>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let meta = tx.open_table(META)?;
-        let get = |k: &str| -> Result<Option<Vec<u8>>, StorageError> {
-            Ok(meta.get((g, k))?.map(|v| v.value().to_vec()))
-        };
-        let Some(cs) = get(CONF_STATE)? else {
+    /// The rows are the last checkpoint's; the entries after its applied
+    /// index come with them, for raft to apply again.
+    pub fn load(&mut self, g: u64) -> Result<Option<Recovered>, StorageError> {
+        if self.in_flight.is_some() || !self.dirty.is_empty() {
+            // Rows are read from redb: bring it up to date first.
+            self.checkpoint()?;
+        }
+        let Some(img) = self.images.get(&g) else {
             return Ok(None);
         };
+        if img.conf_state.is_none() {
+            return Ok(None);
+        }
+        let state = read_rows(&self.db, g)?;
+        Ok(img.recovered(state))
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // Let a checkpoint in flight finish: it is a consistent cut either
+        // way, but tests remove the directory right after.
+        if let Err(e) = self.join_in_flight() {
+            tracing::error!("checkpoint failed: {e}");
+        }
+    }
+}
+
+/// The first segment number to write after a restart: never one in use.
+fn next_segment(dir: &Path, replay_from: u64) -> Result<u64, StorageError> {
+    let last = wal::segments(dir)?.last().map(|s| s.0 + 1);
+    Ok(last.unwrap_or(0).max(replay_from))
+}
+
+/// Writes one cut in one durable redb transaction, then deletes the WAL
+/// segments it covers.
+fn commit_cut(db: &Database, wal_dir: &Path, cut: Cut) -> Result<(), StorageError> {
+    let Cut {
+        replay_from,
+        groups,
+        dirty,
+    } = cut;
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    {
+        let mut log = tx.open_table(LOG)?;
+        let mut meta = tx.open_table(META)?;
+        for (g, img) in &groups {
+            let g = *g;
+            log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
+            for e in &img.tail {
+                log.insert((g, e.index), pb(e).as_slice())?;
+            }
+            meta.insert((g, HARD_STATE), pb(&img.hard_state).as_slice())?;
+            if let Some(cs) = &img.conf_state {
+                meta.insert((g, CONF_STATE), pb(cs).as_slice())?;
+            }
+            let tr = Truncated {
+                index: img.applied,
+                term: img.applied_term,
+            };
+            meta.insert((g, TRUNCATED), encode_truncated(tr).as_slice())?;
+            meta.insert((g, APPLIED), img.applied.to_be_bytes().as_slice())?;
+        }
+        let mut rows = Rows {
+            tickets: tx.open_table(TICKETS)?,
+            seqs: tx.open_table(SEQUENCES)?,
+            reqs: tx.open_table(REQUESTS)?,
+            outbox: tx.open_table(OUTBOX)?,
+            sm_meta: tx.open_table(SM_META)?,
+            transfers: tx.open_table(TRANSFERS)?,
+        };
+        rows.write(&dirty)?;
+        tx.open_table(NODE)?.insert(REPLAY_FROM, replay_from)?;
+    }
+    tx.commit()?;
+    wal::remove_below(wal_dir, replay_from)?;
+    Ok(())
+}
+
+/// Every group's image and the first segment to replay, from redb.
+fn read_checkpoint(db: &Database) -> Result<(HashMap<u64, Image>, u64), StorageError> {
+    let tx = db.begin_read()?;
+    let replay_from = tx
+        .open_table(NODE)?
+        .get(REPLAY_FROM)?
+        .map_or(0, |v| v.value());
+    let mut images: HashMap<u64, Image> = HashMap::new();
+    let mut truncated: HashMap<u64, Truncated> = HashMap::new();
+    for row in tx.open_table(META)?.iter()? {
+        let (k, v) = row?;
+        let (g, key) = k.value();
+        let v = v.value();
         let corrupt = |what, detail: String| StorageError::Corrupt {
             group: g,
             what,
             detail,
         };
-        let conf_state: ConfState = unpb(&cs).map_err(|e| corrupt("conf state", e.to_string()))?;
-        let hard_state: HardState = match get(HARD_STATE)? {
-            Some(b) => unpb(&b).map_err(|e| corrupt("hard state", e.to_string()))?,
-            None => HardState::default(),
-        };
-        let truncated = match get(TRUNCATED)? {
-            Some(b) => {
-                decode_truncated(&b).ok_or_else(|| corrupt("truncated", format!("{b:?}")))?
+        let img = images.entry(g).or_default();
+        match key {
+            HARD_STATE => {
+                img.hard_state = unpb(v).map_err(|e| corrupt("hard state", e.to_string()))?
             }
-            None => Truncated::default(),
-        };
-        let applied = match get(APPLIED)? {
-            Some(b) => u64::from_be_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("applied", format!("{b:?}")))?,
-            ),
-            None => 0,
-        };
-        let mut entries = Vec::new();
-        let log = tx.open_table(LOG)?;
-        for row in log.range((g, truncated.index + 1)..=(g, u64::MAX))? {
-            let (k, v) = row?;
-            let e: Entry = unpb(v.value()).map_err(|e| corrupt("log entry", e.to_string()))?;
-            let want = truncated.index + 1 + entries.len() as u64;
-            if k.value().1 != want || e.index != want {
-                return Err(corrupt(
-                    "log",
-                    format!("gap: expected index {want}, found {}", e.index),
-                ));
+            CONF_STATE => {
+                img.conf_state = Some(unpb(v).map_err(|e| corrupt("conf state", e.to_string()))?)
             }
-            entries.push(e);
+            TRUNCATED => {
+                let t =
+                    decode_truncated(v).ok_or_else(|| corrupt("truncated", format!("{v:?}")))?;
+                truncated.insert(g, t);
+            }
+            APPLIED => {
+                img.applied = u64::from_be_bytes(
+                    v.try_into()
+                        .map_err(|_| corrupt("applied", format!("{v:?}")))?,
+                )
+            }
+            _ => {}
         }
-        let mut state = StateSnapshot {
-            group_id: g,
-            ..Default::default()
-        };
-        for row in tx.open_table(TICKETS)?.range((g, "")..(g + 1, ""))? {
-            let (_, v) = row?;
-            state
-                .tickets
-                .push(Ticket::decode(v.value()).map_err(|e| corrupt("ticket", e.to_string()))?);
-        }
-        for row in tx.open_table(SEQUENCES)?.range((g, 0)..=(g, u32::MAX))? {
-            let (k, v) = row?;
-            state.sequences.push(DaySequence {
-                day: k.value().1,
-                last: v.value(),
-            });
-        }
-        for row in tx.open_table(REQUESTS)?.range((g, 0)..=(g, u64::MAX))? {
-            let (_, v) = row?;
-            state.requests.push(
-                RequestSeen::decode(v.value()).map_err(|e| corrupt("request", e.to_string()))?,
-            );
-        }
-        for row in tx.open_table(OUTBOX)?.range((g, "")..(g + 1, ""))? {
-            let (_, v) = row?;
-            state.outbox.push(
-                Notification::decode(v.value())
-                    .map_err(|e| corrupt("notification", e.to_string()))?,
-            );
-        }
-        // Outbox rows are keyed by id; the state machine orders by time.
-        state
-            .outbox
-            .sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        for row in tx.open_table(TRANSFERS)?.range((g, "")..(g + 1, ""))? {
-            let (_, v) = row?;
-            state.transfers.push(
-                TransferRecord::decode(v.value())
-                    .map_err(|e| corrupt("transfer", e.to_string()))?,
-            );
-        }
-        if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
-            state.policy =
-                Some(Policy::decode(v.value()).map_err(|e| corrupt("policy", e.to_string()))?);
-        }
-        Ok(Some(Recovered {
-            hard_state,
-            conf_state,
-            truncated,
-            entries,
-            applied,
-            state,
-        }))
     }
+    for (g, t) in truncated {
+        let img = images.get_mut(&g).expect("read above");
+        if t.index == img.applied {
+            img.applied_term = t.term;
+        }
+    }
+    // Older layouts kept applied entries in the log too; keep the tail.
+    let log = tx.open_table(LOG)?;
+    for row in log.iter()? {
+        let (k, v) = row?;
+        let (g, index) = k.value();
+        let e: Entry = unpb(v.value()).map_err(|e| StorageError::Corrupt {
+            group: g,
+            what: "log entry",
+            detail: e.to_string(),
+        })?;
+        let img = images.entry(g).or_default();
+        if index == img.applied {
+            img.applied_term = e.term;
+        }
+        if index > img.applied {
+            let want = img.tail.back().map_or(img.applied, |e| e.index) + 1;
+            if index != want || e.index != want {
+                return Err(StorageError::Corrupt {
+                    group: g,
+                    what: "log",
+                    detail: format!("gap: expected index {want}, found {}", e.index),
+                });
+            }
+            img.tail.push_back(e);
+        }
+    }
+    Ok((images, replay_from))
+}
+
+/// A group's state-machine rows as of the last checkpoint.
+fn read_rows(db: &Database, g: u64) -> Result<StateSnapshot, StorageError> {
+    let corrupt = |what, detail: String| StorageError::Corrupt {
+        group: g,
+        what,
+        detail,
+    };
+    let tx = db.begin_read()?;
+    let mut state = StateSnapshot {
+        group_id: g,
+        ..Default::default()
+    };
+    for row in tx.open_table(TICKETS)?.range((g, "")..(g + 1, ""))? {
+        let (_, v) = row?;
+        state
+            .tickets
+            .push(Ticket::decode(v.value()).map_err(|e| corrupt("ticket", e.to_string()))?);
+    }
+    for row in tx.open_table(SEQUENCES)?.range((g, 0)..=(g, u32::MAX))? {
+        let (k, v) = row?;
+        state.sequences.push(DaySequence {
+            day: k.value().1,
+            last: v.value(),
+        });
+    }
+    for row in tx.open_table(REQUESTS)?.range((g, 0)..=(g, u64::MAX))? {
+        let (_, v) = row?;
+        state
+            .requests
+            .push(RequestSeen::decode(v.value()).map_err(|e| corrupt("request", e.to_string()))?);
+    }
+    for row in tx.open_table(OUTBOX)?.range((g, "")..(g + 1, ""))? {
+        let (_, v) = row?;
+        state.outbox.push(
+            Notification::decode(v.value()).map_err(|e| corrupt("notification", e.to_string()))?,
+        );
+    }
+    // Outbox rows are keyed by id; the state machine orders by time.
+    state
+        .outbox
+        .sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    for row in tx.open_table(TRANSFERS)?.range((g, "")..(g + 1, ""))? {
+        let (_, v) = row?;
+        state.transfers.push(
+            TransferRecord::decode(v.value()).map_err(|e| corrupt("transfer", e.to_string()))?,
+        );
+    }
+    if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
+        state.policy =
+            Some(Policy::decode(v.value()).map_err(|e| corrupt("policy", e.to_string()))?);
+    }
+    Ok(state)
 }
 
 /// The state-machine tables of one write transaction.
@@ -323,47 +742,36 @@ impl Rows<'_> {
         Ok(())
     }
 
-    fn put_transfers(&mut self, g: u64, rs: &[TransferRecord]) -> Result<(), StorageError> {
-        for r in rs {
-            let id = r
-                .envelope
-                .as_ref()
-                .map(|e| e.transfer_id.as_str())
-                .unwrap_or("");
-            self.transfers
-                .insert((g, id), r.encode_to_vec().as_slice())?;
+    fn write(&mut self, d: &Dirty) -> Result<(), StorageError> {
+        for g in &d.cleared {
+            self.clear(*g)?;
         }
-        Ok(())
-    }
-
-    /// Upserts rows of group `g`.
-    fn put(
-        &mut self,
-        g: u64,
-        ts: &[Ticket],
-        ds: &[DaySequence],
-        rs: &[RequestSeen],
-        ns: &[Notification],
-        policy: Option<&Policy>,
-    ) -> Result<(), StorageError> {
-        for t in ts {
-            self.tickets
-                .insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
+        for ((g, id), v) in &d.tickets {
+            self.tickets.insert((*g, id.as_str()), v.as_slice())?;
         }
-        for d in ds {
-            self.seqs.insert((g, d.day), d.last)?;
+        for (k, v) in &d.seqs {
+            self.seqs.insert(*k, *v)?;
         }
-        for r in rs {
-            self.reqs
-                .insert((g, r.request_id), r.encode_to_vec().as_slice())?;
+        for (k, v) in &d.reqs {
+            match v {
+                Some(v) => self.reqs.insert(*k, v.as_slice())?,
+                None => self.reqs.remove(*k)?,
+            };
         }
-        for n in ns {
-            self.outbox
-                .insert((g, n.id.as_str()), n.encode_to_vec().as_slice())?;
+        for ((g, id), v) in &d.outbox {
+            match v {
+                Some(v) => self.outbox.insert((*g, id.as_str()), v.as_slice())?,
+                None => self.outbox.remove((*g, id.as_str()))?,
+            };
         }
-        if let Some(p) = policy {
-            self.sm_meta
-                .insert((g, POLICY), p.encode_to_vec().as_slice())?;
+        for ((g, id), v) in &d.transfers {
+            match v {
+                Some(v) => self.transfers.insert((*g, id.as_str()), v.as_slice())?,
+                None => self.transfers.remove((*g, id.as_str()))?,
+            };
+        }
+        for (g, v) in &d.policy {
+            self.sm_meta.insert((*g, POLICY), v.as_slice())?;
         }
         Ok(())
     }
@@ -402,48 +810,78 @@ mod tests {
     use crate::core::{Replica, ReplicaConfig};
     use hotline_proto::v1::{AcceptRequest, Command, Kind, command};
 
-    /// A single-voter group through the whole loop, then restart from disk.
+    fn run(r: &mut Replica, st: &mut Storage) {
+        for _ in 0..50 {
+            r.tick();
+            while r.has_ready() {
+                let rd = r.ready();
+                st.write(&[&rd.write]).unwrap();
+                r.on_persisted();
+            }
+        }
+    }
+
+    fn accept(i: u64) -> Command {
+        Command {
+            request_id: i + 1,
+            at_ms: 1_795_831_200_000,
+            op: Some(command::Op::Accept(AcceptRequest {
+                region: "310114".into(),
+                kind: Kind::Help as i32,
+                category: "民政".into(),
+                text: format!("t{i}"),
+                phone: "13900000000".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// A single-voter group through the whole loop, then restarts: first
+    /// from the WAL alone (a crash before any checkpoint), then from a
+    /// checkpoint.
     #[test]
     fn single_voter_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = ReplicaConfig::new(1, 310114, "310114");
         let mut st = Storage::open(dir.path()).unwrap();
         let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
-        let run = |r: &mut Replica, st: &mut Storage| {
-            for _ in 0..50 {
-                r.tick();
-                while r.has_ready() {
-                    let rd = r.ready();
-                    st.write(&[&rd.write]).unwrap();
-                    r.on_persisted();
-                }
-            }
-        };
         run(&mut r, &mut st);
         assert!(r.is_leader());
         for i in 0..5u64 {
-            let cmd = Command {
-                request_id: i + 1,
-                at_ms: 1_795_831_200_000,
-                op: Some(command::Op::Accept(AcceptRequest {
-                    region: "310114".into(),
-                    kind: Kind::Help as i32,
-                    category: "民政".into(),
-                    text: format!("t{i}"),
-                    phone: "13900000000".into(),
-                    ..Default::default()
-                })),
-            };
-            r.propose(&cmd).unwrap();
+            r.propose(&accept(i)).unwrap();
         }
         run(&mut r, &mut st);
         assert_eq!(r.tickets().len(), 5);
         let applied = r.applied();
+        let ids: Vec<String> = r.tickets().tickets().map(|t| t.id.clone()).collect();
         drop(r);
+        assert_eq!(st.checkpoints, 1, "only the bootstrap configuration");
         drop(st);
-        let st = Storage::open(dir.path()).unwrap();
+
+        // Crash before a checkpoint: redb holds only the configuration;
+        // the WAL brings the entries back and raft applies them again.
+        let mut st = Storage::open(dir.path()).unwrap();
+        let rec = st.load(310114).unwrap().expect("state on disk");
+        assert_eq!(rec.applied, 0);
+        assert!(rec.state.tickets.is_empty());
+        assert_eq!(rec.entries.last().map(|e| e.index), Some(applied));
+        assert!(rec.hard_state.commit >= applied);
+        let mut r = Replica::new(cfg.clone(), rec).unwrap();
+        run(&mut r, &mut st);
+        assert_eq!(r.applied(), applied + 1, "a new term's no-op on top");
+        let again: Vec<String> = r.tickets().tickets().map(|t| t.id.clone()).collect();
+        assert_eq!(again, ids, "the same tickets, re-applied");
+        assert_eq!(r.tickets().outbox_len(), 5);
+        let applied = r.applied();
+        drop(r);
+        st.checkpoint().unwrap();
+        drop(st);
+
+        // From the checkpoint: rows in redb, nothing left to re-apply.
+        let mut st = Storage::open(dir.path()).unwrap();
         let rec = st.load(310114).unwrap().expect("state on disk");
         assert_eq!(rec.applied, applied);
+        assert!(rec.entries.is_empty());
         assert_eq!(rec.state.tickets.len(), 5);
         // The rest of the state machine too: each accept queued a notice
         // for its requester.
@@ -452,6 +890,85 @@ mod tests {
         assert_eq!(r.tickets().len(), 5);
         assert_eq!(r.tickets().outbox_len(), 5);
         assert!(st.load(1).unwrap().is_none());
+        let segments = wal::segments(&dir.path().join("wal")).unwrap();
+        assert_eq!(segments.len(), 2, "the checkpoint removed what it covers");
+    }
+
+    /// A group replayed from the WAL and then left alone is written by the
+    /// next checkpoint, before that checkpoint deletes the segments it
+    /// came from; and a torn tail does not stop a restart.
+    #[test]
+    fn replayed_groups_survive_the_next_checkpoint_and_torn_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut st = Storage::open(dir.path()).unwrap();
+        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
+        run(&mut r, &mut st);
+        for i in 0..3u64 {
+            r.propose(&accept(i)).unwrap();
+        }
+        run(&mut r, &mut st);
+        let applied = r.applied();
+        drop(r);
+        drop(st);
+
+        // A crash in the middle of a frame leaves garbage at the end.
+        let (_, last) = wal::segments(&dir.path().join("wal"))
+            .unwrap()
+            .pop()
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+
+        let mut st = Storage::open(dir.path()).unwrap();
+        st.checkpoint().unwrap(); // nothing written since the restart
+        drop(st);
+        let mut st = Storage::open(dir.path()).unwrap();
+        let rec = st.load(310114).unwrap().expect("state on disk");
+        assert_eq!(rec.entries.last().map(|e| e.index), Some(applied));
+        let mut r = Replica::new(cfg, rec).unwrap();
+        run(&mut r, &mut st);
+        assert_eq!(r.tickets().len(), 3);
+    }
+
+    /// Checkpoints start by themselves once enough rows wait, on their
+    /// thread, and a restart after them needs only the newer segments.
+    #[test]
+    fn checkpoints_run_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut st = Storage::open(dir.path()).unwrap();
+        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
+        run(&mut r, &mut st);
+        // Each accept writes a ticket, its request id, a day sequence and a
+        // notification: 4 rows.
+        let n = (CHECKPOINT_ROWS / 4 + 100) as u64;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+            for &i in chunk {
+                r.propose(&accept(i)).unwrap();
+            }
+            run(&mut r, &mut st);
+        }
+        assert_eq!(r.tickets().len() as u64, n);
+        assert!(st.checkpoints >= 2, "{} checkpoints", st.checkpoints);
+        let applied = r.applied();
+        drop(r);
+        drop(st);
+        let mut st = Storage::open(dir.path()).unwrap();
+        let rec = st.load(310114).unwrap().unwrap();
+        assert!(rec.applied > 0 && !rec.state.tickets.is_empty());
+        assert_eq!(
+            rec.applied + rec.entries.len() as u64,
+            applied,
+            "the checkpoint plus the WAL hold every entry"
+        );
+        let mut r = Replica::new(cfg, rec).unwrap();
+        run(&mut r, &mut st);
+        assert_eq!(r.tickets().len() as u64, n);
     }
 
     /// The audit chain catches an event altered on disk behind the state
@@ -460,21 +977,10 @@ mod tests {
     fn an_event_altered_on_disk_breaks_the_chain() {
         use crate::core::tickets::verify_ticket;
         use hotline_proto::v1::{Actor, Dispatch, Role, TicketCommand, ticket_command::Op};
-        use redb::ReadableTable;
         let dir = tempfile::tempdir().unwrap();
         let cfg = ReplicaConfig::new(1, 310114, "310114");
         let mut st = Storage::open(dir.path()).unwrap();
         let mut r = Replica::new(cfg, Recovered::bootstrap(&[1])).unwrap();
-        let run = |r: &mut Replica, st: &mut Storage| {
-            for _ in 0..50 {
-                r.tick();
-                while r.has_ready() {
-                    let rd = r.ready();
-                    st.write(&[&rd.write]).unwrap();
-                    r.on_persisted();
-                }
-            }
-        };
         run(&mut r, &mut st);
         let at = 1_795_831_200_000;
         r.propose(&Command {
