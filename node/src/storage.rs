@@ -220,16 +220,15 @@ impl Dirty {
         self.policy.remove(&g);
     }
 
-    fn put(
-        &mut self,
-        g: u64,
-        ts: &[Ticket],
-        ds: &[DaySequence],
-        rs: &[RequestSeen],
-        ns: &[Notification],
-        policy: Option<&Policy>,
-        xs: &[TransferRecord],
-    ) {
+    fn put(&mut self, g: u64, p: Puts) {
+        let Puts {
+            tickets: ts,
+            seqs: ds,
+            reqs: rs,
+            outbox: ns,
+            policy,
+            transfers: xs,
+        } = p;
         self.rows +=
             ts.len() + ds.len() + rs.len() + ns.len() + xs.len() + usize::from(policy.is_some());
         for t in ts {
@@ -266,6 +265,16 @@ impl Dirty {
             self.transfers.insert((g, id.clone()), None);
         }
     }
+}
+
+/// Rows to upsert, from a snapshot or from one batch.
+struct Puts<'a> {
+    tickets: &'a [Ticket],
+    seqs: &'a [DaySequence],
+    reqs: &'a [RequestSeen],
+    outbox: &'a [Notification],
+    policy: Option<&'a Policy>,
+    transfers: &'a [TransferRecord],
 }
 
 fn transfer_id(r: &TransferRecord) -> &str {
@@ -414,12 +423,14 @@ impl Storage {
             let st = &s.state;
             self.dirty.put(
                 g,
-                &st.tickets,
-                &st.sequences,
-                &st.requests,
-                &st.outbox,
-                st.policy.as_ref(),
-                &st.transfers,
+                Puts {
+                    tickets: &st.tickets,
+                    seqs: &st.sequences,
+                    reqs: &st.requests,
+                    outbox: &st.outbox,
+                    policy: st.policy.as_ref(),
+                    transfers: &st.transfers,
+                },
             );
         }
         img.append(g, &b.entries);
@@ -432,12 +443,14 @@ impl Storage {
         let sm = &b.sm;
         self.dirty.put(
             g,
-            &sm.tickets,
-            &sm.sequences,
-            &sm.requests_put,
-            &sm.outbox_put,
-            sm.policy.as_ref(),
-            &sm.transfers_put,
+            Puts {
+                tickets: &sm.tickets,
+                seqs: &sm.sequences,
+                reqs: &sm.requests_put,
+                outbox: &sm.outbox_put,
+                policy: sm.policy.as_ref(),
+                transfers: &sm.transfers_put,
+            },
         );
         self.dirty
             .delete(g, &sm.requests_del, &sm.outbox_del, &sm.transfers_del);

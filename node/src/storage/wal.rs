@@ -236,13 +236,12 @@ fn decode(payload: &[u8]) -> Option<Vec<GroupRecord>> {
         let group = c.u64()?;
         let hard_state = match c.u8()? {
             0 => None,
-            1 => {
-                let mut hs = HardState::default();
-                hs.term = c.u64()?;
-                hs.vote = c.u64()?;
-                hs.commit = c.u64()?;
-                Some(hs)
-            }
+            1 => Some(HardState {
+                term: c.u64()?,
+                vote: c.u64()?,
+                commit: c.u64()?,
+                ..Default::default()
+            }),
             _ => return None,
         };
         let n = c.u32()?;
@@ -267,19 +266,21 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     fn hs(term: u64, vote: u64, commit: u64) -> HardState {
-        let mut h = HardState::default();
-        h.term = term;
-        h.vote = vote;
-        h.commit = commit;
-        h
+        HardState {
+            term,
+            vote,
+            commit,
+            ..Default::default()
+        }
     }
 
     fn read_all(path: &Path) -> (Vec<GroupRecord>, End) {
