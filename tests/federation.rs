@@ -192,13 +192,24 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     // Counted in metrics: 上海's province node drops what it sends to 江苏's.
     let m = cl.metrics(2);
     assert!(m.contains("hotline_fault_rules 1"), "{m}");
-    let dropped_to_3 = m
-        .lines()
-        .find(|l| l.starts_with("hotline_fault_batches_total{peer=\"3\",verdict=\"dropped\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let counter = |prefix: &str| {
+        m.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let dropped_to_3 = counter("hotline_fault_batches_total{peer=\"3\",verdict=\"dropped\"}");
     assert!(dropped_to_3 > 0, "{m}");
+    // Storage: WAL frames synced, and at least the bootstrap checkpoint.
+    assert!(
+        counter("hotline_storage_commits_total{outcome=\"synced\"}") > 0,
+        "{m}"
+    );
+    assert!(
+        counter("hotline_storage_commits_total{outcome=\"checkpoint\"}") > 0,
+        "{m}"
+    );
     assert!(m.contains("hotline_groups_hosted"), "{m}");
     assert!(m.contains("hotline_group_role{group=\"86\""), "{m}");
 

@@ -47,10 +47,13 @@ pub struct LoopStats {
     pub proposals_not_leader: AtomicU64,
     /// Too many in flight: the client got `ResourceExhausted`.
     pub proposals_overloaded: AtomicU64,
-    /// redb transactions with an fsync (`Durability::Immediate`).
+    /// WAL frames written with an fdatasync (something had to be durable).
     pub commits_synced: AtomicU64,
-    /// redb transactions made durable by the next synced one.
+    /// WAL frames made durable by the next synced one (only commit indexes
+    /// or state-machine rows moved).
     pub commits_deferred: AtomicU64,
+    /// redb checkpoints started (state-machine rows, one fsync each).
+    pub checkpoints: AtomicU64,
     pub raft_messages_sent: AtomicU64,
     /// A peer's queue was full or missing: raft is told the peer is
     /// unreachable and retransmits later.
@@ -123,10 +126,11 @@ pub async fn render(h: &Handle, loop_stats: &LoopStats, notify: &NotifyStats) ->
     counter_family(
         &mut reg,
         "storage_commits",
-        "redb transactions: synced (fsync) or deferred to the next synced one",
+        "Storage writes: WAL frames synced (fdatasync) or deferred to the next synced one, and redb checkpoints",
         &[
             ("synced", load(&s.commits_synced)),
             ("deferred", load(&s.commits_deferred)),
+            ("checkpoint", load(&s.checkpoints)),
         ],
     );
     counter_family(

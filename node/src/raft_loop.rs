@@ -765,6 +765,10 @@ impl RaftLoop {
             tracing::error!("storage write failed, stopping node: {e}");
             panic!("storage write failed: {e}");
         }
+        self.stats.checkpoints.store(
+            self.storage.checkpoints,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for wb in &writes {
             if let Some(b) = self.bells.get(&wb.group_id) {
                 if !wb.sm.transfers_put.is_empty() {
