@@ -323,8 +323,12 @@ impl Rows<'_> {
         Ok(())
     }
 
-    fn put_transfers(&mut self, g: u64, rs: &[TransferRecord]) -> Result<(), StorageError> {
-        for r in rs {
+    fn put_transfers(
+        &mut self,
+        g: u64,
+        rs: &[impl std::borrow::Borrow<TransferRecord>],
+    ) -> Result<(), StorageError> {
+        for r in rs.iter().map(std::borrow::Borrow::borrow) {
             let id = r
                 .envelope
                 .as_ref()
@@ -340,13 +344,13 @@ impl Rows<'_> {
     fn put(
         &mut self,
         g: u64,
-        ts: &[Ticket],
+        ts: &[impl std::borrow::Borrow<Ticket>],
         ds: &[DaySequence],
         rs: &[RequestSeen],
         ns: &[Notification],
         policy: Option<&Policy>,
     ) -> Result<(), StorageError> {
-        for t in ts {
+        for t in ts.iter().map(std::borrow::Borrow::borrow) {
             self.tickets
                 .insert((g, t.id.as_str()), t.encode_to_vec().as_slice())?;
         }

@@ -18,11 +18,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_region};
+use hotline_node::core::tickets::SmWrites;
 use hotline_node::core::transfer::forward_candidates;
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
@@ -616,7 +618,11 @@ impl Sim {
             if slot.inflight || !slot.replica.has_ready() {
                 return;
             }
-            let rd = slot.replica.ready();
+            let mut rd = slot.replica.ready();
+            self.share_writes(node, group, &mut rd.write.sm);
+            let Some(slot) = self.slot(node, group) else {
+                return;
+            };
             let must_sync = rd.write.must_sync;
             slot.disk.stage(rd.write);
             if let Some(role) = rd.role {
@@ -638,6 +644,61 @@ impl Sim {
                 return;
             }
             self.persisted(node, group);
+        }
+    }
+
+    /// One copy of a ticket or transfer record per group, not one per
+    /// replica: a version this replica just wrote that another member
+    /// already holds (equal: every replica applies the same commands) is
+    /// replaced by that member's copy, in the batch (so the disk keeps the
+    /// same copy) and in the replica's state machine. Nothing observable
+    /// changes; a national day's memory is mostly these.
+    fn share_writes(&mut self, node: u64, group: u64, sm: &mut SmWrites) {
+        if sm.tickets.is_empty() && sm.transfers_put.is_empty() {
+            return;
+        }
+        let Some(members) = self.members.get(&group) else {
+            return;
+        };
+        let others = || {
+            members
+                .iter()
+                .filter(move |&&n| n != node)
+                .filter_map(|n| self.nodes.get(n)?.slots.get(&group))
+                .map(|s| s.replica.tickets())
+        };
+        let mut shared_tickets = Vec::new();
+        for t in sm.tickets.iter_mut() {
+            let found = others().find_map(|m| {
+                m.ticket_arc(&t.id)
+                    .filter(|a| !Arc::ptr_eq(a, t) && ***a == **t)
+                    .cloned()
+            });
+            if let Some(a) = found {
+                *t = a.clone();
+                shared_tickets.push(a);
+            }
+        }
+        let mut shared_transfers = Vec::new();
+        for r in sm.transfers_put.iter_mut() {
+            let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+            let found = others().find_map(|m| {
+                m.transfer_arc(id)
+                    .filter(|a| !Arc::ptr_eq(a, r) && ***a == **r)
+                    .cloned()
+            });
+            if let Some(a) = found {
+                *r = a.clone();
+                shared_transfers.push(a);
+            }
+        }
+        if let Some(slot) = self.slot(node, group) {
+            for t in &shared_tickets {
+                slot.replica.share_ticket(t);
+            }
+            for r in &shared_transfers {
+                slot.replica.share_transfer(r);
+            }
         }
     }
 

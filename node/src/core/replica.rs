@@ -450,6 +450,21 @@ impl Replica {
         &self.sm
     }
 
+    /// Takes another replica's equal copy of a ticket or transfer record
+    /// (`TicketMachine::share_ticket`): for a driver that holds a group's
+    /// replicas in one process. Changes nothing observable, so it may be
+    /// called at any time.
+    pub fn share_ticket(&mut self, t: &std::sync::Arc<hotline_proto::v1::Ticket>) -> bool {
+        self.sm.share_ticket(t)
+    }
+
+    pub fn share_transfer(
+        &mut self,
+        r: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
+    ) -> bool {
+        self.sm.share_transfer(r)
+    }
+
     pub fn applied(&self) -> u64 {
         self.applied
     }

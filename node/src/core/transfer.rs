@@ -17,6 +17,8 @@
 //! Everything here is deterministic: routing choices (which hop next) are
 //! the forwarder's, made from the directory outside the state machine.
 
+use std::sync::Arc;
+
 use hotline_proto::v1::{
     Custody, Event, HopDone, ReceiptIn, ReceiptPassed, Status, Ticket, TransferEnvelope,
     TransferOut, TransferReceipt, TransferRecord, TransferState,
@@ -153,6 +155,25 @@ impl TicketMachine {
         self.transfers.values().map(|r| &**r)
     }
 
+    /// The shared copy of a transfer record (see `share_transfer`).
+    pub fn transfer_arc(&self, id: &str) -> Option<&Arc<TransferRecord>> {
+        self.transfers.get(id)
+    }
+
+    /// Takes `r` as this machine's copy of its record if it is equal to the
+    /// one held (as `share_ticket`). False if the versions differ.
+    pub fn share_transfer(&mut self, r: &Arc<TransferRecord>) -> bool {
+        let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+        match self.transfers.get_mut(id) {
+            Some(mine) if Arc::ptr_eq(mine, r) => true,
+            Some(mine) if **mine == **r => {
+                *mine = r.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn put_transfer(&mut self, r: TransferRecord) {
         let id = r
             .envelope
@@ -160,8 +181,9 @@ impl TicketMachine {
             .expect("record has an envelope")
             .transfer_id
             .clone();
+        let r = Arc::new(r);
         self.writes.transfers_put.push(r.clone());
-        self.transfers.insert(id.clone(), Box::new(r));
+        self.transfers.insert(id.clone(), r);
         self.track_transfer_work(&id);
     }
 
@@ -269,8 +291,7 @@ impl TicketMachine {
             ..Default::default()
         };
         self.put_transfer(record);
-        self.put_ticket(stub.clone());
-        ApplyResult::Ticket(Box::new(stub))
+        ApplyResult::Ticket(self.put_ticket(stub))
     }
 
     pub(super) fn apply_custody(&mut self, c: &Custody, at_ms: i64, index: u64) -> ApplyResult {
@@ -586,7 +607,7 @@ mod tests {
             ..Default::default()
         }));
         match r {
-            ApplyResult::Ticket(t) => *t,
+            ApplyResult::Ticket(t) => (*t).clone(),
             other => panic!("{other:?}"),
         }
     }
