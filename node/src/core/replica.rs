@@ -685,6 +685,13 @@ impl Replica {
         }
         self.ticks += 1;
         self.idle_ticks += 1;
+        // A leader that may hibernate does so instead of ticking raft: its
+        // quiesce notice is this tick's heartbeat (raft's own would be a
+        // second heartbeat to every follower, and a second response).
+        if self.can_quiesce() {
+            self.quiesce();
+            return;
+        }
         self.raw.tick();
         self.retry_stale_reads();
         self.build_snapshot_if_wanted();
