@@ -77,7 +77,15 @@ impl Image {
             }
         }
         if let Some(first) = wb.entries.first() {
-            let _ = self.log.split_off(&first.index);
+            // A new leader may overwrite a conflicting tail (rare: most
+            // batches append after the last entry, and split_off allocates).
+            if self
+                .log
+                .last_key_value()
+                .is_some_and(|(&last, _)| last >= first.index)
+            {
+                let _ = self.log.split_off(&first.index);
+            }
             for e in wb.entries {
                 self.log.insert(e.index, e);
             }
@@ -90,7 +98,12 @@ impl Image {
         }
         let sm = wb.sm;
         for t in sm.tickets {
-            self.tickets.insert(t.id.clone(), t);
+            match self.tickets.get_mut(&t.id) {
+                Some(held) => *held = t,
+                None => {
+                    self.tickets.insert(t.id.clone(), t);
+                }
+            }
         }
         for d in &sm.sequences {
             self.sequences.insert(d.day, d.last);
@@ -111,7 +124,13 @@ impl Image {
             self.policy = Some(p);
         }
         for r in sm.transfers_put {
-            self.transfers.insert(transfer_key(&r), r);
+            let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+            match self.transfers.get_mut(id) {
+                Some(held) => *held = r,
+                None => {
+                    self.transfers.insert(transfer_key(&r), r);
+                }
+            }
         }
         for id in &sm.transfers_del {
             self.transfers.remove(id);

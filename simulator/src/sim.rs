@@ -153,15 +153,20 @@ enum Ev {
     Forward(u64),
     Notify(u64),
     FwdArrive(Box<FwdItem>),
-    FwdAck {
-        to: u64,
-        group: u64,
-        transfer_id: String,
-        next_group: u64,
-        receipt: bool,
-    },
+    /// Boxed, as `FwdArrive`: the queue moves every event several times,
+    /// so its largest variant sets the cost of all.
+    FwdAck(Box<FwdAck>),
     Retry(u64),
     Sample,
+}
+
+#[derive(Debug)]
+struct FwdAck {
+    to: u64,
+    group: u64,
+    transfer_id: String,
+    next_group: u64,
+    receipt: bool,
 }
 
 #[derive(Debug)]
@@ -671,6 +676,7 @@ impl Sim {
                 .filter_map(|n| self.nodes.get(n)?.slots.get(&group))
                 .map(|s| s.replica.tickets())
         };
+        // (mine, theirs): this replica's new copy and the equal one.
         let mut shared_tickets = Vec::new();
         for t in sm.tickets.iter_mut() {
             let found = others().find_map(|m| {
@@ -679,8 +685,7 @@ impl Sim {
                     .cloned()
             });
             if let Some(a) = found {
-                *t = a.clone();
-                shared_tickets.push(a);
+                shared_tickets.push((std::mem::replace(t, a.clone()), a));
             }
         }
         let mut shared_transfers = Vec::new();
@@ -692,16 +697,15 @@ impl Sim {
                     .cloned()
             });
             if let Some(a) = found {
-                *r = a.clone();
-                shared_transfers.push(a);
+                shared_transfers.push((std::mem::replace(r, a.clone()), a));
             }
         }
         if let Some(slot) = self.slot(node, group) {
-            for t in &shared_tickets {
-                slot.replica.share_ticket(t);
+            for (mine, theirs) in &shared_tickets {
+                slot.replica.share_ticket(mine, theirs);
             }
-            for r in &shared_transfers {
-                slot.replica.share_transfer(r);
+            for (mine, theirs) in &shared_transfers {
+                slot.replica.share_transfer(mine, theirs);
             }
         }
     }
@@ -795,7 +799,6 @@ impl Sim {
                     .get(&node)
                     .and_then(|n| n.slots.get(&group))
                     .and_then(|s| s.replica.tickets().transfer(transfer_id))
-                    .cloned()
                 && t.envelope
                     .as_ref()
                     .is_some_and(|e| e.destination_group == group)
@@ -807,13 +810,14 @@ impl Sim {
                     self.fail(format!("transfer {tid} applied twice on node {node}"));
                 }
             }
-            let Some(p) = self.pending.get(&a.request_id).cloned() else {
-                continue;
-            };
-            if p.node != node || p.group != group {
+            if !self
+                .pending
+                .get(&a.request_id)
+                .is_some_and(|p| p.node == node && p.group == group)
+            {
                 continue;
             }
-            self.pending.remove(&a.request_id);
+            let p = self.pending.remove(&a.request_id).expect("checked");
             let lat = (self.now - p.proposed_at).max(1) as u64;
             let _ = self.commit_hist.record(lat);
             self.on_done(p, a.result);
@@ -928,13 +932,13 @@ impl Sim {
                     if let Some(ms) = self.latency(p.node, reply_to) {
                         self.push(
                             self.now + ms,
-                            Ev::FwdAck {
+                            Ev::FwdAck(Box::new(FwdAck {
                                 to: reply_to,
                                 group: from_group,
                                 transfer_id: transfer_id.clone(),
                                 next_group: p.group,
                                 receipt,
-                            },
+                            })),
                         );
                     }
                     // The receipt reached the origin: the transfer is done.
@@ -1022,32 +1026,35 @@ impl Sim {
     }
 
     fn retry(&mut self, rid: u64) {
-        let Some(p) = self.pending.get(&rid).cloned() else {
+        let Some(p) = self.pending.get(&rid) else {
             return;
         };
+        let (group, at_node, proposed_at) = (p.group, p.at_node, p.proposed_at);
         // A forward's callee (and the caller's HopDone) answer within the
         // RPC deadline or not at all: the forwarder calls again later.
         if matches!(p.purpose, Purpose::Custody { .. } | Purpose::HopDone)
-            && self.now - p.proposed_at > FORWARD_DEADLINE_MS
+            && self.now - proposed_at > FORWARD_DEADLINE_MS
         {
             self.pending.remove(&rid);
             return;
         }
         // Clients back off up to a few seconds between attempts.
-        let backoff = ((self.now - p.proposed_at) / 4).clamp(NO_LEADER_RETRY_MS, 5_000);
-        let target = match p.at_node {
+        let backoff = ((self.now - proposed_at) / 4).clamp(NO_LEADER_RETRY_MS, 5_000);
+        let target = match at_node {
             Some(n) => self.nodes[&n].alive.then_some(n),
-            None => self.leader_of(p.group),
+            None => self.leader_of(group),
         };
         let Some(node) = target else {
             self.push(self.now + backoff, Ev::Retry(rid));
             return;
         };
         let skew = self.nodes[&node].skew_ms;
-        let mut cmd = p.cmd.clone();
-        // The proposer stamps the time: its own (possibly skewed) clock.
-        cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
-        let Some(slot) = self.slot(node, p.group) else {
+        let Some(slot) = self
+            .nodes
+            .get_mut(&node)
+            .filter(|n| n.alive)
+            .and_then(|n| n.slots.get_mut(&group))
+        else {
             self.pending.remove(&rid);
             return;
         };
@@ -1055,23 +1062,27 @@ impl Sim {
             self.push(self.now + 5, Ev::Retry(rid));
             return;
         }
-        match slot.replica.propose(&cmd) {
+        let p = self.pending.get_mut(&rid).expect("looked up above");
+        // The proposer stamps the time: its own (possibly skewed) clock.
+        p.cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
+        let proposed = slot.replica.propose(&p.cmd);
+        if proposed.is_ok() {
+            p.node = node;
+        }
+        match proposed {
             Ok(()) => {
-                if let Some(pp) = self.pending.get_mut(&rid) {
-                    pp.node = node;
-                }
-                self.dirty.insert((node, p.group));
+                self.dirty.insert((node, group));
                 self.ensure_ticking(node);
                 // A callee proposes once and answers within the deadline
                 // or not at all; clients retry with the same request id.
-                let again = if p.at_node.is_some() {
+                let again = if at_node.is_some() {
                     FORWARD_DEADLINE_MS + 1
                 } else {
                     RETRY_MS
                 };
                 self.push(self.now + again, Ev::Retry(rid));
             }
-            Err(_) if p.at_node.is_some() => {
+            Err(_) if at_node.is_some() => {
                 self.pending.remove(&rid);
             }
             Err(_) => self.push(self.now + backoff, Ev::Retry(rid)),
@@ -1716,13 +1727,16 @@ impl Sim {
                 Ev::Forward(g) => self.forward(g),
                 Ev::Notify(g) => self.notify(g),
                 Ev::FwdArrive(item) => self.fwd_arrive(*item),
-                Ev::FwdAck {
-                    to,
-                    group,
-                    transfer_id,
-                    next_group,
-                    receipt,
-                } => self.fwd_ack(to, group, transfer_id, next_group, receipt),
+                Ev::FwdAck(a) => {
+                    let FwdAck {
+                        to,
+                        group,
+                        transfer_id,
+                        next_group,
+                        receipt,
+                    } = *a;
+                    self.fwd_ack(to, group, transfer_id, next_group, receipt)
+                }
                 Ev::Retry(rid) => self.retry(rid),
                 Ev::Sample => self.sample(),
             }
@@ -1968,7 +1982,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::WakeOrphans => 6,
         Ev::Forward(_) => 7,
         Ev::FwdArrive(_) => 8,
-        Ev::FwdAck { .. } => 9,
+        Ev::FwdAck(_) => 9,
         Ev::Retry(_) => 10,
         Ev::Sample => 11,
         Ev::Notify(_) => 12,

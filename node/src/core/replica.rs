@@ -454,15 +454,20 @@ impl Replica {
     /// (`TicketMachine::share_ticket`): for a driver that holds a group's
     /// replicas in one process. Changes nothing observable, so it may be
     /// called at any time.
-    pub fn share_ticket(&mut self, t: &std::sync::Arc<hotline_proto::v1::Ticket>) -> bool {
-        self.sm.share_ticket(t)
+    pub fn share_ticket(
+        &mut self,
+        mine: &std::sync::Arc<hotline_proto::v1::Ticket>,
+        theirs: &std::sync::Arc<hotline_proto::v1::Ticket>,
+    ) -> bool {
+        self.sm.share_ticket(mine, theirs)
     }
 
     pub fn share_transfer(
         &mut self,
-        r: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
+        mine: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
+        theirs: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
     ) -> bool {
-        self.sm.share_transfer(r)
+        self.sm.share_transfer(mine, theirs)
     }
 
     pub fn applied(&self) -> u64 {

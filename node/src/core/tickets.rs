@@ -278,15 +278,16 @@ impl TicketMachine {
         self.tickets.get(id)
     }
 
-    /// Takes `t` as this machine's copy of ticket `t.id` if it is equal to
-    /// the one held: a driver that keeps several replicas of a group in one
-    /// process (the simulator) keeps one copy of each ticket for all of
-    /// them. Changes nothing observable; false if the versions differ.
-    pub fn share_ticket(&mut self, t: &Arc<Ticket>) -> bool {
-        match self.tickets.get_mut(&t.id) {
-            Some(mine) if Arc::ptr_eq(mine, t) => true,
-            Some(mine) if **mine == **t => {
-                *mine = t.clone();
+    /// A driver that keeps several replicas of a group in one process (the
+    /// simulator) keeps one copy of each ticket for all of them: if this
+    /// machine holds `mine` (as handed out in `SmWrites`), it takes
+    /// `theirs` instead, which the caller found equal to it. Changes nothing
+    /// observable; false if this machine has moved on from `mine`.
+    pub fn share_ticket(&mut self, mine: &Arc<Ticket>, theirs: &Arc<Ticket>) -> bool {
+        debug_assert!(**mine == **theirs, "shared tickets must be equal");
+        match self.tickets.get_mut(&mine.id) {
+            Some(held) if Arc::ptr_eq(held, mine) => {
+                *held = theirs.clone();
                 true
             }
             _ => false,

@@ -160,14 +160,20 @@ impl TicketMachine {
         self.transfers.get(id)
     }
 
-    /// Takes `r` as this machine's copy of its record if it is equal to the
-    /// one held (as `share_ticket`). False if the versions differ.
-    pub fn share_transfer(&mut self, r: &Arc<TransferRecord>) -> bool {
-        let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+    /// As `share_ticket`, for a transfer record.
+    pub fn share_transfer(
+        &mut self,
+        mine: &Arc<TransferRecord>,
+        theirs: &Arc<TransferRecord>,
+    ) -> bool {
+        debug_assert!(**mine == **theirs, "shared records must be equal");
+        let id = mine
+            .envelope
+            .as_ref()
+            .map_or("", |e| e.transfer_id.as_str());
         match self.transfers.get_mut(id) {
-            Some(mine) if Arc::ptr_eq(mine, r) => true,
-            Some(mine) if **mine == **r => {
-                *mine = r.clone();
+            Some(held) if Arc::ptr_eq(held, mine) => {
+                *held = theirs.clone();
                 true
             }
             _ => false,
