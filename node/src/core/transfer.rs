@@ -120,11 +120,29 @@ impl TicketMachine {
 
     /// Records that need the forwarder: envelopes held here that are not yet
     /// passed on (and are not for this group), and receipts to pass back.
+    /// A receipt this group issued as the destination carries the ticket as
+    /// it is now (the record does not keep a second copy of it).
     pub fn transfer_work(&self, limit: usize) -> Vec<TransferRecord> {
+        let me = self.group_id();
         self.transfer_work_ids
             .iter()
             .take(limit)
-            .map(|id| (*self.transfers[id]).clone())
+            .map(|id| {
+                let mut r = (*self.transfers[id]).clone();
+                if let Some(rc) = r.receipt.as_mut()
+                    && rc.by_group == me
+                    && !rc.refused
+                    && rc.ticket.is_none()
+                {
+                    let ticket_id = r
+                        .envelope
+                        .as_ref()
+                        .and_then(|e| e.ticket.as_ref())
+                        .map_or("", |t| t.id.as_str());
+                    rc.ticket = self.tickets_map().get(ticket_id).map(|t| (**t).clone());
+                }
+                r
+            })
             .collect()
     }
 
@@ -396,15 +414,18 @@ impl TicketMachine {
                     self.enqueue(n);
                 }
                 self.index_ticket(index, &t.id);
-                self.put_ticket(t.clone());
+                self.put_ticket(t);
                 record.state = TransferState::Delivered as i32;
+                // The owner's copy travels with the receipt, but the record
+                // does not keep one: the group holds the ticket itself, and
+                // `transfer_work` puts it in the receipt as it leaves.
                 record.receipt = Some(TransferReceipt {
                     transfer_id: env.transfer_id.clone(),
                     refused: false,
                     reason: String::new(),
                     by_group: me,
                     at_ms,
-                    ticket: Some(t),
+                    ticket: None,
                 });
             }
             record.receipt_pending = true;
@@ -525,6 +546,12 @@ impl TicketMachine {
         {
             r.receipt_pending = false;
             r.updated_at_ms = at_ms;
+            // Passed on toward the origin, which keeps the owner's copy (the
+            // first-contact center's view of progress): a relay keeps the
+            // receipt, not a second copy of the ticket.
+            if let Some(rc) = r.receipt.as_mut() {
+                rc.ticket = None;
+            }
             self.put_transfer(r);
         }
         ApplyResult::Nothing
@@ -700,6 +727,22 @@ mod tests {
             national.m.transfer(&env.transfer_id).unwrap().state,
             TransferState::Delivered as i32
         );
+        // The ticket is kept once per record: the origin keeps the owner's
+        // copy that came back with the receipt; the destination (which
+        // owns the ticket) and the relay keep the receipt without it.
+        let receipt_ticket = |g: &G| {
+            g.m.transfer(&env.transfer_id)
+                .unwrap()
+                .receipt
+                .as_ref()
+                .unwrap()
+                .ticket
+                .clone()
+        };
+        assert_eq!(receipt_ticket(&dest), None);
+        assert_eq!(receipt_ticket(&national), None);
+        let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
+        assert_eq!(&owners_copy, dest.m.ticket(&t.id).unwrap());
     }
 
     #[test]
