@@ -132,7 +132,8 @@ impl SimConfig {
 /// What happens next.
 #[derive(Debug)]
 enum Ev {
-    Tick(u64),
+    /// Every node due at this boundary (`Sim::tick_due`).
+    Tick(SimMs),
     Deliver {
         to: u64,
         group: u64,
@@ -296,6 +297,8 @@ pub struct Sim {
     nodes: BTreeMap<u64, Node>,
     members: BTreeMap<u64, Vec<u64>>,
     dirty: BTreeSet<(u64, u64)>,
+    /// Nodes to tick, by tick boundary.
+    tick_due: BTreeMap<SimMs, BTreeSet<u64>>,
     arrivals: std::iter::Peekable<crate::workload::Arrivals>,
     tracks: Vec<Track>,
     incidents: BTreeMap<u64, u32>,
@@ -392,6 +395,7 @@ impl Sim {
             nodes,
             members,
             dirty: BTreeSet::new(),
+            tick_due: BTreeMap::new(),
             arrivals,
             tracks: Vec::new(),
             incidents: BTreeMap::new(),
@@ -525,12 +529,19 @@ impl Sim {
         self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
     }
 
+    /// Ticks `node` at the next tick boundary. Every node due at one
+    /// boundary is ticked by one event (a tick is 100 ms everywhere, so
+    /// awake nodes share boundaries; one event each was a quarter of all).
     fn ensure_ticking(&mut self, node: u64) {
         let n = self.nodes.get_mut(&node).expect("node");
         if n.alive && !n.ticking {
             n.ticking = true;
             let at = (self.now / TICK_MS + 1) * TICK_MS;
-            self.push(at, Ev::Tick(node));
+            let first = !self.tick_due.contains_key(&at);
+            self.tick_due.entry(at).or_default().insert(node);
+            if first {
+                self.push(at, Ev::Tick(at));
+            }
         }
     }
 
@@ -1432,25 +1443,31 @@ impl Sim {
             return;
         };
         let ticket = self.tracks.len() as u32;
+        // The accepting node's directory decides, as in the node.
+        let transfer_to_group = self
+            .dir
+            .owner(&a.location)
+            .filter(|&o| o != group)
+            .unwrap_or(0);
+        // What only the accept needs moves into it: a day's tracks are
+        // millions (the region and the fate stay for the later steps).
+        let mut a = a;
         let req = AcceptRequest {
             region: a.region.clone(),
-            kind: kind_of(&a.kind) as i32,
-            category: a.category.clone(),
+            kind: kind_of(&std::mem::take(&mut a.kind)) as i32,
+            category: std::mem::take(&mut a.category),
             text: format!("模拟诉求 {ticket}"),
-            phone: a.phone.clone(),
-            priority: hotline_node::core::lifecycle::parse_priority(&a.priority)
-                .unwrap_or(Priority::Normal) as i32,
+            phone: std::mem::take(&mut a.phone),
+            priority: hotline_node::core::lifecycle::parse_priority(&std::mem::take(
+                &mut a.priority,
+            ))
+            .unwrap_or(Priority::Normal) as i32,
             location: Some(Location {
-                code: a.location.clone(),
+                code: std::mem::take(&mut a.location),
                 ..Default::default()
             }),
             actor: actor("话务员", Role::CallTaker),
-            // The accepting node's directory decides, as in the node.
-            transfer_to_group: self
-                .dir
-                .owner(&a.location)
-                .filter(|&o| o != group)
-                .unwrap_or(0),
+            transfer_to_group,
             ..Default::default()
         };
         self.tracks.push(Track {
@@ -1713,7 +1730,11 @@ impl Sim {
             self.events += 1;
             self.by_kind[ev_index(&item.ev)] += 1;
             match item.ev {
-                Ev::Tick(n) => self.tick(n),
+                Ev::Tick(at) => {
+                    for n in self.tick_due.remove(&at).unwrap_or_default() {
+                        self.tick(n);
+                    }
+                }
                 Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
                 Ev::Persisted { node, group, life } => {
                     if self.nodes[&node].life == life {
