@@ -217,6 +217,44 @@ impl Ord for QItem {
     }
 }
 
+/// The event queue, in (time, sequence) order, as two heaps: most events
+/// are due within milliseconds (deliveries, fsyncs, ticks), while every
+/// live ticket has a lifecycle step hours ahead; keeping those apart keeps
+/// the heap that every event goes through small. `pop` takes the smaller
+/// head of the two, so the order is exactly that of one heap.
+#[derive(Default)]
+struct Queue {
+    near: BinaryHeap<Reverse<QItem>>,
+    far: BinaryHeap<Reverse<QItem>>,
+}
+
+/// Events due later than this go to the far heap.
+const NEAR_MS: SimMs = 10_000;
+
+impl Queue {
+    fn push(&mut self, now: SimMs, item: QItem) {
+        if item.at > now + NEAR_MS {
+            self.far.push(Reverse(item));
+        } else {
+            self.near.push(Reverse(item));
+        }
+    }
+
+    fn pop(&mut self) -> Option<QItem> {
+        let far_first = match (self.near.peek(), self.far.peek()) {
+            (Some(Reverse(n)), Some(Reverse(f))) => f < n,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let heap = if far_first {
+            &mut self.far
+        } else {
+            &mut self.near
+        };
+        heap.pop().map(|Reverse(item)| item)
+    }
+}
+
 /// One replica's driver state on one node.
 struct Slot {
     replica: Replica,
@@ -364,7 +402,7 @@ pub struct Sim {
     cfg: SimConfig,
     dir: Directory,
     now: SimMs,
-    queue: BinaryHeap<Reverse<QItem>>,
+    queue: Queue,
     seq: u64,
     rng: StdRng,
     nodes: Nodes,
@@ -462,7 +500,7 @@ impl Sim {
         let mut sim = Sim {
             dir,
             now: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             seq: 0,
             rng: StdRng::seed_from_u64(rng.r#gen()),
             nodes: Nodes::from(nodes),
@@ -524,11 +562,14 @@ impl Sim {
 
     fn push(&mut self, at: SimMs, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(QItem {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(
+            self.now,
+            QItem {
+                at: at.max(self.now),
+                seq: self.seq,
+                ev,
+            },
+        );
     }
 
     fn replica_config(&mut self, node: u64, group: u64) -> ReplicaConfig {
@@ -1795,7 +1836,7 @@ impl Sim {
     pub fn run(mut self) -> Report {
         let wall = Instant::now();
         let mut last_progress = Instant::now();
-        while let Some(Reverse(item)) = self.queue.pop() {
+        while let Some(item) = self.queue.pop() {
             if item.at > self.cfg.duration_ms || self.events >= self.cfg.max_events {
                 break;
             }
