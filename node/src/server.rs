@@ -311,7 +311,7 @@ impl Handle {
 
     async fn propose_ticket(&self, op: command::Op, request_id: u64) -> Result<Ticket, Status> {
         match self.propose(op, request_id).await? {
-            ApplyResult::Ticket(t) => Ok(redact(*t)),
+            ApplyResult::Ticket(t) => Ok(redact(std::sync::Arc::unwrap_or_clone(t))),
             _ => Err(unexpected()),
         }
     }

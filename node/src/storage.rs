@@ -33,6 +33,7 @@
 
 mod wal;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -227,7 +228,7 @@ impl Dirty {
         self.policy.remove(&g);
     }
 
-    fn put(&mut self, g: u64, p: Puts) {
+    fn put<T: Borrow<Ticket>, X: Borrow<TransferRecord>>(&mut self, g: u64, p: Puts<T, X>) {
         let Puts {
             tickets: ts,
             seqs: ds,
@@ -238,7 +239,7 @@ impl Dirty {
         } = p;
         self.rows +=
             ts.len() + ds.len() + rs.len() + ns.len() + xs.len() + usize::from(policy.is_some());
-        for t in ts {
+        for t in ts.iter().map(Borrow::borrow) {
             self.tickets.insert((g, t.id.clone()), t.encode_to_vec());
         }
         for d in ds {
@@ -254,7 +255,7 @@ impl Dirty {
         if let Some(p) = policy {
             self.policy.insert(g, p.encode_to_vec());
         }
-        for x in xs {
+        for x in xs.iter().map(Borrow::borrow) {
             self.transfers
                 .insert((g, transfer_id(x).to_string()), Some(x.encode_to_vec()));
         }
@@ -282,14 +283,15 @@ impl Dirty {
     }
 }
 
-/// Rows to upsert, from a snapshot or from one batch.
-struct Puts<'a> {
-    tickets: &'a [Ticket],
+/// Rows to upsert, from a snapshot (plain values) or from one batch (the
+/// state machine's shared `Arc`s).
+struct Puts<'a, T: Borrow<Ticket>, X: Borrow<TransferRecord>> {
+    tickets: &'a [T],
     seqs: &'a [DaySequence],
     reqs: &'a [RequestSeen],
     outbox: &'a [Notification],
     policy: Option<&'a Policy>,
-    transfers: &'a [TransferRecord],
+    transfers: &'a [X],
 }
 
 fn transfer_id(r: &TransferRecord) -> &str {
@@ -1022,12 +1024,12 @@ mod tests {
         d.put(
             7,
             Puts {
-                tickets: &[],
+                tickets: &[] as &[Ticket],
                 seqs: &[],
                 reqs: &[],
                 outbox: &ns,
                 policy: None,
-                transfers: &[],
+                transfers: &[] as &[TransferRecord],
             },
         );
         d.delete(7, &[], &["a#1#0".into(), "old#1#0".into()], &[]);

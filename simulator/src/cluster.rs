@@ -158,7 +158,7 @@ impl MemCluster {
                 }
             }
             if let ApplyResult::Ticket(t) = a.result {
-                self.acked.entry(a.request_id).or_insert(t.id);
+                self.acked.entry(a.request_id).or_insert(t.id.clone());
             }
         }
     }

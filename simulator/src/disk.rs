@@ -5,13 +5,13 @@
 //! pending, as an fsync does; a crash drops what is pending.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hotline_node::core::log::Truncated;
 use hotline_node::core::{Recovered, WriteBatch};
 use hotline_proto::v1::{
-    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, TransferRecord,
+    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
 };
-use prost::Message;
 
 fn transfer_key(r: &TransferRecord) -> String {
     r.envelope
@@ -21,21 +21,6 @@ fn transfer_key(r: &TransferRecord) -> String {
 }
 use raft::eraftpb::{ConfState, Entry, HardState};
 
-/// A stored record, protobuf-encoded as the node's redb tables hold it. A
-/// simulated national day keeps millions of tickets on ≈ 10,000 simulated
-/// disks: one compact buffer per record takes a fraction of the memory of
-/// the decoded message with its dozens of small allocations (strings, event
-/// chains), and is decoded only when a crashed node restarts.
-type Encoded = Box<[u8]>;
-
-fn encode<M: Message>(m: &M) -> Encoded {
-    m.encode_to_vec().into_boxed_slice()
-}
-
-fn decode<M: Message + Default>(b: &[u8]) -> M {
-    M::decode(b).expect("the simulated disk decodes what it encoded")
-}
-
 #[derive(Clone, Debug, Default)]
 struct Image {
     hard_state: HardState,
@@ -43,12 +28,18 @@ struct Image {
     truncated: Truncated,
     log: BTreeMap<u64, Entry>,
     applied: u64,
-    tickets: BTreeMap<String, Encoded>,
+    /// A simulated national day keeps millions of tickets on ≈ 10,000
+    /// simulated disks. The disk keeps the state machine's own copy of each
+    /// ticket and transfer record (an `Arc` taken from the batch, shared by
+    /// the group's replicas when they agree), not a copy of its own: what is
+    /// durable is unchanged (a batch reaches `synced` only when its fsync
+    /// completes, and a record is immutable once written).
+    tickets: BTreeMap<String, Arc<Ticket>>,
     sequences: BTreeMap<u32, u64>,
     requests: BTreeMap<u64, RequestSeen>,
-    outbox: BTreeMap<String, Encoded>,
+    outbox: BTreeMap<String, Notification>,
     policy: Option<Policy>,
-    transfers: BTreeMap<String, Encoded>,
+    transfers: BTreeMap<String, Arc<TransferRecord>>,
 }
 
 impl Image {
@@ -68,8 +59,8 @@ impl Image {
             };
             self.hard_state.commit = self.hard_state.commit.max(s.index);
             self.hard_state.term = self.hard_state.term.max(s.term);
-            for t in &s.state.tickets {
-                self.tickets.insert(t.id.clone(), encode(t));
+            for t in s.state.tickets {
+                self.tickets.insert(t.id.clone(), Arc::new(t));
             }
             for d in &s.state.sequences {
                 self.sequences.insert(d.day, d.last);
@@ -77,16 +68,24 @@ impl Image {
             for r in s.state.requests {
                 self.requests.insert(r.request_id, r);
             }
-            for n in &s.state.outbox {
-                self.outbox.insert(n.id.clone(), encode(n));
+            for n in s.state.outbox {
+                self.outbox.insert(n.id.clone(), n);
             }
             self.policy = s.state.policy;
-            for r in &s.state.transfers {
-                self.transfers.insert(transfer_key(r), encode(r));
+            for r in s.state.transfers {
+                self.transfers.insert(transfer_key(&r), Arc::new(r));
             }
         }
         if let Some(first) = wb.entries.first() {
-            let _ = self.log.split_off(&first.index);
+            // A new leader may overwrite a conflicting tail (rare: most
+            // batches append after the last entry, and split_off allocates).
+            if self
+                .log
+                .last_key_value()
+                .is_some_and(|(&last, _)| last >= first.index)
+            {
+                let _ = self.log.split_off(&first.index);
+            }
             for e in wb.entries {
                 self.log.insert(e.index, e);
             }
@@ -98,8 +97,13 @@ impl Image {
             self.conf_state = cs;
         }
         let sm = wb.sm;
-        for t in &sm.tickets {
-            self.tickets.insert(t.id.clone(), encode(t));
+        for t in sm.tickets {
+            match self.tickets.get_mut(&t.id) {
+                Some(held) => *held = t,
+                None => {
+                    self.tickets.insert(t.id.clone(), t);
+                }
+            }
         }
         for d in &sm.sequences {
             self.sequences.insert(d.day, d.last);
@@ -110,8 +114,8 @@ impl Image {
         for id in &sm.requests_del {
             self.requests.remove(id);
         }
-        for n in &sm.outbox_put {
-            self.outbox.insert(n.id.clone(), encode(n));
+        for n in sm.outbox_put {
+            self.outbox.insert(n.id.clone(), n);
         }
         for id in &sm.outbox_del {
             self.outbox.remove(id);
@@ -119,8 +123,14 @@ impl Image {
         if let Some(p) = sm.policy {
             self.policy = Some(p);
         }
-        for r in &sm.transfers_put {
-            self.transfers.insert(transfer_key(r), encode(r));
+        for r in sm.transfers_put {
+            let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+            match self.transfers.get_mut(id) {
+                Some(held) => *held = r,
+                None => {
+                    self.transfers.insert(transfer_key(&r), r);
+                }
+            }
         }
         for id in &sm.transfers_del {
             self.transfers.remove(id);
@@ -143,7 +153,7 @@ impl Image {
             applied: self.applied,
             state: StateSnapshot {
                 group_id,
-                tickets: self.tickets.values().map(|b| decode(b)).collect(),
+                tickets: self.tickets.values().map(|t| (**t).clone()).collect(),
                 sequences: self
                     .sequences
                     .iter()
@@ -151,10 +161,9 @@ impl Image {
                     .collect(),
                 requests: self.requests.values().cloned().collect(),
                 policy: self.policy.clone(),
-                transfers: self.transfers.values().map(|b| decode(b)).collect(),
+                transfers: self.transfers.values().map(|r| (**r).clone()).collect(),
                 outbox: {
-                    let mut o: Vec<Notification> =
-                        self.outbox.values().map(|b| decode(b)).collect();
+                    let mut o: Vec<Notification> = self.outbox.values().cloned().collect();
                     o.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
                     o
                 },

@@ -18,11 +18,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_region};
+use hotline_node::core::tickets::SmWrites;
 use hotline_node::core::transfer::forward_candidates;
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
@@ -96,7 +98,11 @@ pub struct SimConfig {
     pub fsync_ms: SimMs,
     /// Stop after this many events (a safety bound for tests).
     pub max_events: u64,
-    /// Ticks of idleness before a group hibernates.
+    /// Ticks of idleness before a group hibernates. The node waits 20; the
+    /// simulator hibernates at the first idle tick with everything
+    /// replicated: a national day is millions of short bursts of activity
+    /// in otherwise quiet groups, and each tick of a quiesce tail costs
+    /// every member a tick and a heartbeat round (≈ 30 % of the events at 5).
     pub quiesce_after_ticks: u64,
     /// Print progress to stderr every wall-clock second.
     pub progress: bool,
@@ -116,7 +122,7 @@ impl SimConfig {
             start_unix_ms: DEFAULT_START_UNIX_MS,
             fsync_ms: 2,
             max_events: u64::MAX,
-            quiesce_after_ticks: 5,
+            quiesce_after_ticks: 1,
             progress: false,
             reproduce: String::new(),
         }
@@ -126,7 +132,8 @@ impl SimConfig {
 /// What happens next.
 #[derive(Debug)]
 enum Ev {
-    Tick(u64),
+    /// Every node due at this boundary (`Sim::tick_due`).
+    Tick(SimMs),
     Deliver {
         to: u64,
         group: u64,
@@ -147,15 +154,20 @@ enum Ev {
     Forward(u64),
     Notify(u64),
     FwdArrive(Box<FwdItem>),
-    FwdAck {
-        to: u64,
-        group: u64,
-        transfer_id: String,
-        next_group: u64,
-        receipt: bool,
-    },
+    /// Boxed, as `FwdArrive`: the queue moves every event several times,
+    /// so its largest variant sets the cost of all.
+    FwdAck(Box<FwdAck>),
     Retry(u64),
     Sample,
+}
+
+#[derive(Debug)]
+struct FwdAck {
+    to: u64,
+    group: u64,
+    transfer_id: String,
+    next_group: u64,
+    receipt: bool,
 }
 
 #[derive(Debug)]
@@ -205,6 +217,44 @@ impl Ord for QItem {
     }
 }
 
+/// The event queue, in (time, sequence) order, as two heaps: most events
+/// are due within milliseconds (deliveries, fsyncs, ticks), while every
+/// live ticket has a lifecycle step hours ahead; keeping those apart keeps
+/// the heap that every event goes through small. `pop` takes the smaller
+/// head of the two, so the order is exactly that of one heap.
+#[derive(Default)]
+struct Queue {
+    near: BinaryHeap<Reverse<QItem>>,
+    far: BinaryHeap<Reverse<QItem>>,
+}
+
+/// Events due later than this go to the far heap.
+const NEAR_MS: SimMs = 10_000;
+
+impl Queue {
+    fn push(&mut self, now: SimMs, item: QItem) {
+        if item.at > now + NEAR_MS {
+            self.far.push(Reverse(item));
+        } else {
+            self.near.push(Reverse(item));
+        }
+    }
+
+    fn pop(&mut self) -> Option<QItem> {
+        let far_first = match (self.near.peek(), self.far.peek()) {
+            (Some(Reverse(n)), Some(Reverse(f))) => f < n,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let heap = if far_first {
+            &mut self.far
+        } else {
+            &mut self.near
+        };
+        heap.pop().map(|Reverse(item)| item)
+    }
+}
+
 /// One replica's driver state on one node.
 struct Slot {
     replica: Replica,
@@ -224,6 +274,79 @@ struct Node {
     fsync_ms: SimMs,
     skew_ms: SimMs,
     province: String,
+}
+
+/// The simulated nodes by id, in id order: a table indexed by id (the
+/// engine looks nodes up several times per event, and a B-tree walk over
+/// 3,348 nodes showed in profiles), with a binary search for ids too large
+/// to index.
+#[derive(Default)]
+struct Nodes {
+    ids: Vec<u64>,
+    list: Vec<Node>,
+    /// id → position in `list` (u32::MAX: none), for ids below its length.
+    index: Vec<u32>,
+}
+
+impl Nodes {
+    fn from(map: BTreeMap<u64, Node>) -> Nodes {
+        let ids: Vec<u64> = map.keys().copied().collect();
+        let indexed = ids
+            .iter()
+            .copied()
+            .filter(|&id| id < 1 << 24)
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let mut index = vec![u32::MAX; indexed];
+        for (pos, &id) in ids.iter().enumerate() {
+            if let Some(slot) = index.get_mut(id as usize) {
+                *slot = pos as u32;
+            }
+        }
+        Nodes {
+            ids,
+            list: map.into_values().collect(),
+            index,
+        }
+    }
+
+    fn pos(&self, id: u64) -> Option<usize> {
+        match self.index.get(id as usize) {
+            Some(&p) => (p != u32::MAX).then_some(p as usize),
+            None => self.ids.binary_search(&id).ok(),
+        }
+    }
+
+    fn get(&self, id: &u64) -> Option<&Node> {
+        self.pos(*id).map(|p| &self.list[p])
+    }
+
+    fn get_mut(&mut self, id: &u64) -> Option<&mut Node> {
+        self.pos(*id).map(|p| &mut self.list[p])
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &u64> {
+        self.ids.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+}
+
+impl std::ops::Index<&u64> for Nodes {
+    type Output = Node;
+    fn index(&self, id: &u64) -> &Node {
+        self.get(id).expect("a node of the topology")
+    }
+}
+
+impl<'a> IntoIterator for &'a Nodes {
+    type Item = (&'a u64, &'a Node);
+    type IntoIter = std::iter::Zip<std::slice::Iter<'a, u64>, std::slice::Iter<'a, Node>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.ids.iter().zip(self.list.iter())
+    }
 }
 
 /// What a pending request is for.
@@ -279,12 +402,14 @@ pub struct Sim {
     cfg: SimConfig,
     dir: Directory,
     now: SimMs,
-    queue: BinaryHeap<Reverse<QItem>>,
+    queue: Queue,
     seq: u64,
     rng: StdRng,
-    nodes: BTreeMap<u64, Node>,
+    nodes: Nodes,
     members: BTreeMap<u64, Vec<u64>>,
     dirty: BTreeSet<(u64, u64)>,
+    /// Nodes to tick, by tick boundary.
+    tick_due: BTreeMap<SimMs, BTreeSet<u64>>,
     arrivals: std::iter::Peekable<crate::workload::Arrivals>,
     tracks: Vec<Track>,
     incidents: BTreeMap<u64, u32>,
@@ -375,12 +500,13 @@ impl Sim {
         let mut sim = Sim {
             dir,
             now: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             seq: 0,
             rng: StdRng::seed_from_u64(rng.r#gen()),
-            nodes,
+            nodes: Nodes::from(nodes),
             members,
             dirty: BTreeSet::new(),
+            tick_due: BTreeMap::new(),
             arrivals,
             tracks: Vec::new(),
             incidents: BTreeMap::new(),
@@ -436,11 +562,14 @@ impl Sim {
 
     fn push(&mut self, at: SimMs, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(QItem {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(
+            self.now,
+            QItem {
+                at: at.max(self.now),
+                seq: self.seq,
+                ev,
+            },
+        );
     }
 
     fn replica_config(&mut self, node: u64, group: u64) -> ReplicaConfig {
@@ -514,12 +643,19 @@ impl Sim {
         self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
     }
 
+    /// Ticks `node` at the next tick boundary. Every node due at one
+    /// boundary is ticked by one event (a tick is 100 ms everywhere, so
+    /// awake nodes share boundaries; one event each was a quarter of all).
     fn ensure_ticking(&mut self, node: u64) {
         let n = self.nodes.get_mut(&node).expect("node");
         if n.alive && !n.ticking {
             n.ticking = true;
             let at = (self.now / TICK_MS + 1) * TICK_MS;
-            self.push(at, Ev::Tick(node));
+            let first = !self.tick_due.contains_key(&at);
+            self.tick_due.entry(at).or_default().insert(node);
+            if first {
+                self.push(at, Ev::Tick(at));
+            }
         }
     }
 
@@ -616,7 +752,11 @@ impl Sim {
             if slot.inflight || !slot.replica.has_ready() {
                 return;
             }
-            let rd = slot.replica.ready();
+            let mut rd = slot.replica.ready();
+            self.share_writes(node, group, &mut rd.write.sm);
+            let Some(slot) = self.slot(node, group) else {
+                return;
+            };
             let must_sync = rd.write.must_sync;
             slot.disk.stage(rd.write);
             if let Some(role) = rd.role {
@@ -638,6 +778,60 @@ impl Sim {
                 return;
             }
             self.persisted(node, group);
+        }
+    }
+
+    /// One copy of a ticket or transfer record per group, not one per
+    /// replica: a version this replica just wrote that another member
+    /// already holds (equal: every replica applies the same commands) is
+    /// replaced by that member's copy, in the batch (so the disk keeps the
+    /// same copy) and in the replica's state machine. Nothing observable
+    /// changes; a national day's memory is mostly these.
+    fn share_writes(&mut self, node: u64, group: u64, sm: &mut SmWrites) {
+        if sm.tickets.is_empty() && sm.transfers_put.is_empty() {
+            return;
+        }
+        let Some(members) = self.members.get(&group) else {
+            return;
+        };
+        let others = || {
+            members
+                .iter()
+                .filter(move |&&n| n != node)
+                .filter_map(|n| self.nodes.get(n)?.slots.get(&group))
+                .map(|s| s.replica.tickets())
+        };
+        // (mine, theirs): this replica's new copy and the equal one.
+        let mut shared_tickets = Vec::new();
+        for t in sm.tickets.iter_mut() {
+            let found = others().find_map(|m| {
+                m.ticket_arc(&t.id)
+                    .filter(|a| !Arc::ptr_eq(a, t) && ***a == **t)
+                    .cloned()
+            });
+            if let Some(a) = found {
+                shared_tickets.push((std::mem::replace(t, a.clone()), a));
+            }
+        }
+        let mut shared_transfers = Vec::new();
+        for r in sm.transfers_put.iter_mut() {
+            let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
+            let found = others().find_map(|m| {
+                m.transfer_arc(id)
+                    .filter(|a| !Arc::ptr_eq(a, r) && ***a == **r)
+                    .cloned()
+            });
+            if let Some(a) = found {
+                shared_transfers.push((std::mem::replace(r, a.clone()), a));
+            }
+        }
+        if let Some(slot) = self.slot(node, group) {
+            for (mine, theirs) in &shared_tickets {
+                slot.replica.share_ticket(mine, theirs);
+            }
+            for (mine, theirs) in &shared_transfers {
+                slot.replica.share_transfer(mine, theirs);
+            }
         }
     }
 
@@ -730,7 +924,6 @@ impl Sim {
                     .get(&node)
                     .and_then(|n| n.slots.get(&group))
                     .and_then(|s| s.replica.tickets().transfer(transfer_id))
-                    .cloned()
                 && t.envelope
                     .as_ref()
                     .is_some_and(|e| e.destination_group == group)
@@ -742,13 +935,14 @@ impl Sim {
                     self.fail(format!("transfer {tid} applied twice on node {node}"));
                 }
             }
-            let Some(p) = self.pending.get(&a.request_id).cloned() else {
-                continue;
-            };
-            if p.node != node || p.group != group {
+            if !self
+                .pending
+                .get(&a.request_id)
+                .is_some_and(|p| p.node == node && p.group == group)
+            {
                 continue;
             }
-            self.pending.remove(&a.request_id);
+            let p = self.pending.remove(&a.request_id).expect("checked");
             let lat = (self.now - p.proposed_at).max(1) as u64;
             let _ = self.commit_hist.record(lat);
             self.on_done(p, a.result);
@@ -792,8 +986,22 @@ impl Sim {
                         group_region(p.group).get(..2).unwrap_or("00"),
                         group_region(t.owner_group).get(..2).unwrap_or("00")
                     );
-                    self.transfer_started
-                        .insert(t.transfer_id.clone(), (self.now, link));
+                    // An accept answered late (by a replica that was cut
+                    // off, or to a retry) may be answered after the
+                    // transfer settled: if its receipt is back at the
+                    // origin already, there is nothing to wait for.
+                    let settled = self.members[&p.group].iter().any(|n| {
+                        self.nodes[n].slots.get(&p.group).is_some_and(|s| {
+                            s.replica.tickets().ticket(&t.id).is_some_and(|x| {
+                                x.transfer_id == t.transfer_id
+                                    && x.transfer_state == TransferState::Delivered as i32
+                            })
+                        })
+                    });
+                    if !settled {
+                        self.transfer_started
+                            .insert(t.transfer_id.clone(), (self.now, link));
+                    }
                     self.schedule_forward(p.group, 1);
                 }
                 // Mass incident: later callers are merged into the first.
@@ -849,13 +1057,13 @@ impl Sim {
                     if let Some(ms) = self.latency(p.node, reply_to) {
                         self.push(
                             self.now + ms,
-                            Ev::FwdAck {
+                            Ev::FwdAck(Box::new(FwdAck {
                                 to: reply_to,
                                 group: from_group,
                                 transfer_id: transfer_id.clone(),
                                 next_group: p.group,
                                 receipt,
-                            },
+                            })),
                         );
                     }
                     // The receipt reached the origin: the transfer is done.
@@ -943,32 +1151,35 @@ impl Sim {
     }
 
     fn retry(&mut self, rid: u64) {
-        let Some(p) = self.pending.get(&rid).cloned() else {
+        let Some(p) = self.pending.get(&rid) else {
             return;
         };
+        let (group, at_node, proposed_at) = (p.group, p.at_node, p.proposed_at);
         // A forward's callee (and the caller's HopDone) answer within the
         // RPC deadline or not at all: the forwarder calls again later.
         if matches!(p.purpose, Purpose::Custody { .. } | Purpose::HopDone)
-            && self.now - p.proposed_at > FORWARD_DEADLINE_MS
+            && self.now - proposed_at > FORWARD_DEADLINE_MS
         {
             self.pending.remove(&rid);
             return;
         }
         // Clients back off up to a few seconds between attempts.
-        let backoff = ((self.now - p.proposed_at) / 4).clamp(NO_LEADER_RETRY_MS, 5_000);
-        let target = match p.at_node {
+        let backoff = ((self.now - proposed_at) / 4).clamp(NO_LEADER_RETRY_MS, 5_000);
+        let target = match at_node {
             Some(n) => self.nodes[&n].alive.then_some(n),
-            None => self.leader_of(p.group),
+            None => self.leader_of(group),
         };
         let Some(node) = target else {
             self.push(self.now + backoff, Ev::Retry(rid));
             return;
         };
         let skew = self.nodes[&node].skew_ms;
-        let mut cmd = p.cmd.clone();
-        // The proposer stamps the time: its own (possibly skewed) clock.
-        cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
-        let Some(slot) = self.slot(node, p.group) else {
+        let Some(slot) = self
+            .nodes
+            .get_mut(&node)
+            .filter(|n| n.alive)
+            .and_then(|n| n.slots.get_mut(&group))
+        else {
             self.pending.remove(&rid);
             return;
         };
@@ -976,23 +1187,27 @@ impl Sim {
             self.push(self.now + 5, Ev::Retry(rid));
             return;
         }
-        match slot.replica.propose(&cmd) {
+        let p = self.pending.get_mut(&rid).expect("looked up above");
+        // The proposer stamps the time: its own (possibly skewed) clock.
+        p.cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
+        let proposed = slot.replica.propose(&p.cmd);
+        if proposed.is_ok() {
+            p.node = node;
+        }
+        match proposed {
             Ok(()) => {
-                if let Some(pp) = self.pending.get_mut(&rid) {
-                    pp.node = node;
-                }
-                self.dirty.insert((node, p.group));
+                self.dirty.insert((node, group));
                 self.ensure_ticking(node);
                 // A callee proposes once and answers within the deadline
                 // or not at all; clients retry with the same request id.
-                let again = if p.at_node.is_some() {
+                let again = if at_node.is_some() {
                     FORWARD_DEADLINE_MS + 1
                 } else {
                     RETRY_MS
                 };
                 self.push(self.now + again, Ev::Retry(rid));
             }
-            Err(_) if p.at_node.is_some() => {
+            Err(_) if at_node.is_some() => {
                 self.pending.remove(&rid);
             }
             Err(_) => self.push(self.now + backoff, Ev::Retry(rid)),
@@ -1342,25 +1557,31 @@ impl Sim {
             return;
         };
         let ticket = self.tracks.len() as u32;
+        // The accepting node's directory decides, as in the node.
+        let transfer_to_group = self
+            .dir
+            .owner(&a.location)
+            .filter(|&o| o != group)
+            .unwrap_or(0);
+        // What only the accept needs moves into it: a day's tracks are
+        // millions (the region and the fate stay for the later steps).
+        let mut a = a;
         let req = AcceptRequest {
             region: a.region.clone(),
-            kind: kind_of(&a.kind) as i32,
-            category: a.category.clone(),
+            kind: kind_of(&std::mem::take(&mut a.kind)) as i32,
+            category: std::mem::take(&mut a.category),
             text: format!("模拟诉求 {ticket}"),
-            phone: a.phone.clone(),
-            priority: hotline_node::core::lifecycle::parse_priority(&a.priority)
-                .unwrap_or(Priority::Normal) as i32,
+            phone: std::mem::take(&mut a.phone),
+            priority: hotline_node::core::lifecycle::parse_priority(&std::mem::take(
+                &mut a.priority,
+            ))
+            .unwrap_or(Priority::Normal) as i32,
             location: Some(Location {
-                code: a.location.clone(),
+                code: std::mem::take(&mut a.location),
                 ..Default::default()
             }),
             actor: actor("话务员", Role::CallTaker),
-            // The accepting node's directory decides, as in the node.
-            transfer_to_group: self
-                .dir
-                .owner(&a.location)
-                .filter(|&o| o != group)
-                .unwrap_or(0),
+            transfer_to_group,
             ..Default::default()
         };
         self.tracks.push(Track {
@@ -1615,7 +1836,7 @@ impl Sim {
     pub fn run(mut self) -> Report {
         let wall = Instant::now();
         let mut last_progress = Instant::now();
-        while let Some(Reverse(item)) = self.queue.pop() {
+        while let Some(item) = self.queue.pop() {
             if item.at > self.cfg.duration_ms || self.events >= self.cfg.max_events {
                 break;
             }
@@ -1623,7 +1844,11 @@ impl Sim {
             self.events += 1;
             self.by_kind[ev_index(&item.ev)] += 1;
             match item.ev {
-                Ev::Tick(n) => self.tick(n),
+                Ev::Tick(at) => {
+                    for n in self.tick_due.remove(&at).unwrap_or_default() {
+                        self.tick(n);
+                    }
+                }
                 Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
                 Ev::Persisted { node, group, life } => {
                     if self.nodes[&node].life == life {
@@ -1637,13 +1862,16 @@ impl Sim {
                 Ev::Forward(g) => self.forward(g),
                 Ev::Notify(g) => self.notify(g),
                 Ev::FwdArrive(item) => self.fwd_arrive(*item),
-                Ev::FwdAck {
-                    to,
-                    group,
-                    transfer_id,
-                    next_group,
-                    receipt,
-                } => self.fwd_ack(to, group, transfer_id, next_group, receipt),
+                Ev::FwdAck(a) => {
+                    let FwdAck {
+                        to,
+                        group,
+                        transfer_id,
+                        next_group,
+                        receipt,
+                    } = *a;
+                    self.fwd_ack(to, group, transfer_id, next_group, receipt)
+                }
                 Ev::Retry(rid) => self.retry(rid),
                 Ev::Sample => self.sample(),
             }
@@ -1889,7 +2117,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::WakeOrphans => 6,
         Ev::Forward(_) => 7,
         Ev::FwdArrive(_) => 8,
-        Ev::FwdAck { .. } => 9,
+        Ev::FwdAck(_) => 9,
         Ev::Retry(_) => 10,
         Ev::Sample => 11,
         Ev::Notify(_) => 12,

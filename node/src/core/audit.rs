@@ -17,11 +17,20 @@ pub const HASH_BYTES: usize = 32;
 
 /// Computes the hash of `event` as if its `hash` field were empty.
 pub fn event_hash(event: &Event) -> Vec<u8> {
+    if event.hash.is_empty() {
+        return unhashed_event_hash(event);
+    }
     let mut unhashed = event.clone();
     unhashed.hash.clear();
+    unhashed_event_hash(&unhashed)
+}
+
+/// The hash of an event whose `hash` field is empty (no copy needed).
+fn unhashed_event_hash(event: &Event) -> Vec<u8> {
+    debug_assert!(event.hash.is_empty());
     let mut h = Sha256::new();
     h.update(&event.prev_hash);
-    h.update(unhashed.encode_to_vec());
+    h.update(event.encode_to_vec());
     h.finalize().to_vec()
 }
 
@@ -29,7 +38,8 @@ pub fn event_hash(event: &Event) -> Vec<u8> {
 pub fn seal(prev: Option<&Event>, mut event: Event) -> Event {
     event.seq = prev.map_or(1, |p| p.seq + 1);
     event.prev_hash = prev.map(|p| p.hash.clone()).unwrap_or_default();
-    event.hash = event_hash(&event);
+    event.hash.clear();
+    event.hash = unhashed_event_hash(&event);
     event
 }
 

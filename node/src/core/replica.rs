@@ -450,6 +450,26 @@ impl Replica {
         &self.sm
     }
 
+    /// Takes another replica's equal copy of a ticket or transfer record
+    /// (`TicketMachine::share_ticket`): for a driver that holds a group's
+    /// replicas in one process. Changes nothing observable, so it may be
+    /// called at any time.
+    pub fn share_ticket(
+        &mut self,
+        mine: &std::sync::Arc<hotline_proto::v1::Ticket>,
+        theirs: &std::sync::Arc<hotline_proto::v1::Ticket>,
+    ) -> bool {
+        self.sm.share_ticket(mine, theirs)
+    }
+
+    pub fn share_transfer(
+        &mut self,
+        mine: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
+        theirs: &std::sync::Arc<hotline_proto::v1::TransferRecord>,
+    ) -> bool {
+        self.sm.share_transfer(mine, theirs)
+    }
+
     pub fn applied(&self) -> u64 {
         self.applied
     }
@@ -670,6 +690,13 @@ impl Replica {
         }
         self.ticks += 1;
         self.idle_ticks += 1;
+        // A leader that may hibernate does so instead of ticking raft: its
+        // quiesce notice is this tick's heartbeat (raft's own would be a
+        // second heartbeat to every follower, and a second response).
+        if self.can_quiesce() {
+            self.quiesce();
+            return;
+        }
         self.raw.tick();
         self.retry_stale_reads();
         self.build_snapshot_if_wanted();

@@ -62,8 +62,9 @@ pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> FieldError 
 /// Result of applying one command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplyResult {
-    /// The ticket as the command left it (accept and lifecycle commands).
-    Ticket(Box<Ticket>),
+    /// The ticket as the command left it (accept and lifecycle commands):
+    /// the state machine's own copy, shared.
+    Ticket(Arc<Ticket>),
     Rejected(CommandError),
     Policy(Policy),
     /// A transfer envelope or receipt taken into custody (`duplicate`: it
@@ -78,14 +79,16 @@ pub enum ApplyResult {
 /// Mutations made by applied commands since the last `take_writes`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SmWrites {
-    pub tickets: Vec<Ticket>,
+    /// The state machine's copies, shared (a driver that keeps them, like
+    /// the simulator's disk, holds no second copy).
+    pub tickets: Vec<Arc<Ticket>>,
     pub sequences: Vec<DaySequence>,
     pub requests_put: Vec<RequestSeen>,
     pub requests_del: Vec<u64>,
     pub outbox_put: Vec<Notification>,
     pub outbox_del: Vec<String>,
     pub policy: Option<Policy>,
-    pub transfers_put: Vec<TransferRecord>,
+    pub transfers_put: Vec<Arc<TransferRecord>>,
     pub transfers_del: Vec<String>,
 }
 
@@ -156,10 +159,13 @@ pub struct TicketMachine {
     /// The region this group serves (a 6-digit district code, or a shorter
     /// city/province code). Accepts must name it or a region under it.
     region: String,
-    /// Boxed: a B-tree leaf holds eleven values inline, and a `Ticket` is
-    /// ≈ 1 KB, so unboxed a group with a few tickets costs ≈ 10 KB per map
-    /// node whatever its size (a national topology has ≈ 10,000 replicas).
-    tickets: BTreeMap<String, Box<Ticket>>,
+    /// Behind an `Arc`: a B-tree leaf holds eleven values inline, and a
+    /// `Ticket` is ≈ 1 KB, so unboxed a group with a few tickets costs
+    /// ≈ 10 KB per map node whatever its size (a national topology has
+    /// ≈ 10,000 replicas); and the same copy goes to the driver in
+    /// `SmWrites` and back in `ApplyResult` without being cloned (the
+    /// simulator also shares it between a group's replicas, `share`).
+    tickets: BTreeMap<String, Arc<Ticket>>,
     /// Raft index of each ticket's accept → id: newest-first listing.
     by_index: BTreeMap<u64, String>,
     /// Last sequence number per CST day (yyyymmdd).
@@ -173,9 +179,9 @@ pub struct TicketMachine {
     /// (created_at_ms, id): delivery and eviction order.
     outbox_order: BTreeSet<(i64, String)>,
     /// Transfers this group originated, relayed or received, by transfer id.
-    /// Boxed for the same reason as `tickets` (a record carries its envelope
-    /// with the ticket).
-    pub(super) transfers: BTreeMap<String, Box<TransferRecord>>,
+    /// Shared for the same reasons as `tickets` (a record carries its
+    /// envelope with the ticket).
+    pub(super) transfers: BTreeMap<String, Arc<TransferRecord>>,
     /// Ids of the records the forwarder must act on, in id order: what
     /// `transfer_work` answers every forwarder round without scanning every
     /// record kept for 30 days (a day's cross-province cases at the national
@@ -265,6 +271,27 @@ impl TicketMachine {
 
     pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
         self.tickets.values().map(|t| &**t)
+    }
+
+    /// The shared copy of a ticket (see `share_ticket`).
+    pub fn ticket_arc(&self, id: &str) -> Option<&Arc<Ticket>> {
+        self.tickets.get(id)
+    }
+
+    /// A driver that keeps several replicas of a group in one process (the
+    /// simulator) keeps one copy of each ticket for all of them: if this
+    /// machine holds `mine` (as handed out in `SmWrites`), it takes
+    /// `theirs` instead, which the caller found equal to it. Changes nothing
+    /// observable; false if this machine has moved on from `mine`.
+    pub fn share_ticket(&mut self, mine: &Arc<Ticket>, theirs: &Arc<Ticket>) -> bool {
+        debug_assert!(**mine == **theirs, "shared tickets must be equal");
+        match self.tickets.get_mut(&mine.id) {
+            Some(held) if Arc::ptr_eq(held, mine) => {
+                *held = theirs.clone();
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -363,11 +390,11 @@ impl TicketMachine {
                             reason: "问题发生地不在本地区，转当地办理".into(),
                         };
                         match self.apply_transfer_out(&out, cmd.at_ms, index) {
-                            ApplyResult::Rejected(_) => ApplyResult::Ticket(Box::new(t)),
+                            ApplyResult::Rejected(_) => ApplyResult::Ticket(t),
                             r => r,
                         }
                     } else {
-                        ApplyResult::Ticket(Box::new(t))
+                        ApplyResult::Ticket(t)
                     }
                 }
                 Err(e) => ApplyResult::Rejected(e.into()),
@@ -392,8 +419,7 @@ impl TicketMachine {
                         for n in out.notifications {
                             self.enqueue(n);
                         }
-                        self.put_ticket(out.ticket.clone());
-                        ApplyResult::Ticket(Box::new(out.ticket))
+                        ApplyResult::Ticket(self.put_ticket(out.ticket))
                     }
                     Err(e) => ApplyResult::Rejected(e),
                 }
@@ -426,7 +452,7 @@ impl TicketMachine {
         result
     }
 
-    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Box<Ticket>> {
+    pub(super) fn tickets_map(&self) -> &BTreeMap<String, Arc<Ticket>> {
         &self.tickets
     }
 
@@ -438,9 +464,12 @@ impl TicketMachine {
         self.by_index.insert(index, id.to_string());
     }
 
-    pub(super) fn put_ticket(&mut self, t: Ticket) {
+    /// Stores a ticket's new version; the same copy goes to the writes.
+    pub(super) fn put_ticket(&mut self, t: Ticket) -> Arc<Ticket> {
+        let t = Arc::new(t);
         self.writes.tickets.push(t.clone());
-        self.tickets.insert(t.id.clone(), Box::new(t));
+        self.tickets.insert(t.id.clone(), t.clone());
+        t
     }
 
     pub(super) fn enqueue(&mut self, n: Notification) {
@@ -467,7 +496,7 @@ impl TicketMachine {
         self.writes.requests_put.push(seen);
     }
 
-    fn accept(&mut self, index: u64, at_ms: i64, req: &AcceptRequest) -> Ticket {
+    fn accept(&mut self, index: u64, at_ms: i64, req: &AcceptRequest) -> Arc<Ticket> {
         let day = cst_day(at_ms);
         let seq = self.sequences.entry(day).or_insert(0);
         *seq += 1;
@@ -548,8 +577,7 @@ impl TicketMachine {
             self.enqueue(n);
         }
         self.by_index.insert(index, ticket.id.clone());
-        self.put_ticket(ticket.clone());
-        ticket
+        self.put_ticket(ticket)
     }
 
     /// Forgets request ids older than the dedup window, measured against the
@@ -780,7 +808,7 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, t.id.clone());
-            m.tickets.insert(t.id.clone(), Box::new(t));
+            m.tickets.insert(t.id.clone(), Arc::new(t));
         }
         for s in snap.sequences {
             m.sequences.insert(s.day, s.last);
@@ -806,7 +834,7 @@ impl TicketMachine {
                 .as_ref()
                 .map(|e| e.transfer_id.clone())
                 .unwrap_or_default();
-            m.transfers.insert(id.clone(), Box::new(r));
+            m.transfers.insert(id.clone(), Arc::new(r));
             m.track_transfer_work(&id);
         }
         m
@@ -1045,7 +1073,7 @@ mod tests {
 
     fn ticket(r: ApplyResult) -> Ticket {
         match r {
-            ApplyResult::Ticket(t) => *t,
+            ApplyResult::Ticket(t) => (*t).clone(),
             other => panic!("expected a ticket, got {other:?}"),
         }
     }

@@ -17,6 +17,8 @@
 //! Everything here is deterministic: routing choices (which hop next) are
 //! the forwarder's, made from the directory outside the state machine.
 
+use std::sync::Arc;
+
 use hotline_proto::v1::{
     Custody, Event, HopDone, ReceiptIn, ReceiptPassed, Status, Ticket, TransferEnvelope,
     TransferOut, TransferReceipt, TransferRecord, TransferState,
@@ -118,11 +120,29 @@ impl TicketMachine {
 
     /// Records that need the forwarder: envelopes held here that are not yet
     /// passed on (and are not for this group), and receipts to pass back.
+    /// A receipt this group issued as the destination carries the ticket as
+    /// it is now (the record does not keep a second copy of it).
     pub fn transfer_work(&self, limit: usize) -> Vec<TransferRecord> {
+        let me = self.group_id();
         self.transfer_work_ids
             .iter()
             .take(limit)
-            .map(|id| (*self.transfers[id]).clone())
+            .map(|id| {
+                let mut r = (*self.transfers[id]).clone();
+                if let Some(rc) = r.receipt.as_mut()
+                    && rc.by_group == me
+                    && !rc.refused
+                    && rc.ticket.is_none()
+                {
+                    let ticket_id = r
+                        .envelope
+                        .as_ref()
+                        .and_then(|e| e.ticket.as_ref())
+                        .map_or("", |t| t.id.as_str());
+                    rc.ticket = self.tickets_map().get(ticket_id).map(|t| (**t).clone());
+                }
+                r
+            })
             .collect()
     }
 
@@ -153,6 +173,31 @@ impl TicketMachine {
         self.transfers.values().map(|r| &**r)
     }
 
+    /// The shared copy of a transfer record (see `share_transfer`).
+    pub fn transfer_arc(&self, id: &str) -> Option<&Arc<TransferRecord>> {
+        self.transfers.get(id)
+    }
+
+    /// As `share_ticket`, for a transfer record.
+    pub fn share_transfer(
+        &mut self,
+        mine: &Arc<TransferRecord>,
+        theirs: &Arc<TransferRecord>,
+    ) -> bool {
+        debug_assert!(**mine == **theirs, "shared records must be equal");
+        let id = mine
+            .envelope
+            .as_ref()
+            .map_or("", |e| e.transfer_id.as_str());
+        match self.transfers.get_mut(id) {
+            Some(held) if Arc::ptr_eq(held, mine) => {
+                *held = theirs.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn put_transfer(&mut self, r: TransferRecord) {
         let id = r
             .envelope
@@ -160,8 +205,9 @@ impl TicketMachine {
             .expect("record has an envelope")
             .transfer_id
             .clone();
+        let r = Arc::new(r);
         self.writes.transfers_put.push(r.clone());
-        self.transfers.insert(id.clone(), Box::new(r));
+        self.transfers.insert(id.clone(), r);
         self.track_transfer_work(&id);
     }
 
@@ -269,8 +315,7 @@ impl TicketMachine {
             ..Default::default()
         };
         self.put_transfer(record);
-        self.put_ticket(stub.clone());
-        ApplyResult::Ticket(Box::new(stub))
+        ApplyResult::Ticket(self.put_ticket(stub))
     }
 
     pub(super) fn apply_custody(&mut self, c: &Custody, at_ms: i64, index: u64) -> ApplyResult {
@@ -369,15 +414,18 @@ impl TicketMachine {
                     self.enqueue(n);
                 }
                 self.index_ticket(index, &t.id);
-                self.put_ticket(t.clone());
+                self.put_ticket(t);
                 record.state = TransferState::Delivered as i32;
+                // The owner's copy travels with the receipt, but the record
+                // does not keep one: the group holds the ticket itself, and
+                // `transfer_work` puts it in the receipt as it leaves.
                 record.receipt = Some(TransferReceipt {
                     transfer_id: env.transfer_id.clone(),
                     refused: false,
                     reason: String::new(),
                     by_group: me,
                     at_ms,
-                    ticket: Some(t),
+                    ticket: None,
                 });
             }
             record.receipt_pending = true;
@@ -498,6 +546,12 @@ impl TicketMachine {
         {
             r.receipt_pending = false;
             r.updated_at_ms = at_ms;
+            // Passed on toward the origin, which keeps the owner's copy (the
+            // first-contact center's view of progress): a relay keeps the
+            // receipt, not a second copy of the ticket.
+            if let Some(rc) = r.receipt.as_mut() {
+                rc.ticket = None;
+            }
             self.put_transfer(r);
         }
         ApplyResult::Nothing
@@ -586,7 +640,7 @@ mod tests {
             ..Default::default()
         }));
         match r {
-            ApplyResult::Ticket(t) => *t,
+            ApplyResult::Ticket(t) => (*t).clone(),
             other => panic!("{other:?}"),
         }
     }
@@ -673,6 +727,22 @@ mod tests {
             national.m.transfer(&env.transfer_id).unwrap().state,
             TransferState::Delivered as i32
         );
+        // The ticket is kept once per record: the origin keeps the owner's
+        // copy that came back with the receipt; the destination (which
+        // owns the ticket) and the relay keep the receipt without it.
+        let receipt_ticket = |g: &G| {
+            g.m.transfer(&env.transfer_id)
+                .unwrap()
+                .receipt
+                .as_ref()
+                .unwrap()
+                .ticket
+                .clone()
+        };
+        assert_eq!(receipt_ticket(&dest), None);
+        assert_eq!(receipt_ticket(&national), None);
+        let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
+        assert_eq!(&owners_copy, dest.m.ticket(&t.id).unwrap());
     }
 
     #[test]
