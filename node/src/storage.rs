@@ -975,6 +975,59 @@ mod tests {
         assert_eq!(r.tickets().len(), 3);
     }
 
+    /// A crash between a checkpoint's redb commit and the deletion of the
+    /// segments it covers leaves old segments behind: a restart must not
+    /// replay them over the newer checkpoint (their hard states are older).
+    #[test]
+    fn segments_older_than_the_checkpoint_are_never_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut st = Storage::open(dir.path()).unwrap();
+        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
+        run(&mut r, &mut st);
+        for i in 0..3u64 {
+            r.propose(&accept(i)).unwrap();
+        }
+        run(&mut r, &mut st);
+        // Keep copies of the segments the checkpoint will delete.
+        let old: Vec<(PathBuf, Vec<u8>)> = wal::segments(&wal_dir)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        st.checkpoint().unwrap();
+        // A later term, so the old segments' hard states are stale.
+        r.campaign();
+        run(&mut r, &mut st);
+        let term = r.term();
+        let applied = r.applied();
+        drop(r);
+        st.checkpoint().unwrap();
+        drop(st);
+        for (p, bytes) in &old {
+            std::fs::write(p, bytes).unwrap();
+        }
+
+        let mut st = Storage::open(dir.path()).unwrap();
+        let rec = st.load(310114).unwrap().unwrap();
+        assert_eq!(
+            rec.hard_state.term, term,
+            "an older hard state was replayed"
+        );
+        assert_eq!(rec.applied, applied);
+        assert_eq!(rec.state.tickets.len(), 3);
+        for (p, _) in &old {
+            assert!(!p.exists(), "{} is left behind", p.display());
+        }
+        let mut r = Replica::new(cfg, rec).unwrap();
+        run(&mut r, &mut st);
+        assert_eq!(r.tickets().len(), 3);
+    }
+
     /// Checkpoints start by themselves once enough rows wait, on their
     /// thread, and a restart after them needs only the newer segments.
     #[test]
