@@ -317,12 +317,8 @@ pub struct Storage {
     /// Groups whose image changed since the last cut.
     changed: BTreeSet<u64>,
     dirty: Dirty,
-    /// WAL bytes written since the last cut.
-    wal_bytes: u64,
     last_cut: Instant,
     in_flight: Option<JoinHandle<Result<(), StorageError>>>,
-    /// WAL syncs and checkpoints so far (one fsync each).
-    pub syncs: u64,
     /// Checkpoints so far.
     pub checkpoints: u64,
 }
@@ -355,10 +351,8 @@ impl Storage {
             wal_dir,
             changed: BTreeSet::new(),
             dirty: Dirty::default(),
-            wal_bytes: 0,
             last_cut: Instant::now(),
             in_flight: None,
-            syncs: 0,
             checkpoints: 0,
         };
         s.replay(replay_from)?;
@@ -409,11 +403,9 @@ impl Storage {
             .any(|b| b.snapshot.is_some() || b.conf_state.is_some());
         if let Some(f) = &frame {
             self.wal.append(f)?;
-            self.wal_bytes += f.len() as u64;
             // A checkpoint below makes all of it durable anyway.
             if !checkpoint_now && batches.iter().any(|b| b.must_sync) {
                 self.wal.sync()?;
-                self.syncs += 1;
             }
         }
         for b in batches {
@@ -486,7 +478,8 @@ impl Storage {
             self.join_in_flight()?;
         }
         let due = self.dirty.rows >= CHECKPOINT_ROWS
-            || self.wal_bytes >= CHECKPOINT_WAL_BYTES
+            // The segment being written started at the last cut.
+            || self.wal.bytes >= CHECKPOINT_WAL_BYTES
             || (self.last_cut.elapsed() >= CHECKPOINT_INTERVAL && !self.changed.is_empty());
         if !due {
             return Ok(());
@@ -530,9 +523,7 @@ impl Storage {
             .into_iter()
             .map(|g| (g, self.images[&g].clone()))
             .collect();
-        self.wal_bytes = 0;
         self.last_cut = Instant::now();
-        self.syncs += 1;
         self.checkpoints += 1;
         Ok(Cut {
             replay_from,
@@ -861,6 +852,24 @@ mod tests {
         }
     }
 
+    /// A single-voter group on fresh storage in `dir`, led by its node.
+    fn founded(dir: &Path) -> (ReplicaConfig, Storage, Replica) {
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut st = Storage::open(dir).unwrap();
+        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
+        run(&mut r, &mut st);
+        assert!(r.is_leader());
+        (cfg, st, r)
+    }
+
+    /// Proposes accepts `ids` and runs the loop until they are applied.
+    fn accept_all(r: &mut Replica, st: &mut Storage, ids: impl IntoIterator<Item = u64>) {
+        for i in ids {
+            r.propose(&accept(i)).unwrap();
+        }
+        run(r, st);
+    }
+
     fn accept(i: u64) -> Command {
         Command {
             request_id: i + 1,
@@ -882,15 +891,8 @@ mod tests {
     #[test]
     fn single_voter_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = ReplicaConfig::new(1, 310114, "310114");
-        let mut st = Storage::open(dir.path()).unwrap();
-        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
-        run(&mut r, &mut st);
-        assert!(r.is_leader());
-        for i in 0..5u64 {
-            r.propose(&accept(i)).unwrap();
-        }
-        run(&mut r, &mut st);
+        let (cfg, mut st, mut r) = founded(dir.path());
+        accept_all(&mut r, &mut st, 0..5);
         assert_eq!(r.tickets().len(), 5);
         let applied = r.applied();
         let ids: Vec<String> = r.tickets().tickets().map(|t| t.id.clone()).collect();
@@ -940,14 +942,8 @@ mod tests {
     #[test]
     fn replayed_groups_survive_the_next_checkpoint_and_torn_tails() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = ReplicaConfig::new(1, 310114, "310114");
-        let mut st = Storage::open(dir.path()).unwrap();
-        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
-        run(&mut r, &mut st);
-        for i in 0..3u64 {
-            r.propose(&accept(i)).unwrap();
-        }
-        run(&mut r, &mut st);
+        let (cfg, mut st, mut r) = founded(dir.path());
+        accept_all(&mut r, &mut st, 0..3);
         let applied = r.applied();
         drop(r);
         drop(st);
@@ -982,14 +978,8 @@ mod tests {
     fn segments_older_than_the_checkpoint_are_never_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
-        let cfg = ReplicaConfig::new(1, 310114, "310114");
-        let mut st = Storage::open(dir.path()).unwrap();
-        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
-        run(&mut r, &mut st);
-        for i in 0..3u64 {
-            r.propose(&accept(i)).unwrap();
-        }
-        run(&mut r, &mut st);
+        let (cfg, mut st, mut r) = founded(dir.path());
+        accept_all(&mut r, &mut st, 0..3);
         // Keep copies of the segments the checkpoint will delete.
         let old: Vec<(PathBuf, Vec<u8>)> = wal::segments(&wal_dir)
             .unwrap()
@@ -1033,18 +1023,12 @@ mod tests {
     #[test]
     fn checkpoints_run_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = ReplicaConfig::new(1, 310114, "310114");
-        let mut st = Storage::open(dir.path()).unwrap();
-        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
-        run(&mut r, &mut st);
+        let (cfg, mut st, mut r) = founded(dir.path());
         // Each accept writes a ticket, its request id, a day sequence and a
         // notification: 4 rows.
         let n = (CHECKPOINT_ROWS / 4 + 100) as u64;
-        for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
-            for &i in chunk {
-                r.propose(&accept(i)).unwrap();
-            }
-            run(&mut r, &mut st);
+        for start in (0..n).step_by(512) {
+            accept_all(&mut r, &mut st, start..(start + 512).min(n));
         }
         assert_eq!(r.tickets().len() as u64, n);
         assert!(st.checkpoints >= 2, "{} checkpoints", st.checkpoints);
@@ -1101,10 +1085,7 @@ mod tests {
         use crate::core::tickets::verify_ticket;
         use hotline_proto::v1::{Actor, Dispatch, Role, TicketCommand, ticket_command::Op};
         let dir = tempfile::tempdir().unwrap();
-        let cfg = ReplicaConfig::new(1, 310114, "310114");
-        let mut st = Storage::open(dir.path()).unwrap();
-        let mut r = Replica::new(cfg, Recovered::bootstrap(&[1])).unwrap();
-        run(&mut r, &mut st);
+        let (_, mut st, mut r) = founded(dir.path());
         let at = 1_795_831_200_000;
         r.propose(&Command {
             request_id: 1,
