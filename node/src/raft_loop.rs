@@ -344,7 +344,7 @@ impl RaftLoop {
         }
         // Refuse what the state machine would refuse, before it costs a log
         // entry (apply checks again: the state may move on meanwhile).
-        if let Err(e) = r.tickets().check(&p.cmd) {
+        if let Err(e) = r.precheck(&p.cmd) {
             LoopStats::add(&stats.proposals_rejected, 1);
             let _ = p.reply.send(ProposeOutcome::Rejected(e));
             return;
@@ -745,6 +745,17 @@ impl RaftLoop {
             for id in rd.reads_failed {
                 if let Some(s) = w.reads.remove(&id) {
                     let _ = s.send(ReadOutcome::Unavailable("too many pending reads".into()));
+                }
+            }
+            for id in rd.proposals_dropped {
+                if let Some(waiters) = w.proposals.remove(&id) {
+                    LoopStats::add(&self.stats.proposals_not_leader, waiters.len() as u64);
+                    w.in_flight = w.in_flight.saturating_sub(waiters.len());
+                    for s in waiters {
+                        let _ = s.send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
+                            group_id: g,
+                        }));
+                    }
                 }
             }
             writes.push(rd.write);

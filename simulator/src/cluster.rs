@@ -289,6 +289,7 @@ impl MemCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft::eraftpb::MessageType;
 
     #[test]
     fn three_replicas_elect_and_replicate() {
@@ -308,6 +309,106 @@ mod tests {
         assert_eq!(a, c.ticket_ids(3));
     }
 
+    /// A settled cluster and its leader.
+    fn settled() -> (MemCluster, u64) {
+        let mut c = MemCluster::new(3, 7, Faults::NONE);
+        c.run(200);
+        assert!(c.settle(2_000));
+        let l = c.leader().expect("leader");
+        (c, l)
+    }
+
+    /// Delivers every message and runs the Ready loops, without ticks (so
+    /// no heartbeat carries anything).
+    fn drain(c: &mut MemCluster) {
+        for _ in 0..1_000 {
+            if c.network.is_empty() {
+                return;
+            }
+            c.deliver_one();
+            let ids: Vec<u64> = c.replicas.keys().copied().collect();
+            for id in ids {
+                c.handle_ready(id);
+            }
+        }
+        panic!("messages kept flowing without ticks");
+    }
+
+    #[test]
+    fn proposals_between_two_readies_share_one_append_per_follower() {
+        let (mut c, l) = settled();
+        for i in 0..10 {
+            c.propose_accept(l, &format!("t{i}")).expect("proposed");
+        }
+        c.handle_ready(l);
+        let appends: Vec<&Message> = c
+            .network
+            .iter()
+            .filter(|m| m.from == l && m.get_msg_type() == MessageType::MsgAppend)
+            .collect();
+        assert_eq!(appends.len(), 2, "one append per follower");
+        assert!(appends.iter().all(|m| m.entries.len() == 10));
+        drain(&mut c);
+        assert_eq!(c.ticket_ids(l).len(), 10);
+    }
+
+    #[test]
+    fn a_follower_applies_its_forwarded_proposal_without_waiting_for_a_heartbeat() {
+        let (mut c, l) = settled();
+        let f = (1..=3).find(|&i| i != l).expect("a follower");
+        let other = 6 - l - f;
+        c.propose_accept(f, "via follower").expect("proposed");
+        c.handle_ready(f);
+        drain(&mut c);
+        // The proposer's client is answered when the proposer applies: the
+        // leader told it the commit index although raft broadcasts none.
+        assert_eq!(c.ticket_ids(f).len(), 1);
+        assert_eq!(c.ticket_ids(l).len(), 1);
+        // The third replica learns the commit with the next heartbeat.
+        assert!(c.ticket_ids(other).is_empty());
+        assert!(c.settle(1_000));
+        assert_eq!(c.ticket_ids(other).len(), 1);
+    }
+
+    #[test]
+    fn a_trailing_follower_does_not_refuse_what_the_leader_accepts() {
+        let (mut c, l) = settled();
+        let f = (1..=3).find(|&i| i != l).expect("a follower");
+        c.propose_accept(l, "accepted at the leader")
+            .expect("proposed");
+        c.handle_ready(l);
+        drain(&mut c);
+        let id = c.ticket_ids(l).pop().expect("applied on the leader");
+        assert!(
+            c.ticket_ids(f).is_empty(),
+            "the follower has not applied it yet"
+        );
+        let cmd = Command {
+            request_id: 99,
+            at_ms: EPOCH_MS + 1_000,
+            op: Some(command::Op::Ticket(hotline_proto::v1::TicketCommand {
+                ticket_id: id,
+                actor: Some(hotline_proto::v1::Actor {
+                    id: "op-1".into(),
+                    role: hotline_proto::v1::Role::CallTaker as i32,
+                }),
+                reason: String::new(),
+                op: Some(hotline_proto::v1::ticket_command::Op::Dispatch(
+                    hotline_proto::v1::Dispatch {
+                        lead_unit: "区城管委".into(),
+                        ..Default::default()
+                    },
+                )),
+            })),
+        };
+        assert!(
+            c.replicas[&f].tickets().check(&cmd).is_err(),
+            "state trails"
+        );
+        assert!(c.replicas[&f].precheck(&cmd).is_ok());
+        assert!(c.replicas[&l].precheck(&cmd).is_ok());
+    }
+
     #[test]
     fn wiped_follower_catches_up_by_snapshot() {
         let mut c = MemCluster::new(3, 7, Faults::NONE);
@@ -316,7 +417,10 @@ mod tests {
         let leader = c.leader().expect("leader");
         let victim = (1..=3).find(|&i| i != leader).expect("a follower");
         c.wipe(victim);
-        for i in 0..100 {
+        // The running replicas keep their 50-entry window (the setting above
+        // reaches restarted ones only): 150 entries compact the leader's log
+        // whatever the message timing.
+        for i in 0..150 {
             let l = c.leader().expect("leader");
             c.propose_accept(l, &format!("t{i}"));
             c.run(4);

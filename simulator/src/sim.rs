@@ -768,6 +768,14 @@ impl Sim {
             for id in rd.reads_failed {
                 let _ = id;
             }
+            // Raft refused a batch (an election or leadership transfer
+            // began since `propose`): a forward's callee answers no; a
+            // client's own retry timer proposes again.
+            for rid in rd.proposals_dropped {
+                if self.pending.get(&rid).is_some_and(|p| p.at_node.is_some()) {
+                    self.pending.remove(&rid);
+                }
+            }
             self.on_applied(node, group, applied);
             if must_sync {
                 let fsync = self.nodes[&node].fsync_ms;

@@ -339,6 +339,17 @@ impl TicketMachine {
         }
     }
 
+    /// What `check` checks without looking at tickets, transfers or the
+    /// request log: for a replica whose state may trail the group's (a
+    /// follower, a leader new in its term).
+    pub fn validate(&self, cmd: &Command) -> Result<(), CommandError> {
+        match &cmd.op {
+            Some(command::Op::Accept(req)) => Ok(self.validate_accept(req)?),
+            Some(_) => Ok(()),
+            None => Err(bad("op", "command has no operation").into()),
+        }
+    }
+
     fn merge_duplicate(&self, tc: &hotline_proto::v1::TicketCommand) -> Option<&Ticket> {
         match &tc.op {
             Some(hotline_proto::v1::ticket_command::Op::Merge(m)) => {
