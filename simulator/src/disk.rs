@@ -111,7 +111,7 @@ impl Image {
         for r in sm.requests_put {
             self.requests.insert(r.request_id, r);
         }
-        for id in &sm.requests_del {
+        for (_, id) in &sm.requests_del {
             self.requests.remove(id);
         }
         for n in sm.outbox_put {

@@ -84,7 +84,9 @@ pub struct SmWrites {
     pub tickets: Vec<Arc<Ticket>>,
     pub sequences: Vec<DaySequence>,
     pub requests_put: Vec<RequestSeen>,
-    pub requests_del: Vec<u64>,
+    /// (at_ms, request_id) of forgotten requests: the disk keys requests by
+    /// time (see `storage::REQUESTS`), so a delete needs the time too.
+    pub requests_del: Vec<(i64, u64)>,
     pub outbox_put: Vec<Notification>,
     pub outbox_del: Vec<String>,
     pub policy: Option<Policy>,
@@ -503,6 +505,9 @@ impl TicketMachine {
         self.requests_by_time.insert((at_ms, request_id));
         if let Some(old) = self.requests.insert(request_id, seen.clone()) {
             self.requests_by_time.remove(&(old.at_ms, request_id));
+            if old.at_ms != at_ms {
+                self.writes.requests_del.push((old.at_ms, request_id));
+            }
         }
         self.writes.requests_put.push(seen);
     }
@@ -602,7 +607,7 @@ impl TicketMachine {
             }
             self.requests_by_time.pop_first();
             self.requests.remove(&id);
-            self.writes.requests_del.push(id);
+            self.writes.requests_del.push((at, id));
         }
     }
 
