@@ -68,8 +68,7 @@ const SEQUENCES: TableDefinition<(u64, u32), u64> = TableDefinition::new("sequen
 /// in a few B-tree leaves at the right edge instead of one random leaf each
 /// (a 4 KiB page written and checksummed per 40-byte row), and expiry
 /// deletes from the left edge. Lookups by request id happen in memory.
-const REQUESTS: TableDefinition<(u64, i64, u64), &[u8]> =
-    TableDefinition::new("requests_by_time");
+const REQUESTS: TableDefinition<(u64, i64, u64), &[u8]> = TableDefinition::new("requests_by_time");
 /// (group, notification id) → prost encoded `Notification` (the outbox).
 const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
 /// (group, key) → state-machine values that are not rows; keys below.
@@ -270,13 +269,7 @@ impl Dirty {
         }
     }
 
-    fn delete(
-        &mut self,
-        g: u64,
-        reqs: &[(i64, u64)],
-        outbox: &[String],
-        transfers: &[String],
-    ) {
+    fn delete(&mut self, g: u64, reqs: &[(i64, u64)], outbox: &[String], transfers: &[String]) {
         self.rows += reqs.len() + outbox.len() + transfers.len();
         for &(at_ms, id) in reqs {
             self.reqs.insert((g, at_ms, id), None);
