@@ -652,6 +652,7 @@ impl TicketMachine {
                 ..Default::default()
             },
         );
+        ticket.events.reserve_exact(1); // exact: see `lifecycle::transition`
         ticket.events.push(ev);
         assert!(
             !self.tickets.contains_key(&ticket.id),
