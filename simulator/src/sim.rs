@@ -255,6 +255,25 @@ impl Queue {
     }
 }
 
+/// Replicas touched by the current event, drained in (node, group) order.
+/// A sorted vector rather than a `BTreeSet`: it holds one to a few pairs
+/// and is emptied after every event, and a set allocated and freed a B-tree
+/// leaf each time. Same order as the set, so the same run.
+#[derive(Default)]
+struct Dirty(Vec<(u64, u64)>);
+
+impl Dirty {
+    fn insert(&mut self, key: (u64, u64)) {
+        if let Err(at) = self.0.binary_search(&key) {
+            self.0.insert(at, key);
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<(u64, u64)> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
+}
+
 /// One replica's driver state on one node.
 struct Slot {
     replica: Replica,
@@ -413,7 +432,7 @@ pub struct Sim {
     /// The fault schedule crashes a node: disks must keep what they sync.
     crashes: bool,
     members: BTreeMap<u64, Vec<u64>>,
-    dirty: BTreeSet<(u64, u64)>,
+    dirty: Dirty,
     /// Nodes to tick, by tick boundary.
     tick_due: BTreeMap<SimMs, BTreeSet<u64>>,
     arrivals: std::iter::Peekable<crate::workload::Arrivals>,
@@ -629,7 +648,7 @@ impl Sim {
                 .iter()
                 .any(|f| matches!(f.action, FaultAction::Crash { .. })),
             members,
-            dirty: BTreeSet::new(),
+            dirty: Dirty::default(),
             tick_due: BTreeMap::new(),
             arrivals,
             tracks: Vec::new(),
