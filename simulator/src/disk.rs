@@ -176,15 +176,32 @@ impl Image {
 pub struct MemDisk {
     synced: Image,
     pending: Vec<WriteBatch>,
+    /// Nothing is ever read back (see [`MemDisk::unread`]): batches are
+    /// counted and dropped.
+    unread: bool,
     pub writes: u64,
     pub syncs: u64,
 }
 
 impl MemDisk {
+    /// A disk that no crash will ever read: the run's fault schedule has no
+    /// crash, so no replica recovers from it, and what it holds could
+    /// change nothing observable. It counts writes and syncs and keeps
+    /// nothing. On a national day the disks' copies of every replica's
+    /// state machine were ≈ 15 % of the CPU (one more ordered map insert per
+    /// record and replica) and a sizable share of the memory; the fsync
+    /// latency the replicas wait for is the engine's (`Persisted` events),
+    /// not the disk's, so it is unchanged.
+    pub fn unread() -> MemDisk {
+        MemDisk {
+            unread: true,
+            ..MemDisk::default()
+        }
+    }
+
     pub fn write(&mut self, wb: WriteBatch) {
-        self.writes += 1;
         let sync = wb.must_sync;
-        self.pending.push(wb);
+        self.stage(wb);
         if sync {
             self.sync();
         }
@@ -194,7 +211,9 @@ impl MemDisk {
     /// simulated fsync completes; a crash before that loses the batch).
     pub fn stage(&mut self, wb: WriteBatch) {
         self.writes += 1;
-        self.pending.push(wb);
+        if !self.unread {
+            self.pending.push(wb);
+        }
     }
 
     pub fn sync(&mut self) {
@@ -210,10 +229,12 @@ impl MemDisk {
     }
 
     pub fn is_blank(&self) -> bool {
+        assert!(!self.unread, "a disk that nothing reads was read");
         self.synced.conf_state.voters.is_empty() && self.synced.log.is_empty()
     }
 
     pub fn recovered(&self, group_id: u64) -> Recovered {
+        assert!(!self.unread, "a disk that nothing reads was read");
         self.synced.recovered(group_id)
     }
 }

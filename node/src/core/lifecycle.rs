@@ -880,6 +880,7 @@ pub fn transition(
                 ..Default::default()
             };
             let sealed = audit::seal(d2.events.last(), ev);
+            d2.events.reserve_exact(1); // see the push below
             d2.events.push(sealed);
             other = Some(d2);
             payload =
@@ -919,6 +920,11 @@ pub fn transition(
     };
     let sealed = audit::seal(n.events.last(), ev);
     let seq = sealed.seq;
+    // Exactly one slot more: a stored version never grows again (the next
+    // version is a clone, whose capacity is its length), and a plain push
+    // would leave 1–3 empty `Event` slots (≈ 180 bytes each) in every
+    // ticket held in memory.
+    n.events.reserve_exact(1);
     n.events.push(sealed);
     let notifications = notes
         .into_iter()

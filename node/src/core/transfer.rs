@@ -294,6 +294,7 @@ impl TicketMachine {
             ..Default::default()
         };
         let sealed = audit::seal(stub.events.last(), ev);
+        stub.events.reserve_exact(1); // exact: see `lifecycle::transition`
         stub.events.push(sealed);
         let me = self.group_id();
         let envelope = TransferEnvelope {
@@ -401,6 +402,7 @@ impl TicketMachine {
                 };
                 let sealed = audit::seal(t.events.last(), ev);
                 let seq = sealed.seq;
+                t.events.reserve_exact(1); // exact: see `lifecycle::transition`
                 t.events.push(sealed);
                 let region_name = hotline_federation::regions()
                     .get(self.region())
@@ -533,6 +535,7 @@ impl TicketMachine {
                     ..Default::default()
                 };
                 let sealed = audit::seal(t.events.last(), ev);
+                t.events.reserve_exact(1); // exact: see `lifecycle::transition`
                 t.events.push(sealed);
                 self.put_ticket(t);
             }
