@@ -155,61 +155,16 @@ impl std::ops::Deref for SharedRules {
     }
 }
 
-/// A ticket id as a map key, held inline when it fits (every id this
-/// machine allocates does: `{6-digit region}-{yyyymmdd}-{sequence}` is 22
-/// bytes). A `String` key sends each comparison of a B-tree search to the
-/// heap for its bytes; a group's map holds up to a day's tickets × 30, so on
-/// a busy node (and in a simulated national day, whose ≈ 10,000 replicas'
-/// maps outgrow the caches) most of those visits miss the cache. Ordered as
-/// the id's bytes are, i.e. exactly as `String` keys were: iteration order
-/// (snapshots, listings) is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum IdKey {
-    Inline { len: u8, bytes: [u8; ID_INLINE] },
-    Heap(Box<str>),
-}
-
-/// Inline capacity of an `IdKey` (the key is then 32 bytes, a `String` 24
-/// plus its heap block).
-const ID_INLINE: usize = 30;
-
-impl IdKey {
-    fn new(id: &str) -> IdKey {
-        if id.len() <= ID_INLINE {
-            let mut bytes = [0; ID_INLINE];
-            bytes[..id.len()].copy_from_slice(id.as_bytes());
-            IdKey::Inline {
-                len: id.len() as u8,
-                bytes,
-            }
-        } else {
-            IdKey::Heap(id.into())
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).expect("an IdKey holds the bytes of a str")
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            IdKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            IdKey::Heap(s) => s.as_bytes(),
-        }
-    }
-}
-
-impl Ord for IdKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl PartialOrd for IdKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+/// A ticket id as a map key, held inline when it fits (`CompactString`
+/// keeps up to 24 bytes inline; every id this machine allocates,
+/// `{6-digit region}-{yyyymmdd}-{sequence}`, is 22). A `String` key sends
+/// each comparison of a B-tree search to the heap for its bytes; a group's
+/// map holds up to a day's tickets × 30, so on a busy node (and in a
+/// simulated national day, whose ≈ 10,000 replicas' maps outgrow the
+/// caches) most of those visits miss the cache. Ordered as `str` is, i.e.
+/// exactly as `String` keys were: iteration order (snapshots, listings) is
+/// unchanged.
+type IdKey = compact_str::CompactString;
 
 /// The tickets of a group by id (see `IdKey`), each behind an `Arc` (see
 /// `TicketMachine::tickets`).
@@ -218,7 +173,7 @@ pub(super) struct TicketMap(BTreeMap<IdKey, Arc<Ticket>>);
 
 impl TicketMap {
     pub(super) fn get(&self, id: &str) -> Option<&Arc<Ticket>> {
-        self.0.get(&IdKey::new(id))
+        self.0.get(id)
     }
 
     fn get_key(&self, id: &IdKey) -> Option<&Arc<Ticket>> {
@@ -226,11 +181,11 @@ impl TicketMap {
     }
 
     fn get_mut(&mut self, id: &str) -> Option<&mut Arc<Ticket>> {
-        self.0.get_mut(&IdKey::new(id))
+        self.0.get_mut(id)
     }
 
     fn contains_key(&self, id: &str) -> bool {
-        self.0.contains_key(&IdKey::new(id))
+        self.0.contains_key(id)
     }
 
     /// Stores `t` under its own id.
