@@ -946,9 +946,9 @@ impl Replica {
     /// Is a commit notice due to a follower that forwarded proposals?
     fn notice_due(&self) -> bool {
         let r = &self.raw.raft;
-        self.forwarded.iter().any(|&(f, idx)| {
-            r.raft_log.committed >= idx && r.prs().get(f).is_some_and(|pr| pr.matched >= idx)
-        })
+        self.forwarded
+            .iter()
+            .any(|&(f, idx)| r.prs().get(f).is_some_and(|pr| notice_ready(r, pr, idx)))
     }
 
     /// Heartbeats carrying the commit index to followers whose forwarded
@@ -968,7 +968,7 @@ impl Replica {
             let Some(pr) = r.prs().get(f) else {
                 return false;
             };
-            if committed < idx || pr.matched < idx {
+            if !notice_ready(r, pr, idx) {
                 return true;
             }
             let mut m = Message::default();
@@ -1458,6 +1458,12 @@ impl Replica {
         self.flush_proposals();
         let _ = self.raw.campaign();
     }
+}
+
+/// A follower's forwarded proposals up to `idx` are committed and known to
+/// be in its log: a commit notice may tell it so.
+fn notice_ready<T: raft::Storage>(r: &raft::Raft<T>, pr: &raft::Progress, idx: u64) -> bool {
+    r.raft_log.committed >= idx && pr.matched >= idx
 }
 
 /// Is this outgoing message a snapshot (the driver reports its delivery)?

@@ -318,6 +318,20 @@ mod tests {
         (got, end)
     }
 
+    /// The segment at `path` yields its first frame's record and ends torn
+    /// right after that frame, for `reason`.
+    fn assert_torn_after_first(path: &Path, first_frame_len: usize, reason: &'static str) {
+        let (got, end) = read_all(path);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            end,
+            End::Torn {
+                offset: first_frame_len as u64,
+                reason
+            }
+        );
+    }
+
     #[test]
     fn frames_round_trip_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -358,15 +372,7 @@ mod tests {
         // A crash in the middle of the second frame: the first survives.
         let full = fs::read(&path).unwrap();
         fs::write(&path, &full[..f1.len() + f2.len() - 3]).unwrap();
-        let (got, end) = read_all(&path);
-        assert_eq!(got.len(), 1);
-        assert_eq!(
-            end,
-            End::Torn {
-                offset: f1.len() as u64,
-                reason: "short payload"
-            }
-        );
+        assert_torn_after_first(&path, f1.len(), "short payload");
 
         // The same inside the preallocated space: the second frame's last
         // bytes never reached the disk (they read as zeros).
@@ -374,15 +380,7 @@ mod tests {
         let end2 = f1.len() + f2.len();
         torn[end2 - 3..end2].fill(0);
         fs::write(&path, &torn).unwrap();
-        let (got, end) = read_all(&path);
-        assert_eq!(got.len(), 1);
-        assert_eq!(
-            end,
-            End::Torn {
-                offset: f1.len() as u64,
-                reason: "checksum mismatch"
-            }
-        );
+        assert_torn_after_first(&path, f1.len(), "checksum mismatch");
 
         // A flipped bit in the first frame: nothing from it is believed.
         let mut bad = full.clone();
