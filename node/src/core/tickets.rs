@@ -184,13 +184,9 @@ impl TicketMap {
         self.0.get_mut(id)
     }
 
-    fn contains_key(&self, id: &str) -> bool {
-        self.0.contains_key(id)
-    }
-
-    /// Stores `t` under its own id.
-    fn insert(&mut self, t: Arc<Ticket>) {
-        self.0.insert(IdKey::new(&t.id), t);
+    /// Stores `t` under its own id; the version it replaces, if any.
+    fn insert(&mut self, t: Arc<Ticket>) -> Option<Arc<Ticket>> {
+        self.0.insert(IdKey::new(&t.id), t)
     }
 
     fn values(&self) -> impl Iterator<Item = &Arc<Ticket>> {
@@ -652,11 +648,6 @@ impl TicketMachine {
         );
         ticket.events.reserve_exact(1); // exact: see `lifecycle::transition`
         ticket.events.push(ev);
-        assert!(
-            !self.tickets.contains_key(&ticket.id),
-            "ticket id {} allocated twice",
-            ticket.id
-        );
         let text = format!(
             "【12345热线】您反映的问题已受理，工单号{id}。可凭工单号和手机号后4位查询办理进度。"
         );
@@ -664,7 +655,13 @@ impl TicketMachine {
             self.enqueue(n);
         }
         self.by_index.insert(index, IdKey::new(&ticket.id));
-        self.put_ticket(ticket)
+        let t = Arc::new(ticket);
+        // Checked by the insert itself rather than by a lookup before it
+        // (a B-tree walk per accept on every replica).
+        let earlier = self.tickets.insert(t.clone());
+        assert!(earlier.is_none(), "ticket id {} allocated twice", t.id);
+        self.writes.tickets.push(t.clone());
+        t
     }
 
     /// Forgets request ids older than the dedup window, measured against the
