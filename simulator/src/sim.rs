@@ -256,21 +256,26 @@ impl Queue {
 }
 
 /// Replicas touched by the current event, drained in (node, group) order.
-/// A sorted vector rather than a `BTreeSet`: it holds one to a few pairs
+/// A sorted deque rather than a `BTreeSet`: it holds one to a few pairs
 /// and is emptied after every event, and a set allocated and freed a B-tree
-/// leaf each time. Same order as the set, so the same run.
+/// leaf each time. Same order as the set, so the same run. A deque, not a
+/// `Vec`: a tick boundary dirties every awake replica of the nodes it ticks
+/// (inserted in order, at the back), and taking the first of a `Vec` moved
+/// all the others each time (≈ 0.8 % of a national run's samples).
 #[derive(Default)]
-struct Dirty(Vec<(u64, u64)>);
+struct Dirty(VecDeque<(u64, u64)>);
 
 impl Dirty {
     fn insert(&mut self, key: (u64, u64)) {
-        if let Err(at) = self.0.binary_search(&key) {
+        if self.0.back().is_none_or(|&last| last < key) {
+            self.0.push_back(key);
+        } else if let Err(at) = self.0.binary_search(&key) {
             self.0.insert(at, key);
         }
     }
 
     fn pop_first(&mut self) -> Option<(u64, u64)> {
-        (!self.0.is_empty()).then(|| self.0.remove(0))
+        self.0.pop_front()
     }
 }
 
