@@ -439,6 +439,8 @@ pub struct Sim {
     members: BTreeMap<u64, Vec<u64>>,
     /// Versions being written by a group's replicas (see `Fresh`).
     fresh: FreshWrites,
+    /// `tick`'s list of a node's groups, reused.
+    tick_groups: Vec<u64>,
     dirty: Dirty,
     /// Nodes to tick, by tick boundary.
     tick_due: BTreeMap<SimMs, BTreeSet<u64>>,
@@ -817,6 +819,7 @@ impl Sim {
                 .any(|f| matches!(f.action, FaultAction::Crash { .. })),
             members,
             fresh: FreshWrites::default(),
+            tick_groups: Vec::new(),
             dirty: Dirty::default(),
             tick_due: BTreeMap::new(),
             arrivals,
@@ -1992,8 +1995,13 @@ impl Sim {
             return;
         }
         let mut awake = false;
-        let groups: Vec<u64> = n.slots.keys().copied().collect();
-        for g in groups {
+        // The node's groups, in a buffer kept between ticks (a tick event
+        // walks every node due at the boundary: an allocation each was
+        // ≈ 0.8 % of a national day's samples).
+        let mut groups = std::mem::take(&mut self.tick_groups);
+        groups.clear();
+        groups.extend(n.slots.keys().copied());
+        for &g in &groups {
             let s = self
                 .nodes
                 .get_mut(&node)
@@ -2012,6 +2020,7 @@ impl Sim {
             awake |= !s.replica.is_quiesced() || s.replica.has_ready();
             self.dirty.insert((node, g));
         }
+        self.tick_groups = groups;
         if awake {
             self.ensure_ticking(node);
         }
