@@ -16,13 +16,29 @@ use sha2::{Digest, Sha256};
 pub const HASH_BYTES: usize = 32;
 
 /// Computes the hash of `event` as if its `hash` field were empty.
+///
+/// Without a copy of the event (verifying a chain used to clone every event
+/// of it): prost writes fields in tag order and leaves out empty ones, so the
+/// encoding with `hash` empty is the full encoding without the bytes of
+/// field 8, which sit just before field 9 (`raft_index`), the last field.
 pub fn event_hash(event: &Event) -> Vec<u8> {
     if event.hash.is_empty() {
         return unhashed_event_hash(event);
     }
-    let mut unhashed = event.clone();
-    unhashed.hash.clear();
-    unhashed_event_hash(&unhashed)
+    let full = event.encode_to_vec();
+    let tail = if event.raft_index == 0 {
+        0
+    } else {
+        prost::encoding::uint64::encoded_len(9, &event.raft_index)
+    };
+    let hash_field = prost::encoding::bytes::encoded_len(8, &event.hash);
+    let end = full.len() - tail;
+    let start = end - hash_field;
+    let mut h = Sha256::new();
+    h.update(&event.prev_hash);
+    h.update(&full[..start]);
+    h.update(&full[end..]);
+    h.finalize().to_vec()
 }
 
 /// The hash of an event whose `hash` field is empty (no copy needed).
@@ -41,6 +57,156 @@ pub fn seal(prev: Option<&Event>, mut event: Event) -> Event {
     event.hash.clear();
     event.hash = unhashed_event_hash(&event);
     event
+}
+
+/// An event's JSON payload, `payload!({ "key": value, … })`: the same bytes
+/// as `serde_json::json!({ … }).to_string()` — keys in byte order (a
+/// `serde_json::Map` is a B-tree), compact, strings escaped by serde_json —
+/// without building a `serde_json::Value` (a map node, a `String` per key
+/// and per value, then the text). Every replica applies every command, so
+/// this runs three times per command; the bytes are hashed into the chain,
+/// so they must never change (the test below compares with `json!`).
+macro_rules! payload {
+    ({ $($key:literal : $value:expr),* $(,)? }) => {
+        $crate::core::audit::payload_json(&mut [
+            $(($key, $crate::core::audit::JsonField::json(&$value))),*
+        ])
+    };
+}
+pub(crate) use payload;
+
+/// A value in a payload (see `payload!`).
+pub enum Json<'a> {
+    Str(&'a str),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    Strs(&'a [String]),
+    UInts(&'a [u64]),
+}
+
+/// The types payloads carry.
+pub trait JsonField {
+    fn json(&self) -> Json<'_>;
+}
+
+impl JsonField for String {
+    fn json(&self) -> Json<'_> {
+        Json::Str(self)
+    }
+}
+
+impl JsonField for str {
+    fn json(&self) -> Json<'_> {
+        Json::Str(self)
+    }
+}
+
+impl<T: JsonField + ?Sized> JsonField for &T {
+    fn json(&self) -> Json<'_> {
+        (**self).json()
+    }
+}
+
+impl JsonField for Vec<String> {
+    fn json(&self) -> Json<'_> {
+        Json::Strs(self)
+    }
+}
+
+impl JsonField for Vec<u64> {
+    fn json(&self) -> Json<'_> {
+        Json::UInts(self)
+    }
+}
+
+impl JsonField for bool {
+    fn json(&self) -> Json<'_> {
+        Json::Bool(*self)
+    }
+}
+
+impl JsonField for i32 {
+    fn json(&self) -> Json<'_> {
+        Json::Int(i64::from(*self))
+    }
+}
+
+impl JsonField for i64 {
+    fn json(&self) -> Json<'_> {
+        Json::Int(*self)
+    }
+}
+
+impl JsonField for u32 {
+    fn json(&self) -> Json<'_> {
+        Json::UInt(u64::from(*self))
+    }
+}
+
+impl JsonField for u64 {
+    fn json(&self) -> Json<'_> {
+        Json::UInt(*self)
+    }
+}
+
+impl JsonField for usize {
+    fn json(&self) -> Json<'_> {
+        Json::UInt(*self as u64)
+    }
+}
+
+/// Writes `fields` as `serde_json::Value::Object(…).to_string()` would.
+pub fn payload_json(fields: &mut [(&'static str, Json<'_>)]) -> String {
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<u8> = Vec::with_capacity(128);
+    out.push(b'{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(&mut out, key);
+        out.push(b':');
+        match value {
+            Json::Str(s) => json_str(&mut out, s),
+            Json::Int(n) => json_num(&mut out, n),
+            Json::UInt(n) => json_num(&mut out, n),
+            Json::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Json::Strs(v) => {
+                out.push(b'[');
+                for (j, s) in v.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    json_str(&mut out, s);
+                }
+                out.push(b']');
+            }
+            Json::UInts(v) => {
+                out.push(b'[');
+                for (j, n) in v.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    json_num(&mut out, n);
+                }
+                out.push(b']');
+            }
+        }
+    }
+    out.push(b'}');
+    String::from_utf8(out).expect("JSON written from str is UTF-8")
+}
+
+/// An integer, in decimal as serde_json writes it (no allocation).
+fn json_num(out: &mut Vec<u8>, n: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    write!(out, "{n}").expect("writing to a Vec cannot fail");
+}
+
+/// A JSON string literal, escaped exactly as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
 /// Where a chain breaks.
@@ -120,6 +286,91 @@ mod tests {
         assert_eq!(c[0].hash.len(), HASH_BYTES);
         assert!(c[0].prev_hash.is_empty());
         assert_eq!(c[3].prev_hash, c[2].hash);
+    }
+
+    /// `payload!` must write exactly what `json!(…).to_string()` wrote: the
+    /// bytes are in every stored chain.
+    #[test]
+    fn payload_matches_serde_json() {
+        let tricky = "引号\"反斜杠\\ 换行\n\t\u{1}\u{7f}\u{1f} é 😀 </script>".to_string();
+        let units = vec!["甲".to_string(), tricky.clone(), String::new()];
+        let empty: Vec<String> = Vec::new();
+        let kind: &str = "consult";
+        let n32: i32 = -7;
+        let u: u32 = 4_000_000_000;
+        let big: u64 = u64::MAX;
+        let at: i64 = i64::MIN;
+        let len: usize = 3;
+        let hops: Vec<u64> = vec![1, 20, u64::MAX];
+        let no_hops: Vec<u64> = Vec::new();
+        assert_eq!(payload!({}), serde_json::json!({}).to_string());
+        assert_eq!(
+            payload!({
+                "zeta": tricky,
+                "alpha": units,
+                "none": empty,
+                "kind": kind,
+                "in_time": true,
+                "reject": false,
+                "n32": n32,
+                "u": u,
+                "big": big,
+                "at": at,
+                "len": len,
+                "Upper": 1i64,
+                "a_b": 2i64,
+                "a": 3i64,
+                "hops": hops,
+                "no_hops": no_hops,
+            }),
+            serde_json::json!({
+                "zeta": tricky,
+                "alpha": units,
+                "none": empty,
+                "kind": kind,
+                "in_time": true,
+                "reject": false,
+                "n32": n32,
+                "u": u,
+                "big": big,
+                "at": at,
+                "len": len,
+                "Upper": 1i64,
+                "a_b": 2i64,
+                "a": 3i64,
+                "hops": hops,
+                "no_hops": no_hops,
+            })
+            .to_string()
+        );
+    }
+
+    /// `event_hash` cuts field 8 out of the encoding instead of encoding a
+    /// copy with it emptied: both must give the same bytes, with and without
+    /// the fields around it.
+    #[test]
+    fn event_hash_equals_the_hash_of_a_copy_without_hash() {
+        for raft_index in [0, 1, 300, u64::MAX] {
+            for hash in [vec![], vec![7u8; 32], vec![1u8; 200]] {
+                let e = Event {
+                    seq: 3,
+                    kind: "sign".into(),
+                    actor: Some(hotline_proto::v1::Actor {
+                        id: "u1".into(),
+                        role: 2,
+                    }),
+                    at_ms: 1_700_000_000_000,
+                    reason: "因为".into(),
+                    payload: "{\"a\":1}".into(),
+                    prev_hash: vec![9u8; 32],
+                    hash,
+                    raft_index,
+                };
+                let mut copy = e.clone();
+                copy.hash.clear();
+                assert_eq!(event_hash(&e), unhashed_event_hash(&copy));
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hotline_proto::v1::{
     Resolution, Role, Satisfaction, Status, Ticket, TicketCommand, ticket_command::Op,
 };
 
-use super::audit;
+use super::audit::{self, payload};
 use super::calendar::Calendar;
 use super::categories::CategoryTree;
 use super::deadlines::{DeadlineRules, Span};
@@ -583,14 +583,14 @@ pub fn transition(
     let mut n = t.clone();
     let mut other = None;
     let mut notes: Vec<(String, &'static str)> = Vec::new(); // (text, kind)
-    let payload: serde_json::Value;
+    let payload: String;
     match op {
         Op::Answer(a) => {
             n.status = Status::Closed as i32;
             n.closure = Closure::Answered as i32;
             n.answer_text = a.text.clone();
             n.closed_at_ms = at_ms;
-            payload = serde_json::json!({ "text_sha256": sha_hex(&a.text) });
+            payload = payload!({ "text_sha256": sha_hex(&a.text) });
         }
         Op::Refer(r) => {
             n.status = Status::Closed as i32;
@@ -598,7 +598,7 @@ pub fn transition(
             n.refer_reason = r.reason;
             n.refer_target = r.target.clone();
             n.closed_at_ms = at_ms;
-            payload = serde_json::json!({ "refer_reason": r.reason, "target": r.target });
+            payload = payload!({ "refer_reason": r.reason, "target": r.target });
         }
         Op::Dispatch(x) => {
             if !x.category.is_empty() {
@@ -612,7 +612,7 @@ pub fn transition(
                 ),
                 "dispatch",
             ));
-            payload = serde_json::json!({
+            payload = payload!({
                 "lead_unit": x.lead_unit,
                 "assisting_units": x.assisting_units,
                 "category": n.category,
@@ -632,7 +632,7 @@ pub fn transition(
             );
             n.handle_due_ms = DeadlineRules::due_ms(cal, span, at_ms);
             n.handle_warn_ms = d.warn_ms(at_ms, n.handle_due_ms);
-            payload = serde_json::json!({
+            payload = payload!({
                 "unit": s.unit,
                 "in_time": n.signed_in_time,
                 "handle_due_ms": n.handle_due_ms,
@@ -648,7 +648,7 @@ pub fn transition(
                 from_status: t.status,
                 returned_at_ms: at_ms,
             });
-            payload = serde_json::json!({ "unit": r.unit });
+            payload = payload!({ "unit": r.unit });
         }
         Op::ReviewReturn(r) => {
             let pending = t.pending_return.clone().unwrap_or_default();
@@ -657,7 +657,7 @@ pub fn transition(
                 // Back to the unit, in the state it returned from, with its
                 // deadlines unchanged: a rejected return buys no time.
                 n.status = pending.from_status;
-                payload = serde_json::json!({ "reject": true, "unit": pending.unit });
+                payload = payload!({ "reject": true, "unit": pending.unit });
             } else {
                 if r.lead_unit == pending.unit {
                     return Err(CommandError::Invalid(bad(
@@ -676,7 +676,7 @@ pub fn transition(
                     ),
                     "dispatch",
                 ));
-                payload = serde_json::json!({
+                payload = payload!({
                     "reject": false,
                     "returned_by": pending.unit,
                     "lead_unit": r.lead_unit,
@@ -714,7 +714,7 @@ pub fn transition(
                 reason: cmd.reason.clone(),
                 requested_at_ms: at_ms,
             });
-            payload = serde_json::json!({ "unit": e.unit, "days": days });
+            payload = payload!({ "unit": e.unit, "days": days });
         }
         Op::DecideExtension(x) => {
             let Some(p) = &t.pending_extension else {
@@ -736,7 +736,7 @@ pub fn transition(
                     "an extension moved a deadline back"
                 );
             }
-            payload = serde_json::json!({
+            payload = payload!({
                 "approve": x.approve,
                 "days": p.days,
                 "handle_due_ms": n.handle_due_ms,
@@ -763,7 +763,7 @@ pub fn transition(
                 ),
                 "reply",
             ));
-            payload = serde_json::json!({
+            payload = payload!({
                 "unit": r.unit,
                 "in_time": n.replied_in_time,
                 "text_sha256": sha_hex(&r.text),
@@ -802,7 +802,7 @@ pub fn transition(
                 format!("【12345热线】感谢您对工单{}的评价，该工单已办结。", n.id)
             };
             notes.push((text, "callback"));
-            payload = serde_json::json!({
+            payload = payload!({
                 "contacted": c.contacted,
                 "resolution": c.resolution,
                 "satisfaction": c.satisfaction,
@@ -823,18 +823,18 @@ pub fn transition(
             let lead = t.lead_unit.clone();
             let assisting = t.assisting_units.clone();
             dispatch_to(&mut n, &lead, &assisting, at_ms, rules);
-            payload = serde_json::json!({ "lead_unit": lead, "sign_due_ms": n.sign_due_ms });
+            payload = payload!({ "lead_unit": lead, "sign_due_ms": n.sign_due_ms });
         }
         Op::Close(_) => {
             n.status = Status::Closed as i32;
             n.closure = Closure::Closed as i32;
             n.closed_at_ms = at_ms;
-            payload = serde_json::json!({});
+            payload = payload!({});
         }
         Op::Archive(_) => {
             n.status = Status::Archived as i32;
             n.archived_at_ms = at_ms;
-            payload = serde_json::json!({});
+            payload = payload!({});
         }
         Op::Merge(m) => {
             let Some(dup) = duplicate else {
@@ -875,7 +875,7 @@ pub fn transition(
                 actor: cmd.actor.clone(),
                 at_ms,
                 reason: cmd.reason.clone(),
-                payload: serde_json::json!({ "master_id": t.id }).to_string(),
+                payload: payload!({ "master_id": t.id }),
                 raft_index: index,
                 ..Default::default()
             };
@@ -883,8 +883,7 @@ pub fn transition(
             d2.events.reserve_exact(1); // see the push below
             d2.events.push(sealed);
             other = Some(d2);
-            payload =
-                serde_json::json!({ "duplicate_id": dup.id, "requesters": n.requesters.len() });
+            payload = payload!({ "duplicate_id": dup.id, "requesters": n.requesters.len() });
         }
         Op::Urge(_) => {
             if t.urges >= MAX_URGES {
@@ -895,7 +894,7 @@ pub fn transition(
                 ));
             }
             n.urges += 1;
-            payload = serde_json::json!({ "urges": n.urges });
+            payload = payload!({ "urges": n.urges });
         }
         Op::Supervise(_) => {
             if t.supervision_level >= MAX_SUPERVISION_LEVEL {
@@ -906,7 +905,7 @@ pub fn transition(
                 ));
             }
             n.supervision_level += 1;
-            payload = serde_json::json!({ "level": n.supervision_level });
+            payload = payload!({ "level": n.supervision_level });
         }
     }
     let ev = Event {
@@ -914,7 +913,7 @@ pub fn transition(
         actor: cmd.actor.clone(),
         at_ms,
         reason: cmd.reason.clone(),
-        payload: payload.to_string(),
+        payload,
         raft_index: index,
         ..Default::default()
     };

@@ -1176,9 +1176,10 @@ impl Replica {
     /// Moves state-machine writes and the applied index into the batch, and
     /// compacts the log when it has grown past its bound.
     fn finish_write(&mut self, write: &mut WriteBatch) {
-        let sm = self.sm.take_writes();
-        if !sm.is_empty() || self.applied > self.applied_written {
-            write.sm.append(sm);
+        // Taken only when there is something: `SmWrites` is a few hundred
+        // bytes, and most Readies (raft messages, heartbeats) apply nothing.
+        if self.sm.has_writes() || self.applied > self.applied_written {
+            write.sm.append(self.sm.take_writes());
             write.applied = Some(self.applied);
         }
         let keep = self.cfg.compact_log_entries;

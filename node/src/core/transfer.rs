@@ -24,7 +24,7 @@ use hotline_proto::v1::{
     TransferOut, TransferReceipt, TransferRecord, TransferState,
 };
 
-use super::audit;
+use super::audit::{self, payload};
 use super::lifecycle::{self, CommandError};
 use super::tickets::{ApplyResult, TicketMachine, bad};
 
@@ -284,12 +284,11 @@ impl TicketMachine {
             actor: t.actor.clone(),
             at_ms,
             reason: t.reason.clone(),
-            payload: serde_json::json!({
+            payload: payload!({
                 "transfer_id": transfer_id,
                 "destination_group": t.destination_group,
                 "destination_region": t.destination_region,
-            })
-            .to_string(),
+            }),
             raft_index: index,
             ..Default::default()
         };
@@ -391,12 +390,11 @@ impl TicketMachine {
                     }),
                     at_ms,
                     reason: env.reason.clone(),
-                    payload: serde_json::json!({
+                    payload: payload!({
                         "transfer_id": env.transfer_id,
                         "origin_group": env.origin_group,
                         "hops": env.hops,
-                    })
-                    .to_string(),
+                    }),
                     raft_index: index,
                     ..Default::default()
                 };
@@ -526,11 +524,10 @@ impl TicketMachine {
                     }),
                     at_ms,
                     reason,
-                    payload: serde_json::json!({
+                    payload: payload!({
                         "transfer_id": rc.transfer_id,
                         "by_group": rc.by_group,
-                    })
-                    .to_string(),
+                    }),
                     raft_index: index,
                     ..Default::default()
                 };
