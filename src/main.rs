@@ -36,13 +36,19 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// that is still given back.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
-/// Applies [`PURGE_DELAY_MS`] unless `MIMALLOC_PURGE_DELAY` sets it.
-fn tune_allocator() {
+/// Sets mimalloc's purge delay (milliseconds; −1: never give freed pages
+/// back) unless `MIMALLOC_PURGE_DELAY` sets it.
+fn set_purge_delay(ms: std::ffi::c_long) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a process-wide tuning value; mimalloc reads options
         // with atomic loads and allows changing this one at any time.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
     }
+}
+
+/// The default for every command; `hotline sim` keeps everything instead.
+fn tune_allocator() {
+    set_purge_delay(PURGE_DELAY_MS);
 }
 
 fn main() -> std::process::ExitCode {

@@ -120,26 +120,14 @@ fn summary(r: &Report) -> String {
     )
 }
 
-unsafe extern "C" {
-    /// mimalloc's (linked through the `mimalloc` crate, our global
-    /// allocator); `option` is the index in its `mi_option_e`.
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// `mi_option_purge_delay`: the same index in mimalloc 2 and 3.
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
 /// A simulation only grows its heap until the run ends (a national day to
 /// ≈ 12 GB), so memory mimalloc gives back to the OS is asked for again soon
 /// after, and the kernel zeroes every page anew: purging was ≈ half of the
 /// run's system time (flat national 2 h: 3.5 → 1.8 s sys, user unchanged).
-/// An explicit `MIMALLOC_PURGE_DELAY` still wins.
+/// A simulation therefore never purges (an explicit `MIMALLOC_PURGE_DELAY`
+/// still wins).
 fn keep_freed_memory() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain setter of a global option, valid at any time;
-        // the index is that of `mi_option_purge_delay` (see above).
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    }
+    crate::set_purge_delay(-1);
 }
 
 pub fn run(cmd: SimCmd) -> Result<()> {
