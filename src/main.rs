@@ -31,9 +31,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// and of its batches and allocates them again a little later, and each page
 /// given back came back through a page fault that zeroes it
 /// (`clear_page_erms` was ≈ 12 % of the raft loops' samples under 128
-/// clients). With 10 s the node's CPU per accept fell ≈ 15 % and its
-/// throughput rose ≈ 13 % (BENCHMARKS.md); memory unused for longer than
-/// that is still given back.
+/// clients). With 10 s the node's CPU per accept fell 4–15 % (more on nodes
+/// holding more tickets) and its throughput rose (BENCHMARKS.md); memory
+/// unused for longer than that is still given back.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Sets mimalloc's purge delay (milliseconds; −1: never give freed pages
