@@ -24,7 +24,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_region};
-use hotline_node::core::tickets::SmWrites;
+use hotline_node::core::tickets::{IdKey, SmWrites};
 use hotline_node::core::transfer::forward_candidates;
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
@@ -487,10 +487,11 @@ pub struct Sim {
     missed: Vec<MissedDeadline>,
 }
 
-/// (group, hash of the id, version, state): a ticket's version is its
-/// number of events (every command that changes it adds one); a transfer
-/// record's is its update time, with its state.
-type FreshKey = (u64, u64, i64, i32);
+/// (group, id, version, state): a ticket's version is its number of events
+/// (every command that changes it adds one); a transfer record's is its
+/// update time, with its state. The id is the core's `IdKey` (inline up to
+/// 24 bytes, as ticket ids are).
+type FreshKey = (u64, IdKey, i64, i32);
 
 /// Past this many versions waiting for a replica (one that crashed, lags
 /// or caught up from a snapshot never writes them), the table starts over:
@@ -558,14 +559,6 @@ impl<T> Fresh<T> {
 struct FreshWrites {
     tickets: Fresh<Ticket>,
     transfers: Fresh<TransferRecord>,
-}
-
-/// FNV-1a: a fixed hash of an id for `FreshKey` (a collision only makes two
-/// ids compete for a slot; `same_ticket` compares the ids).
-fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Whether two versions of a ticket are equal, as `==` decides, without
@@ -1134,7 +1127,7 @@ impl Sim {
         // (mine, theirs): this replica's new copy and the equal one.
         let mut shared_tickets = Vec::new();
         for t in sm.tickets.iter_mut() {
-            let key = (group, id_hash(&t.id), t.events.len() as i64, 0);
+            let key = (group, IdKey::new(&t.id), t.events.len() as i64, 0);
             if let Some(a) = self.fresh.tickets.share(key, t, replicas, same_ticket) {
                 shared_tickets.push((std::mem::replace(t, a.clone()), a));
             }
@@ -1142,7 +1135,7 @@ impl Sim {
         let mut shared_transfers = Vec::new();
         for r in sm.transfers_put.iter_mut() {
             let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
-            let key = (group, id_hash(id), r.updated_at_ms, r.state);
+            let key = (group, IdKey::new(id), r.updated_at_ms, r.state);
             if let Some(a) = self.fresh.transfers.share(key, r, replicas, same_transfer) {
                 shared_transfers.push((std::mem::replace(r, a.clone()), a));
             }

@@ -75,7 +75,11 @@ macro_rules! payload {
 }
 pub(crate) use payload;
 
-/// A value in a payload (see `payload!`).
+/// A value in a payload (see `payload!`), serialized by serde_json as the
+/// value itself (untagged), so numbers, lists and string escapes are
+/// serde_json's own.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
 pub enum Json<'a> {
     Str(&'a str),
     Int(i64),
@@ -90,123 +94,48 @@ pub trait JsonField {
     fn json(&self) -> Json<'_>;
 }
 
-impl JsonField for String {
-    fn json(&self) -> Json<'_> {
-        Json::Str(self)
-    }
-}
-
-impl JsonField for str {
-    fn json(&self) -> Json<'_> {
-        Json::Str(self)
-    }
-}
-
 impl<T: JsonField + ?Sized> JsonField for &T {
     fn json(&self) -> Json<'_> {
         (**self).json()
     }
 }
 
-impl JsonField for Vec<String> {
-    fn json(&self) -> Json<'_> {
-        Json::Strs(self)
-    }
+/// `impl JsonField for T` as `Json::Variant(conversion of self)`.
+macro_rules! json_field {
+    ($($t:ty => |$v:ident| $e:expr;)*) => {
+        $(impl JsonField for $t {
+            fn json(&self) -> Json<'_> {
+                let $v = self;
+                $e
+            }
+        })*
+    };
 }
 
-impl JsonField for Vec<u64> {
-    fn json(&self) -> Json<'_> {
-        Json::UInts(self)
-    }
+json_field! {
+    String => |s| Json::Str(s);
+    str => |s| Json::Str(s);
+    Vec<String> => |v| Json::Strs(v);
+    Vec<u64> => |v| Json::UInts(v);
+    bool => |b| Json::Bool(*b);
+    i32 => |n| Json::Int(i64::from(*n));
+    i64 => |n| Json::Int(*n);
+    u32 => |n| Json::UInt(u64::from(*n));
+    u64 => |n| Json::UInt(*n);
+    usize => |n| Json::UInt(*n as u64);
 }
 
-impl JsonField for bool {
-    fn json(&self) -> Json<'_> {
-        Json::Bool(*self)
-    }
-}
-
-impl JsonField for i32 {
-    fn json(&self) -> Json<'_> {
-        Json::Int(i64::from(*self))
-    }
-}
-
-impl JsonField for i64 {
-    fn json(&self) -> Json<'_> {
-        Json::Int(*self)
-    }
-}
-
-impl JsonField for u32 {
-    fn json(&self) -> Json<'_> {
-        Json::UInt(u64::from(*self))
-    }
-}
-
-impl JsonField for u64 {
-    fn json(&self) -> Json<'_> {
-        Json::UInt(*self)
-    }
-}
-
-impl JsonField for usize {
-    fn json(&self) -> Json<'_> {
-        Json::UInt(*self as u64)
-    }
-}
-
-/// Writes `fields` as `serde_json::Value::Object(…).to_string()` would.
+/// Writes `fields` as `serde_json::Value::Object(…).to_string()` would: the
+/// keys sorted as a `serde_json::Map` holds them, then serde_json's compact
+/// serializer over the borrowed values.
 pub fn payload_json(fields: &mut [(&'static str, Json<'_>)]) -> String {
+    use serde::Serializer as _;
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out: Vec<u8> = Vec::with_capacity(128);
-    out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json_str(&mut out, key);
-        out.push(b':');
-        match value {
-            Json::Str(s) => json_str(&mut out, s),
-            Json::Int(n) => json_num(&mut out, n),
-            Json::UInt(n) => json_num(&mut out, n),
-            Json::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Json::Strs(v) => {
-                out.push(b'[');
-                for (j, s) in v.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    json_str(&mut out, s);
-                }
-                out.push(b']');
-            }
-            Json::UInts(v) => {
-                out.push(b'[');
-                for (j, n) in v.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    json_num(&mut out, n);
-                }
-                out.push(b']');
-            }
-        }
-    }
-    out.push(b'}');
-    String::from_utf8(out).expect("JSON written from str is UTF-8")
-}
-
-/// An integer, in decimal as serde_json writes it (no allocation).
-fn json_num(out: &mut Vec<u8>, n: &dyn std::fmt::Display) {
-    use std::io::Write as _;
-    write!(out, "{n}").expect("writing to a Vec cannot fail");
-}
-
-/// A JSON string literal, escaped exactly as serde_json escapes it.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    serde_json::Serializer::new(&mut out)
+        .collect_map(fields.iter().map(|(k, v)| (k, v)))
+        .expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Where a chain breaks.

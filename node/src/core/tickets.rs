@@ -164,7 +164,7 @@ impl std::ops::Deref for SharedRules {
 /// caches) most of those visits miss the cache. Ordered as `str` is, i.e.
 /// exactly as `String` keys were: iteration order (snapshots, listings) is
 /// unchanged.
-type IdKey = compact_str::CompactString;
+pub type IdKey = compact_str::CompactString;
 
 /// The tickets of a group by id (see `IdKey`), each behind an `Arc` (see
 /// `TicketMachine::tickets`).
