@@ -29,6 +29,8 @@ pub struct Tuning {
     pub heartbeat_ticks: usize,
     /// See `ReplicaConfig::compact_log_entries`.
     pub compact_log_entries: u64,
+    /// See `ReplicaConfig::compact_log_bytes`.
+    pub compact_log_bytes: u64,
     /// Proposals waiting for the raft loop; beyond it clients get
     /// `ResourceExhausted`.
     pub max_proposal_queue: usize,
@@ -46,6 +48,7 @@ impl Default for Tuning {
             election_ticks: 10,
             heartbeat_ticks: 1,
             compact_log_entries: 10_000,
+            compact_log_bytes: 4 * 1024 * 1024,
             max_proposal_queue: 8_192,
             max_in_flight_proposals: 16_384,
             request_timeout_ms: 5_000,

@@ -883,6 +883,7 @@ pub async fn run_node(
         rcfg.election_ticks = t.election_ticks;
         rcfg.heartbeat_ticks = t.heartbeat_ticks;
         rcfg.compact_log_entries = t.compact_log_entries;
+        rcfg.compact_log_bytes = t.compact_log_bytes;
         let replica = Replica::new(rcfg, rec)?;
         tracing::info!(
             node = cfg.id,

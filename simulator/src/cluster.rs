@@ -56,12 +56,25 @@ pub struct MemCluster {
     pub acked: BTreeMap<u64, String>,
     pub steps: u64,
     pub compact_log_entries: u64,
+    pub compact_log_bytes: u64,
     next_request: u64,
     voters: Vec<u64>,
 }
 
 impl MemCluster {
     pub fn new(nodes: u64, seed: u64, faults: Faults) -> Self {
+        Self::with_compaction(nodes, seed, faults, 50, 4 * 1024 * 1024)
+    }
+
+    /// A cluster whose replicas start with these log bounds
+    /// (`ReplicaConfig::compact_log_entries` and `compact_log_bytes`).
+    pub fn with_compaction(
+        nodes: u64,
+        seed: u64,
+        faults: Faults,
+        compact_log_entries: u64,
+        compact_log_bytes: u64,
+    ) -> Self {
         let voters: Vec<u64> = (1..=nodes).collect();
         let mut c = MemCluster {
             replicas: BTreeMap::new(),
@@ -73,7 +86,8 @@ impl MemCluster {
             committed: BTreeMap::new(),
             acked: BTreeMap::new(),
             steps: 0,
-            compact_log_entries: 50,
+            compact_log_entries,
+            compact_log_bytes,
             next_request: 1,
             voters: voters.clone(),
         };
@@ -88,6 +102,7 @@ impl MemCluster {
         let mut cfg = ReplicaConfig::new(id, GROUP_ID, REGION);
         cfg.deterministic_elections = true;
         cfg.compact_log_entries = self.compact_log_entries;
+        cfg.compact_log_bytes = self.compact_log_bytes;
         cfg
     }
 
@@ -407,6 +422,72 @@ mod tests {
         );
         assert!(c.replicas[&f].precheck(&cmd).is_ok());
         assert!(c.replicas[&l].precheck(&cmd).is_ok());
+    }
+
+    /// Entries held in a replica's in-memory log.
+    fn held(c: &MemCluster, id: u64) -> u64 {
+        let r = &c.replicas[&id];
+        r.last_index() + 1 - r.first_index()
+    }
+
+    #[test]
+    fn a_healthy_group_keeps_only_a_short_log_everywhere() {
+        // The entry bound alone would keep up to 20,000 entries here.
+        let mut c = MemCluster::with_compaction(3, 11, Faults::NONE, 10_000, 64 << 20);
+        c.run(200);
+        for i in 0..3_000 {
+            let l = c.leader().expect("leader");
+            c.propose_accept(l, &format!("ticket {i}"));
+            c.run(2);
+        }
+        assert!(c.settle(20_000));
+        let leader = c.leader().expect("leader");
+        assert!(c.replicas[&leader].applied() > 3_000);
+        // Every member holds what the leader compacts (its step is 256),
+        // and a follower keeps one step to two behind its applied index.
+        assert!(held(&c, leader) <= 256, "leader holds {}", held(&c, leader));
+        for id in 1..=3 {
+            assert!(held(&c, id) <= 512, "node {id} holds {}", held(&c, id));
+        }
+    }
+
+    #[test]
+    fn a_silent_follower_pins_the_leaders_log_only_up_to_the_bounds() {
+        let text = "x".repeat(1024);
+        for (entries, bytes) in [(10_000, 1 << 20), (400, 64 << 20)] {
+            let mut c = MemCluster::with_compaction(3, 5, Faults::NONE, entries, bytes);
+            c.run(200);
+            let leader = c.leader().expect("leader");
+            let silent = (1..=3).find(|&i| i != leader).expect("a follower");
+            c.isolated.push(silent);
+            let mut most = (0, 0);
+            for _ in 0..1_500 {
+                c.propose_accept(leader, &text);
+                c.run(2);
+                let r = &c.replicas[&leader];
+                most = (most.0.max(held(&c, leader)), most.1.max(r.log_bytes()));
+            }
+            assert!(
+                c.replicas[&leader].applied() > 1_000,
+                "the majority goes on"
+            );
+            // Kept for the silent follower well past the healthy window
+            // (at most 512 entries)…
+            assert!(most.0 > 600, "({entries}, {bytes}): most held {most:?}");
+            // …but bounded: twice the entry bound, or the byte bound plus
+            // what is not applied yet.
+            assert!(
+                most.0 <= 2 * entries + 64,
+                "({entries}, {bytes}): most {most:?}"
+            );
+            assert!(
+                most.1 <= bytes + 64 * 1024,
+                "({entries}, {bytes}): most {most:?}"
+            );
+            // Healed, the silent follower catches up by snapshot.
+            assert!(c.settle(20_000));
+            assert_eq!(c.ticket_ids(silent), c.ticket_ids(leader));
+        }
     }
 
     #[test]

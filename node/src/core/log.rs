@@ -27,6 +27,9 @@ pub struct LogStore {
     truncated: Truncated,
     /// entries[i].index == truncated.index + 1 + i
     entries: Vec<Entry>,
+    /// Payload bytes (data + context) of `entries`: what the replica's
+    /// byte bound on the log (`ReplicaConfig::compact_log_bytes`) counts.
+    bytes: u64,
     /// Last snapshot built by the replica, served to lagging followers.
     snapshot: Option<Snapshot>,
     /// Set when raft asked for a snapshot newer than the cached one; the
@@ -40,11 +43,13 @@ impl LogStore {
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(e.index, truncated.index + 1 + i as u64, "log has a gap");
         }
+        let bytes = entries.iter().map(payload_bytes).sum();
         LogStore {
             hard_state: hs,
             conf_state: cs,
             truncated,
             entries,
+            bytes,
             snapshot: None,
             snapshot_wanted: Cell::new(false),
         }
@@ -90,6 +95,26 @@ impl LogStore {
         self.entries.is_empty()
     }
 
+    /// Payload bytes held in the log.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The smallest index up to which compacting (never past `upto`)
+    /// leaves at most `target_bytes` of payload in the log.
+    pub fn index_to_fit(&self, target_bytes: u64, upto: u64) -> u64 {
+        let mut held = self.bytes;
+        let mut index = self.truncated.index;
+        for e in &self.entries {
+            if held <= target_bytes || e.index > upto {
+                break;
+            }
+            held -= payload_bytes(e);
+            index = e.index;
+        }
+        index
+    }
+
     /// Appends entries, first dropping any existing entries at or after the
     /// first new index (a new leader overwrote a conflicting tail).
     pub fn append(&mut self, ents: &[Entry]) {
@@ -107,8 +132,12 @@ impl LogStore {
             self.last()
         );
         let keep = (first_new - self.first()) as usize;
+        for e in &self.entries[keep..] {
+            self.bytes -= payload_bytes(e);
+        }
         self.entries.truncate(keep);
         self.entries.extend_from_slice(ents);
+        self.bytes += ents.iter().map(payload_bytes).sum::<u64>();
     }
 
     /// Drops entries up to and including `index` (which must be applied).
@@ -123,13 +152,16 @@ impl LogStore {
         );
         let term = self.term_of(index).expect("term of compaction index");
         let drop = (index - self.truncated.index) as usize;
-        self.entries.drain(..drop);
+        for e in self.entries.drain(..drop) {
+            self.bytes -= payload_bytes(&e);
+        }
         self.truncated = Truncated { index, term };
     }
 
     /// Replaces the whole log by a snapshot's position.
     pub fn install_snapshot(&mut self, meta: &SnapshotMetadata) {
         self.entries.clear();
+        self.bytes = 0;
         self.truncated = Truncated {
             index: meta.index,
             term: meta.term,
@@ -157,6 +189,10 @@ impl LogStore {
     pub fn snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.get()
     }
+}
+
+fn payload_bytes(e: &Entry) -> u64 {
+    (e.data.len() + e.context.len()) as u64
 }
 
 impl Storage for LogStore {
@@ -242,6 +278,53 @@ mod tests {
             term,
             ..Default::default()
         }
+    }
+
+    fn sized(index: u64, term: u64, bytes: usize) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![7u8; bytes].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn payload_bytes_follow_appends_overwrites_compactions_and_snapshots() {
+        let mut s = LogStore::new(
+            HardState::default(),
+            ConfState::default(),
+            Truncated::default(),
+            vec![sized(1, 1, 100)],
+        );
+        assert_eq!(s.bytes(), 100);
+        s.append(&[sized(2, 1, 10), sized(3, 1, 20), sized(4, 1, 40)]);
+        assert_eq!(s.bytes(), 170);
+        // A new leader overwrites 3 and 4 with one entry.
+        s.append(&[sized(3, 2, 5)]);
+        assert_eq!(s.bytes(), 115);
+        s.compact(2);
+        assert_eq!(s.bytes(), 5);
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 9;
+        meta.term = 2;
+        s.install_snapshot(&meta);
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn index_to_fit_drops_from_the_front_and_never_past_the_bound() {
+        let mut s = LogStore::default();
+        s.append(&[
+            sized(1, 1, 100),
+            sized(2, 1, 100),
+            sized(3, 1, 100),
+            sized(4, 1, 100),
+        ]);
+        assert_eq!(s.index_to_fit(400, 4), 0, "already fits");
+        assert_eq!(s.index_to_fit(250, 4), 2);
+        assert_eq!(s.index_to_fit(0, 4), 4);
+        assert_eq!(s.index_to_fit(0, 3), 3, "stops at `upto`");
     }
 
     #[test]

@@ -31,6 +31,10 @@ use raft::{Config, RawNode, StateRole};
 use super::log::{LogStore, Truncated};
 use super::tickets::{ApplyResult, FieldError, Query, QueryAnswer, SmWrites, TicketMachine, bad};
 
+/// A compaction drops at least this many entries (or `compact_log_entries`
+/// if smaller), and a follower keeps this many behind its applied index.
+const COMPACT_STEP_ENTRIES: u64 = 256;
+
 /// Tunables of a replica. Ticks are abstract: the driver decides how long one
 /// is (`tick_ms` in the node config).
 #[derive(Clone, Debug)]
@@ -40,10 +44,17 @@ pub struct ReplicaConfig {
     pub region: String,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
-    /// Compact the log once it holds more than twice this many applied
-    /// entries, keeping this many behind the applied index for followers
-    /// that lag a little; followers further behind get a snapshot.
+    /// Most applied entries a replica keeps for followers that lag a
+    /// little (the log is compacted once it holds twice this many);
+    /// followers further behind get a snapshot. See `finish_write` for the
+    /// whole policy.
     pub compact_log_entries: u64,
+    /// Most payload bytes a replica's log holds once applied: past it, the
+    /// log is compacted to half of it. The log lives in memory (the disk
+    /// keeps only what is not yet applied), and a node hosts many groups,
+    /// so the entry count alone (10,000 tickets of 1 KiB ≈ 10 MiB, twice
+    /// that before compacting) would let 64 busy groups hold over a GiB.
+    pub compact_log_bytes: u64,
     pub max_size_per_msg_bytes: u64,
     pub max_inflight_msgs: usize,
     /// Pin the election timeout to a per-node constant instead of raft-rs's
@@ -70,6 +81,7 @@ impl ReplicaConfig {
             election_ticks: 10,
             heartbeat_ticks: 1,
             compact_log_entries: 10_000,
+            compact_log_bytes: 4 * 1024 * 1024,
             max_size_per_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
             deterministic_elections: false,
@@ -544,6 +556,11 @@ impl Replica {
 
     pub fn last_index(&self) -> u64 {
         self.raw.raft.raft_log.last_index()
+    }
+
+    /// Payload bytes of the entries in the in-memory log.
+    pub fn log_bytes(&self) -> u64 {
+        self.raw.store().bytes()
     }
 
     pub fn conf_state(&self) -> &ConfState {
@@ -1182,9 +1199,8 @@ impl Replica {
             write.sm.append(self.sm.take_writes());
             write.applied = Some(self.applied);
         }
-        let keep = self.cfg.compact_log_entries;
-        if keep > 0 && self.applied > self.raw.store().truncated().index + 2 * keep {
-            let to = self.applied - keep;
+        let to = self.compact_to();
+        if to > self.raw.store().truncated().index {
             self.raw.mut_store().compact(to);
             write.compact = Some(self.raw.store().truncated());
             // No snapshot is built here: serializing the whole state is
@@ -1193,6 +1209,47 @@ impl Replica {
         if let Some(a) = write.applied {
             self.applied_written = a;
         }
+    }
+
+    /// Where to compact the log to now (the truncated index: nothing).
+    ///
+    /// The policy (after TiKV's raft log GC): entries every member already
+    /// holds serve nobody, so a leader drops them as soon as a step's worth
+    /// can go; a follower, which does not know what the others hold, keeps a
+    /// short window behind its applied index for the case it becomes leader.
+    /// Whatever the role, a member that stopped answering may not pin the
+    /// log beyond `compact_log_entries` applied entries or
+    /// `compact_log_bytes`: it gets a snapshot instead. Compaction never
+    /// passes the applied index (the state machine is the only other copy).
+    /// `compact_log_entries == 0` turns compaction off.
+    fn compact_to(&self) -> u64 {
+        let keep = self.cfg.compact_log_entries;
+        let store = self.raw.store();
+        let truncated = store.truncated().index;
+        if keep == 0 || self.applied <= truncated {
+            return truncated;
+        }
+        // Dropping fewer entries than this is not worth a compaction (it
+        // moves the rest of the log and writes a record).
+        let step = keep.min(COMPACT_STEP_ENTRIES);
+        let mut to = truncated;
+        if self.is_leader() {
+            let everyone = self.raw.raft.prs().iter().map(|(_, pr)| pr.matched).min();
+            let held_by_all = everyone.unwrap_or(0).min(self.applied);
+            if held_by_all >= truncated + step {
+                to = held_by_all;
+            }
+        } else if self.applied >= truncated + 2 * step {
+            to = self.applied - step;
+        }
+        if self.applied > truncated + 2 * keep {
+            to = to.max(self.applied - keep);
+        }
+        if store.bytes() > self.cfg.compact_log_bytes {
+            to = to.max(store.index_to_fit(self.cfg.compact_log_bytes / 2, self.applied));
+        }
+        debug_assert!(to <= self.applied);
+        to
     }
 
     fn build_snapshot_if_wanted(&mut self) {
