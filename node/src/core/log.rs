@@ -305,10 +305,11 @@ mod tests {
         assert_eq!(s.bytes(), 115);
         s.compact(2);
         assert_eq!(s.bytes(), 5);
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 9;
-        meta.term = 2;
-        s.install_snapshot(&meta);
+        s.install_snapshot(&SnapshotMetadata {
+            index: 9,
+            term: 2,
+            ..Default::default()
+        });
         assert_eq!(s.bytes(), 0);
     }
 
