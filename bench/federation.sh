@@ -6,12 +6,17 @@
 #      by 太仓's group; 1 client (latency), then 32 and 128 (throughput).
 #   2. groups:   3 nodes voters of 64 district groups vs the same 3 nodes with
 #      1 group, closed-loop accepts spread over the groups (both clusters run
-#      side by side, measured in alternation, ROUNDS rounds).
+#      side by side, measured in alternation, ROUNDS rounds). LEADERS=spread
+#      (default) lets elections spread the leaders over the nodes; LEADERS=one
+#      gives nodes 2 and 3 a 4x longer election timeout, so node 1 wins every
+#      election and leads all 64 groups as it leads the single one: the
+#      difference is then per-group work alone, not the traffic of three
+#      nodes that each lead some groups and follow the others.
 #   3. idle:     3 nodes voters of 1,000 district groups: launch → every group
 #      led, then CPU and memory at rest.
 # Prints "label<TAB>one JSON document" per measurement, then a summary.
 #   bench/federation.sh [all|transfer|groups|idle]
-# Knobs (env): LOW_DUR=20s (per launch) LAUNCHES=3 TPUT_DUR=30s ACCEPT_DUR=10s ROUNDS=2 IDLE_GROUPS=1000
+# Knobs (env): LEADERS=spread LOW_DUR=20s (per launch) LAUNCHES=3 TPUT_DUR=30s ACCEPT_DUR=10s ROUNDS=2 IDLE_GROUPS=1000
 #              SETTLE=10 SAMPLE=20s KEEP=0 (1 keeps the work directory)
 # Ports: 9101-9108 (demo), 9301-9303 (64 groups), 9321-9323 (1 group),
 # 9401-9403 (idle groups). Bounded: every wait has a timeout; every node started
@@ -27,11 +32,13 @@ ROUNDS=${ROUNDS:-2}
 IDLE_GROUPS=${IDLE_GROUPS:-1000}
 SETTLE=${SETTLE:-10}
 SAMPLE=${SAMPLE:-20s}
+LEADERS=${LEADERS:-spread}
 case $WHAT in all | transfer | groups | idle) ;; *)
   echo "usage: $0 [all|transfer|groups|idle]" >&2
   exit 2
   ;;
 esac
+case $LEADERS in spread | one) ;; *) echo "LEADERS: spread or one" >&2; exit 2 ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS: 1 to 99" >&2; exit 2; }
 [[ $LAUNCHES =~ ^[1-9]$ ]] || { echo "LAUNCHES: 1 to 9" >&2; exit 2; }
 [[ $SETTLE =~ ^[0-9]{1,3}$ ]] || { echo "SETTLE: seconds, 0 to 999" >&2; exit 2; }
@@ -129,6 +136,11 @@ if [[ $WHAT == all || $WHAT == groups ]]; then
   "$H" bench topology --nodes 3 --groups 1 --provinces 31,32 --port-base 9320 --out "$G1/topology-in.toml" >&2
   "$H" cluster init --topology "$G64/topology-in.toml" --dir "$G64" --port-base 9300 >/dev/null
   "$H" cluster init --topology "$G1/topology-in.toml" --dir "$G1" --port-base 9320 >/dev/null
+  if [[ $LEADERS == one ]]; then
+    for d in "$G64" "$G1"; do
+      sed -i 's/^election_ticks = .*/election_ticks = 40/' "$d/node-2.toml" "$d/node-3.toml"
+    done
+  fi
   start "$G64" 3
   start "$G1" 3
   emit "groups.64.leaders" "$H" bench leaders --config "$G64/client.toml" --timeout 120s --json
