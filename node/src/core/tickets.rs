@@ -542,6 +542,21 @@ impl TicketMachine {
         self.by_index.insert(index, IdKey::new(id));
     }
 
+    /// Ticket `id`, to be changed in place and then stored with
+    /// `ticket_changed`: as `transfer_mut`, a version another holder shares
+    /// is copied first, so a version once handed out never changes. Take it
+    /// only once the command will change it.
+    pub(super) fn ticket_mut(&mut self, id: &str) -> Option<&mut Ticket> {
+        self.tickets.get_mut(id).map(Arc::make_mut)
+    }
+
+    /// After `ticket_mut`: the changed version goes to the writes.
+    pub(super) fn ticket_changed(&mut self, id: &str) -> Arc<Ticket> {
+        let t = self.tickets.get(id).expect("changed in place").clone();
+        self.writes.tickets.push(t.clone());
+        t
+    }
+
     /// Stores a ticket's new version; the same copy goes to the writes.
     pub(super) fn put_ticket(&mut self, t: Ticket) -> Arc<Ticket> {
         let t = Arc::new(t);
