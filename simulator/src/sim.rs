@@ -676,7 +676,7 @@ fn same_ticket(a: &Ticket, b: &Ticket) -> bool {
 }
 
 /// `same_ticket` for an optional ticket.
-fn same_opt_ticket(a: &Option<Ticket>, b: &Option<Ticket>) -> bool {
+fn same_opt_ticket(a: &Option<Box<Ticket>>, b: &Option<Box<Ticket>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => same_ticket(a, b),
         (None, None) => true,

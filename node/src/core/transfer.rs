@@ -139,7 +139,10 @@ impl TicketMachine {
                         .as_ref()
                         .and_then(|e| e.ticket.as_ref())
                         .map_or("", |t| t.id.as_str());
-                    rc.ticket = self.tickets_map().get(ticket_id).map(|t| (**t).clone());
+                    rc.ticket = self
+                        .tickets_map()
+                        .get(ticket_id)
+                        .map(|t| Box::new((**t).clone()));
                 }
                 r
             })
@@ -319,7 +322,7 @@ impl TicketMachine {
             origin_group: me,
             destination_group: t.destination_group,
             destination_region: t.destination_region.clone(),
-            ticket: Some(stub.clone()),
+            ticket: Some(Box::new(stub.clone())),
             sent_at_ms: at_ms,
             via_national_done: self.is_national(),
             hops: vec![me],
@@ -432,7 +435,7 @@ impl TicketMachine {
                     self.enqueue(n);
                 }
                 self.index_ticket(index, &t.id);
-                self.put_ticket(t);
+                self.put_ticket(*t);
                 record.state = TransferState::Delivered as i32;
                 // The owner's copy travels with the receipt, but the record
                 // does not keep one: the group holds the ticket itself, and
