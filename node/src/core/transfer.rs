@@ -215,6 +215,7 @@ impl TicketMachine {
     /// After `transfer_mut`: the changed version goes to the writes.
     fn transfer_changed(&mut self, id: &str) {
         let r = self.transfers.get(id).expect("changed in place").clone();
+        self.transfers_floor.0 = self.transfers_floor.0.min(r.updated_at_ms);
         self.writes.transfers_put.push(r);
         self.track_transfer_work(id);
     }
@@ -227,6 +228,7 @@ impl TicketMachine {
             .transfer_id
             .clone();
         let r = Arc::new(r);
+        self.transfers_floor.0 = self.transfers_floor.0.min(r.updated_at_ms);
         self.writes.transfers_put.push(r.clone());
         self.transfers.insert(id.clone(), r);
         self.track_transfer_work(&id);
@@ -593,6 +595,11 @@ impl TicketMachine {
                 && r.state != TransferState::Pending as i32
                 && (r.state != TransferState::Forwarded as i32 || r.receipt.is_some())
         };
+        if self.transfers.len() < MAX_TRANSFER_RECORDS
+            && self.transfers_floor.0 >= now_ms - TRANSFER_RETENTION_MS
+        {
+            return; // no record is old enough, and there is room
+        }
         if self.transfers.len() < MAX_TRANSFER_RECORDS
             && !self
                 .transfers
