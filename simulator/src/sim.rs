@@ -217,41 +217,52 @@ impl Ord for QItem {
     }
 }
 
-/// The event queue, in (time, sequence) order, as two heaps: most events
-/// are due within milliseconds (deliveries, fsyncs, ticks), while every
-/// live ticket has a lifecycle step hours ahead; keeping those apart keeps
-/// the heap that every event goes through small. `pop` takes the smaller
-/// head of the two, so the order is exactly that of one heap.
+/// The event queue, in (time, sequence) order: a heap for what is due soon,
+/// and buckets for what is due later. Most events are due within
+/// milliseconds (deliveries, fsyncs, ticks), while every live ticket has a
+/// lifecycle step hours ahead: a national day holds a million of those, and
+/// a heap of them (pushed and popped through ≈ 20 cold levels each) was
+/// ≈ 3.5 % of the day's samples. Later events wait in per-second buckets
+/// instead, and a bucket joins the heap as a whole once the heap's head
+/// reaches its first instant, so `pop` gives exactly the order of one heap.
 #[derive(Default)]
 struct Queue {
     near: BinaryHeap<Reverse<QItem>>,
-    far: BinaryHeap<Reverse<QItem>>,
+    /// Events due later than `NEAR_MS` ahead when pushed, by `at / FAR_BUCKET_MS`.
+    far: BTreeMap<SimMs, Vec<QItem>>,
 }
 
-/// Events due later than this go to the far heap.
+/// Events due later than this go to the far buckets.
 const NEAR_MS: SimMs = 10_000;
+/// The span of one far bucket.
+const FAR_BUCKET_MS: SimMs = 1_000;
 
 impl Queue {
     fn push(&mut self, now: SimMs, item: QItem) {
         if item.at > now + NEAR_MS {
-            self.far.push(Reverse(item));
+            self.far
+                .entry(item.at / FAR_BUCKET_MS)
+                .or_default()
+                .push(item);
         } else {
             self.near.push(Reverse(item));
         }
     }
 
     fn pop(&mut self) -> Option<QItem> {
-        let far_first = match (self.near.peek(), self.far.peek()) {
-            (Some(Reverse(n)), Some(Reverse(f))) => f < n,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        let heap = if far_first {
-            &mut self.far
-        } else {
-            &mut self.near
-        };
-        heap.pop().map(|Reverse(item)| item)
+        // Every event of a bucket is due at or after its first instant: while
+        // the heap's head is due before the first bucket starts, it is the
+        // smallest event of all; otherwise that bucket may hold a smaller
+        // one, and joins the heap (then the next bucket is checked).
+        while let Some((&bucket, _)) = self.far.first_key_value() {
+            let start = bucket * FAR_BUCKET_MS;
+            if self.near.peek().is_some_and(|Reverse(n)| n.at < start) {
+                break;
+            }
+            let (_, items) = self.far.pop_first().expect("peeked");
+            self.near.extend(items.into_iter().map(Reverse));
+        }
+        self.near.pop().map(|Reverse(item)| item)
     }
 }
 
