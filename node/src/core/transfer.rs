@@ -526,43 +526,42 @@ impl TicketMachine {
             .unwrap_or_default();
         rec.receipt_pending = !at_origin;
         self.transfer_changed(&rc.transfer_id);
-        if at_origin {
-            if self
+        if at_origin
+            && self
                 .tickets_map()
                 .get(&ticket_id)
                 .is_some_and(|t| t.transfer_id == rc.transfer_id)
-            {
-                let t = self.ticket_mut(&ticket_id).expect("found above");
-                let (kind, reason) = if rc.refused {
-                    // Back to the first-contact center for review.
-                    t.status = Status::Accepted as i32;
-                    t.owner_group = 0;
-                    t.transfer_state = TransferState::Refused as i32;
-                    ("transfer_refused", rc.reason.clone())
-                } else {
-                    t.transfer_state = TransferState::Delivered as i32;
-                    ("transfer_delivered", String::new())
-                };
-                let ev = Event {
-                    kind: kind.into(),
-                    actor: Some(hotline_proto::v1::Actor {
-                        id: format!("group-{}", rc.by_group),
-                        role: hotline_proto::v1::Role::System as i32,
-                    }),
-                    at_ms,
-                    reason,
-                    payload: payload!({
-                        "transfer_id": rc.transfer_id,
-                        "by_group": rc.by_group,
-                    }),
-                    raft_index: index,
-                    ..Default::default()
-                };
-                let sealed = audit::seal(t.events.last(), ev);
-                t.events.reserve_exact(1); // exact: see `lifecycle::transition`
-                t.events.push(sealed);
-                self.ticket_changed(&ticket_id);
-            }
+        {
+            let t = self.ticket_mut(&ticket_id).expect("found above");
+            let (kind, reason) = if rc.refused {
+                // Back to the first-contact center for review.
+                t.status = Status::Accepted as i32;
+                t.owner_group = 0;
+                t.transfer_state = TransferState::Refused as i32;
+                ("transfer_refused", rc.reason.clone())
+            } else {
+                t.transfer_state = TransferState::Delivered as i32;
+                ("transfer_delivered", String::new())
+            };
+            let ev = Event {
+                kind: kind.into(),
+                actor: Some(hotline_proto::v1::Actor {
+                    id: format!("group-{}", rc.by_group),
+                    role: hotline_proto::v1::Role::System as i32,
+                }),
+                at_ms,
+                reason,
+                payload: payload!({
+                    "transfer_id": rc.transfer_id,
+                    "by_group": rc.by_group,
+                }),
+                raft_index: index,
+                ..Default::default()
+            };
+            let sealed = audit::seal(t.events.last(), ev);
+            t.events.reserve_exact(1); // exact: see `lifecycle::transition`
+            t.events.push(sealed);
+            self.ticket_changed(&ticket_id);
         }
         ApplyResult::Custody { duplicate: false }
     }
@@ -777,7 +776,7 @@ mod tests {
         assert_eq!(receipt_ticket(&dest), None);
         assert_eq!(receipt_ticket(&national), None);
         let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
-        assert_eq!(&owners_copy, dest.m.ticket(&t.id).unwrap());
+        assert_eq!(&*owners_copy, dest.m.ticket(&t.id).unwrap());
     }
 
     #[test]
