@@ -367,7 +367,7 @@ async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
         origin_group: 310114,
         destination_group: 320585,
         destination_region: "320585102".into(),
-        ticket: Some(Ticket::default()),
+        ticket: Some(Box::default()),
         ..Default::default()
     };
     let call = |claimed: u64, from_group: u64| {

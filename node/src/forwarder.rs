@@ -341,9 +341,9 @@ impl Federation for Handle {
 /// Records leave the node with requesters masked.
 pub fn mask_record(rec: &mut TransferRecord) {
     if let Some(t) = rec.envelope.as_mut().and_then(|e| e.ticket.as_mut()) {
-        *t = crate::server::redact(std::mem::take(t));
+        **t = crate::server::redact(std::mem::take(&mut **t));
     }
     if let Some(t) = rec.receipt.as_mut().and_then(|r| r.ticket.as_mut()) {
-        *t = crate::server::redact(std::mem::take(t));
+        **t = crate::server::redact(std::mem::take(&mut **t));
     }
 }

@@ -53,9 +53,10 @@ fn unhashed_event_hash(event: &Event) -> Vec<u8> {
 /// Links `event` after `prev` (or as the first event) and seals it.
 pub fn seal(prev: Option<&Event>, mut event: Event) -> Event {
     event.seq = prev.map_or(1, |p| p.seq + 1);
+    // `Bytes`: the previous event's hash is shared, not copied.
     event.prev_hash = prev.map(|p| p.hash.clone()).unwrap_or_default();
     event.hash.clear();
-    event.hash = unhashed_event_hash(&event);
+    event.hash = unhashed_event_hash(&event).into();
     event
 }
 
@@ -157,7 +158,7 @@ pub fn verify(events: &[Event]) -> Result<u32, Break> {
                 detail: format!("event {expected_seq} carries sequence number {}", e.seq),
             });
         }
-        let expected_prev = prev.map(|p| p.hash.as_slice()).unwrap_or_default();
+        let expected_prev: &[u8] = prev.map(|p| &p.hash[..]).unwrap_or_default();
         if e.prev_hash != expected_prev {
             return Err(Break {
                 seq: e.seq,
@@ -291,8 +292,8 @@ mod tests {
                     at_ms: 1_700_000_000_000,
                     reason: "因为".into(),
                     payload: "{\"a\":1}".into(),
-                    prev_hash: vec![9u8; 32],
-                    hash,
+                    prev_hash: vec![9u8; 32].into(),
+                    hash: hash.into(),
                     raft_index,
                 };
                 let mut copy = e.clone();
@@ -315,7 +316,7 @@ mod tests {
         // Re-sealing the altered event moves the break to the next link.
         let mut c = chain(5);
         c[1].payload = "{}".into();
-        c[1].hash = event_hash(&c[1]);
+        c[1].hash = event_hash(&c[1]).into();
         let b = verify(&c).unwrap_err();
         assert_eq!(b.seq, 3, "{}", b.detail);
 

@@ -139,7 +139,10 @@ impl TicketMachine {
                         .as_ref()
                         .and_then(|e| e.ticket.as_ref())
                         .map_or("", |t| t.id.as_str());
-                    rc.ticket = self.tickets_map().get(ticket_id).map(|t| (**t).clone());
+                    rc.ticket = self
+                        .tickets_map()
+                        .get(ticket_id)
+                        .map(|t| Box::new((**t).clone()));
                 }
                 r
             })
@@ -198,6 +201,25 @@ impl TicketMachine {
         }
     }
 
+    /// Record `id`, to be changed in place and then stored with
+    /// `transfer_changed`. A version another holder shares (the other
+    /// replicas of a simulated group, a write the disk has not taken yet) is
+    /// copied first (`Arc::make_mut`), so a version once handed out never
+    /// changes; the last holder changes it without copying the envelope's
+    /// ticket — on the node nearly always, in the simulator the last of a
+    /// group's replicas. Take it only once the command will change it.
+    fn transfer_mut(&mut self, id: &str) -> Option<&mut TransferRecord> {
+        self.transfers.get_mut(id).map(Arc::make_mut)
+    }
+
+    /// After `transfer_mut`: the changed version goes to the writes.
+    fn transfer_changed(&mut self, id: &str) {
+        let r = self.transfers.get(id).expect("changed in place").clone();
+        self.transfers_floor.0 = self.transfers_floor.0.min(r.updated_at_ms);
+        self.writes.transfers_put.push(r);
+        self.track_transfer_work(id);
+    }
+
     fn put_transfer(&mut self, r: TransferRecord) {
         let id = r
             .envelope
@@ -206,6 +228,7 @@ impl TicketMachine {
             .transfer_id
             .clone();
         let r = Arc::new(r);
+        self.transfers_floor.0 = self.transfers_floor.0.min(r.updated_at_ms);
         self.writes.transfers_put.push(r.clone());
         self.transfers.insert(id.clone(), r);
         self.track_transfer_work(&id);
@@ -301,7 +324,7 @@ impl TicketMachine {
             origin_group: me,
             destination_group: t.destination_group,
             destination_region: t.destination_region.clone(),
-            ticket: Some(stub.clone()),
+            ticket: Some(Box::new(stub.clone())),
             sent_at_ms: at_ms,
             via_national_done: self.is_national(),
             hops: vec![me],
@@ -414,7 +437,7 @@ impl TicketMachine {
                     self.enqueue(n);
                 }
                 self.index_ticket(index, &t.id);
-                self.put_ticket(t);
+                self.put_ticket(*t);
                 record.state = TransferState::Delivered as i32;
                 // The owner's copy travels with the receipt, but the record
                 // does not keep one: the group holds the ticket itself, and
@@ -436,12 +459,13 @@ impl TicketMachine {
     }
 
     pub(super) fn apply_hop_done(&mut self, h: &HopDone, at_ms: i64) -> ApplyResult {
-        let Some(mut r) = self.transfers.get(&h.transfer_id).map(|r| (**r).clone()) else {
+        let Some(r) = self.transfers.get(&h.transfer_id) else {
             return ApplyResult::Rejected(CommandError::NotFound(h.transfer_id.clone()));
         };
         if r.state != TransferState::Pending as i32 {
             return ApplyResult::Nothing; // a repeated acknowledgement
         }
+        let r = self.transfer_mut(&h.transfer_id).expect("found above");
         r.state = TransferState::Forwarded as i32;
         r.next_group = h.next_group;
         r.updated_at_ms = at_ms;
@@ -452,15 +476,15 @@ impl TicketMachine {
             .and_then(|e| e.ticket.as_ref())
             .map(|t| t.id.clone())
             .unwrap_or_default();
-        self.put_transfer(r);
+        self.transfer_changed(&h.transfer_id);
         if origin == self.group_id()
             && let Some(t) = self.tickets_map().get(&ticket_id)
             && t.transfer_id == h.transfer_id
             && t.transfer_state == TransferState::Pending as i32
         {
-            let mut t = (**t).clone();
+            let t = self.ticket_mut(&ticket_id).expect("found above");
             t.transfer_state = TransferState::Forwarded as i32;
-            self.put_ticket(t);
+            self.ticket_changed(&ticket_id);
         }
         ApplyResult::Nothing
     }
@@ -474,12 +498,14 @@ impl TicketMachine {
         let Some(rc) = &r.receipt else {
             return ApplyResult::Rejected(bad("receipt", "is required").into());
         };
-        let Some(mut rec) = self.transfers.get(&rc.transfer_id).map(|r| (**r).clone()) else {
+        let Some(rec) = self.transfers.get(&rc.transfer_id) else {
             return ApplyResult::Rejected(CommandError::NotFound(rc.transfer_id.clone()));
         };
         if rec.receipt.is_some() {
             return ApplyResult::Custody { duplicate: true };
         }
+        let me = self.group_id();
+        let rec = self.transfer_mut(&rc.transfer_id).expect("found above");
         rec.state = if rc.refused {
             TransferState::Refused as i32
         } else {
@@ -492,58 +518,61 @@ impl TicketMachine {
         };
         rec.receipt = Some(rc.clone());
         rec.updated_at_ms = at_ms;
-        let env = rec.envelope.clone().unwrap_or_default();
-        let at_origin = env.origin_group == self.group_id();
+        let env = rec.envelope.as_ref();
+        let at_origin = env.map_or(0, |e| e.origin_group) == me;
+        let ticket_id = env
+            .and_then(|e| e.ticket.as_ref())
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
         rec.receipt_pending = !at_origin;
-        self.put_transfer(rec);
-        if at_origin {
-            let ticket_id = env
-                .ticket
-                .as_ref()
-                .map(|t| t.id.clone())
-                .unwrap_or_default();
-            if let Some(t) = self.tickets_map().get(&ticket_id).map(|t| (**t).clone())
-                && t.transfer_id == rc.transfer_id
-            {
-                let mut t = t;
-                let (kind, reason) = if rc.refused {
-                    // Back to the first-contact center for review.
-                    t.status = Status::Accepted as i32;
-                    t.owner_group = 0;
-                    t.transfer_state = TransferState::Refused as i32;
-                    ("transfer_refused", rc.reason.clone())
-                } else {
-                    t.transfer_state = TransferState::Delivered as i32;
-                    ("transfer_delivered", String::new())
-                };
-                let ev = Event {
-                    kind: kind.into(),
-                    actor: Some(hotline_proto::v1::Actor {
-                        id: format!("group-{}", rc.by_group),
-                        role: hotline_proto::v1::Role::System as i32,
-                    }),
-                    at_ms,
-                    reason,
-                    payload: payload!({
-                        "transfer_id": rc.transfer_id,
-                        "by_group": rc.by_group,
-                    }),
-                    raft_index: index,
-                    ..Default::default()
-                };
-                let sealed = audit::seal(t.events.last(), ev);
-                t.events.reserve_exact(1); // exact: see `lifecycle::transition`
-                t.events.push(sealed);
-                self.put_ticket(t);
-            }
+        self.transfer_changed(&rc.transfer_id);
+        if at_origin
+            && self
+                .tickets_map()
+                .get(&ticket_id)
+                .is_some_and(|t| t.transfer_id == rc.transfer_id)
+        {
+            let t = self.ticket_mut(&ticket_id).expect("found above");
+            let (kind, reason) = if rc.refused {
+                // Back to the first-contact center for review.
+                t.status = Status::Accepted as i32;
+                t.owner_group = 0;
+                t.transfer_state = TransferState::Refused as i32;
+                ("transfer_refused", rc.reason.clone())
+            } else {
+                t.transfer_state = TransferState::Delivered as i32;
+                ("transfer_delivered", String::new())
+            };
+            let ev = Event {
+                kind: kind.into(),
+                actor: Some(hotline_proto::v1::Actor {
+                    id: format!("group-{}", rc.by_group),
+                    role: hotline_proto::v1::Role::System as i32,
+                }),
+                at_ms,
+                reason,
+                payload: payload!({
+                    "transfer_id": rc.transfer_id,
+                    "by_group": rc.by_group,
+                }),
+                raft_index: index,
+                ..Default::default()
+            };
+            let sealed = audit::seal(t.events.last(), ev);
+            t.events.reserve_exact(1); // exact: see `lifecycle::transition`
+            t.events.push(sealed);
+            self.ticket_changed(&ticket_id);
         }
         ApplyResult::Custody { duplicate: false }
     }
 
     pub(super) fn apply_receipt_passed(&mut self, p: &ReceiptPassed, at_ms: i64) -> ApplyResult {
-        if let Some(mut r) = self.transfers.get(&p.transfer_id).map(|r| (**r).clone())
-            && r.receipt_pending
+        if self
+            .transfers
+            .get(&p.transfer_id)
+            .is_some_and(|r| r.receipt_pending)
         {
+            let r = self.transfer_mut(&p.transfer_id).expect("found above");
             r.receipt_pending = false;
             r.updated_at_ms = at_ms;
             // Passed on toward the origin, which keeps the owner's copy (the
@@ -552,7 +581,7 @@ impl TicketMachine {
             if let Some(rc) = r.receipt.as_mut() {
                 rc.ticket = None;
             }
-            self.put_transfer(r);
+            self.transfer_changed(&p.transfer_id);
         }
         ApplyResult::Nothing
     }
@@ -565,6 +594,11 @@ impl TicketMachine {
                 && r.state != TransferState::Pending as i32
                 && (r.state != TransferState::Forwarded as i32 || r.receipt.is_some())
         };
+        if self.transfers.len() < MAX_TRANSFER_RECORDS
+            && self.transfers_floor.0 >= now_ms - TRANSFER_RETENTION_MS
+        {
+            return; // no record is old enough, and there is room
+        }
         if self.transfers.len() < MAX_TRANSFER_RECORDS
             && !self
                 .transfers
@@ -742,7 +776,7 @@ mod tests {
         assert_eq!(receipt_ticket(&dest), None);
         assert_eq!(receipt_ticket(&national), None);
         let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
-        assert_eq!(&owners_copy, dest.m.ticket(&t.id).unwrap());
+        assert_eq!(&*owners_copy, dest.m.ticket(&t.id).unwrap());
     }
 
     #[test]
