@@ -556,67 +556,6 @@ pub fn transition(
     rules: &Rules,
     duplicate: Option<&Ticket>,
 ) -> Result<Outcome, CommandError> {
-    transition_parts(t, cmd, at_ms, index, rules, duplicate)
-        .map(|parts| parts.finish(t.events.clone()))
-}
-
-/// A transition decided but not yet sealed: the new version without its
-/// events, and the event that records the command. `finish` appends the
-/// event to the events of the version it replaces, which a caller that holds
-/// the only reference to that version moves instead of copying (a ticket's
-/// events are most of it; see `TicketMachine::apply`).
-#[derive(Debug)]
-pub struct Parts {
-    ticket: Ticket,
-    event: Event,
-    other: Option<Ticket>,
-    notes: Vec<(String, &'static str)>,
-    at_ms: i64,
-}
-
-impl Parts {
-    /// Seals the event after `events` (the replaced version's, unchanged)
-    /// and completes the outcome, as `transition` does.
-    pub fn finish(self, mut events: Vec<Event>) -> Outcome {
-        let Parts {
-            mut ticket,
-            event,
-            other,
-            notes,
-            at_ms,
-        } = self;
-        debug_assert!(ticket.events.is_empty());
-        let sealed = audit::seal(events.last(), event);
-        let seq = sealed.seq;
-        // Exactly one slot more: a stored version never grows again (the next
-        // version is a copy, whose capacity is its length, or these events
-        // moved), and a plain push would leave 1–3 empty `Event` slots
-        // (≈ 180 bytes each) in every ticket held in memory.
-        events.reserve_exact(1);
-        events.push(sealed);
-        ticket.events = events;
-        let notifications = notes
-            .into_iter()
-            .flat_map(|(text, _)| notify_all(&ticket, seq, &text, at_ms))
-            .collect();
-        Outcome {
-            ticket,
-            other,
-            notifications,
-        }
-    }
-}
-
-/// `transition` up to the sealing of its event (see `Parts`). Reads `t`
-/// only: a refused command changes nothing.
-pub fn transition_parts(
-    t: &Ticket,
-    cmd: &TicketCommand,
-    at_ms: i64,
-    index: u64,
-    rules: &Rules,
-    duplicate: Option<&Ticket>,
-) -> Result<Parts, CommandError> {
     validate_command(cmd, rules)?;
     let op = cmd.op.as_ref().expect("validated");
     let name = op_name(op);
@@ -641,7 +580,7 @@ pub fn transition_parts(
     }
     let d = &rules.deadlines;
     let cal = &rules.calendar;
-    let mut n = clone_without_events(t);
+    let mut n = t.clone();
     let mut other = None;
     let mut notes: Vec<(String, &'static str)> = Vec::new(); // (text, kind)
     let payload: String;
@@ -978,120 +917,23 @@ pub fn transition_parts(
         raft_index: index,
         ..Default::default()
     };
-    Ok(Parts {
+    let sealed = audit::seal(n.events.last(), ev);
+    let seq = sealed.seq;
+    // Exactly one slot more: a stored version never grows again (the next
+    // version is a clone, whose capacity is its length), and a plain push
+    // would leave 1–3 empty `Event` slots (≈ 180 bytes each) in every
+    // ticket held in memory.
+    n.events.reserve_exact(1);
+    n.events.push(sealed);
+    let notifications = notes
+        .into_iter()
+        .flat_map(|(text, _)| notify_all(&n, seq, &text, at_ms))
+        .collect();
+    Ok(Outcome {
         ticket: n,
-        event: ev,
         other,
-        notes,
-        at_ms,
+        notifications,
     })
-}
-
-/// A copy of `t` with no events (`Parts`). Destructured without `..`: a
-/// field added to `Ticket` must be added here.
-fn clone_without_events(t: &Ticket) -> Ticket {
-    let Ticket {
-        id,
-        region,
-        kind,
-        category,
-        text,
-        channel,
-        status,
-        accepted_at_ms,
-        raft_index,
-        priority,
-        location,
-        requesters,
-        call_taker,
-        lead_unit,
-        assisting_units,
-        closure,
-        refer_reason,
-        refer_target,
-        answer_text,
-        reply_text,
-        first_dispatched_at_ms,
-        dispatched_at_ms,
-        signed_at_ms,
-        replied_at_ms,
-        closed_at_ms,
-        archived_at_ms,
-        sign_due_ms,
-        handle_due_ms,
-        handle_warn_ms,
-        callback_due_ms,
-        signed_in_time,
-        replied_in_time,
-        extensions,
-        pending_extension,
-        pending_return,
-        returns,
-        reopens,
-        urges,
-        supervision_level,
-        callbacks,
-        master_id,
-        merged_ids,
-        events: _,
-        deadline_state,
-        deadline_ms,
-        owner_group,
-        transfer_id,
-        origin_group,
-        transfer_state,
-    } = t;
-    Ticket {
-        id: id.clone(),
-        region: region.clone(),
-        kind: *kind,
-        category: category.clone(),
-        text: text.clone(),
-        channel: *channel,
-        status: *status,
-        accepted_at_ms: *accepted_at_ms,
-        raft_index: *raft_index,
-        priority: *priority,
-        location: location.clone(),
-        requesters: requesters.clone(),
-        call_taker: call_taker.clone(),
-        lead_unit: lead_unit.clone(),
-        assisting_units: assisting_units.clone(),
-        closure: *closure,
-        refer_reason: *refer_reason,
-        refer_target: refer_target.clone(),
-        answer_text: answer_text.clone(),
-        reply_text: reply_text.clone(),
-        first_dispatched_at_ms: *first_dispatched_at_ms,
-        dispatched_at_ms: *dispatched_at_ms,
-        signed_at_ms: *signed_at_ms,
-        replied_at_ms: *replied_at_ms,
-        closed_at_ms: *closed_at_ms,
-        archived_at_ms: *archived_at_ms,
-        sign_due_ms: *sign_due_ms,
-        handle_due_ms: *handle_due_ms,
-        handle_warn_ms: *handle_warn_ms,
-        callback_due_ms: *callback_due_ms,
-        signed_in_time: *signed_in_time,
-        replied_in_time: *replied_in_time,
-        extensions: *extensions,
-        pending_extension: pending_extension.clone(),
-        pending_return: pending_return.clone(),
-        returns: *returns,
-        reopens: *reopens,
-        urges: *urges,
-        supervision_level: *supervision_level,
-        callbacks: callbacks.clone(),
-        master_id: master_id.clone(),
-        merged_ids: merged_ids.clone(),
-        events: Vec::new(),
-        deadline_state: *deadline_state,
-        deadline_ms: *deadline_ms,
-        owner_group: *owner_group,
-        transfer_id: transfer_id.clone(),
-        origin_group: *origin_group,
-        transfer_state: *transfer_state,
-    }
 }
 
 fn must_be_lead(t: &Ticket, unit: &str, command: &'static str) -> Result<(), CommandError> {

@@ -506,20 +506,8 @@ impl TicketMachine {
                     return ApplyResult::Rejected(CommandError::NotFound(tc.ticket_id.clone()));
                 };
                 let dup = self.merge_duplicate(tc);
-                match lifecycle::transition_parts(t, tc, cmd.at_ms, index, &self.rules, dup) {
-                    Ok(parts) => {
-                        // The replaced version's events, moved when this
-                        // machine holds the only reference to it (it leaves
-                        // the map below, unseen by anyone: the node nearly
-                        // always, the last replica of a simulated group),
-                        // copied otherwise: a version once handed out never
-                        // changes.
-                        let held = self.tickets.get_mut(&tc.ticket_id).expect("found above");
-                        let events = match Arc::get_mut(held) {
-                            Some(only) => std::mem::take(&mut only.events),
-                            None => held.events.clone(),
-                        };
-                        let out = parts.finish(events);
+                match lifecycle::transition(t, tc, cmd.at_ms, index, &self.rules, dup) {
+                    Ok(out) => {
                         if let Some(o) = out.other {
                             self.put_ticket(o);
                         }
