@@ -60,6 +60,19 @@ pub fn seal(prev: Option<&Event>, mut event: Event) -> Event {
     event
 }
 
+/// Seals `event` after the last of `events` and appends it; returns its
+/// sequence number. Exactly one slot more: a stored version never grows
+/// again (the next version is a clone, whose capacity is its length), and a
+/// plain push would leave 1–3 empty `Event` slots (≈ 180 bytes each) in
+/// every ticket held in memory.
+pub fn append(events: &mut Vec<Event>, event: Event) -> u32 {
+    let sealed = seal(events.last(), event);
+    let seq = sealed.seq;
+    events.reserve_exact(1);
+    events.push(sealed);
+    seq
+}
+
 /// An event's JSON payload, `payload!({ "key": value, … })`: the same bytes
 /// as `serde_json::json!({ … }).to_string()` — keys in byte order (a
 /// `serde_json::Map` is a B-tree), compact, strings escaped by serde_json —

@@ -879,9 +879,7 @@ pub fn transition(
                 raft_index: index,
                 ..Default::default()
             };
-            let sealed = audit::seal(d2.events.last(), ev);
-            d2.events.reserve_exact(1); // see the push below
-            d2.events.push(sealed);
+            audit::append(&mut d2.events, ev);
             other = Some(d2);
             payload = payload!({ "duplicate_id": dup.id, "requesters": n.requesters.len() });
         }
@@ -917,14 +915,7 @@ pub fn transition(
         raft_index: index,
         ..Default::default()
     };
-    let sealed = audit::seal(n.events.last(), ev);
-    let seq = sealed.seq;
-    // Exactly one slot more: a stored version never grows again (the next
-    // version is a clone, whose capacity is its length), and a plain push
-    // would leave 1–3 empty `Event` slots (≈ 180 bytes each) in every
-    // ticket held in memory.
-    n.events.reserve_exact(1);
-    n.events.push(sealed);
+    let seq = audit::append(&mut n.events, ev);
     let notifications = notes
         .into_iter()
         .flat_map(|(text, _)| notify_all(&n, seq, &text, at_ms))

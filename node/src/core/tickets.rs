@@ -667,8 +667,8 @@ impl TicketMachine {
             "location": location.code,
             "text_sha256": lifecycle::sha_hex(&req.text),
         });
-        let ev = audit::seal(
-            None,
+        audit::append(
+            &mut ticket.events,
             Event {
                 kind: "accept".into(),
                 actor: Some(actor),
@@ -678,8 +678,6 @@ impl TicketMachine {
                 ..Default::default()
             },
         );
-        ticket.events.reserve_exact(1); // exact: see `lifecycle::transition`
-        ticket.events.push(ev);
         let text = format!(
             "【12345热线】您反映的问题已受理，工单号{id}。可凭工单号和手机号后4位查询办理进度。"
         );

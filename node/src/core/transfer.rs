@@ -315,9 +315,7 @@ impl TicketMachine {
             raft_index: index,
             ..Default::default()
         };
-        let sealed = audit::seal(stub.events.last(), ev);
-        stub.events.reserve_exact(1); // exact: see `lifecycle::transition`
-        stub.events.push(sealed);
+        audit::append(&mut stub.events, ev);
         let me = self.group_id();
         let envelope = TransferEnvelope {
             transfer_id: transfer_id.clone(),
@@ -421,10 +419,7 @@ impl TicketMachine {
                     raft_index: index,
                     ..Default::default()
                 };
-                let sealed = audit::seal(t.events.last(), ev);
-                let seq = sealed.seq;
-                t.events.reserve_exact(1); // exact: see `lifecycle::transition`
-                t.events.push(sealed);
+                let seq = audit::append(&mut t.events, ev);
                 let region_name = hotline_federation::regions()
                     .get(self.region())
                     .map(|r| r.name)
@@ -558,9 +553,7 @@ impl TicketMachine {
                 raft_index: index,
                 ..Default::default()
             };
-            let sealed = audit::seal(t.events.last(), ev);
-            t.events.reserve_exact(1); // exact: see `lifecycle::transition`
-            t.events.push(sealed);
+            audit::append(&mut t.events, ev);
             self.ticket_changed(&ticket_id);
         }
         ApplyResult::Custody { duplicate: false }
