@@ -39,6 +39,11 @@ pub enum SimCmd {
         quiet: bool,
         #[arg(long)]
         json: bool,
+        /// Threads, each running the groups of some provinces (a national
+        /// day on two: see BENCHMARKS.md). The seed and this number give one
+        /// run: its digest is the same on any machine.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        shards: u8,
     },
     /// Many seeds with random fault schedules; each failure is one command.
     Swarm {
@@ -56,6 +61,9 @@ pub enum SimCmd {
         /// The invariants must catch it.
         #[arg(long, hide = true)]
         break_transfer_idempotency: bool,
+        /// Threads per run (as `sim run --shards`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        shards: u8,
     },
 }
 
@@ -143,6 +151,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             holiday,
             quiet,
             json,
+            shards,
         } => {
             let topo = parse_topology(&topology)?;
             let duration_ms = duration("--duration", &d)?;
@@ -159,8 +168,9 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                     .map_err(|e| anyhow!("--faults: {e}"))?;
             }
             cfg.progress = !quiet && !json;
+            cfg.shards = usize::from(shards);
             cfg.reproduce = format!(
-                "hotline sim run --topology {topology} --duration {d} --seed {seed}{}{}{}",
+                "hotline sim run --topology {topology} --duration {d} --seed {seed}{}{}{}{}",
                 faults
                     .as_ref()
                     .map(|f| format!(" --faults {}", f.display()))
@@ -169,7 +179,12 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                     .as_ref()
                     .map(|f| format!(" --workload {}", f.display()))
                     .unwrap_or_default(),
-                if holiday { " --holiday" } else { "" }
+                if holiday { " --holiday" } else { "" },
+                if shards > 1 {
+                    format!(" --shards {shards}")
+                } else {
+                    String::new()
+                }
             );
             let r = Sim::new(cfg).map_err(|e| anyhow!(e))?.run();
             hotline_simulator::report::write(&r, &report)
@@ -199,6 +214,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             duration: d,
             tickets_per_day,
             break_transfer_idempotency,
+            shards,
         } => {
             let (a, b) = parse_seeds(&seeds)?;
             let topo = parse_topology(&topology)?;
@@ -216,6 +232,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                     duration_ms,
                     &d,
                     tickets_per_day,
+                    usize::from(shards),
                 )
                 .map_err(|e| anyhow!(e))?;
                 if let Some(v) = &r.invariants.violation {

@@ -23,7 +23,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(hours * 60);
     let r = if std::env::var("SIM_SWARM").is_ok() {
-        hotline_simulator::sim::swarm_run(&topo, "demo", seed, minutes * 60_000, "", 20_000)
+        hotline_simulator::sim::swarm_run(&topo, "demo", seed, minutes * 60_000, "", 20_000, 1)
             .expect("sim")
     } else {
         let mut cfg = SimConfig::new(seed, topo.clone(), minutes * 60_000);

@@ -188,4 +188,11 @@ pub struct Report {
     /// Events by kind (where the simulator spends its time).
     #[serde(default)]
     pub events_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Threads the run was split over (part of what the seed reproduces).
+    #[serde(default = "one")]
+    pub shards: u64,
+}
+
+fn one() -> u64 {
+    1
 }

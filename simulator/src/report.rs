@@ -163,7 +163,7 @@ svg text{font-family:inherit;font-size:12px;fill:#333}
 
 fn header(h: &mut String, r: &Report) {
     h.push_str("<h2>运行 (run)</h2>\n<table class=\"kv\">\n");
-    let rows: [(&str, String); 8] = [
+    let rows: [(&str, String); 9] = [
         ("种子 (seed)", r.seed.to_string()),
         (
             "拓扑 (topology)",
@@ -184,6 +184,7 @@ fn header(h: &mut String, r: &Report) {
             )),
         ),
         ("实际耗时 (wall time)", esc(&fmt_wall(r.wall_ms))),
+        ("线程 (shards)", fmt_int(r.shards)),
         ("事件 (events)", fmt_int(r.events)),
         (
             "事件/秒 (events/s)",
@@ -1081,6 +1082,7 @@ mod tests {
         };
         Report {
             events_by_kind: Default::default(),
+            shards: 1,
             seed: 42,
             topology: "national".into(),
             nodes: 3_200,

@@ -17,13 +17,16 @@
 //! incremental.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
-use hotline_federation::topology::{Topology, group_region};
+use hotline_federation::topology::{Topology, group_id, group_region};
 use hotline_node::core::tickets::{IdKey, SmWrites};
 use hotline_node::core::transfer::forward_candidates;
 use hotline_node::core::{
@@ -108,6 +111,10 @@ pub struct SimConfig {
     pub progress: bool,
     /// The command line that reproduces this run (for reports and failures).
     pub reproduce: String,
+    /// Threads, each running the groups of some provinces (see [`Shards`]).
+    /// Part of what a seed reproduces: one seed and one shard count give one
+    /// run, on any machine (a one-core machine runs the threads in turn).
+    pub shards: usize,
 }
 
 impl SimConfig {
@@ -125,6 +132,7 @@ impl SimConfig {
             quiesce_after_ticks: 1,
             progress: false,
             reproduce: String::new(),
+            shards: 1,
         }
     }
 }
@@ -159,6 +167,16 @@ enum Ev {
     FwdAck(Box<FwdAck>),
     Retry(u64),
     Sample,
+    /// From another shard: a ticket whose group this shard runs, with the
+    /// step due for it (see [`Shards`]).
+    Adopt(Box<(Track, StepKind)>),
+    /// From another shard: a group of that shard elected a leader (what a
+    /// node learns from the leader hints of `Forward` answers).
+    Hint {
+        group: u64,
+        node: u64,
+        term: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -250,6 +268,18 @@ impl Queue {
     }
 
     fn pop(&mut self) -> Option<QItem> {
+        self.settle();
+        self.near.pop().map(|Reverse(item)| item)
+    }
+
+    /// When the next event is due.
+    fn peek_at(&mut self) -> Option<SimMs> {
+        self.settle();
+        self.near.peek().map(|Reverse(item)| item.at)
+    }
+
+    /// Brings every bucket that may hold the smallest event into the heap.
+    fn settle(&mut self) {
         // Every event of a bucket is due at or after its first instant: while
         // the heap's head is due before the first bucket starts, it is the
         // smallest event of all; otherwise that bucket may hold a smaller
@@ -262,7 +292,14 @@ impl Queue {
             let (_, items) = self.far.pop_first().expect("peeked");
             self.near.extend(items.into_iter().map(Reverse));
         }
-        self.near.pop().map(|Reverse(item)| item)
+    }
+
+    /// Every event still queued (for the end-of-run checks).
+    fn items(&self) -> impl Iterator<Item = &QItem> {
+        self.near
+            .iter()
+            .map(|Reverse(item)| item)
+            .chain(self.far.values().flatten())
     }
 }
 
@@ -424,7 +461,12 @@ struct Pending {
 
 /// The workload's view of one ticket: what the later steps need of its
 /// `Arrival` and no more (a national day holds 2.25 million of these).
+#[derive(Debug)]
 struct Track {
+    /// The arrival's number in the run (every shard counts every arrival).
+    number: u32,
+    /// Handed to the shard of the group that owns the ticket now.
+    moved: bool,
     /// The accepting center (the units' names are made from it).
     region: Box<str>,
     fate: Fate,
@@ -440,8 +482,165 @@ struct Track {
     master: Option<u32>,
 }
 
+/// A cross-shard item is due at least this long after it is sent: the
+/// lookahead that lets shards run side by side. It is the least latency
+/// between two provinces (`Sim::latency`: 1 ms, plus 8 across provinces),
+/// and shards split the groups by province, so almost every item took this
+/// long anyway; the exception is a hand-off between the national group and
+/// a province group on the one node that hosts both (the national node),
+/// lengthened from 1–3 ms to this.
+const LOOKAHEAD_MS: SimMs = 9;
+/// A waiting shard spins this many times between yields.
+const SPINS_PER_YIELD: u32 = 256;
+/// Shards publish their figures for the progress line this often (events).
+const PROGRESS_EVERY: u64 = 4_096;
+
+/// What the shards of one run share, each value on its own cache line: a
+/// shard stores its bound before every event, and with two bounds on one
+/// line each store would take the line from the other core.
+struct Shared {
+    /// Per shard: no event it processes from now on is due earlier, so
+    /// nothing it sends is due before this plus `LOOKAHEAD_MS`.
+    bound: Vec<CachePadded<AtomicI64>>,
+    /// A shard found a violation: every shard stops.
+    stop: CachePadded<AtomicBool>,
+    /// Per shard: events, tickets accepted, transfers (the progress line).
+    progress: Vec<CachePadded<[AtomicU64; 3]>>,
+}
+
+/// A shard leaving its loop, however it does: no other shard waits for it
+/// any more, and after a panic (which the run re-raises) every shard stops.
+struct Leave<'a>(&'a Shared, usize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop.store(true, Ordering::Relaxed);
+        }
+        self.0.bound[self.1].store(SimMs::MAX / 2, Ordering::Release);
+    }
+}
+
+/// An event for another shard.
+struct Remote {
+    from: usize,
+    at: SimMs,
+    seq: u64,
+    ev: Ev,
+}
+
+/// A run on several threads (`SimConfig::shards`): each shard is a `Sim`
+/// that runs the groups of some provinces (all replicas of each, and every
+/// engine table about them), while every shard knows every node's liveness,
+/// faults and network state (all of it comes from the fault schedule, which
+/// every shard plays). What crosses between shards is what crosses between
+/// provinces: transfer envelopes and their acknowledgements, a ticket's
+/// later steps once its owner is elsewhere, and leader hints, each due at
+/// least `LOOKAHEAD_MS` after it is sent.
+///
+/// The synchronisation is conservative (Chandy–Misra without null messages,
+/// bounds published in shared memory): a shard processes an event only
+/// while it is due before every other shard's bound plus the lookahead, so
+/// everything that could still arrive earlier has arrived. Events are
+/// ordered by (due time, origin, sequence) — a received item sorts after
+/// local events due at the same instant, by its sender's sequence — so the
+/// order never depends on when a thread got to run: the same seed and shard
+/// count give the same run on any machine.
+struct Shards {
+    index: usize,
+    of_group: Arc<BTreeMap<u64, u8>>,
+    shared: Arc<Shared>,
+    inbox: crossbeam_channel::Receiver<Remote>,
+    /// By shard index (this shard's own sender is never used).
+    outboxes: Vec<crossbeam_channel::Sender<Remote>>,
+    sent: u64,
+    /// Events due before this may be processed without looking at the
+    /// other shards again: it was their least bound plus the lookahead when
+    /// the inbox was last drained, and whatever they sent since is due later.
+    safe: SimMs,
+}
+
+/// Which shard runs which group: whole provinces (a province's groups talk
+/// within milliseconds; provinces and the national group are at least
+/// `LOOKAHEAD_MS` apart), balanced by the workload's volume per province.
+fn assign_shards(cfg: &SimConfig, count: usize) -> BTreeMap<u64, u8> {
+    let province = |g: u64| group_region(g).get(..2).unwrap_or("").to_string();
+    let mut weight: BTreeMap<String, f64> = BTreeMap::new();
+    for g in &cfg.topology.groups {
+        if let Some(id) = g.id() {
+            weight.entry(province(id)).or_insert(0.0);
+        }
+    }
+    let mut total = 0.0;
+    for (district, per_day) in cfg.workload.district_volumes_of(&cfg.topology) {
+        if let Some(w) = weight.get_mut(district.get(..2).unwrap_or("")) {
+            *w += per_day;
+            total += per_day;
+        }
+    }
+    // The national group relays every cross-province transfer (a national
+    // day: 117k of 2.25M tickets, a few commands each).
+    if let Some(w) = weight.get_mut(&province(group_id(""))) {
+        *w += total / 20.0;
+    }
+    let mut order: Vec<(String, f64)> = weight.into_iter().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut load = vec![0.0f64; count];
+    let mut shard_of: BTreeMap<String, u8> = BTreeMap::new();
+    for (p, w) in order {
+        let lightest = (0..count)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .expect("at least one shard");
+        load[lightest] += w;
+        shard_of.insert(p, lightest as u8);
+    }
+    cfg.topology
+        .groups
+        .iter()
+        .filter_map(|g| g.id())
+        .map(|id| (id, shard_of[&province(id)]))
+        .collect()
+}
+
+impl Track {
+    /// Moves this track out for another shard, leaving a marker that is
+    /// skipped from then on.
+    fn hand_over(&mut self) -> Track {
+        let moved = Track {
+            number: self.number,
+            moved: true,
+            region: Box::from(""),
+            fate: Fate::Answer { after_ms: 0 },
+            incident: None,
+            id: None,
+            group: self.group,
+            redispatched: false,
+            transferred: false,
+            delivered: false,
+            answered_first_callback: false,
+            master: None,
+        };
+        let mut track = std::mem::replace(self, moved);
+        // A local index of this shard: the new one has its own.
+        track.master = None;
+        track
+    }
+}
+
 pub struct Sim {
     cfg: SimConfig,
+    /// Set when the run has several shards; `others` holds the rest until
+    /// `run` starts them.
+    shards: Option<Shards>,
+    others: Vec<Sim>,
+    /// Arrivals seen, this shard's or not (a ticket's number).
+    arrived: u32,
+    /// Times this shard waited for another, and for how long in all.
+    waits: u64,
+    waited: std::time::Duration,
+    wait_started: Option<Instant>,
+    /// Leaders of other shards' groups, by group: (term, node).
+    hints: BTreeMap<u64, (u64, u64)>,
     dir: Directory,
     now: SimMs,
     queue: Queue,
@@ -485,6 +684,8 @@ pub struct Sim {
     leaders: BTreeMap<(u64, u64), u64>,
     custody_applied: BTreeMap<(String, u64), u32>,
     violation: Option<String>,
+    /// When it was found (simulated ms): the earliest of the shards' wins.
+    violation_at: SimMs,
     /// `HOTLINE_SIM_TRACE=GROUP`: print that group's messages and roles.
     trace_group: Option<u64>,
     // figures
@@ -502,7 +703,6 @@ pub struct Sim {
     backlog: BTreeMap<String, Vec<(i64, u64)>>,
     arrivals_per_hour: Vec<u64>,
     accepted: u64,
-    missed: Vec<MissedDeadline>,
 }
 
 /// (group, id, version, state): a ticket's version is its number of events
@@ -787,6 +987,46 @@ fn kind_of(s: &str) -> Kind {
 impl Sim {
     pub fn new(cfg: SimConfig) -> Result<Sim, String> {
         cfg.topology.validate().map_err(|e| e.to_string())?;
+        let count = cfg.shards.max(1);
+        if count == 1 {
+            return Sim::build(cfg, None);
+        }
+        if count > u8::MAX as usize {
+            return Err(format!("shards: at most {} (got {count})", u8::MAX));
+        }
+        let of_group = Arc::new(assign_shards(&cfg, count));
+        let shared = Arc::new(Shared {
+            bound: (0..count)
+                .map(|_| CachePadded::new(AtomicI64::new(0)))
+                .collect(),
+            stop: CachePadded::new(AtomicBool::new(false)),
+            progress: (0..count)
+                .map(|_| {
+                    CachePadded::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
+                })
+                .collect(),
+        });
+        let (outboxes, inboxes): (Vec<_>, Vec<_>) =
+            (0..count).map(|_| crossbeam_channel::unbounded()).unzip();
+        let mut sims = Vec::with_capacity(count);
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let link = Shards {
+                index,
+                of_group: of_group.clone(),
+                shared: shared.clone(),
+                inbox,
+                outboxes: outboxes.clone(),
+                sent: 0,
+                safe: 0,
+            };
+            sims.push(Sim::build(cfg.clone(), Some(link))?);
+        }
+        let mut first = sims.remove(0);
+        first.others = sims;
+        Ok(first)
+    }
+
+    fn build(cfg: SimConfig, shards: Option<Shards>) -> Result<Sim, String> {
         let dir = Directory::new(&cfg.topology);
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let mut nodes = BTreeMap::new();
@@ -834,12 +1074,23 @@ impl Sim {
             .arrivals(&cfg.topology, cfg.duration_ms, cfg.seed)
             .peekable();
         let hist = || Histogram::<u64>::new_with_bounds(1, 30 * 24 * 3_600_000, 3).expect("bounds");
+        // Each shard draws from its own generator; shard 0's (and a
+        // one-shard run's) is the one a run has always drawn from.
+        let index = shards.as_ref().map_or(0, |s| s.index as u64);
+        let rng_seed = rng.r#gen::<u64>() ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut sim = Sim {
+            shards,
+            others: Vec::new(),
+            arrived: 0,
+            hints: BTreeMap::new(),
+            waits: 0,
+            waited: std::time::Duration::ZERO,
+            wait_started: None,
             dir,
             now: 0,
             queue: Queue::default(),
             seq: 0,
-            rng: StdRng::seed_from_u64(rng.r#gen()),
+            rng: StdRng::seed_from_u64(rng_seed),
             nodes: Nodes::from(nodes),
             crashes: cfg
                 .faults
@@ -871,6 +1122,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             custody_applied: BTreeMap::new(),
             violation: None,
+            violation_at: 0,
             trace_group: std::env::var("HOTLINE_SIM_TRACE")
                 .ok()
                 .and_then(|g| g.parse().ok()),
@@ -887,7 +1139,6 @@ impl Sim {
             backlog: BTreeMap::new(),
             arrivals_per_hour: vec![0; (cfg.duration_ms / 3_600_000 + 1) as usize],
             accepted: 0,
-            missed: Vec::new(),
             cfg,
         };
         let ids: Vec<u64> = sim.nodes.keys().copied().collect();
@@ -917,6 +1168,41 @@ impl Sim {
         );
     }
 
+    /// Whether this shard runs `group` (always, in a one-shard run).
+    fn is_local(&self, group: u64) -> bool {
+        self.shards.as_ref().is_none_or(|s| {
+            s.of_group
+                .get(&group)
+                .is_none_or(|&i| usize::from(i) == s.index)
+        })
+    }
+
+    /// Queues an event about `group`: here, or for the shard that runs it
+    /// (due at least `LOOKAHEAD_MS` from now).
+    fn push_for(&mut self, group: u64, at: SimMs, ev: Ev) {
+        let to = match &self.shards {
+            Some(s) => s.of_group.get(&group).map_or(s.index, |&i| usize::from(i)),
+            None => return self.push(at, ev),
+        };
+        self.send_to(to, at, ev);
+    }
+
+    fn send_to(&mut self, to: usize, at: SimMs, ev: Ev) {
+        let now = self.now;
+        let Some(s) = self.shards.as_mut().filter(|s| s.index != to) else {
+            return self.push(at, ev);
+        };
+        s.sent += 1;
+        let item = Remote {
+            from: s.index,
+            at: at.max(now + LOOKAHEAD_MS),
+            seq: s.sent,
+            ev,
+        };
+        // A receiver gone (its thread ended) no longer needs anything.
+        let _ = s.outboxes[to].send(item);
+    }
+
     fn replica_config(&mut self, node: u64, group: u64) -> ReplicaConfig {
         let mut c = ReplicaConfig::new(node, group, &group_region(group));
         c.deterministic_elections = true;
@@ -942,7 +1228,8 @@ impl Sim {
     }
 
     fn start_node(&mut self, id: u64) {
-        let groups = self.node_groups.get(&id).cloned().unwrap_or_default();
+        let mut groups = self.node_groups.get(&id).cloned().unwrap_or_default();
+        groups.retain(|&g| self.is_local(g));
         let mut slots = BTreeMap::new();
         let mut downs = std::mem::take(&mut self.nodes.get_mut(&id).expect("node").disks_down);
         for g in groups {
@@ -1219,6 +1506,13 @@ impl Sim {
                 ));
             }
             self.leaders.insert((group, term), node);
+            if let Some(s) = &self.shards {
+                let (me, count) = (s.index, s.outboxes.len());
+                for to in (0..count).filter(|&i| i != me) {
+                    let now = self.now;
+                    self.send_to(to, now, Ev::Hint { group, node, term });
+                }
+            }
             // A new leader resumes the group's transfers.
             self.schedule_forward(group, 10);
         }
@@ -1226,6 +1520,7 @@ impl Sim {
 
     fn fail(&mut self, what: String) {
         if self.violation.is_none() {
+            self.violation_at = self.now;
             self.violation = Some(format!("at {} ms: {what}", self.now));
         }
     }
@@ -1405,7 +1700,8 @@ impl Sim {
                 if matches!(result, ApplyResult::Custody { .. }) {
                     // Acknowledge to the caller, over the network.
                     if let Some(ms) = self.latency(p.node, reply_to) {
-                        self.push(
+                        self.push_for(
+                            from_group,
                             self.now + ms,
                             Ev::FwdAck(Box::new(FwdAck {
                                 to: reply_to,
@@ -1645,8 +1941,13 @@ impl Sim {
             let cands = forward_candidates(&self.dir, group, rec);
             let mut sent = false;
             for c in cands {
-                let target = self
-                    .leader_of(c)
+                // Another shard's group: its leader as last heard of.
+                let leader_of_c = if self.is_local(c) {
+                    self.leader_of(c)
+                } else {
+                    self.hints.get(&c).map(|&(_, n)| n)
+                };
+                let target = leader_of_c
                     .filter(|&n| self.reachable(leader, n))
                     .or_else(|| {
                         self.members[&c]
@@ -1676,7 +1977,7 @@ impl Sim {
                         None
                     },
                 };
-                self.push(self.now + ms, Ev::FwdArrive(Box::new(item)));
+                self.push_for(c, self.now + ms, Ev::FwdArrive(Box::new(item)));
                 sent = true;
                 break;
             }
@@ -1755,10 +2056,22 @@ impl Sim {
 
     fn step(&mut self, ticket: u32, step: StepKind) {
         let tr = &self.tracks[ticket as usize];
+        if tr.moved {
+            return;
+        }
+        if !self.is_local(tr.group) {
+            // Owned in another shard's group now: its steps go on there.
+            let group = tr.group;
+            let track = self.tracks[ticket as usize].hand_over();
+            let now = self.now;
+            self.push_for(group, now, Ev::Adopt(Box::new((track, step))));
+            return;
+        }
         let Some(id) = tr.id.clone() else {
             return;
         };
         let group = tr.group;
+        let number = tr.number;
         let region = tr.region.clone();
         if tr.transferred && !tr.delivered {
             // Owned elsewhere but not yet there: ask again later.
@@ -1777,7 +2090,7 @@ impl Sim {
             }
             self.tracks[ticket as usize].delivered = true;
         }
-        let base = format!("{}单位{}", region, ticket % 7);
+        let base = format!("{}单位{}", region, number % 7);
         if step == StepKind::Review {
             self.tracks[ticket as usize].redispatched = true;
         }
@@ -1811,7 +2124,7 @@ impl Sim {
             ),
             StepKind::Return => {
                 // Returned by the unit it was dispatched to (before review).
-                let first = format!("{}单位{}", region, ticket % 7);
+                let first = format!("{}单位{}", region, number % 7);
                 (
                     actor(&first, Role::Unit),
                     "非本单位职责",
@@ -1923,6 +2236,11 @@ impl Sim {
         let Some(group) = self.dir.owner(&a.region) else {
             return;
         };
+        let number = self.arrived;
+        self.arrived += 1;
+        if !self.is_local(group) {
+            return; // another shard's
+        }
         let ticket = self.tracks.len() as u32;
         // The accepting node's directory decides, as in the node.
         let transfer_to_group = self
@@ -1937,7 +2255,7 @@ impl Sim {
             region: a.region.clone(),
             kind: kind_of(&std::mem::take(&mut a.kind)) as i32,
             category: std::mem::take(&mut a.category),
-            text: format!("模拟诉求 {ticket}"),
+            text: format!("模拟诉求 {number}"),
             phone: std::mem::take(&mut a.phone),
             priority: hotline_node::core::lifecycle::parse_priority(&std::mem::take(
                 &mut a.priority,
@@ -1952,6 +2270,8 @@ impl Sim {
             ..Default::default()
         };
         self.tracks.push(Track {
+            number,
+            moved: false,
             region: std::mem::take(&mut a.region).into(),
             fate: a.fate,
             incident: a.incident,
@@ -1981,7 +2301,12 @@ impl Sim {
                 self.dup_permille = 0;
                 self.last_heal = self.now;
                 // Everyone is heard again: groups resume, forwarders retry.
-                let groups: Vec<u64> = self.members.keys().copied().collect();
+                let groups: Vec<u64> = self
+                    .members
+                    .keys()
+                    .copied()
+                    .filter(|&g| self.is_local(g))
+                    .collect();
                 for g in groups {
                     self.schedule_forward(g, 100);
                 }
@@ -2172,16 +2497,20 @@ impl Sim {
     }
 
     /// Sign and reply deadlines missed while a fault was in force.
-    fn missed_deadlines(&self, best: &BTreeMap<u64, (u64, u64)>) -> Vec<MissedDeadline> {
+    fn missed_deadlines<'a>(
+        &self,
+        now: SimMs,
+        best: impl Iterator<Item = &'a Replica>,
+    ) -> Vec<MissedDeadline> {
         let windows = self.fault_windows();
         if windows.is_empty() {
             return Vec::new();
         }
         let base = self.cfg.start_unix_ms;
-        let end = base + self.now;
+        let end = base + now;
         let mut out = Vec::new();
-        for (&g, &(_, nid)) in best {
-            for t in self.nodes[&nid].slots[&g].replica.tickets().tickets() {
+        for replica in best {
+            for t in replica.tickets().tickets() {
                 let mut check = |deadline: &str, start: i64, due: i64, done: i64| {
                     let late = if done > 0 { done >= due } else { due <= end };
                     if due == 0 || start == 0 || !late || out.len() >= 1_000 {
@@ -2206,134 +2535,375 @@ impl Sim {
         out
     }
 
+    /// One event, and the Ready loops it touched.
+    fn handle(&mut self, item: QItem) {
+        self.now = item.at;
+        self.events += 1;
+        self.by_kind[ev_index(&item.ev)] += 1;
+        match item.ev {
+            Ev::Tick(at) => {
+                for n in self.tick_due.remove(&at).unwrap_or_default() {
+                    self.tick(n);
+                }
+            }
+            Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
+            Ev::Persisted { node, group, life } => {
+                if self.nodes[&node].life == life {
+                    self.persisted(node, group);
+                }
+            }
+            Ev::Arrival => self.arrival(),
+            Ev::Step { ticket, step } => self.step(ticket, step),
+            Ev::Fault(i) => self.fault(i),
+            Ev::WakeOrphans => self.wake_orphans(),
+            Ev::Forward(g) => self.forward(g),
+            Ev::Notify(g) => self.notify(g),
+            Ev::FwdArrive(item) => self.fwd_arrive(*item),
+            Ev::FwdAck(a) => {
+                let FwdAck {
+                    to,
+                    group,
+                    transfer_id,
+                    next_group,
+                    receipt,
+                } = *a;
+                self.fwd_ack(to, group, transfer_id, next_group, receipt)
+            }
+            Ev::Retry(rid) => self.retry(rid),
+            Ev::Sample => self.sample(),
+            Ev::Adopt(adopted) => {
+                let (track, step) = *adopted;
+                let ticket = self.tracks.len() as u32;
+                self.tracks.push(track);
+                self.step(ticket, step);
+            }
+            Ev::Hint { group, node, term } => {
+                if self.hints.get(&group).is_none_or(|&(t, _)| term >= t) {
+                    self.hints.insert(group, (term, node));
+                }
+            }
+        }
+        self.drain();
+    }
+
+    fn print_progress(&self, wall: Instant, events: u64, accepted: u64, transfers: u64) {
+        let secs = wall.elapsed().as_secs_f64();
+        eprint!(
+            "\r  simulated {:>6.2} h / {:.1} h  | {:>9.0} events/s | {:>9} tickets | {:>6} transfers   ",
+            self.now as f64 / 3.6e6,
+            self.cfg.duration_ms as f64 / 3.6e6,
+            events as f64 / secs,
+            accepted,
+            transfers
+        );
+    }
+
     /// Runs to the end of the simulated duration (or the first violation).
     pub fn run(mut self) -> Report {
         let wall = Instant::now();
+        if self.shards.is_some() {
+            return self.run_sharded(wall);
+        }
         let mut last_progress = Instant::now();
         while let Some(item) = self.queue.pop() {
             if item.at > self.cfg.duration_ms || self.events >= self.cfg.max_events {
                 break;
             }
-            self.now = item.at;
-            self.events += 1;
-            self.by_kind[ev_index(&item.ev)] += 1;
-            match item.ev {
-                Ev::Tick(at) => {
-                    for n in self.tick_due.remove(&at).unwrap_or_default() {
-                        self.tick(n);
-                    }
-                }
-                Ev::Deliver { to, group, msg } => self.deliver(to, group, *msg),
-                Ev::Persisted { node, group, life } => {
-                    if self.nodes[&node].life == life {
-                        self.persisted(node, group);
-                    }
-                }
-                Ev::Arrival => self.arrival(),
-                Ev::Step { ticket, step } => self.step(ticket, step),
-                Ev::Fault(i) => self.fault(i),
-                Ev::WakeOrphans => self.wake_orphans(),
-                Ev::Forward(g) => self.forward(g),
-                Ev::Notify(g) => self.notify(g),
-                Ev::FwdArrive(item) => self.fwd_arrive(*item),
-                Ev::FwdAck(a) => {
-                    let FwdAck {
-                        to,
-                        group,
-                        transfer_id,
-                        next_group,
-                        receipt,
-                    } = *a;
-                    self.fwd_ack(to, group, transfer_id, next_group, receipt)
-                }
-                Ev::Retry(rid) => self.retry(rid),
-                Ev::Sample => self.sample(),
-            }
-            self.drain();
+            self.handle(item);
             if self.violation.is_some() {
                 break;
             }
             if self.cfg.progress && last_progress.elapsed().as_secs() >= 1 {
                 last_progress = Instant::now();
-                let secs = wall.elapsed().as_secs_f64();
-                eprint!(
-                    "\r  simulated {:>6.2} h / {:.1} h  | {:>9.0} events/s | {:>9} tickets | {:>6} transfers   ",
-                    self.now as f64 / 3.6e6,
-                    self.cfg.duration_ms as f64 / 3.6e6,
-                    self.events as f64 / secs,
-                    self.accepted,
-                    self.transfers
-                );
+                self.print_progress(wall, self.events, self.accepted, self.transfers);
             }
         }
         if self.cfg.progress {
             eprintln!();
         }
-        self.finish(wall.elapsed().as_millis() as u64)
+        Sim::finish(vec![self], wall.elapsed().as_millis() as u64)
     }
 
-    fn finish(mut self, wall_ms: u64) -> Report {
+    /// Every shard on its own thread (this one runs shard 0), then one report.
+    fn run_sharded(mut self, wall: Instant) -> Report {
+        let others = std::mem::take(&mut self.others);
+        let progress = self.cfg.progress;
+        let shards = std::thread::scope(|scope| {
+            let handles: Vec<_> = others
+                .into_iter()
+                .map(|mut shard| {
+                    scope.spawn(move || {
+                        shard.run_shard(wall);
+                        shard
+                    })
+                })
+                .collect();
+            self.run_shard(wall);
+            let mut all = vec![self];
+            for h in handles {
+                all.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            all
+        });
+        if progress {
+            eprintln!();
+        }
+        Sim::finish(shards, wall.elapsed().as_millis() as u64)
+    }
+
+    /// One shard's loop: each event once nothing another shard may still
+    /// send can be due before it.
+    fn run_shard(&mut self, wall: Instant) {
+        let s = self.shards.as_ref().expect("a sharded run");
+        let (index, shared) = (s.index, s.shared.clone());
+        // Each shard stops at its share of the bound, a deterministic point.
+        let max_events = self.cfg.max_events / shared.bound.len() as u64;
+        let _leave = Leave(&shared, index);
+        let mut last_progress = Instant::now();
+        while let Some(at) = self.next_due() {
+            if self.events >= max_events {
+                break;
+            }
+            // Everything this event sends is due at least a lookahead later.
+            shared.bound[index].store(at, Ordering::Release);
+            let item = self.queue.pop().expect("the event next_due saw");
+            self.handle(item);
+            if self.violation.is_some() {
+                shared.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            if self.events.is_multiple_of(PROGRESS_EVERY) {
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mine = &shared.progress[index];
+                mine[0].store(self.events, Ordering::Relaxed);
+                mine[1].store(self.accepted, Ordering::Relaxed);
+                mine[2].store(self.transfers, Ordering::Relaxed);
+                if index == 0 && self.cfg.progress && last_progress.elapsed().as_secs() >= 1 {
+                    last_progress = Instant::now();
+                    let sum = |k: usize| -> u64 {
+                        shared
+                            .progress
+                            .iter()
+                            .map(|p| p[k].load(Ordering::Relaxed))
+                            .sum()
+                    };
+                    self.print_progress(wall, sum(0), sum(1), sum(2));
+                }
+            }
+        }
+    }
+
+    /// When the next event is due, once it is safe to process it (whatever
+    /// another shard may still send is due later); None when this shard's
+    /// run is over.
+    fn next_due(&mut self) -> Option<SimMs> {
+        let safe = self.shards.as_ref().expect("a sharded run").safe;
+        if let Some(at) = self.queue.peek_at()
+            && at < safe
+            && at <= self.cfg.duration_ms
+        {
+            return Some(at);
+        }
+        let mut spins = 0u32;
+        loop {
+            let s = self.shards.as_ref().expect("a sharded run");
+            // The bounds first, then the inbox: what a shard sent before it
+            // published a bound is in the inbox by the time it is read.
+            let others = s
+                .shared
+                .bound
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != s.index)
+                .map(|(_, b)| b.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(SimMs::MAX / 2);
+            let stop = s.shared.stop.load(Ordering::Relaxed);
+            let received: Vec<Remote> = s.inbox.try_iter().collect();
+            for r in received {
+                self.receive(r);
+            }
+            if stop {
+                return None;
+            }
+            let safe = others.saturating_add(LOOKAHEAD_MS);
+            self.shards.as_mut().expect("a sharded run").safe = safe;
+            let end = self.cfg.duration_ms;
+            let head = self.queue.peek_at();
+            match head {
+                Some(at) if at <= end && at < safe => {
+                    if let Some(t) = self.wait_started.take() {
+                        self.waited += t.elapsed();
+                    }
+                    return Some(at);
+                }
+                Some(_) | None if safe > end && head.is_none_or(|at| at > end) => return None,
+                _ => {}
+            }
+            if spins == 0 {
+                self.waits += 1;
+                self.wait_started = Some(Instant::now());
+            }
+            // Waiting: promise what this shard can (it may still receive
+            // something due at `safe`), so that the others can go on.
+            let bound = head.unwrap_or(SimMs::MAX / 2).min(safe);
+            let s = self.shards.as_ref().expect("a sharded run");
+            s.shared.bound[s.index].store(bound, Ordering::Release);
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_YIELD) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Queues an item from another shard. It sorts after every local event
+    /// due at the same instant, by its sender's sequence: an order that does
+    /// not depend on when it was read.
+    fn receive(&mut self, r: Remote) {
+        assert!(
+            r.at >= self.now,
+            "shard {} received an item due at {} ms at {} ms: the lookahead was not kept",
+            self.shards.as_ref().map_or(0, |s| s.index),
+            r.at,
+            self.now
+        );
+        let item = QItem {
+            at: r.at,
+            seq: ((r.from as u64 + 1) << 56) | r.seq,
+            ev: r.ev,
+        };
+        self.queue.push(self.now, item);
+    }
+
+    /// The report of a run, from its shards (one, or several).
+    fn finish(mut shards: Vec<Sim>, wall_ms: u64) -> Report {
+        // Items still travelling between shards join their queues (the
+        // tickets they carry are checked below like any other).
+        for sh in shards.iter_mut() {
+            let received: Vec<Remote> = match &sh.shards {
+                Some(s) => s.inbox.try_iter().collect(),
+                None => Vec::new(),
+            };
+            for r in received {
+                sh.receive(r);
+            }
+        }
+        let now = shards.iter().map(|s| s.now).max().unwrap_or(0);
+        if shards.len() > 1 && std::env::var("HOTLINE_SIM_DEBUG").is_ok() {
+            for (i, sh) in shards.iter().enumerate() {
+                eprintln!(
+                    "shard {i}: {} events, {} tracks, waited {} times, {:.1} s in all",
+                    sh.events,
+                    sh.tracks.len(),
+                    sh.waits,
+                    sh.waited.as_secs_f64()
+                );
+            }
+        }
         let mut inv = Invariants {
             one_leader_per_term: true,
             committed_prefixes_agree: true,
             no_transfer_applied_twice: true,
             ..Default::default()
         };
-        if let Some(v) = &self.violation {
+        let violation = shards
+            .iter()
+            .filter(|s| s.violation.is_some())
+            .min_by_key(|s| s.violation_at)
+            .and_then(|s| s.violation.clone());
+        if let Some(v) = &violation {
             inv.violation = Some(v.clone());
             inv.one_leader_per_term = !v.contains("two leaders");
             inv.committed_prefixes_agree = !v.contains("applied request");
             inv.no_transfer_applied_twice = !v.contains("applied twice");
         }
-        // End-of-run checks, on each group's most advanced live replica.
-        let mut best: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        for (&nid, n) in &self.nodes {
-            if !n.alive {
-                continue;
-            }
-            for (&g, s) in &n.slots {
-                let a = s.replica.applied();
-                if best.get(&g).is_none_or(|(b, _)| a > *b) {
-                    best.insert(g, (a, nid));
+        // End-of-run checks, on each group's most advanced live replica:
+        // group → (applied, shard, node).
+        let mut best: BTreeMap<u64, (u64, usize, u64)> = BTreeMap::new();
+        for (si, sh) in shards.iter().enumerate() {
+            for (&nid, n) in &sh.nodes {
+                if !n.alive {
+                    continue;
                 }
-            }
-        }
-        let mut owners: BTreeMap<String, u32> = BTreeMap::new();
-        let mut chains_ok = true;
-        let mut pending_transfers = 0u64;
-        for (&g, &(_, nid)) in &best {
-            let sm = self.nodes[&nid].slots[&g].replica.tickets();
-            for t in sm.tickets() {
-                if t.status != Status::Transferred as i32 {
-                    *owners.entry(t.id.clone()).or_default() += 1;
-                } else if t.transfer_state != TransferState::Delivered as i32
-                    && t.transfer_state != TransferState::Refused as i32
-                {
-                    pending_transfers += 1;
-                }
-                if hotline_node::core::tickets::verify_ticket(t).is_err() {
-                    chains_ok = false;
-                    if inv.violation.is_none() {
-                        inv.violation = Some(format!("ticket {} does not verify", t.id));
+                for (&g, s) in &n.slots {
+                    let a = s.replica.applied();
+                    if best.get(&g).is_none_or(|(b, _, _)| a > *b) {
+                        best.insert(g, (a, si, nid));
                     }
                 }
             }
         }
+        let replica = |g: &u64| -> &Replica {
+            let (_, si, nid) = best[g];
+            &shards[si].nodes[&nid].slots[g].replica
+        };
+        let tickets: Vec<&Ticket> = best
+            .keys()
+            .flat_map(|g| replica(g).tickets().tickets())
+            .collect();
+        let mut owners: HashMap<&str, u32> = HashMap::with_capacity(tickets.len());
+        let mut pending_transfers = 0u64;
+        for t in &tickets {
+            if t.status != Status::Transferred as i32 {
+                *owners.entry(t.id.as_str()).or_default() += 1;
+            } else if t.transfer_state != TransferState::Delivered as i32
+                && t.transfer_state != TransferState::Refused as i32
+            {
+                pending_transfers += 1;
+            }
+        }
+        // Every event chain verifies: a hash per event, millions on a
+        // national day, so on as many threads as the run had.
+        let threads = shards.len();
+        let chunk = tickets.len().div_ceil(threads).max(1);
+        let first_broken = std::thread::scope(|scope| {
+            let handles: Vec<_> = tickets
+                .chunks(chunk)
+                .enumerate()
+                .map(|(k, part)| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .position(|t| hotline_node::core::tickets::verify_ticket(t).is_err())
+                            .map(|i| k * chunk + i)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().expect("a verifying thread"))
+                .min()
+        });
+        let chains_ok = first_broken.is_none();
+        if let Some(i) = first_broken
+            && inv.violation.is_none()
+        {
+            inv.violation = Some(format!("ticket {} does not verify", tickets[i].id));
+        }
+        // Every shard's tracks, and those on their way to another shard.
+        let tracks = shards.iter().flat_map(|sh| {
+            sh.tracks
+                .iter()
+                .filter(|t| !t.moved)
+                .chain(sh.queue.items().filter_map(|item| match &item.ev {
+                    Ev::Adopt(adopted) => Some(&adopted.0),
+                    _ => None,
+                }))
+        });
         let mut lost = 0u64;
-        for tr in &self.tracks {
+        for tr in tracks {
             if let Some(id) = &tr.id
-                && !owners.contains_key(id)
+                && !owners.contains_key(id.as_str())
                 && (!tr.transferred || tr.delivered)
             {
                 // Not owned anywhere: either lost or its transfer has not
                 // settled (counted in pending_transfers).
-                let stub = best.iter().any(|(&g, &(_, nid))| {
-                    self.nodes[&nid].slots[&g]
-                        .replica
-                        .tickets()
-                        .ticket(id)
-                        .is_some()
-                });
+                let stub = best
+                    .keys()
+                    .any(|g| replica(g).tickets().ticket(id).is_some());
                 if !stub {
                     lost += 1;
                 }
@@ -2345,25 +2915,32 @@ impl Sim {
                 "{lost} acknowledged tickets are not found in any group"
             ));
         }
-        inv.one_owner_per_ticket = owners.values().all(|&c| c == 1);
-        if !inv.one_owner_per_ticket && inv.violation.is_none() {
-            let (id, c) = owners.iter().find(|(_, c)| **c != 1).expect("some");
+        // The first by id, whatever the map's order.
+        let twice = owners.iter().filter(|(_, c)| **c != 1).min();
+        inv.one_owner_per_ticket = twice.is_none();
+        if let Some((id, c)) = twice
+            && inv.violation.is_none()
+        {
             inv.violation = Some(format!("ticket {id} has {c} owners"));
         }
         // Every transfer is delivered (its receipt back at the origin)
         // within the bound after it started or after the last heal,
         // whichever is later; younger ones may still be on their way.
-        let late: Vec<&String> = self
-            .transfer_started
+        let last_heal = shards.iter().map(|s| s.last_heal).max().unwrap_or(0);
+        let started: BTreeMap<&String, SimMs> = shards
             .iter()
-            .filter(|(_, (start, _))| (*start).max(self.last_heal) + DELIVERY_BOUND_MS < self.now)
-            .map(|(id, _)| id)
+            .flat_map(|s| s.transfer_started.iter().map(|(id, (at, _))| (id, *at)))
+            .collect();
+        let late: Vec<&String> = started
+            .iter()
+            .filter(|(_, start)| (**start).max(last_heal) + DELIVERY_BOUND_MS < now)
+            .map(|(id, _)| *id)
             .collect();
         inv.transfers_delivered_after_heal = late.is_empty();
         if std::env::var("HOTLINE_SIM_DEBUG").is_ok() {
             for id in late.iter().take(3) {
-                for (&g, &(_, nid)) in &best {
-                    if let Some(r) = self.nodes[&nid].slots[&g].replica.tickets().transfer(id) {
+                for g in best.keys() {
+                    if let Some(r) = replica(g).tickets().transfer(id) {
                         let e = r.envelope.clone().unwrap_or_default();
                         eprintln!(
                             "stuck {id} at group {g}: state {} next {} receipt_pending {} hops {:?} dest {}",
@@ -2384,82 +2961,141 @@ impl Sim {
             ));
         }
         inv.chains_verify = chains_ok;
-        self.missed = self.missed_deadlines(&best);
+        let missed = shards[0].missed_deadlines(now, best.keys().map(replica));
         // Digest: every group's history of applied commands and every
         // replica's position, in order.
         let mut d = Sha256::new();
-        for (g, h) in &self.history {
+        let history: BTreeMap<u64, [u8; 32]> = shards
+            .iter()
+            .flat_map(|s| s.history.iter().map(|(&g, h)| (g, *h)))
+            .collect();
+        for (g, h) in &history {
             d.update(g.to_be_bytes());
             d.update(h);
         }
-        for (&nid, n) in &self.nodes {
-            for (&g, s) in &n.slots {
-                d.update(nid.to_be_bytes());
-                d.update(g.to_be_bytes());
-                d.update(s.replica.applied().to_be_bytes());
-                d.update((s.replica.tickets().len() as u64).to_be_bytes());
-            }
+        // (node, group, applied, tickets), in node then group order.
+        let mut positions: Vec<(u64, u64, u64, u64)> = shards
+            .iter()
+            .flat_map(|sh| {
+                sh.nodes.into_iter().flat_map(|(&nid, n)| {
+                    n.slots.iter().map(move |(&g, s)| {
+                        (
+                            nid,
+                            g,
+                            s.replica.applied(),
+                            s.replica.tickets().len() as u64,
+                        )
+                    })
+                })
+            })
+            .collect();
+        positions.sort_unstable();
+        for (nid, g, applied, tickets) in positions {
+            d.update(nid.to_be_bytes());
+            d.update(g.to_be_bytes());
+            d.update(applied.to_be_bytes());
+            d.update(tickets.to_be_bytes());
         }
         let digest = hex::encode(d.finalize());
         if std::env::var("HOTLINE_SIM_DEBUG").is_ok() {
-            for (&nid, n) in &self.nodes {
-                for (&g, s) in &n.slots {
-                    eprintln!(
-                        "node {nid} group {g}: term {} applied {} quiesced {} leader {}",
-                        s.replica.term(),
-                        s.replica.applied(),
-                        s.replica.is_quiesced(),
-                        s.replica.leader_id()
-                    );
+            for sh in &shards {
+                for (&nid, n) in &sh.nodes {
+                    for (&g, s) in &n.slots {
+                        eprintln!(
+                            "node {nid} group {g}: term {} applied {} quiesced {} leader {}",
+                            s.replica.term(),
+                            s.replica.applied(),
+                            s.replica.is_quiesced(),
+                            s.replica.leader_id()
+                        );
+                    }
                 }
             }
         }
-        // Freeing a national run's replicas (millions of tickets in
-        // thousands of maps) takes seconds that measure nothing: hand them
-        // to another thread, which the process may end before it finishes.
-        let nodes = std::mem::take(&mut self.nodes);
-        let node_count = nodes.len() as u64;
-        std::thread::spawn(move || drop(nodes));
+        let sum = |f: fn(&Sim) -> u64| -> u64 { shards.iter().map(f).sum() };
+        let events = sum(|s| s.events);
         let secs = (wall_ms as f64 / 1000.0).max(1e-9);
-        let replicas: u64 = self
+        let mut commit_hist = shards[0].commit_hist.clone();
+        let mut transfer_hist = shards[0].transfer_hist.clone();
+        for sh in &shards[1..] {
+            commit_hist.add(&sh.commit_hist).expect("same bounds");
+            transfer_hist.add(&sh.transfer_hist).expect("same bounds");
+        }
+        // Backlog per link and minute, summed over the shards (a shard
+        // samples a link every minute from its first pending transfer on).
+        let mut backlog: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+        for sh in &shards {
+            for (link, samples) in &sh.backlog {
+                let per = backlog.entry(link.clone()).or_default();
+                for &(minute, v) in samples {
+                    *per.entry(minute).or_default() += v;
+                }
+            }
+        }
+        let mut arrivals_per_hour = vec![0u64; shards[0].arrivals_per_hour.len()];
+        let mut by_kind = [0u64; 14];
+        for sh in &shards {
+            for (a, b) in arrivals_per_hour.iter_mut().zip(&sh.arrivals_per_hour) {
+                *a += b;
+            }
+            for (a, b) in by_kind.iter_mut().zip(sh.by_kind) {
+                *a += b;
+            }
+        }
+        let first = &shards[0];
+        let cfg = first.cfg.clone();
+        let (node_count, group_count) = (first.nodes.len() as u64, first.members.len() as u64);
+        let replicas: u64 = first
             .replicas_per_group
             .values()
             .map(|&v| u64::from(v))
             .sum();
-        Report {
-            seed: self.cfg.seed,
-            topology: self.cfg.topology_label.clone(),
+        let report = Report {
+            seed: cfg.seed,
+            topology: cfg.topology_label.clone(),
             nodes: node_count,
-            groups: self.members.len() as u64,
+            groups: group_count,
             replicas,
-            simulated_ms: self.now.min(self.cfg.duration_ms),
+            simulated_ms: now.min(cfg.duration_ms),
             wall_ms,
-            events: self.events,
-            events_per_sec: self.events as f64 / secs,
-            tickets_accepted: self.accepted,
-            commands_committed: self.commands_committed,
-            transfers: self.transfers,
-            cross_province_transfers: self.cross_province,
-            messages_sent: self.messages_sent,
-            messages_dropped: self.messages_dropped,
+            events,
+            events_per_sec: events as f64 / secs,
+            tickets_accepted: sum(|s| s.accepted),
+            commands_committed: sum(|s| s.commands_committed),
+            transfers: sum(|s| s.transfers),
+            cross_province_transfers: sum(|s| s.cross_province),
+            messages_sent: sum(|s| s.messages_sent),
+            messages_dropped: sum(|s| s.messages_dropped),
             invariants: inv,
-            commit_latency: crate::report::latency(&self.commit_hist),
-            transfer_latency: crate::report::latency(&self.transfer_hist),
-            backlog: std::mem::take(&mut self.backlog)
+            commit_latency: crate::report::latency(&commit_hist),
+            transfer_latency: crate::report::latency(&transfer_hist),
+            backlog: backlog
                 .into_iter()
-                .map(|(link, samples)| Backlog { link, samples })
+                .map(|(link, per)| Backlog {
+                    link,
+                    samples: per.into_iter().collect(),
+                })
                 .collect(),
-            faults: self.cfg.faults.clone(),
-            missed_deadlines: std::mem::take(&mut self.missed),
-            arrivals_per_hour: std::mem::take(&mut self.arrivals_per_hour),
+            faults: cfg.faults.clone(),
+            missed_deadlines: missed,
+            arrivals_per_hour,
             digest,
-            reproduce: self.cfg.reproduce.clone(),
+            reproduce: cfg.reproduce.clone(),
             events_by_kind: EV_NAMES
                 .iter()
-                .zip(self.by_kind)
+                .zip(by_kind)
                 .map(|(n, c)| (n.to_string(), c))
                 .collect(),
+            shards: shards.len() as u64,
+        };
+        // Freeing a national run's replicas (millions of tickets in
+        // thousands of maps) takes seconds that measure nothing: hand them
+        // to another thread, which the process may end before it finishes.
+        for sh in shards.iter_mut() {
+            let nodes = std::mem::take(&mut sh.nodes);
+            std::thread::spawn(move || drop(nodes));
         }
+        report
     }
 }
 
@@ -2495,6 +3131,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::Retry(_) => 10,
         Ev::Sample => 11,
         Ev::Notify(_) => 12,
+        Ev::Adopt(_) | Ev::Hint { .. } => 13,
     }
 }
 
@@ -2508,6 +3145,7 @@ pub fn swarm_run(
     duration_ms: SimMs,
     duration_text: &str,
     tickets_per_day: u64,
+    shards: usize,
 ) -> Result<Report, String> {
     let settle = (duration_ms / 4).max(DELIVERY_BOUND_MS + 30_000);
     let faults = crate::schedule::random(topo, seed, duration_ms, settle, 6);
@@ -2515,8 +3153,14 @@ pub fn swarm_run(
     cfg.topology_label = label.to_string();
     cfg.workload = cfg.workload.scaled_to(topo, tickets_per_day);
     cfg.faults = faults;
+    cfg.shards = shards;
     cfg.reproduce = format!(
-        "hotline sim swarm --seeds {seed}..{seed} --topology {label} --duration {duration_text} --tickets-per-day {tickets_per_day}{}",
+        "hotline sim swarm --seeds {seed}..{seed} --topology {label} --duration {duration_text} --tickets-per-day {tickets_per_day}{}{}",
+        if shards > 1 {
+            format!(" --shards {shards}")
+        } else {
+            String::new()
+        },
         if break_transfer_idempotency() {
             " --break-transfer-idempotency"
         } else {

@@ -332,6 +332,12 @@ impl Workload {
 
     /// The daily volume of each district of the topology that takes calls
     /// (code order), and the national daily total.
+    /// Calls per day for each district group of `topology` (before surge
+    /// and incidents).
+    pub fn district_volumes_of(&self, topology: &Topology) -> Vec<(&'static str, f64)> {
+        self.district_volumes(topology).0
+    }
+
     fn district_volumes(&self, topology: &Topology) -> (Vec<(&'static str, f64)>, f64) {
         let geo = geo();
         let mut known_sum: u64 = 0;

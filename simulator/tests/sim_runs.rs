@@ -8,19 +8,20 @@ use hotline_simulator::sim::{Sim, SimConfig, swarm_run};
 
 const MINUTE: i64 = 60_000;
 
-fn demo_run(seed: u64) -> hotline_simulator::model::Report {
+fn demo_run(seed: u64, shards: usize) -> hotline_simulator::model::Report {
     let topo = Topology::demo();
     let mut cfg = SimConfig::new(seed, topo.clone(), 90 * MINUTE);
     cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
     cfg.faults = hotline_simulator::schedule::random(&topo, seed, 90 * MINUTE, 30 * MINUTE, 4);
+    cfg.shards = shards;
     Sim::new(cfg).unwrap().run()
 }
 
 #[test]
 fn the_same_seed_gives_the_same_digest_and_different_seeds_differ() {
-    let a = demo_run(11);
-    let b = demo_run(11);
-    let c = demo_run(12);
+    let a = demo_run(11, 1);
+    let b = demo_run(11, 1);
+    let c = demo_run(12, 1);
     assert!(a.tickets_accepted > 50, "a real load: {a:?}");
     assert_eq!(a.digest, b.digest, "seed 11 replays exactly");
     assert_eq!(a.events, b.events);
@@ -28,11 +29,43 @@ fn the_same_seed_gives_the_same_digest_and_different_seeds_differ() {
     assert_eq!(a.invariants.violation, None, "seed 11: {}", a.reproduce);
 }
 
+/// Two threads (上海 on one, 江苏 and the national group on the other, by
+/// volume): the same seed and shard count replay exactly, whatever the
+/// threads' timing; the workload is the same as on one thread; every
+/// invariant holds through the random faults, with transfers crossing
+/// between the shards.
+#[test]
+fn a_run_on_two_shards_replays_exactly_and_holds() {
+    let one = demo_run(11, 1);
+    let a = demo_run(11, 2);
+    assert_eq!(a.shards, 2);
+    assert_eq!(a.invariants.violation, None, "seed 11: {}", a.reproduce);
+    assert!(a.reproduce.contains("--shards 2") || a.reproduce.is_empty());
+    assert_eq!(
+        a.tickets_accepted, one.tickets_accepted,
+        "the same calls, split over two threads"
+    );
+    assert!(a.cross_province_transfers > 0, "transfers crossed: {a:?}");
+    for _ in 0..3 {
+        let b = demo_run(11, 2);
+        assert_eq!(a.digest, b.digest, "seed 11 on two shards replays exactly");
+        assert_eq!(a.events, b.events);
+    }
+    assert_ne!(a.digest, demo_run(12, 2).digest, "seeds 11 and 12 differ");
+}
+
 /// The drill: 江苏 cut off from 上海 and the national site for four
 /// hours during a holiday surge. The cross-province backlog rises during the
-/// partition and drains after the heal; every invariant holds.
+/// partition and drains after the heal; every invariant holds, on one
+/// thread and on two.
 #[test]
 fn a_four_hour_partition_backs_up_and_drains() {
+    for shards in [1, 2] {
+        partition_drill(shards);
+    }
+}
+
+fn partition_drill(shards: usize) {
     let topo = Topology::demo();
     let hour = 60 * MINUTE;
     let mut cfg = SimConfig::new(5, topo.clone(), 8 * hour);
@@ -52,6 +85,7 @@ fn a_four_hour_partition_backs_up_and_drains() {
             action: FaultAction::Heal,
         },
     ];
+    cfg.shards = shards;
     let r = Sim::new(cfg).unwrap().run();
     assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
     let to_js = r
@@ -87,7 +121,21 @@ fn swarm_of_200_seeds_holds_every_invariant() {
     let topo = Topology::demo();
     let mut failures = Vec::new();
     for seed in 1..=200 {
-        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000).unwrap();
+        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 1).unwrap();
+        if let Some(v) = &r.invariants.violation {
+            failures.push(format!("seed {seed}: {v}\n  reproduce: {}", r.reproduce));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The same random fault schedules with the groups split over two threads.
+#[test]
+fn swarm_of_100_seeds_on_two_shards_holds_every_invariant() {
+    let topo = Topology::demo();
+    let mut failures = Vec::new();
+    for seed in 1..=100 {
+        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 2).unwrap();
         if let Some(v) = &r.invariants.violation {
             failures.push(format!("seed {seed}: {v}\n  reproduce: {}", r.reproduce));
         }
@@ -102,7 +150,7 @@ fn a_broken_transfer_idempotency_is_caught_by_the_swarm() {
     let topo = Topology::demo();
     let mut caught = None;
     for seed in 1..=200 {
-        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000).unwrap();
+        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 1).unwrap();
         if let Some(v) = r.invariants.violation {
             caught = Some((seed, v, r.reproduce));
             break;
@@ -121,5 +169,19 @@ fn a_province_hour_holds() {
     let cfg = SimConfig::new(3, topo, 60 * MINUTE);
     let r = Sim::new(cfg).unwrap().run();
     assert!(r.tickets_accepted > 100, "{r:?}");
+    assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
+}
+
+/// The whole country for twenty minutes on two threads: the national node
+/// hosts groups of both shards, transfers cross between provinces of
+/// different shards, and every invariant holds.
+#[test]
+fn a_national_run_on_two_shards_holds() {
+    let topo = Topology::generate(Scope::National, None).unwrap();
+    let mut cfg = SimConfig::new(2, topo, 20 * MINUTE);
+    cfg.shards = 2;
+    let r = Sim::new(cfg).unwrap().run();
+    assert!(r.tickets_accepted > 100, "{r:?}");
+    assert!(r.transfers > 0, "{r:?}");
     assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
 }

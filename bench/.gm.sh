@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-at-a-time companion of `bench/federation.sh groups`: a fresh 3-node
+# cluster per run (release build, mutual TLS, fsync), 128 closed-loop clients
+# for 10 s spread over the groups, then throughput, p99 and the node CPU per
+# accept summed over the three nodes (from /proc/PID/stat).
+#   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
+# `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
+# group. Several binaries are run in alternation (A/B of two builds).
+# Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+G=${1:?groups}
+R=${2:?rounds}
+LEADERS=${3:-spread}
+shift $(($# < 3 ? $# : 3))
+BINS=("$@")
+[[ ${#BINS[@]} -gt 0 ]] || { cargo build --release --quiet; BINS=("$PWD/target/release/hotline"); }
+[[ $G =~ ^[0-9]{1,4}$ && $R =~ ^[1-9][0-9]?$ ]] || { echo "GROUPS 1-9999, ROUNDS 1-99" >&2; exit 2; }
+case $LEADERS in spread | one) ;; *) echo "leaders: spread or one" >&2; exit 2 ;; esac
+D=$(mktemp -d /tmp/hotline-groups.XXXX)
+PIDS=()
+stop() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop; rm -rf "$D"' EXIT
+cpu() { for p in "${PIDS[@]}"; do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s/100}'; }
+for r in $(seq 1 "$R"); do
+  for H in "${BINS[@]}"; do
+    rm -rf "${D:?}"/*
+    "$H" bench topology --nodes 3 --groups "$G" --provinces 31,32 --port-base 9320 --out "$D/topology-in.toml" >/dev/null
+    "$H" cluster init --topology "$D/topology-in.toml" --dir "$D" --port-base 9320 >/dev/null
+    if [[ $LEADERS == one ]]; then sed -i 's/^election_ticks = .*/election_ticks = 40/' "$D/node-2.toml" "$D/node-3.toml"; fi
+    for i in 1 2 3; do
+      HOTLINE_LOG=warn "$H" node --config "$D/node-$i.toml" >"$D/node-$i.log" 2>&1 &
+      PIDS+=($!)
+    done
+    leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+    before=$(cpu)
+    out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
+    after=$(cpu)
+    jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" \
+      '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs"' <<<"$out"
+    for i in 1 2 3; do curl -s "http://127.0.0.1:$((10000+9320+i))/metrics" | grep -E "^hotline_(proposals_total|storage_commits_total|raft_messages_total|raft_loop_iterations_total)" | grep -v "0$" | sed "s/^/  node $i /"; done
+    stop
+  done
+done
