@@ -31,6 +31,10 @@ pub struct Arrival {
     /// Part of a mass incident (several requesters about one place within
     /// hours): the engine merges later ones into the first.
     pub incident: Option<u64>,
+    /// Its position in the run's stream of calls, from 0 (counting the
+    /// calls a simulator shard does not take: see `Arrivals::keep_only`).
+    #[serde(default)]
+    pub number: u64,
 }
 
 /// The life of a ticket after accept, as the workload decides it up front

@@ -521,6 +521,16 @@ impl Drop for Leave<'_> {
     }
 }
 
+/// What a shard may do next.
+enum Due {
+    /// Process its next event, due then.
+    Ready(SimMs),
+    /// Wait for another shard.
+    Blocked,
+    /// Nothing more to do.
+    Over,
+}
+
 /// An event for another shard.
 struct Remote {
     from: usize,
@@ -633,8 +643,6 @@ pub struct Sim {
     /// `run` starts them.
     shards: Option<Shards>,
     others: Vec<Sim>,
-    /// Arrivals seen, this shard's or not (a ticket's number).
-    arrived: u32,
     /// Times this shard waited for another, and for how long in all.
     waits: u64,
     waited: std::time::Duration,
@@ -1069,10 +1077,25 @@ impl Sim {
                 },
             );
         }
-        let arrivals = cfg
+        let mut arrivals = cfg
             .workload
-            .arrivals(&cfg.topology, cfg.duration_ms, cfg.seed)
-            .peekable();
+            .arrivals(&cfg.topology, cfg.duration_ms, cfg.seed);
+        if let Some(s) = &shards {
+            // This shard's calls only: the others' are drawn and skipped.
+            let keep = arrivals
+                .district_codes()
+                .iter()
+                .map(|code| {
+                    dir.owner(code).is_none_or(|g| {
+                        s.of_group
+                            .get(&g)
+                            .is_none_or(|&i| usize::from(i) == s.index)
+                    })
+                })
+                .collect();
+            arrivals.keep_only(keep);
+        }
+        let arrivals = arrivals.peekable();
         let hist = || Histogram::<u64>::new_with_bounds(1, 30 * 24 * 3_600_000, 3).expect("bounds");
         // Each shard draws from its own generator; shard 0's (and a
         // one-shard run's) is the one a run has always drawn from.
@@ -1081,7 +1104,6 @@ impl Sim {
         let mut sim = Sim {
             shards,
             others: Vec::new(),
-            arrived: 0,
             hints: BTreeMap::new(),
             waits: 0,
             waited: std::time::Duration::ZERO,
@@ -2236,8 +2258,7 @@ impl Sim {
         let Some(group) = self.dir.owner(&a.region) else {
             return;
         };
-        let number = self.arrived;
-        self.arrived += 1;
+        let number = a.number as u32;
         if !self.is_local(group) {
             return; // another shard's
         }
@@ -2624,63 +2645,129 @@ impl Sim {
         Sim::finish(vec![self], wall.elapsed().as_millis() as u64)
     }
 
-    /// Every shard on its own thread (this one runs shard 0), then one report.
+    /// The shards over as many threads as the machine has (at most one per
+    /// shard; this thread runs the first share), then one report. The
+    /// threads change how fast a run goes, never what it does.
     fn run_sharded(mut self, wall: Instant) -> Report {
+        let mut all = vec![];
         let others = std::mem::take(&mut self.others);
         let progress = self.cfg.progress;
-        let shards = std::thread::scope(|scope| {
-            let handles: Vec<_> = others
+        all.push(self);
+        all.extend(others);
+        let count = all.len();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, count);
+        // Shard i runs on thread i mod threads.
+        let mut per_thread: Vec<Vec<Sim>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, shard) in all.into_iter().enumerate() {
+            per_thread[i % threads].push(shard);
+        }
+        let mut first = per_thread.remove(0);
+        let per_thread = std::thread::scope(|scope| {
+            let handles: Vec<_> = per_thread
                 .into_iter()
-                .map(|mut shard| {
+                .map(|mut mine| {
                     scope.spawn(move || {
-                        shard.run_shard(wall);
-                        shard
+                        Sim::run_thread(&mut mine, wall);
+                        mine
                     })
                 })
                 .collect();
-            self.run_shard(wall);
-            let mut all = vec![self];
+            Sim::run_thread(&mut first, wall);
+            let mut done = vec![first];
             for h in handles {
-                all.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                done.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
             }
-            all
+            done
         });
+        let mut shards: Vec<Option<Sim>> = (0..count).map(|_| None).collect();
+        for (t, mine) in per_thread.into_iter().enumerate() {
+            for (k, shard) in mine.into_iter().enumerate() {
+                shards[t + k * threads] = Some(shard);
+            }
+        }
         if progress {
             eprintln!();
         }
+        let shards = shards
+            .into_iter()
+            .map(|s| s.expect("every shard"))
+            .collect();
         Sim::finish(shards, wall.elapsed().as_millis() as u64)
     }
 
-    /// One shard's loop: each event once nothing another shard may still
-    /// send can be due before it.
-    fn run_shard(&mut self, wall: Instant) {
-        let s = self.shards.as_ref().expect("a sharded run");
-        let (index, shared) = (s.index, s.shared.clone());
+    /// One thread's loop over its shards: always the earliest event that is
+    /// safe among them (so they publish rising bounds together), spinning
+    /// while none is.
+    fn run_thread(mine: &mut [Sim], wall: Instant) {
+        let shared = mine[0]
+            .shards
+            .as_ref()
+            .expect("a sharded run")
+            .shared
+            .clone();
+        let _leave: Vec<Leave> = mine
+            .iter()
+            .map(|sh| Leave(&shared, sh.shards.as_ref().expect("a sharded run").index))
+            .collect();
         // Each shard stops at its share of the bound, a deterministic point.
-        let max_events = self.cfg.max_events / shared.bound.len() as u64;
-        let _leave = Leave(&shared, index);
+        let max_events = mine[0].cfg.max_events / shared.bound.len() as u64;
+        let mut live = vec![true; mine.len()];
         let mut last_progress = Instant::now();
-        while let Some(at) = self.next_due() {
-            if self.events >= max_events {
-                break;
+        let mut spins = 0u32;
+        loop {
+            let mut next: Option<(SimMs, usize)> = None;
+            for (k, sh) in mine.iter_mut().enumerate() {
+                if !live[k] {
+                    continue;
+                }
+                match sh.poll_due() {
+                    Due::Ready(at) if sh.events < max_events => {
+                        if next.is_none_or(|(best, _)| at < best) {
+                            next = Some((at, k));
+                        }
+                    }
+                    Due::Blocked => {}
+                    Due::Ready(_) | Due::Over => {
+                        live[k] = false;
+                        let index = sh.shards.as_ref().expect("a sharded run").index;
+                        shared.bound[index].store(SimMs::MAX / 2, Ordering::Release);
+                    }
+                }
             }
+            let Some((at, k)) = next else {
+                if !live.iter().any(|&l| l) {
+                    return;
+                }
+                spins += 1;
+                if spins.is_multiple_of(SPINS_PER_YIELD) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            };
+            spins = 0;
+            let sh = &mut mine[k];
+            let index = sh.shards.as_ref().expect("a sharded run").index;
             // Everything this event sends is due at least a lookahead later.
             shared.bound[index].store(at, Ordering::Release);
-            let item = self.queue.pop().expect("the event next_due saw");
-            self.handle(item);
-            if self.violation.is_some() {
+            let item = sh.queue.pop().expect("the event poll_due saw");
+            sh.handle(item);
+            if sh.violation.is_some() {
                 shared.stop.store(true, Ordering::Relaxed);
-                break;
+                return;
             }
-            if self.events.is_multiple_of(PROGRESS_EVERY) {
+            if sh.events.is_multiple_of(PROGRESS_EVERY) {
                 if shared.stop.load(Ordering::Relaxed) {
-                    break;
+                    return;
                 }
-                let mine = &shared.progress[index];
-                mine[0].store(self.events, Ordering::Relaxed);
-                mine[1].store(self.accepted, Ordering::Relaxed);
-                mine[2].store(self.transfers, Ordering::Relaxed);
-                if index == 0 && self.cfg.progress && last_progress.elapsed().as_secs() >= 1 {
+                let p = &shared.progress[index];
+                p[0].store(sh.events, Ordering::Relaxed);
+                p[1].store(sh.accepted, Ordering::Relaxed);
+                p[2].store(sh.transfers, Ordering::Relaxed);
+                if index == 0 && sh.cfg.progress && last_progress.elapsed().as_secs() >= 1 {
                     last_progress = Instant::now();
                     let sum = |k: usize| -> u64 {
                         shared
@@ -2689,75 +2776,67 @@ impl Sim {
                             .map(|p| p[k].load(Ordering::Relaxed))
                             .sum()
                     };
-                    self.print_progress(wall, sum(0), sum(1), sum(2));
+                    sh.print_progress(wall, sum(0), sum(1), sum(2));
                 }
             }
         }
     }
 
-    /// When the next event is due, once it is safe to process it (whatever
-    /// another shard may still send is due later); None when this shard's
-    /// run is over.
-    fn next_due(&mut self) -> Option<SimMs> {
+    /// Whether this shard's next event may be processed now (whatever
+    /// another shard may still send is due later), must wait, or whether
+    /// its run is over.
+    fn poll_due(&mut self) -> Due {
+        let end = self.cfg.duration_ms;
         let safe = self.shards.as_ref().expect("a sharded run").safe;
         if let Some(at) = self.queue.peek_at()
             && at < safe
-            && at <= self.cfg.duration_ms
+            && at <= end
         {
-            return Some(at);
+            return Due::Ready(at);
         }
-        let mut spins = 0u32;
-        loop {
-            let s = self.shards.as_ref().expect("a sharded run");
-            // The bounds first, then the inbox: what a shard sent before it
-            // published a bound is in the inbox by the time it is read.
-            let others = s
-                .shared
-                .bound
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != s.index)
-                .map(|(_, b)| b.load(Ordering::Acquire))
-                .min()
-                .unwrap_or(SimMs::MAX / 2);
-            let stop = s.shared.stop.load(Ordering::Relaxed);
-            let received: Vec<Remote> = s.inbox.try_iter().collect();
-            for r in received {
-                self.receive(r);
-            }
-            if stop {
-                return None;
-            }
-            let safe = others.saturating_add(LOOKAHEAD_MS);
-            self.shards.as_mut().expect("a sharded run").safe = safe;
-            let end = self.cfg.duration_ms;
-            let head = self.queue.peek_at();
-            match head {
-                Some(at) if at <= end && at < safe => {
-                    if let Some(t) = self.wait_started.take() {
-                        self.waited += t.elapsed();
-                    }
-                    return Some(at);
+        let s = self.shards.as_ref().expect("a sharded run");
+        // The bounds first, then the inbox: what a shard sent before it
+        // published a bound is in the inbox by the time it is read.
+        let others = s
+            .shared
+            .bound
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != s.index)
+            .map(|(_, b)| b.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(SimMs::MAX / 2);
+        let stop = s.shared.stop.load(Ordering::Relaxed);
+        let received: Vec<Remote> = s.inbox.try_iter().collect();
+        for r in received {
+            self.receive(r);
+        }
+        if stop {
+            return Due::Over;
+        }
+        let safe = others.saturating_add(LOOKAHEAD_MS);
+        self.shards.as_mut().expect("a sharded run").safe = safe;
+        let head = self.queue.peek_at();
+        match head {
+            Some(at) if at <= end && at < safe => {
+                if let Some(t) = self.wait_started.take() {
+                    self.waited += t.elapsed();
                 }
-                Some(_) | None if safe > end && head.is_none_or(|at| at > end) => return None,
-                _ => {}
+                return Due::Ready(at);
             }
-            if spins == 0 {
-                self.waits += 1;
-                self.wait_started = Some(Instant::now());
-            }
-            // Waiting: promise what this shard can (it may still receive
-            // something due at `safe`), so that the others can go on.
-            let bound = head.unwrap_or(SimMs::MAX / 2).min(safe);
-            let s = self.shards.as_ref().expect("a sharded run");
-            s.shared.bound[s.index].store(bound, Ordering::Release);
-            spins += 1;
-            if spins.is_multiple_of(SPINS_PER_YIELD) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            Some(_) | None if safe > end && head.is_none_or(|at| at > end) => return Due::Over,
+            _ => {}
         }
+        if self.wait_started.is_none() {
+            self.waits += 1;
+            self.wait_started = Some(Instant::now());
+        }
+        // Waiting: promise what this shard can (it may still receive
+        // something due at `safe`), so that the others can go on.
+        let bound = head.unwrap_or(SimMs::MAX / 2).min(safe);
+        let s = self.shards.as_ref().expect("a sharded run");
+        s.shared.bound[s.index].store(bound, Ordering::Release);
+        Due::Blocked
     }
 
     /// Queues an item from another shard. It sorts after every local event

@@ -465,6 +465,8 @@ impl Workload {
             incidents: BTreeMap::new(),
             next_incident: 1,
             seq: 0,
+            number: 0,
+            keep: None,
         }
     }
 }
@@ -963,6 +965,9 @@ pub struct Arrivals {
     incidents: BTreeMap<u64, Incident>,
     next_incident: u64,
     seq: u64,
+    /// Slots taken so far, kept or not.
+    number: u64,
+    keep: Option<Vec<bool>>,
 }
 
 impl Arrivals {
@@ -1052,7 +1057,10 @@ impl Arrivals {
         self.rng = rng;
     }
 
-    fn materialise(&mut self, slot: Slot) -> Arrival {
+    /// What a slot's caller is about: the draws from the hour's generator,
+    /// in a fixed order (a skipped slot draws them too, so the stream stays
+    /// the same).
+    fn draw(&mut self, slot: Slot) -> Drawn {
         let plan = &self.plan;
         let rng = &mut self.rng;
         let d = slot.district as usize;
@@ -1077,19 +1085,62 @@ impl Arrivals {
                     (location, k, c, p, plan.fate(rng, k, c, p))
                 }
             };
-        let phone = format!("13{:09}", rng.gen_range(0..1_000_000_000u32));
+        let phone = rng.gen_range(0..1_000_000_000u32);
+        Drawn {
+            location,
+            kind,
+            category,
+            priority,
+            fate,
+            phone,
+        }
+    }
+
+    fn materialise(&mut self, slot: Slot) -> Arrival {
+        let Drawn {
+            location,
+            kind,
+            category,
+            priority,
+            fate,
+            phone,
+        } = self.draw(slot);
+        let plan = &self.plan;
         Arrival {
             at: slot.at,
-            region: plan.districts[d].code.to_string(),
+            region: plan.districts[slot.district as usize].code.to_string(),
             location: location.to_string(),
             kind: plan.kinds[kind].clone(),
             category: plan.categories[category].clone(),
             priority: PRIORITY_NAMES[priority].to_string(),
-            phone,
+            phone: format!("13{phone:09}"),
             fate,
             incident: (slot.incident != 0).then_some(slot.incident),
+            number: self.number - 1,
         }
     }
+
+    /// The districts calls come from, by the index `keep_only` takes.
+    pub fn district_codes(&self) -> Vec<&'static str> {
+        self.plan.districts.iter().map(|d| d.code).collect()
+    }
+
+    /// Yields only the calls of districts whose index is set (a simulator
+    /// shard runs some groups only); the others are drawn all the same and
+    /// counted in `Arrival::number`.
+    pub fn keep_only(&mut self, keep: Vec<bool>) {
+        self.keep = Some(keep);
+    }
+}
+
+/// A slot's draws.
+struct Drawn {
+    location: &'static str,
+    kind: usize,
+    category: usize,
+    priority: usize,
+    fate: Fate,
+    phone: u32,
 }
 
 impl Iterator for Arrivals {
@@ -1099,6 +1150,13 @@ impl Iterator for Arrivals {
         loop {
             if let Some(&slot) = self.slots.get(self.pos) {
                 self.pos += 1;
+                self.number += 1;
+                if let Some(keep) = &self.keep
+                    && !keep.get(slot.district as usize).copied().unwrap_or(true)
+                {
+                    self.draw(slot);
+                    continue;
+                }
                 return Some(self.materialise(slot));
             }
             if self.next_hour >= self.hours {
