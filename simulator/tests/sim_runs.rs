@@ -143,22 +143,32 @@ fn swarm_of_100_seeds_on_two_shards_holds_every_invariant() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// With transfer idempotency broken (test-only switch), the swarm catches it.
+/// With transfer idempotency broken (test-only switch), the swarm catches
+/// it, on one thread and on two.
 #[test]
 fn a_broken_transfer_idempotency_is_caught_by_the_swarm() {
     assert!(hotline_simulator::sim::set_break_transfer_idempotency(true));
     let topo = Topology::demo();
-    let mut caught = None;
-    for seed in 1..=200 {
-        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 1).unwrap();
-        if let Some(v) = r.invariants.violation {
-            caught = Some((seed, v, r.reproduce));
-            break;
+    let mut caught = Vec::new();
+    for shards in [1, 2] {
+        for seed in 1..=200 {
+            let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, shards).unwrap();
+            if let Some(v) = r.invariants.violation {
+                caught.push((shards, seed, v, r.reproduce));
+                break;
+            }
         }
     }
     hotline_simulator::sim::set_break_transfer_idempotency(false);
-    let (seed, v, cmd) = caught.expect("some seed in 1..=200 catches the broken protocol");
-    eprintln!("caught at seed {seed}: {v}\n  reproduce: {cmd}");
+    for (shards, seed, v, cmd) in &caught {
+        eprintln!("{shards} shard(s): caught at seed {seed}: {v}\n  reproduce: {cmd}");
+    }
+    let on: Vec<usize> = caught.iter().map(|c| c.0).collect();
+    assert_eq!(
+        on,
+        [1, 2],
+        "some seed in 1..=200 catches the broken protocol"
+    );
 }
 
 /// A province (江苏: 104 district groups and more) for an hour: the
