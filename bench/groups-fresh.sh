@@ -6,6 +6,8 @@
 #   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
 # `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
 # group. Several binaries are run in alternation (A/B of two builds).
+# METRICS=1 also prints each node's raft-loop counters after the run
+# (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +44,13 @@ for r in $(seq 1 "$R"); do
     after=$(cpu)
     jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" \
       '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs"' <<<"$out"
+    if [[ ${METRICS:-0} == 1 ]]; then
+      for i in 1 2 3; do
+        curl -s "http://127.0.0.1:$((10000 + 9320 + i))/metrics" |
+          grep -E "^hotline_(proposals_total|storage_commits_total|raft_messages_total|raft_loop_iterations_total)" |
+          sed "s/^/  node $i /"
+      done
+    fi
     stop
   done
 done
