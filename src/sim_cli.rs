@@ -102,11 +102,16 @@ fn summary(r: &Report) -> String {
     let inv = &r.invariants;
     let ok = inv.violation.is_none();
     format!(
-        "seed {} on {} ({} nodes, {} groups): {:.1} h simulated in {:.1} s, {} events ({:.0}/s), {} tickets, {} commands, {} transfers ({} cross-province); commit p50 {:.0} ms p99 {:.0} ms; transfer p50 {:.0} ms p99 {:.0} ms; invariants {}; digest {}",
+        "seed {} on {} ({} nodes, {} groups{}): {:.1} h simulated in {:.1} s, {} events ({:.0}/s), {} tickets, {} commands, {} transfers ({} cross-province); commit p50 {:.0} ms p99 {:.0} ms; transfer p50 {:.0} ms p99 {:.0} ms; invariants {}; digest {}",
         r.seed,
         r.topology,
         r.nodes,
         r.groups,
+        if r.shards > 1 {
+            format!(", {} shards", r.shards)
+        } else {
+            String::new()
+        },
         r.simulated_ms as f64 / 3.6e6,
         r.wall_ms as f64 / 1000.0,
         r.events,
