@@ -34,6 +34,10 @@ pub enum SimCmd {
         /// A holiday surge (+51.7%, Jinan) on top of the workload.
         #[arg(long)]
         holiday: bool,
+        /// Scale the workload's daily volume on this topology (before surge
+        /// and incidents) to this many calls; the shape is unchanged.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        tickets_per_day: Option<u64>,
         /// No progress line.
         #[arg(long)]
         quiet: bool,
@@ -154,6 +158,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             workload,
             report,
             holiday,
+            tickets_per_day,
             quiet,
             json,
             shards,
@@ -168,6 +173,9 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             if holiday {
                 cfg.workload.holiday = true;
             }
+            if let Some(n) = tickets_per_day {
+                cfg.workload = cfg.workload.scaled_to(&topo, n);
+            }
             if let Some(f) = &faults {
                 cfg.faults = hotline_simulator::schedule::load(f, &topo)
                     .map_err(|e| anyhow!("--faults: {e}"))?;
@@ -175,7 +183,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             cfg.progress = !quiet && !json;
             cfg.shards = usize::from(shards);
             cfg.reproduce = format!(
-                "hotline sim run --topology {topology} --duration {d} --seed {seed}{}{}{}{}",
+                "hotline sim run --topology {topology} --duration {d} --seed {seed}{}{}{}{}{}",
                 faults
                     .as_ref()
                     .map(|f| format!(" --faults {}", f.display()))
@@ -185,6 +193,9 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                     .map(|f| format!(" --workload {}", f.display()))
                     .unwrap_or_default(),
                 if holiday { " --holiday" } else { "" },
+                tickets_per_day
+                    .map(|n| format!(" --tickets-per-day {n}"))
+                    .unwrap_or_default(),
                 if shards > 1 {
                     format!(" --shards {shards}")
                 } else {
