@@ -43,9 +43,10 @@ pub enum SimCmd {
         quiet: bool,
         #[arg(long)]
         json: bool,
-        /// Threads, each running the groups of some provinces (a national
-        /// day on two: see BENCHMARKS.md). The seed and this number give one
-        /// run: its digest is the same on any machine.
+        /// Shards, each running the groups of some provinces, over the
+        /// machine's cores (a national day on two: see BENCHMARKS.md). The
+        /// seed and this number give one run: its digest is the same on any
+        /// machine, whatever its cores.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
         shards: u8,
     },
@@ -65,7 +66,7 @@ pub enum SimCmd {
         /// The invariants must catch it.
         #[arg(long, hide = true)]
         break_transfer_idempotency: bool,
-        /// Threads per run (as `sim run --shards`).
+        /// Shards per run (as `sim run --shards`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
         shards: u8,
     },

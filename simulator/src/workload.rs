@@ -330,14 +330,14 @@ impl Workload {
             .sum()
     }
 
-    /// The daily volume of each district of the topology that takes calls
-    /// (code order), and the national daily total.
     /// Calls per day for each district group of `topology` (before surge
     /// and incidents).
     pub fn district_volumes_of(&self, topology: &Topology) -> Vec<(&'static str, f64)> {
         self.district_volumes(topology).0
     }
 
+    /// The daily volume of each district of the topology that takes calls
+    /// (code order), and the national daily total.
     fn district_volumes(&self, topology: &Topology) -> (Vec<(&'static str, f64)>, f64) {
         let geo = geo();
         let mut known_sum: u64 = 0;
@@ -1180,6 +1180,33 @@ mod tests {
 
     fn permille(n: usize, of: usize) -> f64 {
         n as f64 * 1000.0 / of as f64
+    }
+
+    /// A shard's stream is the whole stream without the other districts'
+    /// calls: the same calls, numbered as in the whole stream.
+    #[test]
+    fn keep_only_yields_the_kept_districts_calls_of_the_same_stream() {
+        let topo = shanghai();
+        let w = Workload::default();
+        let all: Vec<Arrival> = w.arrivals(&topo, HOUR_MS, 9).collect();
+        let mut some = w.arrivals(&topo, HOUR_MS, 9);
+        let codes = some.district_codes();
+        let keep: Vec<bool> = (0..codes.len()).map(|i| i % 3 == 0).collect();
+        let kept_codes: Vec<&str> = codes
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| *c)
+            .collect();
+        some.keep_only(keep);
+        let some: Vec<Arrival> = some.collect();
+        let want: Vec<&Arrival> = all
+            .iter()
+            .filter(|a| kept_codes.contains(&a.region.as_str()))
+            .collect();
+        assert!(!want.is_empty() && want.len() < all.len());
+        assert_eq!(some.iter().collect::<Vec<_>>(), want);
+        assert!(all.iter().enumerate().all(|(i, a)| a.number == i as u64));
     }
 
     #[test]
