@@ -3122,7 +3122,7 @@ impl Sim {
             }
         }
         let first = &shards[0];
-        let cfg = first.cfg.clone();
+        let cfg = &first.cfg;
         let (node_count, group_count) = (first.nodes.len() as u64, first.members.len() as u64);
         let replicas: u64 = first
             .replicas_per_group

@@ -1097,24 +1097,17 @@ impl Arrivals {
     }
 
     fn materialise(&mut self, slot: Slot) -> Arrival {
-        let Drawn {
-            location,
-            kind,
-            category,
-            priority,
-            fate,
-            phone,
-        } = self.draw(slot);
+        let drawn = self.draw(slot);
         let plan = &self.plan;
         Arrival {
             at: slot.at,
             region: plan.districts[slot.district as usize].code.to_string(),
-            location: location.to_string(),
-            kind: plan.kinds[kind].clone(),
-            category: plan.categories[category].clone(),
-            priority: PRIORITY_NAMES[priority].to_string(),
-            phone: format!("13{phone:09}"),
-            fate,
+            location: drawn.location.to_string(),
+            kind: plan.kinds[drawn.kind].clone(),
+            category: plan.categories[drawn.category].clone(),
+            priority: PRIORITY_NAMES[drawn.priority].to_string(),
+            phone: format!("13{:09}", drawn.phone),
+            fate: drawn.fate,
             incident: (slot.incident != 0).then_some(slot.incident),
             number: self.number - 1,
         }

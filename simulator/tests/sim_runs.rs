@@ -115,31 +115,31 @@ fn partition_drill(shards: usize) {
     );
 }
 
+/// Runs the seeds' random fault schedules on the demo federation: the
+/// failures, each with its reproducing command.
+fn swarm_failures(seeds: std::ops::RangeInclusive<u64>, shards: usize) -> Vec<String> {
+    let topo = Topology::demo();
+    seeds
+        .filter_map(|seed| {
+            let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, shards).unwrap();
+            r.invariants
+                .violation
+                .map(|v| format!("seed {seed}: {v}\n  reproduce: {}", r.reproduce))
+        })
+        .collect()
+}
+
 /// CI's swarm: 200 seeds with random fault schedules on the demo federation.
 #[test]
 fn swarm_of_200_seeds_holds_every_invariant() {
-    let topo = Topology::demo();
-    let mut failures = Vec::new();
-    for seed in 1..=200 {
-        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 1).unwrap();
-        if let Some(v) = &r.invariants.violation {
-            failures.push(format!("seed {seed}: {v}\n  reproduce: {}", r.reproduce));
-        }
-    }
+    let failures = swarm_failures(1..=200, 1);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The same random fault schedules with the groups split over two threads.
+/// The same random fault schedules with the groups split over two shards.
 #[test]
 fn swarm_of_100_seeds_on_two_shards_holds_every_invariant() {
-    let topo = Topology::demo();
-    let mut failures = Vec::new();
-    for seed in 1..=100 {
-        let r = swarm_run(&topo, "demo", seed, 30 * MINUTE, "30m", 20_000, 2).unwrap();
-        if let Some(v) = &r.invariants.violation {
-            failures.push(format!("seed {seed}: {v}\n  reproduce: {}", r.reproduce));
-        }
-    }
+    let failures = swarm_failures(1..=100, 2);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
