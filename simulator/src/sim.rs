@@ -492,6 +492,10 @@ struct Track {
 const LOOKAHEAD_MS: SimMs = 9;
 /// A waiting shard spins this many times between yields.
 const SPINS_PER_YIELD: u32 = 256;
+/// Pauses between two looks at the other shards' bounds: each look pulls
+/// the line a working shard stores its bound to, and a store to a line
+/// another core keeps reading waits for that core.
+const SPIN_PAUSES: u32 = 8;
 /// Shards publish their figures for the progress line this often (events).
 const PROGRESS_EVERY: u64 = 4_096;
 
@@ -568,6 +572,10 @@ struct Shards {
     /// other shards again: it was their least bound plus the lookahead when
     /// the inbox was last drained, and whatever they sent since is due later.
     safe: SimMs,
+    /// The bound this shard last published (bounds only grow): stored
+    /// again only when it grew, since every store takes the line from a
+    /// waiting shard's core.
+    published: SimMs,
 }
 
 /// Which shard runs which group: whole provinces (a province's groups talk
@@ -1026,6 +1034,7 @@ impl Sim {
                 outboxes: outboxes.clone(),
                 sent: 0,
                 safe: 0,
+                published: 0,
             };
             sims.push(Sim::build(cfg.clone(), Some(link))?);
         }
@@ -2744,15 +2753,21 @@ impl Sim {
                 if spins.is_multiple_of(SPINS_PER_YIELD) {
                     std::thread::yield_now();
                 } else {
-                    std::hint::spin_loop();
+                    for _ in 0..SPIN_PAUSES {
+                        std::hint::spin_loop();
+                    }
                 }
                 continue;
             };
             spins = 0;
             let sh = &mut mine[k];
-            let index = sh.shards.as_ref().expect("a sharded run").index;
+            let s = sh.shards.as_mut().expect("a sharded run");
+            let index = s.index;
             // Everything this event sends is due at least a lookahead later.
-            shared.bound[index].store(at, Ordering::Release);
+            if at > s.published {
+                s.published = at;
+                shared.bound[index].store(at, Ordering::Release);
+            }
             let item = sh.queue.pop().expect("the event poll_due saw");
             sh.handle(item);
             if sh.violation.is_some() {
@@ -2834,8 +2849,11 @@ impl Sim {
         // Waiting: promise what this shard can (it may still receive
         // something due at `safe`), so that the others can go on.
         let bound = head.unwrap_or(SimMs::MAX / 2).min(safe);
-        let s = self.shards.as_ref().expect("a sharded run");
-        s.shared.bound[s.index].store(bound, Ordering::Release);
+        let s = self.shards.as_mut().expect("a sharded run");
+        if bound > s.published {
+            s.published = bound;
+            s.shared.bound[s.index].store(bound, Ordering::Release);
+        }
         Due::Blocked
     }
 

@@ -640,6 +640,16 @@ impl Replica {
         }
         // Hibernate with the leader only when fully caught up with it.
         if quiesce_notice {
+            // No answer: the leader sent the notice because every member
+            // had matched its log, and it has stopped ticking, so the answer
+            // would tell it nothing (no catch-up to trigger, no ReadIndex
+            // round, no quorum check until it wakes, and then the appends
+            // that woke it are answered). It was a quarter of the messages
+            // of a group woken for one command. Raft tolerates the loss of
+            // any message, so dropping this one is safe.
+            self.raw.raft.msgs.retain(|m| {
+                !(m.to == from && m.get_msg_type() == MessageType::MsgHeartbeatResponse)
+            });
             let r = &self.raw.raft;
             // Applying what is committed needs no timer: it happens in the
             // next Ready whether or not the group hibernates.
