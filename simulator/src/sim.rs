@@ -572,10 +572,21 @@ struct Shards {
     /// other shards again: it was their least bound plus the lookahead when
     /// the inbox was last drained, and whatever they sent since is due later.
     safe: SimMs,
-    /// The bound this shard last published (bounds only grow): stored
-    /// again only when it grew, since every store takes the line from a
-    /// waiting shard's core.
+    /// The bound this shard last published (see `publish`).
     published: SimMs,
+}
+
+impl Shards {
+    /// Promises the other shards that this one processes nothing due before
+    /// `bound` any more. Bounds only grow, and a bound that did not grow is
+    /// not stored again: every store takes the line from a waiting shard's
+    /// core.
+    fn publish(&mut self, bound: SimMs) {
+        if bound > self.published {
+            self.published = bound;
+            self.shared.bound[self.index].store(bound, Ordering::Release);
+        }
+    }
 }
 
 /// Which shard runs which group: whole provinces (a province's groups talk
@@ -2764,10 +2775,7 @@ impl Sim {
             let s = sh.shards.as_mut().expect("a sharded run");
             let index = s.index;
             // Everything this event sends is due at least a lookahead later.
-            if at > s.published {
-                s.published = at;
-                shared.bound[index].store(at, Ordering::Release);
-            }
+            s.publish(at);
             let item = sh.queue.pop().expect("the event poll_due saw");
             sh.handle(item);
             if sh.violation.is_some() {
@@ -2849,11 +2857,7 @@ impl Sim {
         // Waiting: promise what this shard can (it may still receive
         // something due at `safe`), so that the others can go on.
         let bound = head.unwrap_or(SimMs::MAX / 2).min(safe);
-        let s = self.shards.as_mut().expect("a sharded run");
-        if bound > s.published {
-            s.published = bound;
-            s.shared.bound[s.index].store(bound, Ordering::Release);
-        }
+        self.shards.as_mut().expect("a sharded run").publish(bound);
         Due::Blocked
     }
 

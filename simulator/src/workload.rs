@@ -419,8 +419,7 @@ impl Workload {
     /// A copy whose daily volume on `topology` (before surge and incidents)
     /// is `tickets_per_day`: the national total and every city figure are
     /// scaled by the same factor (mass incidents too), so the shape of the
-    /// load is unchanged.
-    /// For short runs (`hotline sim swarm --tickets-per-day`).
+    /// load is unchanged (`hotline sim run|swarm --tickets-per-day`).
     pub fn scaled_to(&self, topology: &Topology, tickets_per_day: u64) -> Workload {
         let (districts, _) = self.district_volumes(topology);
         let now: f64 = districts.iter().map(|(_, v)| v).sum();
