@@ -2,16 +2,19 @@
 # Durable 1 KiB writes: hotline (3 nodes, mTLS, redb fsync) vs etcd (3
 # members, Debian etcd-server, fsync on), same machine, same client loop
 # (`hotline bench`), one run. Prints one JSON line per measurement.
-#   bench/compare.sh [DURATION] [ROUNDS]
+#   [H=BINARY] bench/compare.sh [DURATION] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 ROUNDS=${2:-2}
 WORK=$(mktemp -d /tmp/hotline-compare.XXXX)
-H=target/release/hotline
-cargo build --release --quiet
+# H=/path/to/hotline compares another build (e.g. a saved binary) as is.
+if [[ -z "${H:-}" ]]; then
+  H=target/release/hotline
+  cargo build --release --quiet
+fi
 cleanup() {
-  pkill -f "hotline node --config $WORK" 2>/dev/null || true
+  pkill -f " node --config $WORK/" 2>/dev/null || true
   bench/etcd-cluster.sh stop "$WORK/etcd" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
