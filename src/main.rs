@@ -28,9 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long a freed page stays mapped before mimalloc returns it to the OS.
 /// mimalloc's default is 10 ms in v2, which we build (1 s in v3, measured
-/// first): a node frees the buffers of a checkpoint
-/// and of its batches and allocates them again a little later, and each page
-/// given back came back through a page fault that zeroes it
+/// first): a node frees the buffers of a checkpoint and of its batches and
+/// allocates them again a little later, and each page given back came back
+/// through a page fault that zeroes it
 /// (`clear_page_erms` was ≈ 12 % of the raft loops' samples under 128
 /// clients). With 10 s the node's CPU per accept fell 4–15 % (more on nodes
 /// holding more tickets) and its throughput rose (BENCHMARKS.md); memory

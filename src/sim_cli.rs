@@ -138,12 +138,6 @@ fn summary(r: &Report) -> String {
     )
 }
 
-/// A simulation only grows its heap until the run ends (a national day to
-/// ≈ 12 GB), so memory mimalloc gives back to the OS is asked for again soon
-/// after, and the kernel zeroes every page anew: purging was ≈ half of the
-/// run's system time (flat national 2 h: 3.5 → 1.8 s sys, user unchanged).
-/// A simulation therefore never purges (an explicit `MIMALLOC_PURGE_DELAY`
-/// still wins).
 /// Ends the process at once, once everything written is out. A run's
 /// state stays allocated to the end (`SimConfig::free_at_end`), and a normal
 /// exit would still have mimalloc collect every heap at exit (its
@@ -160,6 +154,12 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// A simulation only grows its heap until the run ends (a national day to
+/// ≈ 12 GB), so memory mimalloc gives back to the OS is asked for again soon
+/// after, and the kernel zeroes every page anew: purging was ≈ half of the
+/// run's system time (flat national 2 h: 3.5 → 1.8 s sys, user unchanged).
+/// A simulation therefore never purges (an explicit `MIMALLOC_PURGE_DELAY`
+/// still wins).
 fn keep_freed_memory() {
     crate::set_purge_delay(-1);
 }
