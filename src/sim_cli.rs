@@ -144,10 +144,9 @@ fn summary(r: &Report) -> String {
 /// `mi_process_done`): ≈ 6 s after a national day, measuring nothing.
 fn exit_now(code: i32) -> ! {
     use std::io::Write;
-    // Both streams are flushed here; the report's files were closed when
-    // written.
+    // stdout is buffered (stderr is not); the report's files were closed
+    // when written.
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // destructors; nothing of ours waits for them (files are closed,
     // stdout is flushed above).
