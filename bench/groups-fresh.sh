@@ -6,6 +6,8 @@
 #   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
 # `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
 # group. Several binaries are run in alternation (A/B of two builds).
+# PERF=PREFIX records `perf record -g` of the whole machine for 5 s from 3 s
+# into each measurement, to PREFIX-GROUPS-RUN.data (perf from linux-perf).
 # METRICS=1 also prints each node's raft-loop counters after the run
 # (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
@@ -40,6 +42,9 @@ for r in $(seq 1 "$R"); do
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
     before=$(cpu)
+    if [[ -n ${PERF:-} ]]; then
+      (sleep 3 && perf record -F 499 -g -a -o "$PERF-$G-$r.data" -- sleep 5 >/dev/null 2>&1) &
+    fi
     out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
     after=$(cpu)
     jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" \

@@ -5,6 +5,29 @@
 
 #![recursion_limit = "256"]
 
+/// Every module's `println!`/`print!` (this textual definition shadows std's
+/// in the modules declared below): when stdout is a pipe its reader closed
+/// (`hotline ticket list --json | head -1`), the command ends quietly with
+/// 141 (128 + SIGPIPE, what a shell shows for coreutils in that case)
+/// instead of std's panic and backtrace. Rust ignores SIGPIPE, so the write
+/// fails with `BrokenPipe` instead of killing the process; restoring the
+/// signal would also let a node's closed socket kill a client command.
+macro_rules! println {
+    () => {
+        $crate::stdout_write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout_write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// See `println!` above.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout_write(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod bench_fed;
 mod cli;
@@ -50,6 +73,23 @@ fn set_purge_delay(ms: std::ffi::c_long) {
 /// The default for every command; `hotline sim` keeps everything instead.
 fn tune_allocator() {
     set_purge_delay(PURGE_DELAY_MS);
+}
+
+/// Writes to stdout for `println!`/`print!`: a closed pipe ends the process
+/// (exit code 141); any other failure panics, as std's macros do.
+fn stdout_write(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            // SAFETY: `_exit` ends the process at once; whatever stdout
+            // still buffers has nowhere to go, and a command that prints
+            // has nothing else to finish.
+            unsafe { libc::_exit(141) }
+        }
+        Err(e) => panic!("failed printing to stdout: {e}"),
+    }
 }
 
 fn main() -> std::process::ExitCode {

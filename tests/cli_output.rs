@@ -1,0 +1,56 @@
+//! What any command does with its stdout, whatever the command: here
+//! `hotline bench topology`, which needs no cluster.
+
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+
+/// `hotline ticket list --json | head -1` and the like: once the reader has
+/// gone, the command ends quietly with 141 (as coreutils do under SIGPIPE),
+/// not with a panic and its backtrace on the operator's terminal.
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["bench", "topology", "--nodes", "3", "--groups", "2"])
+        .args(["--provinces", "31", "--out"])
+        .arg(dir.path().join("topology.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the pipe's only reader before the command prints.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "nothing on stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The work itself was done before the print.
+    assert!(dir.path().join("topology.toml").exists());
+}
+
+/// The same command with a reader prints its line and succeeds.
+#[test]
+fn a_read_stdout_gets_the_whole_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["bench", "topology", "--nodes", "3", "--groups", "2"])
+        .args(["--provinces", "31", "--out"])
+        .arg(dir.path().join("topology.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("wrote ") && stdout.ends_with('\n'),
+        "{stdout:?}"
+    );
+}
