@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Where a 3-node cluster's time goes under durable 1 KiB accepts: a fresh
+# cluster (release build, mutual TLS unless INIT_ARGS=--insecure), 3 s of
+# warm-up, then CLIENTS closed-loop clients for 10 s; prints the bench's JSON
+# line and the three nodes' CPU per accept over 5 s of the run (from
+# /proc/PID/stat). PERF=FILE also records `perf record -g` of the whole
+# machine over those 5 s (perf from linux-perf).
+#   [H=BINARY] [CLIENTS=128] [PERF=FILE] [NODE_ENV="VAR=V …"] bench/profile.sh
+# Ports 7901-7903 (those of compare.sh: do not run both at once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${H:-}" ]]; then
+  H=target/release/hotline
+  cargo build --release --quiet
+fi
+CLIENTS=${CLIENTS:-128}
+W=$(mktemp -d /tmp/hotline-profile.XXXX)
+trap 'pkill -f " node --config $W/" || true; rm -rf "$W/c"' EXIT
+# shellcheck disable=SC2086 # INIT_ARGS and NODE_ENV are lists of words
+"$H" cluster init --dir "$W/c" --nodes 3 --port-base 7900 ${INIT_ARGS:-} >/dev/null
+for i in 1 2 3; do
+  # shellcheck disable=SC2086
+  env ${NODE_ENV:-} HOTLINE_LOG=warn "$H" node --config "$W/c/node-$i.toml" 2>"$W/node-$i.log" &
+done
+sleep 3
+"$H" bench accept --config "$W/c/client.toml" --clients "$CLIENTS" --duration 3s --size 1024 --json >/dev/null
+ticks() { for p in $(pgrep -f " node --config $W/"); do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
+(
+  sleep 2
+  t0=$(ticks)
+  if [[ -n ${PERF:-} ]]; then
+    perf record -F 499 -g -a -o "$PERF" -- sleep 5 >/dev/null 2>&1
+  else
+    sleep 5
+  fi
+  echo $(($(ticks) - t0)) >"$W/ticks"
+) &
+SAMPLER=$!
+out=$("$H" bench accept --config "$W/c/client.toml" --clients "$CLIENTS" --duration 10s --size 1024 --json)
+wait $SAMPLER
+echo "$out"
+# Clock ticks are 1/100 s: µs per accept = ticks * 10^4 / (5 s * accepts/s).
+jq -r --argjson t "$(cat "$W/ticks")" \
+  '"node CPU per accept \($t * 10000 / 5 / .throughput_per_s | round) µs (summed over the 3 nodes)"' <<<"$out"
