@@ -581,12 +581,14 @@ fn next_segment(dir: &Path, replay_from: u64) -> Result<u64, StorageError> {
 /// takes one cut at a time and answers each with its result.
 ///
 /// One thread for the node's life, not one per checkpoint (as until
-/// 2026-12-01): redb allocates a buffer for every page it writes, and a new
-/// thread starts with a new, empty allocator heap, so each checkpoint's pages
-/// came from memory the kernel had to fault in and zero (2 MiB at a time,
-/// as mimalloc asks for huge pages) — `clear_page_erms` under redb's
-/// `PagedCachedFile::write` was 15 % of all samples under 128 clients. A
-/// thread that lives on reuses what its last checkpoint freed.
+/// 2026-12-01): no thread is spawned five times a second, and checkpoints
+/// run one at a time by construction. A new thread also starts with an empty
+/// allocator heap, so redb's page buffers came from fresh memory the kernel
+/// faulted in and zeroed (`clear_page_erms` under `PagedCachedFile::write`,
+/// 15 % of all samples under 128 clients); with one thread that zeroing
+/// shows elsewhere instead — the heap grows with every ticket the state
+/// machines keep — and CPU per accept did not change beyond the VM's spread
+/// (BENCHMARKS.md, 1 Dec).
 struct Checkpointer {
     /// At most one cut waits: [`Storage`] hands over the next only after
     /// taking the last one's result.
