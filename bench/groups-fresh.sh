@@ -7,7 +7,7 @@
 # `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
 # group. Several binaries are run in alternation (A/B of two builds).
 # PERF=PREFIX records `perf record -g` of the whole machine for 5 s from 3 s
-# into each measurement, to PREFIX-GROUPS-RUN.data (perf from linux-perf).
+# into each measurement, to PREFIX-GROUPS-ROUND-BINARYNO.data (linux-perf).
 # METRICS=1 also prints each node's raft-loop counters after the run
 # (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
@@ -31,7 +31,8 @@ stop() {
 trap 'stop; rm -rf "$D"' EXIT
 cpu() { for p in "${PIDS[@]}"; do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s/100}'; }
 for r in $(seq 1 "$R"); do
-  for H in "${BINS[@]}"; do
+  for b in "${!BINS[@]}"; do
+    H=${BINS[$b]}
     rm -rf "${D:?}"/*
     "$H" bench topology --nodes 3 --groups "$G" --provinces 31,32 --port-base 9320 --out "$D/topology-in.toml" >/dev/null
     "$H" cluster init --topology "$D/topology-in.toml" --dir "$D" --port-base 9320 >/dev/null
@@ -42,8 +43,10 @@ for r in $(seq 1 "$R"); do
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
     before=$(cpu)
+    PERF_PID=
     if [[ -n ${PERF:-} ]]; then
-      (sleep 3 && perf record -F 499 -g -a -o "$PERF-$G-$r.data" -- sleep 5 >/dev/null 2>&1) &
+      (sleep 3 && perf record -F 499 -g -a -o "$PERF-$G-$r-$((b + 1)).data" -- sleep 5 >/dev/null) &
+      PERF_PID=$!
     fi
     out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
     after=$(cpu)
@@ -56,6 +59,7 @@ for r in $(seq 1 "$R"); do
           sed "s/^/  node $i /"
       done
     fi
+    if [[ -n $PERF_PID ]]; then wait "$PERF_PID" || echo "perf record failed" >&2; fi
     stop
   done
 done

@@ -4,7 +4,8 @@
 # warm-up, then CLIENTS closed-loop clients for 10 s; prints the bench's JSON
 # line and the three nodes' CPU per accept over 5 s of the run (from
 # /proc/PID/stat). PERF=FILE also records `perf record -g` of the whole
-# machine over those 5 s (perf from linux-perf).
+# machine over those 5 s (perf from linux-perf). Relative paths in H and PERF
+# are taken from the repository's root.
 #   [H=BINARY] [CLIENTS=128] [PERF=FILE] [NODE_ENV="VAR=V …"] bench/profile.sh
 # Ports 7901-7903 (those of compare.sh: do not run both at once).
 set -euo pipefail
@@ -15,7 +16,13 @@ if [[ -z "${H:-}" ]]; then
 fi
 CLIENTS=${CLIENTS:-128}
 W=$(mktemp -d /tmp/hotline-profile.XXXX)
-trap 'pkill -f " node --config $W/" || true; rm -rf "$W/c"' EXIT
+SAMPLER=
+cleanup() {
+  if [[ -n $SAMPLER ]]; then kill "$SAMPLER" 2>/dev/null || true; fi
+  pkill -f " node --config $W/" || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
 # shellcheck disable=SC2086 # INIT_ARGS and NODE_ENV are lists of words
 "$H" cluster init --dir "$W/c" --nodes 3 --port-base 7900 ${INIT_ARGS:-} >/dev/null
 for i in 1 2 3; do
@@ -26,19 +33,24 @@ sleep 3
 "$H" bench accept --config "$W/c/client.toml" --clients "$CLIENTS" --duration 3s --size 1024 --json >/dev/null
 ticks() { for p in $(pgrep -f " node --config $W/"); do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
 (
+  # The window is timed, not assumed: perf takes a moment to start and to
+  # write its file. A failed perf still leaves the CPU figure.
   sleep 2
   t0=$(ticks)
+  s0=$(date +%s.%N)
   if [[ -n ${PERF:-} ]]; then
-    perf record -F 499 -g -a -o "$PERF" -- sleep 5 >/dev/null 2>&1
+    perf record -F 499 -g -a -o "$PERF" -- sleep 5 >/dev/null || echo "perf record failed" >&2
   else
     sleep 5
   fi
-  echo $(($(ticks) - t0)) >"$W/ticks"
+  echo "$(($(ticks) - t0)) $(echo "$(date +%s.%N) - $s0" | bc -l)" >"$W/window"
 ) &
 SAMPLER=$!
 out=$("$H" bench accept --config "$W/c/client.toml" --clients "$CLIENTS" --duration 10s --size 1024 --json)
 wait $SAMPLER
+SAMPLER=
 echo "$out"
-# Clock ticks are 1/100 s: µs per accept = ticks * 10^4 / (5 s * accepts/s).
-jq -r --argjson t "$(cat "$W/ticks")" \
-  '"node CPU per accept \($t * 10000 / 5 / .throughput_per_s | round) µs (summed over the 3 nodes)"' <<<"$out"
+read -r t secs <"$W/window"
+# Clock ticks are 1/100 s: µs per accept = ticks * 10^4 / (seconds * accepts/s).
+jq -r --argjson t "$t" --argjson s "$secs" \
+  '"node CPU per accept \($t * 10000 / $s / .throughput_per_s | round) µs (summed over the 3 nodes, \($s * 10 | round / 10) s)"' <<<"$out"
