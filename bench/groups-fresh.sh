@@ -29,7 +29,9 @@ stop() {
   PIDS=()
 }
 trap 'stop; rm -rf "$D"' EXIT
-cpu() { for p in "${PIDS[@]}"; do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s/100}'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
 for r in $(seq 1 "$R"); do
   for b in "${!BINS[@]}"; do
     H=${BINS[$b]}
@@ -45,7 +47,7 @@ for r in $(seq 1 "$R"); do
     before=$(cpu)
     PERF_PID=
     if [[ -n ${PERF:-} ]]; then
-      (sleep 3 && perf record -F 499 -g -a -o "$PERF-$G-$r-$((b + 1)).data" -- sleep 5 >/dev/null) &
+      (sleep 3 && record_machine "$PERF-$G-$r-$((b + 1)).data" 5) &
       PERF_PID=$!
     fi
     out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
@@ -59,7 +61,7 @@ for r in $(seq 1 "$R"); do
           sed "s/^/  node $i /"
       done
     fi
-    if [[ -n $PERF_PID ]]; then wait "$PERF_PID" || echo "perf record failed" >&2; fi
+    if [[ -n $PERF_PID ]]; then wait "$PERF_PID" || true; fi
     stop
   done
 done

@@ -31,7 +31,10 @@ for i in 1 2 3; do
 done
 sleep 3
 "$H" bench accept --config "$W/c/client.toml" --clients "$CLIENTS" --duration 3s --size 1024 --json >/dev/null
-ticks() { for p in $(pgrep -f " node --config $W/"); do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+# shellcheck disable=SC2046 # one word per pid
+ticks() { node_ticks $(pgrep -f " node --config $W/"); }
 (
   # The window is timed, not assumed: perf takes a moment to start and to
   # write its file. A failed perf still leaves the CPU figure.
@@ -39,7 +42,7 @@ ticks() { for p in $(pgrep -f " node --config $W/"); do awk '{print $14+$15}' "/
   t0=$(ticks)
   s0=$(date +%s.%N)
   if [[ -n ${PERF:-} ]]; then
-    perf record -F 499 -g -a -o "$PERF" -- sleep 5 >/dev/null || echo "perf record failed" >&2
+    record_machine "$PERF" 5 || true
   else
     sleep 5
   fi

@@ -138,21 +138,6 @@ fn summary(r: &Report) -> String {
     )
 }
 
-/// Ends the process at once, once everything written is out. A run's
-/// state stays allocated to the end (`SimConfig::free_at_end`), and a normal
-/// exit would still have mimalloc collect every heap at exit (its
-/// `mi_process_done`): ≈ 6 s after a national day, measuring nothing.
-fn exit_now(code: i32) -> ! {
-    use std::io::Write;
-    // stdout is buffered (stderr is not); the report's files were closed
-    // when written.
-    let _ = std::io::stdout().flush();
-    // SAFETY: `_exit` ends the process without running atexit handlers or
-    // destructors; nothing of ours waits for them (files are closed,
-    // stdout is flushed above).
-    unsafe { libc::_exit(code) }
-}
-
 /// A simulation only grows its heap until the run ends (a national day to
 /// ≈ 12 GB), so memory mimalloc gives back to the OS is asked for again soon
 /// after, and the kernel zeroes every page anew: purging was ≈ half of the
@@ -237,9 +222,9 @@ pub fn run(cmd: SimCmd) -> Result<()> {
                     "INVARIANT VIOLATED at seed {seed}: {v}\nreproduce: {}",
                     r.reproduce
                 );
-                exit_now(3);
+                crate::exit_now(3);
             }
-            exit_now(0)
+            crate::exit_now(0)
         }
         SimCmd::Swarm {
             seeds,

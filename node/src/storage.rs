@@ -327,8 +327,6 @@ pub struct Storage {
     dirty: Dirty,
     last_cut: Instant,
     checkpointer: Checkpointer,
-    /// A cut handed to the checkpointer whose result is not yet taken.
-    in_flight: bool,
     /// Checkpoints so far.
     pub checkpoints: u64,
 }
@@ -364,7 +362,6 @@ impl Storage {
             changed: BTreeSet::new(),
             dirty: Dirty::default(),
             last_cut: Instant::now(),
-            in_flight: false,
             checkpoints: 0,
         };
         s.replay(replay_from)?;
@@ -486,10 +483,7 @@ impl Storage {
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), StorageError> {
-        if self.in_flight
-            && let Some(result) = self.checkpointer.poll()
-        {
-            self.in_flight = false;
+        if let Some(result) = self.checkpointer.poll() {
             result?;
         }
         let due = self.dirty.rows >= CHECKPOINT_ROWS
@@ -499,30 +493,21 @@ impl Storage {
         if !due {
             return Ok(());
         }
-        if self.in_flight {
+        if self.checkpointer.busy() {
             if self.dirty.rows < MAX_DIRTY_ROWS {
                 return Ok(()); // the next loop looks again
             }
-            self.join_in_flight()?;
+            self.checkpointer.wait()?;
         }
         let cut = self.cut()?;
-        self.checkpointer.submit(cut)?;
-        self.in_flight = true;
-        Ok(())
+        self.checkpointer.submit(cut)
     }
 
     /// Writes a checkpoint now and waits for it (and for one in flight).
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
-        self.join_in_flight()?;
+        self.checkpointer.wait()?;
         let cut = self.cut()?;
         commit_cut(&self.db, &self.wal_dir, cut)
-    }
-
-    fn join_in_flight(&mut self) -> Result<(), StorageError> {
-        if !std::mem::take(&mut self.in_flight) {
-            return Ok(());
-        }
-        self.checkpointer.wait()
     }
 
     /// Takes everything written so far as the next checkpoint's content and
@@ -546,7 +531,7 @@ impl Storage {
     /// The rows are the last checkpoint's; the entries after its applied
     /// index come with them, for raft to apply again.
     pub fn load(&mut self, g: u64) -> Result<Option<Recovered>, StorageError> {
-        if self.in_flight || !self.dirty.is_empty() {
+        if self.checkpointer.busy() || !self.dirty.is_empty() {
             // Rows are read from redb: bring it up to date first.
             self.checkpoint()?;
         }
@@ -565,7 +550,7 @@ impl Drop for Storage {
     fn drop(&mut self) {
         // Let a checkpoint in flight finish: it is a consistent cut either
         // way, but tests remove the directory right after.
-        if let Err(e) = self.join_in_flight() {
+        if let Err(e) = self.checkpointer.wait() {
             tracing::error!("checkpoint failed: {e}");
         }
     }
@@ -590,9 +575,11 @@ fn next_segment(dir: &Path, replay_from: u64) -> Result<u64, StorageError> {
 /// machines keep — and CPU per accept did not change beyond the VM's spread
 /// (BENCHMARKS.md, 1 Dec).
 struct Checkpointer {
-    /// At most one cut waits: [`Storage`] hands over the next only after
-    /// taking the last one's result.
+    /// At most one cut is in flight: the next goes only after the last
+    /// one's result was taken.
     jobs: Option<crossbeam_channel::Sender<Cut>>,
+    /// A cut was handed over and its result not yet taken.
+    busy: bool,
     results: crossbeam_channel::Receiver<Result<(), StorageError>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -612,32 +599,48 @@ impl Checkpointer {
             })?;
         Ok(Checkpointer {
             jobs: Some(jobs),
+            busy: false,
             results,
             thread: Some(thread),
         })
     }
 
-    fn submit(&self, cut: Cut) -> Result<(), StorageError> {
+    fn busy(&self) -> bool {
+        self.busy
+    }
+
+    fn submit(&mut self, cut: Cut) -> Result<(), StorageError> {
+        assert!(!self.busy, "one cut in flight at a time");
         self.jobs
             .as_ref()
             .expect("jobs open until drop")
             .send(cut)
-            .map_err(|_| StorageError::CheckpointPanicked)
+            .map_err(|_| StorageError::CheckpointPanicked)?;
+        self.busy = true;
+        Ok(())
     }
 
-    /// The result of the cut in flight if it is done.
-    fn poll(&self) -> Option<Result<(), StorageError>> {
-        match self.results.try_recv() {
-            Ok(r) => Some(r),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                Some(Err(StorageError::CheckpointPanicked))
-            }
+    /// The result of the cut in flight if there is one and it is done.
+    fn poll(&mut self) -> Option<Result<(), StorageError>> {
+        if !self.busy {
+            return None;
         }
+        let result = match self.results.try_recv() {
+            Ok(r) => r,
+            Err(crossbeam_channel::TryRecvError::Empty) => return None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Err(StorageError::CheckpointPanicked)
+            }
+        };
+        self.busy = false;
+        Some(result)
     }
 
-    /// Waits for the result of the cut in flight.
-    fn wait(&self) -> Result<(), StorageError> {
+    /// Waits for the result of the cut in flight, if there is one.
+    fn wait(&mut self) -> Result<(), StorageError> {
+        if !std::mem::take(&mut self.busy) {
+            return Ok(());
+        }
         self.results
             .recv()
             .map_err(|_| StorageError::CheckpointPanicked)?
@@ -1125,7 +1128,7 @@ mod tests {
             // Take each background result before the next chunk, so that
             // the count below does not depend on how fast the disk is (the
             // loop starts no cut while one is in flight).
-            st.join_in_flight().unwrap();
+            st.checkpointer.wait().unwrap();
         }
         assert_eq!(r.tickets().len() as u64, n);
         assert!(st.checkpoints >= 3, "{} checkpoints", st.checkpoints);
