@@ -70,9 +70,38 @@ fn set_purge_delay(ms: std::ffi::c_long) {
     }
 }
 
+/// `mi_option_allow_thp` in mimalloc v2's `mi_option_e` (the last option;
+/// v3 numbers it differently). The test below checks the index reads the
+/// option's default.
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
+
+/// Turns transparent huge pages off for this process unless
+/// `MIMALLOC_ALLOW_THP` says otherwise. mimalloc asks for huge pages on its
+/// segments (`madvise(MADV_HUGEPAGE)`), so the first touch of any 2 MiB of a
+/// segment faults in and zeroes all of it: a node grows by its batches and
+/// tickets a little at a time, and under 128 clients `clear_page_erms`
+/// under `do_huge_pmd_anonymous_page` was 15 % of the machine's samples,
+/// all in the raft loops. Off, the nodes' CPU per accept fell ≈ 15 % and
+/// throughput rose 20–35 % (BENCHMARKS.md, 2026-12-01 afternoon).
+fn disable_thp() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    // SAFETY: sets a process-wide tuning value read with atomic loads; new
+    // segments are then mapped without `MADV_HUGEPAGE`.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    // Segments mapped before main (and any other `MADV_HUGEPAGE` mapping)
+    // keep their advice; the process-wide switch covers them too, and the
+    // kernel's own "always" mode. An error (a kernel without it) leaves
+    // huge pages on, which is only slower.
+    // SAFETY: prctl with integer arguments only.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 /// The default for every command; `hotline sim` keeps everything instead.
 fn tune_allocator() {
     set_purge_delay(PURGE_DELAY_MS);
+    disable_thp();
 }
 
 /// Writes to stdout for `println!`/`print!`: a closed pipe ends the process
@@ -123,5 +152,26 @@ mod tests {
             tune_allocator();
             assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
         }
+    }
+
+    #[test]
+    fn huge_pages_are_off_after_tuning() {
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            return;
+        }
+        // SAFETY: reads a tuning value.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP) };
+        // allow_thp defaults to 1 (on Linux); generic_collect before it
+        // to 10,000, and an index past the last option reads 0.
+        if get() != 0 {
+            assert_eq!(get(), 1);
+        }
+        tune_allocator();
+        assert_eq!(get(), 0);
+        // SAFETY: prctl with integer arguments only.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
+            1
+        );
     }
 }
