@@ -2,6 +2,9 @@
 # Durable 1 KiB writes: hotline (3 nodes, mTLS, redb fsync) vs etcd (3
 # members, Debian etcd-server, fsync on), same machine, same client loop
 # (`hotline bench`), one run. Prints one JSON line per measurement.
+# Each round starts both systems afresh (empty data directories): a node
+# holding the tickets of earlier rounds is slower (BENCHMARKS.md, "Throughput
+# falls as the nodes hold more tickets"), so every round compares like with like.
 #   [H=BINARY] bench/compare.sh [DURATION] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,15 +22,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$H" cluster init --dir "$WORK/hotline" --nodes 3 --port-base 7900 >/dev/null
-for i in 1 2 3; do
-  HOTLINE_LOG=warn "$H" node --config "$WORK/hotline/node-$i.toml" 2>"$WORK/node-$i.log" &
-done
-bench/etcd-cluster.sh start "$WORK/etcd" >/dev/null
-ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")
-sleep 2
-
 for round in $(seq 1 "$ROUNDS"); do
+  cleanup
+  # The nodes of the previous round release their ports and files first.
+  for _ in $(seq 1 50); do
+    pgrep -f " node --config $WORK/" >/dev/null || break
+    sleep 0.1
+  done
+  pkill -KILL -f " node --config $WORK/" 2>/dev/null || true
+  rm -rf "$WORK/hotline"
+  "$H" cluster init --dir "$WORK/hotline" --nodes 3 --port-base 7900 >/dev/null
+  for i in 1 2 3; do
+    HOTLINE_LOG=warn "$H" node --config "$WORK/hotline/node-$i.toml" 2>"$WORK/node-$i.log" &
+  done
+  bench/etcd-cluster.sh start "$WORK/etcd" >/dev/null
+  ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")
+  sleep 2
   for clients in 1 128; do
     "$H" bench accept --config "$WORK/hotline/client.toml" --clients "$clients" --duration "$DUR" --size 1024 --json
     "$H" bench etcd-put --endpoint "$ETCD_LEADER" --clients "$clients" --duration "$DUR" --size 1024 --json
