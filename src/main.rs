@@ -75,34 +75,44 @@ fn set_purge_delay(ms: std::ffi::c_long) {
 /// option's default.
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
 
-/// Turns transparent huge pages off for this process unless
+/// Allows or refuses transparent huge pages for this process unless
 /// `MIMALLOC_ALLOW_THP` says otherwise. mimalloc asks for huge pages on its
 /// segments (`madvise(MADV_HUGEPAGE)`), so the first touch of any 2 MiB of a
-/// segment faults in and zeroes all of it: a node grows by its batches and
-/// tickets a little at a time, and under 128 clients `clear_page_erms`
-/// under `do_huge_pmd_anonymous_page` was 15 % of the machine's samples,
-/// all in the raft loops. Off, the nodes' CPU per accept fell 14–23 % and
-/// throughput rose 21–35 % (BENCHMARKS.md, 2026-12-01 afternoon); a
-/// simulated province-day was not slower (20.8 s against 21.5 s).
-fn disable_thp() {
+/// segment faults in and zeroes all of it. A node grows by its batches and
+/// tickets a little at a time: under 128 clients `clear_page_erms` under
+/// `do_huge_pmd_anonymous_page` was 15 % of the machine's samples, all in
+/// the raft loops, and with huge pages off the nodes' CPU per accept fell
+/// 14–23 % and throughput rose 21–35 % (BENCHMARKS.md, 2026-12-01
+/// afternoon). A simulation fills every page it maps and keeps it: it keeps
+/// huge pages (`sim_cli`; the national day took 610 s without them against
+/// 487 s with them).
+fn set_thp(allow: bool) {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
     }
     // SAFETY: sets a process-wide tuning value read with atomic loads; new
-    // segments are then mapped without `MADV_HUGEPAGE`.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
-    // Segments mapped before main (and any other `MADV_HUGEPAGE` mapping)
-    // keep their advice; the process-wide switch covers them too, and the
+    // segments are then mapped with or without `MADV_HUGEPAGE`.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, std::ffi::c_long::from(allow)) };
+    // Segments mapped before (and any other `MADV_HUGEPAGE` mapping) keep
+    // their advice; the process-wide switch covers them too, and the
     // kernel's own "always" mode. An error (a kernel without it) leaves
-    // huge pages on, which is only slower.
+    // huge pages as they were, which is only slower.
     // SAFETY: prctl with integer arguments only.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    let _ = unsafe {
+        libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            libc::c_ulong::from(!allow),
+            0,
+            0,
+            0,
+        )
+    };
 }
 
 /// The default for every command; `hotline sim` keeps everything instead.
 fn tune_allocator() {
     set_purge_delay(PURGE_DELAY_MS);
-    disable_thp();
+    set_thp(false);
 }
 
 /// Writes to stdout for `println!`/`print!`: a closed pipe ends the process
@@ -150,29 +160,32 @@ mod tests {
         // 10 in v2's; the options around it default to 0 or 1.
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert!([10, 1000].contains(&get(MI_OPTION_PURGE_DELAY)));
-            tune_allocator();
+            // Not all of `tune_allocator`: the test below owns the THP
+            // settings (`cargo test` runs both in one process).
+            set_purge_delay(PURGE_DELAY_MS);
             assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
         }
     }
 
     #[test]
-    fn huge_pages_are_off_after_tuning() {
+    fn huge_pages_are_off_after_tuning_and_back_on_for_the_simulator() {
         if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
             return;
         }
         // SAFETY: reads a tuning value; prctl with integer arguments only.
         let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP) };
         let thp_disabled = || unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        // Untuned (this test's own process under nextest), the index must
-        // read allow_thp's default, 1 on Linux: generic_collect before it
-        // reads 10,000, the options that default to 0 read 0, and an index
-        // past the last option reads 0. (`cargo test` shares the process
-        // with the test above, which may have tuned already.)
-        if thp_disabled() != 1 {
-            assert_eq!(get(), 1);
-        }
+        // Untuned (no test but this one touches THP), the index must read
+        // allow_thp's default, 1 on Linux: generic_collect before it reads
+        // 10,000, the options that default to 0 read 0, and an index past
+        // the last option reads 0.
+        assert_eq!(get(), 1);
         tune_allocator();
         assert_eq!(get(), 0);
         assert_eq!(thp_disabled(), 1);
+        // What `hotline sim` asks for.
+        set_thp(true);
+        assert_eq!(get(), 1);
+        assert_eq!(thp_disabled(), 0);
     }
 }

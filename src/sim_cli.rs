@@ -143,9 +143,11 @@ fn summary(r: &Report) -> String {
 /// after, and the kernel zeroes every page anew: purging was ≈ half of the
 /// run's system time (flat national 2 h: 3.5 → 1.8 s sys, user unchanged).
 /// A simulation therefore never purges (an explicit `MIMALLOC_PURGE_DELAY`
-/// still wins).
+/// still wins). For the same reason it keeps transparent huge pages, which
+/// the other commands turn off (see `set_thp`).
 fn keep_freed_memory() {
     crate::set_purge_delay(-1);
+    crate::set_thp(true);
 }
 
 pub fn run(cmd: SimCmd) -> Result<()> {
