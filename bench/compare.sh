@@ -16,24 +16,26 @@ if [[ -z "${H:-}" ]]; then
   H=target/release/hotline
   cargo build --release --quiet
 fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+NODES=()
 cleanup() {
-  pkill -f " node --config $WORK/" 2>/dev/null || true
+  stop_pids "${NODES[@]}"
+  NODES=()
   bench/etcd-cluster.sh stop "$WORK/etcd" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 for round in $(seq 1 "$ROUNDS"); do
-  cleanup
-  # The nodes of the previous round release their ports and files first.
-  for _ in $(seq 1 50); do
-    pgrep -f " node --config $WORK/" >/dev/null || break
-    sleep 0.1
-  done
-  pkill -KILL -f " node --config $WORK/" 2>/dev/null || true
+  # The previous round's nodes release their ports and files first
+  # (etcd-cluster.sh start stops and wipes its own members).
+  stop_pids "${NODES[@]}"
+  NODES=()
   rm -rf "$WORK/hotline"
   "$H" cluster init --dir "$WORK/hotline" --nodes 3 --port-base 7900 >/dev/null
   for i in 1 2 3; do
     HOTLINE_LOG=warn "$H" node --config "$WORK/hotline/node-$i.toml" 2>"$WORK/node-$i.log" &
+    NODES+=($!)
   done
   bench/etcd-cluster.sh start "$WORK/etcd" >/dev/null
   ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")

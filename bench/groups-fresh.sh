@@ -23,14 +23,13 @@ BINS=("$@")
 case $LEADERS in spread | one) ;; *) echo "leaders: spread or one" >&2; exit 2 ;; esac
 D=$(mktemp -d /tmp/hotline-groups.XXXX)
 PIDS=()
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 stop() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  stop_pids "${PIDS[@]}"
   PIDS=()
 }
 trap 'stop; rm -rf "$D"' EXIT
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
 for r in $(seq 1 "$R"); do
   for b in "${!BINS[@]}"; do

@@ -8,3 +8,10 @@ node_ticks() { for p in "$@"; do awk '{print $14+$15}' "/proc/$p/stat"; done | a
 record_machine() {
   perf record -F 499 -g -a -o "$1" -- sleep "$2" >/dev/null || { echo "perf record failed" >&2; return 1; }
 }
+
+# stop_pids PID…: SIGTERM, up to 10 s for each to exit, then SIGKILL (ports and files free after).
+stop_pids() {
+  local p
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "$@"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+}

@@ -493,7 +493,7 @@ impl Storage {
         if !due {
             return Ok(());
         }
-        if self.checkpointer.busy() {
+        if self.checkpointer.busy {
             if self.dirty.rows < MAX_DIRTY_ROWS {
                 return Ok(()); // the next loop looks again
             }
@@ -531,7 +531,7 @@ impl Storage {
     /// The rows are the last checkpoint's; the entries after its applied
     /// index come with them, for raft to apply again.
     pub fn load(&mut self, g: u64) -> Result<Option<Recovered>, StorageError> {
-        if self.checkpointer.busy() || !self.dirty.is_empty() {
+        if self.checkpointer.busy || !self.dirty.is_empty() {
             // Rows are read from redb: bring it up to date first.
             self.checkpoint()?;
         }
@@ -567,13 +567,10 @@ fn next_segment(dir: &Path, replay_from: u64) -> Result<u64, StorageError> {
 ///
 /// One thread for the node's life, not one per checkpoint (as until
 /// 2026-12-01): no thread is spawned five times a second, and checkpoints
-/// run one at a time by construction. A new thread also starts with an empty
-/// allocator heap, so redb's page buffers came from fresh memory the kernel
-/// faulted in and zeroed (`clear_page_erms` under `PagedCachedFile::write`,
-/// 15 % of all samples under 128 clients); with one thread that zeroing
-/// shows elsewhere instead — the heap grows with every ticket the state
-/// machines keep — and CPU per accept did not change beyond the VM's spread
-/// (BENCHMARKS.md, 1 Dec).
+/// run one at a time by construction. CPU per accept did not change beyond
+/// the VM's spread; the page zeroing that then sat under redb's page
+/// buffers on each new thread's empty heap was the allocator's huge pages,
+/// since turned off (`set_thp` in src/main.rs; BENCHMARKS.md, 1 Dec).
 struct Checkpointer {
     /// At most one cut is in flight: the next goes only after the last
     /// one's result was taken.
@@ -603,10 +600,6 @@ impl Checkpointer {
             results,
             thread: Some(thread),
         })
-    }
-
-    fn busy(&self) -> bool {
-        self.busy
     }
 
     fn submit(&mut self, cut: Cut) -> Result<(), StorageError> {
