@@ -117,7 +117,7 @@ impl Image {
         for n in sm.outbox_put {
             self.outbox.insert(n.id.clone(), n);
         }
-        for id in &sm.outbox_del {
+        for (_, id) in &sm.outbox_del {
             self.outbox.remove(id);
         }
         if let Some(p) = sm.policy {

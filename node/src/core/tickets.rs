@@ -88,7 +88,9 @@ pub struct SmWrites {
     /// time (see `storage::REQUESTS`), so a delete needs the time too.
     pub requests_del: Vec<(i64, u64)>,
     pub outbox_put: Vec<Notification>,
-    pub outbox_del: Vec<String>,
+    /// (created_at_ms, id) of notifications that left the outbox: the disk
+    /// keys the outbox by time too (see `storage::OUTBOX`).
+    pub outbox_del: Vec<(i64, String)>,
     pub policy: Option<Policy>,
     pub transfers_put: Vec<Arc<TransferRecord>>,
     pub transfers_del: Vec<String>,
@@ -531,8 +533,9 @@ impl TicketMachine {
             Some(command::Op::Delivered(d)) => {
                 for id in &d.ids {
                     if let Some(n) = self.outbox.remove(id) {
-                        self.outbox_order.remove(&(n.created_at_ms, n.id.clone()));
-                        self.writes.outbox_del.push(n.id);
+                        let key = (n.created_at_ms, n.id);
+                        self.outbox_order.remove(&key);
+                        self.writes.outbox_del.push(key);
                     }
                 }
                 return ApplyResult::Nothing;
@@ -584,9 +587,9 @@ impl TicketMachine {
 
     pub(super) fn enqueue(&mut self, n: Notification) {
         while self.outbox.len() >= MAX_OUTBOX {
-            let (_, id) = self.outbox_order.pop_first().expect("outbox is not empty");
-            self.outbox.remove(&id);
-            self.writes.outbox_del.push(id);
+            let oldest = self.outbox_order.pop_first().expect("outbox is not empty");
+            self.outbox.remove(&oldest.1);
+            self.writes.outbox_del.push(oldest);
         }
         self.outbox_order.insert((n.created_at_ms, n.id.clone()));
         self.outbox.insert(n.id.clone(), n.clone());
