@@ -2,7 +2,8 @@
 # One-at-a-time companion of `bench/federation.sh groups`: a fresh 3-node
 # cluster per run (release build, mutual TLS, fsync), 128 closed-loop clients
 # for 10 s spread over the groups, then throughput, p99 and the node CPU per
-# accept summed over the three nodes (from /proc/PID/stat).
+# accept summed over the three nodes (from /proc/PID/stat) and the bytes written
+# to disk per accept and node (from /proc/PID/io).
 #   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
 # `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
 # group. Several binaries are run in alternation (A/B of two builds).
@@ -31,6 +32,8 @@ stop() {
 }
 trap 'stop; rm -rf "$D"' EXIT
 cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
+# Bytes the nodes caused to be written to disk so far (WAL and checkpoints), summed.
+disk() { for p in "${PIDS[@]}"; do awk '/^write_bytes/ {print $2}' "/proc/$p/io"; done | awk '{s+=$1} END {print s+0}'; }
 for r in $(seq 1 "$R"); do
   for b in "${!BINS[@]}"; do
     H=${BINS[$b]}
@@ -44,6 +47,7 @@ for r in $(seq 1 "$R"); do
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
     before=$(cpu)
+    written=$(disk)
     PERF_PID=
     if [[ -n ${PERF:-} ]]; then
       (sleep 3 && record_machine "$PERF-$G-$r-$((b + 1)).data" 5) &
@@ -51,8 +55,9 @@ for r in $(seq 1 "$R"); do
     fi
     out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
     after=$(cpu)
-    jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" \
-      '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs"' <<<"$out"
+    written=$(($(disk) - written))
+    jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" --argjson w "$written" \
+      '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs, written per accept \($w / .ok / 3 / 1024 * 100 | round / 100) KiB per node"' <<<"$out"
     if [[ ${METRICS:-0} == 1 ]]; then
       for i in 1 2 3; do
         curl -s "http://127.0.0.1:$((10000 + 9320 + i))/metrics" |
