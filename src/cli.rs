@@ -270,10 +270,30 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once. anyhow's `{:#}`
+/// appends every cause to its error's message, but our error types
+/// (thiserror, `"storage: {0}"` with `#[from]`) already end with their
+/// cause's message, which then printed twice; a cause the line already
+/// ends with is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let m = cause.to_string();
+        if line.ends_with(&m) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&m);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -720,4 +740,34 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("storage: {0}")]
+        Storage(#[from] Inner),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("format 1, this build reads format 2")]
+    struct Inner;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let e = anyhow::Error::from(Outer::from(Inner)).context("node 1");
+        assert_eq!(
+            error_chain(&e),
+            "node 1: storage: format 1, this build reads format 2"
+        );
+        // A cause the message does not already contain still shows.
+        let e = anyhow::Error::from(Inner).context("open /tmp/x");
+        assert_eq!(
+            error_chain(&e),
+            "open /tmp/x: format 1, this build reads format 2"
+        );
+    }
 }

@@ -139,7 +139,8 @@ pub enum StorageError {
     CheckpointPanicked,
     #[error(
         "{dir}: data written in storage format {found}, this build reads format {expected}; \
-         move the directory away (or remove it) and let the node catch up from its peers"
+         move the directory away (or remove it): a node of a running cluster then catches up \
+         from its peers"
     )]
     Format {
         dir: PathBuf,
