@@ -584,24 +584,29 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     }
     let dir = dir.canonicalize()?;
     let topo = Topology::load(&dir.join("topology.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let mut metrics = Vec::new();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     for n in &topo.nodes {
         let cfg = NodeConfig::load(&dir.join(format!("node-{}.toml", n.id)))?;
         metrics.extend(cfg.metrics_listen.clone());
         let mut stop = stop_tx.subscribe();
-        tasks.push(tokio::spawn(hotline_node::server::run_node(
-            cfg,
-            async move {
-                let _ = stop.recv().await;
-            },
-        )));
+        let id = n.id;
+        let node = hotline_node::server::run_node(cfg, async move {
+            let _ = stop.recv().await;
+        });
+        tasks.spawn(async move { node.await.map_err(|e| anyhow::anyhow!("node {id}: {e}")) });
     }
     let client_cfg = dir.join("client.toml");
     let client =
         Client::new(&ClientConfig::load(&client_cfg)?, 1).map_err(|e| anyhow::anyhow!(e))?;
     for _ in 0..100 {
+        // A node that cannot start (a port in use, a data directory of
+        // another format) ends the demo now, with its error, rather than
+        // after a banner of unreachable nodes and a Ctrl-C.
+        if let Some(r) = tasks.try_join_next() {
+            return stop_demo(r, &stop_tx, tasks).await;
+        }
         if client.find_leader().await.is_some() {
             break;
         }
@@ -658,12 +663,28 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
         println!("  curl http://{m}/metrics                 # Prometheus figures of node 1");
     }
     println!("(cargo run --release -- … from the repository.) Ctrl-C stops the demo.");
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        Some(r) = tasks.join_next() => return stop_demo(r, &stop_tx, tasks).await,
+    }
     let _ = stop_tx.send(());
-    for t in tasks {
-        t.await??;
+    while let Some(r) = tasks.join_next().await {
+        r??;
     }
     Ok(())
+}
+
+/// One of the demo's nodes ended on its own (`first`): stops the others
+/// and returns its error (or says it stopped, if it ended without one).
+async fn stop_demo(
+    first: Result<Result<()>, tokio::task::JoinError>,
+    stop: &tokio::sync::broadcast::Sender<()>,
+    mut rest: tokio::task::JoinSet<Result<()>>,
+) -> Result<()> {
+    let _ = stop.send(());
+    while rest.join_next().await.is_some() {}
+    first??;
+    anyhow::bail!("a node of the demo stopped by itself")
 }
 
 async fn status(cfg: &Path, as_json: bool) -> Result<()> {
