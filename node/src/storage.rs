@@ -849,25 +849,31 @@ fn read_time_rows(db: &Database) -> Result<HashMap<u64, TimeRows>, StorageError>
     let mut by_group: HashMap<u64, TimeRows> = HashMap::new();
     for row in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = row?;
-        let (_, g, _) = k.value();
-        let r = RequestSeen::decode(v.value()).map_err(|e| StorageError::Corrupt {
-            group: g,
-            what: "request",
-            detail: e.to_string(),
-        })?;
+        let g = k.value().1;
+        let r = decode_row(g, "request", v.value())?;
         by_group.entry(g).or_default().requests.push(r);
     }
     for row in tx.open_table(OUTBOX)?.iter()? {
         let (k, v) = row?;
-        let (_, g, _) = k.value();
-        let n = Notification::decode(v.value()).map_err(|e| StorageError::Corrupt {
-            group: g,
-            what: "notification",
-            detail: e.to_string(),
-        })?;
+        let g = k.value().1;
+        let n = decode_row(g, "notification", v.value())?;
         by_group.entry(g).or_default().outbox.push(n);
     }
     Ok(by_group)
+}
+
+/// Decodes a prost row of group `g`; one that does not decode is corrupt,
+/// named by what it should have been.
+fn decode_row<M: prost::Message + Default>(
+    g: u64,
+    what: &'static str,
+    v: &[u8],
+) -> Result<M, StorageError> {
+    M::decode(v).map_err(|e| StorageError::Corrupt {
+        group: g,
+        what,
+        detail: e.to_string(),
+    })
 }
 
 /// A group's state-machine rows as of the last checkpoint (`time_rows`:
@@ -877,11 +883,6 @@ fn read_rows(
     g: u64,
     time_rows: Option<&TimeRows>,
 ) -> Result<StateSnapshot, StorageError> {
-    let corrupt = |what, detail: String| StorageError::Corrupt {
-        group: g,
-        what,
-        detail,
-    };
     let tx = db.begin_read()?;
     let mut state = StateSnapshot {
         group_id: g,
@@ -889,9 +890,7 @@ fn read_rows(
     };
     for row in tx.open_table(TICKETS)?.range((g, "")..(g + 1, ""))? {
         let (_, v) = row?;
-        state
-            .tickets
-            .push(Ticket::decode(v.value()).map_err(|e| corrupt("ticket", e.to_string()))?);
+        state.tickets.push(decode_row(g, "ticket", v.value())?);
     }
     for row in tx.open_table(SEQUENCES)?.range((g, 0)..=(g, u32::MAX))? {
         let (k, v) = row?;
@@ -907,13 +906,10 @@ fn read_rows(
     }
     for row in tx.open_table(TRANSFERS)?.range((g, "")..(g + 1, ""))? {
         let (_, v) = row?;
-        state.transfers.push(
-            TransferRecord::decode(v.value()).map_err(|e| corrupt("transfer", e.to_string()))?,
-        );
+        state.transfers.push(decode_row(g, "transfer", v.value())?);
     }
     if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
-        state.policy =
-            Some(Policy::decode(v.value()).map_err(|e| corrupt("policy", e.to_string()))?);
+        state.policy = Some(decode_row(g, "policy", v.value())?);
     }
     Ok(state)
 }
