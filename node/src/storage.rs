@@ -29,8 +29,11 @@
 //!   before `write` returns: the conf state is never in the WAL, so a
 //!   configuration change is never re-applied after a restart.
 //! - Every row's key names its group, so a node's groups never mix: first
-//!   in the long-lived tables, after the time in the short-lived ones
-//!   (`REQUESTS`, `OUTBOX`).
+//!   in the small tables, after the time in those that grow with every
+//!   accept (`TICKETS`, `REQUESTS`, `OUTBOX`).
+//! - A ticket's row is keyed by its accept time, which never changes; a
+//!   snapshot's install deletes the rows of the tickets it replaces by
+//!   those keys.
 //! - The layout is `FORMAT_VERSION`, recorded in the `node` table; a
 //!   directory of another layout is refused at open.
 //! - This module is the only code that touches redb or the WAL files.
@@ -63,8 +66,18 @@ mod hotline_node_core_types {
 const LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("raft_log");
 /// (group, key) → value; keys below.
 const META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("raft_meta");
-/// (group, ticket id) → prost encoded `Ticket`.
-const TICKETS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tickets");
+/// (accepted_at_ms, group, ticket id) → prost encoded `Ticket`. Time
+/// first, as `REQUESTS` below: a checkpoint's new tickets of all groups land
+/// at one right edge. Keyed by group first, each changed group rewrote an
+/// edge leaf of its own (and split it half full) at every checkpoint — on a
+/// node hosting 64 busy groups 0.66 KiB more written per accept
+/// (BENCHMARKS.md). A ticket's accept time never changes (asserted where
+/// the state machine stores a version), so an update finds its row. Lookups
+/// happen in memory; rows are read at start, one scan for all groups
+/// ([`read_time_rows`]); a snapshot's install deletes the replaced tickets
+/// by key (`SnapshotInstall::replaced_tickets`), not by a scan.
+const TICKETS: TableDefinition<(i64, u64, &str), &[u8]> =
+    TableDefinition::new("tickets_by_time_then_group");
 /// (group, yyyymmdd) → last sequence number of that day.
 const SEQUENCES: TableDefinition<(u64, u32), u64> = TableDefinition::new("sequences");
 /// (at_ms, group, request id) → prost encoded `RequestSeen`. Keyed by time
@@ -100,8 +113,9 @@ const REPLAY_FROM: &str = "wal_replay_from";
 /// The layout of the tables above, checked at open: a directory written in
 /// another layout is refused rather than half read.
 const FORMAT: &str = "format";
-/// 2: requests and outbox keyed by time, then group (1: group first).
-const FORMAT_VERSION: u64 = 2;
+/// 3: tickets keyed by time, then group; 2: requests and outbox keyed by
+/// time, then group; 1: everything group first.
+const FORMAT_VERSION: u64 = 3;
 
 /// redb's page cache. The state machines live in memory and redb is only
 /// written at checkpoints and read at start, so its default 1 GiB cache
@@ -236,7 +250,8 @@ impl Image {
 struct Dirty {
     /// Groups whose rows a snapshot replaced: cleared before the rows below.
     cleared: BTreeSet<u64>,
-    tickets: BTreeMap<(u64, String), Vec<u8>>,
+    /// Keyed as the table: (accepted_at_ms, group, ticket id).
+    tickets: BTreeMap<(i64, u64, String), Option<Vec<u8>>>,
     seqs: BTreeMap<(u64, u32), u64>,
     /// Keyed as the table: (at_ms, group, request id).
     reqs: BTreeMap<(i64, u64, u64), Option<Vec<u8>>>,
@@ -253,10 +268,15 @@ impl Dirty {
         self.rows == 0 && self.cleared.is_empty()
     }
 
-    /// A snapshot replaces every row of `g`.
+    /// A snapshot replaces every row of `g`. Its tickets are not cleared
+    /// here (their table is keyed by time): the replaced ones come as
+    /// deletes (`delete_tickets`); pending deletes stay, pending versions
+    /// become deletes (they are among the replaced anyway).
     fn clear(&mut self, g: u64) {
         self.cleared.insert(g);
-        self.tickets.retain(|k, _| k.0 != g);
+        for (_, v) in self.tickets.iter_mut().filter(|(k, _)| k.1 == g) {
+            *v = None;
+        }
         self.seqs.retain(|k, _| k.0 != g);
         self.reqs.retain(|k, _| k.1 != g);
         self.outbox.retain(|k, _| k.1 != g);
@@ -276,7 +296,8 @@ impl Dirty {
         self.rows +=
             ts.len() + ds.len() + rs.len() + ns.len() + xs.len() + usize::from(policy.is_some());
         for t in ts.iter().map(Borrow::borrow) {
-            self.tickets.insert((g, t.id.clone()), t.encode_to_vec());
+            self.tickets
+                .insert((t.accepted_at_ms, g, t.id.clone()), Some(t.encode_to_vec()));
         }
         for d in ds {
             self.seqs.insert((g, d.day), d.last);
@@ -295,6 +316,14 @@ impl Dirty {
         for x in xs.iter().map(Borrow::borrow) {
             self.transfers
                 .insert((g, transfer_id(x).to_string()), Some(x.encode_to_vec()));
+        }
+    }
+
+    /// Tickets of `g` by (accepted_at_ms, id): those a snapshot replaced.
+    fn delete_tickets(&mut self, g: u64, keys: &[(i64, String)]) {
+        self.rows += keys.len();
+        for (at_ms, id) in keys {
+            self.tickets.insert((*at_ms, g, id.clone()), None);
         }
     }
 
@@ -364,10 +393,49 @@ pub struct Storage {
     checkpointer: Checkpointer,
     /// Checkpoints so far.
     pub checkpoints: u64,
-    /// Every group's time-keyed rows as of the last checkpoint, read in one
-    /// scan by the first `load` and dropped at the next write: the groups'
-    /// loads at start then cost one scan of those tables, not one each.
-    time_rows: Option<HashMap<u64, TimeRows>>,
+    /// The time-keyed tables' rows of the groups not loaded yet (see
+    /// [`StartRows`]).
+    start_rows: Option<StartRows>,
+}
+
+/// How long the rows of groups not loaded at start are kept in memory: a
+/// group this node joined at run time is not in its topology's list, and is
+/// loaded when its leader's first message arrives, within a second or so of
+/// the start; after this, a load reads the tables again.
+const START_ROWS_KEEP: Duration = Duration::from_secs(60);
+
+/// Every group's rows of the time-keyed tables, read in one scan by the
+/// first `load`: a group's rows there are not a key range, so without this
+/// each group's load at start would scan those tables whole (a node with
+/// 1,000 groups, 1,000 scans of every ticket). A load takes its group's
+/// rows out; rows of a group only change through a write for it, after its
+/// load, and that write also marks it. A load of a marked group, or once
+/// the rows are older than [`START_ROWS_KEEP`], reads the tables again.
+struct StartRows {
+    by_group: HashMap<u64, TimeRows>,
+    /// Groups loaded or written since the scan: their rows here are gone or
+    /// out of date.
+    taken: BTreeSet<u64>,
+    read_at: Instant,
+}
+
+impl StartRows {
+    fn read(db: &Database) -> Result<StartRows, StorageError> {
+        Ok(StartRows {
+            by_group: read_time_rows(db)?,
+            taken: BTreeSet::new(),
+            read_at: Instant::now(),
+        })
+    }
+
+    fn take(&mut self, g: u64) -> Option<TimeRows> {
+        self.taken.insert(g);
+        self.by_group.remove(&g)
+    }
+
+    fn serves(&self, g: u64) -> bool {
+        !self.taken.contains(&g) && self.read_at.elapsed() < START_ROWS_KEEP
+    }
 }
 
 impl Storage {
@@ -420,7 +488,7 @@ impl Storage {
             dirty: Dirty::default(),
             last_cut: Instant::now(),
             checkpoints: 0,
-            time_rows: None,
+            start_rows: None,
         };
         s.replay(replay_from)?;
         Ok(s)
@@ -460,8 +528,13 @@ impl Storage {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
-        // Start-up reading is over once the loop writes.
-        self.time_rows = None;
+        if self
+            .start_rows
+            .as_ref()
+            .is_some_and(|c| c.read_at.elapsed() >= START_ROWS_KEEP)
+        {
+            self.start_rows = None;
+        }
         let frame = wal::encode(
             batches
                 .iter()
@@ -490,6 +563,9 @@ impl Storage {
     /// Moves group `b.group_id`'s image and rows on by one batch.
     fn absorb(&mut self, b: &WriteBatch) {
         let g = b.group_id;
+        if let Some(c) = &mut self.start_rows {
+            c.take(g);
+        }
         let img = self.images.entry(g).or_default();
         if let Some(s) = &b.snapshot {
             *img = Image {
@@ -500,6 +576,7 @@ impl Storage {
                 tail: VecDeque::new(),
             };
             self.dirty.clear(g);
+            self.dirty.delete_tickets(g, &s.replaced_tickets);
             let st = &s.state;
             self.dirty.put(
                 g,
@@ -565,7 +642,6 @@ impl Storage {
 
     /// Writes a checkpoint now and waits for it (and for one in flight).
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
-        self.time_rows = None;
         self.checkpointer.wait()?;
         let cut = self.cut()?;
         commit_cut(&self.db, &self.wal_dir, cut)
@@ -602,10 +678,10 @@ impl Storage {
         if img.conf_state.is_none() {
             return Ok(None);
         }
-        if self.time_rows.is_none() {
-            self.time_rows = Some(read_time_rows(&self.db)?);
+        if !self.start_rows.as_ref().is_some_and(|c| c.serves(g)) {
+            self.start_rows = Some(StartRows::read(&self.db)?);
         }
-        let time_rows = self.time_rows.as_ref().and_then(|m| m.get(&g));
+        let time_rows = self.start_rows.as_mut().and_then(|c| c.take(g));
         let state = read_rows(&self.db, g, time_rows)?;
         Ok(img.recovered(state))
     }
@@ -839,6 +915,7 @@ fn read_checkpoint(db: &Database) -> Result<(HashMap<u64, Image>, u64), StorageE
 /// One group's rows of the time-keyed tables, in time order.
 #[derive(Clone, Default)]
 struct TimeRows {
+    tickets: Vec<Ticket>,
     requests: Vec<RequestSeen>,
     outbox: Vec<Notification>,
 }
@@ -847,6 +924,12 @@ struct TimeRows {
 fn read_time_rows(db: &Database) -> Result<HashMap<u64, TimeRows>, StorageError> {
     let tx = db.begin_read()?;
     let mut by_group: HashMap<u64, TimeRows> = HashMap::new();
+    for row in tx.open_table(TICKETS)?.iter()? {
+        let (k, v) = row?;
+        let g = k.value().1;
+        let t = decode_row(g, "ticket", v.value())?;
+        by_group.entry(g).or_default().tickets.push(t);
+    }
     for row in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = row?;
         let g = k.value().1;
@@ -881,17 +964,13 @@ fn decode_row<M: prost::Message + Default>(
 fn read_rows(
     db: &Database,
     g: u64,
-    time_rows: Option<&TimeRows>,
+    time_rows: Option<TimeRows>,
 ) -> Result<StateSnapshot, StorageError> {
     let tx = db.begin_read()?;
     let mut state = StateSnapshot {
         group_id: g,
         ..Default::default()
     };
-    for row in tx.open_table(TICKETS)?.range((g, "")..(g + 1, ""))? {
-        let (_, v) = row?;
-        state.tickets.push(decode_row(g, "ticket", v.value())?);
-    }
     for row in tx.open_table(SEQUENCES)?.range((g, 0)..=(g, u32::MAX))? {
         let (k, v) = row?;
         state.sequences.push(DaySequence {
@@ -901,8 +980,9 @@ fn read_rows(
     }
     if let Some(t) = time_rows {
         // Already in (time, id) order, the state machine's.
-        state.requests = t.requests.clone();
-        state.outbox = t.outbox.clone();
+        state.tickets = t.tickets;
+        state.requests = t.requests;
+        state.outbox = t.outbox;
     }
     for row in tx.open_table(TRANSFERS)?.range((g, "")..(g + 1, ""))? {
         let (_, v) = row?;
@@ -916,7 +996,7 @@ fn read_rows(
 
 /// The state-machine tables of one write transaction.
 struct Rows<'t> {
-    tickets: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    tickets: redb::Table<'t, (i64, u64, &'static str), &'static [u8]>,
     seqs: redb::Table<'t, (u64, u32), u64>,
     reqs: redb::Table<'t, (i64, u64, u64), &'static [u8]>,
     outbox: redb::Table<'t, (i64, u64, &'static str), &'static [u8]>,
@@ -937,8 +1017,8 @@ impl<'t> Rows<'t> {
     }
 
     /// Deletes every state row of group `g` (a snapshot replaces them).
+    /// Not its tickets: those come as deletes (`Dirty::clear`).
     fn clear(&mut self, g: u64) -> Result<(), StorageError> {
-        self.tickets.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
         self.seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
         // Time-first tables: a scan of each (a snapshot's install is rare,
         // and both tables are bounded — MAX_REMEMBERED_REQUESTS and
@@ -955,8 +1035,12 @@ impl<'t> Rows<'t> {
         for g in &d.cleared {
             self.clear(*g)?;
         }
-        for ((g, id), v) in &d.tickets {
-            self.tickets.insert((*g, id.as_str()), v.as_slice())?;
+        for ((at, g, id), v) in &d.tickets {
+            let k = (*at, *g, id.as_str());
+            match v {
+                Some(v) => self.tickets.insert(k, v.as_slice())?,
+                None => self.tickets.remove(k)?,
+            };
         }
         for (k, v) in &d.seqs {
             self.seqs.insert(*k, *v)?;
@@ -1306,8 +1390,13 @@ mod tests {
             created_at_ms,
             ..Default::default()
         };
-        let puts = |reqs, outbox| Puts {
-            tickets: &[] as &[Ticket],
+        let ticket = |accepted_at_ms, id: &str| Ticket {
+            id: id.into(),
+            accepted_at_ms,
+            ..Default::default()
+        };
+        let puts = |tickets, reqs, outbox| Puts {
+            tickets,
             seqs: &[],
             reqs,
             outbox,
@@ -1325,8 +1414,10 @@ mod tests {
             [note(50, "a"), note(20, "b")],
         );
         let (reqs8, notes8) = ([req(8, 20, 3)], [note(40, "c")]);
-        d.put(7, puts(&reqs7, &notes7));
-        d.put(8, puts(&reqs8, &notes8));
+        let tickets7 = [ticket(30, "7-b"), ticket(10, "7-a")];
+        let tickets8 = [ticket(20, "8-a")];
+        d.put(7, puts(&tickets7, &reqs7, &notes7));
+        d.put(8, puts(&tickets8, &reqs8, &notes8));
         commit(&d);
         let ids = |rows: &HashMap<u64, TimeRows>, g| {
             let t = &rows[&g];
@@ -1334,22 +1425,127 @@ mod tests {
             let n: Vec<&str> = t.outbox.iter().map(|n| n.id.as_str()).collect();
             (r, n.into_iter().map(String::from).collect::<Vec<_>>())
         };
+        let ticket_ids = |rows: &HashMap<u64, TimeRows>, g| {
+            let t = rows.get(&g).map_or(&[][..], |t| &t.tickets[..]);
+            t.iter().map(|t| t.id.clone()).collect::<Vec<_>>()
+        };
         let rows = read_time_rows(&db).unwrap();
         assert_eq!(ids(&rows, 7), (vec![2, 1], vec!["b".into(), "a".into()]));
         assert_eq!(ids(&rows, 8), (vec![3], vec!["c".into()]));
+        assert_eq!(ticket_ids(&rows, 7), ["7-a", "7-b"]);
+        assert_eq!(ticket_ids(&rows, 8), ["8-a"]);
         // Deletes find the rows under their time keys.
         let mut d = Dirty::default();
         d.delete(7, &[(10, 2)], &[(50, "a".into())], &[]);
         commit(&d);
         let rows = read_time_rows(&db).unwrap();
         assert_eq!(ids(&rows, 7), (vec![1], vec!["b".into()]));
-        // A snapshot of group 7 replaces its rows only.
+        // A snapshot of group 7 replaces its rows only; its tickets go by
+        // key, a version still waiting for the checkpoint (7-c) with them.
         let mut d = Dirty::default();
+        d.put(7, puts(&[ticket(40, "7-c")], &[], &[]));
         d.clear(7);
+        d.delete_tickets(7, &[(10, "7-a".into()), (30, "7-b".into())]);
         commit(&d);
         let rows = read_time_rows(&db).unwrap();
         assert!(!rows.contains_key(&7));
         assert_eq!(ids(&rows, 8), (vec![3], vec!["c".into()]));
+        assert_eq!(ticket_ids(&rows, 8), ["8-a"]);
+    }
+
+    /// A snapshot's install through `Storage::write` replaces its group's
+    /// tickets — those in redb and one still waiting for a checkpoint,
+    /// deleted by the keys the replica handed over — and leaves another
+    /// group's tickets with the same accept time alone, across a restart.
+    #[test]
+    fn a_snapshot_replaces_its_groups_tickets_only() {
+        use crate::core::replica::SnapshotInstall;
+        use crate::core::tickets::SmWrites;
+        let dir = tempfile::tempdir().unwrap();
+        let ticket = |id: &str, accepted_at_ms, text: &str| {
+            Arc::new(Ticket {
+                id: id.into(),
+                accepted_at_ms,
+                text: text.into(),
+                ..Default::default()
+            })
+        };
+        let cs = ConfState {
+            voters: vec![1],
+            ..Default::default()
+        };
+        let batch = |g, tickets, conf_state| WriteBatch {
+            group_id: g,
+            conf_state,
+            sm: SmWrites {
+                tickets,
+                ..Default::default()
+            },
+            must_sync: true,
+            ..Default::default()
+        };
+        let mut st = Storage::open(dir.path()).unwrap();
+        // A configuration is checkpointed at once: these rows reach redb.
+        st.write(&[
+            &batch(
+                7,
+                vec![ticket("a", 10, ""), ticket("b", 20, "")],
+                Some(cs.clone()),
+            ),
+            &batch(8, vec![ticket("x", 20, "")], Some(cs.clone())),
+        ])
+        .unwrap();
+        // This one only waits in memory.
+        st.write(&[&batch(7, vec![ticket("c", 30, "")], None)])
+            .unwrap();
+        assert!(!st.dirty.is_empty());
+        let install = WriteBatch {
+            group_id: 7,
+            snapshot: Some(SnapshotInstall {
+                index: 9,
+                term: 2,
+                conf_state: cs.clone(),
+                state: StateSnapshot {
+                    group_id: 7,
+                    tickets: vec![
+                        (*ticket("b", 20, "changed")).clone(),
+                        (*ticket("d", 40, "")).clone(),
+                    ],
+                    ..Default::default()
+                },
+                replaced_tickets: vec![(10, "a".into()), (20, "b".into()), (30, "c".into())],
+            }),
+            must_sync: true,
+            ..Default::default()
+        };
+        st.write(&[&install]).unwrap();
+        for restart in [false, true] {
+            if restart {
+                drop(st);
+                st = Storage::open(dir.path()).unwrap();
+            } else {
+                st.checkpoint().unwrap();
+            }
+            let tickets = |st: &mut Storage, g| {
+                let rec = st.load(g).unwrap().expect("on disk");
+                let mut t: Vec<(String, String)> = rec
+                    .state
+                    .tickets
+                    .into_iter()
+                    .map(|t| (t.id, t.text))
+                    .collect();
+                t.sort();
+                t
+            };
+            assert_eq!(
+                tickets(&mut st, 7),
+                [("b".into(), "changed".into()), ("d".into(), String::new())],
+                "restart {restart}"
+            );
+            assert_eq!(tickets(&mut st, 8), [("x".into(), String::new())]);
+            // A second load of the same group reads the tables again.
+            assert_eq!(tickets(&mut st, 8).len(), 1);
+        }
     }
 
     /// A directory written in another table layout is refused with the
@@ -1374,7 +1570,8 @@ mod tests {
             }
             tx.commit().unwrap();
         };
-        for (written, found) in [(None, 1), (Some(3), 3)] {
+        let newer = FORMAT_VERSION + 1;
+        for (written, found) in [(None, 1), (Some(2), 2), (Some(newer), newer)] {
             set(written);
             match Storage::open(dir.path()) {
                 Err(e @ StorageError::Format { .. }) => {
@@ -1446,11 +1643,10 @@ mod tests {
             let tx = st.db.begin_write().unwrap();
             {
                 let mut t = tx.open_table(TICKETS).unwrap();
-                let mut ticket =
-                    Ticket::decode(t.get((310114, id.as_str())).unwrap().unwrap().value()).unwrap();
+                let key = (at, 310114, id.as_str());
+                let mut ticket = Ticket::decode(t.get(key).unwrap().unwrap().value()).unwrap();
                 ticket.events[1].reason = "派往别处".into();
-                t.insert((310114, id.as_str()), ticket.encode_to_vec().as_slice())
-                    .unwrap();
+                t.insert(key, ticket.encode_to_vec().as_slice()).unwrap();
             }
             tx.commit().unwrap();
         }

@@ -131,6 +131,11 @@ pub struct SnapshotInstall {
     pub term: u64,
     pub conf_state: ConfState,
     pub state: StateSnapshot,
+    /// (accepted_at_ms, id) of every ticket the replaced state held: a
+    /// disk that keys tickets by time before group (`storage::TICKETS`)
+    /// deletes these instead of scanning all groups' tickets for the
+    /// group's.
+    pub replaced_tickets: Vec<(i64, String)>,
 }
 
 /// Everything the driver must make durable, atomically, before calling
@@ -1182,6 +1187,11 @@ impl Replica {
             "snapshot of another group"
         );
         self.raw.mut_store().install_snapshot(meta);
+        let replaced_tickets = self
+            .sm
+            .tickets()
+            .map(|t| (t.accepted_at_ms, t.id.clone()))
+            .collect();
         self.sm = TicketMachine::restore(&self.cfg.region, state.clone());
         self.applied = meta.index;
         self.applied_term = meta.term;
@@ -1193,6 +1203,7 @@ impl Replica {
                 term: meta.term,
                 conf_state: meta.get_conf_state().clone(),
                 state,
+                replaced_tickets,
             }),
             must_sync: true,
             ..Default::default()

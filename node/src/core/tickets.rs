@@ -581,7 +581,15 @@ impl TicketMachine {
     pub(super) fn put_ticket(&mut self, t: Ticket) -> Arc<Ticket> {
         let t = Arc::new(t);
         self.writes.tickets.push(t.clone());
-        self.tickets.insert(t.clone());
+        if let Some(old) = self.tickets.insert(t.clone()) {
+            // The disk keys a ticket by its accept time (`storage::TICKETS`):
+            // a version under another time would leave the old row behind.
+            assert_eq!(
+                old.accepted_at_ms, t.accepted_at_ms,
+                "ticket {} changed its accept time",
+                t.id
+            );
+        }
         t
     }
 
