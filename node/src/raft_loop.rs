@@ -539,6 +539,20 @@ impl RaftLoop {
             tracing::warn!(group = group_id, "too many groups joined at run time");
             return false;
         }
+        let seed = j.may_seed(self.node_id, group_id, from_node, m);
+        // The configuration on disk decides, and storage keeps it in
+        // memory: the group's rows are read only for a sender that may
+        // bring the group back (a load reads every group's time-keyed rows
+        // once the start-up scan is gone; a refused sender may keep
+        // sending).
+        if let Some(cs) = self.storage.conf_state(group_id) {
+            let member = cs.voters.contains(&from_node)
+                || cs.learners.contains(&from_node)
+                || cs.voters_outgoing.contains(&from_node);
+            if !member && !seed {
+                return false;
+            }
+        }
         let on_disk = if j.absent.contains(&group_id) {
             None
         } else {
@@ -550,18 +564,8 @@ impl RaftLoop {
                 }
             }
         };
-        let seed = j.may_seed(self.node_id, group_id, from_node, m);
         let rec = match on_disk {
-            Some(rec) => {
-                let cs = &rec.conf_state;
-                let member = cs.voters.contains(&from_node)
-                    || cs.learners.contains(&from_node)
-                    || cs.voters_outgoing.contains(&from_node);
-                if !member && !seed {
-                    return false;
-                }
-                rec
-            }
+            Some(rec) => rec,
             None => {
                 // Not on disk, and it will not be until this node joins.
                 j.absent.insert(group_id);

@@ -664,6 +664,12 @@ impl Storage {
         })
     }
 
+    /// The group's configuration as of its last write (`None`: not on
+    /// disk, as for `load`), without reading its rows.
+    pub fn conf_state(&self, g: u64) -> Option<&ConfState> {
+        self.images.get(&g).and_then(|img| img.conf_state.as_ref())
+    }
+
     /// Loads a group's durable state; `None` if nothing was ever written.
     /// The rows are the last checkpoint's; the entries after its applied
     /// index come with them, for raft to apply again.
@@ -1184,6 +1190,12 @@ mod tests {
 
         // From the checkpoint: rows in redb, nothing left to re-apply.
         let mut st = Storage::open(dir.path()).unwrap();
+        // The configuration is known before any row is read.
+        assert_eq!(
+            st.conf_state(310114).map(|cs| cs.voters.clone()),
+            Some(vec![1])
+        );
+        assert!(st.conf_state(1).is_none());
         let rec = st.load(310114).unwrap().expect("state on disk");
         assert_eq!(rec.applied, applied);
         assert!(rec.entries.is_empty());

@@ -490,6 +490,41 @@ mod tests {
         }
     }
 
+    /// A follower that holds tickets and falls behind the leader's log
+    /// takes a snapshot over them: the install names every ticket on its
+    /// disk (the disk asserts it; a node's storage deletes those rows by
+    /// name), and after a restart the disk holds the leader's tickets only.
+    #[test]
+    fn a_lagging_follower_with_tickets_takes_a_snapshot_over_them() {
+        let mut c = MemCluster::with_compaction(3, 11, Faults::NONE, 10, 4 * 1024 * 1024);
+        c.run(200);
+        let leader = c.leader().expect("leader");
+        for i in 0..20 {
+            c.propose_accept(leader, &format!("before {i}"));
+            c.run(4);
+        }
+        assert!(c.settle(5_000));
+        let lagging = (1..=3).find(|&i| i != leader).expect("a follower");
+        assert_eq!(c.ticket_ids(lagging).len(), 20);
+        c.isolated.push(lagging);
+        for i in 0..150 {
+            c.propose_accept(leader, &format!("while away {i}"));
+            c.run(4);
+        }
+        assert!(
+            c.replicas[&leader].first_index() > 25,
+            "the leader compacted past the lagging follower"
+        );
+        c.isolated.clear();
+        assert!(c.settle(20_000));
+        assert_eq!(c.ticket_ids(lagging), c.ticket_ids(leader));
+        assert_eq!(c.ticket_ids(lagging).len(), 170);
+        c.crash(lagging);
+        c.start(lagging);
+        assert!(c.settle(5_000));
+        assert_eq!(c.ticket_ids(lagging), c.ticket_ids(leader));
+    }
+
     #[test]
     fn wiped_follower_catches_up_by_snapshot() {
         let mut c = MemCluster::new(3, 7, Faults::NONE);

@@ -4,7 +4,7 @@
 //! (written but not yet fsynced). A write with `must_sync` syncs everything
 //! pending, as an fsync does; a crash drops what is pending.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hotline_node::core::log::Truncated;
@@ -47,6 +47,24 @@ impl Image {
     /// given; nothing else holds the batch afterwards).
     fn apply(&mut self, wb: WriteBatch) {
         if let Some(s) = wb.snapshot {
+            // A node's storage keys tickets by accept time and deletes a
+            // replaced state's tickets by the keys the replica names
+            // (`SnapshotInstall::replaced_tickets`): every ticket this disk
+            // holds must be named, under its time, or a real disk would
+            // keep a stale row that comes back at the next start.
+            let named: BTreeSet<(i64, &str)> = s
+                .replaced_tickets
+                .iter()
+                .map(|(at_ms, id)| (*at_ms, id.as_str()))
+                .collect();
+            for t in self.tickets.values() {
+                assert!(
+                    named.contains(&(t.accepted_at_ms, t.id.as_str())),
+                    "a snapshot install does not name ticket {} (accepted at {}) held on disk",
+                    t.id,
+                    t.accepted_at_ms
+                );
+            }
             *self = Image {
                 hard_state: std::mem::take(&mut self.hard_state),
                 conf_state: s.conf_state,

@@ -627,7 +627,13 @@ impl TicketMachine {
         *seq += 1;
         let seq = *seq;
         self.writes.sequences.push(DaySequence { day, last: seq });
-        let district: String = req.region.chars().take(6).collect();
+        // The district's code — or a street group's own code: its sequence
+        // is its own, and its district's group counts the same days from 1
+        // too, so a district prefix would give both groups the same ids
+        // (and a street ticket transferred to its district would clash).
+        // The prefix also routes `get` to the group (`Handle::for_ticket`).
+        let prefix_len = self.region.len().max(6);
+        let district: String = req.region.chars().take(prefix_len).collect();
         let channel = if req.channel == Channel::Unspecified as i32 {
             Channel::Phone as i32
         } else {
@@ -945,7 +951,15 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, IdKey::new(&t.id));
-            m.tickets.insert(Arc::new(t));
+            // Two rows of one ticket: a disk that lost track of a version
+            // (it keys tickets by accept time). Keeping either would hide it.
+            if let Some(old) = m.tickets.insert(Arc::new(t)) {
+                let at_ms = m.tickets.get(&old.id).map_or(0, |t| t.accepted_at_ms);
+                panic!(
+                    "ticket {} is stored twice (accepted at {} and {at_ms})",
+                    old.id, old.accepted_at_ms
+                );
+            }
         }
         for s in snap.sequences {
             m.sequences.insert(s.day, s.last);

@@ -371,17 +371,23 @@ impl TicketMachine {
             let incoming = env.ticket.clone().expect("checked");
             let wrong_region =
                 !env.destination_region.starts_with(self.region()) || self.is_national();
-            let clash = self
-                .tickets_map()
-                .get(&incoming.id)
-                .is_some_and(|t| t.status != Status::Transferred as i32);
-            if wrong_region || clash {
+            // A stub of the same ticket (it left and comes back) is
+            // replaced; another ticket under the same id is a clash, as is
+            // the same one still being handled here. (A different accept
+            // time is a different ticket: the disk keys a ticket by its
+            // accept time, so the time must also never change.)
+            let held = self.tickets_map().get(&incoming.id);
+            let active = held.is_some_and(|t| t.status != Status::Transferred as i32);
+            let other = held.is_some_and(|t| t.accepted_at_ms != incoming.accepted_at_ms);
+            if wrong_region || active || other {
                 let reason = if wrong_region {
                     format!(
                         "{} 不属于本地区({})管辖，退回首接中心",
                         env.destination_region,
                         self.region()
                     )
+                } else if other {
+                    format!("工单号 {} 与本地区另一工单重复，退回首接中心", incoming.id)
                 } else {
                     format!("工单 {} 已在本地区办理中", incoming.id)
                 };
@@ -787,6 +793,65 @@ mod tests {
         let last = back.events.last().unwrap();
         assert_eq!(last.kind, "transfer_refused");
         assert!(last.reason.contains("不属于"), "{}", last.reason);
+    }
+
+    /// A ticket arriving under the id of another ticket this group holds
+    /// as a stub (same id, another accept time) is refused, not written
+    /// over the stub; and a street group's ids carry its street code, so
+    /// its tickets do not take its district's ids in the first place.
+    #[test]
+    fn an_incoming_ticket_under_another_tickets_id_is_refused() {
+        let mut origin = G::new("310114");
+        let mut dest = G::new("320585");
+        // The destination's own ticket, transferred away: a stub stays.
+        let own = {
+            let r = dest.apply(command::Op::Accept(AcceptRequest {
+                region: "320585".into(),
+                kind: Kind::Complaint as i32,
+                category: "城乡建设".into(),
+                text: "嘉定的工地".into(),
+                phone: "13800000000".into(),
+                location: Some(Location {
+                    code: "310114001".into(),
+                    ..Default::default()
+                }),
+                transfer_to_group: 310114,
+                ..Default::default()
+            }));
+            let ApplyResult::Ticket(t) = r else {
+                panic!("{r:?}")
+            };
+            (*t).clone()
+        };
+        assert_eq!(own.status, Status::Transferred as i32);
+        // Another ticket comes under that id.
+        accept_about(&mut origin, "320585102", 320585);
+        let mut env = origin.work()[0].envelope.clone().unwrap();
+        let t = env.ticket.as_mut().unwrap();
+        t.id = own.id.clone();
+        t.accepted_at_ms = own.accepted_at_ms + 60_000;
+        custody(&mut dest, &env);
+        let kept = dest.m.ticket(&own.id).unwrap();
+        assert_eq!(kept, &own, "the stub is left as it was");
+        let record = dest.m.transfer(&env.transfer_id).unwrap();
+        assert_eq!(record.state, TransferState::Refused as i32);
+        assert!(record.refusal.contains("重复"), "{}", record.refusal);
+
+        let mut street = G::new("310114001");
+        let r = street.apply(command::Op::Accept(AcceptRequest {
+            region: "310114001".into(),
+            kind: Kind::Help as i32,
+            category: "民政".into(),
+            text: "求助".into(),
+            phone: "13800000000".into(),
+            ..Default::default()
+        }));
+        let ApplyResult::Ticket(t) = r else {
+            panic!("{r:?}")
+        };
+        assert!(t.id.starts_with("310114001-"), "{}", t.id);
+        let district = accept_about(&mut origin, "310114001", 0);
+        assert!(district.id.starts_with("310114-"), "{}", district.id);
     }
 
     #[test]
