@@ -433,8 +433,12 @@ impl StartRows {
         self.by_group.remove(&g)
     }
 
+    fn expired(&self) -> bool {
+        self.read_at.elapsed() >= START_ROWS_KEEP
+    }
+
     fn serves(&self, g: u64) -> bool {
-        !self.taken.contains(&g) && self.read_at.elapsed() < START_ROWS_KEEP
+        !self.taken.contains(&g) && !self.expired()
     }
 }
 
@@ -528,11 +532,7 @@ impl Storage {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
-        if self
-            .start_rows
-            .as_ref()
-            .is_some_and(|c| c.read_at.elapsed() >= START_ROWS_KEEP)
-        {
+        if self.start_rows.as_ref().is_some_and(StartRows::expired) {
             self.start_rows = None;
         }
         let frame = wal::encode(
@@ -919,7 +919,7 @@ fn read_checkpoint(db: &Database) -> Result<(HashMap<u64, Image>, u64), StorageE
 }
 
 /// One group's rows of the time-keyed tables, in time order.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct TimeRows {
     tickets: Vec<Ticket>,
     requests: Vec<RequestSeen>,
@@ -930,25 +930,31 @@ struct TimeRows {
 fn read_time_rows(db: &Database) -> Result<HashMap<u64, TimeRows>, StorageError> {
     let tx = db.begin_read()?;
     let mut by_group: HashMap<u64, TimeRows> = HashMap::new();
-    for row in tx.open_table(TICKETS)?.iter()? {
-        let (k, v) = row?;
-        let g = k.value().1;
-        let t = decode_row(g, "ticket", v.value())?;
-        by_group.entry(g).or_default().tickets.push(t);
-    }
-    for row in tx.open_table(REQUESTS)?.iter()? {
-        let (k, v) = row?;
-        let g = k.value().1;
-        let r = decode_row(g, "request", v.value())?;
-        by_group.entry(g).or_default().requests.push(r);
-    }
-    for row in tx.open_table(OUTBOX)?.iter()? {
-        let (k, v) = row?;
-        let g = k.value().1;
-        let n = decode_row(g, "notification", v.value())?;
-        by_group.entry(g).or_default().outbox.push(n);
-    }
+    scan_by_time(&tx, TICKETS, "ticket", |g, t| {
+        by_group.entry(g).or_default().tickets.push(t)
+    })?;
+    scan_by_time(&tx, REQUESTS, "request", |g, r| {
+        by_group.entry(g).or_default().requests.push(r)
+    })?;
+    scan_by_time(&tx, OUTBOX, "notification", |g, n| {
+        by_group.entry(g).or_default().outbox.push(n)
+    })?;
     Ok(by_group)
+}
+
+/// Every row of a table keyed `(at_ms, group, id)`, decoded, with its group.
+fn scan_by_time<I: redb::Key + 'static, M: prost::Message + Default>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<(i64, u64, I), &[u8]>,
+    what: &'static str,
+    mut add: impl FnMut(u64, M),
+) -> Result<(), StorageError> {
+    for row in tx.open_table(table)?.iter()? {
+        let (k, v) = row?;
+        let g = k.value().1;
+        add(g, decode_row(g, what, v.value())?);
+    }
+    Ok(())
 }
 
 /// Decodes a prost row of group `g`; one that does not decode is corrupt,

@@ -659,8 +659,13 @@ mod tests {
     }
 
     fn accept_about(g: &mut G, location: &str, to_group: u64) -> Ticket {
+        accept_at(g, "310114", location, to_group)
+    }
+
+    /// An accept at the center `region` about `location` ("" = the region).
+    fn accept_at(g: &mut G, region: &str, location: &str, to_group: u64) -> Ticket {
         let r = g.apply(command::Op::Accept(AcceptRequest {
-            region: "310114".into(),
+            region: region.into(),
             kind: Kind::Complaint as i32,
             category: "城乡建设".into(),
             text: "太仓浮桥镇工地噪声".into(),
@@ -804,25 +809,7 @@ mod tests {
         let mut origin = G::new("310114");
         let mut dest = G::new("320585");
         // The destination's own ticket, transferred away: a stub stays.
-        let own = {
-            let r = dest.apply(command::Op::Accept(AcceptRequest {
-                region: "320585".into(),
-                kind: Kind::Complaint as i32,
-                category: "城乡建设".into(),
-                text: "嘉定的工地".into(),
-                phone: "13800000000".into(),
-                location: Some(Location {
-                    code: "310114001".into(),
-                    ..Default::default()
-                }),
-                transfer_to_group: 310114,
-                ..Default::default()
-            }));
-            let ApplyResult::Ticket(t) = r else {
-                panic!("{r:?}")
-            };
-            (*t).clone()
-        };
+        let own = accept_at(&mut dest, "320585", "310114001", 310114);
         assert_eq!(own.status, Status::Transferred as i32);
         // Another ticket comes under that id.
         accept_about(&mut origin, "320585102", 320585);
@@ -838,17 +825,7 @@ mod tests {
         assert!(record.refusal.contains("重复"), "{}", record.refusal);
 
         let mut street = G::new("310114001");
-        let r = street.apply(command::Op::Accept(AcceptRequest {
-            region: "310114001".into(),
-            kind: Kind::Help as i32,
-            category: "民政".into(),
-            text: "求助".into(),
-            phone: "13800000000".into(),
-            ..Default::default()
-        }));
-        let ApplyResult::Ticket(t) = r else {
-            panic!("{r:?}")
-        };
+        let t = accept_at(&mut street, "310114001", "", 0);
         assert!(t.id.starts_with("310114001-"), "{}", t.id);
         let district = accept_about(&mut origin, "310114001", 0);
         assert!(district.id.starts_with("310114-"), "{}", district.id);
