@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Durable 1 KiB writes: hotline (3 nodes, mTLS, redb fsync) vs etcd (3
 # members, Debian etcd-server, fsync on), same machine, same client loop
-# (`hotline bench`), one run. Prints one JSON line per measurement.
+# (`hotline bench`), one run. Prints one JSON line per measurement, with the
+# CPU per operation of the servers and of the client and the machine's idle
+# share (bench_with_cpu in bench/lib.sh; DURATION at least 8s).
 # Each round starts both systems afresh (empty data directories): a node
 # holding the tickets of earlier rounds is slower (BENCHMARKS.md, "Throughput
 # falls as the nodes hold more tickets"), so every round compares like with like.
@@ -10,6 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 ROUNDS=${2:-2}
+# The CPU window runs from the 3rd to the 8th second of each measurement.
+if ! [[ $DUR =~ ^[0-9]+s$ ]] || ((${DUR%s} < 8)); then
+  echo "compare.sh: DURATION must be whole seconds, at least 8s (got $DUR)" >&2
+  exit 2
+fi
 WORK=$(mktemp -d /tmp/hotline-compare.XXXX)
 # H=/path/to/hotline compares another build (e.g. a saved binary) as is.
 if [[ -z "${H:-}" ]]; then
@@ -41,7 +48,9 @@ for round in $(seq 1 "$ROUNDS"); do
   ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")
   sleep 2
   for clients in 1 128; do
-    "$H" bench accept --config "$WORK/hotline/client.toml" --clients "$clients" --duration "$DUR" --size 1024 --json
-    "$H" bench etcd-put --endpoint "$ETCD_LEADER" --clients "$clients" --duration "$DUR" --size 1024 --json
+    bench_with_cpu "${NODES[*]}" "$H" bench accept --config "$WORK/hotline/client.toml" \
+      --clients "$clients" --duration "$DUR" --size 1024 --json
+    bench_with_cpu "$(cat "$WORK/etcd/pids")" "$H" bench etcd-put --endpoint "$ETCD_LEADER" \
+      --clients "$clients" --duration "$DUR" --size 1024 --json
   done
 done
