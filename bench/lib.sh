@@ -39,7 +39,7 @@ bench_with_cpu() {
   # shellcheck disable=SC2086
   t1=$(node_ticks $servers) c1=$(node_ticks "$bench") s1=$(date +%s.%N)
   read -r i1 a1 < <(machine_jiffies)
-  wait "$bench"
+  wait "$bench" || { rm -f "$out"; return 1; }
   # Clock ticks are 1/100 s: µs per operation = ticks * 10^4 / (seconds * operations/s).
   jq -c --argjson t "$((t1 - t0))" --argjson c "$((c1 - c0))" --argjson s "$(echo "$s1 - $s0" | bc -l)" \
     --argjson idle "$((i1 - i0))" --argjson all "$((a1 - a0))" \
