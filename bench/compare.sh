@@ -7,7 +7,9 @@
 # Each round starts both systems afresh (empty data directories): a node
 # holding the tickets of earlier rounds is slower (BENCHMARKS.md, "Throughput
 # falls as the nodes hold more tickets"), so every round compares like with like.
-#   [H=BINARY] bench/compare.sh [DURATION] [ROUNDS]
+#   [H=BINARY] [CLIENT_COUNTS="1 128"] [CONNECTIONS=8] bench/compare.sh [DURATION] [ROUNDS]
+# CONNECTIONS: the gRPC connections the client's loops share, the same for
+# both systems.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
@@ -47,10 +49,10 @@ for round in $(seq 1 "$ROUNDS"); do
   bench/etcd-cluster.sh start "$WORK/etcd" >/dev/null
   ETCD_LEADER=$(bench/etcd-cluster.sh leader "$WORK/etcd")
   sleep 2
-  for clients in 1 128; do
+  for clients in ${CLIENT_COUNTS:-1 128}; do
     bench_with_cpu "${NODES[*]}" "$H" bench accept --config "$WORK/hotline/client.toml" \
-      --clients "$clients" --duration "$DUR" --size 1024 --json
+      --clients "$clients" --connections "${CONNECTIONS:-8}" --duration "$DUR" --size 1024 --json
     bench_with_cpu "$(cat "$WORK/etcd/pids")" "$H" bench etcd-put --endpoint "$ETCD_LEADER" \
-      --clients "$clients" --duration "$DUR" --size 1024 --json
+      --clients "$clients" --connections "${CONNECTIONS:-8}" --duration "$DUR" --size 1024 --json
   done
 done
