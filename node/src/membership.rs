@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use crate::config::NodeConfig;
-use crate::core::replica::{ConfChangeError, MembershipOp};
+use crate::core::replica::{self, ConfChangeError, MembershipOp};
 use crate::faults::Faults;
 use crate::raft_loop::{ConfChangeOutcome, Control};
 use crate::server::Handle;
@@ -226,9 +226,7 @@ impl Joining {
             MessageType::MsgSnapshot => {
                 let snap = msg.get_snapshot();
                 let cs = snap.get_metadata().get_conf_state();
-                let names_me = cs.voters.contains(&me)
-                    || cs.learners.contains(&me)
-                    || cs.voters_outgoing.contains(&me);
+                let names_me = replica::names(cs, me);
                 let from_voter = cs.voters.contains(&from) || cs.voters_outgoing.contains(&from);
                 names_me && from_voter && snapshot_group(snap.get_data()) == Some(group)
             }

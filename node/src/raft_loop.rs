@@ -26,7 +26,7 @@ use raft::StateRole;
 use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::replica::{ConfChangeError, MembershipOp};
+use crate::core::replica::{self, ConfChangeError, MembershipOp};
 use crate::core::{
     Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Recovered,
     Replica, ReplicaConfig,
@@ -545,13 +545,11 @@ impl RaftLoop {
         // bring the group back (a load reads every group's time-keyed rows
         // once the start-up scan is gone; a refused sender may keep
         // sending).
-        if let Some(cs) = self.storage.conf_state(group_id) {
-            let member = cs.voters.contains(&from_node)
-                || cs.learners.contains(&from_node)
-                || cs.voters_outgoing.contains(&from_node);
-            if !member && !seed {
-                return false;
-            }
+        if let Some(cs) = self.storage.conf_state(group_id)
+            && !replica::names(cs, from_node)
+            && !seed
+        {
+            return false;
         }
         let on_disk = if j.absent.contains(&group_id) {
             None

@@ -412,6 +412,15 @@ fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
+/// Does configuration `cs` name `node` as a voter or learner, current or
+/// outgoing (a node in `learners_next` is an outgoing voter too)?
+pub fn names(cs: &ConfState, node: u64) -> bool {
+    cs.voters.contains(&node)
+        || cs.learners.contains(&node)
+        || cs.voters_outgoing.contains(&node)
+        || cs.learners_next.contains(&node)
+}
+
 impl Replica {
     pub fn new(cfg: ReplicaConfig, rec: Recovered) -> Result<Self, raft::Error> {
         let mut raft_cfg = Config {
@@ -574,11 +583,7 @@ impl Replica {
 
     /// Is `node` a voter or learner of this group (current or outgoing)?
     pub fn is_member(&self, node: u64) -> bool {
-        let cs = self.raw.store().conf_state();
-        cs.voters.contains(&node)
-            || cs.learners.contains(&node)
-            || cs.voters_outgoing.contains(&node)
-            || cs.learners_next.contains(&node)
+        names(self.raw.store().conf_state(), node)
     }
 
     pub fn is_learner(&self) -> bool {
