@@ -78,7 +78,7 @@ async fn wrong_certificates_are_refused() {
         from_node: 2,
         envelopes: vec![RaftEnvelope {
             group_id: 310114,
-            message: vec![],
+            message: Default::default(),
         }],
     };
     let e = RaftClient::new(ch)

@@ -665,7 +665,7 @@ impl RaftLoop {
             let snap = crate::core::replica::is_snapshot(&m);
             let env = RaftEnvelope {
                 group_id,
-                message: m.write_to_bytes().expect("raft message encodes"),
+                message: m.write_to_bytes().expect("raft message encodes").into(),
             };
             let b = out.entry(m.to).or_default();
             b.envelopes.push(env);

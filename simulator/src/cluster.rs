@@ -367,6 +367,56 @@ mod tests {
         assert_eq!(c.ticket_ids(l).len(), 10);
     }
 
+    /// Ticks every replica once and runs the Ready loops; returns raft's
+    /// own heartbeats (empty context) the leader `l` sent.
+    fn tick_all(c: &mut MemCluster, l: u64) -> usize {
+        for r in c.replicas.values_mut() {
+            r.tick();
+        }
+        let ids: Vec<u64> = c.replicas.keys().copied().collect();
+        for id in ids {
+            c.handle_ready(id);
+        }
+        c.network
+            .iter()
+            .filter(|m| {
+                m.from == l && m.get_msg_type() == MessageType::MsgHeartbeat && m.context.is_empty()
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_busy_group_sends_no_heartbeats_and_an_idle_one_does() {
+        let (mut c, l) = settled();
+        let term = c.replicas[&l].term();
+        // Busy for three election timeouts: an accept between every two
+        // ticks. The appends keep the followers from campaigning.
+        let mut busy_beats = 0;
+        for i in 0..60 {
+            c.propose_accept(l, &format!("t{i}")).expect("proposed");
+            c.handle_ready(l);
+            drain(&mut c);
+            busy_beats += tick_all(&mut c, l);
+            drain(&mut c);
+        }
+        assert_eq!(busy_beats, 0, "appends stand in for heartbeats");
+        assert_eq!(c.leader(), Some(l));
+        assert_eq!(c.replicas[&l].term(), term, "no election while busy");
+        // Idle: from the first interval without an append, a heartbeat to
+        // each follower every tick again (until the group hibernates).
+        let idle_beats: Vec<usize> = (0..3)
+            .map(|_| {
+                let n = tick_all(&mut c, l);
+                drain(&mut c);
+                n
+            })
+            .collect();
+        assert_eq!(idle_beats, vec![2, 2, 2]);
+        assert!(c.settle(1_000));
+        assert_eq!(c.ticket_ids(l).len(), 60);
+        assert_eq!(c.ticket_ids(6 - l - (l % 3 + 1)), c.ticket_ids(l));
+    }
+
     #[test]
     fn a_follower_applies_its_forwarded_proposal_without_waiting_for_a_heartbeat() {
         let (mut c, l) = settled();

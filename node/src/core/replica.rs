@@ -373,6 +373,11 @@ pub struct Replica {
     /// these followers as soon as their proposals commit — they answer
     /// their clients only once they apply.
     forwarded: Vec<(u64, u64)>,
+    /// `ticks` when an append last went to each peer (a leader's): raft's
+    /// heartbeat to a peer that got one within the last heartbeat interval
+    /// is dropped ([`Self::skip_redundant_heartbeats`]). At most one entry
+    /// per member.
+    appended_at: Vec<(u64, u64)>,
 }
 
 /// Most proposals in one `MsgPropose`; more are flushed early. The byte
@@ -501,6 +506,7 @@ impl Replica {
             proposals_dropped: Vec::new(),
             applied_term: 0,
             forwarded: Vec::new(),
+            appended_at: Vec::new(),
         })
     }
 
@@ -1072,6 +1078,7 @@ impl Replica {
         // Raft's own messages first: a quiesce notice goes after the
         // heartbeat of the same tick.
         out.messages = rd.take_messages();
+        self.skip_redundant_heartbeats(&mut out.messages);
         out.messages.append(&mut self.extra_messages);
         out.messages.append(&mut self.take_commit_notices());
         self.note_snapshots_sent(&out.messages);
@@ -1112,6 +1119,7 @@ impl Replica {
             self.carry.hard_state = Some(hs);
         }
         out.messages.extend(light.take_messages());
+        self.note_appends(&out.messages);
         let mut carry = std::mem::take(&mut self.carry);
         out.applied = self.apply_entries(light.take_committed_entries(), &mut carry);
         self.carry = carry;
@@ -1345,6 +1353,56 @@ impl Replica {
         }
         for peer in std::mem::take(&mut self.snapshots_out) {
             self.apply_snapshot_report(peer, true);
+        }
+    }
+
+    /// Drops raft's own heartbeats (empty context: not a ReadIndex round)
+    /// to peers that got an append within the last heartbeat interval, or
+    /// get one in this batch. Appends carry everything a heartbeat does —
+    /// term, commit, and for the follower proof of a live leader (they
+    /// reset its election timer) — and their answers keep the peer active
+    /// for the leader's quorum check. So a busy group sends no heartbeats:
+    /// on a node hosting 64 busy groups they were one raft message in
+    /// seven, each with its answer (BENCHMARKS.md). A peer that got no
+    /// append for a whole interval (the group idle, the peer paused or
+    /// behind) gets its heartbeat as before, so it hears from the leader at
+    /// least every two intervals, far inside the election timeout, and
+    /// learns the last commit index one interval later at most. Dropping a
+    /// message is always safe in raft; this only chooses which.
+    fn skip_redundant_heartbeats(&mut self, msgs: &mut Vec<Message>) {
+        self.note_appends(msgs);
+        if self.appended_at.is_empty() {
+            return;
+        }
+        let (ticks, interval) = (self.ticks, self.cfg.heartbeat_ticks as u64);
+        let appended_at = &self.appended_at;
+        msgs.retain(|m| {
+            let redundant = m.get_msg_type() == MessageType::MsgHeartbeat
+                && m.context.is_empty()
+                && appended_at
+                    .iter()
+                    .any(|&(peer, at)| peer == m.to && at + interval >= ticks);
+            !redundant
+        });
+    }
+
+    /// Records the appends among messages about to leave.
+    fn note_appends(&mut self, msgs: &[Message]) {
+        for m in msgs
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
+        {
+            match self.appended_at.iter_mut().find(|(peer, _)| *peer == m.to) {
+                Some(e) => e.1 = self.ticks,
+                None => {
+                    // A new peer: forget the ones no longer members first,
+                    // so the list stays as long as the configuration.
+                    let prs = self.raw.raft.prs();
+                    self.appended_at
+                        .retain(|(peer, _)| prs.get(*peer).is_some());
+                    self.appended_at.push((m.to, self.ticks));
+                }
+            }
         }
     }
 
