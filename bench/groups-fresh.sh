@@ -11,6 +11,8 @@
 # into each measurement, to PREFIX-GROUPS-ROUND-BINARYNO.data (linux-perf).
 # METRICS=1 also prints each node's raft-loop counters after the run
 # (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
+# THREADS=1 also prints the nodes' CPU per accept by kind of thread (raft
+# loops, checkpoint threads, tokio workers), summed over the three nodes.
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,15 @@ stop() {
 }
 trap 'stop; rm -rf "$D"' EXIT
 cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
+# "KIND TICKS" per kind of thread of the nodes (the name without its node number).
+thread_ticks() {
+  for p in "${PIDS[@]}"; do
+    for t in /proc/"$p"/task/*; do
+      # comm may hold spaces: the fields after ") " start with the state.
+      echo "$(sed 's/-[0-9]*$//' "$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
+    done 2>/dev/null
+  done | awk '{k=$1; for (i = 2; i < NF; i++) k = k "_" $i; s[k] += $NF} END {for (k in s) print k, s[k]}' | sort
+}
 # Bytes the nodes caused to be written to disk so far (WAL and checkpoints), summed.
 disk() { for p in "${PIDS[@]}"; do awk '/^write_bytes/ {print $2}' "/proc/$p/io"; done | awk '{s+=$1} END {print s+0}'; }
 for r in $(seq 1 "$R"); do
@@ -47,6 +58,7 @@ for r in $(seq 1 "$R"); do
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
     before=$(cpu)
+    threads_before=$(thread_ticks)
     written=$(disk)
     PERF_PID=
     if [[ -n ${PERF:-} ]]; then
@@ -58,6 +70,11 @@ for r in $(seq 1 "$R"); do
     written=$(($(disk) - written))
     jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" --argjson w "$written" \
       '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs, written per accept \($w / .ok / 3 / 1024 * 100 | round / 100) KiB per node"' <<<"$out"
+    if [[ ${THREADS:-0} == 1 ]]; then
+      ok=$(jq .ok <<<"$out")
+      join <(echo "$threads_before") <(thread_ticks) |
+        awk -v ok="$ok" '{d = $3 - $2; if (d > 0) printf "  %s %.1f µs per accept\n", $1, d / 100 / ok * 1e6}'
+    fi
     if [[ ${METRICS:-0} == 1 ]]; then
       for i in 1 2 3; do
         curl -s "http://127.0.0.1:$((10000 + 9320 + i))/metrics" |

@@ -57,15 +57,20 @@ use crate::core::{Recovered, WriteBatch};
 
 mod hotline_node_core_types {
     pub use hotline_proto::v1::{
-        DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
+        DaySequence, Notification, Policy, RaftImage, RequestSeen, StateSnapshot, Ticket,
+        TransferRecord,
     };
 }
 
-/// (group, index) → rust-protobuf encoded `eraftpb::Entry`: the log tail
-/// after the checkpoint's applied index.
-const LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("raft_log");
-/// (group, key) → value; keys below.
-const META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("raft_meta");
+/// group → prost encoded `RaftImage`: hard and conf state, applied index
+/// and term, and the log tail after the applied index — one row per group,
+/// rewritten whole by each checkpoint the group changed in. Until format 4
+/// these were four rows of a `raft_meta` table and a row per tail entry in
+/// `raft_log`: each changed group cost a checkpoint a range delete and
+/// 5–6 inserts in two tables instead of one insert, on a node hosting 64
+/// busy groups ≈ a third of what its checkpoints spent beyond one group's
+/// (BENCHMARKS.md).
+const IMAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_images");
 /// (accepted_at_ms, group, ticket id) → prost encoded `Ticket`. Time
 /// first, as `REQUESTS` below: a checkpoint's new tickets of all groups land
 /// at one right edge. Keyed by group first, each changed group rewrote an
@@ -104,18 +109,15 @@ const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tra
 const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 const POLICY: &str = "policy";
 
-const HARD_STATE: &str = "hard_state";
-const CONF_STATE: &str = "conf_state";
-const TRUNCATED: &str = "truncated";
-const APPLIED: &str = "applied";
 /// The first WAL segment a recovery must replay.
 const REPLAY_FROM: &str = "wal_replay_from";
 /// The layout of the tables above, checked at open: a directory written in
 /// another layout is refused rather than half read.
 const FORMAT: &str = "format";
-/// 3: tickets keyed by time, then group; 2: requests and outbox keyed by
-/// time, then group; 1: everything group first.
-const FORMAT_VERSION: u64 = 3;
+/// 4: a group's raft state in one row (`IMAGES`); 3: tickets keyed by
+/// time, then group; 2: requests and outbox keyed by time, then group; 1:
+/// everything group first.
+const FORMAT_VERSION: u64 = 4;
 
 /// redb's page cache. The state machines live in memory and redb is only
 /// written at checkpoints and read at start, so its default 1 GiB cache
@@ -227,6 +229,49 @@ impl Image {
             self.applied = e.index;
         }
         assert_eq!(self.applied, a, "group {g}: applied {a} is not in the log");
+    }
+
+    /// The row of `IMAGES`.
+    fn encode(&self) -> Vec<u8> {
+        RaftImage {
+            hard_state: pb(&self.hard_state),
+            conf_state: self.conf_state.as_ref().map(pb),
+            applied: self.applied,
+            applied_term: self.applied_term,
+            entries: self.tail.iter().map(pb).collect(),
+        }
+        .encode_to_vec()
+    }
+
+    fn decode(g: u64, row: &[u8]) -> Result<Image, StorageError> {
+        let corrupt = |what, detail: String| StorageError::Corrupt {
+            group: g,
+            what,
+            detail,
+        };
+        let r = RaftImage::decode(row).map_err(|e| corrupt("raft image", e.to_string()))?;
+        let mut img = Image {
+            hard_state: unpb(&r.hard_state).map_err(|e| corrupt("hard state", e.to_string()))?,
+            conf_state: match &r.conf_state {
+                None => None,
+                Some(b) => Some(unpb(b).map_err(|e| corrupt("conf state", e.to_string()))?),
+            },
+            applied: r.applied,
+            applied_term: r.applied_term,
+            tail: VecDeque::with_capacity(r.entries.len()),
+        };
+        for b in &r.entries {
+            let e: Entry = unpb(b).map_err(|e| corrupt("log entry", e.to_string()))?;
+            let want = img.tail.back().map_or(img.applied, |e| e.index) + 1;
+            if e.index != want {
+                return Err(corrupt(
+                    "log",
+                    format!("gap: expected index {want}, found {}", e.index),
+                ));
+            }
+            img.tail.push_back(e);
+        }
+        Ok(img)
     }
 
     fn recovered(&self, state: StateSnapshot) -> Option<Recovered> {
@@ -452,8 +497,7 @@ impl Storage {
             .create(dir.join("hotline.redb"))?;
         // Create the tables so that read transactions find them.
         let tx = db.begin_write()?;
-        tx.open_table(LOG)?;
-        tx.open_table(META)?;
+        tx.open_table(IMAGES)?;
         tx.open_table(TICKETS)?;
         tx.open_table(SEQUENCES)?;
         tx.open_table(REQUESTS)?;
@@ -810,24 +854,9 @@ fn commit_cut(db: &Database, wal_dir: &Path, cut: Cut) -> Result<(), StorageErro
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
     {
-        let mut log = tx.open_table(LOG)?;
-        let mut meta = tx.open_table(META)?;
+        let mut images = tx.open_table(IMAGES)?;
         for (g, img) in &groups {
-            let g = *g;
-            log.retain_in((g, 0)..=(g, u64::MAX), |_, _| false)?;
-            for e in &img.tail {
-                log.insert((g, e.index), pb(e).as_slice())?;
-            }
-            meta.insert((g, HARD_STATE), pb(&img.hard_state).as_slice())?;
-            if let Some(cs) = &img.conf_state {
-                meta.insert((g, CONF_STATE), pb(cs).as_slice())?;
-            }
-            let tr = Truncated {
-                index: img.applied,
-                term: img.applied_term,
-            };
-            meta.insert((g, TRUNCATED), encode_truncated(tr).as_slice())?;
-            meta.insert((g, APPLIED), img.applied.to_be_bytes().as_slice())?;
+            images.insert(*g, img.encode().as_slice())?;
         }
         Rows::open(&tx)?.write(&dirty)?;
         tx.open_table(NODE)?.insert(REPLAY_FROM, replay_from)?;
@@ -851,69 +880,10 @@ fn read_checkpoint(db: &Database) -> Result<(HashMap<u64, Image>, u64), StorageE
         .get(REPLAY_FROM)?
         .map_or(0, |v| v.value());
     let mut images: HashMap<u64, Image> = HashMap::new();
-    let mut truncated: HashMap<u64, Truncated> = HashMap::new();
-    for row in tx.open_table(META)?.iter()? {
-        let (k, v) = row?;
-        let (g, key) = k.value();
-        let v = v.value();
-        let corrupt = |what, detail: String| StorageError::Corrupt {
-            group: g,
-            what,
-            detail,
-        };
-        let img = images.entry(g).or_default();
-        match key {
-            HARD_STATE => {
-                img.hard_state = unpb(v).map_err(|e| corrupt("hard state", e.to_string()))?
-            }
-            CONF_STATE => {
-                img.conf_state = Some(unpb(v).map_err(|e| corrupt("conf state", e.to_string()))?)
-            }
-            TRUNCATED => {
-                let t =
-                    decode_truncated(v).ok_or_else(|| corrupt("truncated", format!("{v:?}")))?;
-                truncated.insert(g, t);
-            }
-            APPLIED => {
-                img.applied = u64::from_be_bytes(
-                    v.try_into()
-                        .map_err(|_| corrupt("applied", format!("{v:?}")))?,
-                )
-            }
-            _ => {}
-        }
-    }
-    for (g, t) in truncated {
-        let img = images.get_mut(&g).expect("read above");
-        if t.index == img.applied {
-            img.applied_term = t.term;
-        }
-    }
-    // Older layouts kept applied entries in the log too; keep the tail.
-    let log = tx.open_table(LOG)?;
-    for row in log.iter()? {
-        let (k, v) = row?;
-        let (g, index) = k.value();
-        let e: Entry = unpb(v.value()).map_err(|e| StorageError::Corrupt {
-            group: g,
-            what: "log entry",
-            detail: e.to_string(),
-        })?;
-        let img = images.entry(g).or_default();
-        if index == img.applied {
-            img.applied_term = e.term;
-        }
-        if index > img.applied {
-            let want = img.tail.back().map_or(img.applied, |e| e.index) + 1;
-            if index != want || e.index != want {
-                return Err(StorageError::Corrupt {
-                    group: g,
-                    what: "log",
-                    detail: format!("gap: expected index {want}, found {}", e.index),
-                });
-            }
-            img.tail.push_back(e);
-        }
+    for row in tx.open_table(IMAGES)?.iter()? {
+        let (g, v) = row?;
+        let g = g.value();
+        images.insert(g, Image::decode(g, v.value())?);
     }
     Ok((images, replay_from))
 }
@@ -1093,21 +1063,6 @@ fn unpb<M: protobuf::Message + Default>(b: &[u8]) -> Result<M, protobuf::Protobu
     let mut m = M::default();
     m.merge_from_bytes(b)?;
     Ok(m)
-}
-
-fn encode_truncated(t: Truncated) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&t.index.to_be_bytes());
-    b[8..].copy_from_slice(&t.term.to_be_bytes());
-    b
-}
-
-fn decode_truncated(b: &[u8]) -> Option<Truncated> {
-    let b: [u8; 16] = b.try_into().ok()?;
-    Some(Truncated {
-        index: u64::from_be_bytes(b[..8].try_into().ok()?),
-        term: u64::from_be_bytes(b[8..].try_into().ok()?),
-    })
 }
 
 #[cfg(test)]
@@ -1606,6 +1561,61 @@ mod tests {
         }
         set(Some(FORMAT_VERSION));
         Storage::open(dir.path()).expect("back to this format");
+    }
+
+    /// A group's raft image survives its one row as it was, an empty conf
+    /// state included; a row whose tail has a gap is named corrupt.
+    #[test]
+    fn a_raft_image_row_round_trips_and_a_gap_is_corrupt() {
+        let entry = |index, term| Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Default::default()
+        };
+        let mut hs = HardState::default();
+        hs.term = 4;
+        hs.vote = 2;
+        hs.commit = 11;
+        let mut cs = ConfState::default();
+        cs.voters = vec![1, 2, 3];
+        let img = Image {
+            hard_state: hs,
+            conf_state: Some(cs),
+            applied: 10,
+            applied_term: 3,
+            tail: [entry(11, 4), entry(12, 4)].into_iter().collect(),
+        };
+        let back = Image::decode(7, &img.encode()).expect("decodes");
+        assert_eq!(back.hard_state, img.hard_state);
+        assert_eq!(back.conf_state, img.conf_state);
+        assert_eq!((back.applied, back.applied_term), (10, 3));
+        assert_eq!(back.tail, img.tail);
+        for conf_state in [None, Some(ConfState::default())] {
+            let i = Image {
+                conf_state: conf_state.clone(),
+                ..Image::default()
+            };
+            assert_eq!(
+                Image::decode(7, &i.encode()).unwrap().conf_state,
+                conf_state
+            );
+        }
+        let gap = Image {
+            tail: [entry(11, 4), entry(13, 4)].into_iter().collect(),
+            ..img
+        };
+        match Image::decode(7, &gap.encode()) {
+            Err(StorageError::Corrupt {
+                group: 7,
+                what,
+                detail,
+            }) => {
+                assert_eq!(what, "log");
+                assert!(detail.contains("expected index 12, found 13"), "{detail}");
+            }
+            other => panic!("expected a corrupt log, got {:?}", other.map(|i| i.applied)),
+        }
     }
 
     /// The audit chain catches an event altered on disk behind the state
