@@ -1573,12 +1573,16 @@ mod tests {
             data: vec![index as u8; 3].into(),
             ..Default::default()
         };
-        let mut hs = HardState::default();
-        hs.term = 4;
-        hs.vote = 2;
-        hs.commit = 11;
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let hs = HardState {
+            term: 4,
+            vote: 2,
+            commit: 11,
+            ..Default::default()
+        };
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         let img = Image {
             hard_state: hs,
             conf_state: Some(cs),
