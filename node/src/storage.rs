@@ -67,9 +67,10 @@ mod hotline_node_core_types {
 /// rewritten whole by each checkpoint the group changed in. Until format 4
 /// these were four rows of a `raft_meta` table and a row per tail entry in
 /// `raft_log`: each changed group cost a checkpoint a range delete and
-/// 5–6 inserts in two tables instead of one insert, on a node hosting 64
-/// busy groups ≈ a third of what its checkpoints spent beyond one group's
-/// (BENCHMARKS.md).
+/// 5–6 inserts in two tables instead of one insert: in perf of a node
+/// hosting 64 busy groups, ≈ a third of what its checkpoints spent beyond
+/// one group's (the throughput gain was within the VM's spread;
+/// BENCHMARKS.md, 2 Dec).
 const IMAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_images");
 /// (accepted_at_ms, group, ticket id) → prost encoded `Ticket`. Time
 /// first, as `REQUESTS` below: a checkpoint's new tickets of all groups land
