@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 ROUNDS=${2:-2}
+CONNECTIONS=${CONNECTIONS:-8}
 # The CPU window runs from the 3rd to the 8th second of each measurement.
 if ! [[ $DUR =~ ^[0-9]+s$ ]] || ((${DUR%s} < 8)); then
   echo "compare.sh: DURATION must be whole seconds, at least 8s (got $DUR)" >&2
@@ -51,8 +52,8 @@ for round in $(seq 1 "$ROUNDS"); do
   sleep 2
   for clients in ${CLIENT_COUNTS:-1 128}; do
     bench_with_cpu "${NODES[*]}" "$H" bench accept --config "$WORK/hotline/client.toml" \
-      --clients "$clients" --connections "${CONNECTIONS:-8}" --duration "$DUR" --size 1024 --json
+      --clients "$clients" --connections "$CONNECTIONS" --duration "$DUR" --size 1024 --json
     bench_with_cpu "$(cat "$WORK/etcd/pids")" "$H" bench etcd-put --endpoint "$ETCD_LEADER" \
-      --clients "$clients" --connections "${CONNECTIONS:-8}" --duration "$DUR" --size 1024 --json
+      --clients "$clients" --connections "$CONNECTIONS" --duration "$DUR" --size 1024 --json
   done
 done
