@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One-at-a-time companion of `bench/federation.sh groups`: a fresh 3-node
 # cluster per run (release build, mutual TLS, fsync), 128 closed-loop clients
-# for 10 s spread over the groups, then throughput, p99 and the node CPU per
-# accept summed over the three nodes (from /proc/PID/stat) and the bytes written
-# to disk per accept and node (from /proc/PID/io).
+# (CLIENTS=N for another count) for 10 s spread over the groups, then
+# throughput, p99 and the node CPU per accept summed over the three nodes
+# (from /proc/PID/stat) and the bytes written to disk per accept and node
+# (from /proc/PID/io).
 #   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
 # `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
 # group. Several binaries are run in alternation (A/B of two builds).
@@ -19,10 +20,12 @@ cd "$(dirname "$0")/.."
 G=${1:?groups}
 R=${2:?rounds}
 LEADERS=${3:-spread}
+CLIENTS=${CLIENTS:-128}
 shift $(($# < 3 ? $# : 3))
 BINS=("$@")
 [[ ${#BINS[@]} -gt 0 ]] || { cargo build --release --quiet; BINS=("$PWD/target/release/hotline"); }
 [[ $G =~ ^[0-9]{1,4}$ && $R =~ ^[1-9][0-9]?$ ]] || { echo "GROUPS 1-9999, ROUNDS 1-99" >&2; exit 2; }
+[[ $CLIENTS =~ ^[1-9][0-9]{0,3}$ ]] || { echo "CLIENTS 1-9999" >&2; exit 2; }
 case $LEADERS in spread | one) ;; *) echo "leaders: spread or one" >&2; exit 2 ;; esac
 D=$(mktemp -d /tmp/hotline-groups.XXXX)
 PIDS=()
@@ -65,11 +68,11 @@ for r in $(seq 1 "$R"); do
       (sleep 3 && record_machine "$PERF-$G-$r-$((b + 1)).data" 5) &
       PERF_PID=$!
     fi
-    out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients 128 --duration 10s --size 1024 --json)
+    out=$("$H" bench accept --config "$D/client.toml" --all-groups --clients "$CLIENTS" --duration 10s --size 1024 --json)
     after=$(cpu)
     written=$(($(disk) - written))
-    jq -r --arg b "$H" --arg g "$G" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" --argjson w "$written" \
-      '"\($b) groups \($g) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs, written per accept \($w / .ok / 3 / 1024 * 100 | round / 100) KiB per node"' <<<"$out"
+    jq -r --arg b "$H" --arg g "$G" --arg c "$CLIENTS" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" --argjson w "$written" \
+      '"\($b) groups \($g) clients \($c) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs, written per accept \($w / .ok / 3 / 1024 * 100 | round / 100) KiB per node"' <<<"$out"
     if [[ ${THREADS:-0} == 1 ]]; then
       ok=$(jq .ok <<<"$out")
       join <(echo "$threads_before") <(thread_ticks) |
