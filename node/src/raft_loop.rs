@@ -65,6 +65,8 @@ pub struct Proposal {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Peek {
     pub leader: bool,
+    /// [`Replica::is_settled_leader`].
+    pub settled: bool,
     pub transfer_work: bool,
     pub outbox: usize,
 }
@@ -465,6 +467,7 @@ impl RaftLoop {
                     .get(&group_id)
                     .map_or(Peek::default(), |r| Peek {
                         leader: r.is_leader(),
+                        settled: r.is_settled_leader(),
                         transfer_work: !r.tickets().transfer_work(1).is_empty(),
                         outbox: r.tickets().outbox_len(),
                     });

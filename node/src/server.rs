@@ -367,6 +367,11 @@ impl Handle {
     }
 }
 
+/// How often, and how many times, the notifier looks again while this
+/// node's replica settles as a new leader (one raft round, usually).
+const SETTLE_POLL: Duration = Duration::from_millis(10);
+const SETTLE_POLLS: u32 = 50;
+
 #[tonic::async_trait]
 impl notify::Outbox for Handle {
     async fn is_leader(&self) -> bool {
@@ -381,10 +386,27 @@ impl notify::Outbox for Handle {
         // what a deposed leader still sees pending, the new one sends again;
         // what is committed but not applied here yet comes next round. The
         // `Delivered` of the last round was applied here before it answered.
-        if self.peek().await.outbox == 0 {
+        let mut peek = self.peek().await;
+        if peek.outbox == 0 {
+            // Notifications applied later ring the bell.
             return Ok(Vec::new());
         }
+        // A new leader may not have applied everything committed before its
+        // election yet (a `Delivered` among it): wait for its no-op to
+        // commit and apply rather than send again what was delivered.
+        for _ in 0..SETTLE_POLLS {
+            if peek.settled {
+                break;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+            peek = self.peek().await;
+        }
         let group_id = self.group_id;
+        if !peek.settled {
+            return Err(format!(
+                "group {group_id}: this node's replica has not settled as leader (no entry of its term committed and applied)"
+            ));
+        }
         let answer = self
             .ask("read queue", |reply| Control::ReadLocal {
                 group_id,

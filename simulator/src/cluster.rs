@@ -355,6 +355,63 @@ mod tests {
         panic!("messages kept flowing without ticks");
     }
 
+    /// The notifier reads its leader's own replica (no ReadIndex round), so
+    /// a new leader must not pass for settled before it has applied what
+    /// was committed before its election: its term's no-op marks that.
+    #[test]
+    fn a_new_leader_is_settled_only_once_its_no_op_is_applied() {
+        let (mut c, old) = settled();
+        assert!(c.replicas[&old].is_settled_leader());
+        for i in 0..5 {
+            c.propose_accept(old, &format!("ticket {i}"))
+                .expect("accepted");
+        }
+        c.handle_readies();
+        drain(&mut c);
+        let before = c.ticket_ids(old);
+        assert_eq!(before.len(), 5);
+        assert!(
+            c.replicas
+                .values()
+                .all(|r| r.is_leader() == r.is_settled_leader()),
+            "followers are never settled leaders, a leader with everything applied is"
+        );
+        c.crash(old);
+        // As a node's liveness tracker would: a follower that hibernated
+        // wakes once its leader is unreachable.
+        hotline_node::core::liveness::wake_orphans(c.replicas.values_mut(), |l| l == old);
+        let mut new = None;
+        for _ in 0..10_000 {
+            if c.network.is_empty() {
+                c.tick_all();
+            } else {
+                c.deliver_one();
+            }
+            // Looked at before its Ready: the vote that made it leader is
+            // stepped, its no-op is not even persisted.
+            if let Some(r) = c.replicas.values().find(|r| r.is_leader()) {
+                assert!(
+                    !r.is_settled_leader(),
+                    "a leader of a moment is not settled"
+                );
+                new = Some(r.node_id());
+                break;
+            }
+            c.handle_readies();
+        }
+        let new = new.expect("a new leader");
+        assert_ne!(new, old);
+        c.handle_readies();
+        drain(&mut c);
+        assert!(c.replicas[&new].is_settled_leader());
+        assert_eq!(c.replicas[&new].applied(), c.replicas[&new].commit_index());
+        assert_eq!(
+            c.ticket_ids(new),
+            before,
+            "what was committed before, applied"
+        );
+    }
+
     #[test]
     fn proposals_between_two_readies_share_one_append_per_follower() {
         let (mut c, l) = settled();

@@ -558,6 +558,16 @@ impl Replica {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// Leader, with an entry of its own term committed and everything
+    /// committed applied: its state machine holds every write committed
+    /// before its election. A new leader is not settled until its no-op
+    /// commits. (Unlike a ReadIndex read, this does not prove it is still
+    /// the leader: enough for work that is at least once anyway.)
+    pub fn is_settled_leader(&self) -> bool {
+        let r = &self.raw.raft;
+        self.is_leader() && r.commit_to_current_term() && self.applied >= r.raft_log.committed
+    }
+
     pub fn leader_id(&self) -> u64 {
         self.raw.raft.leader_id
     }
