@@ -69,6 +69,9 @@ const FORWARD_INTERVAL_MS: SimMs = 500;
 /// node does, so outboxes stay bounded over a simulated day.
 const NOTIFY_INTERVAL_MS: SimMs = 500;
 const NOTIFY_BATCH: usize = 100;
+/// How soon the notifier looks again while its leader settles (the node's
+/// `SETTLE_POLL`).
+const NOTIFY_SETTLE_MS: SimMs = 10;
 /// Liveness: a node unheard for this long is suspected (4 election timeouts
 /// in the node; here the oracle fires once, after this delay).
 const SUSPECT_AFTER_MS: SimMs = 2_000;
@@ -1942,10 +1945,17 @@ impl Sim {
             self.schedule_notify(group, NOTIFY_INTERVAL_MS);
             return;
         };
-        let Some(QueryAnswer::Outbox(batch)) = self.slot(leader, group).map(|s| {
-            s.replica.tickets().query(&Query::Outbox {
-                limit: NOTIFY_BATCH,
-            })
+        // As the node's notifier: the leader's own replica, once it has
+        // settled as leader (its term's entry committed, all applied).
+        let Some(slot) = self.slot(leader, group) else {
+            return;
+        };
+        if !slot.replica.is_settled_leader() {
+            self.schedule_notify(group, NOTIFY_SETTLE_MS);
+            return;
+        }
+        let QueryAnswer::Outbox(batch) = slot.replica.tickets().query(&Query::Outbox {
+            limit: NOTIFY_BATCH,
         }) else {
             return;
         };
