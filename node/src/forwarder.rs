@@ -106,7 +106,7 @@ impl Handle {
     /// One round of the forwarder for this handle's group.
     async fn forward_round(&self) -> Result<usize, Status> {
         let QueryAnswer::Transfers(work) = self
-            .read(Query::TransferWork {
+            .read_as_settled_leader(Query::TransferWork {
                 limit: MAX_WORK_PER_ROUND,
             })
             .await?

@@ -367,10 +367,50 @@ impl Handle {
     }
 }
 
-/// How often, and how many times, the notifier looks again while this
+/// How often, and how many times, a background task looks again while this
 /// node's replica settles as a new leader (one raft round, usually).
 const SETTLE_POLL: Duration = Duration::from_millis(10);
 const SETTLE_POLLS: u32 = 50;
+
+impl Handle {
+    /// A read of this node's own replica for the group's background work
+    /// (the notifier, the forwarder), once it has settled as leader
+    /// ([`crate::core::Replica::is_settled_leader`]). No ReadIndex round: that
+    /// was a heartbeat to every peer and back per group per round (on a node
+    /// leading 64 busy groups, half a raft round per 60 accepts), and it
+    /// would wake a hibernating group. The work is safe to repeat (delivery
+    /// at least once, transfers idempotent by transfer id): a deposed leader
+    /// that does not know it yet repeats some, the new one goes on. Settled
+    /// means it has applied everything committed before its election, so a
+    /// new leader does not redo what a `Delivered` or a `HopDone` it has not
+    /// applied yet already finished.
+    pub(crate) async fn read_as_settled_leader(&self, query: Query) -> Result<QueryAnswer, Status> {
+        let group_id = self.group_id;
+        let mut peek = self.peek().await;
+        for _ in 0..SETTLE_POLLS {
+            if peek.settled || !peek.leader {
+                break;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+            peek = self.peek().await;
+        }
+        if !peek.settled {
+            return Err(Status::unavailable(format!(
+                "group {group_id}: this node's replica is not a settled leader (leader, an entry of its term committed, everything committed applied)"
+            )));
+        }
+        let answer = self
+            .ask("read queue", |reply| Control::ReadLocal {
+                group_id,
+                query,
+                reply,
+            })
+            .await?;
+        answer.map(|(a, _)| a).ok_or_else(|| {
+            Status::failed_precondition(format!("group {group_id} is not hosted here"))
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl notify::Outbox for Handle {
@@ -379,46 +419,14 @@ impl notify::Outbox for Handle {
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Notification>, String> {
-        // The leader's own replica, read locally: no ReadIndex round (a
-        // heartbeat to every peer and back, per group per round: on a node
-        // leading 64 busy groups that was half a raft round per 60 accepts)
-        // and no hibernating group woken. Delivery is at least once anyway:
-        // what a deposed leader still sees pending, the new one sends again;
-        // what is committed but not applied here yet comes next round. The
-        // `Delivered` of the last round was applied here before it answered.
-        let mut peek = self.peek().await;
-        if peek.outbox == 0 {
+        if self.peek().await.outbox == 0 {
             // Notifications applied later ring the bell.
             return Ok(Vec::new());
         }
-        // A new leader may not have applied everything committed before its
-        // election yet (a `Delivered` among it): wait for its no-op to
-        // commit and apply rather than send again what was delivered.
-        for _ in 0..SETTLE_POLLS {
-            if peek.settled {
-                break;
-            }
-            tokio::time::sleep(SETTLE_POLL).await;
-            peek = self.peek().await;
-        }
-        let group_id = self.group_id;
-        if !peek.settled {
-            return Err(format!(
-                "group {group_id}: this node's replica has not settled as leader (no entry of its term committed and applied)"
-            ));
-        }
-        let answer = self
-            .ask("read queue", |reply| Control::ReadLocal {
-                group_id,
-                query: Query::Outbox { limit },
-                reply,
-            })
-            .await
-            .map_err(|e| e.message().to_string())?;
-        match answer {
-            Some((QueryAnswer::Outbox(n), _)) => Ok(n),
-            Some(_) => Err("unexpected answer".into()),
-            None => Err(format!("group {group_id} is not hosted here")),
+        match self.read_as_settled_leader(Query::Outbox { limit }).await {
+            Ok(QueryAnswer::Outbox(n)) => Ok(n),
+            Ok(_) => Err("unexpected answer".into()),
+            Err(e) => Err(e.message().to_string()),
         }
     }
 

@@ -69,9 +69,9 @@ const FORWARD_INTERVAL_MS: SimMs = 500;
 /// node does, so outboxes stay bounded over a simulated day.
 const NOTIFY_INTERVAL_MS: SimMs = 500;
 const NOTIFY_BATCH: usize = 100;
-/// How soon the notifier looks again while its leader settles (the node's
-/// `SETTLE_POLL`).
-const NOTIFY_SETTLE_MS: SimMs = 10;
+/// How soon the notifier or the forwarder looks again while its leader
+/// settles (the node's `SETTLE_POLL`).
+const SETTLE_POLL_MS: SimMs = 10;
 /// Liveness: a node unheard for this long is suspected (4 election timeouts
 /// in the node; here the oracle fires once, after this delay).
 const SUSPECT_AFTER_MS: SimMs = 2_000;
@@ -1951,7 +1951,7 @@ impl Sim {
             return;
         };
         if !slot.replica.is_settled_leader() {
-            self.schedule_notify(group, NOTIFY_SETTLE_MS);
+            self.schedule_notify(group, SETTLE_POLL_MS);
             return;
         }
         let QueryAnswer::Outbox(batch) = slot.replica.tickets().query(&Query::Outbox {
@@ -1988,8 +1988,13 @@ impl Sim {
             self.schedule_forward(group, FORWARD_INTERVAL_MS);
             return;
         };
+        // As the node's forwarder: a settled leader's own replica.
         let work = match self.slot(leader, group) {
-            Some(s) => s.replica.tickets().transfer_work(64),
+            Some(s) if s.replica.is_settled_leader() => s.replica.tickets().transfer_work(64),
+            Some(_) => {
+                self.schedule_forward(group, SETTLE_POLL_MS);
+                return;
+            }
             None => return,
         };
         if work.is_empty() {
