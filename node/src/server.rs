@@ -235,6 +235,25 @@ impl Handle {
         }
     }
 
+    /// This node's replica of the group, as it stands (no ReadIndex round),
+    /// with the label that says how stale it may be.
+    async fn read_local(&self, query: Query) -> Result<(QueryAnswer, ReadLabel), Status> {
+        let group_id = self.group_id;
+        let answer = self
+            .ask("read queue", |reply| Control::ReadLocal {
+                group_id,
+                query,
+                reply,
+            })
+            .await?;
+        answer.ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "group {group_id} is not hosted on node {}",
+                self.node_id
+            ))
+        })
+    }
+
     /// A read as the request asks: linearizable through the leader, or
     /// local (stale-but-labelled) from this node's replica.
     pub(crate) async fn read_as(
@@ -245,21 +264,8 @@ impl Handle {
         match ReadConsistency::try_from(consistency) {
             Ok(ReadConsistency::ReadLinearizable) => Ok((self.read(query).await?, None)),
             Ok(ReadConsistency::ReadLocal) => {
-                let group_id = self.group_id;
-                let answer = self
-                    .ask("read queue", |reply| Control::ReadLocal {
-                        group_id,
-                        query,
-                        reply,
-                    })
-                    .await?;
-                match answer {
-                    Some((a, label)) => Ok((a, Some(label))),
-                    None => Err(Status::failed_precondition(format!(
-                        "group {} is not hosted on node {}",
-                        self.group_id, self.node_id
-                    ))),
-                }
+                let (a, label) = self.read_local(query).await?;
+                Ok((a, Some(label)))
             }
             Err(_) => Err(Status::invalid_argument(format!(
                 "consistency: unknown value {consistency}"
@@ -396,16 +402,7 @@ impl Handle {
                 "group {group_id}: this node's replica is not a settled leader (leader, an entry of its term committed, everything committed applied)"
             )));
         }
-        let answer = self
-            .ask("read queue", |reply| Control::ReadLocal {
-                group_id,
-                query,
-                reply,
-            })
-            .await?;
-        answer.map(|(a, _)| a).ok_or_else(|| {
-            Status::failed_precondition(format!("group {group_id} is not hosted here"))
-        })
+        Ok(self.read_local(query).await?.0)
     }
 }
 
