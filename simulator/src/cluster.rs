@@ -355,9 +355,10 @@ mod tests {
         panic!("messages kept flowing without ticks");
     }
 
-    /// The notifier reads its leader's own replica (no ReadIndex round), so
-    /// a new leader must not pass for settled before it has applied what
-    /// was committed before its election: its term's no-op marks that.
+    /// The notifier and the forwarder read their leader's own replica (no
+    /// ReadIndex round), so a new leader must not pass for settled before it
+    /// has applied what was committed before its election: its term's no-op
+    /// marks that.
     #[test]
     fn a_new_leader_is_settled_only_once_its_no_op_is_applied() {
         let (mut c, old) = settled();
