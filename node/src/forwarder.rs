@@ -104,11 +104,15 @@ impl Handle {
     }
 
     /// One round of the forwarder for this handle's group.
-    async fn forward_round(&self) -> Result<usize, Status> {
+    /// `peek`: the look that found work to do.
+    async fn forward_round(&self, peek: crate::raft_loop::Peek) -> Result<usize, Status> {
         let QueryAnswer::Transfers(work) = self
-            .read_as_settled_leader(Query::TransferWork {
-                limit: MAX_WORK_PER_ROUND,
-            })
+            .read_as_settled_leader(
+                peek,
+                Query::TransferWork {
+                    limit: MAX_WORK_PER_ROUND,
+                },
+            )
             .await?
         else {
             return Err(Status::internal("unexpected answer"));
@@ -211,7 +215,7 @@ pub async fn run(
             continue;
         }
         pause = FORWARD_INTERVAL;
-        let round = h.forward_round();
+        let round = h.forward_round(peek);
         tokio::select! {
             biased;
             _ = &mut shutdown => return,

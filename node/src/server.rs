@@ -387,9 +387,14 @@ impl Handle {
     /// means it has applied everything committed before its election, so a
     /// new leader does not redo what a `Delivered` or a `HopDone` it has not
     /// applied yet already finished.
-    pub(crate) async fn read_as_settled_leader(&self, query: Query) -> Result<QueryAnswer, Status> {
+    /// `peek` is the caller's fresh look at the group (it has just checked
+    /// there is work), so a settled leader costs no second one.
+    pub(crate) async fn read_as_settled_leader(
+        &self,
+        mut peek: crate::raft_loop::Peek,
+        query: Query,
+    ) -> Result<QueryAnswer, Status> {
         let group_id = self.group_id;
-        let mut peek = self.peek().await;
         for _ in 0..SETTLE_POLLS {
             if peek.settled || !peek.leader {
                 break;
@@ -413,11 +418,15 @@ impl notify::Outbox for Handle {
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Notification>, String> {
-        if self.peek().await.outbox == 0 {
+        let peek = self.peek().await;
+        if peek.outbox == 0 {
             // Notifications applied later ring the bell.
             return Ok(Vec::new());
         }
-        match self.read_as_settled_leader(Query::Outbox { limit }).await {
+        match self
+            .read_as_settled_leader(peek, Query::Outbox { limit })
+            .await
+        {
             Ok(QueryAnswer::Outbox(n)) => Ok(n),
             Ok(_) => Err("unexpected answer".into()),
             Err(e) => Err(e.message().to_string()),

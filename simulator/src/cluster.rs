@@ -342,9 +342,10 @@ mod tests {
         (c, l)
     }
 
-    /// Delivers every message and runs the Ready loops, without ticks (so
+    /// Runs the Ready loops and delivers every message, without ticks (so
     /// no heartbeat carries anything).
     fn drain(c: &mut MemCluster) {
+        c.handle_readies();
         for _ in 0..1_000 {
             if c.network.is_empty() {
                 return;
@@ -367,7 +368,6 @@ mod tests {
             c.propose_accept(old, &format!("ticket {i}"))
                 .expect("accepted");
         }
-        c.handle_readies();
         drain(&mut c);
         let before = c.ticket_ids(old);
         assert_eq!(before.len(), 5);
@@ -402,7 +402,6 @@ mod tests {
         }
         let new = new.expect("a new leader");
         assert_ne!(new, old);
-        c.handle_readies();
         drain(&mut c);
         assert!(c.replicas[&new].is_settled_leader());
         assert_eq!(c.replicas[&new].applied(), c.replicas[&new].commit_index());
