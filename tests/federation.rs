@@ -345,7 +345,9 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
 
 /// Federation envelopes only along the directory, from the node the
 /// certificate names: node 3's certificate may neither claim to be node 6
-/// (a member of 嘉定's group) nor send for a group node 3 is not in.
+/// (a member of 嘉定's group) or the callee itself, nor send for a group
+/// node 3 is not in; and node 6 may not send 嘉定's envelope past the
+/// national relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     use hotline_node::{tls, transport};
@@ -393,6 +395,35 @@ async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     let e = call(3, 310114).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("not a member"), "{}", e.message());
+    // Claims to be node 8 itself, a member of 太仓's group: a node's calls
+    // to itself carry its own certificate, so the claim is checked too.
+    let e = call(8, 320585).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("certificate"), "{}", e.message());
+    // Node 6 really is a member of 嘉定's group, but a cross-province
+    // envelope from 嘉定 goes through the national group, not straight to 太仓.
+    let node6 = hotline_node::config::NodeConfig::load(&cl.node_config(6))
+        .unwrap()
+        .tls
+        .unwrap();
+    let as_node6 = tls::client_config(&node6, &tls::node_name(8)).unwrap();
+    let ch6 = transport::endpoint("https://127.0.0.1:8108".into(), Some(as_node6))
+        .unwrap()
+        .connect_lazy();
+    let mut r = tonic::Request::new(ForwardRequest {
+        from_group: 310114,
+        to_group: 320585,
+        envelope: Some(hotline_proto::v1::TransferEnvelope {
+            hops: vec![310114],
+            ..envelope.clone()
+        }),
+        receipt: None,
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", "6".parse().unwrap());
+    let e = FederationClient::new(ch6).forward(r).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().starts_with("to_group"), "{}", e.message());
     // Nothing reached 太仓.
     let owned = c
         .list(hotline_proto::v1::ListTicketsRequest {

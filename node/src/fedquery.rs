@@ -152,8 +152,19 @@ fn subtree(
         }
         out.answered.sort();
         out.missing.sort();
+        bound_lists(&mut out, if req.limit == 0 { 100 } else { req.limit });
         out
     })
+}
+
+/// Each group answers up to `limit` items: a subtree's list is the first
+/// `limit` of their union, in the groups' own order (the nearest deadline
+/// first), so an answer stays bounded however many groups the tree has.
+fn bound_lists(out: &mut FederatedQueryResponse, limit: u32) {
+    out.tickets
+        .sort_by_key(|t| (crate::core::tickets::worklist_order(t), t.id.clone()));
+    out.tickets.truncate(limit as usize);
+    out.transfers.truncate(limit as usize);
 }
 
 /// One group's answer from its own state (a linearizable read).
@@ -262,4 +273,35 @@ fn merge(into: &mut FederatedQueryResponse, from: FederatedQueryResponse) {
     sum(&mut into.by_status, from.by_status);
     into.tickets.extend(from.tickets);
     into.transfers.extend(from.transfers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::v1::Ticket;
+
+    /// Two groups' overdue lists, each at the limit: the merged answer
+    /// keeps `limit` items, the most pressing of both.
+    #[test]
+    fn a_merged_list_is_bounded_by_the_limit() {
+        let list = |group: &str, deadlines: &[i64]| FederatedQueryResponse {
+            tickets: deadlines
+                .iter()
+                .map(|&d| Ticket {
+                    id: format!("{group}-{d}"),
+                    deadline_ms: d,
+                    ..Default::default()
+                })
+                .collect(),
+            total: deadlines.len() as u64,
+            ..Default::default()
+        };
+        let mut out = list("310114", &[10, 30, 50]);
+        merge(&mut out, list("320585", &[20, 40, 0]));
+        assert_eq!(out.tickets.len(), 6);
+        bound_lists(&mut out, 3);
+        let ids: Vec<_> = out.tickets.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["310114-10", "320585-20", "310114-30"]);
+        assert_eq!(out.total, 6, "the count still covers every answer");
+    }
 }

@@ -26,7 +26,7 @@ use hotline_proto::v1::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::core::transfer::forward_candidates;
+use crate::core::transfer::{forward_candidates, hop_allowed};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::faults::Verdict;
 use crate::server::Handle;
@@ -242,6 +242,7 @@ impl Federation for Handle {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let certs = req.peer_certs();
+        let peer_addr = req.remote_addr();
         let r = req.into_inner();
         if !self.directory.contains(r.from_group) || !self.directory.contains(r.to_group) {
             tracing::warn!(
@@ -258,6 +259,8 @@ impl Federation for Handle {
         if !members.contains(&caller) {
             tracing::warn!(
                 caller,
+                presented = ?certs.as_ref().and_then(|c| c.first()).map(tls::presented_names),
+                ?peer_addr,
                 from = r.from_group,
                 "forward refused: caller is not a member of the sending group"
             );
@@ -266,20 +269,39 @@ impl Federation for Handle {
                 r.from_group
             )));
         }
-        if self.tls && caller != self.node_id {
-            let ok = certs
-                .as_ref()
-                .and_then(|c| c.first())
-                .is_some_and(|c| tls::cert_names_node(c, caller));
-            if !ok {
+        // Also when the caller claims to be this node: a node's calls to
+        // itself go over loopback with its own certificate, and anyone
+        // else's claim must not skip the check.
+        if self.tls {
+            let cert = certs.as_ref().and_then(|c| c.first());
+            if !cert.is_some_and(|c| tls::cert_names_node(c, caller)) {
+                let presented = cert.map(tls::presented_names).unwrap_or_default();
                 tracing::warn!(
                     caller,
+                    ?presented,
+                    ?peer_addr,
                     "forward refused: certificate does not name the calling node"
                 );
                 return Err(Status::permission_denied(format!(
                     "certificate does not name node {caller}"
                 )));
             }
+        }
+        if let Err(why) = hop_allowed(
+            &self.directory,
+            r.from_group,
+            r.to_group,
+            r.envelope.as_ref(),
+            r.receipt.as_ref(),
+        ) {
+            tracing::warn!(
+                caller,
+                from = r.from_group,
+                to = r.to_group,
+                why,
+                "forward refused: not along the directory"
+            );
+            return Err(Status::permission_denied(why));
         }
         if caller != self.node_id && matches!(self.faults.inbound(caller), Verdict::Drop) {
             return Err(Status::unavailable("link cut (drill)"));

@@ -819,8 +819,13 @@ impl Raft for Handle {
                         .and_then(|c| c.first())
                         .is_some_and(|c| tls::cert_names_node(c, from));
                     if !ok {
+                        let presented = certs
+                            .as_ref()
+                            .and_then(|c| c.first())
+                            .map(tls::presented_names);
                         tracing::warn!(
                             ?peer_addr,
+                            ?presented,
                             claimed = from,
                             "raft stream refused: certificate does not name the claimed node"
                         );

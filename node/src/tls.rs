@@ -140,6 +140,14 @@ pub fn cert_names_node(cert: &CertificateDer<'_>, id: u64) -> bool {
     ee.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
+/// The DNS names a certificate presents, for logging who was refused (the
+/// check itself is [`cert_names_node`]); empty if it does not parse.
+pub fn presented_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    webpki::EndEntityCert::try_from(cert)
+        .map(|ee| ee.valid_dns_names().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +162,7 @@ mod tests {
             CertificateDer::from(decode_b64(&b64))
         };
         let n1 = der(&nodes[0].cert);
+        assert_eq!(presented_names(&n1)[0], node_name(1));
         assert!(cert_names_node(&n1, 1));
         assert!(!cert_names_node(&n1, 2));
         assert!(!cert_names_node(&der(&client.cert), 1));

@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
 use hotline_node::core::tickets::{IdKey, SmWrites};
-use hotline_node::core::transfer::forward_candidates;
+use hotline_node::core::transfer::{forward_candidates, hop_allowed};
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
 };
@@ -2068,6 +2068,22 @@ impl Sim {
             .or_else(|| item.receipt.as_ref().map(|r| r.transfer_id.clone()))
             .unwrap_or_default();
         let receipt = item.receipt.is_some();
+        // The callee's check of the real node (node/src/forwarder.rs): every
+        // hop this forwarder takes must pass it, or nodes would refuse
+        // legitimate transfers.
+        if let Err(why) = hop_allowed(
+            &self.dir,
+            item.from_group,
+            item.to_group,
+            item.envelope.as_ref(),
+            item.receipt.as_ref(),
+        ) {
+            self.fail(format!(
+                "transfer {transfer_id}: the callee refuses the hop {} → {}: {why}",
+                item.from_group, item.to_group
+            ));
+            return;
+        }
         let op = match (item.envelope, item.receipt) {
             (Some(envelope), None) => command::Op::Custody(Custody {
                 envelope: Some(envelope),

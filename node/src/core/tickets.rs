@@ -52,6 +52,12 @@ pub struct FieldError {
     pub reason: String,
 }
 
+/// The order of worklists (lists by deadline): the nearest deadline first,
+/// no deadline last, then the order of acceptance.
+pub fn worklist_order(t: &Ticket) -> (bool, i64, u64) {
+    (t.deadline_ms == 0, t.deadline_ms, t.raft_index)
+}
+
 pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError {
         field,
@@ -864,7 +870,7 @@ impl TicketMachine {
         }
         if f.by_deadline {
             // Worklists: the nearest deadline first; no deadline last.
-            out.sort_by_key(|t| (t.deadline_ms == 0, t.deadline_ms, t.raft_index));
+            out.sort_by_key(worklist_order);
             out.truncate(limit);
         }
         QueryAnswer::Tickets {

@@ -96,13 +96,95 @@ pub fn forward_candidates(
     if at == to {
         return Vec::new();
     }
+    let target = relay_target(dir, at, to, env.via_national_done);
+    dir.path(at, target).into_iter().skip(1).rev().collect()
+}
+
+/// Where an envelope at `at` heading for `to` aims: `to`, or the national
+/// group for a cross-province envelope that has not passed it yet (the
+/// national group relays and lists every cross-province case).
+fn relay_target(
+    dir: &hotline_federation::directory::Directory,
+    at: u64,
+    to: u64,
+    via_national_done: bool,
+) -> u64 {
     let national = hotline_federation::topology::NATIONAL_GROUP;
-    let relay = !env.via_national_done
+    let relay = !via_national_done
         && at != national
         && dir.contains(national)
         && dir.is_cross_province(at, to);
-    let target = if relay { national } else { to };
-    dir.path(at, target).into_iter().skip(1).rev().collect()
+    if relay { national } else { to }
+}
+
+/// Every group an envelope from `origin` to `dest` may pass, in order: the
+/// directory path to the relay target, then on to `dest`. Each hop
+/// [`forward_candidates`] offers lies on it (a path between two groups of
+/// a tree path is part of it).
+fn route(dir: &hotline_federation::directory::Directory, origin: u64, dest: u64) -> Vec<u64> {
+    let target = relay_target(dir, origin, dest, false);
+    let mut r = dir.path(origin, target);
+    r.extend(dir.path(target, dest).into_iter().skip(1));
+    r
+}
+
+/// Whether a `Forward` call from group `from` to group `to` follows the
+/// directory, as the callee checks it before committing anything
+/// (DESIGN.md §5, security): an envelope must come from its last custodian
+/// and go to a group [`forward_candidates`] offers from there; a receipt must
+/// travel back along its transfer's route (origin → destination, the
+/// origin's group leading its transfer id), from a later group to an
+/// earlier one. `Err` says why not, for the refusal.
+pub fn hop_allowed(
+    dir: &hotline_federation::directory::Directory,
+    from: u64,
+    to: u64,
+    envelope: Option<&TransferEnvelope>,
+    receipt: Option<&TransferReceipt>,
+) -> Result<(), String> {
+    if let Some(env) = envelope {
+        if env.hops.first() != Some(&env.origin_group) || env.hops.last() != Some(&from) {
+            return Err(format!(
+                "envelope.hops: {:?} must run from origin group {} to the sending group {from}",
+                env.hops, env.origin_group
+            ));
+        }
+        let rec = TransferRecord {
+            envelope: Some(env.clone()),
+            ..Default::default()
+        };
+        if !forward_candidates(dir, from, &rec).contains(&to) {
+            return Err(format!(
+                "to_group: group {to} is not on the directory's way from {from} to {}",
+                env.destination_group
+            ));
+        }
+    }
+    if let Some(rc) = receipt {
+        let origin = rc
+            .transfer_id
+            .split('-')
+            .next()
+            .and_then(|g| g.parse::<u64>().ok())
+            .filter(|&g| dir.contains(g))
+            .ok_or_else(|| {
+                format!(
+                    "receipt.transfer_id: {:?} does not start with an origin group",
+                    rc.transfer_id
+                )
+            })?;
+        let r = route(dir, origin, rc.by_group);
+        let pos = |g| r.iter().position(|&x| x == g);
+        match (pos(from), pos(to)) {
+            (Some(f), Some(t)) if t < f => {}
+            _ => {
+                return Err(format!(
+                    "to_group: a receipt goes from {from} to {to}, not back along its route {r:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn province(code: &str) -> &str {
@@ -505,6 +587,22 @@ impl TicketMachine {
         if rec.receipt.is_some() {
             return ApplyResult::Custody { duplicate: true };
         }
+        // Only the destination answers a transfer (accepted or refused): a
+        // receipt naming another group would let any group on the way undo
+        // a delivery (a refused stub turns back into the origin's ticket).
+        let dest = rec.envelope.as_ref().map_or(0, |e| e.destination_group);
+        if rc.by_group != dest {
+            return ApplyResult::Rejected(
+                bad(
+                    "receipt.by_group",
+                    format!(
+                        "group {} is not this transfer's destination ({dest})",
+                        rc.by_group
+                    ),
+                )
+                .into(),
+            );
+        }
         let me = self.group_id();
         let rec = self.transfer_mut(&rc.transfer_id).expect("found above");
         rec.state = if rc.refused {
@@ -781,6 +879,86 @@ mod tests {
         assert_eq!(receipt_ticket(&national), None);
         let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
         assert_eq!(&*owners_copy, dest.m.ticket(&t.id).unwrap());
+    }
+
+    /// The callee's check of a `Forward` (`hop_allowed`) lets through every
+    /// hop the forwarder takes (`forward_candidates`), envelope and receipt,
+    /// and refuses hops off the directory; the core refuses a receipt that
+    /// the transfer's destination did not issue.
+    #[test]
+    fn forwards_follow_the_directory() {
+        use hotline_federation::directory::Directory;
+        use hotline_federation::topology::{DEMO_TOML, NATIONAL_GROUP as NAT, Topology};
+        let dir = Directory::new(&Topology::parse(DEMO_TOML).unwrap());
+        let mut origin = G::new("310114");
+        let mut national = G::new("");
+        let mut dest = G::new("320585");
+        let t = accept_about(&mut origin, "320585102", 320585);
+
+        let allowed_from = |g: u64, rec: &TransferRecord| {
+            let hops = forward_candidates(&dir, g, rec);
+            assert!(!hops.is_empty());
+            for to in hops {
+                let r = hop_allowed(&dir, g, to, rec.envelope.as_ref(), None);
+                assert_eq!(r, Ok(()), "{g} → {to}");
+            }
+        };
+        let rec = origin.work()[0].clone();
+        let env = rec.envelope.clone().unwrap();
+        allowed_from(310114, &rec);
+        // Straight to 太仓 skips the national relay of a cross-province case.
+        let e = hop_allowed(&dir, 310114, 320585, Some(&env), None).unwrap_err();
+        assert!(e.starts_with("to_group"), "{e}");
+        // 嘉定's city may not send what 嘉定 holds.
+        let e = hop_allowed(&dir, 3101, NAT, Some(&env), None).unwrap_err();
+        assert!(e.starts_with("envelope.hops"), "{e}");
+
+        pass(&mut origin, &mut national);
+        allowed_from(NAT, &national.work()[0]);
+        pass(&mut national, &mut dest);
+
+        // The receipt goes back along the route, by the groups it came through.
+        let rec = dest.work()[0].clone();
+        assert!(rec.receipt_pending);
+        let rc = rec.receipt.clone().unwrap();
+        for to in forward_candidates(&dir, 320585, &rec) {
+            assert_eq!(
+                hop_allowed(&dir, 320585, to, None, Some(&rc)),
+                Ok(()),
+                "→ {to}"
+            );
+        }
+        assert_eq!(hop_allowed(&dir, NAT, 310114, None, Some(&rc)), Ok(()));
+        // Not forward along it, nor from a group off it (黄浦).
+        assert!(hop_allowed(&dir, 310114, NAT, None, Some(&rc)).is_err());
+        assert!(hop_allowed(&dir, 310101, 310114, None, Some(&rc)).is_err());
+        let mut bad_id = rc.clone();
+        bad_id.transfer_id = format!("x{}", rc.transfer_id);
+        let e = hop_allowed(&dir, 320585, NAT, None, Some(&bad_id)).unwrap_err();
+        assert!(e.starts_with("receipt.transfer_id"), "{e}");
+
+        // A refusal the destination did not issue does not reach the
+        // origin's ticket: it stays transferred.
+        let mut forged = rc.clone();
+        forged.by_group = NAT;
+        forged.refused = true;
+        match origin.apply(command::Op::ReceiptIn(ReceiptIn {
+            receipt: Some(forged),
+        })) {
+            ApplyResult::Rejected(e) => {
+                assert!(e.to_string().contains("receipt.by_group"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let stub = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(stub.status, Status::Transferred as i32);
+        assert_eq!(stub.owner_group, 320585);
+        assert_ne!(stub.transfer_state, TransferState::Refused as i32);
+        // The destination's own receipt still completes it.
+        pass(&mut dest, &mut national);
+        pass(&mut national, &mut origin);
+        let stub = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(stub.transfer_state, TransferState::Delivered as i32);
     }
 
     #[test]
