@@ -657,7 +657,9 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     );
     println!("  hotline transfers --config {c}            # the national cross-province list");
     println!("  hotline query counts --config {c}         # national figures, fanned out");
-    println!("  hotline fault partition --config {c} --between 2 --and 3   # cut 上海 from 江苏");
+    println!(
+        "  hotline fault partition --config {c} --between 2,4,6,7 --and 3,5,8   # cut 上海's nodes from 江苏's"
+    );
     println!("  hotline ticket list --config {c} --region 310114");
     if let Some(m) = metrics.first() {
         println!("  curl http://{m}/metrics                 # Prometheus figures of node 1");

@@ -10,7 +10,8 @@
 //!
 //! Sets are comma-separated: node ids, or — with `--topology FILE` — site
 //! names, region codes or region names (`jiading`, `310114`, `嘉定区` or
-//! `嘉定`), each standing for every node at that site or serving that region.
+//! `嘉定`), each standing for every node at that site or serving that region
+//! or a place within it (`31`: 上海's province, city and district nodes).
 //! `node:`, `site:` and `region:` prefixes say which is meant when a token is
 //! ambiguous (region 31 and node 31).
 
@@ -322,9 +323,20 @@ fn resolve_token(flag: &str, token: &str, topo: Option<&Topology>) -> Result<BTr
     Ok(found)
 }
 
-/// A node's region matches its code, its name (`嘉定区`) or its name without
-/// the 省/市/区/县 suffix (`嘉定`).
+/// Whether a node serving region `code` lies in the region `name`: the
+/// node's own region or one containing it (a province's token takes in its
+/// cities', districts' and streets' nodes, so `--between 31 --and 32` cuts
+/// 上海 from 江苏, as an operator means it).
 fn region_matches(code: &str, name: &str) -> bool {
+    [2, 4, 6, 9]
+        .into_iter()
+        .filter(|&n| n <= code.len())
+        .any(|n| region_is(&code[..n], name))
+}
+
+/// A region matches its code, its name (`嘉定区`) or its name without the
+/// 省/市/区/县 suffix (`嘉定`).
+fn region_is(code: &str, name: &str) -> bool {
     if code == name {
         return true;
     }
@@ -680,12 +692,15 @@ voters = [6, 9]
         assert_eq!(r("嘉定区").unwrap(), vec![6, 9]); // region name
         assert_eq!(r("嘉定").unwrap(), vec![6, 9]); // without its suffix
         assert_eq!(r("江苏").unwrap(), vec![31]);
+        // A region takes in the nodes of the places within it.
+        assert_eq!(r("上海").unwrap(), vec![2, 6, 9]);
+        assert_eq!(r("region:3101").unwrap(), vec![6, 9]);
         assert_eq!(r("beijing,shanghai").unwrap(), vec![1, 2]);
         assert_eq!(r("2,jiading").unwrap(), vec![2, 6, 9]); // ids and names mix
-        assert_eq!(r("region:31").unwrap(), vec![2]);
+        assert_eq!(r("region:31").unwrap(), vec![2, 6, 9]);
         assert_eq!(r("node:31").unwrap(), vec![31]);
         assert_eq!(r("site:nanjing").unwrap(), vec![31]);
-        // 31 is node 31 (nanjing) and region 31 (node 2): ask which.
+        // 31 is node 31 (nanjing) and region 31 (nodes 2, 6, 9): ask which.
         let e = r("31").unwrap_err().to_string();
         assert!(
             e.contains("ambiguous") && e.contains("node:31") && e.contains("region:31"),

@@ -105,7 +105,7 @@ impl Directory {
     /// The groups an envelope passes from `from` to `to` along the hierarchy,
     /// both ends included, skipping levels that have no group: up from `from`
     /// through its ancestors' groups to the lowest common ancestor group, then
-    /// down to `to`. E.g. 310114 → 3101 → 31 → 0 → 32 → 3205 → 320585.
+    /// down to `to`. E.g. 310114 → 3101 → 31 → 86 → 32 → 3205 → 320585.
     /// `[from]` when `from == to`. Without a common ancestor group (no
     /// national group and different provinces) the path goes up as far as
     /// `from`'s top group, then down from `to`'s top group.

@@ -10,9 +10,9 @@
 //! order.
 //!
 //! Group ids: a region group is identified by its region code read as a number
-//! ([`group_id`]); the national group is 0. Province (2 digits), city (4),
-//! district (6) and street (9) codes never start with 0, so the four ranges are
-//! disjoint and the id alone says the level.
+//! ([`group_id`]); the national group is [`NATIONAL_GROUP`] (86). Province (2
+//! digits, 11–82), city (4), district (6) and street (9) codes never start with
+//! 0, so the ranges are disjoint and the id alone says the level.
 
 use std::collections::{BTreeMap, BTreeSet};
 
