@@ -249,14 +249,17 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
             panic!("no leader of group {g} within 10 s");
         }
     };
-    // Kill the leaders of the national and destination groups as the
-    // envelope travels; every hop retries, every step is idempotent. Each
-    // group keeps a majority: national [1,2,3], 太仓 [8,5,3].
+    // Kill the leaders of the origin, national and destination groups as
+    // the envelope travels; every hop retries, every step is idempotent.
+    // Each group keeps a majority: 嘉定 [6,4,7] (no node in common with
+    // the others), national [1,2,3], 太仓 [8,5,3].
+    let jiading = leader_of(310114).await;
     let national = leader_of(NATIONAL_GROUP).await;
     let t = c
         .accept(about_taicang("太仓港区异味", "13800004321"))
         .await
         .unwrap();
+    cl.kill(jiading);
     cl.kill(national);
     let taicang = leader_of(320585).await;
     let alive =
@@ -281,8 +284,24 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
         .await
         .unwrap();
     assert_eq!(at_taicang.tickets.len(), 1, "applied once");
-    let recs = c.transfers(NATIONAL_GROUP, true, 10).await.unwrap();
-    assert_eq!(recs.len(), 1);
+    // A second apply of the envelope at 太仓 would not add a ticket (the id
+    // is taken) but refuse it, and the refusal would send the stub back
+    // to 嘉定 for review: the history and both ends show none of that.
+    let owned = owned_by_taicang(&c, &t.id).await.expect("owned by 太仓");
+    let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["accept", "transfer_out", "transfer_in"]);
+    let stub = c.get_in(310114, &t.id).await.unwrap();
+    assert_eq!(stub.status, Status::Transferred as i32, "still 太仓's");
+    assert!(stub.events.iter().all(|e| e.kind != "transfer_refused"));
+    for g in [NATIONAL_GROUP, 320585] {
+        let recs = c.transfers(g, false, 10).await.unwrap();
+        assert_eq!(recs.len(), 1, "one record of the transfer at group {g}");
+        assert_eq!(
+            recs[0].state,
+            TransferState::Delivered as i32,
+            "at group {g}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
