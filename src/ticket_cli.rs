@@ -20,7 +20,8 @@ use hotline_proto::v1::{
     AcceptRequest, Actor, Answer, Archive, CalendarText, Callback, Channel, Close, DeadlineState,
     DecideExtension, Dispatch, Event, Extend, ListTicketsRequest, Location, Merge, Policy,
     ReadLabel, Refer, ReferReason, Reopen, Reply, ReportRequest, Resolution, Return, ReviewReturn,
-    Role, Satisfaction, Sign, Status, Supervise, Ticket, TicketCommand, Urge, ticket_command::Op,
+    Role, Satisfaction, Sign, Status, Supervise, Ticket, TicketCommand, TransferTicketRequest,
+    Urge, ticket_command::Op,
 };
 use serde_json::{Value, json};
 
@@ -108,6 +109,19 @@ pub enum TicketCmd {
         /// Redirect target: 110, 119, 120, 122, or the competent channel.
         #[arg(long, default_value = "")]
         target: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
+    /// 转办: send an accepted ticket (also one a destination refused and sent
+    /// back) to the region where the problem is; this center keeps a stub
+    /// that shows the new owner's progress.
+    Transfer {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        /// The place the request is about: a district or street code.
+        #[arg(long)]
+        location: String,
         #[command(flatten)]
         a: ActorArgs,
     },
@@ -816,6 +830,29 @@ pub async fn run(command: TicketCmd) -> Result<()> {
         TicketCmd::Answer { c, id, text, a } => {
             let op = Op::Answer(Answer { text });
             send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
+        }
+        TicketCmd::Transfer { c, id, location, a } => {
+            let t = client(&c.config)?
+                .transfer(TransferTicketRequest {
+                    ticket_id: id,
+                    location,
+                    actor: actor(&a, CallTaker)?,
+                    reason: a.reason,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status_err)?;
+            if c.json {
+                println!("{}", ticket_json(&t));
+            } else {
+                println!(
+                    "{} transfer_out → {} {} (group {})",
+                    t.id,
+                    status_zh(t.status),
+                    status_name(t.status),
+                    t.owner_group
+                );
+            }
         }
         TicketCmd::Refer {
             c,

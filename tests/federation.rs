@@ -454,3 +454,95 @@ async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     assert!(owned.tickets.is_empty());
     assert!(cl.log(8).contains("forward refused"), "refusals are logged");
 }
+
+/// 转办 after the accept: a 嘉定 ticket found to be about 太仓 is sent there
+/// from the CLI; 太仓 finds it is 嘉定's after all and sends it back. Each
+/// way the stub stays behind and the owner's history grows; bad locations
+/// are refused with the field named, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_is_transferred_after_its_accept_and_back() {
+    use hotline_proto::v1::{Actor, Role, TransferTicketRequest};
+    let (cl, c) = federation(8120).await;
+    let mut req = about_taicang("嘉定：小区门口道路积水", "13800001357");
+    req.location = None;
+    let t = c.accept(req).await.unwrap();
+    assert_eq!(t.status, Status::Accepted as i32, "嘉定's own");
+
+    // Bad input first: nothing is written.
+    let transfer = |location: &str, group_id: u64| TransferTicketRequest {
+        ticket_id: t.id.clone(),
+        location: location.into(),
+        actor: Some(Actor {
+            id: "ct-07".into(),
+            role: Role::CallTaker as i32,
+        }),
+        reason: "问题发生地在外区".into(),
+        group_id,
+        ..Default::default()
+    };
+    for (loc, why) in [
+        ("", "required"),
+        ("999999", "no group owns"),
+        ("310114001", "this group"),
+    ] {
+        let e = c.transfer(transfer(loc, 0)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{loc}: {e}");
+        assert!(
+            e.message().starts_with("location:") && e.message().contains(why),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(c.get(&t.id).await.unwrap().events.len(), t.events.len());
+
+    // Out from the CLI.
+    let out = cl.cli(&[
+        "ticket",
+        "transfer",
+        &t.id,
+        "--location",
+        "320585102",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "transferred", "{out}");
+    until("owned by 太仓", Duration::from_secs(15), || async {
+        owned_by_taicang(&c, &t.id).await.is_some()
+    })
+    .await;
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+    // An owner's ticket that already left is not sent again from the stub.
+    let e = c.transfer(transfer("320585102", 310114)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+
+    // And back: 太仓 sends it to a 嘉定 street; 嘉定's stub becomes its ticket again.
+    let back = c.transfer(transfer("310114001", 320585)).await.unwrap();
+    assert_eq!(back.status, Status::Transferred as i32);
+    until("back at 嘉定", Duration::from_secs(15), || async {
+        c.get_in(310114, &t.id)
+            .await
+            .is_ok_and(|x| x.status == Status::Accepted as i32)
+    })
+    .await;
+    let home = c.get_in(310114, &t.id).await.unwrap();
+    let kinds: Vec<&str> = home.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "accept",
+            "transfer_out",
+            "transfer_in",
+            "transfer_out",
+            "transfer_in"
+        ]
+    );
+    assert!(
+        c.verify_in(310114, &t.id).await.unwrap().ok,
+        "one chain both ways"
+    );
+}

@@ -10,8 +10,8 @@ use hotline_proto::v1::{
     AcceptRequest, Event, GetPolicyRequest, GetTicketRequest, GetTicketResponse,
     ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
     OutboxRequest, Policy, ReadConsistency, ReportRequest, ReportResponse, SetPolicyRequest,
-    StatusRequest, StatusResponse, Ticket, TicketCommand, TicketCommandRequest, VerifyRequest,
-    VerifyResponse, WatchRequest,
+    StatusRequest, StatusResponse, Ticket, TicketCommand, TicketCommandRequest,
+    TransferTicketRequest, VerifyRequest, VerifyResponse, WatchRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -267,6 +267,27 @@ impl Client {
 
     /// Runs a lifecycle command. Zero `request_id` gets a random one, kept
     /// across this call's retries, so a retry never acts twice.
+    /// 转办: sends ticket `req.ticket_id` to the group owning `req.location`.
+    pub async fn transfer(&self, mut req: TransferTicketRequest) -> Result<Ticket, Status> {
+        if req.request_id == 0 {
+            req.request_id = rand::random::<u64>() | 1;
+        }
+        let g = self.ticket_group(&req.ticket_id, req.group_id);
+        req.group_id = g.unwrap_or(0);
+        self.with_retry_in(g, |ch| {
+            let req = req.clone();
+            async move {
+                TicketsClient::new(ch)
+                    .transfer(req)
+                    .await?
+                    .into_inner()
+                    .ticket
+                    .ok_or_else(|| Status::internal("empty response"))
+            }
+        })
+        .await
+    }
+
     pub async fn execute(&self, command: TicketCommand, request_id: u64) -> Result<Ticket, Status> {
         self.execute_in(0, command, request_id).await
     }

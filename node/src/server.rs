@@ -27,8 +27,8 @@ use hotline_proto::v1::{
     ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
     OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReadConsistency, ReadLabel, ReportRequest,
     ReportResponse, SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
-    TicketCommandRequest, TicketCommandResponse, VerifyRequest, VerifyResponse, WatchRequest,
-    command,
+    TicketCommandRequest, TicketCommandResponse, TransferOut, TransferTicketRequest, VerifyRequest,
+    VerifyResponse, WatchRequest, command,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
@@ -480,6 +480,41 @@ impl Tickets for Handle {
         let t = g
             .propose_ticket(command::Op::Ticket(cmd), r.request_id)
             .await?;
+        Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))
+    }
+
+    /// 转办 after the accept: the destination is the directory's owner of
+    /// the location, as at an accept; the state machine checks the rest
+    /// (the ticket is accepted here, the location outside this region).
+    async fn transfer(
+        &self,
+        req: Request<TransferTicketRequest>,
+    ) -> Result<Response<TicketCommandResponse>, Status> {
+        let r = req.into_inner();
+        let g = self.for_ticket(&r.ticket_id, r.group_id)?;
+        if r.location.is_empty() {
+            return Err(Status::invalid_argument("location: is required"));
+        }
+        let Some(owner) = self.directory.owner(&r.location) else {
+            return Err(Status::invalid_argument(format!(
+                "location: no group owns {} (not a district or street code in the directory)",
+                r.location
+            )));
+        };
+        if owner == g.group_id {
+            return Err(Status::invalid_argument(format!(
+                "location: {} belongs to this group ({}): dispatch it here",
+                r.location, g.group_id
+            )));
+        }
+        let op = command::Op::TransferOut(TransferOut {
+            ticket_id: r.ticket_id,
+            destination_group: owner,
+            destination_region: r.location,
+            actor: r.actor,
+            reason: r.reason,
+        });
+        let t = g.propose_ticket(op, r.request_id).await?;
         Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))
     }
 
