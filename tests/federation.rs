@@ -591,3 +591,75 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
         "one chain both ways"
     );
 }
+
+/// A node added to a group online is not in the topology file, yet may
+/// send for the group (it may come to lead it): the callee asks the group
+/// for its configuration. Node 5 (苏州) replays 嘉定's envelope to the
+/// national group: refused while it is not in 嘉定's group; once it is a
+/// learner there, accepted — and answered "duplicate", applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_online_may_forward_for_its_group() {
+    use hotline_node::{tls, transport};
+    use hotline_proto::v1::ForwardRequest;
+    use hotline_proto::v1::federation_client::FederationClient;
+
+    let (cl, c) = federation(8140).await;
+    let t = c
+        .accept(about_taicang("浮桥镇河道漂浮物", "13800002468"))
+        .await
+        .unwrap();
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+    let recs = c.transfers(NATIONAL_GROUP, true, 10).await.unwrap();
+    let mut envelope = recs[0].envelope.clone().unwrap();
+    envelope.hops.pop(); // as 嘉定 sent it
+    assert_eq!(envelope.hops, [310114]);
+
+    let node5 = hotline_node::config::NodeConfig::load(&cl.node_config(5))
+        .unwrap()
+        .tls
+        .unwrap();
+    let as_node5 = tls::client_config(&node5, &tls::node_name(1)).unwrap();
+    let ch = transport::endpoint("https://127.0.0.1:8141".into(), Some(as_node5))
+        .unwrap()
+        .connect_lazy();
+    let forward = || {
+        let ch = ch.clone();
+        let envelope = envelope.clone();
+        async move {
+            let mut r = tonic::Request::new(ForwardRequest {
+                from_group: 310114,
+                to_group: NATIONAL_GROUP,
+                envelope: Some(envelope),
+                receipt: None,
+            });
+            r.metadata_mut()
+                .insert("x-hotline-node", "5".parse().unwrap());
+            FederationClient::new(ch).forward(r).await
+        }
+    };
+    let e = forward().await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("not a member"), "{}", e.message());
+
+    cl.cli(&["group", "add-learner", "--region", "310114", "--node", "5"]);
+    // The refusal above is remembered for a few seconds.
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(r) = forward().await {
+            answer = Some(r.into_inner());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answer = answer.expect("node 5 may send for 嘉定's group within 20 s");
+    assert!(answer.duplicate, "the national group has it already");
+    assert_eq!(
+        c.transfers(NATIONAL_GROUP, true, 10).await.unwrap().len(),
+        1
+    );
+}

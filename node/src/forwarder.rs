@@ -16,12 +16,13 @@ use futures::StreamExt as _;
 use std::future::Future;
 use std::time::Duration;
 
+use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::federation_server::Federation;
 use hotline_proto::v1::{
     Custody, FederatedQueryRequest, FederatedQueryResponse, ForwardRequest, ForwardResponse,
-    HopDone, ReceiptIn, ReceiptPassed, TransferRecord, TransfersRequest, TransfersResponse,
-    command,
+    HopDone, ReceiptIn, ReceiptPassed, StatusRequest, StatusResponse, TransferRecord,
+    TransfersRequest, TransfersResponse, command,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -46,6 +47,18 @@ const FORWARD_CONCURRENCY: usize = 16;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Metadata key carrying the calling node's id (checked against its certificate).
 pub const NODE_HEADER: &str = "x-hotline-node";
+/// How long a caller found in a group's live configuration stays trusted
+/// to send for it, and one found outside it stays refused without asking
+/// again (so a flood of refused calls is not a flood of status calls).
+const LIVE_MEMBER_TTL: Duration = Duration::from_secs(30);
+const LIVE_NONMEMBER_TTL: Duration = Duration::from_secs(5);
+/// Bound on that memory: it is cleared when full.
+const MAX_LIVE_MEMBER_ENTRIES: usize = 4_096;
+
+/// (group, node) → whether the node was in the group's configuration, and
+/// when that was learnt ([`Handle::is_live_member`]).
+pub(crate) type LiveMembers =
+    std::sync::Mutex<std::collections::HashMap<(u64, u64), (bool, std::time::Instant)>>;
 
 impl Handle {
     /// Calls `f` on member nodes of `group` in turn until one succeeds,
@@ -84,6 +97,61 @@ impl Handle {
             }
         }
         Err(last)
+    }
+
+    /// Whether `node` is in group `g`'s configuration now: for a caller the
+    /// topology file does not list as a member, added online (`hotline group
+    /// add-learner`/`promote`) — it may lead the group and send its
+    /// transfers. The group itself says: this node's replica if it hosts
+    /// it, else a listed member's (`Admin.Status`: the configuration each
+    /// replica has applied). Answers are remembered for a while.
+    pub(crate) async fn is_live_member(&self, g: u64, node: u64) -> bool {
+        let now = std::time::Instant::now();
+        if let Some(&(member, at)) = self
+            .live_members
+            .lock()
+            .expect("not poisoned")
+            .get(&(g, node))
+        {
+            let ttl = if member {
+                LIVE_MEMBER_TTL
+            } else {
+                LIVE_NONMEMBER_TTL
+            };
+            if now.duration_since(at) < ttl {
+                return member;
+            }
+        }
+        let names = |s: &StatusResponse| {
+            s.groups.iter().find(|x| x.group_id == g).map(|x| {
+                x.voters.contains(&node)
+                    || x.learners.contains(&node)
+                    || x.voters_outgoing.contains(&node)
+            })
+        };
+        let member = if self.hosted.contains(g) {
+            self.status_now().await.ok().as_ref().and_then(names)
+        } else {
+            self.federation_call(g, |ch| async move {
+                let s = AdminClient::new(ch)
+                    .status(StatusRequest {})
+                    .await?
+                    .into_inner();
+                // A listed node that no longer hosts the group: ask the next.
+                names(&s).ok_or_else(|| Status::not_found("group not hosted there"))
+            })
+            .await
+            .ok()
+        };
+        let Some(member) = member else {
+            return false; // nobody answered: refuse, and ask again next time
+        };
+        let mut m = self.live_members.lock().expect("not poisoned");
+        if m.len() >= MAX_LIVE_MEMBER_ENTRIES {
+            m.clear();
+        }
+        m.insert((g, node), (member, now));
+        member
     }
 
     async fn forward_to(&self, group: u64, req: ForwardRequest) -> Result<ForwardResponse, Status> {
@@ -255,20 +323,6 @@ impl Federation for Handle {
                 "from_group/to_group: not in the directory",
             ));
         }
-        let members = self.topology.members(r.from_group);
-        if !members.contains(&caller) {
-            tracing::warn!(
-                caller,
-                presented = ?certs.as_ref().and_then(|c| c.first()).map(tls::presented_names),
-                ?peer_addr,
-                from = r.from_group,
-                "forward refused: caller is not a member of the sending group"
-            );
-            return Err(Status::permission_denied(format!(
-                "node {caller} is not a member of group {}",
-                r.from_group
-            )));
-        }
         // Also when the caller claims to be this node: a node's calls to
         // itself go over loopback with its own certificate, and anyone
         // else's claim must not skip the check.
@@ -286,6 +340,20 @@ impl Federation for Handle {
                     "certificate does not name node {caller}"
                 )));
             }
+        }
+        let listed = self.topology.members(r.from_group).contains(&caller);
+        if !listed && !self.is_live_member(r.from_group, caller).await {
+            tracing::warn!(
+                caller,
+                presented = ?certs.as_ref().and_then(|c| c.first()).map(tls::presented_names),
+                ?peer_addr,
+                from = r.from_group,
+                "forward refused: caller is not a member of the sending group"
+            );
+            return Err(Status::permission_denied(format!(
+                "node {caller} is not a member of group {}",
+                r.from_group
+            )));
         }
         if let Err(why) = hop_allowed(
             &self.directory,

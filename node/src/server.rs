@@ -86,6 +86,9 @@ pub struct Handle {
     pub(crate) faults: Arc<Faults>,
     /// Lazy channels to every node of the topology (federation traffic).
     pub(crate) fed: Arc<BTreeMap<u64, tonic::transport::Channel>>,
+    /// (group, node) → whether the node was in the group's configuration,
+    /// and when that was learnt (`forwarder.rs`, `is_live_member`).
+    pub(crate) live_members: Arc<crate::forwarder::LiveMembers>,
     proposals: Sender<Proposal>,
     control: Sender<Control>,
     timeout: Duration,
@@ -1067,6 +1070,7 @@ pub async fn run_node(
         directory: Arc::new(directory),
         faults,
         fed: Arc::new(fed),
+        live_members: Arc::default(),
         proposals: prop_tx,
         control: ctl_tx.clone(),
         timeout: Duration::from_millis(t.request_timeout_ms),
