@@ -1626,3 +1626,51 @@ pub fn is_snapshot(msg: &Message) -> bool {
 fn conf_state_is_empty(cs: &ConfState) -> bool {
     cs.voters.is_empty() && cs.learners.is_empty() && cs.voters_outgoing.is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(r: &mut Replica) {
+        while r.has_ready() {
+            let _ = r.ready();
+            r.on_persisted();
+        }
+    }
+
+    /// A leader that finds its group in a joint configuration that raft-rs
+    /// will not leave by itself (here an explicit transition; in the wild a
+    /// leader change before the entering entry applied) proposes the
+    /// leaving entry on its next tick.
+    #[test]
+    fn a_leader_leaves_a_joint_configuration_nobody_else_will() {
+        let cfg = ReplicaConfig::new(1, 310114, "310114");
+        let mut r = Replica::new(cfg, Recovered::bootstrap(&[1])).unwrap();
+        for _ in 0..50 {
+            r.tick();
+            drain(&mut r);
+        }
+        assert!(r.is_leader());
+        let mut change = ConfChangeSingle::default();
+        change.set_change_type(ConfChangeType::AddLearnerNode);
+        change.node_id = 2;
+        let mut cc = ConfChangeV2::default();
+        cc.set_transition(ConfChangeTransition::Explicit);
+        cc.mut_changes().push(change);
+        r.raw.propose_conf_change(Vec::new(), cc).unwrap();
+        drain(&mut r);
+        assert_eq!(r.conf_state().voters_outgoing, [1], "joint, and stays so");
+        assert!(
+            r.propose_conf_change(MembershipOp::Remove, 2).is_err(),
+            "no other change while joint"
+        );
+        r.tick();
+        drain(&mut r);
+        let cs = r.conf_state();
+        assert!(cs.voters_outgoing.is_empty(), "left: {cs:?}");
+        assert_eq!(
+            (cs.voters.as_slice(), cs.learners.as_slice()),
+            (&[1][..], &[2][..])
+        );
+    }
+}
