@@ -663,3 +663,40 @@ async fn a_member_added_online_may_forward_for_its_group() {
         1
     );
 }
+
+/// Idle groups cost almost nothing: once quiet, every replica of every
+/// group hibernates (no ticks, no raft heartbeats: the raft message count
+/// stands still), and a group wakes for work and sleeps again after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_hibernate_and_wake_for_work() {
+    let (cl, c) = federation(8160).await;
+    let all_asleep = || async {
+        c.status_all().await.into_iter().all(|s| {
+            s.is_ok_and(|s| !s.groups.is_empty() && s.groups.iter().all(|g| g.hibernating))
+        })
+    };
+    until(
+        "every replica hibernates",
+        Duration::from_secs(30),
+        all_asleep,
+    )
+    .await;
+    let sent = |id: u64| {
+        cl.metrics(id)
+            .lines()
+            .find(|l| l.starts_with("hotline_raft_messages_total{outcome=\"sent\"}"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .expect("raft messages counted")
+    };
+    let before: Vec<u64> = (1..=8).map(sent).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: Vec<u64> = (1..=8).map(sent).collect();
+    assert_eq!(before, after, "no raft message while everything sleeps");
+    assert!(all_asleep().await);
+
+    let mut req = about_taicang("嘉定：井盖缺失", "13800009753");
+    req.location = None;
+    let t = c.accept(req).await.expect("嘉定's group wakes for it");
+    assert_eq!(t.status, Status::Accepted as i32);
+    until("asleep again", Duration::from_secs(30), all_asleep).await;
+}
