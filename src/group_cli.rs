@@ -24,7 +24,10 @@ use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use hotline_federation::topology::{group_region, try_group_id};
 use hotline_proto::v1::admin_client::AdminClient;
-use hotline_proto::v1::{ConfChangeRequest, ConfChangeResponse, GroupStatus};
+use hotline_proto::v1::federation_client::FederationClient;
+use hotline_proto::v1::{
+    ConfChangeRequest, ConfChangeResponse, DirectoryImage, DirectoryRequest, GroupStatus,
+};
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -67,6 +70,13 @@ pub enum GroupCmd {
         #[arg(long)]
         node: u64,
     },
+    /// The replicated directory (kept by the national group): which group
+    /// owns which region and where its replicas are, and the version each
+    /// node routes with.
+    Directory {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
     /// Voters and learners of each group, and every replica's role.
     Show {
         #[command(flatten)]
@@ -83,6 +93,7 @@ pub async fn run(cmd: GroupCmd) -> Result<()> {
         GroupCmd::Promote { c, region, node } => change(&c, &region, node, "promote").await,
         GroupCmd::Remove { c, region, node } => change(&c, &region, node, "remove").await,
         GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
+        GroupCmd::Directory { c } => directory(&c).await,
     }
 }
 
@@ -256,6 +267,71 @@ async fn show(c: &ClientArgs, region: Option<&str>) -> Result<()> {
     }
     if !unreachable.is_empty() {
         println!("unreachable nodes: {}", ids(&unreachable));
+    }
+    Ok(())
+}
+
+/// The newest directory any node answers with, and each node's version.
+async fn directory(c: &ClientArgs) -> Result<()> {
+    let cl = client(&c.config)?;
+    let mut newest = DirectoryImage::default();
+    let mut nodes = Vec::new();
+    for (i, n) in cl.nodes.iter().enumerate() {
+        let mut fed = FederationClient::new(cl.channel(i));
+        let mut req = tonic::Request::new(DirectoryRequest { known_version: 0 });
+        req.set_timeout(Duration::from_secs(5));
+        let img = fed.directory(req).await.map(|r| r.into_inner());
+        let routes_with = match AdminClient::new(cl.channel(i))
+            .status(hotline_proto::v1::StatusRequest {})
+            .await
+        {
+            Ok(s) => Some(s.into_inner().directory_version),
+            Err(_) => None,
+        };
+        match img {
+            Ok(img) => {
+                nodes.push(json!({ "id": n.id, "routes_with": routes_with, "has": img.version }));
+                if img.version > newest.version {
+                    newest = img;
+                }
+            }
+            Err(e) => nodes.push(json!({ "id": n.id, "error": e.message() })),
+        }
+    }
+    if c.json {
+        let gs: Vec<Value> = newest
+            .groups
+            .iter()
+            .map(|p| {
+                json!({
+                    "group_id": p.group_id, "region": p.region,
+                    "voters": p.voters, "learners": p.learners,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "version": newest.version, "groups": gs, "nodes": nodes })
+        );
+        return Ok(());
+    }
+    println!("目录 directory version {}", newest.version);
+    for p in &newest.groups {
+        println!(
+            "  {:<20} voters {:<12} learners {}",
+            label(p.group_id),
+            ids(&p.voters),
+            ids(&p.learners)
+        );
+    }
+    for n in &nodes {
+        match n.get("error") {
+            Some(e) => println!("  node-{:<3} unreachable: {}", n["id"], e),
+            None => println!(
+                "  node-{:<3} routes with version {}",
+                n["id"], n["routes_with"]
+            ),
+        }
     }
     Ok(())
 }

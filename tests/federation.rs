@@ -645,8 +645,53 @@ async fn a_member_added_online_may_forward_for_its_group() {
     let e = forward().await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("not a member"), "{}", e.message());
+    // Nor may it write itself into the replicated directory.
+    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
+        group_id: 310114,
+        region: "310114".into(),
+        voters: vec![5],
+        learners: vec![],
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", "5".parse().unwrap());
+    let e = FederationClient::new(ch.clone())
+        .place(r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
 
+    let directory = || -> serde_json::Value {
+        serde_json::from_str(&cl.cli(&["group", "directory", "--json"])).unwrap()
+    };
+    // The national leader seeds it with the topology file's 8 groups.
+    until(
+        "the directory has every group",
+        Duration::from_secs(20),
+        || async { directory()["groups"].as_array().unwrap().len() == 8 },
+    )
+    .await;
+    let before = directory()["version"].as_u64().unwrap();
     cl.cli(&["group", "add-learner", "--region", "310114", "--node", "5"]);
+    // 嘉定's leader reports its new configuration to the national group, and
+    // every node routes with the directory that has it.
+    until(
+        "every node routes with node 5 in 嘉定's group",
+        Duration::from_secs(20),
+        || async {
+            let d = directory();
+            let placed = d["groups"].as_array().unwrap().iter().any(|g| {
+                g["group_id"] == 310114 && g["learners"].as_array().unwrap().contains(&5.into())
+            });
+            placed
+                && d["version"].as_u64().unwrap() > before
+                && d["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["routes_with"] == d["version"])
+        },
+    )
+    .await;
     // The refusal above is remembered for a few seconds.
     let mut answer = None;
     for _ in 0..100 {

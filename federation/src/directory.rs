@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::regions;
-use crate::topology::{Topology, group_id, group_region, try_group_id};
+use crate::topology::{GroupSpec, Topology, group_id, group_region, try_group_id};
 
 /// The national group's id.
 pub const NATIONAL: u64 = crate::topology::NATIONAL_GROUP;
@@ -24,6 +24,11 @@ pub struct Directory {
     parent: BTreeMap<u64, u64>,
     /// Group id → the groups whose nearest ancestor group it is, by id.
     children: BTreeMap<u64, Vec<u64>>,
+    /// Group id → its voters, then its learners: where its replicas are.
+    members: BTreeMap<u64, Vec<u64>>,
+    /// The version of the replicated directory this was built from; 0 for
+    /// the topology file alone.
+    version: u64,
 }
 
 /// The proper prefixes of a region that can be groups, deepest first:
@@ -45,11 +50,23 @@ impl Directory {
     /// ([`Topology::parse`] does); a group whose region is malformed is left
     /// out.
     pub fn new(t: &Topology) -> Directory {
-        let region: BTreeMap<u64, String> = t
-            .groups
-            .iter()
-            .filter_map(|g| Some((try_group_id(&g.region)?, g.region.clone())))
-            .collect();
+        Directory::from_groups(t.groups.iter(), 0)
+    }
+
+    /// The directory of these groups (a later spec of the same region
+    /// replaces an earlier one), at a version of the replicated directory.
+    pub fn from_groups<'a>(
+        groups: impl IntoIterator<Item = &'a GroupSpec>,
+        version: u64,
+    ) -> Directory {
+        let mut region = BTreeMap::new();
+        let mut members = BTreeMap::new();
+        for g in groups {
+            if let Some(id) = try_group_id(&g.region) {
+                region.insert(id, g.region.clone());
+                members.insert(id, g.voters.iter().chain(&g.learners).copied().collect());
+            }
+        }
         let mut parent = BTreeMap::new();
         let mut children: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for (&g, r) in &region {
@@ -66,7 +83,21 @@ impl Directory {
             region,
             parent,
             children,
+            members,
+            version,
         }
+    }
+
+    /// The nodes holding a group's replicas: its voters, then its learners.
+    /// Empty for an unknown group.
+    pub fn members(&self, group: u64) -> &[u64] {
+        self.members.get(&group).map_or(&[], Vec::as_slice)
+    }
+
+    /// The replicated directory's version this was built from (0: the
+    /// topology file alone).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Whether the directory has this group.
@@ -203,6 +234,29 @@ mod tests {
 
     fn all(_: u64) -> bool {
         true
+    }
+
+    /// A replicated placement replaces the file's for its group (the node
+    /// added online is where the group's replicas are now), and the tree
+    /// stays the same.
+    #[test]
+    fn a_later_placement_replaces_the_files() {
+        let t = Topology::parse(DEMO_TOML).unwrap();
+        let d = demo();
+        assert_eq!(d.version(), 0);
+        assert_eq!(d.members(310_114), t.members(310_114).as_slice());
+        assert!(d.members(999).is_empty());
+        let moved = GroupSpec {
+            region: "310114".into(),
+            voters: vec![2, 4, 5],
+            learners: vec![9],
+        };
+        let d2 = Directory::from_groups(t.groups.iter().chain([&moved]), 7);
+        assert_eq!(d2.version(), 7);
+        assert_eq!(d2.members(310_114), &[2, 4, 5, 9]);
+        assert_eq!(d2.members(320_585), d.members(320_585));
+        assert_eq!(d2.path(310_114, 320_585), d.path(310_114, 320_585));
+        assert_eq!(d2.owner("310114001"), Some(310_114));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub async fn query(
         )));
     }
     let root = try_group_id(&req.region)
-        .filter(|g| h.directory.contains(*g))
+        .filter(|g| h.dir().contains(*g))
         .ok_or_else(|| {
             Status::invalid_argument(format!(
                 "region: {:?} is not a group of the directory",
@@ -102,7 +102,7 @@ fn subtree(
             }
             Err(_) => out.missing.push(me.clone()),
         }
-        let children = g.directory.child_groups(g.group_id);
+        let children = g.dir().child_groups(g.group_id);
         let asks = children.into_iter().map(|child| {
             let g = g.clone();
             let mut r = req.clone();
@@ -145,7 +145,7 @@ fn subtree(
                     let mut stack = vec![child];
                     while let Some(x) = stack.pop() {
                         out.missing.push(group_region(x));
-                        stack.extend(g.directory.child_groups(x));
+                        stack.extend(g.dir().child_groups(x));
                     }
                 }
             }

@@ -20,9 +20,9 @@ use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::federation_server::Federation;
 use hotline_proto::v1::{
-    Custody, FederatedQueryRequest, FederatedQueryResponse, ForwardRequest, ForwardResponse,
-    HopDone, ReceiptIn, ReceiptPassed, StatusRequest, StatusResponse, TransferRecord,
-    TransfersRequest, TransfersResponse, command,
+    Custody, DirectoryImage, DirectoryRequest, FederatedQueryRequest, FederatedQueryResponse,
+    ForwardRequest, ForwardResponse, HopDone, Placement, ReceiptIn, ReceiptPassed, StatusRequest,
+    StatusResponse, TransferRecord, TransfersRequest, TransfersResponse, command,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -69,7 +69,7 @@ impl Handle {
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut last = Status::unavailable(format!("group {group} has no reachable member"));
-        for node in self.topology.members(group) {
+        for node in self.dir().members(group).to_vec() {
             let ch = if node == self.node_id {
                 // A group hosted here too: call ourselves over loopback.
                 match self.fed.get(&node) {
@@ -205,7 +205,7 @@ impl Handle {
             return false;
         };
         let me = self.group_id;
-        for cand in forward_candidates(&self.directory, me, rec) {
+        for cand in forward_candidates(&self.dir(), me, rec) {
             let req = if rec.receipt_pending {
                 ForwardRequest {
                     from_group: me,
@@ -303,16 +303,12 @@ impl Federation for Handle {
         &self,
         req: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
-        let caller: u64 = req
-            .metadata()
-            .get(NODE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let caller = self.verified_caller(&req, "forward")?;
         let certs = req.peer_certs();
         let peer_addr = req.remote_addr();
         let r = req.into_inner();
-        if !self.directory.contains(r.from_group) || !self.directory.contains(r.to_group) {
+        let dir = self.dir();
+        if !dir.contains(r.from_group) || !dir.contains(r.to_group) {
             tracing::warn!(
                 caller,
                 from = r.from_group,
@@ -323,25 +319,10 @@ impl Federation for Handle {
                 "from_group/to_group: not in the directory",
             ));
         }
-        // Also when the caller claims to be this node: a node's calls to
-        // itself go over loopback with its own certificate, and anyone
-        // else's claim must not skip the check.
-        if self.tls {
-            let cert = certs.as_ref().and_then(|c| c.first());
-            if !cert.is_some_and(|c| tls::cert_names_node(c, caller)) {
-                let presented = cert.map(tls::presented_names).unwrap_or_default();
-                tracing::warn!(
-                    caller,
-                    ?presented,
-                    ?peer_addr,
-                    "forward refused: certificate does not name the calling node"
-                );
-                return Err(Status::permission_denied(format!(
-                    "certificate does not name node {caller}"
-                )));
-            }
-        }
-        let listed = self.topology.members(r.from_group).contains(&caller);
+        // The replicated directory lists members added online once their
+        // group's leader has reported them; until then the group says.
+        let listed = dir.members(r.from_group).contains(&caller)
+            || self.topology.members(r.from_group).contains(&caller);
         if !listed && !self.is_live_member(r.from_group, caller).await {
             tracing::warn!(
                 caller,
@@ -356,7 +337,7 @@ impl Federation for Handle {
             )));
         }
         if let Err(why) = hop_allowed(
-            &self.directory,
+            &dir,
             r.from_group,
             r.to_group,
             r.envelope.as_ref(),
@@ -429,6 +410,85 @@ impl Federation for Handle {
         crate::fedquery::query(self, req.into_inner())
             .await
             .map(Response::new)
+    }
+
+    /// The replicated directory as this node's national replica has applied
+    /// it, or else the newest this node has read; without groups if the
+    /// caller already has this version.
+    async fn directory(
+        &self,
+        req: Request<DirectoryRequest>,
+    ) -> Result<Response<DirectoryImage>, Status> {
+        let mut img = if self
+            .hosted
+            .contains(hotline_federation::directory::NATIONAL)
+        {
+            crate::dirsync::local_image(self).await?
+        } else {
+            (*self.directory.image()).clone()
+        };
+        if img.version == req.get_ref().known_version {
+            img.groups.clear();
+        }
+        Ok(Response::new(img))
+    }
+
+    /// A group's leader reports its configuration. Only a node that is a
+    /// member of the group, by the directory and by the placement it
+    /// reports, may; answered by the national leader once committed.
+    async fn place(&self, req: Request<Placement>) -> Result<Response<DirectoryImage>, Status> {
+        let caller = self.verified_caller(&req, "place")?;
+        let p = req.into_inner();
+        let dir = self.dir();
+        let reported = p.voters.contains(&caller) || p.learners.contains(&caller);
+        let member = dir.members(p.group_id).contains(&caller)
+            || self.topology.members(p.group_id).contains(&caller);
+        if !(reported && member) {
+            tracing::warn!(
+                caller,
+                group = p.group_id,
+                "place refused: caller is not a member of the group"
+            );
+            return Err(Status::permission_denied(format!(
+                "node {caller} is not a member of group {}",
+                p.group_id
+            )));
+        }
+        crate::dirsync::commit(self, p).await.map(Response::new)
+    }
+}
+
+impl Handle {
+    /// The calling node named by the request's header, proven by its
+    /// certificate (TLS): a claim without the matching certificate is
+    /// refused and logged with the names the certificate presents. Also
+    /// when the caller claims to be this node: a node's calls to itself go
+    /// over loopback with its own certificate, and anyone else's claim must
+    /// not skip the check.
+    fn verified_caller<T>(&self, req: &Request<T>, what: &str) -> Result<u64, Status> {
+        let caller: u64 = req
+            .metadata()
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if self.tls {
+            let certs = req.peer_certs();
+            let cert = certs.as_ref().and_then(|c| c.first());
+            if !cert.is_some_and(|c| tls::cert_names_node(c, caller)) {
+                let presented = cert.map(tls::presented_names).unwrap_or_default();
+                tracing::warn!(
+                    caller,
+                    ?presented,
+                    peer_addr = ?req.remote_addr(),
+                    "{what} refused: certificate does not name the calling node"
+                );
+                return Err(Status::permission_denied(format!(
+                    "certificate does not name node {caller}"
+                )));
+            }
+        }
+        Ok(caller)
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod dirsync;
 pub mod faults;
 pub mod fedquery;
 pub mod forwarder;

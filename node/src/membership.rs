@@ -352,10 +352,10 @@ pub async fn change(
         }
         ConfChangeOutcome::Refused(e) => Err(refusal(&e)),
         ConfChangeOutcome::NotHosted => Err(Status::failed_precondition(format!(
-            "group {} is not hosted on node {}; its members per the topology are nodes {:?}",
+            "group {} is not hosted on node {}; its members per the directory are nodes {:?}",
             req.group_id,
             h.node_id,
-            h.topology.members(req.group_id)
+            h.dir().members(req.group_id)
         ))),
         ConfChangeOutcome::Busy => Err(Status::resource_exhausted(
             "too many membership changes waiting on this node; retry shortly",

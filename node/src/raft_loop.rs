@@ -637,6 +637,7 @@ impl RaftLoop {
             node_id: self.node_id,
             address: self.address.clone(),
             faults: None,
+            directory_version: 0, // the server fills it in
             groups: self
                 .replicas
                 .values()

@@ -82,7 +82,9 @@ pub struct Handle {
     /// joins a group at run time).
     pub(crate) hosted: Arc<crate::membership::Hosted>,
     pub(crate) topology: Arc<Topology>,
-    pub(crate) directory: Arc<Directory>,
+    /// The directory this node routes with (`dirsync`: the topology's,
+    /// overlaid with the replicated one).
+    pub(crate) directory: Arc<crate::dirsync::LiveDirectory>,
     pub(crate) faults: Arc<Faults>,
     /// Lazy channels to every node of the topology (federation traffic).
     pub(crate) fed: Arc<BTreeMap<u64, tonic::transport::Channel>>,
@@ -148,6 +150,11 @@ fn check_id(id: &str) -> Result<(), Status> {
 const MAX_WATCHERS: usize = 1_024;
 
 impl Handle {
+    /// The directory in use now.
+    pub(crate) fn dir(&self) -> Arc<Directory> {
+        self.directory.get()
+    }
+
     /// This handle at another hosted group.
     pub(crate) fn at(&self, group: u64) -> Result<Handle, Status> {
         match self.hosted.region(group) {
@@ -161,7 +168,7 @@ impl Handle {
                 "group {group} ({}) is not hosted on node {}; its members are nodes {:?}",
                 region_label(&group_region(group)),
                 self.node_id,
-                self.topology.members(group)
+                self.dir().members(group)
             ))),
         }
     }
@@ -172,7 +179,7 @@ impl Handle {
         if explicit != 0 {
             return self.at(explicit);
         }
-        match self.directory.owner(region) {
+        match self.dir().owner(region) {
             Some(g) => self.at(g),
             None => Ok(self.clone()),
         }
@@ -240,7 +247,10 @@ impl Handle {
 
     /// This node's replica of the group, as it stands (no ReadIndex round),
     /// with the label that says how stale it may be.
-    async fn read_local(&self, query: Query) -> Result<(QueryAnswer, ReadLabel), Status> {
+    pub(crate) async fn read_local(
+        &self,
+        query: Query,
+    ) -> Result<(QueryAnswer, ReadLabel), Status> {
         let group_id = self.group_id;
         let answer = self
             .ask("read queue", |reply| Control::ReadLocal {
@@ -459,7 +469,7 @@ impl Tickets for Handle {
         // 首接负责: accepted here; owned where the problem is. Never from clients.
         req.transfer_to_group = 0;
         if let Some(loc) = req.location.as_ref().filter(|l| !l.code.is_empty())
-            && let Some(owner) = self.directory.owner(&loc.code)
+            && let Some(owner) = self.dir().owner(&loc.code)
             && owner != g.group_id
         {
             req.transfer_to_group = owner;
@@ -498,7 +508,7 @@ impl Tickets for Handle {
         if r.location.is_empty() {
             return Err(Status::invalid_argument("location: is required"));
         }
-        let Some(owner) = self.directory.owner(&r.location) else {
+        let Some(owner) = self.dir().owner(&r.location) else {
             return Err(Status::invalid_argument(format!(
                 "location: no group owns {} (not a district or street code in the directory)",
                 r.location
@@ -895,6 +905,7 @@ impl Admin for Handle {
     ) -> Result<Response<StatusResponse>, Status> {
         let mut s = self.status_now().await?;
         s.faults = Some(self.faults.snapshot());
+        s.directory_version = self.dir().version();
         Ok(Response::new(s))
     }
 
@@ -949,7 +960,7 @@ pub async fn run_node(
         .node(cfg.id)
         .ok_or_else(|| NodeError::Config(format!("node {} is not in the topology", cfg.id)))?
         .clone();
-    let directory = Directory::new(&topology);
+    let directory = crate::dirsync::LiveDirectory::new(&topology);
     let mut replicas = BTreeMap::new();
     let mut hosted = BTreeMap::new();
     for gid in topology.groups_of(cfg.id) {
@@ -1109,6 +1120,12 @@ pub async fn run_node(
     };
     for &gid in hosted_groups.keys() {
         start_background(gid, bells[&gid].clone());
+    }
+    {
+        let stop = background_stop.clone();
+        tokio::spawn(crate::dirsync::run(handle.clone(), async move {
+            stop.notified().await
+        }));
     }
     {
         let stop = background_stop.clone();

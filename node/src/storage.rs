@@ -57,8 +57,8 @@ use crate::core::{Recovered, WriteBatch};
 
 mod hotline_node_core_types {
     pub use hotline_proto::v1::{
-        DaySequence, Notification, Policy, RaftImage, RequestSeen, StateSnapshot, Ticket,
-        TransferRecord,
+        DaySequence, DirectoryImage, Notification, Policy, RaftImage, RequestSeen, StateSnapshot,
+        Ticket, TransferRecord,
     };
 }
 
@@ -109,6 +109,8 @@ const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tra
 /// Node-wide values; keys below.
 const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 const POLICY: &str = "policy";
+/// The replicated directory's row in `SM_META` (national group only).
+const DIRECTORY: &str = "directory";
 
 /// The first WAL segment a recovery must replay.
 const REPLAY_FROM: &str = "wal_replay_from";
@@ -304,7 +306,8 @@ struct Dirty {
     /// Keyed as the table: (created_at_ms, group, notification id).
     outbox: BTreeMap<(i64, u64, String), Option<Vec<u8>>>,
     transfers: BTreeMap<(u64, String), Option<Vec<u8>>>,
-    policy: BTreeMap<u64, Vec<u8>>,
+    /// Keyed as the table: (group, POLICY | DIRECTORY).
+    meta: BTreeMap<(u64, &'static str), Vec<u8>>,
     /// Rows written (an upper bound of the maps' sizes).
     rows: usize,
 }
@@ -327,7 +330,7 @@ impl Dirty {
         self.reqs.retain(|k, _| k.1 != g);
         self.outbox.retain(|k, _| k.1 != g);
         self.transfers.retain(|k, _| k.0 != g);
-        self.policy.remove(&g);
+        self.meta.retain(|k, _| k.0 != g);
     }
 
     fn put<T: Borrow<Ticket>, X: Borrow<TransferRecord>>(&mut self, g: u64, p: Puts<T, X>) {
@@ -337,10 +340,16 @@ impl Dirty {
             reqs: rs,
             outbox: ns,
             policy,
+            directory,
             transfers: xs,
         } = p;
-        self.rows +=
-            ts.len() + ds.len() + rs.len() + ns.len() + xs.len() + usize::from(policy.is_some());
+        self.rows += ts.len()
+            + ds.len()
+            + rs.len()
+            + ns.len()
+            + xs.len()
+            + usize::from(policy.is_some())
+            + usize::from(directory.is_some());
         for t in ts.iter().map(Borrow::borrow) {
             self.tickets
                 .insert((t.accepted_at_ms, g, t.id.clone()), Some(t.encode_to_vec()));
@@ -357,7 +366,10 @@ impl Dirty {
                 .insert((n.created_at_ms, g, n.id.clone()), Some(n.encode_to_vec()));
         }
         if let Some(p) = policy {
-            self.policy.insert(g, p.encode_to_vec());
+            self.meta.insert((g, POLICY), p.encode_to_vec());
+        }
+        if let Some(d) = directory {
+            self.meta.insert((g, DIRECTORY), d.encode_to_vec());
         }
         for x in xs.iter().map(Borrow::borrow) {
             self.transfers
@@ -409,6 +421,7 @@ struct Puts<'a, T: Borrow<Ticket>, X: Borrow<TransferRecord>> {
     reqs: &'a [RequestSeen],
     outbox: &'a [Notification],
     policy: Option<&'a Policy>,
+    directory: Option<&'a DirectoryImage>,
     transfers: &'a [X],
 }
 
@@ -631,6 +644,7 @@ impl Storage {
                     reqs: &st.requests,
                     outbox: &st.outbox,
                     policy: st.policy.as_ref(),
+                    directory: st.directory.as_ref(),
                     transfers: &st.transfers,
                 },
             );
@@ -651,6 +665,7 @@ impl Storage {
                 reqs: &sm.requests_put,
                 outbox: &sm.outbox_put,
                 policy: sm.policy.as_ref(),
+                directory: sm.directory.as_ref(),
                 transfers: &sm.transfers_put,
             },
         );
@@ -974,6 +989,9 @@ fn read_rows(
     if let Some(v) = tx.open_table(SM_META)?.get((g, POLICY))? {
         state.policy = Some(decode_row(g, "policy", v.value())?);
     }
+    if let Some(v) = tx.open_table(SM_META)?.get((g, DIRECTORY))? {
+        state.directory = Some(decode_row(g, "directory", v.value())?);
+    }
     Ok(state)
 }
 
@@ -1047,8 +1065,8 @@ impl<'t> Rows<'t> {
                 None => self.transfers.remove((*g, id.as_str()))?,
             };
         }
-        for (g, v) in &d.policy {
-            self.sm_meta.insert((*g, POLICY), v.as_slice())?;
+        for ((g, key), v) in &d.meta {
+            self.sm_meta.insert((*g, *key), v.as_slice())?;
         }
         Ok(())
     }
@@ -1172,6 +1190,43 @@ mod tests {
         assert!(st.load(1).unwrap().is_none());
         let segments = wal::segments(&dir.path().join("wal")).unwrap();
         assert_eq!(segments.len(), 2, "the checkpoint removed what it covers");
+    }
+
+    /// The national group's directory reaches redb at a checkpoint and
+    /// comes back on open (the row beside the policy's).
+    #[test]
+    fn the_directory_survives_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ReplicaConfig::new(1, 86, "");
+        let mut st = Storage::open(dir.path()).unwrap();
+        let mut r = Replica::new(cfg.clone(), Recovered::bootstrap(&[1])).unwrap();
+        run(&mut r, &mut st);
+        r.propose(&Command {
+            request_id: 1,
+            at_ms: 1_795_831_200_000,
+            op: Some(command::Op::Place(hotline_proto::v1::Placement {
+                group_id: 310_114,
+                region: "310114".into(),
+                voters: vec![2, 3, 4],
+                learners: vec![5],
+            })),
+        })
+        .unwrap();
+        run(&mut r, &mut st);
+        drop(r);
+        st.checkpoint().unwrap();
+        drop(st);
+        let mut st = Storage::open(dir.path()).unwrap();
+        let rec = st.load(86).unwrap().expect("state on disk");
+        assert!(rec.entries.is_empty(), "from the checkpoint, not the WAL");
+        let d = rec.state.directory.clone().expect("directory row");
+        assert_eq!(d.version, 1);
+        assert_eq!(d.groups[0].learners, vec![5]);
+        let r = Replica::new(cfg, rec).unwrap();
+        assert_eq!(
+            r.tickets().query(&crate::core::Query::Directory),
+            crate::core::QueryAnswer::Directory(d)
+        );
     }
 
     /// A group replayed from the WAL and then left alone is written by the
@@ -1334,6 +1389,7 @@ mod tests {
                 reqs: &[],
                 outbox: &ns,
                 policy: None,
+                directory: None,
                 transfers: &[] as &[TransferRecord],
             },
         );
@@ -1375,6 +1431,7 @@ mod tests {
             reqs,
             outbox,
             policy: None,
+            directory: None,
             transfers: &[] as &[TransferRecord],
         };
         let commit = |d: &Dirty| {

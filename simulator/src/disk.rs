@@ -10,7 +10,8 @@ use std::sync::Arc;
 use hotline_node::core::log::Truncated;
 use hotline_node::core::{Recovered, WriteBatch};
 use hotline_proto::v1::{
-    DaySequence, Notification, Policy, RequestSeen, StateSnapshot, Ticket, TransferRecord,
+    DaySequence, DirectoryImage, Notification, Policy, RequestSeen, StateSnapshot, Ticket,
+    TransferRecord,
 };
 
 fn transfer_key(r: &TransferRecord) -> String {
@@ -39,6 +40,7 @@ struct Image {
     requests: BTreeMap<u64, RequestSeen>,
     outbox: BTreeMap<String, Notification>,
     policy: Option<Policy>,
+    directory: Option<DirectoryImage>,
     transfers: BTreeMap<String, Arc<TransferRecord>>,
 }
 
@@ -90,6 +92,7 @@ impl Image {
                 self.outbox.insert(n.id.clone(), n);
             }
             self.policy = s.state.policy;
+            self.directory = s.state.directory;
             for r in s.state.transfers {
                 self.transfers.insert(transfer_key(&r), Arc::new(r));
             }
@@ -141,6 +144,9 @@ impl Image {
         if let Some(p) = sm.policy {
             self.policy = Some(p);
         }
+        if let Some(d) = sm.directory {
+            self.directory = Some(d);
+        }
         for r in sm.transfers_put {
             let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());
             match self.transfers.get_mut(id) {
@@ -179,6 +185,7 @@ impl Image {
                     .collect(),
                 requests: self.requests.values().cloned().collect(),
                 policy: self.policy.clone(),
+                directory: self.directory.clone(),
                 transfers: self.transfers.values().map(|r| (**r).clone()).collect(),
                 outbox: {
                     let mut o: Vec<Notification> = self.outbox.values().cloned().collect();

@@ -14,15 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hotline_proto::v1::{
-    AcceptRequest, Actor, Channel, Command, DaySequence, Event, Kind, ListTicketsRequest,
-    LookupResponse, Notification, Policy, Priority, PublicProgress, ReportResponse, RequestSeen,
-    Requester, Role, StateSnapshot, Status, Ticket, TransferRecord, command,
+    AcceptRequest, Actor, Channel, Command, DaySequence, DirectoryImage, Event, Kind,
+    ListTicketsRequest, LookupResponse, Notification, Policy, Priority, PublicProgress,
+    ReportResponse, RequestSeen, Requester, Role, StateSnapshot, Status, Ticket, TransferRecord,
+    command,
 };
 use prost::Message;
 
 use super::audit::{self, payload};
 use super::kpi::{self, KpiWeights};
 use super::lifecycle::{self, CommandError, Rules};
+use super::placements::Placements;
 
 /// Limits on a ticket's fields (bytes, after UTF-8 encoding).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -73,6 +75,8 @@ pub enum ApplyResult {
     Ticket(Arc<Ticket>),
     Rejected(CommandError),
     Policy(Policy),
+    /// The directory after a placement (national group).
+    Directory(DirectoryImage),
     /// A transfer envelope or receipt taken into custody (`duplicate`: it
     /// was here already, acknowledged again and not applied twice).
     Custody {
@@ -100,6 +104,8 @@ pub struct SmWrites {
     pub policy: Option<Policy>,
     pub transfers_put: Vec<Arc<TransferRecord>>,
     pub transfers_del: Vec<String>,
+    /// The whole directory after a change (national group only; rare).
+    pub directory: Option<DirectoryImage>,
 }
 
 impl SmWrites {
@@ -117,6 +123,7 @@ impl SmWrites {
             policy,
             transfers_put,
             transfers_del,
+            directory,
         } = later;
         self.tickets.extend(tickets);
         self.sequences.extend(sequences);
@@ -129,6 +136,9 @@ impl SmWrites {
         }
         self.transfers_put.extend(transfers_put);
         self.transfers_del.extend(transfers_del);
+        if directory.is_some() {
+            self.directory = directory;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,6 +151,7 @@ impl SmWrites {
             && self.policy.is_none()
             && self.transfers_put.is_empty()
             && self.transfers_del.is_empty()
+            && self.directory.is_none()
     }
 }
 
@@ -279,6 +290,8 @@ pub struct TicketMachine {
     pub(super) transfer_work_ids: BTreeSet<String>,
     /// No transfer record was updated before this (see `TransferFloor`).
     pub(super) transfers_floor: TransferFloor,
+    /// The replicated directory (national group only).
+    placements: Placements,
     pub(super) writes: SmWrites,
 }
 
@@ -317,6 +330,8 @@ pub enum Query {
     TransferWork {
         limit: usize,
     },
+    /// The replicated directory (national group).
+    Directory,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -331,6 +346,7 @@ pub enum QueryAnswer {
     Outbox(Vec<Notification>),
     Policy(Policy),
     Transfers(Vec<TransferRecord>),
+    Directory(DirectoryImage),
 }
 
 impl TicketMachine {
@@ -420,6 +436,7 @@ impl TicketMachine {
             }
             Some(command::Op::SetPolicy(p)) => self.check_policy(p).map(|_| ()),
             Some(command::Op::TransferOut(t)) => self.check_transfer_out(t).map(|_| ()),
+            Some(command::Op::Place(p)) => Ok(self.placements.check(self.region.is_empty(), p)?),
             Some(
                 command::Op::Delivered(_)
                 | command::Op::Custody(_)
@@ -536,6 +553,17 @@ impl TicketMachine {
                 }
                 Err(e) => return ApplyResult::Rejected(e),
             },
+            Some(command::Op::Place(p)) => {
+                return match self.placements.check(self.region.is_empty(), p) {
+                    Ok(()) => {
+                        if self.placements.apply(p) {
+                            self.writes.directory = Some(self.placements.image());
+                        }
+                        ApplyResult::Directory(self.placements.image())
+                    }
+                    Err(e) => ApplyResult::Rejected(e.into()),
+                };
+            }
             Some(command::Op::Delivered(d)) => {
                 for id in &d.ids {
                     if let Some(n) = self.outbox.remove(id) {
@@ -784,6 +812,7 @@ impl TicketMachine {
                     .collect(),
             ),
             Query::Policy => QueryAnswer::Policy(self.policy.clone()),
+            Query::Directory => QueryAnswer::Directory(self.placements.image()),
             Query::Transfers {
                 cross_province_only,
                 limit,
@@ -945,6 +974,7 @@ impl TicketMachine {
                 .map(|(_, id)| self.outbox[id].clone())
                 .collect(),
             transfers: self.transfers.values().map(|r| (**r).clone()).collect(),
+            directory: (!self.placements.is_empty()).then(|| self.placements.image()),
         }
     }
 
@@ -994,6 +1024,9 @@ impl TicketMachine {
             m.transfers_floor.0 = m.transfers_floor.0.min(r.updated_at_ms);
             m.transfers.insert(id.clone(), Arc::new(r));
             m.track_transfer_work(&id);
+        }
+        if let Some(d) = snap.directory {
+            m.placements = Placements::restore(d);
         }
         m
     }
@@ -1849,6 +1882,53 @@ mod tests {
         assert!(matches!(set(&mut m, &p, 3), ApplyResult::Rejected(_)));
         let back = TicketMachine::restore("310114", m.snapshot(1));
         assert_eq!(back.policy.version, 1);
+    }
+
+    /// The directory lives in the national group only; a placement there
+    /// is written (for the disk) once per change and survives a snapshot.
+    #[test]
+    fn the_national_group_keeps_the_directory() {
+        let place = |m: &mut TicketMachine, learners: Vec<u64>, i| {
+            let cmd = Command {
+                request_id: 0,
+                at_ms: AT,
+                op: Some(command::Op::Place(hotline_proto::v1::Placement {
+                    group_id: 310_114,
+                    region: "310114".into(),
+                    voters: vec![2, 3, 4],
+                    learners,
+                })),
+            };
+            let checked = m.check(&cmd);
+            let applied = m.apply(i, &cmd);
+            assert_eq!(
+                checked.is_ok(),
+                !matches!(applied, ApplyResult::Rejected(_))
+            );
+            applied
+        };
+        let mut district = TicketMachine::new("310114");
+        let r = place(&mut district, vec![], 1);
+        let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(f.field, "place");
+        assert!(!district.has_writes());
+
+        let mut national = TicketMachine::new("");
+        let ApplyResult::Directory(img) = place(&mut national, vec![5], 1) else {
+            panic!("placed")
+        };
+        assert_eq!(img.version, 1);
+        assert_eq!(national.take_writes().directory, Some(img.clone()));
+        // The same report again: no change, nothing to write.
+        place(&mut national, vec![5], 2);
+        assert!(national.take_writes().directory.is_none());
+        let back = TicketMachine::restore(
+            "",
+            national.snapshot(hotline_federation::directory::NATIONAL),
+        );
+        assert_eq!(back.placements.image(), img);
     }
 
     #[test]

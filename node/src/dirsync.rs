@@ -1,0 +1,223 @@
+//! Keeps this node's directory in step with the replicated one (DESIGN.md
+//! §4; the state is `core::placements`, kept by the national group).
+//!
+//! Every [`SYNC_INTERVAL`] a node
+//! 1. reads the directory from a national replica — its own if it hosts
+//!    one, else `Federation.Directory` on national's members — and routes
+//!    with it from then on if it is newer than what it has (the topology
+//!    file's groups, overlaid with every replicated placement);
+//! 2. reports, for every group it leads, the configuration the group has
+//!    applied if the directory says otherwise (`Federation.Place`): this is
+//!    how a membership change made online reaches every node's routing;
+//! 3. if it leads the national group, places the topology's groups the
+//!    directory does not have yet (the seed).
+//!
+//! The round reads each replica's status locally: it wakes no hibernating
+//! group and sends no raft message. An unchanged directory costs one small
+//! RPC per round (the request carries the version the node has).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hotline_federation::directory::{Directory, NATIONAL};
+use hotline_federation::topology::{GroupSpec, group_region};
+use hotline_proto::v1::federation_client::FederationClient;
+use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
+use tonic::{Request, Status};
+
+use crate::core::placements::to_report;
+use crate::core::{ApplyResult, Query, QueryAnswer};
+use crate::forwarder::NODE_HEADER;
+use crate::server::Handle;
+
+/// How often a node reads the directory and checks its groups' placements.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Bound on the placements one round reports (a national leader seeding
+/// thousands of groups does it over several rounds).
+pub const MAX_PLACES_PER_ROUND: usize = 256;
+
+/// The directory a node routes with: the topology file's, overlaid with the
+/// newest replicated directory it has read.
+pub struct LiveDirectory {
+    topology: Vec<GroupSpec>,
+    current: RwLock<(Arc<Directory>, Arc<DirectoryImage>)>,
+}
+
+impl LiveDirectory {
+    pub fn new(topology: &hotline_federation::topology::Topology) -> LiveDirectory {
+        LiveDirectory {
+            topology: topology.groups.clone(),
+            current: RwLock::new((
+                Arc::new(Directory::new(topology)),
+                Arc::new(DirectoryImage::default()),
+            )),
+        }
+    }
+
+    /// The directory in use now.
+    pub fn get(&self) -> Arc<Directory> {
+        self.current.read().expect("not poisoned").0.clone()
+    }
+
+    /// The newest replicated directory read so far (version 0: none yet).
+    pub fn image(&self) -> Arc<DirectoryImage> {
+        self.current.read().expect("not poisoned").1.clone()
+    }
+
+    /// Routes with `img` from now on if it is newer than the one in use.
+    /// Returns whether it was.
+    pub fn offer(&self, img: DirectoryImage) -> bool {
+        if img.version <= self.image().version {
+            return false;
+        }
+        let placed: Vec<GroupSpec> = img.groups.iter().map(spec).collect();
+        let dir = Directory::from_groups(self.topology.iter().chain(&placed), img.version);
+        let mut cur = self.current.write().expect("not poisoned");
+        if img.version <= cur.1.version {
+            return false; // a concurrent offer won
+        }
+        *cur = (Arc::new(dir), Arc::new(img));
+        true
+    }
+}
+
+fn spec(p: &Placement) -> GroupSpec {
+    GroupSpec {
+        region: p.region.clone(),
+        voters: p.voters.clone(),
+        learners: p.learners.clone(),
+    }
+}
+
+/// Runs rounds until `stop` completes.
+pub async fn run(h: Handle, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(SYNC_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = &mut stop => return,
+        }
+        if let Err(e) = round(&h).await {
+            tracing::debug!(node = h.node_id, error = %e, "directory round");
+        }
+    }
+}
+
+async fn round(h: &Handle) -> Result<(), Status> {
+    let known = h.directory.image();
+    let img = fetch(h, known.version).await?;
+    if img.version > known.version {
+        let (version, groups) = (img.version, img.groups.len());
+        if h.directory.offer(img) {
+            tracing::info!(node = h.node_id, version, groups, "directory updated");
+        }
+    }
+    let img = h.directory.image();
+    let status = h.status_now().await?;
+    // A joint configuration is on its way somewhere: report where it lands.
+    let leading = status
+        .groups
+        .iter()
+        .filter(|g| g.role == "leader" && g.voters_outgoing.is_empty() && !g.voters.is_empty())
+        .map(|g| Placement {
+            group_id: g.group_id,
+            region: group_region(g.group_id),
+            voters: g.voters.clone(),
+            learners: g.learners.clone(),
+        });
+    let leads_national = status
+        .groups
+        .iter()
+        .any(|g| g.group_id == NATIONAL && g.role == "leader");
+    let seed = h
+        .topology
+        .groups
+        .iter()
+        .filter(|_| leads_national)
+        .filter_map(|s| {
+            Some(Placement {
+                group_id: s.id()?,
+                region: s.region.clone(),
+                voters: s.voters.clone(),
+                learners: s.learners.clone(),
+            })
+        });
+    let reports = to_report(&img, leading, seed, MAX_PLACES_PER_ROUND);
+    for p in reports {
+        let group = p.group_id;
+        match place(h, leads_national, p).await {
+            Ok(img) => {
+                let version = img.version;
+                h.directory.offer(img);
+                tracing::info!(node = h.node_id, group, version, "placement reported");
+            }
+            Err(e) => {
+                tracing::debug!(node = h.node_id, group, error = %e, "placement not reported");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The replicated directory from a national replica: this node's own if it
+/// hosts one (a local read: it may trail, the version says by how much),
+/// else a member's over `Federation.Directory`. An answer at `known`
+/// carries no groups.
+async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
+    if h.hosted.contains(NATIONAL) {
+        return local_image(h).await;
+    }
+    let me = h.node_id;
+    h.federation_call(NATIONAL, |ch| async move {
+        let mut r = Request::new(DirectoryRequest {
+            known_version: known,
+        });
+        r.metadata_mut()
+            .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
+        FederationClient::new(ch)
+            .directory(r)
+            .await
+            .map(|r| r.into_inner())
+    })
+    .await
+}
+
+/// This node's national replica's directory.
+pub(crate) async fn local_image(h: &Handle) -> Result<DirectoryImage, Status> {
+    match h.at(NATIONAL)?.read_local(Query::Directory).await?.0 {
+        QueryAnswer::Directory(img) => Ok(img),
+        _ => Err(Status::internal("unexpected answer")),
+    }
+}
+
+/// Commits a placement in the national group: here if this node leads it,
+/// else through a national member (`Federation.Place`).
+async fn place(h: &Handle, national_here: bool, p: Placement) -> Result<DirectoryImage, Status> {
+    if national_here {
+        return commit(h, p).await;
+    }
+    let me = h.node_id;
+    h.federation_call(NATIONAL, |ch| {
+        let p = p.clone();
+        async move {
+            let mut r = Request::new(p);
+            r.metadata_mut()
+                .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
+            FederationClient::new(ch)
+                .place(r)
+                .await
+                .map(|r| r.into_inner())
+        }
+    })
+    .await
+}
+
+/// Proposes the placement to this node's national replica.
+pub(crate) async fn commit(h: &Handle, p: Placement) -> Result<DirectoryImage, Status> {
+    match h.at(NATIONAL)?.propose(command::Op::Place(p), 0).await? {
+        ApplyResult::Directory(img) => Ok(img),
+        _ => Err(Status::internal("unexpected answer")),
+    }
+}
