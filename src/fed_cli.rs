@@ -164,7 +164,7 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         println!(
             "{}",
             json!({
-                "region": region, "what": what, "total": r.total,
+                "region": region, "what": what, "total": r.total, "in_transit": r.in_transit,
                 "answered": r.answered, "missing": r.missing, "complete": r.missing.is_empty(),
                 "by_region": r.by_region.iter().map(|x| json!({"region": x.region, "key": x.key, "count": x.count})).collect::<Vec<_>>(),
                 "by_kind": r.by_kind.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
@@ -184,6 +184,12 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         }
     };
     println!("联合查询 {} @ {}: 共 {} 件", what, label(&region), r.total);
+    if r.in_transit > 0 {
+        println!(
+            "在途 in transit: {} 件 (转出、尚未确认送达，不计入合计 — counted where delivered)",
+            r.in_transit
+        );
+    }
     println!(
         "已应答 answered: {}",
         r.answered

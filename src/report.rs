@@ -537,6 +537,7 @@ mod tests {
                 share("merged", 1, 200),
             ],
             total: 5,
+            in_transit: 0,
         }
     }
 

@@ -372,9 +372,18 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
         SHANGHAI_AND_NATIONAL,
     ]);
     shanghai_only(&counts().await, "cut");
+    // A 嘉定 → 太仓 case accepted now cannot arrive: it is in transit, not
+    // silently missing (and not yet in the total: 太仓 counts it on arrival).
+    c.accept(about_taicang("嘉定→太仓：在途", "13800004444"))
+        .await
+        .unwrap();
+    let r = counts().await;
+    shanghai_only(&r, "cut, one in transit");
+    assert_eq!(r.in_transit, 1, "{r:?}");
     let v: serde_json::Value =
         serde_json::from_str(&cl.cli(&["query", "counts", "--json"])).unwrap();
     assert_eq!(v["total"], 2, "{v}");
+    assert_eq!(v["in_transit"], 1, "{v}");
     assert_eq!(v["complete"], false, "{v}");
     assert!(
         v["missing"].as_array().unwrap().iter().any(|m| m == "32"),
@@ -399,10 +408,11 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     shanghai_only(&counts().await, "delayed");
     cl.cli(&["fault", "heal"]);
 
-    // Healed: everyone answers, 太仓's ticket included.
+    // Healed: everyone answers, 太仓's tickets included (the one that was
+    // in transit has arrived).
     until("every region answers", Duration::from_secs(15), || async {
         let r = counts().await;
-        r.missing.is_empty() && r.total == 3
+        r.missing.is_empty() && r.total == 4 && r.in_transit == 0
     })
     .await;
 }

@@ -185,6 +185,7 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
                 return Err(Status::internal("unexpected answer"));
             };
             out.total = rep.total;
+            out.in_transit = rep.in_transit;
             out.by_region.push(RegionCount {
                 region,
                 key: "total".into(),
@@ -251,6 +252,7 @@ fn merge(into: &mut FederatedQueryResponse, from: FederatedQueryResponse) {
     into.missing.extend(from.missing);
     into.by_region.extend(from.by_region);
     into.total += from.total;
+    into.in_transit += from.in_transit;
     let sum = |a: &mut Vec<CountShare>, b: Vec<CountShare>| {
         let mut m: BTreeMap<String, u64> = a.drain(..).map(|c| (c.key, c.count)).collect();
         for c in b {

@@ -73,7 +73,7 @@ use std::collections::BTreeMap;
 
 use hotline_proto::v1::{
     CallbackResult, Closure, CountShare, Kpis, Rate, ReportResponse, Resolution, Satisfaction,
-    Status, Ticket,
+    Status, Ticket, TransferState,
 };
 
 /// Weights of the KPIs, in per-mille.
@@ -149,6 +149,7 @@ pub fn report<'a>(
     w: &KpiWeights,
 ) -> ReportResponse {
     let mut total = 0u64;
+    let mut in_transit = 0u64;
     let mut region = Tally::default();
     let mut units: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -160,8 +161,12 @@ pub fn report<'a>(
             continue;
         }
         // A transferred ticket's stub: the ticket is counted (and judged)
-        // where it is owned, so a federated sum counts it once.
+        // where it is owned, so a federated sum counts it once. Until the
+        // receipt says it arrived, it is in transit, counted apart.
         if t.status == Status::Transferred as i32 {
+            if t.transfer_state != TransferState::Delivered as i32 {
+                in_transit += 1;
+            }
             continue;
         }
         total += 1;
@@ -193,6 +198,7 @@ pub fn report<'a>(
         by_category: shares(by_category, total),
         by_status: shares(by_status, total),
         total,
+        in_transit,
     }
 }
 
@@ -537,6 +543,31 @@ mod tests {
                 share("merged", 1, 200),
             ]
         );
+    }
+
+    /// Stubs of transferred tickets are counted where the tickets are owned;
+    /// those not yet confirmed delivered are in transit, apart from the total.
+    #[test]
+    fn stubs_are_not_counted_and_undelivered_ones_are_in_transit() {
+        let mut tickets = sample();
+        let base = report("310114", &tickets, FROM, TO, &KpiWeights::default());
+        assert_eq!(base.in_transit, 0);
+        let stub = |state: TransferState| Ticket {
+            id: format!("310114-20201002-9{}", state as i32),
+            accepted_at_ms: FROM + 1,
+            status: Status::Transferred as i32,
+            transfer_state: state as i32,
+            ..Ticket::default()
+        };
+        tickets.extend([
+            stub(TransferState::Pending),
+            stub(TransferState::Forwarded),
+            stub(TransferState::Delivered),
+        ]);
+        let rep = report("310114", &tickets, FROM, TO, &KpiWeights::default());
+        assert_eq!(rep.total, base.total);
+        assert_eq!(rep.by_status, base.by_status);
+        assert_eq!(rep.in_transit, 2);
     }
 
     #[test]
