@@ -108,6 +108,9 @@ impl Hosted {
 /// What the raft loop needs to let groups and peers appear at run time.
 pub struct Joining {
     topology: Arc<Topology>,
+    /// The directory the node routes with: who may seed a group here. `None`
+    /// (tests) means the topology's members.
+    directory: Option<Arc<crate::dirsync::LiveDirectory>>,
     open: PeerOpener,
     /// Groups joined at run time so far (bounded by [`MAX_JOINED_GROUPS`]).
     pub(crate) joined: usize,
@@ -126,6 +129,7 @@ impl Joining {
     pub fn new(
         cfg: &NodeConfig,
         topology: &Topology,
+        directory: &Arc<crate::dirsync::LiveDirectory>,
         control: &Sender<Control>,
         faults: &Arc<Faults>,
     ) -> Option<Joining> {
@@ -176,13 +180,16 @@ impl Joining {
             tracing::info!(node = me, peer, "raft transport opened to a new peer");
             Some(tx)
         });
-        Some(Joining::with_opener(topo, open))
+        let mut j = Joining::with_opener(topo, open);
+        j.directory = Some(directory.clone());
+        Some(j)
     }
 
     /// A set-up with a custom way of opening peer queues (tests).
     pub fn with_opener(topology: Arc<Topology>, open: PeerOpener) -> Joining {
         Joining {
             topology,
+            directory: None,
             open,
             joined: 0,
             absent: Default::default(),
@@ -216,9 +223,21 @@ impl Joining {
     /// answers with a snapshot request (they change nothing but its term),
     /// and a snapshot, which must be for this group, name the sender as a
     /// voter and this node as a member (raft-rs checks the latter too).
-    /// The group must be one of the topology's.
+    /// The group must be one of the topology's, and the sender a member of
+    /// it by the directory (the replicated one once read): a snapshot's
+    /// configuration is the sender's own word, so a node outside the group
+    /// could otherwise name itself a voter and seed a replica of its making.
+    /// A leader added online seeds once its placement has reached this
+    /// node's directory (raft sends the snapshot again until then).
     pub(crate) fn may_seed(&self, me: u64, group: u64, from: u64, msg: &Message) -> bool {
         if self.topology.group(group).is_none() || self.topology.node(from).is_none() {
+            return false;
+        }
+        let member = match &self.directory {
+            Some(d) => d.get().members(group).contains(&from),
+            None => self.topology.members(group).contains(&from),
+        };
+        if !member {
             return false;
         }
         match msg.get_msg_type() {
@@ -393,6 +412,57 @@ mod tests {
         };
         assert_eq!(snapshot_group(&s.encode_to_vec()), Some(310114));
         assert_eq!(snapshot_group(&[0xff, 0xff]), None);
+    }
+
+    /// A snapshot seeds a replica here only from a member of the group by
+    /// the directory; the configuration inside it is the sender's word.
+    #[test]
+    fn only_a_member_by_the_directory_may_seed() {
+        use prost::Message as _;
+        let topo = Topology::demo();
+        let snapshot = |from: u64| {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgSnapshot);
+            m.from = from;
+            let snap = m.mut_snapshot();
+            snap.data = StateSnapshot {
+                group_id: 310114,
+                ..Default::default()
+            }
+            .encode_to_vec()
+            .into();
+            let cs = snap.mut_metadata().mut_conf_state();
+            cs.voters = vec![from, 2];
+            cs.learners = vec![5];
+            m
+        };
+        let members = topo.members(310114);
+        let outsider = topo
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .find(|n| !members.contains(n) && *n != 5)
+            .expect("a node outside 嘉定's group");
+        let live = Arc::new(crate::dirsync::LiveDirectory::new(&topo));
+        let mut j = Joining::with_opener(Arc::new(topo.clone()), Box::new(|_| None));
+        j.directory = Some(live.clone());
+        let leader = members[0];
+        assert!(j.may_seed(5, 310114, leader, &snapshot(leader)));
+        // Naming itself a voter does not make the outsider one.
+        assert!(!j.may_seed(5, 310114, outsider, &snapshot(outsider)));
+        // Once the replicated directory places it in the group, it may.
+        let mut voters = members.clone();
+        voters.push(outsider);
+        live.offer(hotline_proto::v1::DirectoryImage {
+            version: 1,
+            groups: vec![hotline_proto::v1::Placement {
+                group_id: 310114,
+                region: "310114".into(),
+                voters,
+                learners: vec![5],
+            }],
+        });
+        assert!(j.may_seed(5, 310114, outsider, &snapshot(outsider)));
     }
 
     #[test]

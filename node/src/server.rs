@@ -960,7 +960,7 @@ pub async fn run_node(
         .node(cfg.id)
         .ok_or_else(|| NodeError::Config(format!("node {} is not in the topology", cfg.id)))?
         .clone();
-    let directory = crate::dirsync::LiveDirectory::new(&topology);
+    let directory = Arc::new(crate::dirsync::LiveDirectory::new(&topology));
     let mut replicas = BTreeMap::new();
     let mut hosted = BTreeMap::new();
     for gid in topology.groups_of(cfg.id) {
@@ -1065,7 +1065,7 @@ pub async fn run_node(
             // it should not fire on a slow tick.
             4 * t.election_ticks as u64,
         ),
-        joining: crate::membership::Joining::new(&cfg, &topology, &ctl_tx, &faults),
+        joining: crate::membership::Joining::new(&cfg, &topology, &directory, &ctl_tx, &faults),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))
@@ -1078,7 +1078,7 @@ pub async fn run_node(
         region: hosted_groups[&home].clone(),
         hosted,
         topology: Arc::new(topology),
-        directory: Arc::new(directory),
+        directory,
         faults,
         fed: Arc::new(fed),
         live_members: Arc::default(),
