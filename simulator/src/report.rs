@@ -208,7 +208,7 @@ fn header(h: &mut String, r: &Report) {
 }
 
 /// (Chinese, English, held) per invariant, in the model's order.
-fn invariant_rows(r: &Report) -> [(&'static str, &'static str, bool); 7] {
+fn invariant_rows(r: &Report) -> [(&'static str, &'static str, bool); 8] {
     let i = &r.invariants;
     [
         (
@@ -245,6 +245,11 @@ fn invariant_rows(r: &Report) -> [(&'static str, &'static str, bool); 7] {
             "事件链校验通过",
             "every event chain verifies",
             i.chains_verify,
+        ),
+        (
+            "区域目录已复制",
+            "the directory is replicated (every group placed)",
+            i.directory_replicated,
         ),
     ]
 }
@@ -1059,6 +1064,7 @@ mod tests {
             no_transfer_applied_twice: true,
             transfers_delivered_after_heal: true,
             chains_verify: true,
+            directory_replicated: true,
             violation: None,
         }
     }
@@ -1221,7 +1227,7 @@ mod tests {
         assert!(html.contains("✗ 不变量被违反"));
         assert!(html.contains("<td class=\"bad\">✗</td><td>每组每任期至多一个领导者"));
         assert!(html.contains("two leaders in term 7 (nodes 6 &amp; 4) &lt;seed 42&gt;"));
-        assert_eq!(html.matches("<td class=\"ok\">✓</td>").count(), 6);
+        assert_eq!(html.matches("<td class=\"ok\">✓</td>").count(), 7);
         assert!(!html.contains("全部不变量成立"));
     }
 

@@ -27,16 +27,18 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
+use hotline_node::core::placements::{MAX_GROUPS, to_report};
 use hotline_node::core::tickets::{IdKey, SmWrites};
 use hotline_node::core::transfer::{forward_candidates, hop_allowed};
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
 };
 use hotline_proto::v1::{
-    AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Delivered, Dispatch,
-    Extend, HopDone, Kind, Location, Merge, Priority, ReceiptIn, ReceiptPassed, Reopen, Reply,
-    Resolution, Return, ReviewReturn, Role, Satisfaction, Sign, Status, Ticket, TicketCommand,
-    TransferEnvelope, TransferReceipt, TransferRecord, TransferState, command, ticket_command::Op,
+    AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Delivered,
+    DirectoryImage, Dispatch, Extend, HopDone, Kind, Location, Merge, Placement, Priority,
+    ReceiptIn, ReceiptPassed, Reopen, Reply, Resolution, Return, ReviewReturn, Role, Satisfaction,
+    Sign, Status, Ticket, TicketCommand, TransferEnvelope, TransferReceipt, TransferRecord,
+    TransferState, command, ticket_command::Op,
 };
 use raft::StateRole;
 use raft::eraftpb::Message;
@@ -453,6 +455,8 @@ enum Purpose {
         receipt: bool,
     },
     HopDone,
+    /// A group's placement for the national group's replicated directory.
+    Place,
 }
 
 #[derive(Clone, Debug)]
@@ -731,6 +735,8 @@ pub struct Sim {
     messages_sent: u64,
     messages_dropped: u64,
     commit_hist: Histogram<u64>,
+    /// The national group's first leader has proposed the directory's seed.
+    directory_seeded: bool,
     transfer_hist: Histogram<u64>,
     /// transfer id → (start, "31→32").
     transfer_started: BTreeMap<String, (SimMs, String)>,
@@ -1183,6 +1189,7 @@ impl Sim {
             messages_sent: 0,
             messages_dropped: 0,
             commit_hist: hist(),
+            directory_seeded: false,
             transfer_hist: hist(),
             transfer_started: BTreeMap::new(),
             transfers: 0,
@@ -1205,6 +1212,30 @@ impl Sim {
         }
         sim.push(60_000, Ev::Sample);
         Ok(sim)
+    }
+
+    /// What the node driver's national leader does (`dirsync`): place
+    /// every group of the topology in the replicated directory, the same
+    /// `core::placements` deciding and applying. Proposed once the national
+    /// group first has a leader (at its first forward round) and retried
+    /// until applied, through whatever faults the run brings.
+    fn seed_directory(&mut self) {
+        let national = hotline_federation::directory::NATIONAL;
+        if !self.dir.contains(national) || !self.is_local(national) {
+            return;
+        }
+        let seed = self.cfg.topology.groups.iter().filter_map(|g| {
+            Some(Placement {
+                group_id: g.id()?,
+                region: g.region.clone(),
+                voters: g.voters.clone(),
+                learners: g.learners.clone(),
+            })
+        });
+        let all = to_report(&DirectoryImage::default(), [], seed, MAX_GROUPS);
+        for p in all {
+            self.propose(national, command::Op::Place(p), Purpose::Place);
+        }
     }
 
     fn push(&mut self, at: SimMs, ev: Ev) {
@@ -1773,7 +1804,7 @@ impl Sim {
                     self.schedule_forward(p.group, 1);
                 }
             }
-            Purpose::HopDone | Purpose::Delivered => {}
+            Purpose::HopDone | Purpose::Delivered | Purpose::Place => {}
         }
     }
 
@@ -1984,6 +2015,12 @@ impl Sim {
     /// a reachable member of the first candidate group that has one.
     fn forward(&mut self, group: u64) {
         self.forward_scheduled.remove(&group);
+        // The national group's first leader seeds the directory (its
+        // forward round is the first moment outside its Ready cycle).
+        if group == hotline_federation::directory::NATIONAL && !self.directory_seeded {
+            self.directory_seeded = true;
+            self.seed_directory();
+        }
         let Some(leader) = self.leader_of(group) else {
             self.schedule_forward(group, FORWARD_INTERVAL_MS);
             return;
@@ -3099,6 +3136,40 @@ impl Sim {
             ));
         }
         inv.chains_verify = chains_ok;
+        // The replicated directory has every group of the topology, as
+        // placed, once the faults are long over.
+        let national = hotline_federation::directory::NATIONAL;
+        inv.directory_replicated = true;
+        if best.contains_key(&national) && last_heal + DELIVERY_BOUND_MS < now {
+            let QueryAnswer::Directory(img) = replica(&national).tickets().query(&Query::Directory)
+            else {
+                unreachable!("a directory query answers with the directory")
+            };
+            let topo = &shards[0].cfg.topology;
+            let unplaced: Vec<&str> = topo
+                .groups
+                .iter()
+                .filter(|g| {
+                    let mut want = (g.voters.clone(), g.learners.clone());
+                    want.0.sort_unstable();
+                    want.1.sort_unstable();
+                    !img.groups.iter().any(|p| {
+                        p.region == g.region && (p.voters.clone(), p.learners.clone()) == want
+                    })
+                })
+                .map(|g| g.region.as_str())
+                .collect();
+            inv.directory_replicated = unplaced.is_empty();
+            if let Some(first) = unplaced.first()
+                && inv.violation.is_none()
+            {
+                inv.violation = Some(format!(
+                    "{} of {} groups missing from the replicated directory, e.g. {first:?}",
+                    unplaced.len(),
+                    topo.groups.len()
+                ));
+            }
+        }
         let missed = shards[0].missed_deadlines(now, best.keys().map(replica));
         // Digest: every group's history of applied commands and every
         // replica's position, in order.
