@@ -23,11 +23,11 @@ use hotline_federation::directory::{Directory, NATIONAL};
 use hotline_federation::topology::{GroupSpec, group_region};
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
-use tonic::{Request, Status};
+use tonic::Status;
 
 use crate::core::placements::to_report;
 use crate::core::{ApplyResult, Query, QueryAnswer};
-use crate::forwarder::NODE_HEADER;
+use crate::forwarder::from_node;
 use crate::server::Handle;
 
 /// How often a node reads the directory and checks its groups' placements.
@@ -171,13 +171,13 @@ async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
     }
     let me = h.node_id;
     h.federation_call(NATIONAL, |ch| async move {
-        let mut r = Request::new(DirectoryRequest {
-            known_version: known,
-        });
-        r.metadata_mut()
-            .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
         FederationClient::new(ch)
-            .directory(r)
+            .directory(from_node(
+                me,
+                DirectoryRequest {
+                    known_version: known,
+                },
+            ))
             .await
             .map(|r| r.into_inner())
     })
@@ -202,11 +202,8 @@ async fn place(h: &Handle, national_here: bool, p: Placement) -> Result<Director
     h.federation_call(NATIONAL, |ch| {
         let p = p.clone();
         async move {
-            let mut r = Request::new(p);
-            r.metadata_mut()
-                .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
             FederationClient::new(ch)
-                .place(r)
+                .place(from_node(me, p))
                 .await
                 .map(|r| r.into_inner())
         }

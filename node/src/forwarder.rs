@@ -47,6 +47,15 @@ const FORWARD_CONCURRENCY: usize = 16;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Metadata key carrying the calling node's id (checked against its certificate).
 pub const NODE_HEADER: &str = "x-hotline-node";
+
+/// A federation request from node `me`: the header names it, and the
+/// callee checks the header against the TLS certificate.
+pub(crate) fn from_node<T>(me: u64, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
+    r
+}
 /// How long a caller found in a group's live configuration stays trusted
 /// to send for it, and one found outside it stays refused without asking
 /// again (so a flood of refused calls is not a flood of status calls).
@@ -159,11 +168,8 @@ impl Handle {
         self.federation_call(group, |ch| {
             let req = req.clone();
             async move {
-                let mut r = Request::new(req);
-                r.metadata_mut()
-                    .insert(NODE_HEADER, me.to_string().parse().expect("digits"));
                 FederationClient::new(ch)
-                    .forward(r)
+                    .forward(from_node(me, req))
                     .await
                     .map(|r| r.into_inner())
             }
