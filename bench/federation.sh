@@ -17,6 +17,7 @@
 # Prints "label<TAB>one JSON document" per measurement, then a summary.
 #   bench/federation.sh [all|transfer|groups|idle]
 # Knobs (env): LEADERS=spread LOW_DUR=20s (per launch) LAUNCHES=3 TPUT_DUR=30s ACCEPT_DUR=10s ROUNDS=2 IDLE_GROUPS=1000
+#              IDLE_NATIONAL=0 (1 adds a national group: the directory syncs at rest)
 #              SETTLE=10 SAMPLE=20s KEEP=0 (1 keeps the work directory)
 # Ports: 9101-9108 (demo), 9301-9303 (64 groups), 9321-9323 (1 group),
 # 9401-9403 (idle groups). Bounded: every wait has a timeout; every node started
@@ -30,6 +31,7 @@ TPUT_DUR=${TPUT_DUR:-30s}
 ACCEPT_DUR=${ACCEPT_DUR:-10s}
 ROUNDS=${ROUNDS:-2}
 IDLE_GROUPS=${IDLE_GROUPS:-1000}
+IDLE_NATIONAL=${IDLE_NATIONAL:-0}
 SETTLE=${SETTLE:-10}
 SAMPLE=${SAMPLE:-20s}
 LEADERS=${LEADERS:-spread}
@@ -41,6 +43,7 @@ esac
 case $LEADERS in spread | one) ;; *) echo "LEADERS: spread or one" >&2; exit 2 ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS: 1 to 99" >&2; exit 2; }
 [[ $LAUNCHES =~ ^[1-9]$ ]] || { echo "LAUNCHES: 1 to 9" >&2; exit 2; }
+[[ $IDLE_NATIONAL =~ ^[01]$ ]] || { echo "IDLE_NATIONAL: 0 or 1" >&2; exit 2; }
 [[ $SETTLE =~ ^[0-9]{1,3}$ ]] || { echo "SETTLE: seconds, 0 to 999" >&2; exit 2; }
 
 H=$PWD/target/release/hotline
@@ -165,6 +168,11 @@ if [[ $WHAT == all || $WHAT == idle ]]; then
   I=$WORK/idle
   mkdir -p "$I"
   "$H" bench topology --nodes 3 --groups "$IDLE_GROUPS" --port-base 9400 --out "$I/topology-in.toml" >&2
+  if [[ $IDLE_NATIONAL == 1 ]]; then
+    # A national group on the same nodes: the replicated directory is then
+    # read and checked every 2 s at rest (dirsync), as in a real federation.
+    printf '\n[[group]]\nregion = ""\nvoters = [1, 2, 3]\nlearners = []\n' >>"$I/topology-in.toml"
+  fi
   "$H" cluster init --topology "$I/topology-in.toml" --dir "$I" --port-base 9400 >/dev/null
   t0=$(date +%s%N)
   start "$I" 3
