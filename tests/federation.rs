@@ -661,7 +661,6 @@ async fn a_member_added_online_may_forward_for_its_group() {
         region: "310114".into(),
         voters: vec![5],
         learners: vec![],
-        term: 99,
     });
     r.metadata_mut()
         .insert("x-hotline-node", "5".parse().unwrap());

@@ -126,7 +126,6 @@ async fn round(h: &Handle) -> Result<(), Status> {
             region: group_region(g.group_id),
             voters: g.voters.clone(),
             learners: g.learners.clone(),
-            term: g.term,
         });
     let leads_national = status
         .groups
@@ -143,7 +142,6 @@ async fn round(h: &Handle) -> Result<(), Status> {
                 region: s.region.clone(),
                 voters: s.voters.clone(),
                 learners: s.learners.clone(),
-                term: 0,
             })
         });
     let reports = to_report(&img, leading, seed, MAX_PLACES_PER_ROUND);

@@ -460,7 +460,6 @@ mod tests {
                 region: "310114".into(),
                 voters,
                 learners: vec![5],
-                term: 0,
             }],
         });
         assert!(j.may_seed(5, 310114, outsider, &snapshot(outsider)));

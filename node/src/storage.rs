@@ -1209,7 +1209,6 @@ mod tests {
                 region: "310114".into(),
                 voters: vec![2, 3, 4],
                 learners: vec![5],
-                term: 0,
             })),
         })
         .unwrap();

@@ -1230,7 +1230,6 @@ impl Sim {
                 region: g.region.clone(),
                 voters: g.voters.clone(),
                 learners: g.learners.clone(),
-                term: 0,
             })
         });
         let all = to_report(&DirectoryImage::default(), [], seed, MAX_GROUPS);

@@ -1897,7 +1897,6 @@ mod tests {
                     region: "310114".into(),
                     voters: vec![2, 3, 4],
                     learners,
-                    term: 0,
                 })),
             };
             let checked = m.check(&cmd);
