@@ -669,6 +669,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("not a voter"), "{}", e.message());
 
     let directory = || -> serde_json::Value {
         serde_json::from_str(&cl.cli(&["group", "directory", "--json"])).unwrap()
@@ -702,6 +703,20 @@ async fn a_member_added_online_may_forward_for_its_group() {
         },
     )
     .await;
+    // A learner does not lead the group: it may not report placements.
+    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
+        group_id: 310114,
+        region: "310114".into(),
+        voters: vec![5],
+        learners: vec![],
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", "5".parse().unwrap());
+    let e = FederationClient::new(ch.clone())
+        .place(r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     // The refusal above is remembered for a few seconds.
     let mut answer = None;
     for _ in 0..100 {

@@ -26,6 +26,8 @@ pub struct Directory {
     children: BTreeMap<u64, Vec<u64>>,
     /// Group id → its voters, then its learners: where its replicas are.
     members: BTreeMap<u64, Vec<u64>>,
+    /// Group id → how many of `members` are voters (they come first).
+    voters: BTreeMap<u64, usize>,
     /// The version of the replicated directory this was built from; 0 for
     /// the topology file alone.
     version: u64,
@@ -61,10 +63,12 @@ impl Directory {
     ) -> Directory {
         let mut region = BTreeMap::new();
         let mut members = BTreeMap::new();
+        let mut voters = BTreeMap::new();
         for g in groups {
             if let Some(id) = try_group_id(&g.region) {
                 region.insert(id, g.region.clone());
                 members.insert(id, g.voters.iter().chain(&g.learners).copied().collect());
+                voters.insert(id, g.voters.len());
             }
         }
         let mut parent = BTreeMap::new();
@@ -84,8 +88,15 @@ impl Directory {
             parent,
             children,
             members,
+            voters,
             version,
         }
+    }
+
+    /// A group's voters. Empty for an unknown group.
+    pub fn voters(&self, group: u64) -> &[u64] {
+        let n = self.voters.get(&group).copied().unwrap_or(0);
+        &self.members(group)[..n]
     }
 
     /// The nodes holding a group's replicas: its voters, then its learners.
@@ -254,6 +265,8 @@ mod tests {
         let d2 = Directory::from_groups(t.groups.iter().chain([&moved]), 7);
         assert_eq!(d2.version(), 7);
         assert_eq!(d2.members(310_114), &[2, 4, 5, 9]);
+        assert_eq!(d2.voters(310_114), &[2, 4, 5]);
+        assert!(d2.voters(999).is_empty());
         assert_eq!(d2.members(320_585), d.members(320_585));
         assert_eq!(d2.path(310_114, 320_585), d.path(310_114, 320_585));
         assert_eq!(d2.owner("310114001"), Some(310_114));

@@ -148,9 +148,10 @@ async fn round(h: &Handle) -> Result<(), Status> {
     for p in reports {
         let group = p.group_id;
         match place(h, leads_national, p).await {
+            // The answer carries the version only: the next round reads
+            // the directory that has it.
             Ok(img) => {
                 let version = img.version;
-                h.directory.offer(img);
                 tracing::info!(node = h.node_id, group, version, "placement reported");
             }
             Err(e) => {
@@ -167,7 +168,7 @@ async fn round(h: &Handle) -> Result<(), Status> {
 /// carries no groups.
 async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
     if h.hosted.contains(NATIONAL) {
-        return local_image(h).await;
+        return local_image(h, known).await;
     }
     let me = h.node_id;
     h.federation_call(NATIONAL, |ch| async move {
@@ -184,9 +185,13 @@ async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
     .await
 }
 
-/// This node's national replica's directory.
-pub(crate) async fn local_image(h: &Handle) -> Result<DirectoryImage, Status> {
-    match h.at(NATIONAL)?.read_local(Query::Directory).await?.0 {
+/// This node's national replica's directory (only its version if that is
+/// `known`: the groups are not copied for nothing).
+pub(crate) async fn local_image(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
+    let query = Query::Directory {
+        known_version: known,
+    };
+    match h.at(NATIONAL)?.read_local(query).await?.0 {
         QueryAnswer::Directory(img) => Ok(img),
         _ => Err(Status::internal("unexpected answer")),
     }

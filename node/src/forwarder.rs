@@ -64,10 +64,11 @@ const LIVE_NONMEMBER_TTL: Duration = Duration::from_secs(5);
 /// Bound on that memory: it is cleared when full.
 const MAX_LIVE_MEMBER_ENTRIES: usize = 4_096;
 
-/// (group, node) → whether the node was in the group's configuration, and
-/// when that was learnt ([`Handle::is_live_member`]).
+/// (group, node, voters only) → whether the node was in the group's
+/// configuration (as a voter, if asked so), and when that was learnt
+/// ([`Handle::is_live_member`]).
 pub(crate) type LiveMembers =
-    std::sync::Mutex<std::collections::HashMap<(u64, u64), (bool, std::time::Instant)>>;
+    std::sync::Mutex<std::collections::HashMap<(u64, u64, bool), (bool, std::time::Instant)>>;
 
 impl Handle {
     /// Calls `f` on member nodes of `group` in turn until one succeeds,
@@ -114,13 +115,14 @@ impl Handle {
     /// transfers. The group itself says: this node's replica if it hosts
     /// it, else a listed member's (`Admin.Status`: the configuration each
     /// replica has applied). Answers are remembered for a while.
-    pub(crate) async fn is_live_member(&self, g: u64, node: u64) -> bool {
+    /// `voter`: only a voter counts (a learner may not lead the group).
+    pub(crate) async fn is_live_member(&self, g: u64, node: u64, voter: bool) -> bool {
         let now = std::time::Instant::now();
         if let Some(&(member, at)) = self
             .live_members
             .lock()
             .expect("not poisoned")
-            .get(&(g, node))
+            .get(&(g, node, voter))
         {
             let ttl = if member {
                 LIVE_MEMBER_TTL
@@ -134,8 +136,8 @@ impl Handle {
         let names = |s: &StatusResponse| {
             s.groups.iter().find(|x| x.group_id == g).map(|x| {
                 x.voters.contains(&node)
-                    || x.learners.contains(&node)
                     || x.voters_outgoing.contains(&node)
+                    || (!voter && x.learners.contains(&node))
             })
         };
         let member = if self.hosted.contains(g) {
@@ -159,7 +161,7 @@ impl Handle {
         if m.len() >= MAX_LIVE_MEMBER_ENTRIES {
             m.clear();
         }
-        m.insert((g, node), (member, now));
+        m.insert((g, node, voter), (member, now));
         member
     }
 
@@ -325,11 +327,12 @@ impl Federation for Handle {
                 "from_group/to_group: not in the directory",
             ));
         }
-        // The replicated directory lists members added online once their
-        // group's leader has reported them; until then the group says.
-        let listed = dir.members(r.from_group).contains(&caller)
-            || self.topology.members(r.from_group).contains(&caller);
-        if !listed && !self.is_live_member(r.from_group, caller).await {
+        // The directory (the topology file's placement until the group's
+        // leader reports one, so a node removed online is no longer listed)
+        // names members added online once reported; until then the group
+        // says.
+        let listed = dir.members(r.from_group).contains(&caller);
+        if !listed && !self.is_live_member(r.from_group, caller, false).await {
             tracing::warn!(
                 caller,
                 presented = ?certs.as_ref().and_then(|c| c.first()).map(tls::presented_names),
@@ -425,38 +428,49 @@ impl Federation for Handle {
         &self,
         req: Request<DirectoryRequest>,
     ) -> Result<Response<DirectoryImage>, Status> {
-        let mut img = if self
+        let known = req.get_ref().known_version;
+        if self
             .hosted
             .contains(hotline_federation::directory::NATIONAL)
         {
-            crate::dirsync::local_image(self).await?
-        } else {
-            (*self.directory.image()).clone()
-        };
-        if img.version == req.get_ref().known_version {
-            img.groups.clear();
+            return Ok(Response::new(
+                crate::dirsync::local_image(self, known).await?,
+            ));
         }
-        Ok(Response::new(img))
+        let img = self.directory.image();
+        Ok(Response::new(if img.version == known {
+            DirectoryImage {
+                version: known,
+                groups: Vec::new(),
+            }
+        } else {
+            (*img).clone()
+        }))
     }
 
-    /// A group's leader reports its configuration. Only a node that is a
-    /// member of the group, by the directory and by the placement it
-    /// reports, may; answered by the national leader once committed.
+    /// A group's leader reports its configuration; answered by the national
+    /// leader once committed (with the directory's version only). The caller
+    /// must be a voter of what it reports (leaders are voters) and a voter
+    /// of the group now: by the directory this node routes with (the
+    /// topology file's placement only until the group is placed, so a node
+    /// removed online is not one), or else by the group's own live
+    /// configuration (`is_live_member`: a voter added and made leader
+    /// within one sync round is in neither list yet).
     async fn place(&self, req: Request<Placement>) -> Result<Response<DirectoryImage>, Status> {
         let caller = self.verified_caller(&req, "place")?;
         let p = req.into_inner();
-        let dir = self.dir();
-        let reported = p.voters.contains(&caller) || p.learners.contains(&caller);
-        let member = dir.members(p.group_id).contains(&caller)
-            || self.topology.members(p.group_id).contains(&caller);
-        if !(reported && member) {
+        let reported = p.voters.contains(&caller);
+        let member = reported
+            && (self.dir().voters(p.group_id).contains(&caller)
+                || self.is_live_member(p.group_id, caller, true).await);
+        if !member {
             tracing::warn!(
                 caller,
                 group = p.group_id,
-                "place refused: caller is not a member of the group"
+                "place refused: caller is not a voter of the group"
             );
             return Err(Status::permission_denied(format!(
-                "node {caller} is not a member of group {}",
+                "node {caller} is not a voter of group {} (not a member of it, or not among the voters it reports)",
                 p.group_id
             )));
         }

@@ -1224,7 +1224,8 @@ mod tests {
         assert_eq!(d.groups[0].learners, vec![5]);
         let r = Replica::new(cfg, rec).unwrap();
         assert_eq!(
-            r.tickets().query(&crate::core::Query::Directory),
+            r.tickets()
+                .query(&crate::core::Query::Directory { known_version: 0 }),
             crate::core::QueryAnswer::Directory(d)
         );
     }

@@ -3141,7 +3141,9 @@ impl Sim {
         let national = hotline_federation::directory::NATIONAL;
         inv.directory_replicated = true;
         if best.contains_key(&national) && last_heal + DELIVERY_BOUND_MS < now {
-            let QueryAnswer::Directory(img) = replica(&national).tickets().query(&Query::Directory)
+            let QueryAnswer::Directory(img) = replica(&national)
+                .tickets()
+                .query(&Query::Directory { known_version: 0 })
             else {
                 unreachable!("a directory query answers with the directory")
             };

@@ -110,6 +110,10 @@ impl Placements {
         true
     }
 
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }

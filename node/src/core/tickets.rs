@@ -75,7 +75,8 @@ pub enum ApplyResult {
     Ticket(Arc<Ticket>),
     Rejected(CommandError),
     Policy(Policy),
-    /// The directory after a placement (national group).
+    /// The directory's version after a placement (national group); the
+    /// groups are not copied into the answer.
     Directory(DirectoryImage),
     /// A transfer envelope or receipt taken into custody (`duplicate`: it
     /// was here already, acknowledged again and not applied twice).
@@ -292,6 +293,10 @@ pub struct TicketMachine {
     pub(super) transfers_floor: TransferFloor,
     /// The replicated directory (national group only).
     placements: Placements,
+    /// A placement changed since the last `take_writes`: the directory's
+    /// image is built once there, not once per command (a seed of
+    /// thousands of groups would copy it thousands of times).
+    directory_dirty: bool,
     pub(super) writes: SmWrites,
 }
 
@@ -330,8 +335,11 @@ pub enum Query {
     TransferWork {
         limit: usize,
     },
-    /// The replicated directory (national group).
-    Directory,
+    /// The replicated directory (national group); only its version if the
+    /// asker has `known_version` already.
+    Directory {
+        known_version: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -557,9 +565,12 @@ impl TicketMachine {
                 return match self.placements.check(self.region.is_empty(), p) {
                     Ok(()) => {
                         if self.placements.apply(p) {
-                            self.writes.directory = Some(self.placements.image());
+                            self.directory_dirty = true;
                         }
-                        ApplyResult::Directory(self.placements.image())
+                        ApplyResult::Directory(DirectoryImage {
+                            version: self.placements.version(),
+                            groups: Vec::new(),
+                        })
                     }
                     Err(e) => ApplyResult::Rejected(e.into()),
                 };
@@ -812,7 +823,16 @@ impl TicketMachine {
                     .collect(),
             ),
             Query::Policy => QueryAnswer::Policy(self.policy.clone()),
-            Query::Directory => QueryAnswer::Directory(self.placements.image()),
+            Query::Directory { known_version } => {
+                QueryAnswer::Directory(if *known_version == self.placements.version() {
+                    DirectoryImage {
+                        version: *known_version,
+                        groups: Vec::new(),
+                    }
+                } else {
+                    self.placements.image()
+                })
+            }
             Query::Transfers {
                 cross_province_only,
                 limit,
@@ -949,11 +969,14 @@ impl TicketMachine {
     }
 
     pub fn take_writes(&mut self) -> SmWrites {
+        if std::mem::take(&mut self.directory_dirty) {
+            self.writes.directory = Some(self.placements.image());
+        }
         std::mem::take(&mut self.writes)
     }
 
     pub fn has_writes(&self) -> bool {
-        !self.writes.is_empty()
+        !self.writes.is_empty() || self.directory_dirty
     }
 
     /// The whole state, for a Raft snapshot. Deterministic bytes.
@@ -1916,11 +1939,15 @@ mod tests {
         assert!(!district.has_writes());
 
         let mut national = TicketMachine::new("");
-        let ApplyResult::Directory(img) = place(&mut national, vec![5], 1) else {
+        let ApplyResult::Directory(v) = place(&mut national, vec![5], 1) else {
             panic!("placed")
         };
+        assert_eq!(v.version, 1);
+        assert!(v.groups.is_empty(), "the answer carries the version only");
+        assert!(national.has_writes());
+        let img = national.take_writes().directory.expect("written");
         assert_eq!(img.version, 1);
-        assert_eq!(national.take_writes().directory, Some(img.clone()));
+        assert_eq!(img.groups.len(), 1);
         // The same report again: no change, nothing to write.
         place(&mut national, vec![5], 2);
         assert!(national.take_writes().directory.is_none());
