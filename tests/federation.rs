@@ -681,6 +681,36 @@ async fn a_member_added_online_may_forward_for_its_group() {
         || async { directory()["groups"].as_array().unwrap().len() == 8 },
     )
     .await;
+    // A voter of 嘉定's group (node 6) may report, but not a configuration
+    // the group does not have: another voter must confirm it.
+    let node6 = hotline_node::config::NodeConfig::load(&cl.node_config(6))
+        .unwrap()
+        .tls
+        .unwrap();
+    let as_node6 = tls::client_config(&node6, &tls::node_name(1)).unwrap();
+    let ch6 = transport::endpoint("https://127.0.0.1:8141".into(), Some(as_node6))
+        .unwrap()
+        .connect_lazy();
+    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
+        group_id: 310114,
+        region: "310114".into(),
+        voters: vec![4, 6, 7],
+        learners: vec![3],
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", "6".parse().unwrap());
+    let e = FederationClient::new(ch6).place(r).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("no other voter confirms"), "{e}");
+    assert!(
+        directory()["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["group_id"] != 310114 || g["learners"].as_array().unwrap().is_empty()),
+        "nothing placed"
+    );
+
     let before = directory()["version"].as_u64().unwrap();
     cl.cli(&["group", "add-learner", "--region", "310114", "--node", "5"]);
     // 嘉定's leader reports its new configuration to the national group, and

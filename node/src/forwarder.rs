@@ -449,9 +449,9 @@ impl Federation for Handle {
     }
 
     /// A group's leader reports its configuration; answered by the national
-    /// leader once committed (with the directory's version only). The caller
-    /// must be a voter of what it reports (leaders are voters) and a voter
-    /// of the group now: by the directory this node routes with (the
+    /// leader once committed (with the directory's version only), if another
+    /// voter of the group confirms it. The caller must be a voter of what it
+    /// reports (leaders are voters) and a voter of the group now: by the directory this node routes with (the
     /// topology file's placement only until the group is placed, so a node
     /// removed online is not one), or else by the group's own live
     /// configuration (`is_live_member`: a voter added and made leader
@@ -474,7 +474,73 @@ impl Federation for Handle {
                 p.group_id
             )));
         }
+        if !self.confirmed_by_another_voter(&p, caller).await {
+            tracing::warn!(
+                caller,
+                group = p.group_id,
+                "place refused: no other voter of the group has this configuration"
+            );
+            return Err(Status::failed_precondition(format!(
+                "group {}: no other voter confirms the configuration node {caller} reports (yet)",
+                p.group_id
+            )));
+        }
         crate::dirsync::commit(self, p).await.map(Response::new)
+    }
+}
+
+impl Handle {
+    /// Whether a voter of the group other than `caller`, by the directory,
+    /// has applied the configuration `p` reports (`Admin.Status`): a report
+    /// is the caller's word, and one voter must not place nodes of its
+    /// choosing. A group whose only voter is the caller is taken at its
+    /// word. A voter still applying the change refuses for now; the leader
+    /// reports again next round.
+    async fn confirmed_by_another_voter(&self, p: &Placement, caller: u64) -> bool {
+        let sorted = |v: &[u64]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v
+        };
+        let want = (sorted(&p.voters), sorted(&p.learners));
+        let same = |s: &StatusResponse| {
+            s.groups.iter().any(|g| {
+                g.group_id == p.group_id
+                    && g.voters_outgoing.is_empty()
+                    && (sorted(&g.voters), sorted(&g.learners)) == want
+            })
+        };
+        let others: Vec<u64> = self
+            .dir()
+            .voters(p.group_id)
+            .iter()
+            .copied()
+            .filter(|&n| n != caller)
+            .collect();
+        if others.is_empty() {
+            return true;
+        }
+        for node in others {
+            let status = if node == self.node_id {
+                self.status_now().await.ok()
+            } else {
+                if matches!(self.faults.outbound(node), Verdict::Drop) {
+                    continue;
+                }
+                let Some(ch) = self.fed.get(&node).cloned() else {
+                    continue;
+                };
+                let mut admin = AdminClient::new(ch);
+                match tokio::time::timeout(FORWARD_TIMEOUT, admin.status(StatusRequest {})).await {
+                    Ok(Ok(r)) => Some(r.into_inner()),
+                    _ => None,
+                }
+            };
+            if status.as_ref().is_some_and(same) {
+                return true;
+            }
+        }
+        false
     }
 }
 
