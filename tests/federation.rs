@@ -656,18 +656,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("not a member"), "{}", e.message());
     // Nor may it write itself into the replicated directory.
-    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
-        group_id: 310114,
-        region: "310114".into(),
-        voters: vec![5],
-        learners: vec![],
-    });
-    r.metadata_mut()
-        .insert("x-hotline-node", "5".parse().unwrap());
-    let e = FederationClient::new(ch.clone())
-        .place(r)
-        .await
-        .unwrap_err();
+    let e = place_as(&ch, 5, &[5], &[]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("not a voter"), "{}", e.message());
 
@@ -691,15 +680,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     let ch6 = transport::endpoint("https://127.0.0.1:8141".into(), Some(as_node6))
         .unwrap()
         .connect_lazy();
-    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
-        group_id: 310114,
-        region: "310114".into(),
-        voters: vec![4, 6, 7],
-        learners: vec![3],
-    });
-    r.metadata_mut()
-        .insert("x-hotline-node", "6".parse().unwrap());
-    let e = FederationClient::new(ch6).place(r).await.unwrap_err();
+    let e = place_as(&ch6, 6, &[4, 6, 7], &[3]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
     assert!(e.message().contains("no other voter confirms"), "{e}");
     assert!(
@@ -734,18 +715,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     )
     .await;
     // A learner does not lead the group: it may not report placements.
-    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
-        group_id: 310114,
-        region: "310114".into(),
-        voters: vec![5],
-        learners: vec![],
-    });
-    r.metadata_mut()
-        .insert("x-hotline-node", "5".parse().unwrap());
-    let e = FederationClient::new(ch.clone())
-        .place(r)
-        .await
-        .unwrap_err();
+    let e = place_as(&ch, 5, &[5], &[]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     // The refusal above is remembered for a few seconds.
     let mut answer = None;
@@ -762,6 +732,27 @@ async fn a_member_added_online_may_forward_for_its_group() {
         c.transfers(NATIONAL_GROUP, true, 10).await.unwrap().len(),
         1
     );
+}
+
+/// `Federation.Place` for 嘉定's group as node `me` (whose certificate the
+/// channel presents).
+async fn place_as(
+    ch: &tonic::transport::Channel,
+    me: u64,
+    voters: &[u64],
+    learners: &[u64],
+) -> Result<tonic::Response<hotline_proto::v1::DirectoryImage>, tonic::Status> {
+    let mut r = tonic::Request::new(hotline_proto::v1::Placement {
+        group_id: 310114,
+        region: "310114".into(),
+        voters: voters.to_vec(),
+        learners: learners.to_vec(),
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", me.to_string().parse().unwrap());
+    hotline_proto::v1::federation_client::FederationClient::new(ch.clone())
+        .place(r)
+        .await
 }
 
 /// Idle groups cost almost nothing: once quiet, every replica of every

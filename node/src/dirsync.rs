@@ -25,7 +25,7 @@ use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
 use tonic::Status;
 
-use crate::core::placements::to_report;
+use crate::core::placements::{from_spec, to_report, to_spec};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::forwarder::from_node;
 use crate::server::Handle;
@@ -70,7 +70,7 @@ impl LiveDirectory {
         if img.version <= self.image().version {
             return false;
         }
-        let placed: Vec<GroupSpec> = img.groups.iter().map(spec).collect();
+        let placed: Vec<GroupSpec> = img.groups.iter().map(to_spec).collect();
         let dir = Directory::from_groups(self.topology.iter().chain(&placed), img.version);
         let mut cur = self.current.write().expect("not poisoned");
         if img.version <= cur.1.version {
@@ -78,14 +78,6 @@ impl LiveDirectory {
         }
         *cur = (Arc::new(dir), Arc::new(img));
         true
-    }
-}
-
-fn spec(p: &Placement) -> GroupSpec {
-    GroupSpec {
-        region: p.region.clone(),
-        voters: p.voters.clone(),
-        learners: p.learners.clone(),
     }
 }
 
@@ -136,14 +128,7 @@ async fn round(h: &Handle) -> Result<(), Status> {
         .groups
         .iter()
         .filter(|_| leads_national)
-        .filter_map(|s| {
-            Some(Placement {
-                group_id: s.id()?,
-                region: s.region.clone(),
-                voters: s.voters.clone(),
-                learners: s.learners.clone(),
-            })
-        });
+        .filter_map(from_spec);
     let reports = to_report(&img, leading, seed, MAX_PLACES_PER_ROUND);
     for p in reports {
         let group = p.group_id;

@@ -497,11 +497,7 @@ impl Handle {
     /// word. A voter still applying the change refuses for now; the leader
     /// reports again next round.
     async fn confirmed_by_another_voter(&self, p: &Placement, caller: u64) -> bool {
-        let sorted = |v: &[u64]| {
-            let mut v = v.to_vec();
-            v.sort_unstable();
-            v
-        };
+        use crate::membership::sorted;
         let want = (sorted(&p.voters), sorted(&p.learners));
         let same = |s: &StatusResponse| {
             s.groups.iter().any(|g| {

@@ -27,7 +27,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
-use hotline_node::core::placements::{MAX_GROUPS, to_report};
+use hotline_node::core::placements::{MAX_GROUPS, from_spec, to_report};
 use hotline_node::core::tickets::{IdKey, SmWrites};
 use hotline_node::core::transfer::{forward_candidates, hop_allowed};
 use hotline_node::core::{
@@ -35,9 +35,9 @@ use hotline_node::core::{
 };
 use hotline_proto::v1::{
     AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Delivered,
-    DirectoryImage, Dispatch, Extend, HopDone, Kind, Location, Merge, Placement, Priority,
-    ReceiptIn, ReceiptPassed, Reopen, Reply, Resolution, Return, ReviewReturn, Role, Satisfaction,
-    Sign, Status, Ticket, TicketCommand, TransferEnvelope, TransferReceipt, TransferRecord,
+    DirectoryImage, Dispatch, Extend, HopDone, Kind, Location, Merge, Priority, ReceiptIn,
+    ReceiptPassed, Reopen, Reply, Resolution, Return, ReviewReturn, Role, Satisfaction, Sign,
+    Status, Ticket, TicketCommand, TransferEnvelope, TransferReceipt, TransferRecord,
     TransferState, command, ticket_command::Op,
 };
 use raft::StateRole;
@@ -1224,14 +1224,7 @@ impl Sim {
         if !self.dir.contains(national) || !self.is_local(national) {
             return;
         }
-        let seed = self.cfg.topology.groups.iter().filter_map(|g| {
-            Some(Placement {
-                group_id: g.id()?,
-                region: g.region.clone(),
-                voters: g.voters.clone(),
-                learners: g.learners.clone(),
-            })
-        });
+        let seed = self.cfg.topology.groups.iter().filter_map(from_spec);
         let all = to_report(&DirectoryImage::default(), [], seed, MAX_GROUPS);
         for p in all {
             self.propose(national, command::Op::Place(p), Purpose::Place);

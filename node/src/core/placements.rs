@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use hotline_federation::topology::GroupSpec;
 use hotline_proto::v1::{DirectoryImage, Placement};
 
 use super::tickets::{FieldError, bad};
@@ -130,6 +131,27 @@ impl Placements {
             version: img.version,
             groups: img.groups.into_iter().map(|p| (p.group_id, p)).collect(),
         }
+    }
+}
+
+/// A topology file's group as a placement (`None` for a malformed region,
+/// never in a validated topology): what the national leader seeds, in the
+/// node (`dirsync`) and in the simulator alike.
+pub fn from_spec(g: &GroupSpec) -> Option<Placement> {
+    Some(Placement {
+        group_id: g.id()?,
+        region: g.region.clone(),
+        voters: g.voters.clone(),
+        learners: g.learners.clone(),
+    })
+}
+
+/// A placement as a topology group, to build a `Directory` from.
+pub fn to_spec(p: &Placement) -> GroupSpec {
+    GroupSpec {
+        region: p.region.clone(),
+        voters: p.voters.clone(),
+        learners: p.learners.clone(),
     }
 }
 
