@@ -3,9 +3,10 @@
 //!
 //! Every [`SYNC_INTERVAL`] a node
 //! 1. reads the directory from a national replica — its own if it hosts
-//!    one, else `Federation.Directory` on national's members — and routes
-//!    with it from then on if it is newer than what it has (the topology
-//!    file's groups, overlaid with every replicated placement);
+//!    one, else `Federation.Directory` on all of national's voters, taking
+//!    only what a majority of them answer alike — and routes with it from
+//!    then on if it is newer than what it has (the topology file's groups,
+//!    overlaid with every replicated placement);
 //! 2. reports, for every group it leads, the configuration the group has
 //!    applied if the directory says otherwise (`Federation.Place`): this is
 //!    how a membership change made online reaches every node's routing;
@@ -25,7 +26,7 @@ use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
 use tonic::Status;
 
-use crate::core::placements::{from_spec, to_report, to_spec};
+use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::forwarder::from_node;
 use crate::server::Handle;
@@ -147,27 +148,49 @@ async fn round(h: &Handle) -> Result<(), Status> {
     Ok(())
 }
 
-/// The replicated directory from a national replica: this node's own if it
+/// The replicated directory: this node's own national replica's if it
 /// hosts one (a local read: it may trail, the version says by how much),
-/// else a member's over `Federation.Directory`. An answer at `known`
-/// carries no groups.
+/// else what a majority of national's voters answer alike on
+/// `Federation.Directory`, asked concurrently
+/// (`core::placements::agreed`). An answer at `known` carries no groups;
+/// so does this one when nothing newer is agreed on yet.
 async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
     if h.hosted.contains(NATIONAL) {
         return local_image(h, known).await;
     }
     let me = h.node_id;
-    h.federation_call(NATIONAL, |ch| async move {
-        FederationClient::new(ch)
-            .directory(from_node(
-                me,
-                DirectoryRequest {
-                    known_version: known,
-                },
-            ))
-            .await
-            .map(|r| r.into_inner())
-    })
-    .await
+    let voters = h.dir().voters(NATIONAL).to_vec();
+    let asks = voters.iter().map(|&node| async move {
+        let answer = h
+            .call_node(node, |ch| async move {
+                FederationClient::new(ch)
+                    .directory(from_node(
+                        me,
+                        DirectoryRequest {
+                            known_version: known,
+                        },
+                    ))
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await;
+        (node, answer)
+    });
+    let mut answers = Vec::with_capacity(voters.len());
+    let mut last = Status::unavailable("the national group has no voter");
+    for (node, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(img) => answers.push((node, img)),
+            Err(e) => last = e,
+        }
+    }
+    if answers.len() < majority(voters.len()) {
+        return Err(last);
+    }
+    Ok(agreed(&answers, &voters, known).unwrap_or(DirectoryImage {
+        version: known,
+        groups: Vec::new(),
+    }))
 }
 
 /// This node's national replica's directory (only its version if that is

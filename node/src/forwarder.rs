@@ -80,33 +80,42 @@ impl Handle {
     {
         let mut last = Status::unavailable(format!("group {group} has no reachable member"));
         for node in self.dir().members(group).to_vec() {
-            let ch = if node == self.node_id {
-                // A group hosted here too: call ourselves over loopback.
-                match self.fed.get(&node) {
-                    Some(c) => c.clone(),
-                    None => continue,
-                }
-            } else {
-                match self.faults.outbound(node) {
-                    Verdict::Drop => {
-                        last = Status::unavailable(format!("link to node {node} is cut (drill)"));
-                        continue;
-                    }
-                    Verdict::Delay(d) => tokio::time::sleep(d).await,
-                    Verdict::Pass => {}
-                }
-                match self.fed.get(&node) {
-                    Some(c) => c.clone(),
-                    None => continue,
-                }
-            };
-            match tokio::time::timeout(FORWARD_TIMEOUT, f(ch)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(s)) => last = s,
-                Err(_) => last = Status::deadline_exceeded(format!("node {node} did not answer")),
+            match self.call_node(node, &f).await {
+                Ok(v) => return Ok(v),
+                Err(s) => last = s,
             }
         }
         Err(last)
+    }
+
+    /// Calls `f` on one node over its federation channel (this node's own
+    /// over loopback), honouring a drill on the link, within
+    /// [`FORWARD_TIMEOUT`].
+    pub(crate) async fn call_node<T, F, Fut>(&self, node: u64, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        if node != self.node_id {
+            match self.faults.outbound(node) {
+                Verdict::Drop => {
+                    return Err(Status::unavailable(format!(
+                        "link to node {node} is cut (drill)"
+                    )));
+                }
+                Verdict::Delay(d) => tokio::time::sleep(d).await,
+                Verdict::Pass => {}
+            }
+        }
+        let Some(ch) = self.fed.get(&node).cloned() else {
+            return Err(Status::unavailable(format!("node {node} is not known")));
+        };
+        match tokio::time::timeout(FORWARD_TIMEOUT, f(ch)).await {
+            Ok(r) => r,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "node {node} did not answer"
+            ))),
+        }
     }
 
     /// Whether `node` is in group `g`'s configuration now: for a caller the
@@ -449,8 +458,8 @@ impl Federation for Handle {
     }
 
     /// A group's leader reports its configuration; answered by the national
-    /// leader once committed (with the directory's version only), if another
-    /// voter of the group confirms it. The caller must be a voter of what it
+    /// leader once committed (with the directory's version only), if a
+    /// majority of the group's voters confirm it. The caller must be a voter of what it
     /// reports (leaders are voters) and a voter of the group now: by the directory this node routes with (the
     /// topology file's placement only until the group is placed, so a node
     /// removed online is not one), or else by the group's own live
@@ -474,14 +483,10 @@ impl Federation for Handle {
                 p.group_id
             )));
         }
-        if !self.confirmed_by_another_voter(&p, caller).await {
-            tracing::warn!(
-                caller,
-                group = p.group_id,
-                "place refused: no other voter of the group has this configuration"
-            );
+        if let Err(e) = self.confirmed_by_majority(&p, caller).await {
+            tracing::warn!(caller, group = p.group_id, "place refused: {e}");
             return Err(Status::failed_precondition(format!(
-                "group {}: no other voter confirms the configuration node {caller} reports (yet)",
+                "group {}: the configuration node {caller} reports is not confirmed: {e}",
                 p.group_id
             )));
         }
@@ -490,13 +495,15 @@ impl Federation for Handle {
 }
 
 impl Handle {
-    /// Whether a voter of the group other than `caller`, by the directory,
-    /// has applied the configuration `p` reports (`Admin.Status`): a report
-    /// is the caller's word, and one voter must not place nodes of its
-    /// choosing. A group whose only voter is the caller is taken at its
-    /// word. A voter still applying the change refuses for now; the leader
-    /// reports again next round.
-    async fn confirmed_by_another_voter(&self, p: &Placement, caller: u64) -> bool {
+    /// Whether a majority of the group's voters, by the directory, have
+    /// applied the configuration `p` reports (each one's `Admin.Status`,
+    /// asked concurrently; the caller counts for itself): a report is the
+    /// caller's word, and a minority of voters must not place nodes of
+    /// their choosing (`core::placements::confirmed`). A voter still
+    /// applying the change does not confirm yet; the leader reports again
+    /// next round. `Err` says how many confirmed.
+    async fn confirmed_by_majority(&self, p: &Placement, caller: u64) -> Result<(), String> {
+        use crate::core::placements::{confirmed, majority};
         use crate::membership::sorted;
         let want = (sorted(&p.voters), sorted(&p.learners));
         let same = |s: &StatusResponse| {
@@ -506,37 +513,44 @@ impl Handle {
                     && (sorted(&g.voters), sorted(&g.learners)) == want
             })
         };
-        let others: Vec<u64> = self
-            .dir()
-            .voters(p.group_id)
+        let voters = self.dir().voters(p.group_id).to_vec();
+        let mut confirmers = vec![caller];
+        if confirmed(&voters, &confirmers) {
+            return Ok(());
+        }
+        let mut asks: futures::stream::FuturesUnordered<_> = voters
             .iter()
             .copied()
             .filter(|&n| n != caller)
-            .collect();
-        if others.is_empty() {
-            return true;
-        }
-        for node in others {
-            let status = if node == self.node_id {
-                self.status_now().await.ok()
-            } else {
-                if matches!(self.faults.outbound(node), Verdict::Drop) {
-                    continue;
-                }
-                let Some(ch) = self.fed.get(&node).cloned() else {
-                    continue;
+            .map(|node| async move {
+                let status = if node == self.node_id {
+                    self.status_now().await
+                } else {
+                    self.call_node(node, |ch| async move {
+                        AdminClient::new(ch)
+                            .status(StatusRequest {})
+                            .await
+                            .map(|r| r.into_inner())
+                    })
+                    .await
                 };
-                let mut admin = AdminClient::new(ch);
-                match tokio::time::timeout(FORWARD_TIMEOUT, admin.status(StatusRequest {})).await {
-                    Ok(Ok(r)) => Some(r.into_inner()),
-                    _ => None,
+                (node, status)
+            })
+            .collect();
+        while let Some((node, status)) = asks.next().await {
+            if status.as_ref().is_ok_and(same) {
+                confirmers.push(node);
+                if confirmed(&voters, &confirmers) {
+                    return Ok(());
                 }
-            };
-            if status.as_ref().is_some_and(same) {
-                return true;
             }
         }
-        false
+        let have = confirmers.iter().filter(|n| voters.contains(n)).count();
+        Err(format!(
+            "{have} of its {} voters show it, {} needed",
+            voters.len(),
+            majority(voters.len())
+        ))
     }
 }
 

@@ -184,6 +184,60 @@ pub fn to_report(
     out
 }
 
+/// Replicas that make a majority of `voters` voters.
+pub fn majority(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// Whether a reported configuration is confirmed by its group: a majority
+/// of the group's voters by the directory (`voters`) must have applied it
+/// (`confirmers`: the nodes that showed it, the reporter among them). Raft
+/// trusts a majority of a group's voters with its log, so the directory
+/// trusts no fewer with its placement: a minority of colluding voters
+/// cannot place nodes of their choosing.
+pub fn confirmed(voters: &[u64], confirmers: &[u64]) -> bool {
+    let mut seen: Vec<u64> = confirmers
+        .iter()
+        .copied()
+        .filter(|c| voters.contains(c))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    !voters.is_empty() && seen.len() >= majority(voters.len())
+}
+
+/// The directory the national group's voters agree on: the newest image
+/// newer than `known` that a majority of `voters` answered with, group for
+/// group (`answers`: node → its answer; an answer at `known` carries no
+/// groups and agrees with what the asker has). `None`: nothing newer is
+/// agreed on yet (members still applying, or too few answered). One
+/// member's word is not enough: a national replica that serves a forged
+/// image is outvoted.
+pub fn agreed(
+    answers: &[(u64, DirectoryImage)],
+    voters: &[u64],
+    known: u64,
+) -> Option<DirectoryImage> {
+    let from_voters: Vec<&(u64, DirectoryImage)> =
+        answers.iter().filter(|(n, _)| voters.contains(n)).collect();
+    let mut candidates: Vec<&DirectoryImage> = from_voters
+        .iter()
+        .map(|(_, img)| img)
+        .filter(|img| img.version > known)
+        .collect();
+    candidates.sort_by_key(|img| std::cmp::Reverse(img.version));
+    candidates.into_iter().find_map(|img| {
+        let mut nodes: Vec<u64> = from_voters
+            .iter()
+            .filter(|(_, other)| other == img)
+            .map(|(n, _)| *n)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        (nodes.len() >= majority(voters.len())).then(|| img.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +321,73 @@ mod tests {
         let many: Vec<u64> = (1..=17).collect();
         assert_eq!(field(true, place("310114", &many, &[])), "place.voters");
         d.check(true, &place("", &[1], &[])).unwrap();
+    }
+
+    #[test]
+    fn a_placement_needs_a_majority_of_the_voters_by_the_directory() {
+        // Three voters: the reporter and one other, as before.
+        assert!(confirmed(&[1, 2, 3], &[1, 2]));
+        assert!(!confirmed(&[1, 2, 3], &[1]));
+        // Five voters: two colluding voters are not enough, three are.
+        assert!(!confirmed(&[1, 2, 3, 4, 5], &[4, 5]));
+        assert!(confirmed(&[1, 2, 3, 4, 5], &[3, 4, 5]));
+        // Nodes outside the directory's voters (the new ones a report names,
+        // learners) and repeats do not count.
+        assert!(!confirmed(&[1, 2, 3, 4, 5], &[4, 5, 6, 7, 8, 5]));
+        // A voter added online that leads already: the old voters confirm.
+        assert!(confirmed(&[1, 2, 3], &[9, 1, 2]));
+        // One voter: its own word.
+        assert!(confirmed(&[7], &[7]));
+        assert!(!confirmed(&[], &[7]));
+    }
+
+    #[test]
+    fn a_directory_is_taken_only_when_a_majority_of_national_agrees() {
+        let img = |version: u64, voters: &[u64]| DirectoryImage {
+            version,
+            groups: vec![place("310114", voters, &[])],
+        };
+        let at = |version: u64| DirectoryImage {
+            version,
+            groups: Vec::new(),
+        };
+        let national = [1, 2, 3];
+        // All three at version 4, the asker at 3.
+        let all = [
+            (1, img(4, &[1, 2])),
+            (2, img(4, &[1, 2])),
+            (3, img(4, &[1, 2])),
+        ];
+        assert_eq!(agreed(&all, &national, 3), Some(img(4, &[1, 2])));
+        // Unchanged (answers carry the version only): nothing new.
+        assert_eq!(agreed(&[(1, at(4)), (2, at(4))], &national, 4), None);
+        // One member serves a forged image with a higher version: outvoted,
+        // and the two that agree win.
+        let forged = [
+            (1, img(9, &[6, 7])),
+            (2, img(4, &[1, 2])),
+            (3, img(4, &[1, 2])),
+        ];
+        assert_eq!(agreed(&forged, &national, 3), Some(img(4, &[1, 2])));
+        // The same version with other groups is not agreement.
+        let split = [(1, img(4, &[6, 7])), (2, img(4, &[1, 2])), (3, at(3))];
+        assert_eq!(agreed(&split, &national, 3), None);
+        // One trails: the newest version a majority has.
+        let trailing = [
+            (1, img(5, &[1])),
+            (2, img(4, &[1, 2])),
+            (3, img(4, &[1, 2])),
+        ];
+        assert_eq!(agreed(&trailing, &national, 3), Some(img(4, &[1, 2])));
+        // Only one answered, or answers from nodes that are not voters, or
+        // one node answering twice: not a majority.
+        assert_eq!(agreed(&all[..1], &national, 3), None);
+        let outsiders = [(1, img(4, &[1])), (8, img(4, &[1])), (9, img(4, &[1]))];
+        assert_eq!(agreed(&outsiders, &national, 3), None);
+        assert_eq!(
+            agreed(&[(1, img(4, &[1])), (1, img(4, &[1]))], &national, 3),
+            None
+        );
+        assert_eq!(agreed(&all, &[], 3), None);
     }
 }
