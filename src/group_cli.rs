@@ -277,7 +277,8 @@ async fn directory(c: &ClientArgs) -> Result<()> {
     let mut newest = DirectoryImage::default();
     let mut nodes = Vec::new();
     for (i, n) in cl.nodes.iter().enumerate() {
-        let mut fed = FederationClient::new(cl.channel(i));
+        let mut fed = FederationClient::new(cl.channel(i))
+            .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
         let mut req = tonic::Request::new(DirectoryRequest { known_version: 0 });
         req.set_timeout(Duration::from_secs(5));
         let img = fed.directory(req).await.map(|r| r.into_inner());

@@ -33,6 +33,11 @@ use crate::server::Handle;
 
 /// How often a node reads the directory and checks its groups' placements.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Bound on one `Federation.Directory` answer, above tonic's 4 MiB default:
+/// a full directory ([`MAX_GROUPS`](crate::core::placements::MAX_GROUPS)
+/// groups of [`MAX_MEMBERS`](crate::core::placements::MAX_MEMBERS)
+/// replicas each) fits (`core::placements` tests it).
+pub const MAX_DIRECTORY_BYTES: usize = 16 << 20;
 /// Bound on the placements one round reports (a national leader seeding
 /// thousands of groups does it over several rounds).
 pub const MAX_PLACES_PER_ROUND: usize = 256;
@@ -164,6 +169,7 @@ async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
         let answer = h
             .call_node(node, |ch| async move {
                 FederationClient::new(ch)
+                    .max_decoding_message_size(MAX_DIRECTORY_BYTES)
                     .directory(from_node(
                         me,
                         DirectoryRequest {

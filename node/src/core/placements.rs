@@ -390,4 +390,29 @@ mod tests {
         );
         assert_eq!(agreed(&all, &[], 3), None);
     }
+
+    #[test]
+    fn a_full_directory_fits_one_answer() {
+        use prost::Message as _;
+        // Every group at the bound, each with the most replicas and the
+        // longest region codes and node ids: the worst case of one answer.
+        let members: Vec<u64> = (0..MAX_MEMBERS as u64).map(|i| u64::MAX - i).collect();
+        let img = DirectoryImage {
+            version: u64::MAX,
+            groups: (0..MAX_GROUPS as u64)
+                .map(|i| Placement {
+                    group_id: 999_999_999_000 + i,
+                    region: "999999999000".into(),
+                    voters: members[..MAX_MEMBERS / 2].to_vec(),
+                    learners: members[MAX_MEMBERS / 2..].to_vec(),
+                })
+                .collect(),
+        };
+        let bytes = img.encoded_len();
+        assert!(bytes > 4 << 20, "tonic's default would not do: {bytes}");
+        assert!(
+            bytes <= crate::dirsync::MAX_DIRECTORY_BYTES,
+            "{bytes} bytes"
+        );
+    }
 }
