@@ -723,6 +723,12 @@ async fn a_member_added_online_may_forward_for_its_group() {
     )
     .await;
     cl.cli(&["fault", "heal"]);
+    // What a deposed leader would still report, the configuration before
+    // node 5 came: refused, since no majority shows it any more, so the
+    // directory never goes back to it.
+    let e = place_as(&ch6, 6, &[4, 6, 7], &[]).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("1 of its 3 voters show it"), "{e}");
     // A learner does not lead the group: it may not report placements.
     let e = place_as(&ch, 5, &[5], &[]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
