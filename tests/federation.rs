@@ -424,20 +424,12 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
 /// national relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
-    use hotline_node::{tls, transport};
     use hotline_proto::v1::ForwardRequest;
     use hotline_proto::v1::federation_client::FederationClient;
 
     let (cl, c) = federation(8100).await;
-    let node3 = hotline_node::config::NodeConfig::load(&cl.node_config(3))
-        .unwrap()
-        .tls
-        .unwrap();
     // Talk to node 8 (太仓) with node 3's identity.
-    let as_node3 = tls::client_config(&node3, &tls::node_name(8)).unwrap();
-    let ch = transport::endpoint("https://127.0.0.1:8108".into(), Some(as_node3))
-        .unwrap()
-        .connect_lazy();
+    let ch = cl.channel_as(3, 8, "127.0.0.1:8108");
     let envelope = hotline_proto::v1::TransferEnvelope {
         transfer_id: "310114-310114-20261128-000001-1".into(),
         origin_group: 310114,
@@ -476,14 +468,7 @@ async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     assert!(e.message().contains("certificate"), "{}", e.message());
     // Node 6 really is a member of 嘉定's group, but a cross-province
     // envelope from 嘉定 goes through the national group, not straight to 太仓.
-    let node6 = hotline_node::config::NodeConfig::load(&cl.node_config(6))
-        .unwrap()
-        .tls
-        .unwrap();
-    let as_node6 = tls::client_config(&node6, &tls::node_name(8)).unwrap();
-    let ch6 = transport::endpoint("https://127.0.0.1:8108".into(), Some(as_node6))
-        .unwrap()
-        .connect_lazy();
+    let ch6 = cl.channel_as(6, 8, "127.0.0.1:8108");
     let mut r = tonic::Request::new(ForwardRequest {
         from_group: 310114,
         to_group: 320585,
@@ -609,7 +594,6 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
 /// learner there, accepted — and answered "duplicate", applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_added_online_may_forward_for_its_group() {
-    use hotline_node::{tls, transport};
     use hotline_proto::v1::ForwardRequest;
     use hotline_proto::v1::federation_client::FederationClient;
 
@@ -629,14 +613,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     envelope.hops.pop(); // as 嘉定 sent it
     assert_eq!(envelope.hops, [310114]);
 
-    let node5 = hotline_node::config::NodeConfig::load(&cl.node_config(5))
-        .unwrap()
-        .tls
-        .unwrap();
-    let as_node5 = tls::client_config(&node5, &tls::node_name(1)).unwrap();
-    let ch = transport::endpoint("https://127.0.0.1:8141".into(), Some(as_node5))
-        .unwrap()
-        .connect_lazy();
+    let ch = cl.channel_as(5, 1, "127.0.0.1:8141");
     let forward = || {
         let ch = ch.clone();
         let envelope = envelope.clone();
@@ -672,14 +649,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     .await;
     // A voter of 嘉定's group (node 6) may report, but not a configuration
     // the group does not have: a majority of its voters must confirm it.
-    let node6 = hotline_node::config::NodeConfig::load(&cl.node_config(6))
-        .unwrap()
-        .tls
-        .unwrap();
-    let as_node6 = tls::client_config(&node6, &tls::node_name(1)).unwrap();
-    let ch6 = transport::endpoint("https://127.0.0.1:8141".into(), Some(as_node6))
-        .unwrap()
-        .connect_lazy();
+    let ch6 = cl.channel_as(6, 1, "127.0.0.1:8141");
     let e = place_as(&ch6, 6, &[4, 6, 7], &[3]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
     assert!(

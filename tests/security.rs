@@ -88,14 +88,7 @@ async fn wrong_certificates_are_refused() {
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
 
     // Node 3's certificate claiming to be node 2 is refused too.
-    let node3 = hotline_node::config::NodeConfig::load(&cl.node_config(3))
-        .unwrap()
-        .tls
-        .unwrap();
-    let as_node3 = tls::client_config(&node3, &tls::node_name(1)).unwrap();
-    let ch = transport::endpoint(format!("https://{addr}"), Some(as_node3))
-        .unwrap()
-        .connect_lazy();
+    let ch = cl.channel_as(3, 1, addr);
     let e = RaftClient::new(ch)
         .stream(tokio_stream::iter(vec![batch]))
         .await

@@ -26,7 +26,7 @@ use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
 use tonic::Status;
 
-use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec};
+use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec, version_only};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::forwarder::from_node;
 use crate::server::Handle;
@@ -193,10 +193,7 @@ async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
     if answers.len() < majority(voters.len()) {
         return Err(last);
     }
-    Ok(agreed(&answers, &voters, known).unwrap_or(DirectoryImage {
-        version: known,
-        groups: Vec::new(),
-    }))
+    Ok(agreed(&answers, &voters, known).unwrap_or_else(|| version_only(known)))
 }
 
 /// This node's national replica's directory (only its version if that is

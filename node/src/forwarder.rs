@@ -447,14 +447,11 @@ impl Federation for Handle {
             ));
         }
         let img = self.directory.image();
-        Ok(Response::new(if img.version == known {
-            DirectoryImage {
-                version: known,
-                groups: Vec::new(),
-            }
-        } else {
-            (*img).clone()
-        }))
+        Ok(Response::new(crate::core::placements::answer_at(
+            img.version,
+            known,
+            || (*img).clone(),
+        )))
     }
 
     /// A group's leader reports its configuration; answered by the national

@@ -120,6 +120,20 @@ impl Cluster {
         self.dir.path().join(format!("node-{id}.toml"))
     }
 
+    /// A channel to `addr` (node `to`'s server name) that presents node
+    /// `me`'s certificate: for tests of what one node may ask of another.
+    pub fn channel_as(&self, me: u64, to: u64, addr: &str) -> tonic::transport::Channel {
+        use hotline_node::{tls, transport};
+        let files = NodeConfig::load(&self.node_config(me))
+            .unwrap()
+            .tls
+            .unwrap();
+        let tls = tls::client_config(&files, &tls::node_name(to)).unwrap();
+        transport::endpoint(format!("https://{addr}"), Some(tls))
+            .unwrap()
+            .connect_lazy()
+    }
+
     pub fn client_config(&self) -> PathBuf {
         self.dir.path().join("client.toml")
     }

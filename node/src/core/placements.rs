@@ -119,6 +119,12 @@ impl Placements {
         self.groups.is_empty()
     }
 
+    /// The answer to a reader that has version `known`: only the version
+    /// when that is this one (the groups are not copied for nothing).
+    pub fn answer(&self, known: u64) -> DirectoryImage {
+        answer_at(self.version, known, || self.image())
+    }
+
     pub fn image(&self) -> DirectoryImage {
         DirectoryImage {
             version: self.version,
@@ -182,6 +188,31 @@ pub fn to_report(
     }
     out.truncate(limit);
     out
+}
+
+/// A directory carrying its version and no groups: what a reader that has
+/// this version already is answered, and what a placement answers.
+pub fn version_only(version: u64) -> DirectoryImage {
+    DirectoryImage {
+        version,
+        groups: Vec::new(),
+    }
+}
+
+/// The answer to a reader that has version `known`, from a directory at
+/// `version` whose groups `image` builds: the version only if they match.
+/// The rule for every reader, of a replica (`Placements::answer`) or of a
+/// node's last read (`Federation.Directory`).
+pub fn answer_at(
+    version: u64,
+    known: u64,
+    image: impl FnOnce() -> DirectoryImage,
+) -> DirectoryImage {
+    if version == known {
+        version_only(version)
+    } else {
+        image()
+    }
 }
 
 /// Replicas that make a majority of `voters` voters.
@@ -347,10 +378,7 @@ mod tests {
             version,
             groups: vec![place("310114", voters, &[])],
         };
-        let at = |version: u64| DirectoryImage {
-            version,
-            groups: Vec::new(),
-        };
+        let at = version_only;
         let national = [1, 2, 3];
         // All three at version 4, the asker at 3.
         let all = [

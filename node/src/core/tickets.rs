@@ -567,10 +567,9 @@ impl TicketMachine {
                         if self.placements.apply(p) {
                             self.directory_dirty = true;
                         }
-                        ApplyResult::Directory(DirectoryImage {
-                            version: self.placements.version(),
-                            groups: Vec::new(),
-                        })
+                        ApplyResult::Directory(super::placements::version_only(
+                            self.placements.version(),
+                        ))
                     }
                     Err(e) => ApplyResult::Rejected(e.into()),
                 };
@@ -824,14 +823,7 @@ impl TicketMachine {
             ),
             Query::Policy => QueryAnswer::Policy(self.policy.clone()),
             Query::Directory { known_version } => {
-                QueryAnswer::Directory(if *known_version == self.placements.version() {
-                    DirectoryImage {
-                        version: *known_version,
-                        groups: Vec::new(),
-                    }
-                } else {
-                    self.placements.image()
-                })
+                QueryAnswer::Directory(self.placements.answer(*known_version))
             }
             Query::Transfers {
                 cross_province_only,
