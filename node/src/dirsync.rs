@@ -13,6 +13,11 @@
 //! 3. if it leads the national group, places the topology's groups the
 //!    directory does not have yet (the seed).
 //!
+//! A membership change applied through this node does not wait for the
+//! next round: it starts one at once, and quick rounds follow until its
+//! report is taken (see [`run`]), so the change is in the directory within
+//! a fraction of a second and every node routes with it by its next read.
+//!
 //! The round reads each replica's status locally: it wakes no hibernating
 //! group and sends no raft message. An unchanged directory costs one small
 //! RPC per round (the request carries the version the node has).
@@ -41,12 +46,21 @@ pub const MAX_DIRECTORY_BYTES: usize = 16 << 20;
 /// Bound on the placements one round reports (a national leader seeding
 /// thousands of groups does it over several rounds).
 pub const MAX_PLACES_PER_ROUND: usize = 256;
+/// After a membership change applied on this node, rounds follow at this
+/// pace until the change is reported (the group's followers apply it a
+/// moment after its leader, and a report is taken only once a majority of
+/// the voters show it), at most [`MAX_QUICK_ROUNDS`] times; then the
+/// ordinary [`SYNC_INTERVAL`] again.
+pub const QUICK_ROUND_DELAY: Duration = Duration::from_millis(200);
+pub const MAX_QUICK_ROUNDS: u32 = 10;
 
 /// The directory a node routes with: the topology file's, overlaid with the
 /// newest replicated directory it has read.
 pub struct LiveDirectory {
     topology: Vec<GroupSpec>,
     current: RwLock<(Arc<Directory>, Arc<DirectoryImage>)>,
+    /// Rung when a membership change was applied here ([`Self::changed`]).
+    changes: tokio::sync::Notify,
 }
 
 impl LiveDirectory {
@@ -57,7 +71,15 @@ impl LiveDirectory {
                 Arc::new(Directory::new(topology)),
                 Arc::new(DirectoryImage::default()),
             )),
+            changes: tokio::sync::Notify::new(),
         }
+    }
+
+    /// A membership change was applied on this node (its leader): the
+    /// sync reports it now rather than at its next round, up to
+    /// [`SYNC_INTERVAL`] later.
+    pub fn changed(&self) {
+        self.changes.notify_one();
     }
 
     /// The directory in use now.
@@ -87,23 +109,33 @@ impl LiveDirectory {
     }
 }
 
-/// Runs rounds until `stop` completes.
+/// Runs rounds until `stop` completes: every [`SYNC_INTERVAL`], and at
+/// once after a membership change applied here, then every
+/// [`QUICK_ROUND_DELAY`] while a report is not yet confirmed (at most
+/// [`MAX_QUICK_ROUNDS`] times).
 pub async fn run(h: Handle, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut every = tokio::time::interval(SYNC_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quick_left = 0;
     loop {
+        let quick = tokio::time::sleep(QUICK_ROUND_DELAY);
         tokio::select! {
             _ = every.tick() => {}
+            () = h.directory.changes.notified() => quick_left = MAX_QUICK_ROUNDS,
+            () = quick, if quick_left > 0 => quick_left -= 1,
             () = &mut stop => return,
         }
-        if let Err(e) = round(&h).await {
-            tracing::debug!(node = h.node_id, error = %e, "directory round");
+        match round(&h).await {
+            Ok(0) => quick_left = 0,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(node = h.node_id, error = %e, "directory round"),
         }
     }
 }
 
-async fn round(h: &Handle) -> Result<(), Status> {
+/// One round; returns how many reports were not taken.
+async fn round(h: &Handle) -> Result<usize, Status> {
     let known = h.directory.image();
     let img = fetch(h, known.version).await?;
     if img.version > known.version {
@@ -136,6 +168,7 @@ async fn round(h: &Handle) -> Result<(), Status> {
         .filter(|_| leads_national)
         .filter_map(from_spec);
     let reports = to_report(&img, leading, seed, MAX_PLACES_PER_ROUND);
+    let mut not_taken = 0;
     for p in reports {
         let group = p.group_id;
         match place(h, leads_national, p).await {
@@ -146,11 +179,12 @@ async fn round(h: &Handle) -> Result<(), Status> {
                 tracing::info!(node = h.node_id, group, version, "placement reported");
             }
             Err(e) => {
+                not_taken += 1;
                 tracing::debug!(node = h.node_id, group, error = %e, "placement not reported");
             }
         }
     }
-    Ok(())
+    Ok(not_taken)
 }
 
 /// The replicated directory: this node's own national replica's if it

@@ -367,6 +367,7 @@ pub async fn change(
                 learners = ?cs.learners,
                 "membership changed"
             );
+            h.directory.changed();
             Ok(response(req.group_id, &cs))
         }
         ConfChangeOutcome::Refused(e) => Err(refusal(&e)),
