@@ -279,7 +279,10 @@ async fn directory(c: &ClientArgs) -> Result<()> {
     for (i, n) in cl.nodes.iter().enumerate() {
         let mut fed = FederationClient::new(cl.channel(i))
             .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
-        let mut req = tonic::Request::new(DirectoryRequest { known_version: 0 });
+        let mut req = tonic::Request::new(DirectoryRequest {
+            known_version: 0,
+            wait_ms: 0,
+        });
         req.set_timeout(Duration::from_secs(5));
         let img = fed.directory(req).await.map(|r| r.into_inner());
         let routes_with = match AdminClient::new(cl.channel(i))

@@ -594,8 +594,8 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
 /// learner there, accepted — and answered "duplicate", applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_added_online_may_forward_for_its_group() {
-    use hotline_proto::v1::ForwardRequest;
     use hotline_proto::v1::federation_client::FederationClient;
+    use hotline_proto::v1::{DirectoryRequest, ForwardRequest};
 
     let (cl, c) = federation(8140).await;
     let t = c
@@ -667,6 +667,33 @@ async fn a_member_added_online_may_forward_for_its_group() {
     );
 
     let before = directory()["version"].as_u64().unwrap();
+    // Reads of the directory are long polls: national voter 1 holds this
+    // one until it applies a newer version, well before its 10 s are over
+    // (at the end of the wait it would answer with what it has).
+    let poll = {
+        let mut fed = FederationClient::new(ch.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let img = fed
+                .directory(DirectoryRequest {
+                    known_version: before,
+                    wait_ms: 10_000,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (img.version, started.elapsed())
+        })
+    };
+    let e = FederationClient::new(ch.clone())
+        .directory(DirectoryRequest {
+            known_version: before,
+            wait_ms: 10_001,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().starts_with("wait_ms: "), "{e}");
     // National voter 3 is cut off from every node outside the national
     // group: the others read the directory from voters 1 and 2 alone, a
     // majority that answers alike.
@@ -692,6 +719,12 @@ async fn a_member_added_online_may_forward_for_its_group() {
         },
     )
     .await;
+    let (version, took) = poll.await.unwrap();
+    assert!(version > before, "the long poll brought the new version");
+    assert!(
+        took < Duration::from_secs(8),
+        "answered when the version was applied, not at the end of the wait: {took:?}"
+    );
     cl.cli(&["fault", "heal"]);
     // What a deposed leader would still report, the configuration before
     // node 5 came: refused, since no majority shows it any more, so the

@@ -1,30 +1,33 @@
 //! Keeps this node's directory in step with the replicated one (DESIGN.md
 //! §4; the state is `core::placements`, kept by the national group).
 //!
-//! Every [`SYNC_INTERVAL`] a node
-//! 1. reads the directory from a national replica — its own if it hosts
-//!    one, else `Federation.Directory` on all of national's voters, taking
-//!    only what a majority of them answer alike — and routes with it from
-//!    then on if it is newer than what it has (the topology file's groups,
-//!    overlaid with every replicated placement);
-//! 2. reports, for every group it leads, the configuration the group has
-//!    applied if the directory says otherwise (`Federation.Place`): this is
-//!    how a membership change made online reaches every node's routing;
+//! A node
+//! 1. follows the directory ([`follow`]): reads it from a national replica
+//!    — its own if it hosts one, else `Federation.Directory` on all of
+//!    national's voters, taking only what a majority of them answer alike —
+//!    and routes with it from then on if it is newer than what it has (the
+//!    topology file's groups, overlaid with every replicated placement).
+//!    The read is a long poll: a national replica with nothing newer holds
+//!    it until it applies a newer version ([`DIRECTORY_WAIT`] at most), so
+//!    a change reaches every node as it is applied, not at a next poll;
+//! 2. every [`SYNC_INTERVAL`], reports for every group it leads the
+//!    configuration the group has applied if the directory says otherwise
+//!    (`Federation.Place`): this is how a membership change made online
+//!    reaches every node's routing. A change applied through this node
+//!    starts a round at once, and quick rounds follow until its report is
+//!    taken (see [`run`]);
 //! 3. if it leads the national group, places the topology's groups the
 //!    directory does not have yet (the seed).
 //!
-//! A membership change applied through this node does not wait for the
-//! next round: it starts one at once, and quick rounds follow until its
-//! report is taken (see [`run`]), so the change is in the directory within
-//! a fraction of a second and every node routes with it by its next read.
-//!
 //! The round reads each replica's status locally: it wakes no hibernating
 //! group and sends no raft message. An unchanged directory costs one small
-//! RPC per round (the request carries the version the node has).
+//! answer per national voter every [`DIRECTORY_WAIT`] (the request carries
+//! the version the node has).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use hotline_federation::directory::{Directory, NATIONAL};
 use hotline_federation::topology::{GroupSpec, group_region};
 use hotline_proto::v1::federation_client::FederationClient;
@@ -33,6 +36,7 @@ use tonic::Status;
 
 use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec, version_only};
 use crate::core::{ApplyResult, Query, QueryAnswer};
+use crate::faults::Verdict;
 use crate::forwarder::from_node;
 use crate::server::Handle;
 
@@ -53,6 +57,12 @@ pub const MAX_PLACES_PER_ROUND: usize = 256;
 /// ordinary [`SYNC_INTERVAL`] again.
 pub const QUICK_ROUND_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_QUICK_ROUNDS: u32 = 10;
+/// How long a national replica holds a `Federation.Directory` long poll
+/// that has nothing newer (the request's `wait_ms` may ask less).
+pub const DIRECTORY_WAIT: Duration = Duration::from_secs(10);
+/// Long polls one node holds at once; past it, requests are answered at
+/// once (a caller holds one per national voter).
+pub const MAX_DIRECTORY_WAITERS: usize = 1_024;
 
 /// The directory a node routes with: the topology file's, overlaid with the
 /// newest replicated directory it has read.
@@ -61,6 +71,11 @@ pub struct LiveDirectory {
     current: RwLock<(Arc<Directory>, Arc<DirectoryImage>)>,
     /// Rung when a membership change was applied here ([`Self::changed`]).
     changes: tokio::sync::Notify,
+    /// The directory version this node's national replica last applied
+    /// (durably), if it hosts one: long polls wait on it.
+    national: tokio::sync::watch::Sender<u64>,
+    /// Bounds the long polls waiting here.
+    waiters: Arc<tokio::sync::Semaphore>,
 }
 
 impl LiveDirectory {
@@ -72,7 +87,15 @@ impl LiveDirectory {
                 Arc::new(DirectoryImage::default()),
             )),
             changes: tokio::sync::Notify::new(),
+            national: tokio::sync::watch::Sender::new(0),
+            waiters: Arc::new(tokio::sync::Semaphore::new(MAX_DIRECTORY_WAITERS)),
         }
+    }
+
+    /// The raft loop: this node's national replica applied directory
+    /// `version`, durably.
+    pub(crate) fn national_applied(&self, version: u64) {
+        self.national.send_replace(version);
     }
 
     /// A membership change was applied on this node (its leader): the
@@ -109,41 +132,63 @@ impl LiveDirectory {
     }
 }
 
-/// Runs rounds until `stop` completes: every [`SYNC_INTERVAL`], and at
-/// once after a membership change applied here, then every
-/// [`QUICK_ROUND_DELAY`] while a report is not yet confirmed (at most
-/// [`MAX_QUICK_ROUNDS`] times).
+/// Until `stop` completes: follows the replicated directory ([`follow`])
+/// and runs report rounds every [`SYNC_INTERVAL`], at once after a
+/// membership change applied here, then every [`QUICK_ROUND_DELAY`] while
+/// a report is not yet confirmed (at most [`MAX_QUICK_ROUNDS`] times).
 pub async fn run(h: Handle, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut every = tokio::time::interval(SYNC_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quick_left = 0;
+    let reports = async {
+        loop {
+            let quick = tokio::time::sleep(QUICK_ROUND_DELAY);
+            tokio::select! {
+                _ = every.tick() => {}
+                () = h.directory.changes.notified() => quick_left = MAX_QUICK_ROUNDS,
+                () = quick, if quick_left > 0 => quick_left -= 1,
+            }
+            match round(&h).await {
+                Ok(0) => quick_left = 0,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(node = h.node_id, error = %e, "directory round"),
+            }
+        }
+    };
+    tokio::select! {
+        () = reports => {}
+        () = follow(&h) => {}
+        () = &mut stop => {}
+    }
+}
+
+/// Reads the directory as it changes: a long poll
+/// ([`DIRECTORY_WAIT`]) that national's replicas answer as soon as they
+/// apply a newer version, then routes with it. Reads that bring nothing
+/// new start no more often than every [`SYNC_INTERVAL`] (a voter that
+/// answers at once, or cannot be reached, costs what polling did).
+async fn follow(h: &Handle) {
     loop {
-        let quick = tokio::time::sleep(QUICK_ROUND_DELAY);
-        tokio::select! {
-            _ = every.tick() => {}
-            () = h.directory.changes.notified() => quick_left = MAX_QUICK_ROUNDS,
-            () = quick, if quick_left > 0 => quick_left -= 1,
-            () = &mut stop => return,
-        }
-        match round(&h).await {
-            Ok(0) => quick_left = 0,
+        let started = tokio::time::Instant::now();
+        let known = h.directory.image().version;
+        match fetch(h, known, DIRECTORY_WAIT).await {
+            Ok(img) if img.version > known => {
+                let (version, groups) = (img.version, img.groups.len());
+                if h.directory.offer(img) {
+                    tracing::info!(node = h.node_id, version, groups, "directory updated");
+                }
+                continue;
+            }
             Ok(_) => {}
-            Err(e) => tracing::debug!(node = h.node_id, error = %e, "directory round"),
+            Err(e) => tracing::debug!(node = h.node_id, error = %e, "directory read"),
         }
+        tokio::time::sleep_until(started + SYNC_INTERVAL).await;
     }
 }
 
 /// One round; returns how many reports were not taken.
 async fn round(h: &Handle) -> Result<usize, Status> {
-    let known = h.directory.image();
-    let img = fetch(h, known.version).await?;
-    if img.version > known.version {
-        let (version, groups) = (img.version, img.groups.len());
-        if h.directory.offer(img) {
-            tracing::info!(node = h.node_id, version, groups, "directory updated");
-        }
-    }
     let img = h.directory.image();
     let status = h.status_now().await?;
     // A joint configuration is on its way somewhere: report where it lands.
@@ -192,42 +237,87 @@ async fn round(h: &Handle) -> Result<usize, Status> {
 /// else what a majority of national's voters answer alike on
 /// `Federation.Directory`, asked concurrently
 /// (`core::placements::agreed`). An answer at `known` carries no groups;
-/// so does this one when nothing newer is agreed on yet.
-async fn fetch(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
+/// so does this one when nothing newer is agreed on yet. With a `wait`,
+/// each voter holds the request until it has something newer (or the
+/// wait is over), and the answer comes as soon as a majority agree on one.
+async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage, Status> {
     if h.hosted.contains(NATIONAL) {
-        return local_image(h, known).await;
+        return local_image_after(h, known, wait).await;
     }
     let me = h.node_id;
     let voters = h.dir().voters(NATIONAL).to_vec();
-    let asks = voters.iter().map(|&node| async move {
-        let answer = h
-            .call_node(node, |ch| async move {
-                FederationClient::new(ch)
-                    .max_decoding_message_size(MAX_DIRECTORY_BYTES)
-                    .directory(from_node(
-                        me,
-                        DirectoryRequest {
-                            known_version: known,
-                        },
-                    ))
-                    .await
-                    .map(|r| r.into_inner())
-            })
-            .await;
-        (node, answer)
-    });
+    let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+    let mut asks: futures::stream::FuturesUnordered<_> = voters
+        .iter()
+        .map(|&node| async move {
+            let answer = h
+                .call_node_within(
+                    node,
+                    wait + crate::forwarder::FORWARD_TIMEOUT,
+                    |ch| async move {
+                        FederationClient::new(ch)
+                            .max_decoding_message_size(MAX_DIRECTORY_BYTES)
+                            .directory(from_node(
+                                me,
+                                DirectoryRequest {
+                                    known_version: known,
+                                    wait_ms,
+                                },
+                            ))
+                            .await
+                            .map(|r| r.into_inner())
+                    },
+                )
+                .await;
+            // A drill that cut the link while the poll was held drops
+            // its answer too.
+            let cut = node != me && matches!(h.faults.outbound(node), Verdict::Drop);
+            let answer = match answer {
+                Ok(_) if cut => Err(Status::unavailable(format!(
+                    "link to node {node} is cut (drill)"
+                ))),
+                a => a,
+            };
+            (node, answer)
+        })
+        .collect();
     let mut answers = Vec::with_capacity(voters.len());
     let mut last = Status::unavailable("the national group has no voter");
-    for (node, answer) in futures::future::join_all(asks).await {
+    while let Some((node, answer)) = asks.next().await {
         match answer {
             Ok(img) => answers.push((node, img)),
             Err(e) => last = e,
+        }
+        if let Some(img) = agreed(&answers, &voters, known) {
+            return Ok(img);
         }
     }
     if answers.len() < majority(voters.len()) {
         return Err(last);
     }
-    Ok(agreed(&answers, &voters, known).unwrap_or_else(|| version_only(known)))
+    Ok(version_only(known))
+}
+
+/// [`local_image`], held up to `wait` (bounded by [`DIRECTORY_WAIT`] and
+/// by [`MAX_DIRECTORY_WAITERS`]) until this node's national replica has
+/// applied a version newer than `known`.
+pub(crate) async fn local_image_after(
+    h: &Handle,
+    known: u64,
+    wait: Duration,
+) -> Result<DirectoryImage, Status> {
+    // Subscribed before the read: a version applied in between wakes it.
+    let mut applied = h.directory.national.subscribe();
+    let img = local_image(h, known).await?;
+    if img.version > known || wait.is_zero() {
+        return Ok(img);
+    }
+    let Ok(_permit) = h.directory.waiters.clone().try_acquire_owned() else {
+        return Ok(img);
+    };
+    let newer = applied.wait_for(|&v| v > known);
+    let _ = tokio::time::timeout(wait.min(DIRECTORY_WAIT), newer).await;
+    local_image(h, known).await
 }
 
 /// This node's national replica's directory (only its version if that is

@@ -44,7 +44,7 @@ const MAX_WORK_PER_ROUND: usize = 64;
 /// Records of one round in flight at once.
 const FORWARD_CONCURRENCY: usize = 16;
 /// Deadline of one `Forward` call (the callee waits for a commit).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Metadata key carrying the calling node's id (checked against its certificate).
 pub const NODE_HEADER: &str = "x-hotline-node";
 
@@ -96,6 +96,21 @@ impl Handle {
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.call_node_within(node, FORWARD_TIMEOUT, f).await
+    }
+
+    /// [`Self::call_node`] within `timeout` (a long poll's wait plus
+    /// [`FORWARD_TIMEOUT`]).
+    pub(crate) async fn call_node_within<T, F, Fut>(
+        &self,
+        node: u64,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         if node != self.node_id {
             match self.faults.outbound(node) {
                 Verdict::Drop => {
@@ -110,7 +125,7 @@ impl Handle {
         let Some(ch) = self.fed.get(&node).cloned() else {
             return Err(Status::unavailable(format!("node {node} is not known")));
         };
-        match tokio::time::timeout(FORWARD_TIMEOUT, f(ch)).await {
+        match tokio::time::timeout(timeout, f(ch)).await {
             Ok(r) => r,
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "node {node} did not answer"
@@ -437,13 +452,23 @@ impl Federation for Handle {
         &self,
         req: Request<DirectoryRequest>,
     ) -> Result<Response<DirectoryImage>, Status> {
-        let known = req.get_ref().known_version;
+        let DirectoryRequest {
+            known_version: known,
+            wait_ms,
+        } = req.into_inner();
+        let wait = Duration::from_millis(wait_ms.into());
+        if wait > crate::dirsync::DIRECTORY_WAIT {
+            return Err(Status::invalid_argument(format!(
+                "wait_ms: {wait_ms} is more than {} ms",
+                crate::dirsync::DIRECTORY_WAIT.as_millis()
+            )));
+        }
         if self
             .hosted
             .contains(hotline_federation::directory::NATIONAL)
         {
             return Ok(Response::new(
-                crate::dirsync::local_image(self, known).await?,
+                crate::dirsync::local_image_after(self, known, wait).await?,
             ));
         }
         let img = self.directory.image();

@@ -186,6 +186,9 @@ pub struct RaftLoop {
     pub hosted: std::sync::Arc<crate::membership::Hosted>,
     /// Counters for `/metrics`.
     pub stats: std::sync::Arc<LoopStats>,
+    /// Told each directory version this node's national replica applies,
+    /// once durable: `Federation.Directory` long polls wait on it.
+    pub directory: std::sync::Arc<crate::dirsync::LiveDirectory>,
 }
 
 struct Waiters {
@@ -787,6 +790,9 @@ impl RaftLoop {
             std::sync::atomic::Ordering::Relaxed,
         );
         for wb in &writes {
+            if let Some(img) = &wb.sm.directory {
+                self.directory.national_applied(img.version);
+            }
             if let Some(b) = self.bells.get(&wb.group_id) {
                 if !wb.sm.transfers_put.is_empty() {
                     b.transfers.notify_one();

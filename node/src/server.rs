@@ -1066,6 +1066,7 @@ pub async fn run_node(
             4 * t.election_ticks as u64,
         ),
         joining: crate::membership::Joining::new(&cfg, &topology, &directory, &ctl_tx, &faults),
+        directory: directory.clone(),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))
