@@ -790,7 +790,13 @@ impl RaftLoop {
             std::sync::atomic::Ordering::Relaxed,
         );
         for wb in &writes {
-            if let Some(img) = &wb.sm.directory {
+            // A national replica that caught up by snapshot has a new
+            // directory too.
+            let installed = wb
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.state.directory.as_ref());
+            if let Some(img) = wb.sm.directory.as_ref().or(installed) {
                 self.directory.national_applied(img.version);
             }
             if let Some(b) = self.bells.get(&wb.group_id) {
