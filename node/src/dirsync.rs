@@ -273,9 +273,7 @@ async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage,
             // its answer too.
             let cut = node != me && matches!(h.faults.outbound(node), Verdict::Drop);
             let answer = match answer {
-                Ok(_) if cut => Err(Status::unavailable(format!(
-                    "link to node {node} is cut (drill)"
-                ))),
+                Ok(_) if cut => Err(crate::forwarder::link_cut(node)),
                 a => a,
             };
             (node, answer)

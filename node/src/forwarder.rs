@@ -113,11 +113,7 @@ impl Handle {
     {
         if node != self.node_id {
             match self.faults.outbound(node) {
-                Verdict::Drop => {
-                    return Err(Status::unavailable(format!(
-                        "link to node {node} is cut (drill)"
-                    )));
-                }
+                Verdict::Drop => return Err(link_cut(node)),
                 Verdict::Delay(d) => tokio::time::sleep(d).await,
                 Verdict::Pass => {}
             }
@@ -324,6 +320,12 @@ pub async fn run(
             }
         }
     }
+}
+
+/// What a call on a link a drill cuts gets (before it is sent, or, for a
+/// long poll, when its answer comes back through the cut).
+pub(crate) fn link_cut(node: u64) -> Status {
+    Status::unavailable(format!("link to node {node} is cut (drill)"))
 }
 
 #[tonic::async_trait]
