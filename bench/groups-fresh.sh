@@ -14,6 +14,10 @@
 # (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
 # THREADS=1 also prints the nodes' CPU per accept by kind of thread (raft
 # loops, checkpoint threads, tokio workers), summed over the three nodes.
+# WARMUP=DURATION (e.g. 10s) first runs the same clients unmeasured for that
+# long, so that the figures are the steady state's and not a fresh cluster's
+# fill of its log windows and tables (it made no difference to 64 groups
+# against 1: BENCHMARKS, 2 Dec 15:17 UTC).
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +30,8 @@ BINS=("$@")
 [[ ${#BINS[@]} -gt 0 ]] || { cargo build --release --quiet; BINS=("$PWD/target/release/hotline"); }
 [[ $G =~ ^[0-9]{1,4}$ && $R =~ ^[1-9][0-9]?$ ]] || { echo "GROUPS 1-9999, ROUNDS 1-99" >&2; exit 2; }
 [[ $CLIENTS =~ ^[1-9][0-9]{0,3}$ ]] || { echo "CLIENTS 1-9999" >&2; exit 2; }
+WARMUP=${WARMUP:-}
+[[ -z $WARMUP || $WARMUP =~ ^[1-9][0-9]{0,2}s$ ]] || { echo "WARMUP: 1s-999s" >&2; exit 2; }
 case $LEADERS in spread | one) ;; *) echo "leaders: spread or one" >&2; exit 2 ;; esac
 D=$(mktemp -d /tmp/hotline-groups.XXXX)
 PIDS=()
@@ -60,6 +66,9 @@ for r in $(seq 1 "$R"); do
       PIDS+=($!)
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+    if [[ -n $WARMUP ]]; then
+      "$H" bench accept --config "$D/client.toml" --all-groups --clients "$CLIENTS" --duration "$WARMUP" --size 1024 --json >/dev/null
+    fi
     before=$(cpu)
     threads_before=$(thread_ticks)
     written=$(disk)
