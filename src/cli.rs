@@ -694,9 +694,16 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     let all = c.status_all().await;
     let mut rows = Vec::new();
     let mut drills = Vec::new();
+    let mut directories = Vec::new();
     for (n, s) in c.nodes.iter().zip(all) {
         match s {
             Ok(s) => {
+                let age = s.directory_age_ms.map(Duration::from_millis);
+                directories.push(json!({
+                    "id": n.id, "version": s.directory_version,
+                    "age_ms": s.directory_age_ms,
+                    "current": age.is_some_and(hotline_node::dirsync::LiveDirectory::is_current),
+                }));
                 if let Some(f) = &s.faults {
                     let rules: Vec<String> =
                         f.rules.iter().map(hotline_node::faults::describe).collect();
@@ -722,7 +729,10 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         }
     }
     if as_json {
-        println!("{}", json!({ "nodes": rows, "drills": drills }));
+        println!(
+            "{}",
+            json!({ "nodes": rows, "drills": drills, "directories": directories })
+        );
         return Ok(());
     }
     println!(
@@ -762,12 +772,49 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
             d["delayed"]
         );
     }
+    println!(
+        "\n{:<4} {} 确认 CONFIRMED",
+        "ID",
+        pad_columns("目录 DIR", 10)
+    );
+    for d in &directories {
+        let version = match d["version"].as_u64() {
+            Some(0) | None => "拓扑文件".to_string(),
+            Some(v) => format!("v{v}"),
+        };
+        let confirmed = match d["age_ms"].as_u64() {
+            None => "从未确认 never".to_string(),
+            Some(ms) if d["current"] == true => format!("{} s 前", ms / 1000),
+            Some(ms) => format!(
+                "{} s 前 — 过期 stale: 联系不到国家级多数，按现有目录路由",
+                ms / 1000
+            ),
+        };
+        let id = d["id"].as_u64().unwrap_or_default();
+        println!("{id:<4} {} {confirmed}", pad_columns(&version, 10));
+    }
     Ok(())
+}
+
+/// `s` padded with spaces to `columns` terminal columns: CJK characters
+/// take two (`format!`'s width counts chars).
+fn pad_columns(s: &str, columns: usize) -> String {
+    let wide = |c: char| ('\u{1100}'..='\u{ffdc}').contains(&c);
+    let width: usize = s.chars().map(|c| if wide(c) { 2 } else { 1 }).sum();
+    format!("{s}{}", " ".repeat(columns.saturating_sub(width)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, pad_columns};
+
+    #[test]
+    fn pads_to_terminal_columns_counting_cjk_as_two() {
+        assert_eq!(pad_columns("v8", 6), "v8    ");
+        assert_eq!(pad_columns("拓扑文件", 10), "拓扑文件  ");
+        assert_eq!(pad_columns("目录 DIR", 10), "目录 DIR  ");
+        assert_eq!(pad_columns("longer than ten", 10), "longer than ten");
+    }
 
     #[derive(Debug, thiserror::Error)]
     enum Outer {

@@ -150,6 +150,32 @@ async fn jiading_to_taicang_exactly_once_and_listed_nationally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doubles() {
     let (cl, c) = federation(8020).await;
+    // Which nodes' directories `status` shows as current (confirmed by a
+    // majority of national's voters within one long poll and one interval).
+    let directories_current = || {
+        let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+        let current: BTreeSet<u64> = v["directories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["current"] == true)
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect();
+        (current, v)
+    };
+    let start = Instant::now();
+    loop {
+        let (current, v) = directories_current();
+        if current.len() == 8 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "directories not confirmed at start: {}",
+            v["directories"]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // 江苏 cut off from 上海 and the national site: the national group keeps
     // its majority (nodes 1, 2) and takes custody; 太仓 is out of reach.
     cl.cli(&[
@@ -212,6 +238,23 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     );
     assert!(m.contains("hotline_groups_hosted"), "{m}");
     assert!(m.contains("hotline_group_role{group=\"86\""), "{m}");
+    // 江苏's nodes reach one national voter of three (3): they keep routing
+    // with the directory they have, and `status` says it is stale once a
+    // long poll and a read interval passed unconfirmed; 上海's side stays
+    // current.
+    let start = Instant::now();
+    loop {
+        let (current, v) = directories_current();
+        if current == BTreeSet::from([1, 2, 4, 6, 7]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "江苏's directories never went stale alone: {}",
+            v["directories"]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     cl.cli(&["fault", "heal"]);
     for id in &ids {
@@ -231,6 +274,21 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     let got: BTreeSet<String> = at_taicang.tickets.iter().map(|t| t.id.clone()).collect();
     assert_eq!(got, ids.iter().cloned().collect(), "each exactly once");
     assert_eq!(at_taicang.tickets.len(), ids.len());
+    // Healed: every node's directory is confirmed again (within one long
+    // poll of the heal).
+    let start = Instant::now();
+    loop {
+        let (current, v) = directories_current();
+        if current.len() == 8 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "directories not confirmed after heal: {}",
+            v["directories"]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

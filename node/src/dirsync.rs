@@ -24,14 +24,14 @@
 //! answer per national voter every [`DIRECTORY_WAIT`] (the request carries
 //! the version the node has).
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hotline_federation::directory::{Directory, NATIONAL};
 use hotline_federation::topology::{GroupSpec, group_region};
 use hotline_proto::v1::federation_client::FederationClient;
-use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, command};
+use hotline_proto::v1::{DirectoryImage, DirectoryRequest, Placement, ReadLabel, command};
 use tonic::Status;
 
 use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec, version_only};
@@ -76,6 +76,8 @@ pub struct LiveDirectory {
     national: tokio::sync::watch::Sender<u64>,
     /// Bounds the long polls waiting here.
     waiters: Arc<tokio::sync::Semaphore>,
+    /// When the directory in use was last known current ([`Self::age`]).
+    confirmed: Mutex<Option<Instant>>,
 }
 
 impl LiveDirectory {
@@ -89,6 +91,34 @@ impl LiveDirectory {
             changes: tokio::sync::Notify::new(),
             national: tokio::sync::watch::Sender::new(0),
             waiters: Arc::new(tokio::sync::Semaphore::new(MAX_DIRECTORY_WAITERS)),
+            confirmed: Mutex::new(None),
+        }
+    }
+
+    /// How long ago the directory in use was last known current: a
+    /// majority of national's voters answered a read with nothing newer
+    /// (or with the newer one now in use). `None`: never. (A node hosting a
+    /// national replica asks the replica instead: [`age`].) A node cut off
+    /// from national's majority keeps routing with what it has (the
+    /// destination checks every envelope against its own group); this age
+    /// is how `hotline status` tells the operator so. While the voters hold
+    /// a long poll nothing is confirmed, so on a healthy node it runs up to
+    /// [`DIRECTORY_WAIT`] (see [`Self::is_current`]).
+    pub fn age(&self) -> Option<Duration> {
+        let at = *self.confirmed.lock().expect("not poisoned");
+        at.map(|t| t.elapsed())
+    }
+
+    /// Whether [`Self::age`] is within what a healthy node shows: one long
+    /// poll and one read interval.
+    pub fn is_current(age: Duration) -> bool {
+        age <= DIRECTORY_WAIT + SYNC_INTERVAL
+    }
+
+    fn confirm(&self, at: Instant) {
+        let mut c = self.confirmed.lock().expect("not poisoned");
+        if c.is_none_or(|t| t < at) {
+            *c = Some(at);
         }
     }
 
@@ -240,9 +270,10 @@ async fn round(h: &Handle) -> Result<usize, Status> {
 /// so does this one when nothing newer is agreed on yet. With a `wait`,
 /// each voter holds the request until it has something newer (or the
 /// wait is over), and the answer comes as soon as a majority agree on one.
+/// A majority's answer confirms the directory ([`LiveDirectory::age`]).
 async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage, Status> {
     if h.hosted.contains(NATIONAL) {
-        return local_image_after(h, known, wait).await;
+        return Ok(local_image_after(h, known, wait).await?.0);
     }
     let me = h.node_id;
     let voters = h.dir().voters(NATIONAL).to_vec();
@@ -287,31 +318,45 @@ async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage,
             Err(e) => last = e,
         }
         if let Some(img) = agreed(&answers, &voters, known) {
+            h.directory.confirm(Instant::now());
             return Ok(img);
         }
     }
     if answers.len() < majority(voters.len()) {
         return Err(last);
     }
+    h.directory.confirm(Instant::now());
     Ok(version_only(known))
+}
+
+/// How long ago the directory this node routes with was last known
+/// current ([`LiveDirectory::age`]); on a node hosting a national replica,
+/// how long ago that replica last heard its leader (zero if it leads), read
+/// now from the replica.
+pub(crate) async fn age(h: &Handle) -> Result<Option<Duration>, Status> {
+    if !h.hosted.contains(NATIONAL) {
+        return Ok(h.directory.age());
+    }
+    let (_, label) = local_image(h, h.directory.image().version).await?;
+    Ok(Some(Duration::from_millis(label.since_leader_ms)))
 }
 
 /// [`local_image`], held up to `wait` (bounded by [`DIRECTORY_WAIT`] and
 /// by [`MAX_DIRECTORY_WAITERS`]) until this node's national replica has
-/// applied a version newer than `known`.
+/// applied a version newer than `known`; with the read's label.
 pub(crate) async fn local_image_after(
     h: &Handle,
     known: u64,
     wait: Duration,
-) -> Result<DirectoryImage, Status> {
+) -> Result<(DirectoryImage, ReadLabel), Status> {
     // Subscribed before the read: a version applied in between wakes it.
     let mut applied = h.directory.national.subscribe();
-    let img = local_image(h, known).await?;
+    let (img, label) = local_image(h, known).await?;
     if img.version > known || wait.is_zero() {
-        return Ok(img);
+        return Ok((img, label));
     }
     let Ok(_permit) = h.directory.waiters.clone().try_acquire_owned() else {
-        return Ok(img);
+        return Ok((img, label));
     };
     let newer = applied.wait_for(|&v| v > known);
     let _ = tokio::time::timeout(wait.min(DIRECTORY_WAIT), newer).await;
@@ -319,13 +364,16 @@ pub(crate) async fn local_image_after(
 }
 
 /// This node's national replica's directory (only its version if that is
-/// `known`: the groups are not copied for nothing).
-pub(crate) async fn local_image(h: &Handle, known: u64) -> Result<DirectoryImage, Status> {
+/// `known`: the groups are not copied for nothing), with the read's label.
+pub(crate) async fn local_image(
+    h: &Handle,
+    known: u64,
+) -> Result<(DirectoryImage, ReadLabel), Status> {
     let query = Query::Directory {
         known_version: known,
     };
-    match h.at(NATIONAL)?.read_local(query).await?.0 {
-        QueryAnswer::Directory(img) => Ok(img),
+    match h.at(NATIONAL)?.read_local(query).await? {
+        (QueryAnswer::Directory(img), label) => Ok((img, label)),
         _ => Err(Status::internal("unexpected answer")),
     }
 }

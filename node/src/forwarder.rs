@@ -470,7 +470,9 @@ impl Federation for Handle {
             .contains(hotline_federation::directory::NATIONAL)
         {
             return Ok(Response::new(
-                crate::dirsync::local_image_after(self, known, wait).await?,
+                crate::dirsync::local_image_after(self, known, wait)
+                    .await?
+                    .0,
             ));
         }
         let img = self.directory.image();

@@ -640,7 +640,9 @@ impl RaftLoop {
             node_id: self.node_id,
             address: self.address.clone(),
             faults: None,
-            directory_version: 0, // the server fills it in
+            // The server fills these in.
+            directory_version: 0,
+            directory_age_ms: None,
             groups: self
                 .replicas
                 .values()

@@ -906,6 +906,12 @@ impl Admin for Handle {
         let mut s = self.status_now().await?;
         s.faults = Some(self.faults.snapshot());
         s.directory_version = self.dir().version();
+        // Unknown rather than no status if the replica's queue is full.
+        s.directory_age_ms = crate::dirsync::age(self)
+            .await
+            .ok()
+            .flatten()
+            .map(|a| a.as_millis() as u64);
         Ok(Response::new(s))
     }
 

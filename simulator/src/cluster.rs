@@ -412,6 +412,38 @@ mod tests {
         );
     }
 
+    /// A hibernating leader does not tick, so raft's quorum check cannot
+    /// depose it. Cut off from a majority of its voters it steps down when
+    /// node liveness says so (and only then), instead of calling itself
+    /// leader while the majority elects another.
+    #[test]
+    fn a_hibernating_leader_cut_off_from_a_majority_steps_down() {
+        use hotline_node::core::liveness::wake_orphans;
+        let (mut c, l) = settled();
+        for _ in 0..200 {
+            if c.replicas[&l].is_quiesced() {
+                break;
+            }
+            c.tick_all();
+            drain(&mut c);
+        }
+        assert!(c.replicas[&l].is_quiesced(), "the idle group hibernates");
+        let followers: Vec<u64> = c.replicas.keys().copied().filter(|&n| n != l).collect();
+        // One follower silent: a majority is still heard.
+        let one = followers[0];
+        assert_eq!(wake_orphans(c.replicas.get_mut(&l), |n| n == one), 0);
+        assert!(c.replicas[&l].is_leader() && c.replicas[&l].is_quiesced());
+        // Both silent: it steps down, awake, and says so in its next Ready.
+        assert_eq!(wake_orphans(c.replicas.get_mut(&l), |n| n != l), 1);
+        let r = c.replicas.get_mut(&l).expect("replica");
+        assert!(!r.is_leader() && !r.is_quiesced());
+        assert_eq!(r.leader_id(), 0);
+        assert!(r.has_ready());
+        let rd = r.ready();
+        assert_eq!(rd.role, Some(raft::StateRole::Follower));
+        r.on_persisted();
+    }
+
     #[test]
     fn proposals_between_two_readies_share_one_append_per_follower() {
         let (mut c, l) = settled();

@@ -68,20 +68,53 @@ impl Liveness {
 }
 
 /// Wakes every hibernating follower whose leader `unreachable` says cannot be
-/// heard (or that knows no leader). The node asks its `Liveness`; the
-/// simulator asks its network model. Returns how many woke.
+/// heard (or that knows no leader), and steps down every hibernating leader
+/// that cannot hear a majority of its voters. The node asks its `Liveness`;
+/// the simulator asks its network model. Returns how many woke.
+///
+/// Why the leaders: a hibernating leader does not tick, so raft's quorum
+/// check, which would depose it, never runs; cut off in a minority it would
+/// go on calling itself leader while the majority elects another, and label
+/// its local reads as fresh. Node liveness stands in for that check here, as
+/// it stands in for heartbeats for the followers, and the leader steps down
+/// as the check would have made it.
 pub fn wake_orphans<'a>(
     replicas: impl IntoIterator<Item = &'a mut Replica>,
     unreachable: impl Fn(u64) -> bool,
 ) -> usize {
     let mut woke = 0;
     for r in replicas {
-        if r.is_quiesced() && !r.is_leader() && (r.leader_id() == 0 || unreachable(r.leader_id())) {
+        if !r.is_quiesced() {
+            continue;
+        }
+        if r.is_leader() {
+            if !reaches_quorum(r.conf_state(), r.node_id(), &unreachable) {
+                r.step_down();
+                woke += 1;
+            }
+        } else if r.leader_id() == 0 || unreachable(r.leader_id()) {
             r.wake();
             woke += 1;
         }
     }
     woke
+}
+
+/// Can `me` hear a majority of the voters (of both halves of a joint
+/// configuration), counting itself?
+pub fn reaches_quorum(
+    cs: &raft::eraftpb::ConfState,
+    me: u64,
+    unreachable: impl Fn(u64) -> bool,
+) -> bool {
+    let heard = |voters: &[u64]| {
+        let up = voters
+            .iter()
+            .filter(|&&v| v == me || !unreachable(v))
+            .count();
+        voters.is_empty() || up * 2 > voters.len()
+    };
+    heard(&cs.voters) && heard(&cs.voters_outgoing)
 }
 
 #[cfg(test)]
@@ -102,5 +135,30 @@ mod tests {
         l.lost(3);
         assert!(l.suspect(3));
         assert!(!l.suspect(9), "unknown nodes are not suspected");
+    }
+
+    #[test]
+    fn a_quorum_is_a_majority_of_each_half_counting_oneself() {
+        let cs = |voters: &[u64], outgoing: &[u64]| raft::eraftpb::ConfState {
+            voters: voters.to_vec(),
+            voters_outgoing: outgoing.to_vec(),
+            ..Default::default()
+        };
+        let down = |set: &'static [u64]| move |n: u64| set.contains(&n);
+        assert!(reaches_quorum(&cs(&[1, 2, 3], &[]), 1, down(&[3])));
+        assert!(!reaches_quorum(&cs(&[1, 2, 3], &[]), 1, down(&[2, 3])));
+        assert!(reaches_quorum(&cs(&[1], &[]), 1, down(&[2, 3])));
+        assert!(!reaches_quorum(&cs(&[1, 2, 3, 4], &[]), 1, down(&[3, 4])));
+        // Joint: the outgoing half must be heard too.
+        assert!(!reaches_quorum(
+            &cs(&[1, 2, 3], &[1, 4, 5]),
+            1,
+            down(&[4, 5])
+        ));
+        assert!(reaches_quorum(
+            &cs(&[1, 2, 3], &[1, 2, 5]),
+            1,
+            down(&[3, 5])
+        ));
     }
 }

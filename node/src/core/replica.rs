@@ -703,6 +703,23 @@ impl Replica {
         self.idle_ticks = 0;
     }
 
+    /// A hibernating leader that node liveness says cannot hear a majority
+    /// of its voters becomes a follower, as raft's quorum check would have
+    /// made it had it been ticking (`liveness::wake_orphans`). Stepping down
+    /// is always safe; the group elects whoever can reach a majority.
+    pub fn step_down(&mut self) {
+        self.assert_not_in_flight();
+        assert!(
+            self.quiesced && self.is_leader(),
+            "only a hibernating leader"
+        );
+        self.wake();
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, raft::INVALID_ID);
+        // It knew the group's state as leader until now.
+        self.leader_heard_tick = self.ticks;
+    }
+
     /// A leader may hibernate its group when nothing happened for a while
     /// and every member holds and has applied everything: then nobody needs
     /// heartbeats, and a follower that wakes up (a message, a suspected
