@@ -32,6 +32,28 @@ where
     }
 }
 
+/// Waits until exactly the nodes `want` show their directory as current in
+/// `hotline status` (confirmed by a majority of national's voters within
+/// one long poll and one interval).
+async fn until_directories_current(cl: &Cluster, want: &[u64], within: Duration, what: &str) {
+    let start = Instant::now();
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+        let current: BTreeSet<u64> = v["directories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["current"] == true)
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect();
+        if current == want.iter().copied().collect() {
+            return;
+        }
+        assert!(start.elapsed() < within, "{what}: {}", v["directories"]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Starts the demo federation and waits until every group has a leader.
 async fn federation(port_base: u16) -> (Cluster, Client) {
     let mut cl = Cluster::init_topology(DEMO_TOML, port_base, |_| {});
@@ -150,32 +172,8 @@ async fn jiading_to_taicang_exactly_once_and_listed_nationally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doubles() {
     let (cl, c) = federation(8020).await;
-    // Which nodes' directories `status` shows as current (confirmed by a
-    // majority of national's voters within one long poll and one interval).
-    let directories_current = || {
-        let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
-        let current: BTreeSet<u64> = v["directories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["current"] == true)
-            .map(|d| d["id"].as_u64().unwrap())
-            .collect();
-        (current, v)
-    };
-    let start = Instant::now();
-    loop {
-        let (current, v) = directories_current();
-        if current.len() == 8 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "directories not confirmed at start: {}",
-            v["directories"]
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let all = [1, 2, 3, 4, 5, 6, 7, 8];
+    until_directories_current(&cl, &all, Duration::from_secs(30), "confirmed at start").await;
     // 江苏 cut off from 上海 and the national site: the national group keeps
     // its majority (nodes 1, 2) and takes custody; 太仓 is out of reach.
     cl.cli(&[
@@ -242,19 +240,13 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     // with the directory they have, and `status` says it is stale once a
     // long poll and a read interval passed unconfirmed; 上海's side stays
     // current.
-    let start = Instant::now();
-    loop {
-        let (current, v) = directories_current();
-        if current == BTreeSet::from([1, 2, 4, 6, 7]) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "江苏's directories never went stale alone: {}",
-            v["directories"]
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    until_directories_current(
+        &cl,
+        &[1, 2, 4, 6, 7],
+        Duration::from_secs(40),
+        "江苏's directories stale alone",
+    )
+    .await;
 
     cl.cli(&["fault", "heal"]);
     for id in &ids {
@@ -276,19 +268,7 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     assert_eq!(at_taicang.tickets.len(), ids.len());
     // Healed: every node's directory is confirmed again (within one long
     // poll of the heal).
-    let start = Instant::now();
-    loop {
-        let (current, v) = directories_current();
-        if current.len() == 8 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "directories not confirmed after heal: {}",
-            v["directories"]
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    until_directories_current(&cl, &all, Duration::from_secs(30), "confirmed after heal").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
