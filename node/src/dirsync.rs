@@ -273,7 +273,7 @@ async fn round(h: &Handle) -> Result<usize, Status> {
 /// A majority's answer confirms the directory ([`LiveDirectory::age`]).
 async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage, Status> {
     if h.hosted.contains(NATIONAL) {
-        return Ok(local_image_after(h, known, wait).await?.0);
+        return local_image_after(h, known, wait).await;
     }
     let me = h.node_id;
     let voters = h.dir().voters(NATIONAL).to_vec();
@@ -343,24 +343,24 @@ pub(crate) async fn age(h: &Handle) -> Result<Option<Duration>, Status> {
 
 /// [`local_image`], held up to `wait` (bounded by [`DIRECTORY_WAIT`] and
 /// by [`MAX_DIRECTORY_WAITERS`]) until this node's national replica has
-/// applied a version newer than `known`; with the read's label.
+/// applied a version newer than `known`.
 pub(crate) async fn local_image_after(
     h: &Handle,
     known: u64,
     wait: Duration,
-) -> Result<(DirectoryImage, ReadLabel), Status> {
+) -> Result<DirectoryImage, Status> {
     // Subscribed before the read: a version applied in between wakes it.
     let mut applied = h.directory.national.subscribe();
-    let (img, label) = local_image(h, known).await?;
+    let (img, _) = local_image(h, known).await?;
     if img.version > known || wait.is_zero() {
-        return Ok((img, label));
+        return Ok(img);
     }
     let Ok(_permit) = h.directory.waiters.clone().try_acquire_owned() else {
-        return Ok((img, label));
+        return Ok(img);
     };
     let newer = applied.wait_for(|&v| v > known);
     let _ = tokio::time::timeout(wait.min(DIRECTORY_WAIT), newer).await;
-    local_image(h, known).await
+    Ok(local_image(h, known).await?.0)
 }
 
 /// This node's national replica's directory (only its version if that is

@@ -470,9 +470,7 @@ impl Federation for Handle {
             .contains(hotline_federation::directory::NATIONAL)
         {
             return Ok(Response::new(
-                crate::dirsync::local_image_after(self, known, wait)
-                    .await?
-                    .0,
+                crate::dirsync::local_image_after(self, known, wait).await?,
             ));
         }
         let img = self.directory.image();

@@ -88,8 +88,7 @@ pub fn wake_orphans<'a>(
             continue;
         }
         if r.is_leader() {
-            if !reaches_quorum(r.conf_state(), r.node_id(), &unreachable) {
-                r.step_down();
+            if !reaches_quorum(r.conf_state(), r.node_id(), &unreachable) && r.step_down() {
                 woke += 1;
             }
         } else if r.leader_id() == 0 || unreachable(r.leader_id()) {

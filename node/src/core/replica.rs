@@ -707,17 +707,22 @@ impl Replica {
     /// of its voters becomes a follower, as raft's quorum check would have
     /// made it had it been ticking (`liveness::wake_orphans`). Stepping down
     /// is always safe; the group elects whoever can reach a majority.
-    pub fn step_down(&mut self) {
-        self.assert_not_in_flight();
+    /// Returns false, changing nothing, while a Ready is in flight (the
+    /// driver's next liveness scan asks again).
+    pub fn step_down(&mut self) -> bool {
         assert!(
             self.quiesced && self.is_leader(),
             "only a hibernating leader"
         );
+        if self.in_flight.is_some() {
+            return false;
+        }
         self.wake();
         let term = self.raw.raft.term;
         self.raw.raft.become_follower(term, raft::INVALID_ID);
         // It knew the group's state as leader until now.
         self.leader_heard_tick = self.ticks;
+        true
     }
 
     /// A leader may hibernate its group when nothing happened for a while
