@@ -13,9 +13,12 @@
 //!
 //! Changes go to the group's leader (found by asking every node of the
 //! client config) and are answered once the new configuration is applied
-//! there. One node at a time: raft's simple protocol, no joint state. After
-//! a change, record it in the topology file (the group's `voters` and
-//! `learners`) so that restarts and ticket routing follow it.
+//! there. One node at a time: raft's simple protocol, no joint state. Then
+//! the command waits (up to 15 s) until the leader's node routes with a
+//! replicated directory that shows the change, and says so: make the next
+//! change of the same group only after that (see `recorded_in_directory`).
+//! Record the change in the topology file too (the group's `voters` and
+//! `learners`), so that a `cluster init` from it matches.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -143,7 +146,9 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
         req.set_timeout(Duration::from_secs(15));
         match admin.change_membership(req).await {
             Ok(r) => {
-                print_change(c.json, op, node, leader, &r.into_inner());
+                let r = r.into_inner();
+                let recorded = recorded_in_directory(&cl, i, &r).await;
+                print_change(c.json, op, node, leader, &r, recorded);
                 return Ok(());
             }
             Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
@@ -156,14 +161,95 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
     bail!("group {}: {op} {node} not done: {last}", label(group))
 }
 
-fn print_change(json: bool, op: &str, node: u64, leader: u64, r: &ConfChangeResponse) {
+/// Where the replicated directory stands on a change just applied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Recorded {
+    /// The federation keeps no directory (no national group): nothing to wait for.
+    NoDirectory,
+    /// The leader's node routes with this directory version, which shows the change.
+    At(u64),
+    /// Not within [`DIRECTORY_RECORD_WAIT`]: the newest version the node had.
+    NotYet(u64),
+}
+
+/// How long a change waits for the directory to show it: the leader
+/// reports at once and then every 200 ms for 2 s, each report needing a
+/// majority of the group's voters to show the change; then every node's
+/// next read (long poll, or every 2 s).
+const DIRECTORY_RECORD_WAIT: Duration = Duration::from_secs(15);
+const DIRECTORY_RECORD_POLL: Duration = Duration::from_millis(300);
+
+/// Waits until the directory node `i` (the group's leader) routes with
+/// shows the group as `r` says. Why the command waits: the directory takes
+/// a report only when a majority of the voters *it* lists show the change,
+/// so a second change made before it took the first can leave it unable to
+/// confirm either (remove two voters of three in quick succession, and the
+/// two it still counts are gone). One change at a time, each recorded
+/// before the next, keeps a majority of the listed voters able to confirm.
+async fn recorded_in_directory(
+    cl: &hotline_node::client::Client,
+    i: usize,
+    r: &ConfChangeResponse,
+) -> Recorded {
+    let started = std::time::Instant::now();
+    let mut newest = 0;
+    loop {
+        let mut fed = FederationClient::new(cl.channel(i))
+            .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
+        let mut req = tonic::Request::new(DirectoryRequest {
+            known_version: 0,
+            wait_ms: 0,
+        });
+        req.set_timeout(Duration::from_secs(5));
+        if let Ok(img) = fed.directory(req).await.map(|a| a.into_inner()) {
+            if img.version == 0 && newest == 0 {
+                // A national group seeds the directory at its start; a
+                // federation without one never has a version.
+                return Recorded::NoDirectory;
+            }
+            newest = newest.max(img.version);
+            if shows(&img, r) {
+                return Recorded::At(img.version);
+            }
+        }
+        if started.elapsed() + DIRECTORY_RECORD_POLL > DIRECTORY_RECORD_WAIT {
+            return Recorded::NotYet(newest);
+        }
+        tokio::time::sleep(DIRECTORY_RECORD_POLL).await;
+    }
+}
+
+/// Does the directory place `r.group_id` with exactly `r`'s voters and learners?
+fn shows(img: &DirectoryImage, r: &ConfChangeResponse) -> bool {
+    use hotline_node::membership::sorted;
+    img.groups.iter().any(|p| {
+        p.group_id == r.group_id
+            && sorted(&p.voters) == sorted(&r.voters)
+            && sorted(&p.learners) == sorted(&r.learners)
+    })
+}
+
+fn print_change(
+    json: bool,
+    op: &str,
+    node: u64,
+    leader: u64,
+    r: &ConfChangeResponse,
+    recorded: Recorded,
+) {
     if json {
+        let (version, is_recorded) = match recorded {
+            Recorded::NoDirectory => (None, None),
+            Recorded::At(v) => (Some(v), Some(true)),
+            Recorded::NotYet(v) => (Some(v), Some(false)),
+        };
         println!(
             "{}",
             json!({
                 "group_id": r.group_id, "region": group_region(r.group_id), "op": op,
                 "node": node, "leader": leader, "voters": r.voters, "learners": r.learners,
                 "voters_outgoing": r.voters_outgoing, "joint": r.joint,
+                "directory_version": version, "directory_recorded": is_recorded,
             })
         );
         return;
@@ -179,6 +265,18 @@ fn print_change(json: bool, op: &str, node: u64, leader: u64, r: &ConfChangeResp
             "  leaving joint configuration, outgoing voters {}",
             ids(&r.voters_outgoing)
         );
+    }
+    match recorded {
+        Recorded::NoDirectory => {}
+        Recorded::At(v) => println!("  目录 directory: 已记录 recorded, version {v}"),
+        Recorded::NotYet(v) => eprintln!(
+            "  目录 directory: {} s 内未记录 not recorded within {} s (node {leader} routes with version {v}; \
+             联系不到国家级多数，或本组多数未显示此变更 national's majority unreachable, or a majority of \
+             the group's listed voters does not show the change): 记录前请勿进行下一次变更 make no \
+             further change to this group until `hotline group directory` shows it",
+            DIRECTORY_RECORD_WAIT.as_secs(),
+            DIRECTORY_RECORD_WAIT.as_secs(),
+        ),
     }
 }
 
@@ -338,4 +436,40 @@ async fn directory(c: &ClientArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_proto::v1::Placement;
+
+    #[test]
+    fn the_directory_shows_a_change_in_any_order_and_only_exactly() {
+        let img = DirectoryImage {
+            version: 7,
+            groups: vec![Placement {
+                group_id: 310114,
+                region: "310114".into(),
+                voters: vec![7, 4, 6],
+                learners: vec![5],
+            }],
+        };
+        let change = |voters: Vec<u64>, learners: Vec<u64>| ConfChangeResponse {
+            group_id: 310114,
+            voters,
+            learners,
+            ..Default::default()
+        };
+        assert!(shows(&img, &change(vec![4, 6, 7], vec![5])));
+        // The learner not placed yet, a voter still listed, another group.
+        assert!(!shows(&img, &change(vec![4, 6, 7], vec![])));
+        assert!(!shows(&img, &change(vec![4, 6], vec![5])));
+        assert!(!shows(
+            &img,
+            &ConfChangeResponse {
+                group_id: 310101,
+                ..change(vec![4, 6, 7], vec![5])
+            }
+        ));
+    }
 }

@@ -736,7 +736,20 @@ async fn a_member_added_online_may_forward_for_its_group() {
     // group: the others read the directory from voters 1 and 2 alone, a
     // majority that answers alike.
     cl.cli(&["fault", "partition", "--between", "3", "--and", "4,5,6,7,8"]);
-    cl.cli(&["group", "add-learner", "--region", "310114", "--node", "5"]);
+    let out = cl.cli(&[
+        "group",
+        "add-learner",
+        "--region",
+        "310114",
+        "--node",
+        "5",
+        "--json",
+    ]);
+    // The command waits until the leader's node routes with a directory
+    // that shows the change.
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["directory_recorded"], true, "{out}");
+    assert!(v["directory_version"].as_u64().unwrap() > before, "{out}");
     // 嘉定's leader reports its new configuration to the national group, and
     // every node routes with the directory that has it.
     until(
