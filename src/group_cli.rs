@@ -164,7 +164,7 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
 /// Where the replicated directory stands on a change just applied.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Recorded {
-    /// The federation keeps no directory (no national group): nothing to wait for.
+    /// The node has no directory (no national group, or not seeded yet): nothing to wait for.
     NoDirectory,
     /// The leader's node routes with this directory version, which shows the change.
     At(u64),
@@ -182,10 +182,11 @@ const DIRECTORY_RECORD_POLL: Duration = Duration::from_millis(300);
 /// Waits until the directory node `i` (the group's leader) routes with
 /// shows the group as `r` says. Why the command waits: the directory takes
 /// a report only when a majority of the voters *it* lists show the change,
-/// so a second change made before it took the first can leave it unable to
-/// confirm either (remove two voters of three in quick succession, and the
-/// two it still counts are gone). One change at a time, each recorded
-/// before the next, keeps a majority of the listed voters able to confirm.
+/// so changes made faster than it follows can leave it unable to confirm
+/// any (move a group to new sites — add and promote two voters, remove two
+/// old ones and shut them down — and the old voters it still lists cannot
+/// answer). One change at a time, each recorded before the next, keeps a
+/// majority of the listed voters able to confirm.
 async fn recorded_in_directory(
     cl: &hotline_node::client::Client,
     i: usize,
@@ -204,7 +205,8 @@ async fn recorded_in_directory(
         if let Ok(img) = fed.directory(req).await.map(|a| a.into_inner()) {
             if img.version == 0 && newest == 0 {
                 // A national group seeds the directory at its start; a
-                // federation without one never has a version.
+                // federation without one never has a version (nor one
+                // whose national leader has not seeded it yet).
                 return Recorded::NoDirectory;
             }
             newest = newest.max(img.version);
