@@ -15,8 +15,9 @@
 //! client config) and are answered once the new configuration is applied
 //! there. One node at a time: raft's simple protocol, no joint state. Then
 //! the command waits (up to 15 s) until the leader's node routes with a
-//! replicated directory that shows the change, and says so: make the next
-//! change of the same group only after that (see `recorded_in_directory`).
+//! replicated directory that shows the change, and says so; until then the
+//! leader refuses the group's next change, unless `--force` (see
+//! `recorded_in_directory`).
 //! Record the change in the topology file too (the group's `voters` and
 //! `learners`), so that a `cluster init` from it matches.
 
@@ -54,6 +55,10 @@ pub enum GroupCmd {
         /// The node to add (an id of the topology).
         #[arg(long)]
         node: u64,
+        /// Change even though the directory does not show the group's
+        /// previous change yet (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Make a learner of a region's group a voter.
     Promote {
@@ -63,6 +68,10 @@ pub enum GroupCmd {
         region: String,
         #[arg(long)]
         node: u64,
+        /// Change even though the directory does not show the group's
+        /// previous change yet (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a voter or learner from a region's group.
     Remove {
@@ -72,6 +81,10 @@ pub enum GroupCmd {
         region: String,
         #[arg(long)]
         node: u64,
+        /// Change even though the directory does not show the group's
+        /// previous change yet (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// The replicated directory (kept by the national group): which group
     /// owns which region and where its replicas are, and the version each
@@ -92,9 +105,24 @@ pub enum GroupCmd {
 
 pub async fn run(cmd: GroupCmd) -> Result<()> {
     match cmd {
-        GroupCmd::AddLearner { c, region, node } => change(&c, &region, node, "add_learner").await,
-        GroupCmd::Promote { c, region, node } => change(&c, &region, node, "promote").await,
-        GroupCmd::Remove { c, region, node } => change(&c, &region, node, "remove").await,
+        GroupCmd::AddLearner {
+            c,
+            region,
+            node,
+            force,
+        } => change(&c, &region, node, "add_learner", force).await,
+        GroupCmd::Promote {
+            c,
+            region,
+            node,
+            force,
+        } => change(&c, &region, node, "promote", force).await,
+        GroupCmd::Remove {
+            c,
+            region,
+            node,
+            force,
+        } => change(&c, &region, node, "remove", force).await,
         GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
         GroupCmd::Directory { c } => directory(&c).await,
     }
@@ -121,7 +149,7 @@ fn ids(v: &[u64]) -> String {
     format!("[{}]", s.join(","))
 }
 
-async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()> {
+async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
     let group = group_of(region)?;
     if node == 0 {
         bail!("--node: node ids start at 1");
@@ -142,6 +170,7 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
             group_id: group,
             node_id: node,
             op: op.to_string(),
+            force,
         });
         req.set_timeout(Duration::from_secs(15));
         match admin.change_membership(req).await {
@@ -150,6 +179,18 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
                 let recorded = recorded_in_directory(&cl, i, &r).await;
                 print_change(c.json, op, node, leader, &r, recorded);
                 return Ok(());
+            }
+            // The directory has not caught up with the previous change
+            // (it normally does within a second): wait, unless it takes
+            // longer than the directory's own wait.
+            Err(s)
+                if s.code() == Code::FailedPrecondition
+                    && s.message()
+                        .contains(hotline_node::membership::DIRECTORY_BEHIND)
+                    && PAUSE * (attempt + 1) < DIRECTORY_RECORD_WAIT =>
+            {
+                last = format!("node {leader}: {}", s.message());
+                eprintln!("retrying: {last}");
             }
             Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
                 last = format!("node {leader}: {}", s.message());
@@ -164,7 +205,7 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str) -> Result<()>
 /// Where the replicated directory stands on a change just applied.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Recorded {
-    /// The node has no directory (no national group, or not seeded yet): nothing to wait for.
+    /// The federation keeps no directory (no national group): nothing to wait for.
     NoDirectory,
     /// The leader's node routes with this directory version, which shows the change.
     At(u64),
@@ -178,6 +219,8 @@ enum Recorded {
 /// next read (long poll, or every 2 s).
 const DIRECTORY_RECORD_WAIT: Duration = Duration::from_secs(15);
 const DIRECTORY_RECORD_POLL: Duration = Duration::from_millis(300);
+/// See `recorded_in_directory`: only when the client has no topology.
+const NO_DIRECTORY_GRACE: Duration = Duration::from_secs(3);
 
 /// Waits until the directory node `i` (the group's leader) routes with
 /// shows the group as `r` says. Why the command waits: the directory takes
@@ -192,21 +235,22 @@ async fn recorded_in_directory(
     i: usize,
     r: &ConfChangeResponse,
 ) -> Recorded {
+    // Whether the federation keeps a directory at all: it does when it has
+    // a national group. A client config without the topology cannot tell,
+    // so a directory still at version 0 after a grace (a national leader
+    // seeds it within a second or two of its start) counts as none.
+    let national = cl
+        .directory
+        .as_ref()
+        .map(|d| d.contains(hotline_federation::topology::NATIONAL_GROUP));
+    if national == Some(false) {
+        return Recorded::NoDirectory;
+    }
     let started = std::time::Instant::now();
     let mut newest = 0;
     loop {
-        let mut fed = FederationClient::new(cl.channel(i))
-            .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
-        let mut req = tonic::Request::new(DirectoryRequest {
-            known_version: 0,
-            wait_ms: 0,
-        });
-        req.set_timeout(Duration::from_secs(5));
-        if let Ok(img) = fed.directory(req).await.map(|a| a.into_inner()) {
-            if img.version == 0 && newest == 0 {
-                // A national group seeds the directory at its start; a
-                // federation without one never has a version (nor one
-                // whose national leader has not seeded it yet).
+        if let Ok(img) = node_directory(cl, i).await {
+            if img.version == 0 && national.is_none() && started.elapsed() >= NO_DIRECTORY_GRACE {
                 return Recorded::NoDirectory;
             }
             newest = newest.max(img.version);
@@ -221,13 +265,26 @@ async fn recorded_in_directory(
     }
 }
 
+/// The whole directory node `i` has (`Federation.Directory`, no long poll).
+async fn node_directory(
+    cl: &hotline_node::client::Client,
+    i: usize,
+) -> Result<DirectoryImage, tonic::Status> {
+    let mut fed = FederationClient::new(cl.channel(i))
+        .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
+    let mut req = tonic::Request::new(DirectoryRequest {
+        known_version: 0,
+        wait_ms: 0,
+    });
+    req.set_timeout(Duration::from_secs(5));
+    fed.directory(req).await.map(|r| r.into_inner())
+}
+
 /// Does the directory place `r.group_id` with exactly `r`'s voters and learners?
 fn shows(img: &DirectoryImage, r: &ConfChangeResponse) -> bool {
-    use hotline_node::membership::sorted;
     img.groups.iter().any(|p| {
         p.group_id == r.group_id
-            && sorted(&p.voters) == sorted(&r.voters)
-            && sorted(&p.learners) == sorted(&r.learners)
+            && hotline_node::core::placements::same_members(p, &r.voters, &r.learners)
     })
 }
 
@@ -377,14 +434,7 @@ async fn directory(c: &ClientArgs) -> Result<()> {
     let mut newest = DirectoryImage::default();
     let mut nodes = Vec::new();
     for (i, n) in cl.nodes.iter().enumerate() {
-        let mut fed = FederationClient::new(cl.channel(i))
-            .max_decoding_message_size(hotline_node::dirsync::MAX_DIRECTORY_BYTES);
-        let mut req = tonic::Request::new(DirectoryRequest {
-            known_version: 0,
-            wait_ms: 0,
-        });
-        req.set_timeout(Duration::from_secs(5));
-        let img = fed.directory(req).await.map(|r| r.into_inner());
+        let img = node_directory(&cl, i).await;
         let routes_with = match AdminClient::new(cl.channel(i))
             .status(hotline_proto::v1::StatusRequest {})
             .await

@@ -803,6 +803,131 @@ async fn a_member_added_online_may_forward_for_its_group() {
     );
 }
 
+/// A membership change waits for the directory to record the previous one:
+/// with 嘉定's nodes cut off from every national voter, a change is applied
+/// but not recorded, the next one is refused (naming the placement the
+/// directory still has) unless forced, and after the heal the directory
+/// records the group's configuration and changes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_waits_until_the_directory_records_the_previous_one() {
+    use hotline_proto::v1::ConfChangeRequest;
+    use hotline_proto::v1::admin_client::AdminClient;
+
+    let (cl, c) = federation(8180).await;
+    let directory = || -> serde_json::Value {
+        serde_json::from_str(&cl.cli(&["group", "directory", "--json"])).unwrap()
+    };
+    let placed = |d: &serde_json::Value| -> (Vec<u64>, Vec<u64>) {
+        let g = d["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group_id"] == 310114)
+            .cloned()
+            .unwrap_or_default();
+        let ids = |v: &serde_json::Value| -> Vec<u64> {
+            let mut v: Vec<u64> = v
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_u64().unwrap()).collect())
+                .unwrap_or_default();
+            v.sort_unstable();
+            v
+        };
+        (ids(&g["voters"]), ids(&g["learners"]))
+    };
+    let everywhere = |d: &serde_json::Value| {
+        d["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["routes_with"] == d["version"])
+    };
+    until(
+        "every node routes with a directory that places 嘉定's group",
+        Duration::from_secs(20),
+        || async {
+            let d = directory();
+            placed(&d) == (vec![4, 6, 7], vec![]) && everywhere(&d)
+        },
+    )
+    .await;
+    cl.cli(&["fault", "partition", "--between", "4,6,7", "--and", "1,2,3"]);
+    let change = |op: &str, force: bool| {
+        let c = &c;
+        let op = op.to_string();
+        async move {
+            let i = c
+                .find_leader_of(Some(310114))
+                .await
+                .expect("嘉定 has a leader");
+            AdminClient::new(c.channel(i))
+                .change_membership(ConfChangeRequest {
+                    group_id: 310114,
+                    node_id: 5,
+                    op,
+                    force,
+                })
+                .await
+        }
+    };
+    // Applied (the directory showed the group as it was), not recorded:
+    // national is out of reach.
+    let r = change("add_learner", false).await.unwrap().into_inner();
+    assert_eq!(r.learners, vec![5]);
+    let e = change("promote", false).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(
+        e.message().contains("目录尚未记录上一次成员变更")
+            && e.message().contains("learners []")
+            && e.message().contains("--force"),
+        "{e}"
+    );
+    assert_eq!(placed(&directory()), (vec![4, 6, 7], vec![]), "unchanged");
+    // An operator who knows why may go ahead.
+    let r = until_ok(|| change("promote", true)).await;
+    let mut voters = r.voters.clone();
+    voters.sort_unstable();
+    assert_eq!(voters, vec![4, 5, 6, 7]);
+
+    // Healed: the group's leader reports, a majority of the voters the
+    // directory lists (4, 6, 7) shows the configuration, and it is placed;
+    // the next change needs no force, and the command says it is recorded.
+    cl.cli(&["fault", "heal"]);
+    until(
+        "the directory places 嘉定's group on 4, 5, 6, 7",
+        Duration::from_secs(20),
+        || async { placed(&directory()) == (vec![4, 5, 6, 7], vec![]) },
+    )
+    .await;
+    let out = cl.cli(&[
+        "group", "remove", "--region", "310114", "--node", "5", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["directory_recorded"], true, "{out}");
+    assert_eq!(placed(&directory()), (vec![4, 6, 7], vec![]), "{out}");
+}
+
+/// Retries `f` while the learner catches up (a promotion is refused until
+/// it has) or leadership moves, for up to 20 s.
+async fn until_ok<F, Fut>(mut f: F) -> hotline_proto::v1::ConfChangeResponse
+where
+    F: FnMut() -> Fut,
+    Fut: Future<
+        Output = Result<tonic::Response<hotline_proto::v1::ConfChangeResponse>, tonic::Status>,
+    >,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(r) => return r.into_inner(),
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(20), "not done: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
 /// `Federation.Place` for 嘉定's group as node `me` (whose certificate the
 /// channel presents).
 async fn place_as(

@@ -527,14 +527,12 @@ impl Handle {
     /// applying the change does not confirm yet; the leader reports again
     /// next round. `Err` says how many confirmed.
     async fn confirmed_by_majority(&self, p: &Placement, caller: u64) -> Result<(), String> {
-        use crate::core::placements::{confirmed, majority};
-        use crate::membership::sorted;
-        let want = (sorted(&p.voters), sorted(&p.learners));
+        use crate::core::placements::{confirmed, majority, same_members};
         let same = |s: &StatusResponse| {
             s.groups.iter().any(|g| {
                 g.group_id == p.group_id
                     && g.voters_outgoing.is_empty()
-                    && (sorted(&g.voters), sorted(&g.learners)) == want
+                    && same_members(p, &g.voters, &g.learners)
             })
         };
         let voters = self.dir().voters(p.group_id).to_vec();

@@ -277,6 +277,12 @@ pub fn response(group_id: u64, cs: &ConfState) -> ConfChangeResponse {
     }
 }
 
+/// How a change refused because the directory does not show the group's
+/// previous change yet starts its message (after the group): the CLI
+/// retries those for a while, since the directory normally follows within
+/// a second.
+pub const DIRECTORY_BEHIND: &str = "目录尚未记录上一次成员变更";
+
 /// Node ids in order (raft-rs lists them in hash order).
 pub fn sorted(ids: &[u64]) -> Vec<u64> {
     let mut v = ids.to_vec();
@@ -341,6 +347,7 @@ pub async fn change(
             group_id: req.group_id,
             op,
             node: req.node_id,
+            force: req.force,
             reply,
         })
         .map_err(|_| Status::resource_exhausted("control queue is full"))?;
@@ -380,6 +387,17 @@ pub async fn change(
         ConfChangeOutcome::Busy => Err(Status::resource_exhausted(
             "too many membership changes waiting on this node; retry shortly",
         )),
+        ConfChangeOutcome::DirectoryBehind(p, version) => {
+            Err(Status::failed_precondition(format!(
+                "group {}: {DIRECTORY_BEHIND} the directory (version {version}) still \
+                 places it on voters {:?} and learners {:?}, not its applied configuration: \
+                 wait until `hotline group directory` shows it (national's majority must be \
+                 reachable), or change anyway with --force",
+                req.group_id,
+                sorted(&p.voters),
+                sorted(&p.learners),
+            )))
+        }
     }
 }
 

@@ -114,6 +114,8 @@ pub enum Control {
         group_id: u64,
         op: MembershipOp,
         node: u64,
+        /// Even though the directory does not show the previous change.
+        force: bool,
         reply: oneshot::Sender<ConfChangeOutcome>,
     },
     Stop,
@@ -128,6 +130,11 @@ pub enum ConfChangeOutcome {
     NotHosted,
     /// Too many changes waiting on this node.
     Busy,
+    /// Not proposed: the replicated directory this node routes with places
+    /// the group otherwise than its applied configuration (its last change
+    /// is not recorded yet), so a majority of the voters the directory
+    /// lists may not be able to confirm the next one. The placement it has.
+    DirectoryBehind(hotline_proto::v1::Placement, u64),
 }
 
 /// A proposed membership change waiting for its configuration.
@@ -489,6 +496,7 @@ impl RaftLoop {
                 group_id,
                 op,
                 node,
+                force,
                 reply,
             } => {
                 let Some(r) = self.replicas.get_mut(&group_id) else {
@@ -498,6 +506,23 @@ impl RaftLoop {
                 if w.conf_changes.len() >= MAX_CONF_CHANGE_WAITERS {
                     let _ = reply.send(ConfChangeOutcome::Busy);
                     return true;
+                }
+                // Only the leader proposes; a follower's refusal says who leads.
+                if !force && r.is_leader() {
+                    let img = self.directory.image();
+                    let cs = r.conf_state();
+                    if let Some(p) =
+                        crate::core::placements::lagging(&img, group_id, &cs.voters, &cs.learners)
+                    {
+                        tracing::info!(
+                            group = group_id,
+                            directory = img.version,
+                            "membership change refused: the directory does not show the last one"
+                        );
+                        let _ =
+                            reply.send(ConfChangeOutcome::DirectoryBehind(p.clone(), img.version));
+                        return true;
+                    }
                 }
                 w.touched.insert(group_id);
                 match r.propose_conf_change(op, node) {

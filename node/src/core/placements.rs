@@ -175,9 +175,12 @@ pub fn to_report(
     let placed: BTreeMap<u64, &Placement> = img.groups.iter().map(|p| (p.group_id, p)).collect();
     let mut out: Vec<Placement> = Vec::new();
     for mut p in leading {
-        p.voters.sort_unstable();
-        p.learners.sort_unstable();
-        if placed.get(&p.group_id) != Some(&&p) {
+        if !placed
+            .get(&p.group_id)
+            .is_some_and(|q| same_members(q, &p.voters, &p.learners))
+        {
+            p.voters.sort_unstable();
+            p.learners.sort_unstable();
             out.push(p);
         }
     }
@@ -213,6 +216,33 @@ pub fn answer_at(
     } else {
         image()
     }
+}
+
+/// Whether placement `p` lists exactly these voters and learners, in any
+/// order (raft-rs lists node ids in hash order).
+pub fn same_members(p: &Placement, voters: &[u64], learners: &[u64]) -> bool {
+    let sorted = |ids: &[u64]| {
+        let mut v = ids.to_vec();
+        v.sort_unstable();
+        v
+    };
+    sorted(&p.voters) == sorted(voters) && sorted(&p.learners) == sorted(learners)
+}
+
+/// The placement of `group` in `img` when it differs from the group's
+/// applied configuration (`voters`, `learners`): the directory has not
+/// recorded the group's last membership change yet. `None` when they agree,
+/// or when the directory does not place the group (nothing to keep in step).
+pub fn lagging<'a>(
+    img: &'a DirectoryImage,
+    group: u64,
+    voters: &[u64],
+    learners: &[u64],
+) -> Option<&'a Placement> {
+    img.groups
+        .iter()
+        .find(|p| p.group_id == group)
+        .filter(|p| !same_members(p, voters, learners))
 }
 
 /// Replicas that make a majority of `voters` voters.
@@ -325,6 +355,27 @@ mod tests {
             ]
         );
         assert_eq!(to_report(&img, [], seed, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_change_waits_while_the_directory_lags_the_applied_configuration() {
+        let mut d = Placements::default();
+        d.apply(&place("310114", &[4, 6, 7], &[]));
+        let img = d.image();
+        // In step, in any order: no lag.
+        assert_eq!(lagging(&img, 310114, &[7, 4, 6], &[]), None);
+        // A learner applied but not recorded: the directory's placement.
+        assert_eq!(
+            lagging(&img, 310114, &[4, 6, 7], &[5]),
+            Some(&place("310114", &[4, 6, 7], &[]))
+        );
+        assert_eq!(
+            lagging(&img, 310114, &[4, 6], &[]).map(|p| p.voters.clone()),
+            Some(vec![4, 6, 7])
+        );
+        // A group the directory does not place has nothing to keep in step.
+        assert_eq!(lagging(&img, 310101, &[1], &[]), None);
+        assert_eq!(lagging(&DirectoryImage::default(), 310114, &[1], &[]), None);
     }
 
     #[test]
