@@ -283,12 +283,7 @@ pub fn response(group_id: u64, cs: &ConfState) -> ConfChangeResponse {
 /// a second.
 pub const DIRECTORY_BEHIND: &str = "目录尚未记录上一次成员变更";
 
-/// Node ids in order (raft-rs lists them in hash order).
-pub fn sorted(ids: &[u64]) -> Vec<u64> {
-    let mut v = ids.to_vec();
-    v.sort_unstable();
-    v
-}
+pub use crate::core::placements::sorted;
 
 /// The gRPC status of a refused change. Everything the caller should retry
 /// at the (new) leader is `Unavailable`, which clients retry.

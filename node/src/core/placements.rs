@@ -221,12 +221,14 @@ pub fn answer_at(
 /// Whether placement `p` lists exactly these voters and learners, in any
 /// order (raft-rs lists node ids in hash order).
 pub fn same_members(p: &Placement, voters: &[u64], learners: &[u64]) -> bool {
-    let sorted = |ids: &[u64]| {
-        let mut v = ids.to_vec();
-        v.sort_unstable();
-        v
-    };
     sorted(&p.voters) == sorted(voters) && sorted(&p.learners) == sorted(learners)
+}
+
+/// Node ids in order (raft-rs lists them in hash order).
+pub fn sorted(ids: &[u64]) -> Vec<u64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v
 }
 
 /// The placement of `group` in `img` when it differs from the group's
