@@ -6,7 +6,9 @@
 //! each of which enforces it in its own transport (`hotline_node::faults`).
 //! A node that cannot be reached is reported and skipped: the command fails
 //! only if no node accepted. `heal` removes every rule on every node it
-//! reaches; `show` prints the rules and counters of each node.
+//! reaches, or with `--between A --and B` only the rules between exactly
+//! those two sets (lift one cut while another stays); `show` prints the
+//! rules and counters of each node.
 //!
 //! Sets are comma-separated: node ids, or — with `--topology FILE` — site
 //! names, region codes or region names (`jiading`, `310114`, `嘉定区` or
@@ -79,10 +81,17 @@ pub enum FaultCmd {
         #[arg(long)]
         topology: Option<PathBuf>,
     },
-    /// Remove every rule on every node.
+    /// Remove every rule on every node; with --between and --and, only the
+    /// rules between exactly those two sets (lift one cut, keep the others).
     Heal {
         #[command(flatten)]
         c: ClientArgs,
+        #[arg(long, requires = "and")]
+        between: Option<String>,
+        #[arg(long = "and", requires = "between")]
+        and: Option<String>,
+        #[arg(long)]
+        topology: Option<PathBuf>,
     },
     /// Rules and counters per node.
     Show {
@@ -149,7 +158,30 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             )?;
             add(&c, rule).await
         }
-        FaultCmd::Heal { c } => heal(&c).await,
+        FaultCmd::Heal {
+            c,
+            between,
+            and,
+            topology,
+        } => {
+            let sides = match (between, and) {
+                (Some(between), Some(and)) => {
+                    // Resolved and checked as a partition between the sets
+                    // would be; only the sides go to the nodes.
+                    let r = build_rule(
+                        &between,
+                        &and,
+                        topology.as_deref(),
+                        FaultAction::Partition,
+                        0,
+                        0,
+                    )?;
+                    Some((r.side_a, r.side_b))
+                }
+                _ => None,
+            };
+            heal(&c, sides).await
+        }
         FaultCmd::Show { c } => show(&c).await,
     }
 }
@@ -363,7 +395,8 @@ fn list(ids: &[u64]) -> String {
 
 enum Call {
     Add(FaultRule),
-    Heal,
+    /// Empty sides: every rule.
+    Heal(Vec<u64>, Vec<u64>),
     Show,
 }
 
@@ -385,8 +418,11 @@ async fn call_one(client: &Client, node: usize, call: &Call) -> Outcome {
                 req.set_timeout(NODE_TIMEOUT);
                 admin.add_fault(req).await
             }
-            Call::Heal => {
-                let mut req = tonic::Request::new(HealRequest {});
+            Call::Heal(a, b) => {
+                let mut req = tonic::Request::new(HealRequest {
+                    side_a: a.clone(),
+                    side_b: b.clone(),
+                });
                 req.set_timeout(NODE_TIMEOUT);
                 admin.heal(req).await
             }
@@ -528,17 +564,23 @@ async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
     report(c, &client, what, &title, &named, &outcomes)
 }
 
-async fn heal(c: &ClientArgs) -> Result<()> {
+async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()> {
     let client = crate::ticket_cli::client(&c.config)?;
-    let outcomes = call_all(&client, &Call::Heal).await;
-    report(
-        c,
-        &client,
-        json!({ "action": "heal" }),
-        "heal (every rule removed; counters kept)",
-        &[],
-        &outcomes,
-    )
+    let (a, b) = sides.unwrap_or_default();
+    let outcomes = call_all(&client, &Call::Heal(a.clone(), b.clone())).await;
+    let (what, title) = if a.is_empty() {
+        (
+            json!({ "action": "heal" }),
+            "heal (every rule removed; counters kept)".to_string(),
+        )
+    } else {
+        (
+            json!({ "action": "heal", "side_a": a, "side_b": b }),
+            format!("heal {a:?} | {b:?} (the rules between these sets removed; others kept)"),
+        )
+    };
+    let named: Vec<u64> = a.iter().chain(&b).copied().collect();
+    report(c, &client, what, &title, &named, &outcomes)
 }
 
 async fn show(c: &ClientArgs) -> Result<()> {

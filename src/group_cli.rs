@@ -203,7 +203,7 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) 
 }
 
 /// Where the replicated directory stands on a change just applied.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 enum Recorded {
     /// The federation keeps no directory (no national group): nothing to wait for.
     NoDirectory,

@@ -200,6 +200,40 @@ impl Faults {
         self.active.store(false, Ordering::Release);
     }
 
+    /// Removes the rules between exactly the sets `a` and `b` (either way
+    /// round, whatever their action) and returns how many; the others stay
+    /// in force. Both sets empty: every rule, as [`Self::heal`]. The error
+    /// names the field.
+    pub fn heal_between(&self, a: &[u64], b: &[u64]) -> Result<usize, String> {
+        if a.is_empty() && b.is_empty() {
+            let n = self.rules.read().unwrap_or_else(|e| e.into_inner()).len();
+            self.heal();
+            return Ok(n);
+        }
+        // The sides as `add` stored them (sorted, each id once).
+        let probe = validate(FaultRule {
+            side_a: a.to_vec(),
+            side_b: b.to_vec(),
+            action: FaultAction::Partition as i32,
+            ..Default::default()
+        })?;
+        let (a, b) = (&probe.side_a, &probe.side_b);
+        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        let before = rules.len();
+        rules.retain(|r| {
+            !((&r.side_a == a && &r.side_b == b) || (&r.side_a == b && &r.side_b == a))
+        });
+        let removed = before - rules.len();
+        if removed > 0 {
+            tracing::warn!(
+                node = self.node_id,
+                "fault drill: healed {removed} rules between {a:?} and {b:?}"
+            );
+        }
+        self.active.store(!rules.is_empty(), Ordering::Release);
+        Ok(removed)
+    }
+
     /// Rules in the order they were added; counters by peer.
     pub fn snapshot(&self) -> FaultsResponse {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -432,6 +466,33 @@ mod tests {
         // Rules can be added again after a heal.
         f.add(rule(&[1], &[2], FaultAction::Partition)).unwrap();
         assert_eq!(f.outbound(2), Verdict::Drop);
+    }
+
+    #[test]
+    fn heal_between_lifts_one_cut_and_keeps_the_others() {
+        let f = Faults::new(1);
+        f.add(rule(&[1, 4], &[2, 3], FaultAction::Partition))
+            .unwrap();
+        f.add(rule(&[1], &[5], FaultAction::Partition)).unwrap();
+        // Either way round, ids in any order: the first rule only.
+        assert_eq!(f.heal_between(&[3, 2], &[4, 1]), Ok(1));
+        assert_eq!(f.outbound(2), Verdict::Pass);
+        assert_eq!(f.outbound(5), Verdict::Drop);
+        // Sets that match no rule exactly remove nothing.
+        assert_eq!(f.heal_between(&[1], &[5, 6]), Ok(0));
+        assert_eq!(f.outbound(5), Verdict::Drop);
+        assert_eq!(
+            f.heal_between(&[1], &[]).unwrap_err(),
+            "side_b: must name at least one node"
+        );
+        assert_eq!(f.heal_between(&[1], &[5]), Ok(1));
+        assert_eq!(f.outbound(5), Verdict::Pass);
+        assert!(f.snapshot().rules.is_empty());
+        // Both empty: everything.
+        f.add(rule(&[1], &[2], FaultAction::Partition)).unwrap();
+        f.add(rule(&[1], &[3], FaultAction::Partition)).unwrap();
+        assert_eq!(f.heal_between(&[], &[]), Ok(2));
+        assert!(f.snapshot().rules.is_empty());
     }
 
     #[test]

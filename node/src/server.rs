@@ -927,9 +927,13 @@ impl Admin for Handle {
         Ok(Response::new(self.faults.snapshot()))
     }
 
-    async fn heal(&self, _req: Request<HealRequest>) -> Result<Response<FaultsResponse>, Status> {
-        self.faults.heal();
-        tracing::warn!(node = self.node_id, "drill: healed");
+    async fn heal(&self, req: Request<HealRequest>) -> Result<Response<FaultsResponse>, Status> {
+        let req = req.into_inner();
+        let removed = self
+            .faults
+            .heal_between(&req.side_a, &req.side_b)
+            .map_err(Status::invalid_argument)?;
+        tracing::warn!(node = self.node_id, removed, "drill: healed");
         Ok(Response::new(self.faults.snapshot()))
     }
 
