@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use hotline_federation::topology::{DEMO_TOML, NATIONAL_GROUP};
 use hotline_node::client::Client;
+use hotline_proto::v1::raft_client::RaftClient;
 use hotline_proto::v1::{
-    AcceptRequest, FederatedQueryRequest, Kind, Location, Status, Ticket, TransferState,
+    AcceptRequest, FederatedQueryRequest, Kind, Location, RaftBatch, RaftEnvelope, Status, Ticket,
+    TransferState,
 };
 
 /// 上海's side plus the national site: nodes 1 national, 2, 4, 6, 7.
@@ -1097,4 +1099,69 @@ async fn idle_groups_hibernate_and_wake_for_work() {
     let t = c.accept(req).await.expect("嘉定's group wakes for it");
     assert_eq!(t.status, Status::Accepted as i32);
     until("asleep again", Duration::from_secs(30), all_asleep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
+    use protobuf::Message as _;
+    use raft::eraftpb::{Message, MessageType};
+    let (cl, c) = federation(8500).await;
+    // 太仓's node 8 holds a valid node certificate, but no replica of
+    // 嘉定's group [6, 4, 7]. Its heartbeat of a far higher term would make
+    // node 6 step down to that term, were it stepped into raft.
+    let term_at_6 = || async {
+        c.status_all()
+            .await
+            .into_iter()
+            .flatten()
+            .find(|s| s.node_id == 6)
+            .and_then(|s| s.groups.into_iter().find(|g| g.group_id == 310114))
+            .map(|g| g.term)
+            .expect("node 6 hosts 嘉定's group")
+    };
+    let before = term_at_6().await;
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgHeartbeat);
+    m.from = 8;
+    m.to = 6;
+    m.term = before + 100;
+    let batch = RaftBatch {
+        from_node: 8,
+        envelopes: vec![RaftEnvelope {
+            group_id: 310114,
+            message: m.write_to_bytes().unwrap().into(),
+        }],
+    };
+    let addr = &c.nodes.iter().find(|n| n.id == 6).unwrap().address;
+    // The stream itself is node 8's by its certificate, so it is taken; the
+    // message is refused and logged with that identity.
+    RaftClient::new(cl.channel_as(8, 6, addr))
+        .stream(tokio_stream::iter(vec![batch]))
+        .await
+        .expect("node 8's stream is accepted");
+    let refusal = "raft message from a node that is not a member of the group; refused";
+    until(
+        "the refusal in node 6's log",
+        Duration::from_secs(10),
+        || async { cl.log(6).contains(refusal) },
+    )
+    .await;
+    let log = cl.log(6);
+    // Without a terminal tracing may still colour the fields: drop the
+    // escape sequences before reading them.
+    let mut parts = log
+        .lines()
+        .find(|l| l.contains(refusal))
+        .unwrap()
+        .split('\x1b');
+    let mut line = parts.next().unwrap_or_default().to_string();
+    for p in parts {
+        // "[3m…": the sequence ends at its 'm'.
+        line.push_str(p.find('m').map_or(p, |i| &p[i + 1..]));
+    }
+    assert!(
+        line.contains("from_node=8") && line.contains("group=310114"),
+        "{line}"
+    );
+    assert_eq!(term_at_6().await, before, "the message never reached raft");
 }
