@@ -568,6 +568,39 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
         r.missing.is_empty() && r.total == 4 && r.in_transit == 0
     })
     .await;
+    // The volume sections add up across the tree: four complaints about
+    // 环境保护, all newly accepted (the stub at 嘉定 is counted at 太仓).
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["query", "counts", "--json"])).unwrap();
+    for section in ["by_kind", "by_category", "by_status"] {
+        let rows = v[section].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{section}: {v}");
+        assert_eq!(rows[0]["count"], 4, "{section}: {v}");
+        assert_eq!(rows[0]["permille"], 1000, "{section}: {v}");
+    }
+    assert_eq!(v["by_kind"][0]["key"], "complaint", "{v}");
+    assert_eq!(v["by_category"][0]["key"], "环境保护", "{v}");
+    assert_eq!(v["by_status"][0]["key"], "accepted", "{v}");
+    let regions: BTreeSet<&str> = v["by_region"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["count"].as_u64() > Some(0))
+        .map(|x| x["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(regions, ["310101", "310114", "320585"].into(), "{v}");
+    // The cross-province list comes from national alone: the one case
+    // that crossed, delivered; nothing is overdue yet, and everyone answered.
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["query", "cross-province", "--json"])).unwrap();
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
+    assert_eq!(v["transfers"][0]["destination_group"], 320585, "{v}");
+    assert_eq!(v["transfers"][0]["state"], "delivered", "{v}");
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["query", "overdue", "--json"])).unwrap();
+    assert_eq!(v["total"], 0, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
 }
 
 /// Federation envelopes only along the directory, from the node the

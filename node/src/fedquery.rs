@@ -282,6 +282,54 @@ mod tests {
     use super::*;
     use hotline_proto::v1::Ticket;
 
+    /// Two regions' counts: totals and the volume sections add up key by
+    /// key, the shares are those of the sum, and who answered is kept.
+    #[test]
+    fn counts_add_up_key_by_key_with_the_shares_of_the_sum() {
+        let share = |key: &str, count: u64, permille: u32| CountShare {
+            key: key.into(),
+            count,
+            permille,
+        };
+        let mut out = FederatedQueryResponse {
+            answered: vec!["310114".into()],
+            total: 3,
+            in_transit: 1,
+            by_kind: vec![share("complaint", 2, 667), share("report", 1, 333)],
+            by_category: vec![share("环境保护", 3, 1000)],
+            by_status: vec![share("accepted", 3, 1000)],
+            ..Default::default()
+        };
+        merge(
+            &mut out,
+            FederatedQueryResponse {
+                answered: vec!["310101".into()],
+                missing: vec!["320585".into()],
+                total: 1,
+                by_kind: vec![share("report", 1, 1000)],
+                by_category: vec![share("城市管理", 1, 1000)],
+                by_status: vec![share("closed", 1, 1000)],
+                ..Default::default()
+            },
+        );
+        assert_eq!((out.total, out.in_transit), (4, 1));
+        assert_eq!(out.answered, ["310114", "310101"]);
+        assert_eq!(out.missing, ["320585"]);
+        // Largest first, ties by key.
+        assert_eq!(
+            out.by_kind,
+            [share("complaint", 2, 500), share("report", 2, 500)]
+        );
+        assert_eq!(
+            out.by_category,
+            [share("环境保护", 3, 750), share("城市管理", 1, 250)]
+        );
+        assert_eq!(
+            out.by_status,
+            [share("accepted", 3, 750), share("closed", 1, 250)]
+        );
+    }
+
     /// Two groups' overdue lists, each at the limit: the merged answer
     /// keeps `limit` items, the most pressing of both.
     #[test]
