@@ -10,7 +10,8 @@
 //! those two sets (lift one cut while another stays); `show` prints the
 //! rules and counters of each node.
 //!
-//! Sets are comma-separated: node ids, or — with `--topology FILE` — site
+//! Sets are comma-separated: node ids, or — with a topology (`--topology
+//! FILE`, by default the client config's) — site
 //! names, region codes or region names (`jiading`, `310114`, `嘉定区` or
 //! `嘉定`), each standing for every node at that site or serving that region
 //! or a place within it (`31`: 上海's province, city and district nodes).
@@ -49,7 +50,7 @@ pub enum FaultCmd {
         /// The other side.
         #[arg(long = "and")]
         and: String,
-        /// Topology file, to name nodes by site or region.
+        /// Topology file, to name nodes by site or region (default: the client config's).
         #[arg(long)]
         topology: Option<PathBuf>,
     },
@@ -111,7 +112,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             let rule = build_rule(
                 &between,
                 &and,
-                topology.as_deref(),
+                topology_of(&c, topology).as_deref(),
                 FaultAction::Partition,
                 0,
                 0,
@@ -131,7 +132,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             let rule = build_rule(
                 &between,
                 &and,
-                topology.as_deref(),
+                topology_of(&c, topology).as_deref(),
                 FaultAction::Delay,
                 ms,
                 0,
@@ -151,7 +152,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             let rule = build_rule(
                 &between,
                 &and,
-                topology.as_deref(),
+                topology_of(&c, topology).as_deref(),
                 FaultAction::Drop,
                 0,
                 permille,
@@ -171,7 +172,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
                     let r = build_rule(
                         &between,
                         &and,
-                        topology.as_deref(),
+                        topology_of(&c, topology).as_deref(),
                         FaultAction::Partition,
                         0,
                         0,
@@ -187,6 +188,17 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
 }
 
 // ------------------------------------------------------------ resolution
+
+/// `--topology`, or else the one the client config names (`hotline cluster
+/// init` and `hotline demo` write it there), so sites and regions resolve
+/// without repeating the file.
+fn topology_of(c: &ClientArgs, given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        hotline_node::config::ClientConfig::load(&c.config)
+            .ok()?
+            .topology
+    })
+}
 
 /// The rule for `--between A --and B`, resolved and checked like the nodes
 /// will check it (errors name the flag).

@@ -178,13 +178,15 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     until_directories_current(&cl, &all, Duration::from_secs(30), "confirmed at start").await;
     // 江苏 cut off from 上海 and the national site: the national group keeps
     // its majority (nodes 1, 2) and takes custody; 太仓 is out of reach.
+    // Named by site and region through the client config's topology:
+    // beijing,31 = 1,2,4,6,7 and 32 = 3,5,8.
     cl.cli(&[
         "fault",
         "partition",
         "--between",
-        SHANGHAI_AND_NATIONAL,
+        "beijing,31",
         "--and",
-        JIANGSU,
+        "32",
     ]);
     let mut ids = Vec::new();
     for i in 0..5 {
