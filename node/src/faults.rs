@@ -186,18 +186,17 @@ impl Faults {
         Ok(())
     }
 
-    /// Removes every rule. Counters are kept: they tell what the drill did.
-    pub fn heal(&self) {
+    /// Removes every rule and returns how many. Counters are kept: they
+    /// tell what the drill did.
+    pub fn heal(&self) -> usize {
         let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        if !rules.is_empty() {
-            tracing::warn!(
-                node = self.node_id,
-                "fault drill: healed {} rules",
-                rules.len()
-            );
+        let removed = rules.len();
+        if removed > 0 {
+            tracing::warn!(node = self.node_id, "fault drill: healed {removed} rules");
         }
         rules.clear();
         self.active.store(false, Ordering::Release);
+        removed
     }
 
     /// Removes the rules between exactly the sets `a` and `b` (either way
@@ -206,9 +205,7 @@ impl Faults {
     /// names the field.
     pub fn heal_between(&self, a: &[u64], b: &[u64]) -> Result<usize, String> {
         if a.is_empty() && b.is_empty() {
-            let n = self.rules.read().unwrap_or_else(|e| e.into_inner()).len();
-            self.heal();
-            return Ok(n);
+            return Ok(self.heal());
         }
         // The sides as `add` stored them (sorted, each id once).
         let probe = validate(FaultRule {
