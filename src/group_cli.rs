@@ -8,6 +8,8 @@
 //! - `remove --region R --node N`: N leaves the group. The leader does not
 //!   remove itself: it hands leadership over and the command retries at the
 //!   new leader.
+//! - `transfer-leader --region R --node N`: voter N leads the group (move
+//!   leaders off a site before taking it down: no election when it goes).
 //! - `show [--region R]`: voters and learners of each group, and the role of
 //!   every replica.
 //!
@@ -31,6 +33,7 @@ use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{
     ConfChangeRequest, ConfChangeResponse, DirectoryImage, DirectoryRequest, GroupStatus,
+    TransferLeaderRequest,
 };
 use serde_json::{Value, json};
 use tonic::Code;
@@ -86,6 +89,17 @@ pub enum GroupCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Hand a region group's leadership to one of its voters (before taking
+    /// the current leader's site down: no election when it goes).
+    TransferLeader {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        region: String,
+        /// The voter to lead.
+        #[arg(long)]
+        node: u64,
+    },
     /// The replicated directory (kept by the national group): which group
     /// owns which region and where its replicas are, and the version each
     /// node routes with.
@@ -123,6 +137,7 @@ pub async fn run(cmd: GroupCmd) -> Result<()> {
             node,
             force,
         } => change(&c, &region, node, "remove", force).await,
+        GroupCmd::TransferLeader { c, region, node } => transfer_leader(&c, &region, node).await,
         GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
         GroupCmd::Directory { c } => directory(&c).await,
     }
@@ -200,6 +215,75 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) 
         }
     }
     bail!("group {}: {op} {node} not done: {last}", label(group))
+}
+
+/// Asks the group's leader to hand over to `node`, retrying at a new
+/// leader (a leader change meanwhile) and while the transfer is given up
+/// for a reason that passes (the voter still catching up).
+async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
+    let group = group_of(region)?;
+    if node == 0 {
+        bail!("--node: node ids start at 1");
+    }
+    let cl = client(&c.config)?;
+    let mut last = String::from("no leader found");
+    for attempt in 0..ATTEMPTS / 6 {
+        if attempt > 0 {
+            tokio::time::sleep(PAUSE).await;
+        }
+        let Some(i) = cl.find_leader_of(Some(group)).await else {
+            last = format!("no node reports leading group {}", label(group));
+            continue;
+        };
+        let from = cl.nodes[i].id;
+        let mut admin = AdminClient::new(cl.channel(i));
+        let mut req = tonic::Request::new(TransferLeaderRequest {
+            group_id: group,
+            node_id: node,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        match admin.transfer_leader(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if c.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "group_id": r.group_id, "region": group_region(r.group_id),
+                            "leader": r.leader_id, "term": r.term, "from": from,
+                        })
+                    );
+                } else if from == r.leader_id {
+                    println!(
+                        "group {}: 节点 {} 已是领导者 node {} leads already (term {})",
+                        label(group),
+                        r.leader_id,
+                        r.leader_id,
+                        r.term
+                    );
+                } else {
+                    println!(
+                        "group {}: 领导权已由节点 {from} 移交节点 {} leadership moved from node {from} \
+                         to node {} (term {})",
+                        label(group),
+                        r.leader_id,
+                        r.leader_id,
+                        r.term
+                    );
+                }
+                return Ok(());
+            }
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
+                last = format!("node {from}: {}", s.message());
+                eprintln!("retrying: {last}");
+            }
+            Err(s) => return Err(status_err(s)),
+        }
+    }
+    bail!(
+        "group {}: leadership not moved to node {node}: {last}",
+        label(group)
+    )
 }
 
 /// Where the replicated directory stands on a change just applied.

@@ -459,15 +459,104 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
     }
 }
 
+/// The leader of 嘉定's group on its node, from that node's status.
+async fn jiading_leader_seen_by(c: &Client, node: u64) -> Option<u64> {
+    let i = c.nodes.iter().position(|n| n.id == node)?;
+    let s = c.status_of(i).await.ok()?;
+    let g = s.groups.into_iter().find(|g| g.group_id == 310114)?;
+    (g.leader_id != 0).then_some(g.leader_id)
+}
+
+/// 嘉定's group [6,4,7] loses 嘉定's own node while that node leads it
+/// (moved there first with `hotline group transfer-leader`): the other two
+/// sites elect a leader and the district goes on accepting; the node comes
+/// back and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_district_keeps_accepting_with_its_own_site_down() {
+    use hotline_proto::v1::TransferLeaderRequest;
+    use hotline_proto::v1::admin_client::AdminClient;
     let (mut cl, c) = federation(8060).await;
-    cl.kill(6); // 嘉定's own node and site
-    let mut req = about_taicang("嘉定本地：路灯不亮", "13800005678");
-    req.location = None;
-    let t = c.accept(req).await.expect("310114 still has 4 and 7");
+    let local = |text: &str| {
+        let mut req = about_taicang(text, "13800005678");
+        req.location = None;
+        req
+    };
+    let before = c.accept(local("嘉定本地：井盖缺失")).await.unwrap();
+
+    // Refused, naming the field: node 8 is no voter of 嘉定's group.
+    let i = c.find_leader_of(Some(310114)).await.expect("a leader");
+    let e = AdminClient::new(c.channel(i))
+        .transfer_leader(TransferLeaderRequest {
+            group_id: 310114,
+            node_id: 8,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message().starts_with("node_id:") && e.message().contains("not a voter"),
+        "{}",
+        e.message()
+    );
+
+    let out = cl.cli(&[
+        "group",
+        "transfer-leader",
+        "--region",
+        "310114",
+        "--node",
+        "6",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["leader"], 6, "{out}");
+    for n in [4, 6, 7] {
+        assert_eq!(
+            jiading_leader_seen_by(&c, n).await,
+            Some(6),
+            "node {n} follows node 6"
+        );
+    }
+    let term = v["term"].as_u64().unwrap();
+
+    cl.kill(6); // 嘉定's own node and site, its group's leader
+    let t = c
+        .accept(local("嘉定本地：路灯不亮"))
+        .await
+        .expect("310114 still has 4 and 7");
     assert_eq!(t.status, Status::Accepted as i32);
     assert!(t.id.starts_with("310114-"));
+    let new = jiading_leader_seen_by(&c, 4).await.expect("a new leader");
+    assert!([4, 7].contains(&new), "led by {new}");
+    let i = c.nodes.iter().position(|n| n.id == new).unwrap();
+    let g = c.status_of(i).await.unwrap().groups;
+    let g = g.iter().find(|g| g.group_id == 310114).unwrap();
+    assert!(g.term > term, "elected after the site went down");
+    let after = c.accept(local("嘉定本地：垃圾清运不及时")).await.unwrap();
+    let listed = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 310114,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: BTreeSet<&str> = listed.tickets.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, BTreeSet::from([&*before.id, &*t.id, &*after.id]));
+
+    // 嘉定's node comes back and catches up with what its peers accepted.
+    let commit = g.commit_index;
+    cl.start(6);
+    until("node 6 catches up", Duration::from_secs(15), || async {
+        let Some(i) = c.nodes.iter().position(|n| n.id == 6) else {
+            return false;
+        };
+        c.status_of(i).await.is_ok_and(|s| {
+            s.groups
+                .iter()
+                .any(|g| g.group_id == 310114 && g.applied_index >= commit && g.leader_id != 0)
+        })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1199,4 +1288,55 @@ async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
         "{line}"
     );
     assert_eq!(term_at_6().await, before, "the message never reached raft");
+}
+
+/// Within a province the envelope goes straight to the destination's group
+/// when it answers (DESIGN.md §5, "delivery directly when the destination
+/// is reachable"): 嘉定 → 黄浦 in one hop, without the city group 3101 or
+/// the national group holding a record, and off the national list (it is
+/// not a cross-province case).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_a_city_a_transfer_goes_straight_to_the_district() {
+    let (_cl, c) = federation(8520).await;
+    let mut req = about_taicang("南京东路街道：商铺占道经营", "13800002468");
+    // 南京东路街道, 黄浦区 (310101002).
+    req.location = Some(Location {
+        code: "310101002".into(),
+        ..Default::default()
+    });
+    let t = c.accept(req).await.unwrap();
+    assert_eq!(t.status, Status::Transferred as i32, "a stub at 嘉定");
+    assert_eq!(t.owner_group, 310101);
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+
+    let owned = c.get_in(310101, &t.id).await.unwrap();
+    assert_eq!(owned.status, Status::Accepted as i32, "owned by 黄浦");
+    assert_eq!(owned.origin_group, 310114);
+    let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["accept", "transfer_out", "transfer_in"]);
+
+    // One hop: 黄浦's record names 嘉定 as the only custodian before it.
+    let at_huangpu = c.transfers(310101, false, 100).await.unwrap();
+    assert_eq!(at_huangpu.len(), 1);
+    let env = at_huangpu[0].envelope.clone().unwrap();
+    assert_eq!(env.hops, [310114, 310101], "straight from 嘉定");
+    assert!(!at_huangpu[0].cross_province);
+    let at_jiading = c.transfers(310114, false, 100).await.unwrap();
+    assert_eq!(at_jiading.len(), 1);
+    assert_eq!(at_jiading[0].next_group, 310101);
+    assert_eq!(at_jiading[0].state, TransferState::Delivered as i32);
+    for g in [3101, 31, NATIONAL_GROUP] {
+        let held = c.transfers(g, false, 100).await.unwrap();
+        assert!(held.is_empty(), "group {g} holds {held:?}");
+    }
+
+    // 首接负责 within the city too.
+    let l = c.lookup(&t.id, "2468").await.unwrap();
+    assert_eq!(l.status, Status::Accepted as i32);
+    assert!(l.status_text.contains("黄浦"), "{}", l.status_text);
 }

@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use hotline_federation::topology::Topology;
-use hotline_proto::v1::{ConfChangeRequest, ConfChangeResponse, RaftEnvelope};
+use hotline_proto::v1::{
+    ConfChangeRequest, ConfChangeResponse, RaftEnvelope, TransferLeaderRequest,
+    TransferLeaderResponse,
+};
 use raft::eraftpb::{ConfState, Message, MessageType};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -38,7 +41,7 @@ use tonic::Status;
 use crate::config::NodeConfig;
 use crate::core::replica::{self, ConfChangeError, MembershipOp};
 use crate::faults::Faults;
-use crate::raft_loop::{ConfChangeOutcome, Control};
+use crate::raft_loop::{ConfChangeOutcome, Control, LeaderMove};
 use crate::server::Handle;
 use crate::{tls, transport};
 
@@ -393,6 +396,87 @@ pub async fn change(
                 sorted(&p.learners),
             )))
         }
+    }
+}
+
+/// `Admin/TransferLeader`: hands the group's leadership to one of its
+/// voters and waits (up to `timeout`) until this node's replica sees that
+/// voter lead. Asked of the group's leader (a follower refuses with
+/// `Unavailable`, naming the leader, as for membership changes).
+pub async fn transfer_leader(
+    h: &Handle,
+    control: &Sender<Control>,
+    timeout: Duration,
+    req: TransferLeaderRequest,
+) -> Result<TransferLeaderResponse, Status> {
+    if req.group_id == 0 {
+        return Err(Status::invalid_argument("group_id: is required"));
+    }
+    if req.node_id == 0 {
+        return Err(Status::invalid_argument("node_id: is required"));
+    }
+    if h.topology.group(req.group_id).is_none() && !h.hosted.contains(req.group_id) {
+        return Err(Status::not_found(format!(
+            "group_id: group {} is not in the topology",
+            req.group_id
+        )));
+    }
+    let (reply, rx) = oneshot::channel();
+    control
+        .try_send(Control::TransferLeader {
+            group_id: req.group_id,
+            to: req.node_id,
+            reply,
+        })
+        .map_err(|_| Status::resource_exhausted("control queue is full"))?;
+    let outcome = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(_)) => return Err(Status::unavailable("node is stopping")),
+        Err(_) => {
+            return Err(Status::deadline_exceeded(format!(
+                "group {}: node {} does not lead within {} ms; check `hotline group show`",
+                req.group_id,
+                req.node_id,
+                timeout.as_millis()
+            )));
+        }
+    };
+    match outcome {
+        LeaderMove::Done { term } => {
+            tracing::info!(
+                node = h.node_id,
+                group = req.group_id,
+                leader = req.node_id,
+                term,
+                "leadership transferred"
+            );
+            Ok(TransferLeaderResponse {
+                group_id: req.group_id,
+                leader_id: req.node_id,
+                term,
+            })
+        }
+        LeaderMove::Refused(e) => Err(refusal(&e)),
+        LeaderMove::GivenUp { leader_id } => Err(Status::aborted(format!(
+            "group {}: node {} did not take the leadership (not caught up, or unreachable); \
+             the leader is {}",
+            req.group_id,
+            req.node_id,
+            if leader_id == raft::INVALID_ID {
+                "not known".to_string()
+            } else {
+                format!("node {leader_id}")
+            }
+        ))),
+        LeaderMove::NotHosted => Err(Status::failed_precondition(format!(
+            "group {} is not hosted on node {}; its members per the directory are nodes {:?}",
+            req.group_id,
+            h.node_id,
+            h.dir().members(req.group_id)
+        ))),
+        LeaderMove::Busy => Err(Status::resource_exhausted(
+            "too many leadership transfers waiting on this node; retry shortly",
+        )),
     }
 }
 

@@ -118,7 +118,40 @@ pub enum Control {
         force: bool,
         reply: oneshot::Sender<ConfChangeOutcome>,
     },
+    /// Hand the leadership of a group this node leads to voter `to`;
+    /// answered once this node's replica sees `to` lead, or the transfer
+    /// was given up.
+    TransferLeader {
+        group_id: u64,
+        to: u64,
+        reply: oneshot::Sender<LeaderMove>,
+    },
     Stop,
+}
+
+#[derive(Debug)]
+pub enum LeaderMove {
+    /// The voter named leads the group, in this term.
+    Done {
+        term: u64,
+    },
+    /// Not begun (not the leader, not a voter).
+    Refused(ConfChangeError),
+    /// Begun, then given up by raft (the voter did not catch up or did not
+    /// win within an election timeout), or another node leads now.
+    GivenUp {
+        leader_id: u64,
+    },
+    NotHosted,
+    /// Too many transfers waiting on this node.
+    Busy,
+}
+
+/// A leadership transfer waiting for its outcome.
+struct LeaderWaiter {
+    group_id: u64,
+    to: u64,
+    reply: oneshot::Sender<LeaderMove>,
 }
 
 #[derive(Debug)]
@@ -204,6 +237,7 @@ struct Waiters {
     reads: HashMap<u64, oneshot::Sender<ReadOutcome>>,
     next_read: u64,
     conf_changes: Vec<ConfWaiter>,
+    leader_moves: Vec<LeaderWaiter>,
     /// Groups that took input since their last Ready (or still have one
     /// to give): the only ones the loop asks `has_ready`. On a node with a
     /// thousand hibernating groups, scanning them all every iteration was
@@ -231,6 +265,7 @@ impl RaftLoop {
             reads: HashMap::new(),
             next_read: 1,
             conf_changes: Vec::new(),
+            leader_moves: Vec::new(),
             // Everything at start: recovered replicas may have writes to
             // make (a bootstrap configuration).
             touched: self.replicas.keys().copied().collect(),
@@ -332,9 +367,11 @@ impl RaftLoop {
                 w.in_flight = w.proposals.values().map(Vec::len).sum();
                 w.reads.retain(|_, s| !s.is_closed());
                 w.conf_changes.retain(|c| !c.reply.is_closed());
+                w.leader_moves.retain(|c| !c.reply.is_closed());
             }
             self.handle_readies(&mut w);
             self.answer_conf_changes(&mut w);
+            self.answer_leader_moves(&mut w);
         }
     }
 
@@ -546,6 +583,39 @@ impl RaftLoop {
                     }
                 }
             }
+            Control::TransferLeader {
+                group_id,
+                to,
+                reply,
+            } => {
+                let Some(r) = self.replicas.get_mut(&group_id) else {
+                    let _ = reply.send(LeaderMove::NotHosted);
+                    return true;
+                };
+                if w.leader_moves.len() >= MAX_CONF_CHANGE_WAITERS {
+                    let _ = reply.send(LeaderMove::Busy);
+                    return true;
+                }
+                // Touched, so it ticks again (raft gives a transfer up
+                // after an election timeout of ticks).
+                w.touched.insert(group_id);
+                match r.transfer_leadership(to) {
+                    Ok(true) => {
+                        let _ = reply.send(LeaderMove::Done { term: r.term() });
+                    }
+                    Ok(false) => {
+                        tracing::info!(group = group_id, to, "leadership transfer begun");
+                        w.leader_moves.push(LeaderWaiter {
+                            group_id,
+                            to,
+                            reply,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(LeaderMove::Refused(e));
+                    }
+                }
+            }
             Control::Stop => return false,
         }
         true
@@ -654,6 +724,38 @@ impl RaftLoop {
                 Some(cs) => {
                     let c = w.conf_changes.swap_remove(i);
                     let _ = c.reply.send(ConfChangeOutcome::Applied(cs));
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Answers the leadership transfers that ended: the voter named leads,
+    /// or raft gave up (this node leads with no transfer going on), or
+    /// someone else leads.
+    fn answer_leader_moves(&mut self, w: &mut Waiters) {
+        let mut i = 0;
+        while i < w.leader_moves.len() {
+            let m = &w.leader_moves[i];
+            let outcome = match self.replicas.get(&m.group_id) {
+                None => Some(LeaderMove::NotHosted),
+                Some(r) if r.leader_id() == m.to => Some(LeaderMove::Done { term: r.term() }),
+                Some(r) if r.is_leader() && !r.is_transferring_leadership() => {
+                    Some(LeaderMove::GivenUp {
+                        leader_id: r.leader_id(),
+                    })
+                }
+                Some(r) if !r.is_leader() && r.leader_id() != raft::INVALID_ID => {
+                    Some(LeaderMove::GivenUp {
+                        leader_id: r.leader_id(),
+                    })
+                }
+                Some(_) => None,
+            };
+            match outcome {
+                Some(o) => {
+                    let m = w.leader_moves.swap_remove(i);
+                    let _ = m.reply.send(o);
                 }
                 None => i += 1,
             }

@@ -952,6 +952,15 @@ impl Admin for Handle {
             .await
             .map(Response::new)
     }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<hotline_proto::v1::TransferLeaderRequest>,
+    ) -> Result<Response<hotline_proto::v1::TransferLeaderResponse>, Status> {
+        crate::membership::transfer_leader(self, &self.control, self.timeout, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 /// Opens storage, starts the raft loop and the transport, and serves gRPC

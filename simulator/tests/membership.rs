@@ -341,3 +341,83 @@ fn a_learner_joins_over_a_lossy_network() {
         assert_eq!(c.ticket_ids(4).len(), 20);
     }
 }
+
+/// An operator moves a group's leadership to a named voter (before taking
+/// a site down): the voter leads within an election timeout and commits;
+/// a transfer to a voter that cannot be reached is given up and the old
+/// leader keeps leading; a learner, a stranger or a follower's own call is
+/// refused, naming the field or the leader.
+#[test]
+fn leadership_moves_to_the_voter_named_or_stays() {
+    for seed in [11, 12, 13, 14] {
+        move_leadership(seed);
+    }
+}
+
+fn move_leadership(seed: u64) {
+    let mut c = MemCluster::new(3, seed, Faults::NONE);
+    c.run(200);
+    let l = leader(&mut c);
+    assert!(accept_applied(&mut c, l, 3, "t"));
+    let to = [1, 2, 3].into_iter().find(|&v| v != l).unwrap();
+    let third = [1, 2, 3].into_iter().find(|&v| v != l && v != to).unwrap();
+
+    let r = c.replicas.get_mut(&l).unwrap();
+    match r.transfer_leadership(9).unwrap_err() {
+        ConfChangeError::Invalid(f) => {
+            assert_eq!(f.field, "node_id");
+            assert!(f.reason.contains("not a voter"), "{}", f.reason);
+        }
+        e => panic!("seed {seed}: not invalid: {e:?}"),
+    }
+    assert_eq!(r.transfer_leadership(l).ok(), Some(true), "leads already");
+    let err = c
+        .replicas
+        .get_mut(&to)
+        .unwrap()
+        .transfer_leadership(third)
+        .unwrap_err();
+    assert!(
+        matches!(err, ConfChangeError::NotLeader { leader_id, .. } if leader_id == l),
+        "seed {seed}: {err:?}"
+    );
+
+    let r = c.replicas.get_mut(&l).unwrap();
+    assert_eq!(r.transfer_leadership(to).ok(), Some(false), "begun");
+    assert!(r.is_transferring_leadership());
+    for _ in 0..2_000 {
+        c.step();
+        if c.leader() == Some(to) {
+            break;
+        }
+    }
+    assert_eq!(c.leader(), Some(to), "seed {seed}: handed to node {to}");
+    assert!(accept_applied(&mut c, to, 3, "after"));
+    assert!(c.settle(5_000), "seed {seed}: settles");
+    assert_eq!(c.leader(), Some(to));
+    assert_eq!(c.ticket_ids(l), c.ticket_ids(to));
+    assert_eq!(c.ticket_ids(to).len(), 6);
+    assert_eq!(
+        c.replicas.get_mut(&l).unwrap().transfer_leadership(to).ok(),
+        Some(true),
+        "a follower whose leader is the one named has nothing to do"
+    );
+
+    // The voter named cannot be reached: raft gives up after an election
+    // timeout, and the leader keeps leading (a majority still hears it).
+    c.isolated = vec![third];
+    let r = c.replicas.get_mut(&to).unwrap();
+    let term = r.term();
+    assert_eq!(r.transfer_leadership(third).ok(), Some(false));
+    for _ in 0..3_000 {
+        c.step();
+        if !c.replicas[&to].is_transferring_leadership() {
+            break;
+        }
+    }
+    let r = &c.replicas[&to];
+    assert!(!r.is_transferring_leadership(), "seed {seed}: given up");
+    assert!(r.is_leader(), "seed {seed}: still leads");
+    assert_eq!(r.term(), term, "seed {seed}: no election");
+    assert!(accept_applied(&mut c, to, 2, "kept"));
+}

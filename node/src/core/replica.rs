@@ -1563,6 +1563,50 @@ impl Replica {
             })
     }
 
+    /// Hands the group's leadership to voter `to`: an operator moves
+    /// leaders off a site before maintenance or a drill, so that the site
+    /// going down costs no election. raft-rs catches `to` up, then tells it
+    /// to campaign at once (no pre-vote, no waiting out a lease); it gives up
+    /// after an election timeout and refuses proposals meanwhile (the
+    /// proposers retry). `Ok(true)`: `to` leads already, nothing to do.
+    pub fn transfer_leadership(&mut self, to: u64) -> Result<bool, ConfChangeError> {
+        self.assert_not_in_flight();
+        let group_id = self.cfg.group_id;
+        if to == 0 {
+            return Err(ConfChangeError::Invalid(bad("node_id", "is required")));
+        }
+        if !self.is_leader() {
+            if self.raw.raft.leader_id == to {
+                return Ok(true);
+            }
+            return Err(ConfChangeError::NotLeader {
+                group_id,
+                node_id: self.cfg.node_id,
+                leader_id: self.raw.raft.leader_id,
+            });
+        }
+        if to == self.cfg.node_id {
+            return Ok(true);
+        }
+        if !self.conf_state().voters.contains(&to) {
+            return Err(ConfChangeError::Invalid(bad(
+                "node_id",
+                format!("node {to} is not a voter of group {group_id}"),
+            )));
+        }
+        // Commands proposed earlier go into the log first (raft-rs drops
+        // proposals once the transfer has begun).
+        self.flush_proposals();
+        self.wake();
+        self.raw.transfer_leader(to);
+        Ok(false)
+    }
+
+    /// Whether a leadership transfer begun here is still going on.
+    pub fn is_transferring_leadership(&self) -> bool {
+        self.raw.raft.lead_transferee.is_some()
+    }
+
     /// The voter, other than this node, that holds the most of the log
     /// (lowest id on a tie): where a leader that is being removed hands over.
     fn transfer_target(&self) -> Option<u64> {
