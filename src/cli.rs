@@ -629,14 +629,18 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
                     .iter()
                     .filter(|g| g.role == "leader")
                     .map(|g| hotline_federation::topology::group_region(g.group_id))
-                    .map(|r| if r.is_empty() { "全国".into() } else { r })
+                    .map(|r| {
+                        if r.is_empty() {
+                            hotline_federation::NATIONAL.name.into()
+                        } else {
+                            r
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let name = hotline_federation::regions()
-            .get(&n.region)
-            .map(|r| r.name)
-            .unwrap_or("全国");
+        let regions = hotline_federation::regions();
+        let name = regions.get(&n.region).unwrap_or(regions.national()).name;
         println!(
             "  node-{:<2} https://{:<16} {:<9} {:<8} {}  leads: {}",
             n.id,

@@ -176,13 +176,7 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         );
         return Ok(());
     }
-    let label = |r: &str| {
-        if r.is_empty() {
-            "全国".to_string()
-        } else {
-            r.to_string()
-        }
-    };
+    let label = |r: &str| hotline_federation::regions().label(r);
     println!("联合查询 {} @ {}: 共 {} 件", what, label(&region), r.total);
     if r.in_transit > 0 {
         println!(

@@ -149,14 +149,7 @@ fn group_of(region: &str) -> Result<u64> {
 
 /// "310114 嘉定区" ("全国" for the national group).
 fn label(group: u64) -> String {
-    let code = group_region(group);
-    if code.is_empty() {
-        return "全国".into();
-    }
-    match hotline_federation::regions().get(&code) {
-        Ok(r) => format!("{code} {}", r.name),
-        Err(_) => code,
-    }
+    hotline_federation::regions().label(&group_region(group))
 }
 
 fn ids(v: &[u64]) -> String {

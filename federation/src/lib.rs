@@ -49,6 +49,17 @@ pub enum RegionError {
     Unknown(String),
 }
 
+/// The national level: the root of the hierarchy, code "" (the provinces'
+/// parent). Not a row of the division table, so [`Regions::get`] refuses
+/// "" as malformed (an empty code is a missing one wherever a place is
+/// asked for); [`Regions::national`] and [`Regions::parent`] return it.
+pub static NATIONAL: Region = Region {
+    code: "",
+    name: "全国",
+    level: Level::National,
+    parent: "",
+};
+
 /// All divisions, indexed by code. Built once from the compiled-in CSVs.
 pub struct Regions {
     by_code: BTreeMap<&'static str, Region>,
@@ -114,6 +125,37 @@ impl Regions {
         self.by_code.values().filter(move |r| r.parent == code)
     }
 
+    /// The national level (code "").
+    pub fn national(&self) -> &'static Region {
+        &NATIONAL
+    }
+
+    /// The region one level up: a province's is the national level, the
+    /// national level has none; `None` too for a code not in the table.
+    pub fn parent(&self, code: &str) -> Option<&Region> {
+        if code.is_empty() {
+            return None;
+        }
+        let r = self.by_hash.get(code)?;
+        if r.parent.is_empty() {
+            Some(&NATIONAL)
+        } else {
+            self.by_hash.get(r.parent)
+        }
+    }
+
+    /// "320585 太仓市" for messages and tables: "全国" for the national
+    /// level (""), the code alone when the table does not know it.
+    pub fn label(&self, code: &str) -> String {
+        if code.is_empty() {
+            return NATIONAL.name.into();
+        }
+        match self.by_hash.get(code) {
+            Some(r) => format!("{code} {}", r.name),
+            None => code.to_string(),
+        }
+    }
+
     /// The chain from the region up to its province, the region first.
     pub fn ancestors(&self, code: &str) -> Vec<&Region> {
         let mut out = Vec::new();
@@ -158,6 +200,28 @@ mod tests {
         assert_eq!(chain, ["310114", "3101", "31"]);
         assert!(r.children("3101").any(|c| c.code == "310101"));
         assert_eq!(r.get("3101").unwrap().name, "市辖区");
+    }
+
+    #[test]
+    fn the_national_level_is_the_provinces_parent() {
+        let r = regions();
+        let n = r.national();
+        assert_eq!((n.code, n.name, n.level), ("", "全国", Level::National));
+        assert_eq!(r.children("").count(), 31, "the provinces");
+        assert!(r.children("").all(|p| p.level == Level::Province));
+        assert_eq!(r.parent("31"), Some(n));
+        assert_eq!(r.parent("3101").map(|p| p.code), Some("31"));
+        assert_eq!(r.parent("320585102").map(|p| p.code), Some("320585"));
+        assert_eq!(r.parent(""), None, "the root has none");
+        assert_eq!(r.parent("999999"), None);
+        assert_eq!(r.label(""), "全国");
+        assert_eq!(r.label("320585"), "320585 太仓市");
+        assert_eq!(r.label("999999"), "999999");
+        assert_eq!(
+            r.get(""),
+            Err(RegionError::Malformed(String::new())),
+            "an empty code is a missing one"
+        );
     }
 
     #[test]

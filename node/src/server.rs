@@ -126,13 +126,7 @@ fn command_status(e: &CommandError) -> Status {
 
 /// "320585 太仓市" for messages (the code alone if unknown; "全国" for national).
 pub(crate) fn region_label(code: &str) -> String {
-    if code.is_empty() {
-        return "全国".into();
-    }
-    match hotline_federation::regions().get(code) {
-        Ok(r) => format!("{code} {}", r.name),
-        Err(_) => code.to_string(),
-    }
+    hotline_federation::regions().label(code)
 }
 
 fn unexpected() -> Status {
