@@ -220,15 +220,23 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
     // Counted in metrics: 上海's province node drops what it sends to 江苏's.
     let m = cl.metrics(2);
     assert!(m.contains("hotline_fault_rules 1"), "{m}");
-    let counter = |prefix: &str| {
+    let count_in = |m: &str, prefix: &str| {
         m.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let dropped_to_3 = counter("hotline_fault_batches_total{peer=\"3\",verdict=\"dropped\"}");
-    assert!(dropped_to_3 > 0, "{m}");
+    let counter = |prefix: &str| count_in(&m, prefix);
+    let dropped_to = |m: &str, peer: u64| {
+        count_in(
+            m,
+            &format!("hotline_fault_batches_total{{peer=\"{peer}\",verdict=\"dropped\"}}"),
+        )
+    };
+    assert!(dropped_to(&m, 3) > 0, "{m}");
+    // Only across the cut: node 4 is on node 2's side.
+    assert_eq!(dropped_to(&m, 4), 0, "{m}");
     // Storage: WAL frames synced, and at least the bootstrap checkpoint.
     assert!(
         counter("hotline_storage_commits_total{outcome=\"synced\"}") > 0,
@@ -251,6 +259,13 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
         "江苏's directories stale alone",
     )
     .await;
+    // And the other way: 江苏's province node drops what it sends to the
+    // national site's and 上海's nodes (its national and province groups'
+    // votes and answers), and nothing to its own side.
+    let m3 = cl.metrics(3);
+    assert!(m3.contains("hotline_fault_rules 1"), "{m3}");
+    assert!(dropped_to(&m3, 1) + dropped_to(&m3, 2) > 0, "{m3}");
+    assert_eq!(dropped_to(&m3, 5) + dropped_to(&m3, 8), 0, "{m3}");
 
     cl.cli(&["fault", "heal"]);
     for id in &ids {
