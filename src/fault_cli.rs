@@ -40,7 +40,8 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Subcommand)]
 pub enum FaultCmd {
-    /// Cut every link between two sets of nodes, both directions.
+    /// Cut every link between two sets of nodes, both directions (or, with
+    /// --one-way, only from the first set to the second).
     Partition {
         #[command(flatten)]
         c: ClientArgs,
@@ -53,6 +54,9 @@ pub enum FaultCmd {
         /// Topology file, to name nodes by site or region (default: the client config's).
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// Only messages from --between to --and (the other way still passes).
+        #[arg(long)]
+        one_way: bool,
     },
     /// Delay every message between two sets.
     Delay {
@@ -67,6 +71,9 @@ pub enum FaultCmd {
         ms: u32,
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// Only messages from --between to --and (the other way still passes).
+        #[arg(long)]
+        one_way: bool,
     },
     /// Drop a share of messages between two sets.
     Drop {
@@ -81,6 +88,9 @@ pub enum FaultCmd {
         permille: u32,
         #[arg(long)]
         topology: Option<PathBuf>,
+        /// Only messages from --between to --and (the other way still passes).
+        #[arg(long)]
+        one_way: bool,
     },
     /// Remove every rule on every node; with --between and --and, only the
     /// rules between exactly those two sets (lift one cut, keep the others).
@@ -108,12 +118,13 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             between,
             and,
             topology,
+            one_way,
         } => {
             let rule = build_rule(
                 &between,
                 &and,
                 topology_of(&c, topology).as_deref(),
-                FaultAction::Partition,
+                (FaultAction::Partition, one_way),
                 0,
                 0,
             )?;
@@ -125,6 +136,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             and,
             ms,
             topology,
+            one_way,
         } => {
             if !(1..=faults::MAX_DELAY_MS).contains(&ms) {
                 bail!("--ms: must be 1..={} (got {ms})", faults::MAX_DELAY_MS);
@@ -133,7 +145,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
                 &between,
                 &and,
                 topology_of(&c, topology).as_deref(),
-                FaultAction::Delay,
+                (FaultAction::Delay, one_way),
                 ms,
                 0,
             )?;
@@ -145,6 +157,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
             and,
             permille,
             topology,
+            one_way,
         } => {
             if !(1..=1000).contains(&permille) {
                 bail!("--permille: must be 1..=1000 (got {permille})");
@@ -153,7 +166,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
                 &between,
                 &and,
                 topology_of(&c, topology).as_deref(),
-                FaultAction::Drop,
+                (FaultAction::Drop, one_way),
                 0,
                 permille,
             )?;
@@ -173,7 +186,7 @@ pub async fn run(cmd: FaultCmd) -> Result<()> {
                         &between,
                         &and,
                         topology_of(&c, topology).as_deref(),
-                        FaultAction::Partition,
+                        (FaultAction::Partition, false),
                         0,
                         0,
                     )?;
@@ -200,13 +213,14 @@ fn topology_of(c: &ClientArgs, given: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// The rule for `--between A --and B`, resolved and checked like the nodes
-/// will check it (errors name the flag).
+/// The rule for `--between A --and B` (`one_way`: from A to B only),
+/// resolved and checked like the nodes will check it (errors name the
+/// flag).
 fn build_rule(
     between: &str,
     and: &str,
     topology: Option<&Path>,
-    action: FaultAction,
+    (action, one_way): (FaultAction, bool),
     delay_ms: u32,
     drop_permille: u32,
 ) -> Result<FaultRule> {
@@ -228,7 +242,8 @@ fn build_rule(
         action: action as i32,
         delay_ms,
         drop_permille,
-        label: label(between, and),
+        label: label(between, and, one_way),
+        one_way,
     };
     faults::validate(rule).map_err(|e| {
         anyhow!(
@@ -241,8 +256,9 @@ fn build_rule(
 }
 
 /// What the operator typed, bounded like the nodes bound it.
-fn label(between: &str, and: &str) -> String {
-    let mut s = format!("{} | {}", between.trim(), and.trim());
+fn label(between: &str, and: &str, one_way: bool) -> String {
+    let sep = if one_way { "→" } else { "|" };
+    let mut s = format!("{} {sep} {}", between.trim(), and.trim());
     if s.len() > MAX_LABEL_BYTES {
         let mut end = MAX_LABEL_BYTES - '…'.len_utf8();
         while !s.is_char_boundary(end) {
@@ -496,6 +512,7 @@ fn rule_json(r: &FaultRule) -> Value {
         "side_b": r.side_b,
         "delay_ms": r.delay_ms,
         "drop_permille": r.drop_permille,
+        "one_way": r.one_way,
         "text": faults::describe(r),
     })
 }
@@ -781,7 +798,7 @@ voters = [6, 9]
             "jiading",
             "shanghai,beijing",
             Some(&path),
-            FaultAction::Partition,
+            (FaultAction::Partition, false),
             0,
             0,
         )
@@ -791,20 +808,39 @@ voters = [6, 9]
             (vec![6, 9], vec![1, 2])
         );
         assert_eq!(r.label, "jiading | shanghai,beijing");
-        let e = build_rule("jiading,2", "2", Some(&path), FaultAction::Partition, 0, 0)
-            .unwrap_err()
-            .to_string();
+        assert!(!r.one_way);
+        let one = build_rule(
+            "jiading",
+            "beijing",
+            Some(&path),
+            (FaultAction::Drop, true),
+            0,
+            1000,
+        )
+        .unwrap();
+        assert!(one.one_way);
+        assert_eq!(one.label, "jiading → beijing");
+        let e = build_rule(
+            "jiading,2",
+            "2",
+            Some(&path),
+            (FaultAction::Partition, false),
+            0,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("--and: node 2 (shanghai)") && e.contains("disjoint"),
             "{e}"
         );
-        let e = build_rule("1", "2", None, FaultAction::Delay, 0, 0)
+        let e = build_rule("1", "2", None, (FaultAction::Delay, false), 0, 0)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("--ms:"), "{e}");
         let long = "1,".repeat(200) + "1";
         assert!(
-            build_rule(&long, "2", None, FaultAction::Partition, 0, 0)
+            build_rule(&long, "2", None, (FaultAction::Partition, false), 0, 0)
                 .unwrap()
                 .label
                 .len()

@@ -56,6 +56,31 @@ async fn until_directories_current(cl: &Cluster, want: &[u64], within: Duration,
     }
 }
 
+/// The lines of a node's log that contain `what`, without the escape
+/// sequences tracing may colour the fields with (no terminal needed).
+fn log_lines(log: &str, what: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .map(|l| {
+            let mut parts = l.split('\x1b');
+            let mut line = parts.next().unwrap_or_default().to_string();
+            for p in parts {
+                // "[3m…": the sequence ends at its 'm'.
+                line.push_str(p.find('m').map_or(p, |i| &p[i + 1..]));
+            }
+            line
+        })
+        .collect()
+}
+
+/// How many receipts a node's log says it passed back toward an origin.
+fn receipts_passed(log: &str) -> usize {
+    log_lines(log, "transfer handed on")
+        .iter()
+        .filter(|l| l.contains("receipt=true"))
+        .count()
+}
+
 /// Starts the demo federation and waits until every group has a leader.
 async fn federation(port_base: u16) -> (Cluster, Client) {
     let mut cl = Cluster::init_topology(DEMO_TOML, port_base, |_| {});
@@ -418,17 +443,56 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
         TransferState::Pending as i32,
         "held at national"
     );
-    // National now has one voter on each side of the cut: no majority
-    // until the heal, when node 3 and the survivor elect a new leader.
+    // Hop 3, 太仓: its leader, moved to node 8, may not send to anyone but
+    // node 5 (its group keeps the majority 8, 5), while everyone may send
+    // to it: national's forward gets in, 太仓's receipt cannot get out.
+    let out = cl.cli(&[
+        "group",
+        "transfer-leader",
+        "--region",
+        "320585",
+        "--node",
+        "8",
+        "--json",
+    ]);
+    assert!(out.contains("\"leader\":8"), "{out}");
+    cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        "8",
+        "--and",
+        "1,2,3,4,6,7",
+        "--one-way",
+    ]);
+    // National now has one voter on each side of the 上海–江苏 cut: no
+    // majority until that cut is lifted, when node 3 and the survivor elect
+    // a new leader.
     cl.kill(national);
-    cl.cli(&["fault", "heal"]);
-    // Hop 3, 太仓: its leader is killed as soon as it owns the ticket, with
-    // the receipt possibly still to pass back (a race this test does not
-    // force: national's old leader is restarted first, so that national
-    // keeps a majority whichever node 太仓's leader is).
+    cl.cli(&[
+        "fault",
+        "heal",
+        "--between",
+        SHANGHAI_AND_NATIONAL,
+        "--and",
+        JIANGSU,
+    ]);
     until("owned by 太仓", Duration::from_secs(30), || async {
         owned_by_taicang(&c, &t.id).await.is_some()
     })
+    .await;
+    // National's new leader hands on once 太仓's group answers the call. A
+    // call that reaches node 3 first waits out its timeout there: node 3
+    // hears nothing from 太仓's leader, so it never sees the custody commit.
+    until(
+        "national's record forwarded",
+        Duration::from_secs(20),
+        || async {
+            record_at(NATIONAL_GROUP).await.is_some_and(|r| {
+                r.state == TransferState::Forwarded as i32 && r.next_group == 320585
+            })
+        },
+    )
     .await;
     let national_next = leader_of(NATIONAL_GROUP, &[1, 2, 3]).await;
     assert_ne!(national_next, national);
@@ -437,15 +501,31 @@ async fn a_transfer_survives_leader_kills_at_every_hop() {
         "national's new leader retried the hand-on"
     );
     cl.start(national);
-    let taicang = leader_of(320585, &[3, 5, 8]).await;
-    cl.kill(taicang);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        receipts_passed(&cl.log(8)),
+        0,
+        "太仓's first leader could not pass the receipt back"
+    );
+    assert_eq!(
+        record_at(NATIONAL_GROUP).await.map(|r| r.state),
+        Some(TransferState::Forwarded as i32),
+        "national has no receipt"
+    );
+    assert!(!delivered_at_origin(&c, &t.id).await);
+    cl.kill(8);
+    cl.cli(&["fault", "heal"]);
     until(
         "delivery across leader changes",
         Duration::from_secs(40),
         || delivered_at_origin(&c, &t.id),
     )
     .await;
-    cl.start(taicang);
+    assert!(
+        receipts_passed(&cl.log(3)) + receipts_passed(&cl.log(5)) > 0,
+        "太仓's new leader (3 or 5) passed the receipt back"
+    );
+    cl.start(8);
     let at_taicang = c
         .list(hotline_proto::v1::ListTicketsRequest {
             group_id: 320585,
@@ -1285,19 +1365,7 @@ async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
         || async { cl.log(6).contains(refusal) },
     )
     .await;
-    let log = cl.log(6);
-    // Without a terminal tracing may still colour the fields: drop the
-    // escape sequences before reading them.
-    let mut parts = log
-        .lines()
-        .find(|l| l.contains(refusal))
-        .unwrap()
-        .split('\x1b');
-    let mut line = parts.next().unwrap_or_default().to_string();
-    for p in parts {
-        // "[3m…": the sequence ends at its 'm'.
-        line.push_str(p.find('m').map_or(p, |i| &p[i + 1..]));
-    }
+    let line = log_lines(&cl.log(6), refusal).remove(0);
     assert!(
         line.contains("from_node=8") && line.contains("group=310114"),
         "{line}"

@@ -6,7 +6,11 @@
 //! passes), delay (each message is held `delay_ms`) or drop (`drop_permille`
 //! of messages vanish). It applies in both directions: it matches a link
 //! from this node to `peer` when (self ∈ a and peer ∈ b) or (self ∈ b and
-//! peer ∈ a), so a rule that does not name this node never matches here.
+//! peer ∈ a), so a rule that does not name this node never matches here. A
+//! one-way rule (`one_way`) matches only messages from a to b: the link
+//! that carries traffic one way only, a failure real networks have (a
+//! half-broken NIC or firewall) and the way a drill holds a reply while
+//! letting requests in.
 //!
 //! Who asks:
 //! - [`Faults::outbound`] — every sender (the raft transport per queued batch,
@@ -82,7 +86,8 @@ pub fn describe(rule: &FaultRule) -> String {
         Ok(FaultAction::Drop) => format!("drop {}‰", rule.drop_permille),
         _ => action_name(rule.action).to_string(),
     };
-    format!("{what} {} | {}", ids(&rule.side_a), ids(&rule.side_b))
+    let sep = if rule.one_way { "→" } else { "|" };
+    format!("{what} {} {sep} {}", ids(&rule.side_a), ids(&rule.side_b))
 }
 
 /// Checks a rule and returns it with each side sorted and deduplicated.
@@ -252,10 +257,11 @@ impl Faults {
         }
     }
 
-    fn matches(&self, rule: &FaultRule, peer: u64) -> bool {
+    /// Does `rule` apply to a message from node `from` to node `to`?
+    fn applies(rule: &FaultRule, from: u64, to: u64) -> bool {
         let (a, b) = (&rule.side_a, &rule.side_b);
-        (a.contains(&self.node_id) && b.contains(&peer))
-            || (b.contains(&self.node_id) && a.contains(&peer))
+        (a.contains(&from) && b.contains(&to))
+            || (!rule.one_way && b.contains(&from) && a.contains(&to))
     }
 
     fn count(&self, peer: u64, verdict: Verdict) {
@@ -279,7 +285,10 @@ impl Faults {
             let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
             let mut drop = false;
             let mut delay = 0u32;
-            for r in rules.iter().filter(|r| self.matches(r, peer)) {
+            for r in rules
+                .iter()
+                .filter(|r| Self::applies(r, self.node_id, peer))
+            {
                 match FaultAction::try_from(r.action) {
                     Ok(FaultAction::Partition) => drop = true,
                     Ok(FaultAction::Drop) => {
@@ -317,21 +326,22 @@ impl Faults {
         }
     }
 
-    /// True when a rule loses every message between this node and `peer`
-    /// (a partition, or a drop of 1000‰). Senders that would otherwise wait
-    /// or retry (the federation forwarder) treat the peer as unreachable.
+    /// True when a rule loses every message from `peer` to this node (a
+    /// partition, or a drop of 1000‰).
     pub fn is_partitioned_from(&self, peer: u64) -> bool {
         if !self.active.load(Ordering::Acquire) {
             return false;
         }
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
-        rules.iter().filter(|r| self.matches(r, peer)).any(|r| {
-            match FaultAction::try_from(r.action) {
+        let applies = |r: &&FaultRule| Self::applies(r, peer, self.node_id);
+        rules
+            .iter()
+            .filter(applies)
+            .any(|r| match FaultAction::try_from(r.action) {
                 Ok(FaultAction::Partition) => true,
                 Ok(FaultAction::Drop) => r.drop_permille >= 1000,
                 _ => false,
-            }
-        })
+            })
     }
 }
 
@@ -347,6 +357,7 @@ mod tests {
             delay_ms: if action == FaultAction::Delay { 200 } else { 0 },
             drop_permille: if action == FaultAction::Drop { 1000 } else { 0 },
             label: String::new(),
+            one_way: false,
         }
     }
 
@@ -404,6 +415,43 @@ mod tests {
         assert_eq!(counter(&nodes[0], 4), (2, 0));
         assert_eq!(counter(&nodes[0], 2), (0, 0));
         assert_eq!(counter(&nodes[4], 1), (0, 0));
+    }
+
+    #[test]
+    fn a_one_way_partition_cuts_only_from_side_a_to_side_b() {
+        // {1} → {2,3}: 1 cannot reach 2 or 3; they still reach 1.
+        let mut r = rule(&[1], &[2, 3], FaultAction::Partition);
+        r.one_way = true;
+        assert_eq!(describe(&r), "partition 1 → 2,3");
+        let nodes: Vec<Arc<Faults>> = (1..=4).map(Faults::new).collect();
+        for n in &nodes {
+            n.add(r.clone()).unwrap();
+        }
+        let cut = |from: u64, to: u64| from == 1 && (2..=3).contains(&to);
+        for from in 1..=4u64 {
+            for to in (1..=4u64).filter(|&t| t != from) {
+                let expect = if cut(from, to) {
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                let (f, g) = (&nodes[from as usize - 1], &nodes[to as usize - 1]);
+                assert_eq!(f.outbound(to), expect, "outbound {from}→{to}");
+                assert_eq!(g.inbound(from), expect, "inbound at {to} from {from}");
+                assert_eq!(g.is_partitioned_from(from), cut(from, to));
+            }
+        }
+        // Only the cut direction was counted.
+        assert_eq!(counter(&nodes[0], 2), (1, 0));
+        assert_eq!(counter(&nodes[1], 1), (1, 0));
+        assert_eq!(counter(&nodes[3], 1), (0, 0));
+        // A two-way rule between the same sets is another rule; healing by
+        // the sets lifts both.
+        nodes[0]
+            .add(rule(&[1], &[2, 3], FaultAction::Partition))
+            .unwrap();
+        assert_eq!(nodes[0].snapshot().rules.len(), 2);
+        assert_eq!(nodes[0].heal_between(&[2, 3], &[1]), Ok(2));
     }
 
     #[test]

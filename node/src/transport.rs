@@ -193,6 +193,7 @@ mod tests {
             delay_ms,
             drop_permille,
             label: String::new(),
+            one_way: false,
         }
     }
 
