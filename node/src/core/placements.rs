@@ -203,15 +203,18 @@ pub fn version_only(version: u64) -> DirectoryImage {
 }
 
 /// The answer to a reader that has version `known`, from a directory at
-/// `version` whose groups `image` builds: the version only if they match.
-/// The rule for every reader, of a replica (`Placements::answer`) or of a
-/// node's last read (`Federation.Directory`).
+/// `version` whose groups `image` builds: the groups only if they are
+/// newer than what the reader has. (An older image is of no use: versions
+/// only go up, and [`agreed`] takes only newer ones. So a reader that
+/// wants only the answer's label asks with `u64::MAX`.) The rule for every
+/// reader, of a replica (`Placements::answer`) or of a node's last read
+/// (`Federation.Directory`).
 pub fn answer_at(
     version: u64,
     known: u64,
     image: impl FnOnce() -> DirectoryImage,
 ) -> DirectoryImage {
-    if version == known {
+    if version <= known {
         version_only(version)
     } else {
         image()
@@ -470,6 +473,19 @@ mod tests {
             None
         );
         assert_eq!(agreed(&all, &[], 3), None);
+    }
+
+    #[test]
+    fn readers_get_groups_only_when_they_are_newer() {
+        let mut d = Placements::default();
+        d.apply(&place("310114", &[6, 4, 7], &[]));
+        d.apply(&place("310101", &[7, 4, 6], &[]));
+        let v = d.version;
+        assert_eq!(d.answer(0).groups.len(), 2, "a new reader");
+        assert_eq!(d.answer(v - 1).groups.len(), 2, "a reader one behind");
+        assert_eq!(d.answer(v), version_only(v), "up to date");
+        assert_eq!(d.answer(v + 5), version_only(v), "ahead of this replica");
+        assert_eq!(d.answer(u64::MAX), version_only(v), "the label only");
     }
 
     #[test]
