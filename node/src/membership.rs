@@ -301,6 +301,51 @@ pub fn refusal(e: &ConfChangeError) -> Status {
     }
 }
 
+/// What every request about a group's members checks first: both ids
+/// given, and the group one this node knows (the topology's, or joined at
+/// run time).
+fn check_ids(h: &Handle, group_id: u64, node_id: u64) -> Result<(), Status> {
+    if group_id == 0 {
+        return Err(Status::invalid_argument("group_id: is required"));
+    }
+    if node_id == 0 {
+        return Err(Status::invalid_argument("node_id: is required"));
+    }
+    if h.topology.group(group_id).is_none() && !h.hosted.contains(group_id) {
+        return Err(Status::not_found(format!(
+            "group_id: group {group_id} is not in the topology"
+        )));
+    }
+    Ok(())
+}
+
+/// Hands `msg` to the raft loop and waits up to `timeout` for its answer
+/// on `rx`; `late` words the timeout.
+async fn ask_loop<T>(
+    control: &Sender<Control>,
+    msg: Control,
+    rx: oneshot::Receiver<T>,
+    timeout: Duration,
+    late: impl FnOnce() -> String,
+) -> Result<T, Status> {
+    control
+        .try_send(msg)
+        .map_err(|_| Status::resource_exhausted("control queue is full"))?;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(o)) => Ok(o),
+        Ok(Err(_)) => Err(Status::unavailable("node is stopping")),
+        Err(_) => Err(Status::deadline_exceeded(late())),
+    }
+}
+
+fn not_hosted(h: &Handle, group_id: u64) -> Status {
+    Status::failed_precondition(format!(
+        "group {group_id} is not hosted on node {}; its members per the directory are nodes {:?}",
+        h.node_id,
+        h.dir().members(group_id)
+    ))
+}
+
 /// `Admin/ChangeMembership`: validates the request, hands the change to the
 /// raft loop and waits (up to `timeout`) until the group's configuration on
 /// this node shows it.
@@ -319,18 +364,7 @@ pub async fn change(
             req.op
         )));
     };
-    if req.group_id == 0 {
-        return Err(Status::invalid_argument("group_id: is required"));
-    }
-    if req.node_id == 0 {
-        return Err(Status::invalid_argument("node_id: is required"));
-    }
-    if h.topology.group(req.group_id).is_none() && !h.hosted.contains(req.group_id) {
-        return Err(Status::not_found(format!(
-            "group_id: group {} is not in the topology",
-            req.group_id
-        )));
-    }
+    check_ids(h, req.group_id, req.node_id)?;
     // Removing a node the topology forgot is allowed (clean-up); adding one
     // is not: nobody would know its address.
     if op != MembershipOp::Remove && h.topology.node(req.node_id).is_none() {
@@ -340,27 +374,22 @@ pub async fn change(
         )));
     }
     let (reply, rx) = oneshot::channel();
-    control
-        .try_send(Control::ConfChange {
-            group_id: req.group_id,
-            op,
-            node: req.node_id,
-            force: req.force,
-            reply,
-        })
-        .map_err(|_| Status::resource_exhausted("control queue is full"))?;
-    let outcome = match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(_)) => return Err(Status::unavailable("node is stopping")),
-        Err(_) => {
-            return Err(Status::deadline_exceeded(format!(
-                "group {}: the change was proposed but not applied within {} ms \
-                 (leader change or lost quorum); check `hotline group show` before retrying",
-                req.group_id,
-                timeout.as_millis()
-            )));
-        }
+    let msg = Control::ConfChange {
+        group_id: req.group_id,
+        op,
+        node: req.node_id,
+        force: req.force,
+        reply,
     };
+    let outcome = ask_loop(control, msg, rx, timeout, || {
+        format!(
+            "group {}: the change was proposed but not applied within {} ms \
+             (leader change or lost quorum); check `hotline group show` before retrying",
+            req.group_id,
+            timeout.as_millis()
+        )
+    })
+    .await?;
     match outcome {
         ConfChangeOutcome::Applied(cs) => {
             tracing::info!(
@@ -376,12 +405,7 @@ pub async fn change(
             Ok(response(req.group_id, &cs))
         }
         ConfChangeOutcome::Refused(e) => Err(refusal(&e)),
-        ConfChangeOutcome::NotHosted => Err(Status::failed_precondition(format!(
-            "group {} is not hosted on node {}; its members per the directory are nodes {:?}",
-            req.group_id,
-            h.node_id,
-            h.dir().members(req.group_id)
-        ))),
+        ConfChangeOutcome::NotHosted => Err(not_hosted(h, req.group_id)),
         ConfChangeOutcome::Busy => Err(Status::resource_exhausted(
             "too many membership changes waiting on this node; retry shortly",
         )),
@@ -409,38 +433,22 @@ pub async fn transfer_leader(
     timeout: Duration,
     req: TransferLeaderRequest,
 ) -> Result<TransferLeaderResponse, Status> {
-    if req.group_id == 0 {
-        return Err(Status::invalid_argument("group_id: is required"));
-    }
-    if req.node_id == 0 {
-        return Err(Status::invalid_argument("node_id: is required"));
-    }
-    if h.topology.group(req.group_id).is_none() && !h.hosted.contains(req.group_id) {
-        return Err(Status::not_found(format!(
-            "group_id: group {} is not in the topology",
-            req.group_id
-        )));
-    }
+    check_ids(h, req.group_id, req.node_id)?;
     let (reply, rx) = oneshot::channel();
-    control
-        .try_send(Control::TransferLeader {
-            group_id: req.group_id,
-            to: req.node_id,
-            reply,
-        })
-        .map_err(|_| Status::resource_exhausted("control queue is full"))?;
-    let outcome = match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(_)) => return Err(Status::unavailable("node is stopping")),
-        Err(_) => {
-            return Err(Status::deadline_exceeded(format!(
-                "group {}: node {} does not lead within {} ms; check `hotline group show`",
-                req.group_id,
-                req.node_id,
-                timeout.as_millis()
-            )));
-        }
+    let msg = Control::TransferLeader {
+        group_id: req.group_id,
+        to: req.node_id,
+        reply,
     };
+    let outcome = ask_loop(control, msg, rx, timeout, || {
+        format!(
+            "group {}: node {} does not lead within {} ms; check `hotline group show`",
+            req.group_id,
+            req.node_id,
+            timeout.as_millis()
+        )
+    })
+    .await?;
     match outcome {
         LeaderMove::Done { term } => {
             tracing::info!(
@@ -468,12 +476,7 @@ pub async fn transfer_leader(
                 format!("node {leader_id}")
             }
         ))),
-        LeaderMove::NotHosted => Err(Status::failed_precondition(format!(
-            "group {} is not hosted on node {}; its members per the directory are nodes {:?}",
-            req.group_id,
-            h.node_id,
-            h.dir().members(req.group_id)
-        ))),
+        LeaderMove::NotHosted => Err(not_hosted(h, req.group_id)),
         LeaderMove::Busy => Err(Status::resource_exhausted(
             "too many leadership transfers waiting on this node; retry shortly",
         )),
