@@ -1423,3 +1423,148 @@ async fn within_a_city_a_transfer_goes_straight_to_the_district() {
     assert_eq!(l.status, Status::Accepted as i32);
     assert!(l.status_text.contains("黄浦"), "{}", l.status_text);
 }
+
+/// 嘉定, 上海市辖区 and 黄浦 each on a node of their own (one voter each), so
+/// a drill can cut 嘉定 from 黄浦 alone.
+const THREE_SHANGHAI_CENTERS: &str = r#"
+name = "three-centers"
+
+[[node]]
+id = 1
+address = "127.0.0.1:7101"
+site = "jiading"
+level = "district"
+region = "310114"
+
+[[node]]
+id = 2
+address = "127.0.0.1:7102"
+site = "shanghai-city"
+level = "city"
+region = "3101"
+
+[[node]]
+id = 3
+address = "127.0.0.1:7103"
+site = "huangpu"
+level = "district"
+region = "310101"
+
+[[group]]
+region = "310114"
+voters = [1]
+learners = []
+
+[[group]]
+region = "3101"
+voters = [2]
+learners = []
+
+[[group]]
+region = "310101"
+voters = [3]
+learners = []
+"#;
+
+/// When the destination does not answer, the envelope goes hop by hop along
+/// the hierarchy, each hop committing it before it acknowledges (store and
+/// forward, DESIGN.md §5): with 嘉定 cut from 黄浦 alone it goes through the
+/// city group 3101; with 黄浦 cut from everyone, 3101 holds it until the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
+    let mut cl = Cluster::init_topology(THREE_SHANGHAI_CENTERS, 8560, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    for g in [310114, 3101, 310101] {
+        until("a leader", Duration::from_secs(20), || async {
+            c.find_leader_of(Some(g)).await.is_some()
+        })
+        .await;
+    }
+    let about_huangpu = |text: &str| {
+        let mut req = about_taicang(text, "13800001111");
+        req.location = Some(Location {
+            code: "310101002".into(), // 南京东路街道, 黄浦区
+            ..Default::default()
+        });
+        req
+    };
+    let delivered = |id: String| {
+        let c = &c;
+        async move {
+            c.get_in(310114, &id)
+                .await
+                .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
+        }
+    };
+    let record = |g: u64, id: String| {
+        let c = &c;
+        async move {
+            c.transfers(g, false, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| {
+                    r.envelope
+                        .as_ref()
+                        .and_then(|e| e.ticket.as_ref())
+                        .map(|t| &t.id)
+                        == Some(&id)
+                })
+        }
+    };
+
+    // 嘉定 cannot reach 黄浦; the city's node can.
+    cl.cli(&["fault", "partition", "--between", "1", "--and", "3"]);
+    let t = c.accept(about_huangpu("占道经营")).await.unwrap();
+    assert_eq!(t.owner_group, 310101);
+    until(
+        "delivered through the city",
+        Duration::from_secs(20),
+        || delivered(t.id.clone()),
+    )
+    .await;
+    let at_huangpu = record(310101, t.id.clone()).await.expect("黄浦's record");
+    assert_eq!(
+        at_huangpu.envelope.unwrap().hops,
+        [310114, 3101, 310101],
+        "through 3101"
+    );
+    let at_city = record(3101, t.id.clone()).await.expect("3101's record");
+    assert_eq!(at_city.state, TransferState::Delivered as i32);
+    assert_eq!(at_city.next_group, 310101);
+    let at_jiading = record(310114, t.id.clone()).await.unwrap();
+    assert_eq!(at_jiading.next_group, 3101, "not straight to 黄浦");
+    cl.cli(&["fault", "heal"]);
+
+    // 黄浦 cut off from both: the city group takes custody and holds it.
+    cl.cli(&["fault", "partition", "--between", "3", "--and", "1,2"]);
+    let held = c.accept(about_huangpu("夜间施工噪声")).await.unwrap();
+    until("custody at 3101", Duration::from_secs(15), || async {
+        record(3101, held.id.clone()).await.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_city = record(3101, held.id.clone()).await.unwrap();
+    assert_eq!(at_city.state, TransferState::Pending as i32, "held at 3101");
+    let at_jiading = record(310114, held.id.clone()).await.unwrap();
+    assert_eq!(at_jiading.state, TransferState::Forwarded as i32);
+    assert_eq!(at_jiading.next_group, 3101);
+    assert!(!delivered(held.id.clone()).await);
+    cl.cli(&["fault", "heal"]);
+    until("delivered after the heal", Duration::from_secs(20), || {
+        delivered(held.id.clone())
+    })
+    .await;
+    let owned = c.get_in(310101, &held.id).await.unwrap();
+    let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["accept", "transfer_out", "transfer_in"]);
+    let listed = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 310101,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.tickets.len(), 2, "each exactly once");
+}
