@@ -157,14 +157,30 @@ fn ids(v: &[u64]) -> String {
     format!("[{}]", s.join(","))
 }
 
-async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
-    let group = group_of(region)?;
-    if node == 0 {
-        bail!("--node: node ids start at 1");
-    }
-    let cl = client(&c.config)?;
+/// What one attempt at a group's leader came to.
+enum Attempt<T> {
+    Done(T),
+    /// Refused for a reason that passes: try again (at the leader then).
+    Retry(String),
+    Fail(anyhow::Error),
+}
+
+/// Runs `f(node index, attempt)` at the group's leader, found anew for each
+/// attempt, up to `attempts` times with [`PAUSE`] between them. `Err`: a
+/// failure, as it came; `Ok(Err)`: the last reason to retry (or that no
+/// leader was found).
+async fn at_leader<T, F, Fut>(
+    cl: &hotline_node::client::Client,
+    group: u64,
+    attempts: u32,
+    mut f: F,
+) -> Result<Result<T, String>>
+where
+    F: FnMut(usize, u32) -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
     let mut last = String::from("no leader found");
-    for attempt in 0..ATTEMPTS {
+    for attempt in 0..attempts {
         if attempt > 0 {
             tokio::time::sleep(PAUSE).await;
         }
@@ -172,42 +188,67 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) 
             last = format!("no node reports leading group {}", label(group));
             continue;
         };
-        let leader = cl.nodes[i].id;
-        let mut admin = AdminClient::new(cl.channel(i));
-        let mut req = tonic::Request::new(ConfChangeRequest {
-            group_id: group,
-            node_id: node,
-            op: op.to_string(),
-            force,
-        });
-        req.set_timeout(Duration::from_secs(15));
-        match admin.change_membership(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                let recorded = recorded_in_directory(&cl, i, &r).await;
-                print_change(c.json, op, node, leader, &r, recorded);
-                return Ok(());
-            }
-            // The directory has not caught up with the previous change
-            // (it normally does within a second): wait, unless it takes
-            // longer than the directory's own wait.
-            Err(s)
-                if s.code() == Code::FailedPrecondition
-                    && s.message()
-                        .contains(hotline_node::membership::DIRECTORY_BEHIND)
-                    && PAUSE * (attempt + 1) < DIRECTORY_RECORD_WAIT =>
-            {
-                last = format!("node {leader}: {}", s.message());
+        match f(i, attempt).await {
+            Attempt::Done(v) => return Ok(Ok(v)),
+            Attempt::Retry(why) => {
+                last = format!("node {}: {why}", cl.nodes[i].id);
                 eprintln!("retrying: {last}");
             }
-            Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
-                last = format!("node {leader}: {}", s.message());
-                eprintln!("retrying: {last}");
-            }
-            Err(s) => return Err(status_err(s)),
+            Attempt::Fail(e) => return Err(e),
         }
     }
-    bail!("group {}: {op} {node} not done: {last}", label(group))
+    Ok(Err(last))
+}
+
+async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
+    let group = group_of(region)?;
+    if node == 0 {
+        bail!("--node: node ids start at 1");
+    }
+    let cl = client(&c.config)?;
+    let done = at_leader(&cl, group, ATTEMPTS, |i, attempt| {
+        let cl = &cl;
+        async move {
+            let mut admin = AdminClient::new(cl.channel(i));
+            let mut req = tonic::Request::new(ConfChangeRequest {
+                group_id: group,
+                node_id: node,
+                op: op.to_string(),
+                force,
+            });
+            req.set_timeout(Duration::from_secs(15));
+            match admin.change_membership(req).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let recorded = recorded_in_directory(cl, i, &r).await;
+                    Attempt::Done((cl.nodes[i].id, r, recorded))
+                }
+                // The directory has not caught up with the previous change
+                // (it normally does within a second): wait, unless it takes
+                // longer than the directory's own wait.
+                Err(s)
+                    if s.code() == Code::FailedPrecondition
+                        && s.message()
+                            .contains(hotline_node::membership::DIRECTORY_BEHIND)
+                        && PAUSE * (attempt + 1) < DIRECTORY_RECORD_WAIT =>
+                {
+                    Attempt::Retry(s.message().to_string())
+                }
+                Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+                    Attempt::Retry(s.message().to_string())
+                }
+                Err(s) => Attempt::Fail(status_err(s)),
+            }
+        }
+    })
+    .await?;
+    match done {
+        Ok((leader, r, recorded)) => {
+            print_change(c.json, op, node, leader, &r, recorded);
+            Ok(())
+        }
+        Err(last) => bail!("group {}: {op} {node} not done: {last}", label(group)),
+    }
 }
 
 /// Asks the group's leader to hand over to `node`, retrying at a new
@@ -219,64 +260,59 @@ async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> 
         bail!("--node: node ids start at 1");
     }
     let cl = client(&c.config)?;
-    let mut last = String::from("no leader found");
-    for attempt in 0..ATTEMPTS / 6 {
-        if attempt > 0 {
-            tokio::time::sleep(PAUSE).await;
-        }
-        let Some(i) = cl.find_leader_of(Some(group)).await else {
-            last = format!("no node reports leading group {}", label(group));
-            continue;
-        };
-        let from = cl.nodes[i].id;
-        let mut admin = AdminClient::new(cl.channel(i));
-        let mut req = tonic::Request::new(TransferLeaderRequest {
-            group_id: group,
-            node_id: node,
-        });
-        req.set_timeout(Duration::from_secs(10));
-        match admin.transfer_leader(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                if c.json {
-                    println!(
-                        "{}",
-                        json!({
-                            "group_id": r.group_id, "region": group_region(r.group_id),
-                            "leader": r.leader_id, "term": r.term, "from": from,
-                        })
-                    );
-                } else if from == r.leader_id {
-                    println!(
-                        "group {}: 节点 {} 已是领导者 node {} leads already (term {})",
-                        label(group),
-                        r.leader_id,
-                        r.leader_id,
-                        r.term
-                    );
-                } else {
-                    println!(
-                        "group {}: 领导权已由节点 {from} 移交节点 {} leadership moved from node {from} \
-                         to node {} (term {})",
-                        label(group),
-                        r.leader_id,
-                        r.leader_id,
-                        r.term
-                    );
+    let done = at_leader(&cl, group, ATTEMPTS / 6, |i, _| {
+        let cl = &cl;
+        async move {
+            let mut admin = AdminClient::new(cl.channel(i));
+            let mut req = tonic::Request::new(TransferLeaderRequest {
+                group_id: group,
+                node_id: node,
+            });
+            req.set_timeout(Duration::from_secs(10));
+            match admin.transfer_leader(req).await {
+                Ok(r) => Attempt::Done((cl.nodes[i].id, r.into_inner())),
+                Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
+                    Attempt::Retry(s.message().to_string())
                 }
-                return Ok(());
+                Err(s) => Attempt::Fail(status_err(s)),
             }
-            Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
-                last = format!("node {from}: {}", s.message());
-                eprintln!("retrying: {last}");
-            }
-            Err(s) => return Err(status_err(s)),
         }
+    })
+    .await?;
+    let (from, r) = match done {
+        Ok(v) => v,
+        Err(last) => bail!(
+            "group {}: leadership not moved to node {node}: {last}",
+            label(group)
+        ),
+    };
+    if c.json {
+        println!(
+            "{}",
+            json!({
+                "group_id": r.group_id, "region": group_region(r.group_id),
+                "leader": r.leader_id, "term": r.term, "from": from,
+            })
+        );
+    } else if from == r.leader_id {
+        println!(
+            "group {}: 节点 {} 已是领导者 node {} leads already (term {})",
+            label(group),
+            r.leader_id,
+            r.leader_id,
+            r.term
+        );
+    } else {
+        println!(
+            "group {}: 领导权已由节点 {from} 移交节点 {} leadership moved from node {from} \
+             to node {} (term {})",
+            label(group),
+            r.leader_id,
+            r.leader_id,
+            r.term
+        );
     }
-    bail!(
-        "group {}: leadership not moved to node {node}: {last}",
-        label(group)
-    )
+    Ok(())
 }
 
 /// Where the replicated directory stands on a change just applied.

@@ -740,12 +740,11 @@ impl RaftLoop {
             let outcome = match self.replicas.get(&m.group_id) {
                 None => Some(LeaderMove::NotHosted),
                 Some(r) if r.leader_id() == m.to => Some(LeaderMove::Done { term: r.term() }),
-                Some(r) if r.is_leader() && !r.is_transferring_leadership() => {
-                    Some(LeaderMove::GivenUp {
-                        leader_id: r.leader_id(),
-                    })
-                }
-                Some(r) if !r.is_leader() && r.leader_id() != raft::INVALID_ID => {
+                // Leading with no transfer going on, or following another.
+                Some(r)
+                    if (r.is_leader() && !r.is_transferring_leadership())
+                        || (!r.is_leader() && r.leader_id() != raft::INVALID_ID) =>
+                {
                     Some(LeaderMove::GivenUp {
                         leader_id: r.leader_id(),
                     })

@@ -124,11 +124,6 @@ fn command_status(e: &CommandError) -> Status {
     }
 }
 
-/// "320585 太仓市" for messages (the code alone if unknown; "全国" for national).
-pub(crate) fn region_label(code: &str) -> String {
-    hotline_federation::regions().label(code)
-}
-
 fn unexpected() -> Status {
     Status::internal("unexpected answer from the state machine")
 }
@@ -160,7 +155,7 @@ impl Handle {
             }
             None => Err(Status::failed_precondition(format!(
                 "group {group} ({}) is not hosted on node {}; its members are nodes {:?}",
-                region_label(&group_region(group)),
+                hotline_federation::regions().label(&group_region(group)),
                 self.node_id,
                 self.dir().members(group)
             ))),
@@ -691,7 +686,7 @@ impl Tickets for Handle {
                         // origin's steps included.
                         there.status_text = format!(
                             "已转至{}办理：{}",
-                            region_label(&group_region(owner)),
+                            hotline_federation::regions().label(&group_region(owner)),
                             there.status_text
                         );
                         Ok(Response::new(there))
@@ -701,7 +696,7 @@ impl Tickets for Handle {
                         let mut l = l;
                         l.status_text = format!(
                             "已转至{}办理（暂时无法获取最新进度：{}）",
-                            region_label(&group_region(owner)),
+                            hotline_federation::regions().label(&group_region(owner)),
                             e.message()
                         );
                         Ok(Response::new(l))
