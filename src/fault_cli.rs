@@ -4,11 +4,13 @@
 //! partition, a delay or a share of dropped messages, in both directions. It
 //! is sent through the Admin service to every node of the client config,
 //! each of which enforces it in its own transport (`hotline_node::faults`).
-//! A node that cannot be reached is reported and skipped: the command fails
-//! only if no node accepted. `heal` removes every rule on every node it
-//! reaches, or with `--between A --and B` only the rules between exactly
-//! those two sets (lift one cut while another stays); `show` prints the
-//! rules and counters of each node.
+//! Each command reads the newest drill the nodes hold, changes it, and sets
+//! the whole drill on every node with a higher generation. A node that
+//! cannot be reached is reported and skipped (the command fails only if no
+//! node accepted): it takes the drill from the others once it is back.
+//! `heal` removes every rule, or with `--between A --and B` only the rules
+//! between exactly those two sets (lift one cut while another stays); `show`
+//! prints the rules and counters of each node.
 //!
 //! Sets are comma-separated: node ids, or — with a topology (`--topology
 //! FILE`, by default the client config's) — site
@@ -28,9 +30,7 @@ use hotline_federation::topology::Topology;
 use hotline_node::client::Client;
 use hotline_node::faults::{self, MAX_LABEL_BYTES};
 use hotline_proto::v1::admin_client::AdminClient;
-use hotline_proto::v1::{
-    AddFaultRequest, FaultAction, FaultRule, FaultsRequest, FaultsResponse, HealRequest,
-};
+use hotline_proto::v1::{Drill, FaultAction, FaultRule, FaultsRequest, FaultsResponse};
 use serde_json::{Value, json};
 
 use crate::ticket_cli::ClientArgs;
@@ -422,9 +422,7 @@ fn list(ids: &[u64]) -> String {
 // ------------------------------------------------------------ calls
 
 enum Call {
-    Add(FaultRule),
-    /// Empty sides: every rule.
-    Heal(Vec<u64>, Vec<u64>),
+    Set(Drill),
     Show,
 }
 
@@ -439,20 +437,10 @@ async fn call_one(client: &Client, node: usize, call: &Call) -> Outcome {
     let mut admin = AdminClient::new(client.channel(node));
     let fut = async {
         match call {
-            Call::Add(rule) => {
-                let mut req = tonic::Request::new(AddFaultRequest {
-                    rule: Some(rule.clone()),
-                });
+            Call::Set(drill) => {
+                let mut req = tonic::Request::new(drill.clone());
                 req.set_timeout(NODE_TIMEOUT);
-                admin.add_fault(req).await
-            }
-            Call::Heal(a, b) => {
-                let mut req = tonic::Request::new(HealRequest {
-                    side_a: a.clone(),
-                    side_b: b.clone(),
-                });
-                req.set_timeout(NODE_TIMEOUT);
-                admin.heal(req).await
+                admin.set_faults(req).await
             }
             Call::Show => {
                 let mut req = tonic::Request::new(FaultsRequest {});
@@ -486,6 +474,7 @@ fn outcome_json(id: u64, address: &str, o: &Outcome) -> Value {
     match o {
         Outcome::Ok(r) => json!({
             "id": id, "address": address, "result": "ok", "rules": r.rules.len(),
+            "generation": r.generation,
         }),
         Outcome::Refused(e) => json!({
             "id": id, "address": address, "result": "refused", "error": e,
@@ -567,8 +556,9 @@ fn report(
         println!("accepted by {accepted} of {} nodes", outcomes.len());
         if !unreachable.is_empty() && accepted > 0 {
             println!(
-                "not reached: {} — run the command again once they are up",
-                list(&unreachable)
+                "not reached: {} — each takes the drill from the others once it is back (they ask every {} s)",
+                list(&unreachable),
+                faults::SYNC_INTERVAL.as_secs()
             );
         }
         if !absent.is_empty() {
@@ -584,28 +574,72 @@ fn report(
     Ok(())
 }
 
+/// The newest drill any node of the client config holds (see
+/// `faults::newer`): what a change starts from, so that it keeps the rules
+/// set by an earlier command even if some node missed that one.
+async fn newest_drill(client: &Client) -> Result<Drill> {
+    let outcomes = call_all(client, &Call::Show).await;
+    outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Ok(r) => Some(Drill {
+                generation: r.generation,
+                rules: r.rules,
+            }),
+            _ => None,
+        })
+        .reduce(|a, b| if faults::newer(&b, &a) { b } else { a })
+        .ok_or_else(|| anyhow!("no node answered: the drill is unchanged"))
+}
+
+/// The generation of a change to a drill at `newest`: this machine's clock
+/// in milliseconds, so that a later command wins even over a node this one
+/// could not reach, and at least one more than what the nodes hold.
+fn next_generation(newest: u64) -> u64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now_ms.max(newest + 1)
+}
+
+/// Sets `rules` as the new drill on every node.
+async fn set_all(client: &Client, newest: &Drill, rules: Vec<FaultRule>) -> Vec<Outcome> {
+    let drill = Drill {
+        generation: next_generation(newest.generation),
+        rules,
+    };
+    call_all(client, &Call::Set(drill)).await
+}
+
 async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
     let client = crate::ticket_cli::client(&c.config)?;
     let title = format!("{}  [{}]", faults::describe(&rule), rule.label);
     let what = rule_json(&rule);
     let named: Vec<u64> = rule.side_a.iter().chain(&rule.side_b).copied().collect();
-    let outcomes = call_all(&client, &Call::Add(rule)).await;
+    let newest = newest_drill(&client).await?;
+    let rules = faults::with_rule(&newest.rules, rule).map_err(|e| anyhow!(e))?;
+    let outcomes = set_all(&client, &newest, rules).await;
     report(c, &client, what, &title, &named, &outcomes)
 }
 
 async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()> {
     let client = crate::ticket_cli::client(&c.config)?;
     let (a, b) = sides.unwrap_or_default();
-    let outcomes = call_all(&client, &Call::Heal(a.clone(), b.clone())).await;
+    let newest = newest_drill(&client).await?;
+    let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(|e| anyhow!(e))?;
+    let outcomes = set_all(&client, &newest, rules).await;
     let (what, title) = if a.is_empty() {
         (
-            json!({ "action": "heal" }),
-            "heal (every rule removed; counters kept)".to_string(),
+            json!({ "action": "heal", "removed": removed }),
+            format!("heal (every rule removed: {removed}; counters kept)"),
         )
     } else {
         (
-            json!({ "action": "heal", "side_a": a, "side_b": b }),
-            format!("heal {a:?} | {b:?} (the rules between these sets removed; others kept)"),
+            json!({ "action": "heal", "side_a": a, "side_b": b, "removed": removed }),
+            format!(
+                "heal {a:?} | {b:?} (the rules between these sets removed: {removed}; others kept)"
+            ),
         )
     };
     let named: Vec<u64> = a.iter().chain(&b).copied().collect();
@@ -627,6 +661,7 @@ async fn show(c: &ClientArgs) -> Result<()> {
             .map(|(n, o)| match o {
                 Outcome::Ok(r) => json!({
                     "id": n.id, "address": n.address, "result": "ok",
+                    "generation": r.generation,
                     "rules": r.rules.iter().map(rule_json).collect::<Vec<_>>(),
                     "counters": r.counters.iter().map(|k| json!({
                         "peer": k.peer, "dropped": k.dropped, "delayed": k.delayed,
@@ -646,10 +681,11 @@ async fn show(c: &ClientArgs) -> Result<()> {
                 continue;
             };
             println!(
-                "node {} {}: {} 演练规则 drill rules",
+                "node {} {}: {} 演练规则 drill rules (generation {})",
                 n.id,
                 n.address,
-                r.rules.len()
+                r.rules.len(),
+                r.generation
             );
             for rule in &r.rules {
                 println!("  {:<32} {}", faults::describe(rule), rule.label);

@@ -183,3 +183,145 @@ async fn a_full_stop_keeps_everything() {
     let next = c.accept(request("after restart")).await.unwrap();
     assert!(!ids.contains(&next.id));
 }
+
+/// Each node's drill as `hotline fault show --json` reports it: id →
+/// (generation, rule texts, packets it dropped toward each peer); nodes that
+/// did not answer are left out.
+type Drills = std::collections::BTreeMap<u64, (u64, Vec<String>, Vec<(u64, u64)>)>;
+
+fn drills(cl: &Cluster) -> Drills {
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["fault", "show", "--json"])).unwrap();
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["result"] == "ok")
+        .map(|n| {
+            let texts = n["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["text"].as_str().unwrap().to_string())
+                .collect();
+            let dropped = n["counters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| (k["peer"].as_u64().unwrap(), k["dropped"].as_u64().unwrap()))
+                .collect();
+            (
+                n["id"].as_u64().unwrap(),
+                (n["generation"].as_u64().unwrap(), texts, dropped),
+            )
+        })
+        .collect()
+}
+
+/// Waits until node `id` reports the drill `(generation, rules)`.
+async fn wait_drill(cl: &Cluster, id: u64, want: &(u64, Vec<String>), within: Duration) {
+    let start = Instant::now();
+    loop {
+        let d = drills(cl);
+        if d.get(&id)
+            .is_some_and(|(g, r, _)| (g, r) == (&want.0, &want.1))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "node {id} did not take the drill {want:?} within {within:?}: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_outlives_restarts_and_reaches_the_node_that_missed_it() {
+    let mut cl = Cluster::init(3, 8600, |_| {});
+    cl.start_all();
+    wait_leader(&cl.client(), Duration::from_secs(10))
+        .await
+        .expect("leader");
+    // Node 3 is down when the operator cuts 1 from 2.
+    cl.kill(3);
+    let out: serde_json::Value = serde_json::from_str(&cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        "1",
+        "--and",
+        "2",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(out["accepted"], 2, "{out}");
+    assert_eq!(out["nodes"][2]["result"], "unreachable", "{out}");
+    let cut = {
+        let d = drills(&cl);
+        assert_eq!(d[&1].0, d[&2].0, "one generation on both: {d:?}");
+        assert_eq!(d[&1].1, vec!["partition 1 | 2".to_string()]);
+        (d[&1].0, d[&1].1.clone())
+    };
+    assert!(cut.0 > 0);
+    // Back, node 3 takes the drill from the others (it starts healed: it
+    // never had it).
+    cl.start(3);
+    wait_drill(&cl, 3, &cut, Duration::from_secs(15)).await;
+    assert!(
+        cl.log(3).contains("fault drill taken from node"),
+        "{}",
+        cl.log(3)
+    );
+
+    // Every node killed and restarted: each comes back under the drill from
+    // its own file, and the cut is enforced (1 and 2 still elect through 3
+    // and accept).
+    for id in 1..=3 {
+        cl.kill(id);
+    }
+    cl.start_all();
+    let c = cl.client();
+    wait_leader(&c, Duration::from_secs(15))
+        .await
+        .expect("leader under the drill");
+    c.accept(request("under the drill")).await.unwrap();
+    let d = drills(&cl);
+    for id in 1..=3 {
+        assert_eq!((&d[&id].0, &d[&id].1), (&cut.0, &cut.1), "node {id}: {d:?}");
+        assert!(
+            cl.log(id)
+                .contains("fault drill in force since before the restart"),
+            "node {id}: {}",
+            cl.log(id)
+        );
+    }
+    let dropped = |id: u64, peer: u64| {
+        d[&id]
+            .2
+            .iter()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    assert!(
+        dropped(1, 2) + dropped(2, 1) > 0,
+        "the elections' votes between 1 and 2 were cut: {d:?}"
+    );
+    assert_eq!(dropped(1, 3) + dropped(2, 3) + dropped(3, 1), 0, "{d:?}");
+
+    // Node 2 is down for the heal; back, it drops its stale cut for the
+    // others' newer, empty drill.
+    cl.kill(2);
+    let out: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["fault", "heal", "--json"])).unwrap();
+    assert_eq!(out["accepted"], 2, "{out}");
+    assert_eq!(out["drill"]["removed"], 1, "{out}");
+    let healed = {
+        let d = drills(&cl);
+        assert!(d[&1].0 > cut.0 && d[&1].1.is_empty(), "{d:?}");
+        (d[&1].0, Vec::new())
+    };
+    cl.start(2);
+    wait_drill(&cl, 2, &healed, Duration::from_secs(15)).await;
+    assert_eq!(drills(&cl).len(), 3);
+}

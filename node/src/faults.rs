@@ -1,7 +1,7 @@
 //! Fault injection for drills on a live cluster (`hotline fault …`).
 //!
-//! An operator adds rules through the Admin service (`AddFault`, `Heal`,
-//! `Faults`) on every node; each node keeps its own copy here. A rule names
+//! An operator sets rules through the Admin service (`SetFaults`, `Faults`)
+//! on every node; each node keeps its own copy here. A rule names
 //! two sets of node ids and an action between them: partition (nothing
 //! passes), delay (each message is held `delay_ms`) or drop (`drop_permille`
 //! of messages vanish). It applies in both directions: it matches a link
@@ -17,21 +17,30 @@
 //!   the federation forwarder per envelope) before a message leaves this node.
 //!   This is where all three actions take effect.
 //! - [`Faults::inbound`] — the receive paths, as defence in depth for a sender
-//!   that missed the rule (it was unreachable when the rule was broadcast).
+//!   that has not caught up with the drill yet.
 //!   Only certain losses are enforced here (partitions, and drops of 1000‰):
 //!   a probabilistic drop applied on both sides would lose `1-(1-p)²` instead
 //!   of `p`, and a delay is the sender's to apply.
 //!
+//! The rules in force form a versioned [`Drill`]. `hotline fault …` reads
+//! the newest drill the nodes hold, changes it, and sets it on every node it
+//! reaches with a higher generation ([`Faults::set`] refuses an older one).
+//! Each node keeps its drill in a file (written durably before it takes
+//! effect), so a node restarted mid-drill is still cut, and [`sync`] has it
+//! take a newer drill from the others, so a node that was down or
+//! unreachable when the operator changed the drill catches up.
+//!
 //! Bounded: at most [`MAX_RULES`] rules of at most [`MAX_SIDE_IDS`] ids per
-//! side; counters exist only for peers that a rule matched. Rules live in
-//! memory only: a restarted node comes back healed.
+//! side; counters exist only for peers that a rule matched (they live in
+//! memory and start from zero with the node).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hotline_proto::v1::{FaultAction, FaultCounter, FaultRule, FaultsResponse};
+use hotline_proto::v1::{Drill, FaultAction, FaultCounter, FaultRule, FaultsResponse};
 use rand::Rng;
 
 /// Rules in force on one node.
@@ -57,7 +66,11 @@ pub struct Faults {
     node_id: u64,
     /// Fast path: false while there are no rules, so the hot paths take no lock.
     active: AtomicBool,
-    rules: RwLock<Vec<FaultRule>>,
+    drill: RwLock<Drill>,
+    /// Where the drill is kept (`None`: in memory only, for tests). Held
+    /// across a change, so that changes reach the file in the order they
+    /// take effect.
+    file: Mutex<Option<PathBuf>>,
     /// peer → (dropped, delayed), both directions together.
     counters: Mutex<BTreeMap<u64, (u64, u64)>>,
 }
@@ -158,12 +171,163 @@ pub fn validate(mut rule: FaultRule) -> Result<FaultRule, String> {
     Ok(rule)
 }
 
+/// `rules` with `rule` added (after [`validate`]). A rule equal to one in
+/// force changes nothing, so a retried `hotline fault …` does not stack.
+pub fn with_rule(rules: &[FaultRule], rule: FaultRule) -> Result<Vec<FaultRule>, String> {
+    let rule = validate(rule)?;
+    let mut out = rules.to_vec();
+    if out.contains(&rule) {
+        return Ok(out);
+    }
+    if out.len() >= MAX_RULES {
+        return Err(format!(
+            "rule: {MAX_RULES} rules in force already; heal first"
+        ));
+    }
+    out.push(rule);
+    Ok(out)
+}
+
+/// `rules` without those between exactly the sets `a` and `b` (either way
+/// round, whatever their action), and how many went. Both sets empty: every
+/// rule goes. The error names the field.
+pub fn without(
+    rules: &[FaultRule],
+    a: &[u64],
+    b: &[u64],
+) -> Result<(Vec<FaultRule>, usize), String> {
+    if a.is_empty() && b.is_empty() {
+        return Ok((Vec::new(), rules.len()));
+    }
+    // The sides as `validate` stores them (sorted, each id once).
+    let probe = validate(FaultRule {
+        side_a: a.to_vec(),
+        side_b: b.to_vec(),
+        action: FaultAction::Partition as i32,
+        ..Default::default()
+    })?;
+    let (a, b) = (&probe.side_a, &probe.side_b);
+    let kept: Vec<FaultRule> = rules
+        .iter()
+        .filter(|r| !((&r.side_a == a && &r.side_b == b) || (&r.side_a == b && &r.side_b == a)))
+        .cloned()
+        .collect();
+    let removed = rules.len() - kept.len();
+    Ok((kept, removed))
+}
+
+/// Whether drill `a` replaces drill `b`: a higher generation, or at the
+/// same generation (two operators at once) the larger encoding, so that
+/// every node settles on the same one.
+pub fn newer(a: &Drill, b: &Drill) -> bool {
+    use prost::Message;
+    match a.generation.cmp(&b.generation) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => a.encode_to_vec() > b.encode_to_vec(),
+    }
+}
+
+/// Checks every rule of a drill (errors name `rules[i].field`) and returns
+/// it normalized: sides sorted, equal rules once.
+pub fn validate_drill(drill: Drill) -> Result<Drill, String> {
+    if drill.rules.len() > MAX_RULES {
+        return Err(format!(
+            "rules: {} rules, at most {MAX_RULES}",
+            drill.rules.len()
+        ));
+    }
+    let mut rules: Vec<FaultRule> = Vec::with_capacity(drill.rules.len());
+    for (i, r) in drill.rules.into_iter().enumerate() {
+        let r = validate(r).map_err(|e| format!("rules[{i}].{e}"))?;
+        if !rules.contains(&r) {
+            rules.push(r);
+        }
+    }
+    Ok(Drill {
+        generation: drill.generation,
+        rules,
+    })
+}
+
+/// Why a drill file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillFileError {
+    #[error("drill file {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("drill file {0}: {1} (remove the file to start without drill rules)")]
+    Corrupt(PathBuf, String),
+}
+
+/// Why [`Faults::set`] did not put a drill in force.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// A rule is malformed: the message names `rules[i].field`.
+    #[error("{0}")]
+    Invalid(String),
+    /// The node holds a newer drill (another operator's, or one this
+    /// caller did not see).
+    #[error("generation: this node holds a newer drill (generation {held})")]
+    Older { held: u64 },
+    /// The drill file could not be written: nothing changed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Writes `bytes` to `path` so that after a crash the file holds either
+/// the old or the new bytes: a temporary file, fsynced, renamed over, and
+/// the directory fsynced for the rename.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 impl Faults {
+    /// Rules in memory only (tests).
     pub fn new(node_id: u64) -> Arc<Faults> {
+        Self::with(node_id, Drill::default(), None)
+    }
+
+    /// The node's faults, kept in `path`: a drill in force when the node
+    /// stopped is in force again when it starts, so a node restarted during
+    /// a drill does not come back healed while its peers still cut it.
+    pub fn open(node_id: u64, path: &Path) -> Result<Arc<Faults>, DrillFileError> {
+        use prost::Message;
+        let drill = match std::fs::read(path) {
+            Ok(bytes) => {
+                let corrupt = |e: String| DrillFileError::Corrupt(path.to_path_buf(), e);
+                let d = Drill::decode(bytes.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+                validate_drill(d).map_err(corrupt)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Drill::default(),
+            Err(e) => return Err(DrillFileError::Io(path.to_path_buf(), e)),
+        };
+        if !drill.rules.is_empty() {
+            let rules: Vec<String> = drill.rules.iter().map(describe).collect();
+            tracing::warn!(
+                node = node_id,
+                generation = drill.generation,
+                "fault drill in force since before the restart: {}",
+                rules.join("; ")
+            );
+        }
+        Ok(Self::with(node_id, drill, Some(path.to_path_buf())))
+    }
+
+    fn with(node_id: u64, drill: Drill, file: Option<PathBuf>) -> Arc<Faults> {
         Arc::new(Faults {
             node_id,
-            active: AtomicBool::new(false),
-            rules: RwLock::new(Vec::new()),
+            active: AtomicBool::new(!drill.rules.is_empty()),
+            drill: RwLock::new(drill),
+            file: Mutex::new(file),
             counters: Mutex::new(BTreeMap::new()),
         })
     }
@@ -172,73 +336,50 @@ impl Faults {
         self.node_id
     }
 
-    /// Adds a rule after [`validate`]. Adding a rule equal to one in force
-    /// changes nothing (a retried `hotline fault …` does not stack).
-    pub fn add(&self, rule: FaultRule) -> Result<(), String> {
-        let rule = validate(rule)?;
-        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        if rules.contains(&rule) {
-            return Ok(());
-        }
-        if rules.len() >= MAX_RULES {
-            return Err(format!(
-                "rule: {MAX_RULES} rules in force already; heal first"
-            ));
-        }
-        tracing::warn!(node = self.node_id, "fault drill: {}", describe(&rule));
-        rules.push(rule);
-        self.active.store(true, Ordering::Release);
-        Ok(())
+    /// The drill in force.
+    pub fn drill(&self) -> Drill {
+        self.drill.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Removes every rule and returns how many. Counters are kept: they
-    /// tell what the drill did.
-    pub fn heal(&self) -> usize {
-        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        let removed = rules.len();
-        if removed > 0 {
-            tracing::warn!(node = self.node_id, "fault drill: healed {removed} rules");
+    /// Puts `drill` in force if it is [`newer`] than the one in force (and
+    /// on disk first, when the node keeps a file). `Ok(false)`: the same
+    /// drill, nothing to do. The error names the field; an older drill is
+    /// refused with the generation held.
+    pub fn set(&self, drill: Drill) -> Result<bool, SetError> {
+        let drill = validate_drill(drill).map_err(SetError::Invalid)?;
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.drill();
+        if drill == current {
+            return Ok(false);
         }
-        rules.clear();
-        self.active.store(false, Ordering::Release);
-        removed
-    }
-
-    /// Removes the rules between exactly the sets `a` and `b` (either way
-    /// round, whatever their action) and returns how many; the others stay
-    /// in force. Both sets empty: every rule, as [`Self::heal`]. The error
-    /// names the field.
-    pub fn heal_between(&self, a: &[u64], b: &[u64]) -> Result<usize, String> {
-        if a.is_empty() && b.is_empty() {
-            return Ok(self.heal());
+        if !newer(&drill, &current) {
+            return Err(SetError::Older {
+                held: current.generation,
+            });
         }
-        // The sides as `add` stored them (sorted, each id once).
-        let probe = validate(FaultRule {
-            side_a: a.to_vec(),
-            side_b: b.to_vec(),
-            action: FaultAction::Partition as i32,
-            ..Default::default()
-        })?;
-        let (a, b) = (&probe.side_a, &probe.side_b);
-        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        let before = rules.len();
-        rules.retain(|r| {
-            !((&r.side_a == a && &r.side_b == b) || (&r.side_a == b && &r.side_b == a))
-        });
-        let removed = before - rules.len();
-        if removed > 0 {
-            tracing::warn!(
-                node = self.node_id,
-                "fault drill: healed {removed} rules between {a:?} and {b:?}"
-            );
+        if let Some(path) = file.as_ref() {
+            use prost::Message;
+            write_durably(path, &drill.encode_to_vec())
+                .map_err(|e| SetError::Io(format!("drill file {}: {e}", path.display())))?;
         }
-        self.active.store(!rules.is_empty(), Ordering::Release);
-        Ok(removed)
+        let rules: Vec<String> = drill.rules.iter().map(describe).collect();
+        tracing::warn!(
+            node = self.node_id,
+            generation = drill.generation,
+            "fault drill: {} rules in force{}{}",
+            rules.len(),
+            if rules.is_empty() { "" } else { ": " },
+            rules.join("; ")
+        );
+        let active = !drill.rules.is_empty();
+        *self.drill.write().unwrap_or_else(|e| e.into_inner()) = drill;
+        self.active.store(active, Ordering::Release);
+        Ok(true)
     }
 
     /// Rules in the order they were added; counters by peer.
     pub fn snapshot(&self) -> FaultsResponse {
-        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let drill = self.drill();
         let counters = self
             .counters
             .lock()
@@ -252,9 +393,37 @@ impl Faults {
             .collect();
         FaultsResponse {
             node_id: self.node_id,
-            rules,
+            rules: drill.rules,
             counters,
+            generation: drill.generation,
         }
+    }
+
+    /// Test shorthands for a local change one generation up.
+    #[cfg(test)]
+    pub(crate) fn add(&self, rule: FaultRule) -> Result<(), String> {
+        let d = self.drill();
+        let rules = with_rule(&d.rules, rule)?;
+        self.bump(rules);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heal(&self) -> usize {
+        self.heal_between(&[], &[]).expect("both sides empty")
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heal_between(&self, a: &[u64], b: &[u64]) -> Result<usize, String> {
+        let (rules, removed) = without(&self.drill().rules, a, b)?;
+        self.bump(rules);
+        Ok(removed)
+    }
+
+    #[cfg(test)]
+    fn bump(&self, rules: Vec<FaultRule>) {
+        let generation = self.drill().generation + 1;
+        self.set(Drill { generation, rules }).expect("newer");
     }
 
     /// Does `rule` apply to a message from node `from` to node `to`?
@@ -282,10 +451,11 @@ impl Faults {
             return Verdict::Pass;
         }
         let verdict = {
-            let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+            let drill = self.drill.read().unwrap_or_else(|e| e.into_inner());
             let mut drop = false;
             let mut delay = 0u32;
-            for r in rules
+            for r in drill
+                .rules
                 .iter()
                 .filter(|r| Self::applies(r, self.node_id, peer))
             {
@@ -332,9 +502,10 @@ impl Faults {
         if !self.active.load(Ordering::Acquire) {
             return false;
         }
-        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+        let drill = self.drill.read().unwrap_or_else(|e| e.into_inner());
         let applies = |r: &&FaultRule| Self::applies(r, peer, self.node_id);
-        rules
+        drill
+            .rules
             .iter()
             .filter(applies)
             .any(|r| match FaultAction::try_from(r.action) {
@@ -342,6 +513,87 @@ impl Faults {
                 Ok(FaultAction::Drop) => r.drop_permille >= 1000,
                 _ => false,
             })
+    }
+}
+
+/// How often a node asks others for a newer drill.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(3);
+/// Nodes asked per round, chosen at random when there are more.
+pub const SYNC_FANOUT: usize = 4;
+/// How long one asked node has to answer.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Keeps this node's drill up to date with the others': at start and every
+/// [`SYNC_INTERVAL`], asks up to [`SYNC_FANOUT`] nodes for theirs and takes
+/// the newest if it is newer. This is how a node that was down or
+/// unreachable when an operator changed the drill catches up (the CLI only
+/// reaches the nodes that answer), and how two operators' drills at the
+/// same generation settle on one.
+///
+/// The questions go over the Admin service, which drills do not cut: a
+/// drill rehearses the network the nodes' raft and federation traffic
+/// sees, while its own control must reach everyone, heal included.
+pub async fn sync(
+    faults: Arc<Faults>,
+    others: Vec<(u64, tonic::transport::Channel)>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hotline_proto::v1::FaultsRequest;
+    use hotline_proto::v1::admin_client::AdminClient;
+    use rand::seq::SliceRandom;
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(SYNC_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = &mut stop => return,
+        }
+        let asked: Vec<(u64, tonic::transport::Channel)> = others
+            .choose_multiple(&mut rand::thread_rng(), SYNC_FANOUT)
+            .cloned()
+            .collect();
+        let answers = futures::future::join_all(asked.into_iter().map(|(id, ch)| async move {
+            let mut req = tonic::Request::new(FaultsRequest {});
+            req.set_timeout(SYNC_TIMEOUT);
+            let answer = tokio::time::timeout(SYNC_TIMEOUT, AdminClient::new(ch).faults(req)).await;
+            match answer {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    Some((
+                        id,
+                        Drill {
+                            generation: r.generation,
+                            rules: r.rules,
+                        },
+                    ))
+                }
+                _ => None, // down or slow: another round, or another node
+            }
+        }))
+        .await;
+        let newest = answers
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| if newer(&b.1, &a.1) { b } else { a });
+        let Some((from, drill)) = newest else {
+            continue;
+        };
+        if !newer(&drill, &faults.drill()) {
+            continue;
+        }
+        let generation = drill.generation;
+        match faults.set(drill) {
+            Ok(true) => tracing::warn!(
+                node = faults.node_id,
+                from,
+                generation,
+                "fault drill taken from node {from}: it missed a change"
+            ),
+            // Changed meanwhile by the operator: theirs is at least as new.
+            Ok(false) | Err(SetError::Older { .. }) => {}
+            Err(e) => tracing::error!(node = faults.node_id, from, "fault drill not taken: {e}"),
+        }
     }
 }
 
@@ -713,5 +965,106 @@ mod tests {
         // An equal rule is still accepted (it adds nothing).
         f.add(rule(&[1], &[100], FaultAction::Partition)).unwrap();
         assert_eq!(f.snapshot().rules.len(), MAX_RULES);
+    }
+
+    fn drill(generation: u64, rules: Vec<FaultRule>) -> Drill {
+        Drill { generation, rules }
+    }
+
+    #[test]
+    fn a_newer_drill_replaces_the_one_in_force_and_an_older_one_is_refused() {
+        let f = Faults::new(1);
+        let cut = rule(&[1], &[2], FaultAction::Partition);
+        assert_eq!(f.set(drill(10, vec![cut.clone()])), Ok(true));
+        assert_eq!(f.outbound(2), Verdict::Drop);
+        // The same drill again (a retried command): nothing to do.
+        assert_eq!(f.set(drill(10, vec![cut.clone()])), Ok(false));
+        // An older one (an operator who did not see generation 10): refused,
+        // naming the generation held, and the rule stays.
+        assert_eq!(f.set(drill(9, vec![])), Err(SetError::Older { held: 10 }));
+        assert!(
+            SetError::Older { held: 10 }
+                .to_string()
+                .starts_with("generation: ")
+        );
+        assert_eq!(f.outbound(2), Verdict::Drop);
+        // A heal is a newer, empty drill.
+        assert_eq!(f.set(drill(11, vec![])), Ok(true));
+        assert_eq!(f.outbound(2), Verdict::Pass);
+        assert_eq!(f.snapshot().generation, 11);
+        // Two drills at one generation: every node takes the same one,
+        // whichever it saw first.
+        let (x, y) = (
+            drill(12, vec![cut.clone()]),
+            drill(12, vec![rule(&[1], &[3], FaultAction::Partition)]),
+        );
+        assert!(newer(&x, &y) != newer(&y, &x));
+        let winner = if newer(&x, &y) { &x } else { &y };
+        for order in [[&x, &y], [&y, &x]] {
+            let g = Faults::new(1);
+            for d in order {
+                let _ = g.set(d.clone());
+            }
+            assert_eq!(&g.drill(), winner);
+        }
+        // A bad rule is refused by index and field; nothing changes.
+        let mut bad_rule = cut.clone();
+        bad_rule.side_b.clear();
+        let e = f.set(drill(13, vec![cut, bad_rule])).unwrap_err();
+        assert_eq!(
+            e,
+            SetError::Invalid("rules[1].side_b: must name at least one node".into())
+        );
+        assert_eq!(f.snapshot().generation, 11);
+    }
+
+    #[test]
+    fn the_drill_outlives_a_restart_and_a_damaged_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drill.pb");
+        let f = Faults::open(1, &path).unwrap();
+        assert_eq!(f.drill(), Drill::default(), "no file: no drill");
+        let mut slow = rule(&[1], &[2], FaultAction::Delay);
+        slow.label = "上海 | 江苏".into();
+        let d = drill(7, vec![rule(&[1], &[3], FaultAction::Partition), slow]);
+        assert_eq!(f.set(d.clone()), Ok(true));
+        drop(f);
+        // Restarted: the same drill is in force before anything is asked.
+        let g = Faults::open(1, &path).unwrap();
+        assert_eq!(g.drill(), d);
+        assert_eq!(g.outbound(3), Verdict::Drop);
+        assert_eq!(g.outbound(2), Verdict::Delay(Duration::from_millis(200)));
+        assert!(!path.with_extension("tmp").exists());
+        // Healed, then restarted: healed.
+        assert_eq!(g.set(drill(8, vec![])), Ok(true));
+        drop(g);
+        assert_eq!(Faults::open(1, &path).unwrap().outbound(3), Verdict::Pass);
+        // A damaged file stops the node with the file's name, rather than
+        // starting it outside the drill the operator set.
+        std::fs::write(&path, b"\xff\xff\xff").unwrap();
+        let e = Faults::open(1, &path).err().expect("refused").to_string();
+        assert!(
+            e.contains("drill.pb") && e.contains("remove the file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_change_keeps_what_it_does_not_touch() {
+        let a = rule(&[1], &[2], FaultAction::Partition);
+        let b = rule(&[3], &[4], FaultAction::Delay);
+        let rules = with_rule(std::slice::from_ref(&a), b.clone()).unwrap();
+        assert_eq!(rules, vec![a.clone(), b.clone()]);
+        assert_eq!(with_rule(&rules, a.clone()).unwrap(), rules, "no stacking");
+        let full: Vec<FaultRule> = (0..MAX_RULES as u64)
+            .map(|i| rule(&[100 + i], &[1], FaultAction::Partition))
+            .collect();
+        assert!(
+            with_rule(&full, b.clone())
+                .unwrap_err()
+                .starts_with("rule:")
+        );
+        assert_eq!(without(&rules, &[4], &[3]).unwrap(), (vec![a], 1));
+        assert_eq!(without(&rules, &[], &[]).unwrap(), (vec![], 2));
     }
 }

@@ -22,13 +22,13 @@ use hotline_proto::v1::federation_server::FederationServer;
 use hotline_proto::v1::raft_server::{Raft, RaftServer};
 use hotline_proto::v1::tickets_server::{Tickets, TicketsServer};
 use hotline_proto::v1::{
-    AcceptRequest, AcceptResponse, AddFaultRequest, Command, Delivered, Event, FaultsRequest,
-    FaultsResponse, GetPolicyRequest, GetTicketRequest, GetTicketResponse, HealRequest,
-    ListTicketsRequest, ListTicketsResponse, LookupRequest, LookupResponse, Notification,
-    OutboxRequest, OutboxResponse, RaftBatch, RaftDone, ReadConsistency, ReadLabel, ReportRequest,
-    ReportResponse, SetPolicyRequest, SetPolicyResponse, StatusRequest, StatusResponse, Ticket,
-    TicketCommandRequest, TicketCommandResponse, TransferOut, TransferTicketRequest, VerifyRequest,
-    VerifyResponse, WatchRequest, command,
+    AcceptRequest, AcceptResponse, Command, Delivered, Drill, Event, FaultsRequest, FaultsResponse,
+    GetPolicyRequest, GetTicketRequest, GetTicketResponse, ListTicketsRequest, ListTicketsResponse,
+    LookupRequest, LookupResponse, Notification, OutboxRequest, OutboxResponse, RaftBatch,
+    RaftDone, ReadConsistency, ReadLabel, ReportRequest, ReportResponse, SetPolicyRequest,
+    SetPolicyResponse, StatusRequest, StatusResponse, Ticket, TicketCommandRequest,
+    TicketCommandResponse, TransferOut, TransferTicketRequest, VerifyRequest, VerifyResponse,
+    WatchRequest, command,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
@@ -45,6 +45,8 @@ use crate::{notify, tls, transport};
 
 /// Largest page a list returns.
 pub const MAX_LIST_LIMIT: u32 = 1_000;
+/// The node's drill rules, in its data directory (`faults::Faults::open`).
+pub const DRILL_FILE: &str = "drill.pb";
 /// How long a stopping node lets in-flight requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How often, and how many times, a background task looks again while this
@@ -904,26 +906,14 @@ impl Admin for Handle {
         Ok(Response::new(s))
     }
 
-    async fn add_fault(
-        &self,
-        req: Request<AddFaultRequest>,
-    ) -> Result<Response<FaultsResponse>, Status> {
-        let Some(rule) = req.into_inner().rule else {
-            return Err(Status::invalid_argument("rule: is required"));
-        };
-        self.faults.add(rule).map_err(Status::invalid_argument)?;
-        tracing::warn!(node = self.node_id, "drill: fault rule added");
-        Ok(Response::new(self.faults.snapshot()))
-    }
-
-    async fn heal(&self, req: Request<HealRequest>) -> Result<Response<FaultsResponse>, Status> {
-        let req = req.into_inner();
-        let removed = self
-            .faults
-            .heal_between(&req.side_a, &req.side_b)
-            .map_err(Status::invalid_argument)?;
-        tracing::warn!(node = self.node_id, removed, "drill: healed");
-        Ok(Response::new(self.faults.snapshot()))
+    async fn set_faults(&self, req: Request<Drill>) -> Result<Response<FaultsResponse>, Status> {
+        use crate::faults::SetError;
+        match self.faults.set(req.into_inner()) {
+            Ok(_) => Ok(Response::new(self.faults.snapshot())),
+            Err(e @ SetError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ SetError::Older { .. }) => Err(Status::failed_precondition(e.to_string())),
+            Err(e @ SetError::Io(_)) => Err(Status::unavailable(e.to_string())),
+        }
     }
 
     async fn faults(
@@ -1015,7 +1005,8 @@ pub async fn run_node(
         .filter(|g| hosted.contains_key(g))
         .unwrap_or_else(|| *hosted.keys().next().expect("not empty"));
 
-    let faults = crate::faults::Faults::new(cfg.id);
+    let faults = crate::faults::Faults::open(cfg.id, &cfg.data_dir.join(DRILL_FILE))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
     let (prop_tx, prop_rx) = bounded(t.max_proposal_queue);
     let (ctl_tx, ctl_rx) = bounded(65_536);
     let scheme = if cfg.insecure { "http" } else { "https" };
@@ -1135,6 +1126,20 @@ pub async fn run_node(
         tokio::spawn(crate::dirsync::run(handle.clone(), async move {
             stop.notified().await
         }));
+    }
+    {
+        let stop = background_stop.clone();
+        let others = handle
+            .fed
+            .iter()
+            .filter(|(id, _)| **id != cfg.id)
+            .map(|(id, ch)| (*id, ch.clone()))
+            .collect();
+        tokio::spawn(crate::faults::sync(
+            handle.faults.clone(),
+            others,
+            async move { stop.notified().await },
+        ));
     }
     {
         let stop = background_stop.clone();
