@@ -716,6 +716,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                     if !rules.is_empty() || dropped + delayed > 0 {
                         drills.push(json!({
                             "id": n.id, "rules": rules, "dropped": dropped, "delayed": delayed,
+                            "generation": f.generation,
                         }));
                     }
                 }
@@ -762,7 +763,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     }
     for d in &drills {
         println!(
-            "演练 drill on node {}: {} (dropped {}, delayed {})",
+            "演练 drill on node {}: {} (dropped {}, delayed {}; generation {})",
             d["id"],
             d["rules"]
                 .as_array()
@@ -773,7 +774,8 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                     .join("; "))
                 .unwrap_or_default(),
             d["dropped"],
-            d["delayed"]
+            d["delayed"],
+            d["generation"]
         );
     }
     println!(

@@ -272,6 +272,11 @@ async fn a_drill_outlives_restarts_and_reaches_the_node_that_missed_it() {
         "{}",
         cl.log(3)
     );
+    let m = cl.metrics(3);
+    assert!(
+        m.contains(&format!("hotline_fault_drill_generation {}", cut.0)),
+        "{m}"
+    );
 
     // Every node killed and restarted: each comes back under the drill from
     // its own file, and the cut is enforced (1 and 2 still elect through 3

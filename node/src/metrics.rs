@@ -169,6 +169,13 @@ pub async fn render(h: &Handle, loop_stats: &LoopStats, notify: &NotifyStats) ->
         "Drill rules in force on this node (hotline fault …)",
         f.rules.len() as i64,
     );
+    // Nodes at different generations have not all caught up (faults::sync).
+    gauge(
+        &mut reg,
+        "fault_drill_generation",
+        "Generation of the drill in force on this node (0: never set)",
+        f.generation as i64,
+    );
     let fam = Family::<PeerVerdict, Counter>::default();
     for c in &f.counters {
         let peer = c.peer.to_string();
