@@ -579,17 +579,14 @@ fn report(
 /// set by an earlier command even if some node missed that one.
 async fn newest_drill(client: &Client) -> Result<Drill> {
     let outcomes = call_all(client, &Call::Show).await;
-    outcomes
-        .into_iter()
-        .filter_map(|o| match o {
-            Outcome::Ok(r) => Some(Drill {
-                generation: r.generation,
-                rules: r.rules,
-            }),
-            _ => None,
-        })
-        .reduce(|a, b| if faults::newer(&b, &a) { b } else { a })
-        .ok_or_else(|| anyhow!("no node answered: the drill is unchanged"))
+    let held = outcomes.into_iter().filter_map(|o| match o {
+        Outcome::Ok(r) => Some(Drill {
+            generation: r.generation,
+            rules: r.rules,
+        }),
+        _ => None,
+    });
+    faults::newest(held, |d| d).ok_or_else(|| anyhow!("no node answered: the drill is unchanged"))
 }
 
 /// The generation of a change to a drill at `newest`: this machine's clock

@@ -228,6 +228,13 @@ pub fn newer(a: &Drill, b: &Drill) -> bool {
     }
 }
 
+/// The item with the [`newer`] drill of `items` (the first of equals).
+pub fn newest<T>(items: impl IntoIterator<Item = T>, drill: impl Fn(&T) -> &Drill) -> Option<T> {
+    items
+        .into_iter()
+        .reduce(|a, b| if newer(drill(&b), drill(&a)) { b } else { a })
+}
+
 /// Checks every rule of a drill (errors name `rules[i].field`) and returns
 /// it normalized: sides sorted, equal rules once.
 pub fn validate_drill(drill: Drill) -> Result<Drill, String> {
@@ -572,11 +579,7 @@ pub async fn sync(
             }
         }))
         .await;
-        let newest = answers
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| if newer(&b.1, &a.1) { b } else { a });
-        let Some((from, drill)) = newest else {
+        let Some((from, drill)) = newest(answers.into_iter().flatten(), |(_, d)| d) else {
             continue;
         };
         if !newer(&drill, &faults.drill()) {
