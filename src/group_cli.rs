@@ -200,12 +200,18 @@ where
     Ok(Err(last))
 }
 
-async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
+/// The group of `--region`, after checking `--node`, and a client of the
+/// config: what every command aimed at one node of one group starts from.
+fn target(c: &ClientArgs, region: &str, node: u64) -> Result<(u64, hotline_node::client::Client)> {
     let group = group_of(region)?;
     if node == 0 {
         bail!("--node: node ids start at 1");
     }
-    let cl = client(&c.config)?;
+    Ok((group, client(&c.config)?))
+}
+
+async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
+    let (group, cl) = target(c, region, node)?;
     let done = at_leader(&cl, group, ATTEMPTS, |i, attempt| {
         let cl = &cl;
         async move {
@@ -255,11 +261,7 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) 
 /// leader (a leader change meanwhile) and while the transfer is given up
 /// for a reason that passes (the voter still catching up).
 async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
-    let group = group_of(region)?;
-    if node == 0 {
-        bail!("--node: node ids start at 1");
-    }
-    let cl = client(&c.config)?;
+    let (group, cl) = target(c, region, node)?;
     let done = at_leader(&cl, group, ATTEMPTS / 6, |i, _| {
         let cl = &cl;
         async move {
