@@ -36,6 +36,7 @@ fn accept(request_id: u64, text: &str) -> Command {
     Command {
         request_id,
         at_ms: 1_795_831_200_000 + request_id as i64,
+        accept_text: Vec::new(),
         op: Some(command::Op::Accept(AcceptRequest {
             region: "310114".into(),
             kind: Kind::Complaint as i32,

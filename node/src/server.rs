@@ -292,6 +292,7 @@ impl Handle {
         let cmd = Command {
             request_id,
             at_ms: now_ms(),
+            accept_text: Vec::new(),
             op: Some(op),
         };
         let (reply, rx) = oneshot::channel();

@@ -1123,6 +1123,7 @@ mod tests {
         Command {
             request_id: i + 1,
             at_ms: 1_795_831_200_000,
+            accept_text: Vec::new(),
             op: Some(command::Op::Accept(AcceptRequest {
                 region: "310114".into(),
                 kind: Kind::Help as i32,
@@ -1204,6 +1205,7 @@ mod tests {
         r.propose(&Command {
             request_id: 1,
             at_ms: 1_795_831_200_000,
+            accept_text: Vec::new(),
             op: Some(command::Op::Place(hotline_proto::v1::Placement {
                 group_id: 310_114,
                 region: "310114".into(),
@@ -1693,6 +1695,7 @@ mod tests {
         r.propose(&Command {
             request_id: 1,
             at_ms: at,
+            accept_text: Vec::new(),
             op: Some(command::Op::Accept(AcceptRequest {
                 region: "310114".into(),
                 kind: Kind::Complaint as i32,
@@ -1708,6 +1711,7 @@ mod tests {
         r.propose(&Command {
             request_id: 2,
             at_ms: at + 1000,
+            accept_text: Vec::new(),
             op: Some(command::Op::Ticket(TicketCommand {
                 ticket_id: id.clone(),
                 actor: Some(Actor {

@@ -145,6 +145,7 @@ impl MemCluster {
         let cmd = Command {
             request_id,
             at_ms: EPOCH_MS + self.steps as i64,
+            accept_text: Vec::new(),
             op: Some(command::Op::Accept(AcceptRequest {
                 region: REGION.into(),
                 kind: Kind::Complaint as i32,
@@ -543,6 +544,7 @@ mod tests {
         let cmd = Command {
             request_id: 99,
             at_ms: EPOCH_MS + 1_000,
+            accept_text: Vec::new(),
             op: Some(command::Op::Ticket(hotline_proto::v1::TicketCommand {
                 ticket_id: id,
                 actor: Some(hotline_proto::v1::Actor {

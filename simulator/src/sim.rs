@@ -1874,6 +1874,7 @@ impl Sim {
         let cmd = Command {
             request_id: rid,
             at_ms: 0,
+            accept_text: Vec::new(),
             op: Some(op),
         };
         self.pending.insert(

@@ -1272,6 +1272,7 @@ mod tests {
         let cmd = Command {
             request_id,
             at_ms,
+            accept_text: Vec::new(),
             op: Some(command::Op::Accept(req())),
         };
         m.apply(index, &cmd)
@@ -1329,6 +1330,7 @@ mod tests {
             let cmd = Command {
                 request_id: 0,
                 at_ms: at,
+                accept_text: Vec::new(),
                 op: Some(command::Op::Ticket(TicketCommand {
                     ticket_id: id.into(),
                     actor,
@@ -1680,6 +1682,7 @@ mod tests {
             &Command {
                 request_id: 0,
                 at_ms: AT + 10,
+                accept_text: Vec::new(),
                 op: Some(command::Op::Accept(r2)),
             },
         ));
@@ -1821,6 +1824,7 @@ mod tests {
             &Command {
                 request_id: 0,
                 at_ms: AT,
+                accept_text: Vec::new(),
                 op: Some(command::Op::Accept(r)),
             },
         ));
@@ -1878,6 +1882,7 @@ mod tests {
                 &Command {
                     request_id: 0,
                     at_ms: AT,
+                    accept_text: Vec::new(),
                     op: Some(command::Op::SetPolicy(p.clone())),
                 },
             )
@@ -1907,6 +1912,7 @@ mod tests {
             let cmd = Command {
                 request_id: 0,
                 at_ms: AT,
+                accept_text: Vec::new(),
                 op: Some(command::Op::Place(hotline_proto::v1::Placement {
                     group_id: 310_114,
                     region: "310114".into(),

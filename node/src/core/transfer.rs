@@ -747,6 +747,7 @@ mod tests {
                 &Command {
                     request_id: 0,
                     at_ms: AT + self.index as i64,
+                    accept_text: Vec::new(),
                     op: Some(op),
                 },
             )
