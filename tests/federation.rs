@@ -130,6 +130,29 @@ async fn owned_by_taicang(c: &Client, id: &str) -> Option<Ticket> {
         .filter(|t| t.status == Status::Accepted as i32)
 }
 
+/// Waits until group `g`'s record of the transfer of ticket `id` names
+/// `next` as the group the envelope went to. Only the hop's own
+/// acknowledgement (`HopDone`) records it, and a receipt from the
+/// destination can commit before it: "delivered" does not imply it yet.
+async fn until_next_hop(c: &Client, g: u64, id: &str, next: u64) {
+    until(
+        &format!("group {g} records {next} as the next hop of {id}"),
+        Duration::from_secs(15),
+        || async move {
+            c.transfers(g, false, 100).await.is_ok_and(|l| {
+                l.iter().any(|r| {
+                    r.next_group == next
+                        && r.envelope
+                            .as_ref()
+                            .and_then(|e| e.ticket.as_ref())
+                            .is_some_and(|t| t.id == id)
+                })
+            })
+        },
+    )
+    .await;
+}
+
 async fn delivered_at_origin(c: &Client, id: &str) -> bool {
     c.get_in(310114, id)
         .await
@@ -1409,6 +1432,7 @@ async fn within_a_city_a_transfer_goes_straight_to_the_district() {
     let env = at_huangpu[0].envelope.clone().unwrap();
     assert_eq!(env.hops, [310114, 310101], "straight from 嘉定");
     assert!(!at_huangpu[0].cross_province);
+    until_next_hop(&c, 310114, &t.id, 310101).await;
     let at_jiading = c.transfers(310114, false, 100).await.unwrap();
     assert_eq!(at_jiading.len(), 1);
     assert_eq!(at_jiading[0].next_group, 310101);
@@ -1530,9 +1554,11 @@ async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
         [310114, 3101, 310101],
         "through 3101"
     );
+    until_next_hop(&c, 3101, &t.id, 310101).await;
     let at_city = record(3101, t.id.clone()).await.expect("3101's record");
     assert_eq!(at_city.state, TransferState::Delivered as i32);
     assert_eq!(at_city.next_group, 310101);
+    until_next_hop(&c, 310114, &t.id, 3101).await;
     let at_jiading = record(310114, t.id.clone()).await.unwrap();
     assert_eq!(at_jiading.next_group, 3101, "not straight to 黄浦");
     cl.cli(&["fault", "heal"]);

@@ -546,7 +546,16 @@ impl TicketMachine {
             return ApplyResult::Rejected(CommandError::NotFound(h.transfer_id.clone()));
         };
         if r.state != TransferState::Pending as i32 {
-            return ApplyResult::Nothing; // a repeated acknowledgement
+            // A repeated acknowledgement, or one the destination's receipt
+            // overtook (a direct delivery answers while this hop's own
+            // commit is still on its way): the receipt decided the state,
+            // but where the envelope went is still this hop's to record.
+            if r.next_group == 0 && h.next_group != 0 {
+                let r = self.transfer_mut(&h.transfer_id).expect("found above");
+                r.next_group = h.next_group;
+                self.transfer_changed(&h.transfer_id);
+            }
+            return ApplyResult::Nothing;
         }
         let r = self.transfer_mut(&h.transfer_id).expect("found above");
         r.state = TransferState::Forwarded as i32;
@@ -880,6 +889,42 @@ mod tests {
         assert_eq!(receipt_ticket(&national), None);
         let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
         assert_eq!(&*owners_copy, dest.m.ticket(&t.id).unwrap());
+    }
+
+    /// A direct delivery's receipt can commit at the origin before the
+    /// origin's own acknowledgement of the hop (`HopDone`): the record is
+    /// delivered either way, and still names the group it went to.
+    #[test]
+    fn a_receipt_that_overtakes_the_hops_acknowledgement_keeps_the_next_hop() {
+        let mut origin = G::new("310114");
+        let mut dest = G::new("310101");
+        let t = accept_about(&mut origin, "310101002", 310101);
+        let env = origin.work()[0].envelope.clone().unwrap();
+        assert!(!custody(&mut dest, &env));
+        let receipt = dest.work()[0].receipt.clone();
+        origin.apply(command::Op::ReceiptIn(ReceiptIn { receipt }));
+        let rec = origin.m.transfer(&env.transfer_id).unwrap().clone();
+        assert_eq!(rec.state, TransferState::Delivered as i32);
+        assert_eq!(rec.next_group, 0, "not acknowledged yet");
+        let hop_done = || {
+            command::Op::HopDone(HopDone {
+                transfer_id: env.transfer_id.clone(),
+                next_group: 310101,
+            })
+        };
+        origin.apply(hop_done());
+        let rec = origin.m.transfer(&env.transfer_id).unwrap().clone();
+        assert_eq!(
+            rec.state,
+            TransferState::Delivered as i32,
+            "the receipt decided"
+        );
+        assert_eq!(rec.next_group, 310101);
+        let stub = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(stub.transfer_state, TransferState::Delivered as i32);
+        origin.apply(hop_done());
+        assert_eq!(origin.m.transfer(&env.transfer_id).unwrap(), &rec, "once");
+        assert!(origin.work().is_empty());
     }
 
     /// The callee's check of a `Forward` (`hop_allowed`) lets through every
