@@ -32,6 +32,8 @@ where
         assert!(start.elapsed() < within, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Printed (nextest shows it with a failure) so a slow phase is visible.
+    eprintln!("waited {:?} for {what}", start.elapsed());
 }
 
 /// Waits until exactly the nodes `want` show their directory as current in

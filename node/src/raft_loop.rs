@@ -927,7 +927,7 @@ impl RaftLoop {
                 .snapshot
                 .as_ref()
                 .and_then(|s| s.state.directory.as_ref());
-            if let Some(img) = wb.sm.directory.as_ref().or(installed) {
+            if let Some(img) = wb.sm.directory.as_deref().or(installed) {
                 self.directory.national_applied(img.version);
             }
             if let Some(b) = self.bells.get(&wb.group_id) {

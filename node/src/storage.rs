@@ -654,7 +654,7 @@ impl Storage {
             img.hard_state = hs.clone();
         }
         if let Some(cs) = &b.conf_state {
-            img.conf_state = Some(cs.clone());
+            img.conf_state = Some((**cs).clone());
         }
         let sm = &b.sm;
         self.dirty.put(
@@ -664,8 +664,8 @@ impl Storage {
                 seqs: &sm.sequences,
                 reqs: &sm.requests_put,
                 outbox: &sm.outbox_put,
-                policy: sm.policy.as_ref(),
-                directory: sm.directory.as_ref(),
+                policy: sm.policy.as_deref(),
+                directory: sm.directory.as_deref(),
                 transfers: &sm.transfers_put,
             },
         );
@@ -1508,9 +1508,9 @@ mod tests {
             voters: vec![1],
             ..Default::default()
         };
-        let batch = |g, tickets, conf_state| WriteBatch {
+        let batch = |g, tickets, conf_state: Option<ConfState>| WriteBatch {
             group_id: g,
-            conf_state,
+            conf_state: conf_state.map(Box::new),
             sm: SmWrites {
                 tickets,
                 ..Default::default()
@@ -1535,7 +1535,7 @@ mod tests {
         assert!(!st.dirty.is_empty());
         let install = WriteBatch {
             group_id: 7,
-            snapshot: Some(SnapshotInstall {
+            snapshot: Some(Box::new(SnapshotInstall {
                 index: 9,
                 term: 2,
                 conf_state: cs.clone(),
@@ -1548,7 +1548,7 @@ mod tests {
                     ..Default::default()
                 },
                 replaced_tickets: vec![(10, "a".into()), (20, "b".into()), (30, "c".into())],
-            }),
+            })),
             must_sync: true,
             ..Default::default()
         };

@@ -115,7 +115,7 @@ impl Image {
             self.hard_state = hs;
         }
         if let Some(cs) = wb.conf_state {
-            self.conf_state = cs;
+            self.conf_state = *cs;
         }
         let sm = wb.sm;
         for t in sm.tickets {
@@ -142,10 +142,10 @@ impl Image {
             self.outbox.remove(id);
         }
         if let Some(p) = sm.policy {
-            self.policy = Some(p);
+            self.policy = Some(*p);
         }
         if let Some(d) = sm.directory {
-            self.directory = Some(d);
+            self.directory = Some(*d);
         }
         for r in sm.transfers_put {
             let id = r.envelope.as_ref().map_or("", |e| e.transfer_id.as_str());

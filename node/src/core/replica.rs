@@ -144,12 +144,14 @@ pub struct SnapshotInstall {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteBatch {
     pub group_id: u64,
-    pub snapshot: Option<SnapshotInstall>,
+    /// Boxed, like the other rare fields: a batch is moved several times
+    /// per raft round, and inline it made every move a kilobyte.
+    pub snapshot: Option<Box<SnapshotInstall>>,
     /// Entries to append; any stored entries at or after the first one's
     /// index are deleted first.
     pub entries: Vec<Entry>,
     pub hard_state: Option<HardState>,
-    pub conf_state: Option<ConfState>,
+    pub conf_state: Option<Box<ConfState>>,
     pub sm: SmWrites,
     pub applied: Option<u64>,
     /// Delete entries up to and including this index; record it as truncated.
@@ -477,7 +479,7 @@ impl Replica {
             // Bootstrap: make the founding configuration durable first. (A
             // replica created empty, to join a group at run time, has no
             // configuration to write: it learns one from a snapshot.)
-            carry.conf_state = Some(rec.conf_state.clone());
+            carry.conf_state = Some(Box::new(rec.conf_state.clone()));
             carry.must_sync = true;
         }
         Ok(Replica {
@@ -1243,13 +1245,13 @@ impl Replica {
         // Earlier carried writes are superseded by the snapshot.
         *write = WriteBatch {
             group_id: self.cfg.group_id,
-            snapshot: Some(SnapshotInstall {
+            snapshot: Some(Box::new(SnapshotInstall {
                 index: meta.index,
                 term: meta.term,
                 conf_state: meta.get_conf_state().clone(),
                 state,
                 replaced_tickets,
-            }),
+            })),
             must_sync: true,
             ..Default::default()
         };
@@ -1648,7 +1650,7 @@ impl Replica {
     fn conf_changed(&mut self, cs: ConfState, write: &mut WriteBatch) {
         self.raw.mut_store().set_conf_state(cs.clone());
         self.raw.mut_store().set_snapshot(Snapshot::default());
-        write.conf_state = Some(cs);
+        write.conf_state = Some(Box::new(cs));
     }
 
     /// An empty replica (created to join a group at run time) must not

@@ -102,11 +102,12 @@ pub struct SmWrites {
     /// (created_at_ms, id) of notifications that left the outbox: the disk
     /// keys the outbox by time too (see `storage::OUTBOX`).
     pub outbox_del: Vec<(i64, String)>,
-    pub policy: Option<Policy>,
+    /// Boxed (rare, and a batch moves several times per round).
+    pub policy: Option<Box<Policy>>,
     pub transfers_put: Vec<Arc<TransferRecord>>,
     pub transfers_del: Vec<String>,
     /// The whole directory after a change (national group only; rare).
-    pub directory: Option<DirectoryImage>,
+    pub directory: Option<Box<DirectoryImage>>,
 }
 
 impl SmWrites {
@@ -556,7 +557,7 @@ impl TicketMachine {
                 Ok(rules) => {
                     self.rules = SharedRules(Arc::new(rules));
                     self.policy = p.clone();
-                    self.writes.policy = Some(p.clone());
+                    self.writes.policy = Some(Box::new(p.clone()));
                     return ApplyResult::Policy(p.clone());
                 }
                 Err(e) => return ApplyResult::Rejected(e),
@@ -962,7 +963,7 @@ impl TicketMachine {
 
     pub fn take_writes(&mut self) -> SmWrites {
         if std::mem::take(&mut self.directory_dirty) {
-            self.writes.directory = Some(self.placements.image());
+            self.writes.directory = Some(Box::new(self.placements.image()));
         }
         std::mem::take(&mut self.writes)
     }
@@ -1953,7 +1954,7 @@ mod tests {
             "",
             national.snapshot(hotline_federation::directory::NATIONAL),
         );
-        assert_eq!(back.placements.image(), img);
+        assert_eq!(back.placements.image(), *img);
     }
 
     #[test]
