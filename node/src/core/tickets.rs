@@ -127,17 +127,17 @@ impl SmWrites {
             transfers_del,
             directory,
         } = later;
-        self.tickets.extend(tickets);
-        self.sequences.extend(sequences);
-        self.requests_put.extend(requests_put);
-        self.requests_del.extend(requests_del);
-        self.outbox_put.extend(outbox_put);
-        self.outbox_del.extend(outbox_del);
+        join(&mut self.tickets, tickets);
+        join(&mut self.sequences, sequences);
+        join(&mut self.requests_put, requests_put);
+        join(&mut self.requests_del, requests_del);
+        join(&mut self.outbox_put, outbox_put);
+        join(&mut self.outbox_del, outbox_del);
         if policy.is_some() {
             self.policy = policy;
         }
-        self.transfers_put.extend(transfers_put);
-        self.transfers_del.extend(transfers_del);
+        join(&mut self.transfers_put, transfers_put);
+        join(&mut self.transfers_del, transfers_del);
         if directory.is_some() {
             self.directory = directory;
         }
@@ -154,6 +154,19 @@ impl SmWrites {
             && self.transfers_put.is_empty()
             && self.transfers_del.is_empty()
             && self.directory.is_none()
+    }
+}
+
+/// `later` after `earlier`. Most raft rounds append one round's writes to
+/// an empty batch: then the vector itself moves, instead of an allocation,
+/// a copy and a free per field and round (with 64 busy groups at one or two
+/// entries per round: 7 M of `core_rounds 64 2 20000`'s 1,318 M
+/// instructions).
+fn join<T>(earlier: &mut Vec<T>, later: Vec<T>) {
+    if earlier.is_empty() {
+        *earlier = later;
+    } else {
+        earlier.extend(later);
     }
 }
 
@@ -1257,6 +1270,51 @@ mod tests {
         Supervise, TicketCommand, Urge, ticket_command::Op,
     };
     use proptest::prelude::*;
+
+    #[test]
+    fn writes_appended_keep_their_order_and_the_latest_policy() {
+        let seq = |day, last| DaySequence { day, last };
+        let policy = |version| {
+            Some(Box::new(Policy {
+                version,
+                ..Default::default()
+            }))
+        };
+        // Onto an empty batch (the vector moves), then onto a filled one.
+        let mut w = SmWrites::default();
+        w.append(SmWrites {
+            sequences: vec![seq(1, 1), seq(1, 2)],
+            outbox_del: vec![(5, "n1".into())],
+            policy: policy(1),
+            ..Default::default()
+        });
+        w.append(SmWrites {
+            sequences: vec![seq(1, 3)],
+            requests_del: vec![(7, 9)],
+            ..Default::default()
+        });
+        assert_eq!(w.sequences, vec![seq(1, 1), seq(1, 2), seq(1, 3)]);
+        assert_eq!(w.outbox_del, vec![(5, "n1".to_string())]);
+        assert_eq!(w.requests_del, vec![(7, 9)]);
+        assert_eq!(
+            w.policy.as_ref().map(|p| p.version),
+            Some(1),
+            "kept when the later has none"
+        );
+        w.append(SmWrites {
+            policy: policy(2),
+            ..Default::default()
+        });
+        assert_eq!(
+            w.policy.map(|p| p.version),
+            Some(2),
+            "a later policy replaces"
+        );
+        // An empty later batch changes nothing.
+        let mut e = SmWrites::default();
+        e.append(SmWrites::default());
+        assert!(e.is_empty());
+    }
 
     pub(crate) fn req() -> AcceptRequest {
         AcceptRequest {
