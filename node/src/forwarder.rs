@@ -45,6 +45,14 @@ const MAX_WORK_PER_ROUND: usize = 64;
 const FORWARD_CONCURRENCY: usize = 16;
 /// Deadline of one `Forward` call (the callee waits for a commit).
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a `Forward` waits on one member of the next group before it
+/// asks the next member too. While that group elects a leader, a member
+/// that still names the old, unreachable one holds the call for the whole
+/// [`FORWARD_TIMEOUT`]; asked one after another, such members stacked their
+/// 3 s (the leader-kill drill: custody after 5.0 s, a hand-on after 3.0 s).
+/// A commit takes a few ms to tens of ms here, so 500 ms rarely asks twice,
+/// and asking twice is safe: the callee takes custody once per transfer id.
+const FORWARD_HEDGE_AFTER: Duration = Duration::from_millis(500);
 /// Metadata key carrying the calling node's id (checked against its certificate).
 pub const NODE_HEADER: &str = "x-hotline-node";
 
@@ -70,6 +78,48 @@ const MAX_LIVE_MEMBER_ENTRIES: usize = 4_096;
 pub(crate) type LiveMembers =
     std::sync::Mutex<std::collections::HashMap<(u64, u64, bool), (bool, std::time::Instant)>>;
 
+/// Asks `members` one after another, each call bounded by its own timeout
+/// (`call`), until one succeeds; a failure moves on to the next member at
+/// once. With `hedge_after`, a member that has not answered by then no
+/// longer holds up the next: both stay asked, and the first success wins. When all fail, the error is the last to arrive.
+async fn first_success<T, Fut>(
+    group: u64,
+    members: Vec<u64>,
+    hedge_after: Option<Duration>,
+    call: impl Fn(u64) -> Fut,
+) -> Result<T, Status>
+where
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let mut last = Status::unavailable(format!("group {group} has no reachable member"));
+    let mut waiting = members.into_iter().peekable();
+    let mut asked = futures::stream::FuturesUnordered::new();
+    loop {
+        if asked.is_empty() {
+            match waiting.next() {
+                Some(node) => asked.push(call(node)),
+                None => return Err(last),
+            }
+        }
+        let hedge = hedge_after.filter(|_| waiting.peek().is_some());
+        tokio::select! {
+            r = asked.next() => match r.expect("asked is not empty") {
+                Ok(v) => return Ok(v),
+                // A failure moves on at once, whoever else is still asked.
+                Err(s) => {
+                    last = s;
+                    if let Some(node) = waiting.next() {
+                        asked.push(call(node));
+                    }
+                }
+            },
+            _ = tokio::time::sleep(hedge.unwrap_or_default()), if hedge.is_some() => {
+                asked.push(call(waiting.next().expect("peeked")));
+            }
+        }
+    }
+}
+
 impl Handle {
     /// Calls `f` on member nodes of `group` in turn until one succeeds,
     /// honouring drills (faults) on each link.
@@ -78,14 +128,30 @@ impl Handle {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let mut last = Status::unavailable(format!("group {group} has no reachable member"));
-        for node in self.dir().members(group).to_vec() {
-            match self.call_node(node, &f).await {
-                Ok(v) => return Ok(v),
-                Err(s) => last = s,
-            }
-        }
-        Err(last)
+        self.federation_call_hedged(group, None, f).await
+    }
+
+    /// [`Self::federation_call`], but when a member has not answered within
+    /// `hedge_after`, the next one is asked too (the first stays asked) and
+    /// the first success wins. Only for calls that are safe to make twice:
+    /// a `Forward` is idempotent by transfer id at the callee.
+    pub(crate) async fn federation_call_hedged<T, F, Fut>(
+        &self,
+        group: u64,
+        hedge_after: Option<Duration>,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        first_success(
+            group,
+            self.dir().members(group).to_vec(),
+            hedge_after,
+            |node| self.call_node(node, &f),
+        )
+        .await
     }
 
     /// Calls `f` on one node over its federation channel (this node's own
@@ -187,7 +253,7 @@ impl Handle {
 
     async fn forward_to(&self, group: u64, req: ForwardRequest) -> Result<ForwardResponse, Status> {
         let me = self.node_id;
-        self.federation_call(group, |ch| {
+        self.federation_call_hedged(group, Some(FORWARD_HEDGE_AFTER), |ch| {
             let req = req.clone();
             async move {
                 FederationClient::new(ch)
@@ -617,5 +683,103 @@ pub fn mask_record(rec: &mut TransferRecord) {
     }
     if let Some(t) = rec.receipt.as_mut().and_then(|r| r.ticket.as_mut()) {
         **t = crate::server::redact(std::mem::take(&mut **t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// A member that answers `outcome` after `after`.
+    async fn member(n: u64, after: Duration, ok: bool) -> Result<u64, Status> {
+        tokio::time::sleep(after).await;
+        if ok {
+            Ok(n)
+        } else {
+            Err(Status::unavailable(format!("member {n}")))
+        }
+    }
+
+    /// Member 1 holds the call for the whole timeout (it names a leader it
+    /// cannot reach), members 2 and 3 answer in 20 ms.
+    fn stuck_first(n: u64) -> (Duration, bool) {
+        if n == 1 {
+            (FORWARD_TIMEOUT, false)
+        } else {
+            (Duration::from_millis(20), true)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_holds_the_call_no_longer_holds_up_the_next() {
+        let start = Instant::now();
+        let asked = Mutex::new(Vec::new());
+        let r = first_success(7, vec![1, 2, 3], Some(FORWARD_HEDGE_AFTER), |n| {
+            asked.lock().unwrap().push((n, start.elapsed()));
+            let (after, ok) = stuck_first(n);
+            member(n, after, ok)
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(
+            start.elapsed(),
+            FORWARD_HEDGE_AFTER + Duration::from_millis(20)
+        );
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![(1, Duration::ZERO), (2, FORWARD_HEDGE_AFTER)],
+            "member 3 is not asked once member 2 answered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_hedging_members_are_asked_in_turn() {
+        let start = Instant::now();
+        let asked = Mutex::new(Vec::new());
+        let r = first_success(7, vec![1, 2, 3], None, |n| {
+            asked.lock().unwrap().push(n);
+            let (after, ok) = stuck_first(n);
+            member(n, after, ok)
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(start.elapsed(), FORWARD_TIMEOUT + Duration::from_millis(20));
+        assert_eq!(*asked.lock().unwrap(), vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failure_moves_on_at_once_and_all_failing_is_an_error() {
+        let start = Instant::now();
+        // 1 fails after the timeout, 2 at once, 3 after 100 ms: 2 is asked
+        // at the hedge (500 ms), 3 right after 2's failure.
+        let asked = Mutex::new(Vec::new());
+        let r = first_success(7, vec![1, 2, 3], Some(FORWARD_HEDGE_AFTER), |n| {
+            asked.lock().unwrap().push((n, start.elapsed()));
+            let after = match n {
+                1 => FORWARD_TIMEOUT,
+                2 => Duration::ZERO,
+                _ => Duration::from_millis(100),
+            };
+            member(n, after, false)
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(e.message(), "member 1", "the last failure to arrive");
+        assert_eq!(start.elapsed(), FORWARD_TIMEOUT);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![
+                (1, Duration::ZERO),
+                (2, FORWARD_HEDGE_AFTER),
+                (3, FORWARD_HEDGE_AFTER)
+            ]
+        );
+        let none = first_success(7, Vec::new(), Some(FORWARD_HEDGE_AFTER), |n| {
+            member(n, Duration::ZERO, true)
+        })
+        .await;
+        assert!(none.unwrap_err().message().contains("group 7"));
     }
 }
