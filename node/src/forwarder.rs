@@ -692,14 +692,29 @@ mod tests {
     use std::sync::Mutex;
     use tokio::time::Instant;
 
-    /// A member that answers `outcome` after `after`.
-    async fn member(n: u64, after: Duration, ok: bool) -> Result<u64, Status> {
-        tokio::time::sleep(after).await;
-        if ok {
-            Ok(n)
-        } else {
-            Err(Status::unavailable(format!("member {n}")))
-        }
+    /// Asks members 1, 2 and 3 of group 7 through `first_success`; member
+    /// `n` answers `answer(n)` = (after how long, success). Returns the
+    /// outcome, the time it took, and who was asked when.
+    async fn ask(
+        hedge_after: Option<Duration>,
+        answer: fn(u64) -> (Duration, bool),
+    ) -> (Result<u64, Status>, Duration, Vec<(u64, Duration)>) {
+        let start = Instant::now();
+        let asked = Mutex::new(Vec::new());
+        let r = first_success(7, vec![1, 2, 3], hedge_after, |n| {
+            asked.lock().unwrap().push((n, start.elapsed()));
+            let (after, ok) = answer(n);
+            async move {
+                tokio::time::sleep(after).await;
+                if ok {
+                    Ok(n)
+                } else {
+                    Err(Status::unavailable(format!("member {n}")))
+                }
+            }
+        })
+        .await;
+        (r, start.elapsed(), asked.into_inner().unwrap())
     }
 
     /// Member 1 holds the call for the whole timeout (it names a leader it
@@ -714,21 +729,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_member_that_holds_the_call_no_longer_holds_up_the_next() {
-        let start = Instant::now();
-        let asked = Mutex::new(Vec::new());
-        let r = first_success(7, vec![1, 2, 3], Some(FORWARD_HEDGE_AFTER), |n| {
-            asked.lock().unwrap().push((n, start.elapsed()));
-            let (after, ok) = stuck_first(n);
-            member(n, after, ok)
-        })
-        .await;
+        let (r, took, asked) = ask(Some(FORWARD_HEDGE_AFTER), stuck_first).await;
         assert_eq!(r.unwrap(), 2);
+        assert_eq!(took, FORWARD_HEDGE_AFTER + Duration::from_millis(20));
         assert_eq!(
-            start.elapsed(),
-            FORWARD_HEDGE_AFTER + Duration::from_millis(20)
-        );
-        assert_eq!(
-            *asked.lock().unwrap(),
+            asked,
             vec![(1, Duration::ZERO), (2, FORWARD_HEDGE_AFTER)],
             "member 3 is not asked once member 2 answered"
         );
@@ -736,48 +741,38 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_hedging_members_are_asked_in_turn() {
-        let start = Instant::now();
-        let asked = Mutex::new(Vec::new());
-        let r = first_success(7, vec![1, 2, 3], None, |n| {
-            asked.lock().unwrap().push(n);
-            let (after, ok) = stuck_first(n);
-            member(n, after, ok)
-        })
-        .await;
+        let (r, took, asked) = ask(None, stuck_first).await;
         assert_eq!(r.unwrap(), 2);
-        assert_eq!(start.elapsed(), FORWARD_TIMEOUT + Duration::from_millis(20));
-        assert_eq!(*asked.lock().unwrap(), vec![1, 2]);
+        assert_eq!(took, FORWARD_TIMEOUT + Duration::from_millis(20));
+        assert_eq!(asked, vec![(1, Duration::ZERO), (2, FORWARD_TIMEOUT)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fast_failure_moves_on_at_once_and_all_failing_is_an_error() {
-        let start = Instant::now();
         // 1 fails after the timeout, 2 at once, 3 after 100 ms: 2 is asked
         // at the hedge (500 ms), 3 right after 2's failure.
-        let asked = Mutex::new(Vec::new());
-        let r = first_success(7, vec![1, 2, 3], Some(FORWARD_HEDGE_AFTER), |n| {
-            asked.lock().unwrap().push((n, start.elapsed()));
-            let after = match n {
-                1 => FORWARD_TIMEOUT,
-                2 => Duration::ZERO,
-                _ => Duration::from_millis(100),
-            };
-            member(n, after, false)
+        let (r, took, asked) = ask(Some(FORWARD_HEDGE_AFTER), |n| match n {
+            1 => (FORWARD_TIMEOUT, false),
+            2 => (Duration::ZERO, false),
+            _ => (Duration::from_millis(100), false),
         })
         .await;
-        let e = r.unwrap_err();
-        assert_eq!(e.message(), "member 1", "the last failure to arrive");
-        assert_eq!(start.elapsed(), FORWARD_TIMEOUT);
         assert_eq!(
-            *asked.lock().unwrap(),
+            r.unwrap_err().message(),
+            "member 1",
+            "the last failure to arrive"
+        );
+        assert_eq!(took, FORWARD_TIMEOUT);
+        assert_eq!(
+            asked,
             vec![
                 (1, Duration::ZERO),
                 (2, FORWARD_HEDGE_AFTER),
                 (3, FORWARD_HEDGE_AFTER)
             ]
         );
-        let none = first_success(7, Vec::new(), Some(FORWARD_HEDGE_AFTER), |n| {
-            member(n, Duration::ZERO, true)
+        let none = first_success(7, Vec::new(), Some(FORWARD_HEDGE_AFTER), |n| async move {
+            Ok::<u64, Status>(n)
         })
         .await;
         assert!(none.unwrap_err().message().contains("group 7"));
