@@ -147,7 +147,10 @@ impl Cluster {
         let child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(self.node_config(id))
-            .env("HOTLINE_LOG", "info")
+            .env(
+                "HOTLINE_LOG",
+                std::env::var("HOTLINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -190,10 +193,34 @@ impl Cluster {
     }
 }
 
+/// Lines of each node's log printed when a test fails.
+const FAILED_LOG_TAIL_LINES: usize = 40;
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for id in 1..=self.n {
             self.kill(id);
+        }
+        // A failing test keeps its directory (configs, data, whole logs)
+        // and prints each node's last log lines: CI shows only the test's
+        // output, and a rare failure must be readable there.
+        // `HOTLINE_TEST_KEEP=1` keeps it for a passing test too.
+        if std::thread::panicking() || std::env::var_os("HOTLINE_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("cluster directory kept: {}", self.dir.path().display());
+            for id in 1..=self.n {
+                let log = self.log(id);
+                let lines: Vec<&str> = log.lines().collect();
+                let from = lines.len().saturating_sub(FAILED_LOG_TAIL_LINES);
+                eprintln!(
+                    "--- node {id}: last {} of {} log lines",
+                    lines.len() - from,
+                    lines.len()
+                );
+                for l in &lines[from..] {
+                    eprintln!("{l}");
+                }
+            }
         }
     }
 }
