@@ -398,6 +398,12 @@ impl RaftLoop {
             let _ = p.reply.send(ProposeOutcome::Rejected(e));
             return;
         }
+        let liveness = &self.liveness;
+        if let Err(e) = r.check_leader_reachable(|node| liveness.suspect(node)) {
+            LoopStats::add(&stats.proposals_not_leader, 1);
+            let _ = p.reply.send(ProposeOutcome::NotLeader(e));
+            return;
+        }
         w.touched.insert(p.group_id);
         match r.propose(&p.cmd) {
             Ok(()) => {
@@ -882,9 +888,9 @@ impl RaftLoop {
             self.stage(&mut out, g, rd.messages);
             answer_applied(rd.applied, w);
             answer_reads(rd.reads, w);
-            for id in rd.reads_failed {
+            for (id, why) in rd.reads_failed {
                 if let Some(s) = w.reads.remove(&id) {
-                    let _ = s.send(ReadOutcome::Unavailable("too many pending reads".into()));
+                    let _ = s.send(ReadOutcome::Unavailable(why.to_string()));
                 }
             }
             for id in rd.proposals_dropped {

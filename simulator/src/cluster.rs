@@ -54,6 +54,9 @@ pub struct MemCluster {
     pub committed: BTreeMap<u64, (u64, u64)>,
     /// request ids acknowledged to a client (applied on the proposing node).
     pub acked: BTreeMap<u64, String>,
+    /// Reads (`Replica::read`) served and failed, by read id, in order.
+    pub reads_served: Vec<u64>,
+    pub reads_failed: Vec<(u64, hotline_node::core::ReadFailed)>,
     pub steps: u64,
     pub compact_log_entries: u64,
     pub compact_log_bytes: u64,
@@ -85,6 +88,8 @@ impl MemCluster {
             isolated: Vec::new(),
             committed: BTreeMap::new(),
             acked: BTreeMap::new(),
+            reads_served: Vec::new(),
+            reads_failed: Vec::new(),
             steps: 0,
             compact_log_entries,
             compact_log_bytes,
@@ -190,9 +195,14 @@ impl MemCluster {
         let write = rd.write;
         let mut msgs = rd.messages;
         let applied = rd.applied;
+        self.reads_served
+            .extend(rd.reads.into_iter().map(|d| d.read_id));
+        self.reads_failed.extend(rd.reads_failed);
         self.disks.get_mut(&id).expect("disk").write(write);
         let r = self.replicas.get_mut(&id).expect("replica");
         let after = r.on_persisted();
+        self.reads_served
+            .extend(after.reads.into_iter().map(|d| d.read_id));
         msgs.extend(after.messages);
         self.send(msgs);
         self.record(id, applied);
@@ -443,6 +453,79 @@ mod tests {
         let rd = r.ready();
         assert_eq!(rd.role, Some(raft::StateRole::Follower));
         r.on_persisted();
+    }
+
+    /// A follower does not take a proposal it would forward to a leader it
+    /// cannot hear (it would be lost there, and its proposer would wait out
+    /// its deadline); the leader itself, and a follower that hears it, do.
+    #[test]
+    fn a_follower_refuses_proposals_for_a_leader_it_cannot_hear() {
+        use hotline_node::core::ProposeError;
+        let (c, l) = settled();
+        let f = *c.replicas.keys().find(|&&n| n != l).expect("a follower");
+        let follower = &c.replicas[&f];
+        assert_eq!(follower.leader_id(), l);
+        assert_eq!(follower.check_leader_reachable(|_| false), Ok(()));
+        let err = follower.check_leader_reachable(|n| n == l).unwrap_err();
+        assert_eq!(
+            err,
+            ProposeError::LeaderUnreachable {
+                group_id: follower.group_id(),
+                leader_id: l,
+            }
+        );
+        assert!(err.to_string().contains(&format!("node {l}")), "{err}");
+        assert_eq!(
+            follower.check_leader_reachable(|n| n != l),
+            Ok(()),
+            "only the leader's node matters"
+        );
+        assert_eq!(
+            c.replicas[&l].check_leader_reachable(|_| true),
+            Ok(()),
+            "a leader proposes to itself"
+        );
+    }
+
+    /// A read waiting for its leader's confirmation fails as soon as that
+    /// leader steps down (here: cut off from both followers, its quorum
+    /// check deposes it), so the caller asks another node instead of
+    /// waiting out its deadline; a read at a healthy leader is served.
+    #[test]
+    fn a_read_waiting_on_a_deposed_leader_fails_at_once() {
+        use hotline_node::core::{Query, ReadFailed};
+        let (mut c, l) = settled();
+        let lookup = || Query::Get {
+            id: "310114-310114-20261128-000001".into(),
+            now_ms: 0,
+        };
+        c.replicas.get_mut(&l).expect("leader").read(1, lookup());
+        for _ in 0..100 {
+            if !c.reads_served.is_empty() {
+                break;
+            }
+            c.tick_all();
+            drain(&mut c);
+        }
+        assert_eq!(c.reads_served, [1], "a healthy leader serves its read");
+        let followers: Vec<u64> = c.replicas.keys().copied().filter(|&n| n != l).collect();
+        for f in followers {
+            c.crash(f);
+        }
+        c.replicas.get_mut(&l).expect("leader").read(2, lookup());
+        let mut ticks = 0;
+        while c.reads_failed.is_empty() && ticks < 100 {
+            c.tick_all();
+            ticks += 1;
+            c.handle_readies();
+        }
+        assert_eq!(c.reads_served, [1], "no majority confirms read 2");
+        assert_eq!(c.reads_failed, [(2, ReadFailed::LeaderChanged)]);
+        assert!(!c.replicas[&l].is_leader());
+        assert!(
+            ticks <= 25,
+            "failed when the leader stepped down, at tick {ticks}"
+        );
     }
 
     #[test]

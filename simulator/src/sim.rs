@@ -1486,9 +1486,8 @@ impl Sim {
             }
             let applied = rd.applied;
             self.send(node, group, rd.messages);
-            for id in rd.reads_failed {
-                let _ = id;
-            }
+            // The simulator reads replicas locally, never through ReadIndex.
+            debug_assert!(rd.reads_failed.is_empty());
             // Raft refused a batch (an election or leadership transfer
             // began since `propose`): a forward's callee answers no; a
             // client's own retry timer proposes again.
@@ -1915,6 +1914,12 @@ impl Sim {
             return;
         };
         let skew = self.nodes[&node].skew_ms;
+        // The core's rule, asked of the network model as the node asks its
+        // liveness: no proposal forwarded to a leader this node cannot hear.
+        let leader_check = self.nodes[&node].slots.get(&group).map(|s| {
+            s.replica
+                .check_leader_reachable(|l| !self.reachable(node, l))
+        });
         let Some(slot) = self
             .nodes
             .get_mut(&node)
@@ -1931,7 +1936,10 @@ impl Sim {
         let p = self.pending.get_mut(&rid).expect("looked up above");
         // The proposer stamps the time: its own (possibly skewed) clock.
         p.cmd.at_ms = self.cfg.start_unix_ms + self.now + skew;
-        let proposed = slot.replica.propose(&p.cmd);
+        let proposed = match leader_check {
+            Some(Err(e)) => Err(e),
+            _ => slot.replica.propose(&p.cmd),
+        };
         if proposed.is_ok() {
             p.node = node;
         }

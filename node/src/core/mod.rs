@@ -20,7 +20,7 @@ pub mod transfer;
 
 pub use lifecycle::CommandError;
 pub use replica::{
-    AfterPersist, Applied, LocalRead, ProposeError, ReadDone, Ready, Recovered, Replica,
-    ReplicaConfig, SnapshotInstall, WriteBatch,
+    AfterPersist, Applied, LocalRead, ProposeError, ReadDone, ReadFailed, Ready, Recovered,
+    Replica, ReplicaConfig, SnapshotInstall, WriteBatch,
 };
 pub use tickets::{ApplyResult, FieldError, Query, QueryAnswer, TicketMachine};

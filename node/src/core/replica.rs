@@ -192,8 +192,9 @@ pub struct Ready {
     pub write: WriteBatch,
     pub applied: Vec<Applied>,
     pub reads: Vec<ReadDone>,
-    /// Reads that cannot be served (queue over its bound): answer Unavailable.
-    pub reads_failed: Vec<u64>,
+    /// Reads that cannot be served here: answer Unavailable with the
+    /// reason, the client retries (elsewhere).
+    pub reads_failed: Vec<(u64, ReadFailed)>,
     /// Set when this replica's role changed in this Ready.
     pub role: Option<StateRole>,
     /// Request ids of proposals raft refused when they were handed over (a
@@ -209,10 +210,32 @@ pub struct AfterPersist {
     pub reads: Vec<ReadDone>,
 }
 
+/// Why a read was not served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadFailed {
+    /// The replica's queue of pending reads is full.
+    #[error("too many pending reads")]
+    Overloaded,
+    /// The leader that was asked to confirm the read is no longer the
+    /// leader here: raft-rs drops a ReadIndex in flight when its leader
+    /// steps down or another is elected, so the read would only be
+    /// confirmed, if ever, after a retry an election timeout later. A
+    /// leader cut off from its group's majority would hold its reads until
+    /// the caller's deadline; answered now, the caller asks another node
+    /// (etcd answers its pending linearizable reads "leader changed" too).
+    #[error("the group's leader changed while the read waited; retry")]
+    LeaderChanged,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     #[error("no leader is known for group {group_id}")]
     NoLeader { group_id: u64 },
+    /// This replica follows a leader it cannot hear (node liveness): a
+    /// proposal forwarded there would be lost, and its proposer would wait
+    /// out its whole deadline for nothing.
+    #[error("group {group_id}: its leader, node {leader_id}, cannot be reached from here; retry")]
+    LeaderUnreachable { group_id: u64, leader_id: u64 },
     #[error("proposal dropped by raft: {0}")]
     Dropped(String),
 }
@@ -318,6 +341,10 @@ struct ReadBatch {
     /// silently when no leader is known or the leader has not committed in
     /// its term yet, so it is re-requested after an election timeout).
     issued_tick: u64,
+    /// The leader this replica knew when it last requested the ReadIndex
+    /// (0: none; raft-rs dropped the request, and it is re-requested as
+    /// soon as a leader is known).
+    leader: u64,
     reads: Vec<(u64, Query)>,
 }
 
@@ -863,6 +890,30 @@ impl Replica {
         Ok(())
     }
 
+    /// Refuses to take a proposal that raft would forward to a leader on a
+    /// node that `unreachable` says cannot be heard: the driver's node
+    /// liveness (the node), or its network model (the simulator). Raft
+    /// would send the proposal there and lose it, and its proposer — a
+    /// client, or a transfer's hand-on from another group — would wait out
+    /// its deadline before trying elsewhere; refused, it tries elsewhere at
+    /// once (the forwarder asks the next member, or hands the envelope to a
+    /// nearer group on the route). Refusing is always safe; a wrong
+    /// suspicion costs one retry.
+    pub fn check_leader_reachable(
+        &self,
+        unreachable: impl Fn(u64) -> bool,
+    ) -> Result<(), ProposeError> {
+        let leader_id = self.raw.raft.leader_id;
+        if leader_id != raft::INVALID_ID && leader_id != self.cfg.node_id && unreachable(leader_id)
+        {
+            return Err(ProposeError::LeaderUnreachable {
+                group_id: self.cfg.group_id,
+                leader_id,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks a command before it is proposed, so that what the state
     /// machine would refuse never costs a log entry. Only a leader that has
     /// applied an entry of its own term surely holds every command
@@ -945,7 +996,7 @@ impl Replica {
                 .sum::<usize>()
     }
 
-    fn issue_reads(&mut self) -> Vec<u64> {
+    fn issue_reads(&mut self) -> Vec<(u64, ReadFailed)> {
         if self.new_reads.is_empty() {
             return Vec::new();
         }
@@ -956,7 +1007,7 @@ impl Replica {
             failed.extend(
                 self.new_reads
                     .drain(room.min(self.new_reads.len())..)
-                    .map(|(id, _)| id),
+                    .map(|(id, _)| (id, ReadFailed::Overloaded)),
             );
             if self.new_reads.is_empty() {
                 return failed;
@@ -968,16 +1019,48 @@ impl Replica {
         self.reads_unconfirmed.push_back(ReadBatch {
             ctx,
             issued_tick: self.ticks,
+            leader: self.raw.raft.leader_id,
             reads: std::mem::take(&mut self.new_reads),
         });
         failed
     }
 
+    /// The leader changed (raft's soft state moved): reads waiting on the
+    /// old leader's confirmation fail ([`ReadFailed::LeaderChanged`]).
+    /// Reads requested while no leader was known stay: the next tick
+    /// requests them again of the new one ([`Self::retry_stale_reads`]; not
+    /// here, between raft's Ready and its advance, where a follower may not
+    /// add messages).
+    fn reads_after_leader_change(&mut self, failed: &mut Vec<(u64, ReadFailed)>) {
+        let now = self.raw.raft.leader_id;
+        let mut i = 0;
+        while i < self.reads_unconfirmed.len() {
+            let b = &self.reads_unconfirmed[i];
+            if b.leader == now || b.leader == raft::INVALID_ID {
+                i += 1;
+                continue;
+            }
+            let b = self.reads_unconfirmed.remove(i).expect("index is valid");
+            failed.extend(
+                b.reads
+                    .into_iter()
+                    .map(|(id, _)| (id, ReadFailed::LeaderChanged)),
+            );
+        }
+    }
+
+    /// Requests again the reads raft-rs may have dropped: those requested
+    /// an election timeout ago, and at once those requested while no
+    /// leader was known, once one is.
     fn retry_stale_reads(&mut self) {
         let timeout = self.cfg.election_ticks as u64;
+        let leader = self.raw.raft.leader_id;
         for b in self.reads_unconfirmed.iter_mut() {
-            if self.ticks >= b.issued_tick + timeout {
+            if self.ticks >= b.issued_tick + timeout
+                || (b.leader == raft::INVALID_ID && leader != raft::INVALID_ID)
+            {
                 b.issued_tick = self.ticks;
+                b.leader = leader;
                 self.raw.read_index(b.ctx.to_be_bytes().to_vec());
             }
         }
@@ -1103,11 +1186,12 @@ impl Replica {
             return out;
         }
         let mut rd = self.raw.ready();
-        if let Some(ss) = rd.ss()
-            && ss.raft_state != self.role
-        {
-            self.role = ss.raft_state;
-            out.role = Some(ss.raft_state);
+        if let Some(ss) = rd.ss() {
+            if ss.raft_state != self.role {
+                self.role = ss.raft_state;
+                out.role = Some(ss.raft_state);
+            }
+            self.reads_after_leader_change(&mut out.reads_failed);
         }
         // Raft's own messages first: a quiesce notice goes after the
         // heartbeat of the same tick.
