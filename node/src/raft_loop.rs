@@ -893,14 +893,12 @@ impl RaftLoop {
                     let _ = s.send(ReadOutcome::Unavailable(why.to_string()));
                 }
             }
-            for id in rd.proposals_dropped {
+            for (id, why) in rd.proposals_dropped {
                 if let Some(waiters) = w.proposals.remove(&id) {
                     LoopStats::add(&self.stats.proposals_not_leader, waiters.len() as u64);
                     w.in_flight = w.in_flight.saturating_sub(waiters.len());
                     for s in waiters {
-                        let _ = s.send(ProposeOutcome::NotLeader(ProposeError::NoLeader {
-                            group_id: g,
-                        }));
+                        let _ = s.send(ProposeOutcome::NotLeader(why.clone()));
                     }
                 }
             }

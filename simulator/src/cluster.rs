@@ -57,6 +57,8 @@ pub struct MemCluster {
     /// Reads (`Replica::read`) served and failed, by read id, in order.
     pub reads_served: Vec<u64>,
     pub reads_failed: Vec<(u64, hotline_node::core::ReadFailed)>,
+    /// Proposals a Ready said will not be answered here, and why.
+    pub proposals_dropped: Vec<(u64, hotline_node::core::ProposeError)>,
     pub steps: u64,
     pub compact_log_entries: u64,
     pub compact_log_bytes: u64,
@@ -90,6 +92,7 @@ impl MemCluster {
             acked: BTreeMap::new(),
             reads_served: Vec::new(),
             reads_failed: Vec::new(),
+            proposals_dropped: Vec::new(),
             steps: 0,
             compact_log_entries,
             compact_log_bytes,
@@ -198,6 +201,7 @@ impl MemCluster {
         self.reads_served
             .extend(rd.reads.into_iter().map(|d| d.read_id));
         self.reads_failed.extend(rd.reads_failed);
+        self.proposals_dropped.extend(rd.proposals_dropped);
         self.disks.get_mut(&id).expect("disk").write(write);
         let r = self.replicas.get_mut(&id).expect("replica");
         let after = r.on_persisted();
@@ -526,6 +530,100 @@ mod tests {
             ticks <= 25,
             "failed when the leader stepped down, at tick {ticks}"
         );
+    }
+
+    /// A follower's read whose leader dies before confirming it is not
+    /// failed: the follower asks the new leader, which serves it.
+    #[test]
+    fn a_followers_read_across_a_leader_change_is_served_by_the_new_leader() {
+        use hotline_node::core::Query;
+        let (mut c, l) = settled();
+        let f = *c.replicas.keys().find(|&&n| n != l).expect("a follower");
+        c.replicas.get_mut(&f).expect("follower").read(
+            5,
+            Query::Get {
+                id: "310114-310114-20261128-000001".into(),
+                now_ms: 0,
+            },
+        );
+        c.handle_ready(f);
+        c.crash(l);
+        for _ in 0..200 {
+            if !c.reads_served.is_empty() {
+                break;
+            }
+            c.tick_all();
+            drain(&mut c);
+        }
+        assert!(c.reads_failed.is_empty(), "{:?}", c.reads_failed);
+        assert_eq!(c.reads_served, [5]);
+        assert!(c.leader().is_some_and(|n| n != l));
+    }
+
+    /// A proposal a follower forwarded to a leader that died before taking
+    /// it is answered `LeaderChanged` as soon as the follower stops
+    /// following that leader (raft-rs does not forward it again), instead
+    /// of leaving its proposer to wait out its deadline.
+    #[test]
+    fn a_proposal_forwarded_to_a_leader_that_is_gone_is_answered_leader_changed() {
+        use hotline_node::core::ProposeError;
+        let (mut c, l) = settled();
+        let f = *c.replicas.keys().find(|&&n| n != l).expect("a follower");
+        let group_id = c.replicas[&f].group_id();
+        let rid = c.propose_accept(f, "转发途中领导者宕机").expect("proposed");
+        c.handle_ready(f);
+        assert!(
+            c.network.iter().any(|m| m.to == l && !m.entries.is_empty()),
+            "forwarded to the leader"
+        );
+        c.crash(l);
+        for _ in 0..200 {
+            if !c.proposals_dropped.is_empty() {
+                break;
+            }
+            c.tick_all();
+            drain(&mut c);
+        }
+        assert_eq!(
+            c.proposals_dropped,
+            [(rid, ProposeError::LeaderChanged { group_id })]
+        );
+        assert!(!c.acked.contains_key(&rid), "lost with the old leader");
+    }
+
+    /// A read asked before any leader is known (raft-rs drops its
+    /// ReadIndex) is asked again at the first tick after a leader is known,
+    /// not an election timeout after it was first asked.
+    #[test]
+    fn a_read_asked_before_any_leader_is_asked_again_once_one_is_known() {
+        use hotline_node::core::Query;
+        let mut c = MemCluster::new(3, 7, Faults::NONE);
+        c.replicas.get_mut(&3).expect("replica").read(
+            9,
+            Query::Get {
+                id: "310114-310114-20261128-000001".into(),
+                now_ms: 0,
+            },
+        );
+        drain(&mut c);
+        let mut known_at = None;
+        for tick in 1..=60u64 {
+            c.tick_all();
+            drain(&mut c);
+            if !c.reads_served.is_empty() {
+                let known = known_at.expect("served only once a leader is known");
+                assert_eq!(c.reads_served, [9]);
+                assert!(
+                    tick <= known + 2,
+                    "served at tick {tick}, leader known at tick {known}"
+                );
+                return;
+            }
+            if known_at.is_none() && c.replicas[&3].leader_id() != 0 {
+                known_at = Some(tick);
+            }
+        }
+        panic!("the read was never served (leader known at {known_at:?})");
     }
 
     #[test]

@@ -1489,9 +1489,10 @@ impl Sim {
             // The simulator reads replicas locally, never through ReadIndex.
             debug_assert!(rd.reads_failed.is_empty());
             // Raft refused a batch (an election or leadership transfer
-            // began since `propose`): a forward's callee answers no; a
+            // began since `propose`), or the leader it was forwarded to is
+            // no longer the leader: a forward's callee answers no; a
             // client's own retry timer proposes again.
-            for rid in rd.proposals_dropped {
+            for (rid, _) in rd.proposals_dropped {
                 if self.pending.get(&rid).is_some_and(|p| p.at_node.is_some()) {
                     self.pending.remove(&rid);
                 }

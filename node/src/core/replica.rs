@@ -34,6 +34,13 @@ use super::tickets::{ApplyResult, FieldError, Query, QueryAnswer, SmWrites, Tick
 /// A compaction drops at least this many entries (or `compact_log_entries`
 /// if smaller), and a follower keeps this many behind its applied index.
 const COMPACT_STEP_ENTRIES: u64 = 256;
+/// How many election timeouts a follower remembers the proposals it
+/// forwarded (`Replica::sent_to_leader`): the node's longest deadline on a
+/// proposal is 5 s, five election timeouts at the default tuning.
+const FORWARDED_KEEP_ELECTIONS: u64 = 6;
+/// Bound on the batches of forwarded proposals remembered (each at most
+/// `MAX_PROPOSAL_BATCH` ids); the oldest go first.
+const MAX_FORWARDED_BATCHES: usize = 1_024;
 
 /// Tunables of a replica. Ticks are abstract: the driver decides how long one
 /// is (`tick_ms` in the node config).
@@ -197,10 +204,13 @@ pub struct Ready {
     pub reads_failed: Vec<(u64, ReadFailed)>,
     /// Set when this replica's role changed in this Ready.
     pub role: Option<StateRole>,
-    /// Request ids of proposals raft refused when they were handed over (a
+    /// Request ids of proposals that will not be answered by an `Applied`
+    /// here, and why: raft refused them when they were handed over (a
     /// leadership transfer under way, an election started since
-    /// `propose`): answer NotLeader, the client retries.
-    pub proposals_dropped: Vec<u64>,
+    /// `propose`), or this follower forwarded them to a leader that is no
+    /// longer the leader ([`ProposeError::LeaderChanged`]). Answer
+    /// NotLeader; the proposer retries with the same request id.
+    pub proposals_dropped: Vec<(u64, ProposeError)>,
 }
 
 #[derive(Debug, Default)]
@@ -216,13 +226,11 @@ pub enum ReadFailed {
     /// The replica's queue of pending reads is full.
     #[error("too many pending reads")]
     Overloaded,
-    /// The leader that was asked to confirm the read is no longer the
-    /// leader here: raft-rs drops a ReadIndex in flight when its leader
-    /// steps down or another is elected, so the read would only be
-    /// confirmed, if ever, after a retry an election timeout later. A
-    /// leader cut off from its group's majority would hold its reads until
-    /// the caller's deadline; answered now, the caller asks another node
-    /// (etcd answers its pending linearizable reads "leader changed" too).
+    /// The replica took the read as leader and no longer leads: raft-rs
+    /// drops a ReadIndex in flight when its leader steps down, and a leader
+    /// cut off from its group's majority would hold its reads until the
+    /// caller's deadline; answered now, the caller asks another node (etcd
+    /// answers its pending linearizable reads "leader changed" too).
     #[error("the group's leader changed while the read waited; retry")]
     LeaderChanged,
 }
@@ -238,6 +246,13 @@ pub enum ProposeError {
     LeaderUnreachable { group_id: u64, leader_id: u64 },
     #[error("proposal dropped by raft: {0}")]
     Dropped(String),
+    /// Forwarded to a leader that is no longer the leader: it may commit
+    /// yet or be lost. Retry with the same request id (applied at most
+    /// once).
+    #[error(
+        "group {group_id}: the leader this proposal was forwarded to is no longer the leader; retry"
+    )]
+    LeaderChanged { group_id: u64 },
 }
 
 /// One membership change of a group, one node at a time (so raft's simple
@@ -391,8 +406,16 @@ pub struct Replica {
     /// The request ids of `proposals`, in the same order.
     proposal_ids: Vec<u64>,
     proposal_bytes: usize,
-    /// Request ids of flushed proposals that raft refused.
-    proposals_dropped: Vec<u64>,
+    /// Request ids of flushed proposals that raft refused, and why.
+    proposals_dropped: Vec<(u64, ProposeError)>,
+    /// Proposals this replica forwarded to its leader as a follower:
+    /// (tick, leader, request ids). When the leader changes, raft-rs does
+    /// not forward them again, and an old leader cut off from the group
+    /// never commits them, so their proposers would wait out their
+    /// deadlines; they are answered `LeaderChanged` instead. Kept
+    /// [`FORWARDED_KEEP_ELECTIONS`] election timeouts (no proposer waits
+    /// longer), at most [`MAX_FORWARDED_BATCHES`] batches.
+    sent_to_leader: VecDeque<(u64, u64, Vec<u64>)>,
     /// Term of the last applied entry: a leader whose own term's entry is
     /// applied holds every command acknowledged anywhere in the group.
     applied_term: u64,
@@ -533,6 +556,7 @@ impl Replica {
             proposal_ids: Vec::new(),
             proposal_bytes: 0,
             proposals_dropped: Vec::new(),
+            sent_to_leader: VecDeque::new(),
             applied_term: 0,
             forwarded: Vec::new(),
             appended_at: Vec::new(),
@@ -855,6 +879,7 @@ impl Replica {
         }
         self.raw.tick();
         self.retry_stale_reads();
+        self.expire_forwarded();
         self.build_snapshot_if_wanted();
         if self.can_quiesce() {
             self.quiesce();
@@ -942,9 +967,21 @@ impl Replica {
         m.entries = std::mem::take(&mut self.proposals).into();
         self.proposal_bytes = 0;
         match self.raw.raft.step(m) {
+            Ok(()) if !self.is_leader() => {
+                if self.sent_to_leader.len() >= MAX_FORWARDED_BATCHES {
+                    self.sent_to_leader.pop_front();
+                }
+                let ids = std::mem::take(&mut self.proposal_ids);
+                self.sent_to_leader
+                    .push_back((self.ticks, self.raw.raft.leader_id, ids));
+            }
             Ok(()) => self.proposal_ids.clear(),
             Err(raft::Error::ProposalDropped) => {
-                self.proposals_dropped.append(&mut self.proposal_ids);
+                let why = ProposeError::NoLeader {
+                    group_id: self.cfg.group_id,
+                };
+                self.proposals_dropped
+                    .extend(self.proposal_ids.drain(..).map(|id| (id, why.clone())));
             }
             Err(e) => panic!(
                 "raft refused a proposal on group {}: {e}",
@@ -1025,18 +1062,25 @@ impl Replica {
         failed
     }
 
-    /// The leader changed (raft's soft state moved): reads waiting on the
-    /// old leader's confirmation fail ([`ReadFailed::LeaderChanged`]).
-    /// Reads requested while no leader was known stay: the next tick
-    /// requests them again of the new one ([`Self::retry_stale_reads`]; not
-    /// here, between raft's Ready and its advance, where a follower may not
-    /// add messages).
+    /// The leader changed (raft's soft state moved), so raft-rs dropped the
+    /// ReadIndex requests in flight. Reads this replica took as leader fail
+    /// ([`ReadFailed::LeaderChanged`]): it no longer leads, most likely cut
+    /// off in a minority, and the caller does better asking another node
+    /// than waiting out its deadline here. A follower's reads wait for the
+    /// new leader instead, asked at the next tick once one is known
+    /// ([`Self::retry_stale_reads`]; not here, between raft's Ready and its
+    /// advance, where a follower may not add messages): the follower is
+    /// likely on the majority's side, and its caller (a federated query,
+    /// within its deadline) would rather have the answer.
     fn reads_after_leader_change(&mut self, failed: &mut Vec<(u64, ReadFailed)>) {
-        let now = self.raw.raft.leader_id;
+        let (now, me) = (self.raw.raft.leader_id, self.cfg.node_id);
         let mut i = 0;
         while i < self.reads_unconfirmed.len() {
-            let b = &self.reads_unconfirmed[i];
-            if b.leader == now || b.leader == raft::INVALID_ID {
+            let b = &mut self.reads_unconfirmed[i];
+            if b.leader != me || now == me {
+                if b.leader != now {
+                    b.leader = raft::INVALID_ID;
+                }
                 i += 1;
                 continue;
             }
@@ -1046,6 +1090,34 @@ impl Replica {
                     .into_iter()
                     .map(|(id, _)| (id, ReadFailed::LeaderChanged)),
             );
+        }
+    }
+
+    /// The leader changed: proposals forwarded to another leader than
+    /// today's are answered [`ProposeError::LeaderChanged`] (raft-rs does
+    /// not send them again, and a cut-off old leader never commits them).
+    fn forwarded_after_leader_change(&mut self, dropped: &mut Vec<(u64, ProposeError)>) {
+        let now = self.raw.raft.leader_id;
+        let group_id = self.cfg.group_id;
+        self.sent_to_leader.retain_mut(|(_, leader, ids)| {
+            if *leader == now {
+                return true;
+            }
+            let why = ProposeError::LeaderChanged { group_id };
+            dropped.extend(ids.drain(..).map(|id| (id, why.clone())));
+            false
+        });
+    }
+
+    /// Forgets forwarded proposals older than any proposer waits.
+    fn expire_forwarded(&mut self) {
+        let keep = FORWARDED_KEEP_ELECTIONS * self.cfg.election_ticks as u64;
+        while self
+            .sent_to_leader
+            .front()
+            .is_some_and(|(tick, _, _)| tick + keep < self.ticks)
+        {
+            self.sent_to_leader.pop_front();
         }
     }
 
@@ -1192,6 +1264,7 @@ impl Replica {
                 out.role = Some(ss.raft_state);
             }
             self.reads_after_leader_change(&mut out.reads_failed);
+            self.forwarded_after_leader_change(&mut out.proposals_dropped);
         }
         // Raft's own messages first: a quiesce notice goes after the
         // heartbeat of the same tick.
