@@ -371,6 +371,17 @@ mod tests {
         panic!("messages kept flowing without ticks");
     }
 
+    /// Ticks everyone and drains, at most `max_ticks` times, until `done`.
+    fn tick_until(c: &mut MemCluster, max_ticks: u64, done: impl Fn(&MemCluster) -> bool) {
+        for _ in 0..max_ticks {
+            if done(c) {
+                return;
+            }
+            c.tick_all();
+            drain(c);
+        }
+    }
+
     /// The notifier and the forwarder read their leader's own replica (no
     /// ReadIndex round), so a new leader must not pass for settled before it
     /// has applied what was committed before its election: its term's no-op
@@ -435,13 +446,7 @@ mod tests {
     fn a_hibernating_leader_cut_off_from_a_majority_steps_down() {
         use hotline_node::core::liveness::wake_orphans;
         let (mut c, l) = settled();
-        for _ in 0..200 {
-            if c.replicas[&l].is_quiesced() {
-                break;
-            }
-            c.tick_all();
-            drain(&mut c);
-        }
+        tick_until(&mut c, 200, |c| c.replicas[&l].is_quiesced());
         assert!(c.replicas[&l].is_quiesced(), "the idle group hibernates");
         let followers: Vec<u64> = c.replicas.keys().copied().filter(|&n| n != l).collect();
         // One follower silent: a majority is still heard.
@@ -504,13 +509,7 @@ mod tests {
             now_ms: 0,
         };
         c.replicas.get_mut(&l).expect("leader").read(1, lookup());
-        for _ in 0..100 {
-            if !c.reads_served.is_empty() {
-                break;
-            }
-            c.tick_all();
-            drain(&mut c);
-        }
+        tick_until(&mut c, 100, |c| !c.reads_served.is_empty());
         assert_eq!(c.reads_served, [1], "a healthy leader serves its read");
         let followers: Vec<u64> = c.replicas.keys().copied().filter(|&n| n != l).collect();
         for f in followers {
@@ -548,13 +547,7 @@ mod tests {
         );
         c.handle_ready(f);
         c.crash(l);
-        for _ in 0..200 {
-            if !c.reads_served.is_empty() {
-                break;
-            }
-            c.tick_all();
-            drain(&mut c);
-        }
+        tick_until(&mut c, 200, |c| !c.reads_served.is_empty());
         assert!(c.reads_failed.is_empty(), "{:?}", c.reads_failed);
         assert_eq!(c.reads_served, [5]);
         assert!(c.leader().is_some_and(|n| n != l));
@@ -577,13 +570,7 @@ mod tests {
             "forwarded to the leader"
         );
         c.crash(l);
-        for _ in 0..200 {
-            if !c.proposals_dropped.is_empty() {
-                break;
-            }
-            c.tick_all();
-            drain(&mut c);
-        }
+        tick_until(&mut c, 200, |c| !c.proposals_dropped.is_empty());
         assert_eq!(
             c.proposals_dropped,
             [(rid, ProposeError::LeaderChanged { group_id })]
