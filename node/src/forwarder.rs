@@ -47,9 +47,9 @@ const FORWARD_CONCURRENCY: usize = 16;
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a `Forward` waits on one member of the next group before it
 /// asks the next member too. While that group elects a leader, a member
-/// that still names the old, unreachable one holds the call for the whole
-/// [`FORWARD_TIMEOUT`]; asked one after another, such members stacked their
-/// 3 s (the leader-kill drill: custody after 5.0 s, a hand-on after 3.0 s).
+/// that still names the old, unreachable one may hold the call for the
+/// whole [`FORWARD_TIMEOUT`]; asked one after another, such members stacked
+/// their 3 s (the leader-kill drill: a hand-on after 3.0 s).
 /// A commit takes a few ms to tens of ms here, so 500 ms rarely asks twice,
 /// and asking twice is safe: the callee takes custody once per transfer id.
 const FORWARD_HEDGE_AFTER: Duration = Duration::from_millis(500);
@@ -81,7 +81,8 @@ pub(crate) type LiveMembers =
 /// Asks `members` one after another, each call bounded by its own timeout
 /// (`call`), until one succeeds; a failure moves on to the next member at
 /// once. With `hedge_after`, a member that has not answered by then no
-/// longer holds up the next: both stay asked, and the first success wins. When all fail, the error is the last to arrive.
+/// longer holds up the next: both stay asked, and the first success wins.
+/// When all fail, the error is the last to arrive.
 async fn first_success<T, Fut>(
     group: u64,
     members: Vec<u64>,

@@ -371,6 +371,14 @@ mod tests {
         panic!("messages kept flowing without ticks");
     }
 
+    /// A linearizable read for the read tests (what it finds does not matter).
+    fn a_lookup() -> hotline_node::core::Query {
+        hotline_node::core::Query::Get {
+            id: "310114-310114-20261128-000001".into(),
+            now_ms: 0,
+        }
+    }
+
     /// Ticks everyone and drains, at most `max_ticks` times, until `done`.
     fn tick_until(c: &mut MemCluster, max_ticks: u64, done: impl Fn(&MemCluster) -> bool) {
         for _ in 0..max_ticks {
@@ -502,20 +510,16 @@ mod tests {
     /// waiting out its deadline; a read at a healthy leader is served.
     #[test]
     fn a_read_waiting_on_a_deposed_leader_fails_at_once() {
-        use hotline_node::core::{Query, ReadFailed};
+        use hotline_node::core::ReadFailed;
         let (mut c, l) = settled();
-        let lookup = || Query::Get {
-            id: "310114-310114-20261128-000001".into(),
-            now_ms: 0,
-        };
-        c.replicas.get_mut(&l).expect("leader").read(1, lookup());
+        c.replicas.get_mut(&l).expect("leader").read(1, a_lookup());
         tick_until(&mut c, 100, |c| !c.reads_served.is_empty());
         assert_eq!(c.reads_served, [1], "a healthy leader serves its read");
         let followers: Vec<u64> = c.replicas.keys().copied().filter(|&n| n != l).collect();
         for f in followers {
             c.crash(f);
         }
-        c.replicas.get_mut(&l).expect("leader").read(2, lookup());
+        c.replicas.get_mut(&l).expect("leader").read(2, a_lookup());
         let mut ticks = 0;
         while c.reads_failed.is_empty() && ticks < 100 {
             c.tick_all();
@@ -535,16 +539,12 @@ mod tests {
     /// failed: the follower asks the new leader, which serves it.
     #[test]
     fn a_followers_read_across_a_leader_change_is_served_by_the_new_leader() {
-        use hotline_node::core::Query;
         let (mut c, l) = settled();
         let f = *c.replicas.keys().find(|&&n| n != l).expect("a follower");
-        c.replicas.get_mut(&f).expect("follower").read(
-            5,
-            Query::Get {
-                id: "310114-310114-20261128-000001".into(),
-                now_ms: 0,
-            },
-        );
+        c.replicas
+            .get_mut(&f)
+            .expect("follower")
+            .read(5, a_lookup());
         c.handle_ready(f);
         c.crash(l);
         tick_until(&mut c, 200, |c| !c.reads_served.is_empty());
@@ -583,15 +583,8 @@ mod tests {
     /// not an election timeout after it was first asked.
     #[test]
     fn a_read_asked_before_any_leader_is_asked_again_once_one_is_known() {
-        use hotline_node::core::Query;
         let mut c = MemCluster::new(3, 7, Faults::NONE);
-        c.replicas.get_mut(&3).expect("replica").read(
-            9,
-            Query::Get {
-                id: "310114-310114-20261128-000001".into(),
-                now_ms: 0,
-            },
-        );
+        c.replicas.get_mut(&3).expect("replica").read(9, a_lookup());
         drain(&mut c);
         let mut known_at = None;
         for tick in 1..=60u64 {

@@ -37,10 +37,10 @@ const COMPACT_STEP_ENTRIES: u64 = 256;
 /// How many election timeouts a follower remembers the proposals it
 /// forwarded (`Replica::sent_to_leader`): the node's longest deadline on a
 /// proposal is 5 s, five election timeouts at the default tuning.
-const FORWARDED_KEEP_ELECTIONS: u64 = 6;
+const SENT_TO_LEADER_KEEP_ELECTIONS: u64 = 6;
 /// Bound on the batches of forwarded proposals remembered (each at most
 /// `MAX_PROPOSAL_BATCH` ids); the oldest go first.
-const MAX_FORWARDED_BATCHES: usize = 1_024;
+const MAX_SENT_TO_LEADER_BATCHES: usize = 1_024;
 
 /// Tunables of a replica. Ticks are abstract: the driver decides how long one
 /// is (`tick_ms` in the node config).
@@ -413,8 +413,8 @@ pub struct Replica {
     /// not forward them again, and an old leader cut off from the group
     /// never commits them, so their proposers would wait out their
     /// deadlines; they are answered `LeaderChanged` instead. Kept
-    /// [`FORWARDED_KEEP_ELECTIONS`] election timeouts (no proposer waits
-    /// longer), at most [`MAX_FORWARDED_BATCHES`] batches.
+    /// [`SENT_TO_LEADER_KEEP_ELECTIONS`] election timeouts (no proposer waits
+    /// longer), at most [`MAX_SENT_TO_LEADER_BATCHES`] batches.
     sent_to_leader: VecDeque<(u64, u64, Vec<u64>)>,
     /// Term of the last applied entry: a leader whose own term's entry is
     /// applied holds every command acknowledged anywhere in the group.
@@ -879,7 +879,7 @@ impl Replica {
         }
         self.raw.tick();
         self.retry_stale_reads();
-        self.expire_forwarded();
+        self.expire_sent_to_leader();
         self.build_snapshot_if_wanted();
         if self.can_quiesce() {
             self.quiesce();
@@ -968,7 +968,7 @@ impl Replica {
         self.proposal_bytes = 0;
         match self.raw.raft.step(m) {
             Ok(()) if !self.is_leader() => {
-                if self.sent_to_leader.len() >= MAX_FORWARDED_BATCHES {
+                if self.sent_to_leader.len() >= MAX_SENT_TO_LEADER_BATCHES {
                     self.sent_to_leader.pop_front();
                 }
                 let ids = std::mem::take(&mut self.proposal_ids);
@@ -1096,7 +1096,7 @@ impl Replica {
     /// The leader changed: proposals forwarded to another leader than
     /// today's are answered [`ProposeError::LeaderChanged`] (raft-rs does
     /// not send them again, and a cut-off old leader never commits them).
-    fn forwarded_after_leader_change(&mut self, dropped: &mut Vec<(u64, ProposeError)>) {
+    fn sent_to_leader_after_change(&mut self, dropped: &mut Vec<(u64, ProposeError)>) {
         let now = self.raw.raft.leader_id;
         let group_id = self.cfg.group_id;
         self.sent_to_leader.retain_mut(|(_, leader, ids)| {
@@ -1110,8 +1110,8 @@ impl Replica {
     }
 
     /// Forgets forwarded proposals older than any proposer waits.
-    fn expire_forwarded(&mut self) {
-        let keep = FORWARDED_KEEP_ELECTIONS * self.cfg.election_ticks as u64;
+    fn expire_sent_to_leader(&mut self) {
+        let keep = SENT_TO_LEADER_KEEP_ELECTIONS * self.cfg.election_ticks as u64;
         while self
             .sent_to_leader
             .front()
@@ -1264,7 +1264,7 @@ impl Replica {
                 out.role = Some(ss.raft_state);
             }
             self.reads_after_leader_change(&mut out.reads_failed);
-            self.forwarded_after_leader_change(&mut out.proposals_dropped);
+            self.sent_to_leader_after_change(&mut out.proposals_dropped);
         }
         // Raft's own messages first: a quiesce notice goes after the
         // heartbeat of the same tick.
