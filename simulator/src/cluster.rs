@@ -150,6 +150,11 @@ impl MemCluster {
     pub fn propose_accept(&mut self, node: u64, text: &str) -> Option<u64> {
         let request_id = self.next_request;
         self.next_request += 1;
+        self.propose_accept_as(node, request_id, text)
+    }
+
+    /// Proposes an accept with a given request id (a proposer's retry).
+    pub fn propose_accept_as(&mut self, node: u64, request_id: u64, text: &str) -> Option<u64> {
         let cmd = Command {
             request_id,
             at_ms: EPOCH_MS + self.steps as i64,
@@ -576,6 +581,79 @@ mod tests {
             [(rid, ProposeError::LeaderChanged { group_id })]
         );
         assert!(!c.acked.contains_key(&rid), "lost with the old leader");
+    }
+
+    /// A leader cut off before its proposal commits is deposed by its
+    /// quorum check and answers the proposal `LeaderChanged` then, not at
+    /// its proposer's deadline. The proposer's retry, with the same request
+    /// id, is accepted by the new leader once.
+    #[test]
+    fn a_deposed_leaders_own_proposal_is_answered_leader_changed() {
+        use hotline_node::core::ProposeError;
+        let (mut c, l) = settled();
+        let group_id = c.replicas[&l].group_id();
+        let rid = c.propose_accept(l, "领导者被隔离前受理").expect("proposed");
+        c.isolated.push(l);
+        let mut ticks = 0;
+        while c.proposals_dropped.is_empty() && ticks < 100 {
+            c.tick_all();
+            ticks += 1;
+            c.handle_readies();
+        }
+        assert_eq!(
+            c.proposals_dropped,
+            [(rid, ProposeError::LeaderChanged { group_id })]
+        );
+        assert!(!c.replicas[&l].is_leader());
+        assert!(
+            ticks <= 25,
+            "answered when it stepped down, at tick {ticks}"
+        );
+        assert!(!c.acked.contains_key(&rid), "nothing reached a majority");
+
+        // The followers hibernated while the group was idle: node liveness
+        // wakes them once their leader cannot be heard.
+        hotline_node::core::liveness::wake_orphans(c.replicas.values_mut(), |n| n == l);
+        tick_until(&mut c, 200, |c| c.leader().is_some_and(|n| n != l));
+        let n = c.leader().expect("a new leader");
+        c.proposals_dropped.clear();
+        c.propose_accept_as(n, rid, "领导者被隔离前受理")
+            .expect("retried at the new leader");
+        c.isolated.clear();
+        tick_until(&mut c, 200, |c| c.acked.contains_key(&rid));
+        assert!(c.settle(2_000));
+        let at: Vec<u64> = c
+            .committed
+            .iter()
+            .filter(|&(_, &(_, r))| r == rid)
+            .map(|(&i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1, "one entry of request {rid}: {at:?}");
+        assert!(c.proposals_dropped.is_empty(), "{:?}", c.proposals_dropped);
+    }
+
+    /// A leader's proposal that committed is answered by its apply: when
+    /// the leader is deposed afterwards, nothing is answered again.
+    #[test]
+    fn a_committed_proposal_is_not_answered_again_when_its_leader_is_deposed() {
+        let (mut c, l) = settled();
+        let rid = c.propose_accept(l, "提交后领导者被隔离").expect("proposed");
+        tick_until(&mut c, 100, |c| c.acked.contains_key(&rid));
+        assert!(c.acked.contains_key(&rid));
+        c.isolated.push(l);
+        for _ in 0..100 {
+            if !c.replicas[&l].is_leader() {
+                break;
+            }
+            // The idle group hibernates: liveness deposes a hibernating
+            // leader that cannot hear a majority (the node scans each tick).
+            let cut_off = c.replicas.get_mut(&l).expect("leader");
+            hotline_node::core::liveness::wake_orphans([cut_off], |n| n != l);
+            c.tick_all();
+            drain(&mut c);
+        }
+        assert!(!c.replicas[&l].is_leader());
+        assert!(c.proposals_dropped.is_empty(), "{:?}", c.proposals_dropped);
     }
 
     /// A read asked before any leader is known (raft-rs drops its

@@ -41,6 +41,11 @@ const SENT_TO_LEADER_KEEP_ELECTIONS: u64 = 6;
 /// Bound on the batches of forwarded proposals remembered (each at most
 /// `MAX_PROPOSAL_BATCH` ids); the oldest go first.
 const MAX_SENT_TO_LEADER_BATCHES: usize = 1_024;
+/// Bound on the leader's own proposals remembered until applied
+/// (`Replica::proposed_here`): above the node's bound on proposals in
+/// flight (16,384 by default); past it the oldest are forgotten, and their
+/// proposers wait out their deadlines as before.
+const MAX_PROPOSED_HERE: usize = 65_536;
 
 /// Tunables of a replica. Ticks are abstract: the driver decides how long one
 /// is (`tick_ms` in the node config).
@@ -208,8 +213,9 @@ pub struct Ready {
     /// here, and why: raft refused them when they were handed over (a
     /// leadership transfer under way, an election started since
     /// `propose`), or this follower forwarded them to a leader that is no
-    /// longer the leader ([`ProposeError::LeaderChanged`]). Answer
-    /// NotLeader; the proposer retries with the same request id.
+    /// longer the leader, or this replica appended them as leader and
+    /// stopped leading before they committed ([`ProposeError::LeaderChanged`]).
+    /// Answer NotLeader; the proposer retries with the same request id.
     pub proposals_dropped: Vec<(u64, ProposeError)>,
 }
 
@@ -246,12 +252,10 @@ pub enum ProposeError {
     LeaderUnreachable { group_id: u64, leader_id: u64 },
     #[error("proposal dropped by raft: {0}")]
     Dropped(String),
-    /// Forwarded to a leader that is no longer the leader: it may commit
-    /// yet or be lost. Retry with the same request id (applied at most
-    /// once).
-    #[error(
-        "group {group_id}: the leader this proposal was forwarded to is no longer the leader; retry"
-    )]
+    /// Forwarded to a leader that is no longer the leader, or appended by
+    /// this replica as leader before it stopped leading: it may commit yet
+    /// or be lost. Retry with the same request id (applied at most once).
+    #[error("group {group_id}: the leader that took this proposal is no longer the leader; retry")]
     LeaderChanged { group_id: u64 },
 }
 
@@ -416,6 +420,16 @@ pub struct Replica {
     /// [`SENT_TO_LEADER_KEEP_ELECTIONS`] election timeouts (no proposer waits
     /// longer), at most [`MAX_SENT_TO_LEADER_BATCHES`] batches.
     sent_to_leader: VecDeque<(u64, u64, Vec<u64>)>,
+    /// Proposals this replica appended as leader and has not applied yet:
+    /// (log index, request id), in index order. When it stops leading,
+    /// those above the commit index are answered `LeaderChanged`: a leader
+    /// deposed (cut off in a minority, or replaced by a higher term) commits
+    /// nothing more, so their proposers would otherwise wait out their
+    /// deadlines to learn it. The entry may still commit under the next
+    /// leader; the proposer's retry carries the same request id, and the
+    /// state machine acts on a request id once. Pruned at each flush up to
+    /// the applied index; at most [`MAX_PROPOSED_HERE`].
+    proposed_here: VecDeque<(u64, u64)>,
     /// Term of the last applied entry: a leader whose own term's entry is
     /// applied holds every command acknowledged anywhere in the group.
     applied_term: u64,
@@ -557,6 +571,7 @@ impl Replica {
             proposal_bytes: 0,
             proposals_dropped: Vec::new(),
             sent_to_leader: VecDeque::new(),
+            proposed_here: VecDeque::new(),
             applied_term: 0,
             forwarded: Vec::new(),
             appended_at: Vec::new(),
@@ -889,9 +904,11 @@ impl Replica {
     /// Proposes a command. `Ok` means accepted for the next Ready, not
     /// committed: the outcome arrives as an `Applied` with the same
     /// `request_id`, or as a `Ready::proposals_dropped` entry (raft refused
-    /// the batch), or never (the entry was lost with a leader change; the
-    /// proposer times out). On a follower raft forwards the proposal to the
-    /// leader.
+    /// the batch, or the leader that took it stopped leading before it
+    /// committed), or never (a leader remembers at most `MAX_PROPOSED_HERE`
+    /// of its own, a follower what it forwarded for a few election
+    /// timeouts; the proposer times out). On a follower raft forwards the
+    /// proposal to the leader.
     pub fn propose(&mut self, cmd: &Command) -> Result<(), ProposeError> {
         self.assert_not_in_flight();
         self.wake();
@@ -975,7 +992,7 @@ impl Replica {
                 self.sent_to_leader
                     .push_back((self.ticks, self.raw.raft.leader_id, ids));
             }
-            Ok(()) => self.proposal_ids.clear(),
+            Ok(()) => self.note_proposed_here(),
             Err(raft::Error::ProposalDropped) => {
                 let why = ProposeError::NoLeader {
                     group_id: self.cfg.group_id,
@@ -988,6 +1005,27 @@ impl Replica {
                 self.cfg.group_id
             ),
         }
+    }
+
+    /// Remembers the batch this leader just appended (the last
+    /// `proposal_ids.len()` entries of its log) and forgets what it has
+    /// applied since the last flush.
+    fn note_proposed_here(&mut self) {
+        let applied = self.applied;
+        while self
+            .proposed_here
+            .front()
+            .is_some_and(|&(i, _)| i <= applied)
+        {
+            self.proposed_here.pop_front();
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let first = last + 1 - self.proposal_ids.len() as u64;
+        debug_assert!(self.proposed_here.back().is_none_or(|&(i, _)| i < first));
+        let ids = self.proposal_ids.drain(..);
+        self.proposed_here.extend((first..=last).zip(ids));
+        let over = self.proposed_here.len().saturating_sub(MAX_PROPOSED_HERE);
+        self.proposed_here.drain(..over);
     }
 
     /// Asks for a linearizable read. Reads arriving between two Readies share
@@ -1107,6 +1145,25 @@ impl Replica {
             dropped.extend(ids.drain(..).map(|id| (id, why.clone())));
             false
         });
+    }
+
+    /// This replica stopped leading: its own proposals not yet committed
+    /// are answered [`ProposeError::LeaderChanged`] (see `proposed_here`);
+    /// those committed will be applied, and answered then.
+    fn proposed_here_after_change(&mut self, dropped: &mut Vec<(u64, ProposeError)>) {
+        if self.raw.raft.leader_id == self.cfg.node_id || self.proposed_here.is_empty() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let why = ProposeError::LeaderChanged {
+            group_id: self.cfg.group_id,
+        };
+        dropped.extend(
+            self.proposed_here
+                .drain(..)
+                .filter(|&(i, _)| i > committed)
+                .map(|(_, id)| (id, why.clone())),
+        );
     }
 
     /// Forgets forwarded proposals older than any proposer waits.
@@ -1265,6 +1322,7 @@ impl Replica {
             }
             self.reads_after_leader_change(&mut out.reads_failed);
             self.sent_to_leader_after_change(&mut out.proposals_dropped);
+            self.proposed_here_after_change(&mut out.proposals_dropped);
         }
         // Raft's own messages first: a quiesce notice goes after the
         // heartbeat of the same tick.
