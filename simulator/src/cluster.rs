@@ -278,6 +278,23 @@ impl MemCluster {
         }
     }
 
+    /// Node liveness, as a node runs it every tick, with this cluster's
+    /// network as the oracle: nobody hears a crashed node, and an isolated
+    /// node hears nobody. Wakes hibernating followers of an unheard leader
+    /// and steps down a hibernating leader that hears no majority.
+    pub fn scan_liveness(&mut self) -> usize {
+        let up: Vec<u64> = self.replicas.keys().copied().collect();
+        let isolated = &self.isolated;
+        let mut woke = 0;
+        for (&me, r) in self.replicas.iter_mut() {
+            let cut = |n: u64| {
+                n != me && (!up.contains(&n) || isolated.contains(&n) || isolated.contains(&me))
+            };
+            woke += hotline_node::core::liveness::wake_orphans([r], cut);
+        }
+        woke
+    }
+
     /// Runs every live node's Ready loop once.
     fn handle_readies(&mut self) {
         let ids: Vec<u64> = self.replicas.keys().copied().collect();
@@ -384,15 +401,18 @@ mod tests {
         }
     }
 
-    /// Ticks everyone and drains, at most `max_ticks` times, until `done`.
-    fn tick_until(c: &mut MemCluster, max_ticks: u64, done: impl Fn(&MemCluster) -> bool) {
-        for _ in 0..max_ticks {
+    /// Scans liveness, ticks everyone and drains, as a node's loop does,
+    /// at most `max_ticks` times, until `done`; returns the ticks taken.
+    fn tick_until(c: &mut MemCluster, max_ticks: u64, done: impl Fn(&MemCluster) -> bool) -> u64 {
+        for ticks in 0..max_ticks {
             if done(c) {
-                return;
+                return ticks;
             }
+            c.scan_liveness();
             c.tick_all();
             drain(c);
         }
+        max_ticks
     }
 
     /// The notifier and the forwarder read their leader's own replica (no
@@ -417,9 +437,8 @@ mod tests {
             "followers are never settled leaders, a leader with everything applied is"
         );
         c.crash(old);
-        // As a node's liveness tracker would: a follower that hibernated
-        // wakes once its leader is unreachable.
-        hotline_node::core::liveness::wake_orphans(c.replicas.values_mut(), |l| l == old);
+        // A follower that hibernated wakes once its leader is unreachable.
+        c.scan_liveness();
         let mut new = None;
         for _ in 0..10_000 {
             if c.network.is_empty() {
@@ -525,12 +544,7 @@ mod tests {
             c.crash(f);
         }
         c.replicas.get_mut(&l).expect("leader").read(2, a_lookup());
-        let mut ticks = 0;
-        while c.reads_failed.is_empty() && ticks < 100 {
-            c.tick_all();
-            ticks += 1;
-            c.handle_readies();
-        }
+        let ticks = tick_until(&mut c, 100, |c| !c.reads_failed.is_empty());
         assert_eq!(c.reads_served, [1], "no majority confirms read 2");
         assert_eq!(c.reads_failed, [(2, ReadFailed::LeaderChanged)]);
         assert!(!c.replicas[&l].is_leader());
@@ -594,12 +608,7 @@ mod tests {
         let group_id = c.replicas[&l].group_id();
         let rid = c.propose_accept(l, "领导者被隔离前受理").expect("proposed");
         c.isolated.push(l);
-        let mut ticks = 0;
-        while c.proposals_dropped.is_empty() && ticks < 100 {
-            c.tick_all();
-            ticks += 1;
-            c.handle_readies();
-        }
+        let ticks = tick_until(&mut c, 100, |c| !c.proposals_dropped.is_empty());
         assert_eq!(
             c.proposals_dropped,
             [(rid, ProposeError::LeaderChanged { group_id })]
@@ -611,9 +620,6 @@ mod tests {
         );
         assert!(!c.acked.contains_key(&rid), "nothing reached a majority");
 
-        // The followers hibernated while the group was idle: node liveness
-        // wakes them once their leader cannot be heard.
-        hotline_node::core::liveness::wake_orphans(c.replicas.values_mut(), |n| n == l);
         tick_until(&mut c, 200, |c| c.leader().is_some_and(|n| n != l));
         let n = c.leader().expect("a new leader");
         c.proposals_dropped.clear();
@@ -641,17 +647,7 @@ mod tests {
         tick_until(&mut c, 100, |c| c.acked.contains_key(&rid));
         assert!(c.acked.contains_key(&rid));
         c.isolated.push(l);
-        for _ in 0..100 {
-            if !c.replicas[&l].is_leader() {
-                break;
-            }
-            // The idle group hibernates: liveness deposes a hibernating
-            // leader that cannot hear a majority (the node scans each tick).
-            let cut_off = c.replicas.get_mut(&l).expect("leader");
-            hotline_node::core::liveness::wake_orphans([cut_off], |n| n != l);
-            c.tick_all();
-            drain(&mut c);
-        }
+        tick_until(&mut c, 100, |c| !c.replicas[&l].is_leader());
         assert!(!c.replicas[&l].is_leader());
         assert!(c.proposals_dropped.is_empty(), "{:?}", c.proposals_dropped);
     }
