@@ -45,7 +45,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             tick_ms: 100,
-            election_ticks: 10,
+            election_ticks: crate::core::replica::ELECTION_TICKS,
             heartbeat_ticks: 1,
             compact_log_entries: 10_000,
             compact_log_bytes: 4 * 1024 * 1024,

@@ -27,20 +27,12 @@ use hotline_proto::v1::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::core::transfer::{forward_candidates, hop_allowed};
+use crate::core::transfer::{ForwarderPace, forward_candidates, hop_allowed};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::faults::Verdict;
 use crate::server::Handle;
 use crate::tls;
 
-/// How often a leader with transfer work retries what is still pending.
-const FORWARD_INTERVAL: Duration = Duration::from_millis(200);
-/// Longest pause between two looks at an idle group: a safety net, since
-/// its bell wakes it when transfer records commit here and when this node
-/// becomes the group's leader.
-const MAX_IDLE_POLL: Duration = Duration::from_secs(30);
-/// Records handled per round, so one round stays short.
-const MAX_WORK_PER_ROUND: usize = 64;
 /// Records of one round in flight at once.
 const FORWARD_CONCURRENCY: usize = 16;
 /// Deadline of one `Forward` call (the callee waits for a commit).
@@ -273,7 +265,7 @@ impl Handle {
             .read_as_settled_leader(
                 peek,
                 Query::TransferWork {
-                    limit: MAX_WORK_PER_ROUND,
+                    limit: ForwarderPace::MAX_WORK_PER_ROUND,
                 },
             )
             .await?
@@ -362,22 +354,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
-    let mut pause = FORWARD_INTERVAL;
+    // The pace is the core's, so the simulator's forwarder keeps the same.
+    let mut pace = ForwarderPace::new();
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => return,
             _ = bell.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(Duration::from_millis(pace.pause_ms())) => {}
         }
         // A local look first: only a leader with work reads its group
         // (a read would wake a hibernating group every round).
         let peek = h.peek().await;
-        if !peek.leader || !peek.transfer_work {
-            pause = (pause * 2).min(MAX_IDLE_POLL);
+        if !pace.look(peek.leader, peek.transfer_work) {
             continue;
         }
-        pause = FORWARD_INTERVAL;
         let round = h.forward_round(peek);
         tokio::select! {
             biased;

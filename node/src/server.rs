@@ -1061,9 +1061,7 @@ pub async fn run_node(
         events: events.clone(),
         liveness: crate::core::liveness::Liveness::new(
             topology.peers_of(cfg.id),
-            // Twice the longest election timeout: a suspicion is cheap, but
-            // it should not fire on a slow tick.
-            4 * t.election_ticks as u64,
+            crate::core::liveness::suspect_after_ticks(t.election_ticks),
         ),
         joining: crate::membership::Joining::new(&cfg, &topology, &directory, &ctl_tx, &faults),
         directory: directory.clone(),

@@ -66,10 +66,15 @@ fn main() {
         serde_json::to_string_pretty(&r.events_by_kind).unwrap()
     );
     println!(
-        "events {} tickets {} commands {} wall {} ms ({:.0} events/s) invariants {:?}",
+        "events {} tickets {} commands {} (p99 {} ms, max {} ms) transfers {} (p50 {} ms, p99 {} ms) wall {} ms ({:.0} events/s) invariants {:?}",
         r.events,
         r.tickets_accepted,
         r.commands_committed,
+        r.commit_latency.p99_ms,
+        r.commit_latency.max_ms,
+        r.transfer_latency.count,
+        r.transfer_latency.p50_ms,
+        r.transfer_latency.p99_ms,
         r.wall_ms,
         r.events_per_sec,
         r.invariants.violation

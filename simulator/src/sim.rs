@@ -29,7 +29,7 @@ use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
 use hotline_node::core::placements::{MAX_GROUPS, from_spec, to_report};
 use hotline_node::core::tickets::{IdKey, SmWrites};
-use hotline_node::core::transfer::{forward_candidates, hop_allowed};
+use hotline_node::core::transfer::{ForwarderPace, forward_candidates, hop_allowed};
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
 };
@@ -62,10 +62,6 @@ const RETRY_MS: SimMs = 3_000;
 const NO_LEADER_RETRY_MS: SimMs = 200;
 /// A `Forward` call's deadline (node/src/forwarder.rs FORWARD_TIMEOUT).
 const FORWARD_DEADLINE_MS: SimMs = 3_000;
-/// Longest pause of a forwarder that gets nothing through.
-const MAX_FORWARD_BACKOFF_MS: SimMs = 15_000;
-/// The forwarder's pace while a group has transfer work.
-const FORWARD_INTERVAL_MS: SimMs = 500;
 /// The notifier's pace and batch (node/src/notify.rs defaults): the
 /// leader delivers its group's outbox and commits `Delivered`, as the real
 /// node does, so outboxes stay bounded over a simulated day.
@@ -74,9 +70,12 @@ const NOTIFY_BATCH: usize = 100;
 /// How soon the notifier or the forwarder looks again while its leader
 /// settles (the node's `SETTLE_POLL`).
 const SETTLE_POLL_MS: SimMs = 10;
-/// Liveness: a node unheard for this long is suspected (4 election timeouts
-/// in the node; here the oracle fires once, after this delay).
-const SUSPECT_AFTER_MS: SimMs = 2_000;
+/// Liveness: a node unheard for this long is suspected, as in the node
+/// (here the oracle fires once, after this delay).
+const SUSPECT_AFTER_MS: SimMs =
+    hotline_node::core::liveness::suspect_after_ticks(hotline_node::core::replica::ELECTION_TICKS)
+        as SimMs
+        * TICK_MS;
 /// Messages buffered for a replica whose Ready is being persisted.
 const MAX_BACKLOG: usize = 10_000;
 /// How long after the last heal every transfer must be delivered.
@@ -170,7 +169,14 @@ enum Ev {
     },
     Fault(usize),
     WakeOrphans,
+    /// A group's forwarder looks at its work (its bell, or its pause ran
+    /// out); stale unless it is the look the forwarder has due.
     Forward(u64),
+    /// A forwarder's round reaches the call deadline with answers missing.
+    ForwardRoundEnd {
+        group: u64,
+        round: u64,
+    },
     Notify(u64),
     FwdArrive(Box<FwdItem>),
     /// Boxed, as `FwdArrive`: the queue moves every event several times,
@@ -188,6 +194,31 @@ enum Ev {
         node: u64,
         term: u64,
     },
+}
+
+/// A group's forwarder (node/src/forwarder.rs `run`): its pace, its next
+/// look and the round it is running.
+#[derive(Debug, Default)]
+struct Forwarder {
+    pace: ForwarderPace,
+    /// When its next look is due; `Ev::Forward` events at other times are
+    /// stale (a bell brought the look forward).
+    due: Option<SimMs>,
+    round: Option<FwdRound>,
+    /// The bell rang during the round: look again as soon as it ends (as
+    /// tokio's `Notify` keeps one permit).
+    bell: bool,
+    /// Rounds started, to tell a round's deadline from an older one's.
+    rounds: u64,
+}
+
+#[derive(Debug)]
+struct FwdRound {
+    id: u64,
+    /// The leader running it.
+    node: u64,
+    /// Transfer ids sent and not yet acknowledged and committed.
+    waiting: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -345,6 +376,14 @@ struct Slot {
     /// A Ready is being persisted: inputs wait in `backlog`.
     inflight: bool,
     backlog: VecDeque<Message>,
+    /// The Ready being persisted wrote transfer records on the leader: its
+    /// forwarder's bell rings once they are on disk.
+    ring_when_persisted: bool,
+    /// Requests to propose here that came while a Ready was being
+    /// persisted: taken together once it is, as the node's raft loop takes
+    /// every queued proposal at its next iteration. (Retried one by one
+    /// instead, a burst went in one per fsync.)
+    proposals_waiting: Vec<u64>,
 }
 
 struct Node {
@@ -454,7 +493,11 @@ enum Purpose {
         transfer_id: String,
         receipt: bool,
     },
-    HopDone,
+    /// The forwarder's commit after a hop answered (`HopDone` or
+    /// `ReceiptPassed`): it ends that record's part of the round.
+    HopDone {
+        transfer_id: String,
+    },
     /// A group's placement for the national group's replicated directory.
     Place,
 }
@@ -706,11 +749,10 @@ pub struct Sim {
     incidents: BTreeMap<u64, u32>,
     pending: BTreeMap<u64, Pending>,
     next_request: u64,
-    forward_scheduled: BTreeSet<u64>,
+    /// Per group: its forwarder, as the node's task plays it.
+    forwarders: BTreeMap<u64, Forwarder>,
     /// Groups whose notifier is due.
     notify_scheduled: BTreeSet<u64>,
-    /// Per group: the forwarder's current interval (backs off while stuck).
-    forward_pace: BTreeMap<u64, SimMs>,
     // network faults
     partitions: Vec<(BTreeSet<u64>, BTreeSet<u64>)>,
     delays: Vec<(BTreeSet<u64>, BTreeSet<u64>, SimMs)>,
@@ -1165,8 +1207,7 @@ impl Sim {
             incidents: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_request: 1,
-            forward_scheduled: BTreeSet::new(),
-            forward_pace: BTreeMap::new(),
+            forwarders: BTreeMap::new(),
             notify_scheduled: BTreeSet::new(),
             partitions: Vec::new(),
             delays: Vec::new(),
@@ -1328,6 +1369,8 @@ impl Sim {
                     disk,
                     inflight: false,
                     backlog: VecDeque::new(),
+                    ring_when_persisted: false,
+                    proposals_waiting: Vec::new(),
                 }),
             );
         }
@@ -1357,9 +1400,15 @@ impl Sim {
         n.alive = false;
         n.life += 1;
         let slots = std::mem::take(&mut n.slots);
+        let mut waiting = Vec::new();
         for (g, mut s) in slots {
             s.disk.crash();
             n.disks_down.insert(g, s.disk);
+            waiting.append(&mut s.proposals_waiting);
+        }
+        // Their proposers try elsewhere, as after any refusal.
+        for rid in waiting {
+            self.push(self.now + NO_LEADER_RETRY_MS, Ev::Retry(rid));
         }
         self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
     }
@@ -1479,6 +1528,12 @@ impl Sim {
                 return;
             };
             let must_sync = rd.write.must_sync;
+            // The node's raft loop rings the forwarder's bell when a
+            // round's writes with transfer records are on disk (only a
+            // leader's forwarder acts on it, and only the leader's is
+            // simulated).
+            slot.ring_when_persisted |=
+                !rd.write.sm.transfers_put.is_empty() && slot.replica.is_leader();
             slot.disk.stage(rd.write);
             if let Some(role) = rd.role {
                 let term = slot.replica.term();
@@ -1555,13 +1610,23 @@ impl Sim {
         };
         slot.disk.sync();
         slot.inflight = false;
+        if std::mem::take(&mut slot.ring_when_persisted) {
+            self.ring_forwarder(group);
+        }
+        let Some(slot) = self.slot(node, group) else {
+            return;
+        };
         let after = slot.replica.on_persisted();
         let backlog: Vec<Message> = slot.backlog.drain(..).collect();
         for m in backlog {
             slot.replica.step(m);
         }
+        let waiting = std::mem::take(&mut slot.proposals_waiting);
         self.send(node, group, after.messages);
         self.on_applied(node, group, after.applied);
+        for rid in waiting {
+            self.retry(rid);
+        }
         self.dirty.insert((node, group));
     }
 
@@ -1588,8 +1653,9 @@ impl Sim {
                     self.send_to(to, now, Ev::Hint { group, node, term });
                 }
             }
-            // A new leader resumes the group's transfers.
-            self.schedule_forward(group, 10);
+            // A new leader resumes the group's transfers: the raft loop
+            // rings its forwarder's bell.
+            self.ring_forwarder(group);
         }
     }
 
@@ -1722,7 +1788,6 @@ impl Sim {
                         self.transfer_started
                             .insert(t.transfer_id.clone(), (self.now, link));
                     }
-                    self.schedule_forward(p.group, 1);
                 }
                 // Mass incident: later callers are merged into the first.
                 if let Some(inc) = incident {
@@ -1794,10 +1859,10 @@ impl Sim {
                     {
                         let _ = self.transfer_hist.record((self.now - start).max(1) as u64);
                     }
-                    self.schedule_forward(p.group, 1);
                 }
             }
-            Purpose::HopDone | Purpose::Delivered | Purpose::Place => {}
+            Purpose::HopDone { transfer_id } => self.hop_done(p.group, p.node, &transfer_id),
+            Purpose::Delivered | Purpose::Place => {}
         }
     }
 
@@ -1898,7 +1963,7 @@ impl Sim {
         let (group, at_node, proposed_at) = (p.group, p.at_node, p.proposed_at);
         // A forward's callee (and the caller's HopDone) answer within the
         // RPC deadline or not at all: the forwarder calls again later.
-        if matches!(p.purpose, Purpose::Custody { .. } | Purpose::HopDone)
+        if matches!(p.purpose, Purpose::Custody { .. } | Purpose::HopDone { .. })
             && self.now - proposed_at > FORWARD_DEADLINE_MS
         {
             self.pending.remove(&rid);
@@ -1931,7 +1996,7 @@ impl Sim {
             return;
         };
         if slot.inflight {
-            self.push(self.now + 5, Ev::Retry(rid));
+            slot.proposals_waiting.push(rid);
             return;
         }
         let p = self.pending.get_mut(&rid).expect("looked up above");
@@ -2008,41 +2073,88 @@ impl Sim {
         }
     }
 
-    fn schedule_forward(&mut self, group: u64, after: SimMs) {
-        if self.forward_scheduled.insert(group) {
-            self.push(self.now + after, Ev::Forward(group));
+    /// Rings a group's forwarder bell, as the node's raft loop does when
+    /// transfer records change on the leader or a node becomes the leader:
+    /// it looks now, or as soon as the round it is running ends.
+    fn ring_forwarder(&mut self, group: u64) {
+        let f = self.forwarders.entry(group).or_default();
+        if f.round.is_some() {
+            f.bell = true;
+        } else {
+            self.schedule_look(group, self.now);
         }
     }
 
-    /// The forwarder of one group: hand each pending envelope or receipt to
-    /// a reachable member of the first candidate group that has one.
+    /// Makes the forwarder's next look due at `at`, unless one is due
+    /// sooner (a later event of an earlier schedule is then stale).
+    fn schedule_look(&mut self, group: u64, at: SimMs) {
+        let f = self.forwarders.entry(group).or_default();
+        if f.due.is_none_or(|due| at < due) {
+            f.due = Some(at);
+            self.push(at, Ev::Forward(group));
+        }
+    }
+
+    /// The forwarder of one group looks at its work, as the node's task
+    /// does (node/src/forwarder.rs `run`, with the core's
+    /// [`ForwarderPace`]): a settled leader with work hands each pending
+    /// envelope or receipt to a reachable member of the first candidate
+    /// group that has one, and the round lasts until every record it sent
+    /// is acknowledged and committed or the call deadline passes. One
+    /// difference: a node polls an idle group every half minute behind its
+    /// bell, and here a leader with nothing to do waits for its bell alone,
+    /// which the simulation rings exactly.
     fn forward(&mut self, group: u64) {
-        self.forward_scheduled.remove(&group);
+        let f = self.forwarders.entry(group).or_default();
+        if f.due != Some(self.now) {
+            return;
+        }
+        f.due = None;
         // The national group's first leader seeds the directory (its
         // forward round is the first moment outside its Ready cycle).
         if group == hotline_federation::directory::NATIONAL && !self.directory_seeded {
             self.directory_seeded = true;
             self.seed_directory();
         }
-        let Some(leader) = self.leader_of(group) else {
-            self.schedule_forward(group, FORWARD_INTERVAL_MS);
+        let leader = self.leader_of(group);
+        let f = self.forwarders.get_mut(&group).expect("entered above");
+        match (&f.round, leader) {
+            // The same node's round is still running: it looks at its end.
+            (Some(r), Some(l)) if r.node == l => {
+                f.bell = true;
+                return;
+            }
+            // Another node's forwarder ran that round; this one starts afresh.
+            (Some(_), _) => f.round = None,
+            (None, _) => {}
+        }
+        let Some(leader) = leader else {
+            // Every replica's forwarder polls while it does not lead; the
+            // new leader's bell cuts the wait short.
+            f.pace.look(false, false);
+            let at = self.now + f.pace.pause_ms() as SimMs;
+            self.schedule_look(group, at);
             return;
         };
         // As the node's forwarder: a settled leader's own replica.
         let work = match self.slot(leader, group) {
-            Some(s) if s.replica.is_settled_leader() => s.replica.tickets().transfer_work(64),
+            Some(s) if s.replica.is_settled_leader() => s
+                .replica
+                .tickets()
+                .transfer_work(ForwarderPace::MAX_WORK_PER_ROUND),
             Some(_) => {
-                self.schedule_forward(group, SETTLE_POLL_MS);
+                self.schedule_look(group, self.now + SETTLE_POLL_MS);
                 return;
             }
             None => return,
         };
-        if work.is_empty() {
+        let f = self.forwarders.get_mut(&group).expect("entered above");
+        if !f.pace.look(true, !work.is_empty()) {
             return;
         }
+        let mut waiting = BTreeSet::new();
         for rec in &work {
             let cands = forward_candidates(&self.dir, group, rec);
-            let mut sent = false;
             for c in cands {
                 // Another shard's group: its leader as last heard of.
                 let leader_of_c = if self.is_local(c) {
@@ -2081,20 +2193,63 @@ impl Sim {
                     },
                 };
                 self.push_for(c, self.now + ms, Ev::FwdArrive(Box::new(item)));
-                sent = true;
+                if let Some(env) = &rec.envelope {
+                    waiting.insert(env.transfer_id.clone());
+                }
                 break;
             }
-            let _ = sent;
         }
-        // Until the work is acknowledged, keep trying, backing off while
-        // nothing gets through (an acknowledgement resets the pace).
-        let pace = self
-            .forward_pace
-            .entry(group)
-            .or_insert(FORWARD_INTERVAL_MS * 2);
-        let after = *pace;
-        *pace = (*pace * 2).min(MAX_FORWARD_BACKOFF_MS);
-        self.schedule_forward(group, after);
+        let f = self.forwarders.get_mut(&group).expect("entered above");
+        f.rounds += 1;
+        let round = f.rounds;
+        f.round = Some(FwdRound {
+            id: round,
+            node: leader,
+            waiting,
+        });
+        if f.round.as_ref().is_some_and(|r| r.waiting.is_empty()) {
+            // Nothing reachable: the node's calls fail at once on a cut
+            // link (or a refused connection).
+            self.end_round(group);
+        } else {
+            self.push(
+                self.now + FORWARD_DEADLINE_MS,
+                Ev::ForwardRoundEnd { group, round },
+            );
+        }
+    }
+
+    /// The forwarder's commit for `transfer_id` (after its hop answered)
+    /// applied on `node`: that record's part of the round is done.
+    fn hop_done(&mut self, group: u64, node: u64, transfer_id: &str) {
+        let Some(r) = self
+            .forwarders
+            .get_mut(&group)
+            .and_then(|f| f.round.as_mut())
+            .filter(|r| r.node == node)
+        else {
+            return;
+        };
+        r.waiting.remove(transfer_id);
+        if r.waiting.is_empty() {
+            self.end_round(group);
+        }
+    }
+
+    /// A round ended: the next look comes at once if the bell rang during
+    /// it, else after the pace's pause.
+    fn end_round(&mut self, group: u64) {
+        let f = self
+            .forwarders
+            .get_mut(&group)
+            .expect("a round's forwarder");
+        f.round = None;
+        let at = if std::mem::take(&mut f.bell) {
+            self.now
+        } else {
+            self.now + f.pace.pause_ms() as SimMs
+        };
+        self.schedule_look(group, at);
     }
 
     fn fwd_arrive(&mut self, item: FwdItem) {
@@ -2159,7 +2314,6 @@ impl Sim {
         if !self.nodes[&to].alive {
             return;
         }
-        self.forward_pace.remove(&group);
         let op = if receipt {
             command::Op::ReceiptPassed(ReceiptPassed {
                 transfer_id: transfer_id.clone(),
@@ -2170,7 +2324,7 @@ impl Sim {
                 next_group,
             })
         };
-        self.propose_at(group, Some(to), op, Purpose::HopDone);
+        self.propose_at(group, Some(to), op, Purpose::HopDone { transfer_id });
     }
 
     fn step(&mut self, ticket: u32, step: StepKind) {
@@ -2418,16 +2572,8 @@ impl Sim {
                 self.losses.clear();
                 self.dup_permille = 0;
                 self.last_heal = self.now;
-                // Everyone is heard again: groups resume, forwarders retry.
-                let groups: Vec<u64> = self
-                    .members
-                    .keys()
-                    .copied()
-                    .filter(|&g| self.is_local(g))
-                    .collect();
-                for g in groups {
-                    self.schedule_forward(g, 100);
-                }
+                // Everyone is heard again: forwarders with work left retry
+                // at their pace, as the nodes' do.
                 self.push(self.now + SUSPECT_AFTER_MS, Ev::WakeOrphans);
             }
             FaultAction::Crash { node } => self.crash_node(node),
@@ -2675,6 +2821,16 @@ impl Sim {
             Ev::Fault(i) => self.fault(i),
             Ev::WakeOrphans => self.wake_orphans(),
             Ev::Forward(g) => self.forward(g),
+            Ev::ForwardRoundEnd { group, round } => {
+                if self
+                    .forwarders
+                    .get(&group)
+                    .and_then(|f| f.round.as_ref())
+                    .is_some_and(|r| r.id == round)
+                {
+                    self.end_round(group);
+                }
+            }
             Ev::Notify(g) => self.notify(g),
             Ev::FwdArrive(item) => self.fwd_arrive(*item),
             Ev::FwdAck(a) => {
@@ -3344,7 +3500,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::Step { .. } => 4,
         Ev::Fault(_) => 5,
         Ev::WakeOrphans => 6,
-        Ev::Forward(_) => 7,
+        Ev::Forward(_) | Ev::ForwardRoundEnd { .. } => 7,
         Ev::FwdArrive(_) => 8,
         Ev::FwdAck(_) => 9,
         Ev::Retry(_) => 10,

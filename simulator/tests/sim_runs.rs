@@ -3,6 +3,7 @@
 //! the command that reproduces it.
 
 use hotline_federation::topology::{Scope, Topology};
+use hotline_node::core::transfer::ForwarderPace;
 use hotline_simulator::model::{FaultAction, FaultEvent};
 use hotline_simulator::sim::{Sim, SimConfig, swarm_run};
 
@@ -112,6 +113,31 @@ fn partition_drill(shards: usize) {
     assert!(
         r.transfer_latency.max_ms >= 3_600_000.0,
         "some waited hours"
+    );
+}
+
+/// With nothing failing, a transfer (嘉定 or 黄浦 to 太仓 and back: to the
+/// destination through the national group, and its receipt back the same
+/// way) takes what its four hops' calls and commits take. Each forwarder is
+/// woken by its bell when the record commits on its leader, as the node's
+/// raft loop rings it, so no transfer waits out a forwarder's pause (before
+/// the simulator kept the node's pace, every one waited about a second).
+#[test]
+fn without_faults_no_transfer_waits_for_a_forwarders_pause() {
+    let topo = Topology::demo();
+    let mut cfg = SimConfig::new(3, topo.clone(), 2 * 60 * MINUTE);
+    cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
+    assert!(cfg.faults.is_empty());
+    let r = Sim::new(cfg).unwrap().run();
+    assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
+    let t = &r.transfer_latency;
+    assert!(t.count >= 20, "transfers to time: {t:?} ({})", r.reproduce);
+    assert!(
+        t.max_ms < ForwarderPace::WORK_INTERVAL_MS as f64,
+        "the slowest transfer took {} ms, a forwarder's pause is {} ms ({})",
+        t.max_ms,
+        ForwarderPace::WORK_INTERVAL_MS,
+        r.reproduce
     );
 }
 

@@ -3,14 +3,26 @@
 //! A hibernating (quiesced) group sends no heartbeats, so its followers
 //! cannot notice a dead leader on their own. Instead every node sends one
 //! tiny message per tick to each peer node — one per node pair, whatever
-//! the number of groups — and a node that has not been heard from for an
-//! election timeout is suspected: every hibernating replica whose leader
+//! the number of groups — and a node that has not been heard from for
+//! [`SUSPECT_AFTER_ELECTIONS`] election timeouts is suspected: every hibernating replica whose leader
 //! lives there wakes up and resumes its election timer. Raft's own rules
 //! then decide; a wrong suspicion costs one wake-up, never safety.
 
 use std::collections::BTreeMap;
 
 use super::Replica;
+
+/// Election timeouts of silence after which a peer is suspected: twice the
+/// longest election timeout (raft-rs draws one from 1 to 2 of them), since
+/// a suspicion is cheap but should not fire on one slow tick. The node and
+/// the simulator both wait this long, so failover rehearsed for a quiet
+/// group takes as long as on a live cluster.
+pub const SUSPECT_AFTER_ELECTIONS: u64 = 4;
+
+/// A liveness timeout in ticks, for replicas with `election_ticks`.
+pub const fn suspect_after_ticks(election_ticks: usize) -> u64 {
+    SUSPECT_AFTER_ELECTIONS * election_ticks as u64
+}
 
 #[derive(Debug, Default)]
 pub struct Liveness {

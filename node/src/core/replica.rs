@@ -84,13 +84,17 @@ pub struct ReplicaConfig {
     pub quiesce_after_ticks: u64,
 }
 
+/// A replica's election timeout, in ticks, unless its node's tuning says
+/// otherwise (the node's default tuning and the simulator use this one).
+pub const ELECTION_TICKS: usize = 10;
+
 impl ReplicaConfig {
     pub fn new(node_id: u64, group_id: u64, region: &str) -> Self {
         ReplicaConfig {
             node_id,
             group_id,
             region: region.to_string(),
-            election_ticks: 10,
+            election_ticks: ELECTION_TICKS,
             heartbeat_ticks: 1,
             compact_log_entries: 10_000,
             compact_log_bytes: 4 * 1024 * 1024,

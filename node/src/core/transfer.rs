@@ -187,6 +187,65 @@ pub fn hop_allowed(
     Ok(())
 }
 
+/// When a group's forwarder looks at its transfer work again. The node's
+/// forwarder task (node/src/forwarder.rs) and the simulator's forwarder both
+/// keep one, so a rehearsed transfer takes the time a real one does.
+///
+/// A forwarder wakes at its bell (transfer records changed on its node, or
+/// its node became the leader) or when its pause runs out. A look that finds
+/// this node leading with work runs a round and keeps the short pause: work
+/// still pending after a round (its next hop cut off, say) is retried every
+/// [`ForwarderPace::WORK_INTERVAL_MS`], with no backoff, because a cut link
+/// fails fast and a silent one costs the round its call deadline anyway. A
+/// look that finds nothing to do doubles the pause, up to
+/// [`ForwarderPace::MAX_IDLE_POLL_MS`]: idle groups cost a timer and a local
+/// look every half minute, the safety net behind the bell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwarderPace {
+    pause_ms: u64,
+}
+
+impl ForwarderPace {
+    /// The pause while the group has transfer work.
+    pub const WORK_INTERVAL_MS: u64 = 200;
+    /// The longest pause between two looks at an idle group.
+    pub const MAX_IDLE_POLL_MS: u64 = 30_000;
+    /// Records handled per round, so one round stays short.
+    pub const MAX_WORK_PER_ROUND: usize = 64;
+
+    pub const fn new() -> Self {
+        Self {
+            pause_ms: Self::WORK_INTERVAL_MS,
+        }
+    }
+
+    /// After a look: whether to run a round now (this node leads the group
+    /// and it has work). Sets the pause before the next look, unless the
+    /// bell rings first.
+    pub fn look(&mut self, leader: bool, has_work: bool) -> bool {
+        let round = leader && has_work;
+        self.pause_ms = if round {
+            Self::WORK_INTERVAL_MS
+        } else {
+            (self.pause_ms * 2).min(Self::MAX_IDLE_POLL_MS)
+        };
+        debug_assert!((Self::WORK_INTERVAL_MS..=Self::MAX_IDLE_POLL_MS).contains(&self.pause_ms));
+        round
+    }
+
+    /// The pause before the next look (after a round ends, or after an
+    /// idle look).
+    pub fn pause_ms(&self) -> u64 {
+        self.pause_ms
+    }
+}
+
+impl Default for ForwarderPace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn province(code: &str) -> &str {
     code.get(..2).unwrap_or("")
 }
@@ -732,6 +791,29 @@ impl TicketMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarder_keeps_its_short_pause_while_it_has_work_and_backs_off_when_idle() {
+        let mut p = ForwarderPace::new();
+        assert_eq!(p.pause_ms(), ForwarderPace::WORK_INTERVAL_MS);
+        // Idle looks, or looks on a replica that does not lead, back off
+        // to the half-minute poll and stay there.
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            assert!(!p.look(true, false));
+            pauses.push(p.pause_ms());
+        }
+        assert_eq!(&pauses[..4], &[400, 800, 1_600, 3_200]);
+        assert_eq!(pauses[9], ForwarderPace::MAX_IDLE_POLL_MS);
+        assert!(!p.look(false, true), "a follower runs no round");
+        assert_eq!(p.pause_ms(), ForwarderPace::MAX_IDLE_POLL_MS);
+        // Work found by a leader: a round, and the short pause again at
+        // once, however long it was idle (retries do not back off).
+        assert!(p.look(true, true));
+        assert_eq!(p.pause_ms(), ForwarderPace::WORK_INTERVAL_MS);
+        assert!(p.look(true, true));
+        assert_eq!(p.pause_ms(), ForwarderPace::WORK_INTERVAL_MS);
+    }
     use crate::core::tickets::{Query, QueryAnswer};
     use hotline_proto::v1::{AcceptRequest, Command, Kind, Location, command};
 
