@@ -1611,3 +1611,84 @@ async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
         .unwrap();
     assert_eq!(listed.tickets.len(), 2, "each exactly once");
 }
+
+/// A record whose next hop does not answer holds up no other transfer: the
+/// forwarder's round goes on without it after its patience (the core's
+/// `InFlight`). 嘉定's calls to 黄浦 are delayed 20 s (a drill); a ticket
+/// about 黄浦 waits on that call, and a ticket about 徐汇 (which the city
+/// group serves) accepted after it is delivered at once. (Handed on in
+/// rounds that waited for their slowest record, the second waited out the
+/// first one's 20 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_waiting_on_a_silent_hop_holds_up_no_other() {
+    let mut cl = Cluster::init_topology(THREE_SHANGHAI_CENTERS, 8640, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    for g in [310114, 3101, 310101] {
+        until("a leader", Duration::from_secs(20), || async {
+            c.find_leader_of(Some(g)).await.is_some()
+        })
+        .await;
+    }
+    let about = |code: &str, text: &str| {
+        let mut req = about_taicang(text, "13800003333");
+        req.location = Some(Location {
+            code: code.into(),
+            ..Default::default()
+        });
+        req
+    };
+    let delivered = |id: String| {
+        let c = &c;
+        async move {
+            c.get_in(310114, &id)
+                .await
+                .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
+        }
+    };
+
+    cl.cli(&[
+        "fault",
+        "delay",
+        "--between",
+        "1",
+        "--and",
+        "3",
+        "--ms",
+        "20000",
+    ]);
+    // 南京东路街道, 黄浦区: its hand-on to 黄浦 waits 20 s.
+    let slow = c.accept(about("310101002", "占道经营")).await.unwrap();
+    assert_eq!(slow.owner_group, 310101);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 天平路街道, 徐汇区: no group of its own, so the city's.
+    let quick = c.accept(about("310104003", "夜间施工噪声")).await.unwrap();
+    assert_eq!(quick.owner_group, 3101);
+    until(
+        "the second transfer delivered while the first waits",
+        Duration::from_secs(8),
+        || delivered(quick.id.clone()),
+    )
+    .await;
+    assert!(
+        !delivered(slow.id.clone()).await,
+        "the first still waits on its delayed call"
+    );
+    cl.cli(&["fault", "heal"]);
+    until(
+        "the first delivered once its call got through",
+        Duration::from_secs(45),
+        || delivered(slow.id.clone()),
+    )
+    .await;
+    for (g, id) in [(310101, &slow.id), (3101, &quick.id)] {
+        let owned = c.get_in(g, id).await.unwrap();
+        assert_eq!(owned.status, Status::Accepted as i32, "owned by group {g}");
+        let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["accept", "transfer_out", "transfer_in"],
+            "once, in {g}"
+        );
+    }
+}

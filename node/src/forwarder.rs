@@ -27,14 +27,12 @@ use hotline_proto::v1::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::core::transfer::{ForwarderPace, forward_candidates, hop_allowed};
+use crate::core::transfer::{ForwarderPace, InFlight, forward_candidates, hop_allowed};
 use crate::core::{ApplyResult, Query, QueryAnswer};
 use crate::faults::Verdict;
 use crate::server::Handle;
 use crate::tls;
 
-/// Records of one round in flight at once.
-const FORWARD_CONCURRENCY: usize = 16;
 /// Deadline of one `Forward` call (the callee waits for a commit).
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a `Forward` waits on one member of the next group before it
@@ -258,10 +256,11 @@ impl Handle {
         .await
     }
 
-    /// One round of the forwarder for this handle's group.
+    /// The work a look found: the records to hand on, read from this
+    /// node's replica as the group's settled leader.
     /// `peek`: the look that found work to do.
-    async fn forward_round(&self, peek: crate::raft_loop::Peek) -> Result<usize, Status> {
-        let QueryAnswer::Transfers(work) = self
+    async fn read_work(&self, peek: crate::raft_loop::Peek) -> Result<Vec<TransferRecord>, Status> {
+        match self
             .read_as_settled_leader(
                 peek,
                 Query::TransferWork {
@@ -269,22 +268,21 @@ impl Handle {
                 },
             )
             .await?
-        else {
-            return Err(Status::internal("unexpected answer"));
-        };
-        // Records are independent (each idempotent by its transfer id), so
-        // a round hands them on concurrently: their commits at the next hop
-        // and at home share fsyncs instead of queueing one behind another.
-        // (Owned records and handle per future keep the round `Send`.)
-        let results: Vec<bool> = futures::stream::iter(work)
-            .map(|rec| {
-                let h = self.clone();
-                async move { h.forward_one(&rec).await }
-            })
-            .buffer_unordered(FORWARD_CONCURRENCY)
-            .collect()
-            .await;
-        Ok(results.into_iter().filter(|ok| *ok).count())
+        {
+            QueryAnswer::Transfers(work) => Ok(work),
+            _ => Err(Status::internal("unexpected answer")),
+        }
+    }
+
+    /// Hands one record on; resolves to its transfer id when done (or
+    /// failed). Owned record and handle keep the future `Send` and free of
+    /// borrows, so it can outlive the round that started it.
+    fn hand_on(&self, rec: TransferRecord) -> impl Future<Output = String> + Send + 'static {
+        let h = self.clone();
+        async move {
+            h.forward_one(&rec).await;
+            rec.envelope.map(|e| e.transfer_id).unwrap_or_default()
+        }
     }
 
     async fn forward_one(&self, rec: &TransferRecord) -> bool {
@@ -347,21 +345,36 @@ impl Handle {
 /// changed on this node, or this node became the group's leader), and
 /// otherwise polls at a pace that slows down while the group has nothing to
 /// pass on — an idle group costs a timer and a local peek every half
-/// minute.
+/// minute. Rounds and stragglers follow the core's [`InFlight`].
 pub async fn run(
     h: Handle,
     bell: std::sync::Arc<tokio::sync::Notify>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
-    // The pace is the core's, so the simulator's forwarder keeps the same.
+    // The pace and the rounds are the core's, so the simulator's forwarder
+    // keeps the same.
     let mut pace = ForwarderPace::new();
+    let mut in_flight = InFlight::default();
+    // Every record in flight, as a future resolving to its transfer id:
+    // concurrent, so their commits at the next hop and at home share
+    // fsyncs instead of queueing one behind another.
+    let mut tasks = futures::stream::FuturesUnordered::new();
+    // A straggler ended during the last round: look at once after it.
+    let mut look_now = false;
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => return,
-            _ = bell.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(pace.pause_ms())) => {}
+        if !std::mem::take(&mut look_now) {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                // A straggler ended: look at once (see `InFlight`).
+                Some(id) = tasks.next(), if !tasks.is_empty() => {
+                    let id: String = id;
+                    in_flight.end(&id);
+                }
+                _ = bell.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(pace.pause_ms())) => {}
+            }
         }
         // A local look first: only a leader with work reads its group
         // (a read would wake a hibernating group every round).
@@ -369,14 +382,43 @@ pub async fn run(
         if !pace.look(peek.leader, peek.transfer_work) {
             continue;
         }
-        let round = h.forward_round(peek);
-        tokio::select! {
+        let work = tokio::select! {
             biased;
             _ = &mut shutdown => return,
-            r = round => if let Err(s) = r {
-                tracing::debug!(group = h.group_id, "forwarder round: {}", s.message());
+            r = h.read_work(peek) => match r {
+                Ok(work) => work,
+                Err(s) => {
+                    tracing::debug!(group = h.group_id, "forwarder look: {}", s.message());
+                    continue;
+                }
+            },
+        };
+        let (round, records) = in_flight.start_round(work);
+        for rec in records {
+            tasks.push(h.hand_on(rec));
+        }
+        // The round: until each of its records is done, or its patience
+        // runs out and the rest go on as stragglers.
+        let patience = tokio::time::sleep(Duration::from_millis(ForwarderPace::ROUND_PATIENCE_MS));
+        tokio::pin!(patience);
+        while !in_flight.round_done(round) {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                Some(id) = tasks.next() => {
+                    look_now |= in_flight.end(&id).is_some_and(|r| r != round);
+                }
+                _ = &mut patience => {
+                    tracing::debug!(
+                        group = h.group_id,
+                        stragglers = in_flight.len(),
+                        "forwarder round goes on without its slowest records"
+                    );
+                    break;
+                }
             }
         }
+        debug_assert_eq!(in_flight.len(), tasks.len());
     }
 }
 

@@ -29,7 +29,7 @@ use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
 use hotline_node::core::placements::{MAX_GROUPS, from_spec, to_report};
 use hotline_node::core::tickets::{IdKey, SmWrites};
-use hotline_node::core::transfer::{ForwarderPace, forward_candidates, hop_allowed};
+use hotline_node::core::transfer::{ForwarderPace, InFlight, forward_candidates, hop_allowed};
 use hotline_node::core::{
     Applied, ApplyResult, Query, QueryAnswer, Recovered, Replica, ReplicaConfig,
 };
@@ -172,8 +172,14 @@ enum Ev {
     /// A group's forwarder looks at its work (its bell, or its pause ran
     /// out); stale unless it is the look the forwarder has due.
     Forward(u64),
-    /// A forwarder's round reaches the call deadline with answers missing.
+    /// A forwarder's round runs out of patience with records still in
+    /// flight ([`ForwarderPace::ROUND_PATIENCE_MS`]).
     ForwardRoundEnd {
+        group: u64,
+        round: u64,
+    },
+    /// The call deadline of a round's records: those still in flight end.
+    ForwardDeadline {
         group: u64,
         round: u64,
     },
@@ -197,28 +203,24 @@ enum Ev {
 }
 
 /// A group's forwarder (node/src/forwarder.rs `run`): its pace, its next
-/// look and the round it is running.
+/// look, the records it is handing on and the round it waits for.
 #[derive(Debug, Default)]
 struct Forwarder {
     pace: ForwarderPace,
     /// When its next look is due; `Ev::Forward` events at other times are
     /// stale (a bell brought the look forward).
     due: Option<SimMs>,
-    round: Option<FwdRound>,
-    /// The bell rang during the round: look again as soon as it ends (as
-    /// tokio's `Notify` keeps one permit).
+    /// The leader whose forwarder this is; only the leader's is simulated,
+    /// and a new leader's has nothing in flight.
+    node: Option<u64>,
+    /// Records being handed on (the core's, as the node's task keeps it).
+    in_flight: InFlight,
+    /// The round it waits for, until its records end or its patience runs
+    /// out.
+    round: Option<u64>,
+    /// The bell rang (or a straggler ended) during the round: look again as
+    /// soon as it ends (as tokio's `Notify` keeps one permit).
     bell: bool,
-    /// Rounds started, to tell a round's deadline from an older one's.
-    rounds: u64,
-}
-
-#[derive(Debug)]
-struct FwdRound {
-    id: u64,
-    /// The leader running it.
-    node: u64,
-    /// Transfer ids sent and not yet acknowledged and committed.
-    waiting: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -2075,7 +2077,7 @@ impl Sim {
 
     /// Rings a group's forwarder bell, as the node's raft loop does when
     /// transfer records change on the leader or a node becomes the leader:
-    /// it looks now, or as soon as the round it is running ends.
+    /// it looks now, or as soon as the round it waits for ends.
     fn ring_forwarder(&mut self, group: u64) {
         let f = self.forwarders.entry(group).or_default();
         if f.round.is_some() {
@@ -2097,10 +2099,12 @@ impl Sim {
 
     /// The forwarder of one group looks at its work, as the node's task
     /// does (node/src/forwarder.rs `run`, with the core's
-    /// [`ForwarderPace`]): a settled leader with work hands each pending
-    /// envelope or receipt to a reachable member of the first candidate
-    /// group that has one, and the round lasts until every record it sent
-    /// is acknowledged and committed or the call deadline passes. One
+    /// [`ForwarderPace`] and [`InFlight`]): a settled leader with work hands
+    /// each pending envelope or receipt not in flight already to a
+    /// reachable member of the first candidate group that has one, and the
+    /// round lasts until every record it sent is acknowledged and committed
+    /// at home, or its patience runs out; a record still in flight then
+    /// goes on until its call deadline. One
     /// difference: a node polls an idle group every half minute behind its
     /// bell, and here a leader with nothing to do waits for its bell alone,
     /// which the simulation rings exactly.
@@ -2118,15 +2122,17 @@ impl Sim {
         }
         let leader = self.leader_of(group);
         let f = self.forwarders.get_mut(&group).expect("entered above");
-        match (&f.round, leader) {
-            // The same node's round is still running: it looks at its end.
-            (Some(r), Some(l)) if r.node == l => {
-                f.bell = true;
-                return;
-            }
-            // Another node's forwarder ran that round; this one starts afresh.
-            (Some(_), _) => f.round = None,
-            (None, _) => {}
+        if f.node != leader {
+            // Another node's forwarder ran the rounds so far; what it was
+            // handing on is that node's (its calls end by themselves).
+            f.node = leader;
+            f.in_flight.clear();
+            f.round = None;
+            f.bell = false;
+        } else if f.round.is_some() {
+            // This node's round is still running: it looks at its end.
+            f.bell = true;
+            return;
         }
         let Some(leader) = leader else {
             // Every replica's forwarder polls while it does not lead; the
@@ -2152,8 +2158,9 @@ impl Sim {
         if !f.pace.look(true, !work.is_empty()) {
             return;
         }
-        let mut waiting = BTreeSet::new();
-        for rec in &work {
+        let (round, started) = f.in_flight.start_round(work);
+        for rec in &started {
+            let mut sent = false;
             let cands = forward_candidates(&self.dir, group, rec);
             for c in cands {
                 // Another shard's group: its leader as last heard of.
@@ -2193,46 +2200,64 @@ impl Sim {
                     },
                 };
                 self.push_for(c, self.now + ms, Ev::FwdArrive(Box::new(item)));
-                if let Some(env) = &rec.envelope {
-                    waiting.insert(env.transfer_id.clone());
-                }
+                sent = true;
                 break;
+            }
+            if !sent {
+                // Nothing reachable: the node's calls fail at once on a cut
+                // link (or a refused connection).
+                let id = &rec.envelope.as_ref().expect("started").transfer_id;
+                let f = self.forwarders.get_mut(&group).expect("entered above");
+                f.in_flight.end(id);
             }
         }
         let f = self.forwarders.get_mut(&group).expect("entered above");
-        f.rounds += 1;
-        let round = f.rounds;
-        f.round = Some(FwdRound {
-            id: round,
-            node: leader,
-            waiting,
-        });
-        if f.round.as_ref().is_some_and(|r| r.waiting.is_empty()) {
-            // Nothing reachable: the node's calls fail at once on a cut
-            // link (or a refused connection).
+        if f.in_flight.round_done(round) {
             self.end_round(group);
         } else {
+            f.round = Some(round);
+            self.push(
+                self.now + ForwarderPace::ROUND_PATIENCE_MS as SimMs,
+                Ev::ForwardRoundEnd { group, round },
+            );
             self.push(
                 self.now + FORWARD_DEADLINE_MS,
-                Ev::ForwardRoundEnd { group, round },
+                Ev::ForwardDeadline { group, round },
             );
         }
     }
 
     /// The forwarder's commit for `transfer_id` (after its hop answered)
-    /// applied on `node`: that record's part of the round is done.
+    /// applied on `node`: that record is no longer in flight.
     fn hop_done(&mut self, group: u64, node: u64, transfer_id: &str) {
-        let Some(r) = self
+        let Some(f) = self
             .forwarders
             .get_mut(&group)
-            .and_then(|f| f.round.as_mut())
-            .filter(|r| r.node == node)
+            .filter(|f| f.node == Some(node))
         else {
             return;
         };
-        r.waiting.remove(transfer_id);
-        if r.waiting.is_empty() {
-            self.end_round(group);
+        if let Some(round) = f.in_flight.end(transfer_id) {
+            self.record_ended(group, round);
+        }
+    }
+
+    /// Records of `round` ended (answered and committed, or past their
+    /// deadline): the round it waits for may be done, and a straggler's end
+    /// makes the forwarder look at once, or as soon as its round ends.
+    fn record_ended(&mut self, group: u64, round: u64) {
+        let f = self
+            .forwarders
+            .get_mut(&group)
+            .expect("a forwarder's record");
+        match f.round {
+            Some(r) if r == round => {
+                if f.in_flight.round_done(round) {
+                    self.end_round(group);
+                }
+            }
+            Some(_) => f.bell = true,
+            None => self.schedule_look(group, self.now),
         }
     }
 
@@ -2825,10 +2850,16 @@ impl Sim {
                 if self
                     .forwarders
                     .get(&group)
-                    .and_then(|f| f.round.as_ref())
-                    .is_some_and(|r| r.id == round)
+                    .is_some_and(|f| f.round == Some(round))
                 {
                     self.end_round(group);
+                }
+            }
+            Ev::ForwardDeadline { group, round } => {
+                if let Some(f) = self.forwarders.get_mut(&group)
+                    && f.in_flight.expire(round) > 0
+                {
+                    self.record_ended(group, round);
                 }
             }
             Ev::Notify(g) => self.notify(g),
@@ -3500,7 +3531,7 @@ fn ev_index(ev: &Ev) -> usize {
         Ev::Step { .. } => 4,
         Ev::Fault(_) => 5,
         Ev::WakeOrphans => 6,
-        Ev::Forward(_) | Ev::ForwardRoundEnd { .. } => 7,
+        Ev::Forward(_) | Ev::ForwardRoundEnd { .. } | Ev::ForwardDeadline { .. } => 7,
         Ev::FwdArrive(_) => 8,
         Ev::FwdAck(_) => 9,
         Ev::Retry(_) => 10,

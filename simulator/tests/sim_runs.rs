@@ -213,3 +213,41 @@ fn a_national_run_on_two_shards_holds() {
     assert!(r.transfers > 0, "{r:?}");
     assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
 }
+
+/// A slow hop holds up no other transfer, as on the nodes (the core's
+/// `InFlight`: a round goes on without a record still in flight after
+/// `ROUND_PATIENCE_MS`). Every message between 江苏's sites and the rest
+/// takes a second more, so a hand-on between 太仓 and 上海 takes over two
+/// seconds. 上海's calls about another region stay in 上海 (嘉定 ↔ 黄浦), so
+/// most transfers are quick; 太仓's go to 上海, and their envelopes and
+/// receipts pass through the same forwarders as the quick ones. No transfer
+/// may then take as long as a call deadline (3 s): its own hops take about
+/// two seconds at most. With rounds that waited for their slowest record,
+/// p99 was 6.3 s and the slowest 7.3 s (p50 96 ms either way).
+#[test]
+fn a_slow_hop_holds_up_no_other_transfer() {
+    let topo = Topology::demo();
+    let mut cfg = SimConfig::new(7, topo.clone(), 60 * MINUTE);
+    cfg.workload = cfg.workload.scaled_to(&topo, 2_000_000);
+    cfg.workload.cross_province_share_of_other_permille = 0;
+    cfg.faults = vec![FaultEvent {
+        at: 10 * MINUTE,
+        action: FaultAction::Delay {
+            a: vec![3, 5, 8],
+            b: vec![1, 2, 4, 6, 7],
+            extra_ms: 1_000,
+        },
+    }];
+    let r = Sim::new(cfg).unwrap().run();
+    assert_eq!(r.invariants.violation, None, "seed 7: {}", r.reproduce);
+    let t = &r.transfer_latency;
+    assert!(t.count >= 1_000, "transfers to time: {t:?}");
+    assert!(
+        t.p50_ms < ForwarderPace::ROUND_PATIENCE_MS as f64,
+        "transfers within 上海 are quick: {t:?}"
+    );
+    assert!(
+        t.p99_ms < 3_000.0,
+        "a transfer waited for another's slow hop: {t:?}"
+    );
+}

@@ -17,6 +17,7 @@
 //! Everything here is deterministic: routing choices (which hop next) are
 //! the forwarder's, made from the directory outside the state machine.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hotline_proto::v1::{
@@ -193,13 +194,13 @@ pub fn hop_allowed(
 ///
 /// A forwarder wakes at its bell (transfer records changed on its node, or
 /// its node became the leader) or when its pause runs out. A look that finds
-/// this node leading with work runs a round and keeps the short pause: work
-/// still pending after a round (its next hop cut off, say) is retried every
-/// [`ForwarderPace::WORK_INTERVAL_MS`], with no backoff, because a cut link
-/// fails fast and a silent one costs the round its call deadline anyway. A
-/// look that finds nothing to do doubles the pause, up to
-/// [`ForwarderPace::MAX_IDLE_POLL_MS`]: idle groups cost a timer and a local
-/// look every half minute, the safety net behind the bell.
+/// this node leading with work runs a round ([`InFlight`]) and keeps the
+/// short pause: work still pending after a round (its next hop cut off, say)
+/// is retried every [`ForwarderPace::WORK_INTERVAL_MS`], with no backoff,
+/// because a cut link fails fast and a silent one holds only its own record
+/// for the call deadline. A look that finds nothing to do doubles the pause,
+/// up to [`ForwarderPace::MAX_IDLE_POLL_MS`]: idle groups cost a timer and a
+/// local look every half minute, the safety net behind the bell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForwarderPace {
     pause_ms: u64,
@@ -210,8 +211,14 @@ impl ForwarderPace {
     pub const WORK_INTERVAL_MS: u64 = 200;
     /// The longest pause between two looks at an idle group.
     pub const MAX_IDLE_POLL_MS: u64 = 30_000;
-    /// Records handled per round, so one round stays short.
+    /// Records read per look, so one look stays short.
     pub const MAX_WORK_PER_ROUND: usize = 64;
+    /// How long a round waits for its slowest record before the forwarder
+    /// goes on without it. A hop answers in milliseconds when it answers at
+    /// all (a commit at the next group), so this ends only rounds with a
+    /// silent hop (a call held to its deadline, a delay drill): that record
+    /// goes on in the background ([`InFlight`]) and holds up no newer one.
+    pub const ROUND_PATIENCE_MS: u64 = 500;
 
     pub const fn new() -> Self {
         Self {
@@ -243,6 +250,99 @@ impl ForwarderPace {
 impl Default for ForwarderPace {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The records a forwarder is handing on (a `Forward` call to the next hop,
+/// then the commit of `HopDone` or `ReceiptPassed` at home), each with the
+/// round that started it. The node's forwarder task and the simulator's
+/// forwarder both keep one.
+///
+/// A round starts the records of a look that are not in flight already,
+/// and waits until they are all done or [`ForwarderPace::ROUND_PATIENCE_MS`]
+/// passes. Under load every record of a round is done within milliseconds,
+/// so rounds follow each other and the bells rung during one coalesce into
+/// one look after it (per-record looks cost more than they save: BENCHMARKS,
+/// "a forwarder without rounds"). A record still in flight when its round
+/// gives up on it is a straggler: it goes on alone, its record is not
+/// started again meanwhile, and when it ends the forwarder looks at once
+/// (its end may have made more work, such as a receipt that reached this
+/// hop while its envelope was still being handed on, which a look in
+/// between skipped).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Transfer id → the round that started it.
+    by_id: BTreeMap<String, u64>,
+    /// Rounds started.
+    rounds: u64,
+}
+
+impl InFlight {
+    /// Records in flight at once, stragglers included.
+    pub const MAX: usize = ForwarderPace::MAX_WORK_PER_ROUND;
+
+    /// Starts a round with the records of `work` (a look's, in its order)
+    /// that are not in flight, as many as there is room for. Returns the
+    /// round's number and its records; a record without an envelope (none
+    /// is written so) is left out.
+    pub fn start_round(&mut self, work: Vec<TransferRecord>) -> (u64, Vec<TransferRecord>) {
+        self.rounds += 1;
+        let round = self.rounds;
+        let mut started = Vec::new();
+        for rec in work {
+            if self.by_id.len() >= Self::MAX {
+                break;
+            }
+            let Some(id) = rec.envelope.as_ref().map(|e| &e.transfer_id) else {
+                continue;
+            };
+            if self.by_id.contains_key(id) {
+                continue;
+            }
+            self.by_id.insert(id.clone(), round);
+            started.push(rec);
+        }
+        debug_assert!(self.by_id.len() <= Self::MAX);
+        (round, started)
+    }
+
+    /// A record's hand-on ended (committed at home, failed, or past its
+    /// deadline). Returns the round that started it, if it was in flight.
+    pub fn end(&mut self, transfer_id: &str) -> Option<u64> {
+        self.by_id.remove(transfer_id)
+    }
+
+    /// Ends every record `round` started that is still in flight (their
+    /// calls' deadline passed). Returns how many there were.
+    pub fn expire(&mut self, round: u64) -> usize {
+        let before = self.by_id.len();
+        self.by_id.retain(|_, r| *r != round);
+        before - self.by_id.len()
+    }
+
+    /// Drops every record (a forwarder that is no longer its group's
+    /// leader's); round numbers go on, so an older round's end stays told
+    /// apart from a newer one's.
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+    }
+
+    /// Whether every record `round` started has ended.
+    pub fn round_done(&self, round: u64) -> bool {
+        !self.by_id.values().any(|&r| r == round)
+    }
+
+    /// The round started last (0 before the first).
+    pub fn last_round(&self) -> u64 {
+        self.rounds
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
     }
 }
 
@@ -813,6 +913,63 @@ mod tests {
         assert_eq!(p.pause_ms(), ForwarderPace::WORK_INTERVAL_MS);
         assert!(p.look(true, true));
         assert_eq!(p.pause_ms(), ForwarderPace::WORK_INTERVAL_MS);
+    }
+
+    fn rec(id: &str) -> TransferRecord {
+        TransferRecord {
+            envelope: Some(TransferEnvelope {
+                transfer_id: id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_straggler_holds_up_neither_the_next_round_nor_its_own_records_twice() {
+        let mut f = InFlight::default();
+        let (r1, started) = f.start_round(vec![rec("a"), rec("b")]);
+        assert_eq!(started.len(), 2);
+        assert!(!f.round_done(r1));
+        assert_eq!(f.end("a"), Some(r1));
+        assert!(!f.round_done(r1), "b still in flight");
+        // The round gives up on b (its patience ran out); the next look
+        // finds b and a newer record, and starts only the newer one.
+        let (r2, started) = f.start_round(vec![rec("b"), rec("c")]);
+        let ids: Vec<_> = started
+            .iter()
+            .map(|r| r.envelope.as_ref().unwrap().transfer_id.as_str())
+            .collect();
+        assert_eq!(ids, ["c"]);
+        assert_eq!(f.end("c"), Some(r2));
+        assert!(f.round_done(r2), "the new round is done without b");
+        // b ends later, as a straggler of the first round; an end twice is
+        // nothing.
+        assert_eq!(f.end("b"), Some(r1));
+        assert_eq!(f.end("b"), None);
+        assert!(f.is_empty());
+        // A record without an envelope is never started.
+        let (_, started) = f.start_round(vec![TransferRecord::default()]);
+        assert!(started.is_empty());
+    }
+
+    #[test]
+    fn records_in_flight_are_bounded_and_a_deadline_ends_its_rounds_records() {
+        let mut f = InFlight::default();
+        let work: Vec<_> = (0..InFlight::MAX + 10)
+            .map(|i| rec(&format!("t{i}")))
+            .collect();
+        let (r1, started) = f.start_round(work.clone());
+        assert_eq!(started.len(), InFlight::MAX);
+        let (r2, started) = f.start_round(work.clone());
+        assert!(started.is_empty(), "no room while all are in flight");
+        assert!(f.round_done(r2));
+        assert_eq!(f.expire(r1), InFlight::MAX);
+        assert!(f.is_empty());
+        let (r3, started) = f.start_round(work);
+        assert_eq!(started.len(), InFlight::MAX);
+        assert_eq!(f.last_round(), r3);
+        assert_eq!(f.len(), InFlight::MAX);
     }
     use crate::core::tickets::{Query, QueryAnswer};
     use hotline_proto::v1::{AcceptRequest, Command, Kind, Location, command};
