@@ -42,6 +42,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::core::notify_pace::NotifyPace;
 use crate::core::tickets::mask_phone;
 
 /// Sends in flight at once within one round.
@@ -314,8 +315,8 @@ impl Default for NotifyConfig {
         NotifyConfig {
             sender: "log".to_string(),
             url: String::new(),
-            interval_ms: 500,
-            batch: 100,
+            interval_ms: NotifyPace::DEFAULT_INTERVAL_MS,
+            batch: NotifyPace::DEFAULT_BATCH,
             max_backoff_ms: 60_000,
             max_attempts_before_warn: 10,
         }
@@ -376,11 +377,13 @@ pub struct NotifyStats {
 /// progress is abandoned at shutdown, which is safe: what was sent and not
 /// marked is sent again by the next leader.
 ///
-/// With a `bell` (the node rings it when notifications are added to the
-/// group's outbox here, or when this node becomes the group's leader), an
-/// idle notifier — nothing pending, nothing to retry — sleeps until the bell
-/// rings (or [`IDLE_POLL`] passes) instead of looking every `interval_ms`:
-/// most of a province's groups are idle, and each look costs.
+/// The pace is the core's [`NotifyPace`]: a full batch goes again at once,
+/// pending work at the next interval. With a `bell` (the node rings it when
+/// notifications are added to the group's outbox here, or when this node
+/// becomes the group's leader), an idle notifier — nothing pending, nothing
+/// to retry — sleeps until the bell rings (or [`IDLE_POLL`] passes) instead
+/// of looking every `interval_ms`: most of a province's groups are idle,
+/// and each look costs.
 pub async fn run(
     outbox: impl Outbox,
     sender: Arc<dyn Sender>,
@@ -397,46 +400,40 @@ pub async fn run(
         "notifier started"
     );
     tokio::pin!(shutdown);
-    let mut ticker = tokio::time::interval(notifier.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut more = false;
-    let mut last_round: Option<tokio::time::Instant> = None;
+    // The pace is the core's, so the simulator's notifier keeps the same;
+    // it counts milliseconds from this start.
+    let start = Instant::now();
+    let ms_since_start = || Instant::now().duration_since(start).as_millis() as u64;
+    let mut pace = NotifyPace::new(notifier.interval.as_millis() as u64);
+    // When the next round is due without a bell; `None`: idle.
+    let mut due: Option<u64> = None;
     loop {
-        if !more {
-            match &bell {
-                Some(bell) if notifier.is_idle() => {
-                    tokio::select! {
-                        biased;
-                        _ = &mut shutdown => break,
-                        _ = bell.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                    }
-                    // Rung: go at once, unless a round ran within the
-                    // interval. Under a steady stream of accepts the bell
-                    // rings all the time; pacing keeps rounds (a read and a
-                    // `Delivered` proposal each) batched, at most one per
-                    // interval.
-                    if let Some(t) = last_round {
-                        tokio::select! {
-                            biased;
-                            _ = &mut shutdown => break,
-                            _ = tokio::time::sleep_until(t + notifier.interval) => {}
-                        }
-                    }
-                }
-                _ => tokio::select! {
+        let at_ms = match (due, &bell) {
+            (Some(at_ms), _) => at_ms,
+            (None, Some(bell)) => {
+                tokio::select! {
                     biased;
                     _ = &mut shutdown => break,
-                    _ = ticker.tick() => {}
-                },
+                    _ = bell.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                pace.rung(ms_since_start())
             }
-        }
-        last_round = Some(tokio::time::Instant::now());
+            // No bell: look every interval.
+            (None, None) => pace.rung(ms_since_start()),
+        };
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            m = notifier.round(&outbox) => more = m,
+            _ = tokio::time::sleep_until(start + Duration::from_millis(at_ms)) => {}
         }
+        pace.round_started(ms_since_start());
+        let full = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            m = notifier.round(&outbox) => m,
+        };
+        due = pace.after_round(full, !notifier.is_idle());
     }
     tracing::info!("notifier stopped");
 }
@@ -863,6 +860,56 @@ mod tests {
         bell.notify_one();
         wait_until("delivery after one failure", || outbox.pending_len() == 0).await;
         assert_eq!(sender.total_attempts(), 2);
+        stop(stop_tx, task).await;
+    }
+
+    /// The core's pace (`NotifyPace`): a full batch goes again at once; a
+    /// notification made within the interval of a round that found work
+    /// waits for the interval's end, bell or not.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_again_at_once_and_a_bell_waits_out_the_interval() {
+        let cfg = NotifyConfig {
+            interval_ms: 1_000,
+            batch: 4,
+            max_backoff_ms: 2_000,
+            ..NotifyConfig::default()
+        };
+        let outbox = FakeOutbox::with((0..10).map(note).collect(), true);
+        let sender = FakeSender::new(outbox.clone(), "none", 0);
+        let bell = Arc::new(tokio::sync::Notify::new());
+        let (stop_tx, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            outbox.clone(),
+            sender.clone(),
+            cfg,
+            Arc::new(NotifyStats::default()),
+            Some(bell.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let t0 = Instant::now();
+        bell.notify_one();
+        wait_until("the ten delivered", || outbox.pending_len() == 0).await;
+        // Rounds of 4, 4 and 2: the full ones were followed at once.
+        assert_eq!(outbox.delivered_calls.load(Ordering::SeqCst), 3);
+        assert!(
+            t0.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t0.elapsed()
+        );
+        // The last round found work, so the next is one interval after it;
+        // a ring now does not bring it forward.
+        let late = note(11);
+        outbox.pending.lock().unwrap().push(late.clone());
+        bell.notify_one();
+        wait_until("the late one delivered", || outbox.pending_len() == 0).await;
+        let sent = sender.attempts.lock().unwrap()[&late.id][0];
+        let waited = sent.duration_since(t0);
+        assert!(
+            (Duration::from_millis(1_000)..Duration::from_millis(1_100)).contains(&waited),
+            "{waited:?}"
+        );
         stop(stop_tx, task).await;
     }
 

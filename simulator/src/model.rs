@@ -187,6 +187,10 @@ pub struct Report {
     pub invariants: Invariants,
     pub commit_latency: Latency,
     pub transfer_latency: Latency,
+    /// From a notification's creation (its ticket's event, by the
+    /// proposer's clock) until the notifier sends it.
+    #[serde(default)]
+    pub notify_latency: Latency,
     pub backlog: Vec<Backlog>,
     pub faults: Vec<FaultEvent>,
     pub missed_deadlines: Vec<MissedDeadline>,

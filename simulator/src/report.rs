@@ -1107,6 +1107,7 @@ mod tests {
             invariants: all_held(),
             commit_latency: Latency { count: 11_234_567, p50_ms: 12.0, p90_ms: 25.0, p99_ms: 110.0, max_ms: 2_048.0 },
             transfer_latency: Latency { count: 340_112, p50_ms: 450.0, p90_ms: 1_800.0, p99_ms: 3_600_000.0, max_ms: 14_400_000.0 },
+            notify_latency: Latency::default(),
             backlog: vec![
                 Backlog { link: "31→32".into(), samples: rise_and_drain(3) },
                 Backlog { link: "32→31".into(), samples: rise_and_drain(2) },

@@ -27,6 +27,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use hotline_federation::directory::Directory;
 use hotline_federation::topology::{Topology, group_id, group_region};
+use hotline_node::core::notify_pace::NotifyPace;
 use hotline_node::core::placements::{MAX_GROUPS, from_spec, to_report};
 use hotline_node::core::tickets::{IdKey, SmWrites};
 use hotline_node::core::transfer::{ForwarderPace, InFlight, forward_candidates, hop_allowed};
@@ -62,11 +63,12 @@ const RETRY_MS: SimMs = 3_000;
 const NO_LEADER_RETRY_MS: SimMs = 200;
 /// A `Forward` call's deadline (node/src/forwarder.rs FORWARD_TIMEOUT).
 const FORWARD_DEADLINE_MS: SimMs = 3_000;
-/// The notifier's pace and batch (node/src/notify.rs defaults): the
-/// leader delivers its group's outbox and commits `Delivered`, as the real
-/// node does, so outboxes stay bounded over a simulated day.
-const NOTIFY_INTERVAL_MS: SimMs = 500;
-const NOTIFY_BATCH: usize = 100;
+/// The notifier's pace and batch (the node's defaults, and the core's
+/// [`NotifyPace`]): the leader delivers its group's outbox and commits
+/// `Delivered`, as the real node does, so outboxes stay bounded over a
+/// simulated day.
+const NOTIFY_INTERVAL_MS: SimMs = NotifyPace::DEFAULT_INTERVAL_MS as SimMs;
+const NOTIFY_BATCH: usize = NotifyPace::DEFAULT_BATCH;
 /// How soon the notifier or the forwarder looks again while its leader
 /// settles (the node's `SETTLE_POLL`).
 const SETTLE_POLL_MS: SimMs = 10;
@@ -221,6 +223,33 @@ struct Forwarder {
     /// The bell rang (or a straggler ended) during the round: look again as
     /// soon as it ends (as tokio's `Notify` keeps one permit).
     bell: bool,
+}
+
+/// A group's notifier (node/src/notify.rs `run`): its pace, its next
+/// round, and the round waiting for its `Delivered` to commit.
+#[derive(Debug)]
+struct Notifier {
+    pace: NotifyPace,
+    /// When its next round is due; `Ev::Notify` events at other times are
+    /// stale.
+    due: Option<SimMs>,
+    /// A round's `Delivered` is being committed; whether its batch was
+    /// full.
+    round_full: Option<bool>,
+    /// The bell rang while a round was due or running (tokio's `Notify`
+    /// keeps one permit).
+    bell: bool,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self {
+            pace: NotifyPace::new(NotifyPace::DEFAULT_INTERVAL_MS),
+            due: None,
+            round_full: None,
+            bell: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -753,8 +782,8 @@ pub struct Sim {
     next_request: u64,
     /// Per group: its forwarder, as the node's task plays it.
     forwarders: BTreeMap<u64, Forwarder>,
-    /// Groups whose notifier is due.
-    notify_scheduled: BTreeSet<u64>,
+    /// Per group: its notifier, as the node's task plays it.
+    notifiers: BTreeMap<u64, Notifier>,
     // network faults
     partitions: Vec<(BTreeSet<u64>, BTreeSet<u64>)>,
     delays: Vec<(BTreeSet<u64>, BTreeSet<u64>, SimMs)>,
@@ -782,6 +811,7 @@ pub struct Sim {
     /// The national group's first leader has proposed the directory's seed.
     directory_seeded: bool,
     transfer_hist: Histogram<u64>,
+    notify_hist: Histogram<u64>,
     /// transfer id → (start, "31→32").
     transfer_started: BTreeMap<String, (SimMs, String)>,
     transfers: u64,
@@ -1210,7 +1240,7 @@ impl Sim {
             pending: BTreeMap::new(),
             next_request: 1,
             forwarders: BTreeMap::new(),
-            notify_scheduled: BTreeSet::new(),
+            notifiers: BTreeMap::new(),
             partitions: Vec::new(),
             delays: Vec::new(),
             losses: Vec::new(),
@@ -1234,6 +1264,7 @@ impl Sim {
             commit_hist: hist(),
             directory_seeded: false,
             transfer_hist: hist(),
+            notify_hist: hist(),
             transfer_started: BTreeMap::new(),
             transfers: 0,
             cross_province: 0,
@@ -1742,8 +1773,10 @@ impl Sim {
     fn on_done(&mut self, p: Pending, result: ApplyResult) {
         // Any command may queue notifications (accept, dispatch, reply,
         // callback, a ticket arriving by transfer): the notifier looks.
-        if !matches!(p.purpose, Purpose::Delivered) {
-            self.schedule_notify(p.group, NOTIFY_INTERVAL_MS);
+        if matches!(p.purpose, Purpose::Delivered) {
+            self.notify_round_done(p.group);
+        } else {
+            self.ring_notifier(p.group);
         }
         match p.purpose {
             Purpose::Accept { ticket } => {
@@ -2031,19 +2064,71 @@ impl Sim {
         }
     }
 
-    fn schedule_notify(&mut self, group: u64, after: SimMs) {
-        if self.notify_scheduled.insert(group) {
-            self.push(self.now + after, Ev::Notify(group));
+    /// Makes the notifier's next round due at `at`, unless one is due
+    /// sooner (a later event of an earlier schedule is then stale).
+    fn schedule_notify(&mut self, group: u64, at: SimMs) {
+        let n = self.notifiers.entry(group).or_default();
+        let at = at.max(self.now);
+        if n.due.is_none_or(|due| at < due) {
+            n.due = Some(at);
+            self.push(at, Ev::Notify(group));
+        }
+    }
+
+    /// Rings a group's notifier bell, as the node does when notifications
+    /// are added to the outbox: an idle notifier goes at once, unless a
+    /// round started within the interval; one with a round due or running
+    /// keeps the ring for after it.
+    fn ring_notifier(&mut self, group: u64) {
+        let n = self.notifiers.entry(group).or_default();
+        if n.due.is_some() || n.round_full.is_some() {
+            n.bell = true;
+        } else {
+            let at = n.pace.rung(self.now as u64) as SimMs;
+            self.schedule_notify(group, at);
+        }
+    }
+
+    /// A round ended (its `Delivered` committed, or it found nothing):
+    /// the next one as the core's pace says, or at the bell.
+    fn notify_round_done(&mut self, group: u64) {
+        let Some(n) = self.notifiers.get_mut(&group) else {
+            return;
+        };
+        let Some(full) = n.round_full.take() else {
+            return;
+        };
+        // The round's deadline (see `notify`) is stale now.
+        n.due = None;
+        let next = match n.pace.after_round(full, true) {
+            Some(at) => Some(at as SimMs),
+            None if std::mem::take(&mut n.bell) => Some(n.pace.rung(self.now as u64) as SimMs),
+            None => None,
+        };
+        if let Some(at) = next {
+            self.schedule_notify(group, at);
         }
     }
 
     /// The notifier of one group: the leader "sends" a batch of its outbox
     /// (delivery itself is outside the model: a gateway answers at once)
-    /// and proposes `Delivered` for it; a full batch looks again soon.
+    /// and proposes `Delivered` for it; the round ends when that commits.
+    /// One difference: a node's notifier waits for its bell when its node
+    /// does not lead, and here the group's notifier polls every interval
+    /// until it has a settled leader.
     fn notify(&mut self, group: u64) {
-        self.notify_scheduled.remove(&group);
+        let n = self.notifiers.entry(group).or_default();
+        if n.due != Some(self.now) {
+            return;
+        }
+        n.due = None;
+        // A round whose `Delivered` has not committed by its deadline
+        // failed, as the node's request times out: what it sent is sent
+        // again (delivery is at least once), and a new round goes now (its
+        // pace would have it one interval after the failed one started).
+        n.round_full = None;
         let Some(leader) = self.leader_of(group) else {
-            self.schedule_notify(group, NOTIFY_INTERVAL_MS);
+            self.schedule_notify(group, self.now + NOTIFY_INTERVAL_MS);
             return;
         };
         // As the node's notifier: the leader's own replica, once it has
@@ -2052,7 +2137,7 @@ impl Sim {
             return;
         };
         if !slot.replica.is_settled_leader() {
-            self.schedule_notify(group, SETTLE_POLL_MS);
+            self.schedule_notify(group, self.now + SETTLE_POLL_MS);
             return;
         }
         let QueryAnswer::Outbox(batch) = slot.replica.tickets().query(&Query::Outbox {
@@ -2060,19 +2145,33 @@ impl Sim {
         }) else {
             return;
         };
+        let n = self.notifiers.get_mut(&group).expect("entered above");
+        n.pace.round_started(self.now as u64);
         if batch.is_empty() {
+            // Idle: the bell (kept if it rang meanwhile) wakes it.
+            if std::mem::take(&mut n.bell) {
+                let at = n.pace.rung(self.now as u64) as SimMs;
+                self.schedule_notify(group, at);
+            }
             return;
         }
-        let full = batch.len() == NOTIFY_BATCH;
+        n.round_full = Some(batch.len() == NOTIFY_BATCH);
+        let sent_at_ms = self.cfg.start_unix_ms + self.now;
+        for n in &batch {
+            let _ = self
+                .notify_hist
+                .record((sent_at_ms - n.created_at_ms).max(1) as u64);
+        }
+        // Its deadline: `due` is set only while no round runs, so this
+        // event is stale once the round ends.
+        n.due = Some(self.now + RETRY_MS);
+        self.push(self.now + RETRY_MS, Ev::Notify(group));
         let ids = batch.into_iter().map(|n| n.id).collect();
         self.propose(
             group,
             command::Op::Delivered(Delivered { ids }),
             Purpose::Delivered,
         );
-        if full {
-            self.schedule_notify(group, NOTIFY_INTERVAL_MS);
-        }
     }
 
     /// Rings a group's forwarder bell, as the node's raft loop does when
@@ -3418,9 +3517,11 @@ impl Sim {
         let secs = (wall_ms as f64 / 1000.0).max(1e-9);
         let mut commit_hist = shards[0].commit_hist.clone();
         let mut transfer_hist = shards[0].transfer_hist.clone();
+        let mut notify_hist = shards[0].notify_hist.clone();
         for sh in &shards[1..] {
             commit_hist.add(&sh.commit_hist).expect("same bounds");
             transfer_hist.add(&sh.transfer_hist).expect("same bounds");
+            notify_hist.add(&sh.notify_hist).expect("same bounds");
         }
         // Backlog per link and minute, summed over the shards (a shard
         // samples a link every minute from its first pending transfer on).
@@ -3470,6 +3571,7 @@ impl Sim {
             invariants: inv,
             commit_latency: crate::report::latency(&commit_hist),
             transfer_latency: crate::report::latency(&transfer_hist),
+            notify_latency: crate::report::latency(&notify_hist),
             backlog: backlog
                 .into_iter()
                 .map(|(link, per)| Backlog {

@@ -3,6 +3,7 @@
 //! the command that reproduces it.
 
 use hotline_federation::topology::{Scope, Topology};
+use hotline_node::core::notify_pace::NotifyPace;
 use hotline_node::core::transfer::ForwarderPace;
 use hotline_simulator::model::{FaultAction, FaultEvent};
 use hotline_simulator::sim::{Sim, SimConfig, swarm_run};
@@ -250,4 +251,24 @@ fn a_slow_hop_holds_up_no_other_transfer() {
         t.p99_ms < 3_000.0,
         "a transfer waited for another's slow hop: {t:?}"
     );
+}
+
+/// The simulator's notifier keeps the node's pace (the core's
+/// `NotifyPace`): a quiet group's notifier sends at its bell, so a
+/// citizen's SMS leaves a few milliseconds after the event that made it; a
+/// busy one's sends at most one interval after the last round. (Before, the
+/// simulated notifier always looked one interval after a command, so every
+/// notification waited about 500 ms.)
+#[test]
+fn notifications_leave_at_the_bell_and_within_an_interval() {
+    let topo = Topology::demo();
+    let mut cfg = SimConfig::new(3, topo.clone(), 2 * 60 * MINUTE);
+    cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
+    let r = Sim::new(cfg).unwrap().run();
+    assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
+    let n = &r.notify_latency;
+    assert!(n.count >= 100, "notifications to time: {n:?}");
+    assert!(n.p50_ms < 100.0, "sent at the bell: {n:?}");
+    let interval = NotifyPace::DEFAULT_INTERVAL_MS as f64;
+    assert!(n.max_ms <= interval + 100.0, "within an interval: {n:?}");
 }

@@ -13,6 +13,7 @@ pub mod kpi;
 pub mod lifecycle;
 pub mod liveness;
 pub mod log;
+pub mod notify_pace;
 pub mod placements;
 pub mod replica;
 pub mod tickets;
