@@ -1507,13 +1507,9 @@ voters = [3]
 learners = []
 "#;
 
-/// When the destination does not answer, the envelope goes hop by hop along
-/// the hierarchy, each hop committing it before it acknowledges (store and
-/// forward, DESIGN.md §5): with 嘉定 cut from 黄浦 alone it goes through the
-/// city group 3101; with 黄浦 cut from everyone, 3101 holds it until the heal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
-    let mut cl = Cluster::init_topology(THREE_SHANGHAI_CENTERS, 8560, |_| {});
+/// [`THREE_SHANGHAI_CENTERS`] started, each group led.
+async fn three_shanghai_centers(port_base: u16) -> (Cluster, Client) {
+    let mut cl = Cluster::init_topology(THREE_SHANGHAI_CENTERS, port_base, |_| {});
     cl.start_all();
     let c = cl.client();
     for g in [310114, 3101, 310101] {
@@ -1522,21 +1518,31 @@ async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
         })
         .await;
     }
-    let about_huangpu = |text: &str| {
-        let mut req = about_taicang(text, "13800001111");
-        req.location = Some(Location {
-            code: "310101002".into(), // 南京东路街道, 黄浦区
-            ..Default::default()
-        });
-        req
-    };
+    (cl, c)
+}
+
+/// A request accepted at 嘉定 about the street `code`.
+fn about_street(code: &str, text: &str, phone: &str) -> AcceptRequest {
+    let mut req = about_taicang(text, phone);
+    req.location = Some(Location {
+        code: code.into(),
+        ..Default::default()
+    });
+    req
+}
+
+/// When the destination does not answer, the envelope goes hop by hop along
+/// the hierarchy, each hop committing it before it acknowledges (store and
+/// forward, DESIGN.md §5): with 嘉定 cut from 黄浦 alone it goes through the
+/// city group 3101; with 黄浦 cut from everyone, 3101 holds it until the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
+    let (cl, c) = three_shanghai_centers(8560).await;
+    // 南京东路街道, 黄浦区.
+    let about_huangpu = |text: &str| about_street("310101002", text, "13800001111");
     let delivered = |id: String| {
         let c = &c;
-        async move {
-            c.get_in(310114, &id)
-                .await
-                .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
-        }
+        async move { delivered_at_origin(c, &id).await }
     };
     let record = |g: u64, id: String| {
         let c = &c;
@@ -1621,30 +1627,11 @@ async fn within_a_city_an_unreachable_district_is_reached_through_the_city() {
 /// first one's 20 s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_waiting_on_a_silent_hop_holds_up_no_other() {
-    let mut cl = Cluster::init_topology(THREE_SHANGHAI_CENTERS, 8640, |_| {});
-    cl.start_all();
-    let c = cl.client();
-    for g in [310114, 3101, 310101] {
-        until("a leader", Duration::from_secs(20), || async {
-            c.find_leader_of(Some(g)).await.is_some()
-        })
-        .await;
-    }
-    let about = |code: &str, text: &str| {
-        let mut req = about_taicang(text, "13800003333");
-        req.location = Some(Location {
-            code: code.into(),
-            ..Default::default()
-        });
-        req
-    };
+    let (cl, c) = three_shanghai_centers(8640).await;
+    let about = |code: &str, text: &str| about_street(code, text, "13800003333");
     let delivered = |id: String| {
         let c = &c;
-        async move {
-            c.get_in(310114, &id)
-                .await
-                .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
-        }
+        async move { delivered_at_origin(c, &id).await }
     };
 
     cl.cli(&[

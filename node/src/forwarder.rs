@@ -356,10 +356,11 @@ pub async fn run(
     // keeps the same.
     let mut pace = ForwarderPace::new();
     let mut in_flight = InFlight::default();
-    // Every record in flight, as a future resolving to its transfer id:
+    // Every record in flight, as a task resolving to its transfer id:
     // concurrent, so their commits at the next hop and at home share
-    // fsyncs instead of queueing one behind another.
-    let mut tasks = futures::stream::FuturesUnordered::new();
+    // fsyncs instead of queueing one behind another; tasks of their own, so
+    // they go on while this loop reads. Dropped (aborted) at shutdown.
+    let mut tasks: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
     // A straggler ended during the last round: look at once after it.
     let mut look_now = false;
     loop {
@@ -368,9 +369,8 @@ pub async fn run(
                 biased;
                 _ = &mut shutdown => return,
                 // A straggler ended: look at once (see `InFlight`).
-                Some(id) = tasks.next(), if !tasks.is_empty() => {
-                    let id: String = id;
-                    in_flight.end(&id);
+                Some(r) = tasks.join_next(), if !tasks.is_empty() => {
+                    in_flight.end(&task_ended(r));
                 }
                 _ = bell.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(pace.pause_ms())) => {}
@@ -395,7 +395,7 @@ pub async fn run(
         };
         let (round, records) = in_flight.start_round(work);
         for rec in records {
-            tasks.push(h.hand_on(rec));
+            tasks.spawn(h.hand_on(rec));
         }
         // The round: until each of its records is done, or its patience
         // runs out and the rest go on as stragglers.
@@ -405,8 +405,8 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = &mut shutdown => return,
-                Some(id) = tasks.next() => {
-                    look_now |= in_flight.end(&id).is_some_and(|r| r != round);
+                Some(r) = tasks.join_next() => {
+                    look_now |= in_flight.end(&task_ended(r)).is_some_and(|r| r != round);
                 }
                 _ = &mut patience => {
                     tracing::debug!(
@@ -419,6 +419,16 @@ pub async fn run(
             }
         }
         debug_assert_eq!(in_flight.len(), tasks.len());
+    }
+}
+
+/// The transfer id a hand-on task ended with. A panic in one is a bug, and
+/// goes on up; nothing else aborts them while the forwarder runs.
+fn task_ended(r: Result<String, tokio::task::JoinError>) -> String {
+    match r {
+        Ok(id) => id,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => unreachable!("a hand-on task was cancelled while its forwarder runs: {e}"),
     }
 }
 
