@@ -63,11 +63,10 @@ const RETRY_MS: SimMs = 3_000;
 const NO_LEADER_RETRY_MS: SimMs = 200;
 /// A `Forward` call's deadline (node/src/forwarder.rs FORWARD_TIMEOUT).
 const FORWARD_DEADLINE_MS: SimMs = 3_000;
-/// The notifier's pace and batch (the node's defaults, and the core's
+/// The notifier's batch (the node's default; its pace is the core's
 /// [`NotifyPace`]): the leader delivers its group's outbox and commits
 /// `Delivered`, as the real node does, so outboxes stay bounded over a
 /// simulated day.
-const NOTIFY_INTERVAL_MS: SimMs = NotifyPace::DEFAULT_INTERVAL_MS as SimMs;
 const NOTIFY_BATCH: usize = NotifyPace::DEFAULT_BATCH;
 /// How soon the notifier or the forwarder looks again while its leader
 /// settles (the node's `SETTLE_POLL`).
@@ -1686,9 +1685,10 @@ impl Sim {
                     self.send_to(to, now, Ev::Hint { group, node, term });
                 }
             }
-            // A new leader resumes the group's transfers: the raft loop
-            // rings its forwarder's bell.
+            // A new leader resumes the group's transfers and deliveries:
+            // the raft loop rings its forwarder's and notifier's bells.
             self.ring_forwarder(group);
+            self.ring_notifier(group);
         }
     }
 
@@ -2113,9 +2113,8 @@ impl Sim {
     /// The notifier of one group: the leader "sends" a batch of its outbox
     /// (delivery itself is outside the model: a gateway answers at once)
     /// and proposes `Delivered` for it; the round ends when that commits.
-    /// One difference: a node's notifier waits for its bell when its node
-    /// does not lead, and here the group's notifier polls every interval
-    /// until it has a settled leader.
+    /// Without a leader it waits for the bell a new leader rings, as a
+    /// node's notifier does.
     fn notify(&mut self, group: u64) {
         let n = self.notifiers.entry(group).or_default();
         if n.due != Some(self.now) {
@@ -2128,7 +2127,6 @@ impl Sim {
         // pace would have it one interval after the failed one started).
         n.round_full = None;
         let Some(leader) = self.leader_of(group) else {
-            self.schedule_notify(group, self.now + NOTIFY_INTERVAL_MS);
             return;
         };
         // As the node's notifier: the leader's own replica, once it has
