@@ -203,14 +203,46 @@ enum Ev {
     },
 }
 
+/// When a simulated task (a group's forwarder or notifier) next wakes up.
+/// Each time the wake-up is brought forward an event is pushed, and the
+/// earlier schedule's event stays in the queue: only the event at the due
+/// time fires, the others are stale.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wakeup(Option<SimMs>);
+
+impl Wakeup {
+    /// Makes the wake-up due at `at` unless one is due sooner; true if it
+    /// moved, and the caller pushes the event for `at`.
+    fn bring_forward(&mut self, at: SimMs) -> bool {
+        let moved = self.0.is_none_or(|due| at < due);
+        if moved {
+            self.0 = Some(at);
+        }
+        moved
+    }
+
+    /// An event for this task at `now`: true if it is the one due (the
+    /// wake-up is then taken), false if it is stale.
+    fn fires(&mut self, now: SimMs) -> bool {
+        let fires = self.0 == Some(now);
+        if fires {
+            self.0 = None;
+        }
+        fires
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// A group's forwarder (node/src/forwarder.rs `run`): its pace, its next
 /// look, the records it is handing on and the round it waits for.
 #[derive(Debug, Default)]
 struct Forwarder {
     pace: ForwarderPace,
-    /// When its next look is due; `Ev::Forward` events at other times are
-    /// stale (a bell brought the look forward).
-    due: Option<SimMs>,
+    /// Its next look (`Ev::Forward`).
+    due: Wakeup,
     /// The leader whose forwarder this is; only the leader's is simulated,
     /// and a new leader's has nothing in flight.
     node: Option<u64>,
@@ -229,9 +261,8 @@ struct Forwarder {
 #[derive(Debug)]
 struct Notifier {
     pace: NotifyPace,
-    /// When its next round is due; `Ev::Notify` events at other times are
-    /// stale.
-    due: Option<SimMs>,
+    /// Its next round, or the running round's deadline (`Ev::Notify`).
+    due: Wakeup,
     /// A round's `Delivered` is being committed; whether its batch was
     /// full.
     round_full: Option<bool>,
@@ -244,7 +275,7 @@ impl Default for Notifier {
     fn default() -> Self {
         Self {
             pace: NotifyPace::new(NotifyPace::DEFAULT_INTERVAL_MS),
-            due: None,
+            due: Wakeup::default(),
             round_full: None,
             bell: false,
         }
@@ -2069,8 +2100,7 @@ impl Sim {
     fn schedule_notify(&mut self, group: u64, at: SimMs) {
         let n = self.notifiers.entry(group).or_default();
         let at = at.max(self.now);
-        if n.due.is_none_or(|due| at < due) {
-            n.due = Some(at);
+        if n.due.bring_forward(at) {
             self.push(at, Ev::Notify(group));
         }
     }
@@ -2081,7 +2111,7 @@ impl Sim {
     /// keeps the ring for after it.
     fn ring_notifier(&mut self, group: u64) {
         let n = self.notifiers.entry(group).or_default();
-        if n.due.is_some() || n.round_full.is_some() {
+        if n.due.is_set() || n.round_full.is_some() {
             n.bell = true;
         } else {
             let at = n.pace.rung(self.now as u64) as SimMs;
@@ -2099,7 +2129,7 @@ impl Sim {
             return;
         };
         // The round's deadline (see `notify`) is stale now.
-        n.due = None;
+        n.due = Wakeup(None);
         let next = match n.pace.after_round(full, true) {
             Some(at) => Some(at as SimMs),
             None if std::mem::take(&mut n.bell) => Some(n.pace.rung(self.now as u64) as SimMs),
@@ -2117,10 +2147,9 @@ impl Sim {
     /// node's notifier does.
     fn notify(&mut self, group: u64) {
         let n = self.notifiers.entry(group).or_default();
-        if n.due != Some(self.now) {
+        if !n.due.fires(self.now) {
             return;
         }
-        n.due = None;
         // A round whose `Delivered` has not committed by its deadline
         // failed, as the node's request times out: what it sent is sent
         // again (delivery is at least once), and a new round goes now (its
@@ -2160,10 +2189,12 @@ impl Sim {
                 .notify_hist
                 .record((sent_at_ms - n.created_at_ms).max(1) as u64);
         }
-        // Its deadline: `due` is set only while no round runs, so this
-        // event is stale once the round ends.
-        n.due = Some(self.now + RETRY_MS);
-        self.push(self.now + RETRY_MS, Ev::Notify(group));
+        // The round's deadline: its event is stale once the round ends
+        // (`notify_round_done` clears `due`).
+        let deadline = self.now + RETRY_MS;
+        if n.due.bring_forward(deadline) {
+            self.push(deadline, Ev::Notify(group));
+        }
         let ids = batch.into_iter().map(|n| n.id).collect();
         self.propose(
             group,
@@ -2188,8 +2219,7 @@ impl Sim {
     /// sooner (a later event of an earlier schedule is then stale).
     fn schedule_look(&mut self, group: u64, at: SimMs) {
         let f = self.forwarders.entry(group).or_default();
-        if f.due.is_none_or(|due| at < due) {
-            f.due = Some(at);
+        if f.due.bring_forward(at) {
             self.push(at, Ev::Forward(group));
         }
     }
@@ -2207,10 +2237,9 @@ impl Sim {
     /// which the simulation rings exactly.
     fn forward(&mut self, group: u64) {
         let f = self.forwarders.entry(group).or_default();
-        if f.due != Some(self.now) {
+        if !f.due.fires(self.now) {
             return;
         }
-        f.due = None;
         // The national group's first leader seeds the directory (its
         // forward round is the first moment outside its Ready cycle).
         if group == hotline_federation::directory::NATIONAL && !self.directory_seeded {
