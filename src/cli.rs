@@ -639,15 +639,16 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
                     .collect()
             })
             .unwrap_or_default();
-        let regions = hotline_federation::regions();
-        let name = regions.get(&n.region).unwrap_or(regions.national()).name;
+        let name = hotline_federation::regions()
+            .display_name(&n.region)
+            .unwrap_or_default();
         println!(
-            "  node-{:<2} https://{:<16} {:<9} {:<8} {}  leads: {}",
+            "  node-{:<2} https://{:<16} {:<9} {:<8} {} leads: {}",
             n.id,
             n.address,
             n.level,
             n.region,
-            name,
+            crate::report::pad(&name, 12),
             led.join(" ")
         );
     }
@@ -781,7 +782,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     println!(
         "\n{:<4} {} 确认 CONFIRMED",
         "ID",
-        pad_columns("目录 DIR", 10)
+        crate::report::pad("目录 DIR", 10)
     );
     for d in &directories {
         let version = match d["version"].as_u64() {
@@ -797,29 +798,22 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
             ),
         };
         let id = d["id"].as_u64().unwrap_or_default();
-        println!("{id:<4} {} {confirmed}", pad_columns(&version, 10));
+        println!("{id:<4} {} {confirmed}", crate::report::pad(&version, 10));
     }
     Ok(())
 }
 
-/// `s` padded with spaces to `columns` terminal columns: CJK characters
-/// take two (`format!`'s width counts chars).
-fn pad_columns(s: &str, columns: usize) -> String {
-    let wide = |c: char| ('\u{1100}'..='\u{ffdc}').contains(&c);
-    let width: usize = s.chars().map(|c| if wide(c) { 2 } else { 1 }).sum();
-    format!("{s}{}", " ".repeat(columns.saturating_sub(width)))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{error_chain, pad_columns};
+    use super::error_chain;
+    use crate::report::pad;
 
     #[test]
     fn pads_to_terminal_columns_counting_cjk_as_two() {
-        assert_eq!(pad_columns("v8", 6), "v8    ");
-        assert_eq!(pad_columns("拓扑文件", 10), "拓扑文件  ");
-        assert_eq!(pad_columns("目录 DIR", 10), "目录 DIR  ");
-        assert_eq!(pad_columns("longer than ten", 10), "longer than ten");
+        assert_eq!(pad("v8", 6), "v8    ");
+        assert_eq!(pad("拓扑文件", 10), "拓扑文件  ");
+        assert_eq!(pad("目录 DIR", 10), "目录 DIR  ");
+        assert_eq!(pad("longer than ten", 10), "longer than ten");
     }
 
     #[derive(Debug, thiserror::Error)]

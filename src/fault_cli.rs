@@ -394,15 +394,19 @@ fn region_matches(code: &str, name: &str) -> bool {
         .any(|n| region_is(&code[..n], name))
 }
 
-/// A region matches its code, its name (`嘉定区`) or its name without the
-/// 省/市/区/县 suffix (`嘉定`).
+/// A region matches its code, its name (`嘉定区`, or as shown: `上海市辖区`)
+/// or its name without the 省/市/区/县 suffix (`嘉定`).
 fn region_is(code: &str, name: &str) -> bool {
     if code == name {
         return true;
     }
-    match hotline_federation::regions().get(code) {
+    let regions = hotline_federation::regions();
+    match regions.get(code) {
         Ok(r) => {
             r.name == name
+                || regions
+                    .display_name(code)
+                    .is_some_and(|shown| shown == name)
                 || r.name
                     .strip_suffix(['省', '市', '区', '县'])
                     .is_some_and(|short| !short.is_empty() && short == name)

@@ -9,6 +9,7 @@ use hotline_node::core::tickets::kind_name;
 use hotline_proto::v1::{FederatedQueryRequest, TransferRecord, TransferState};
 use serde_json::{Value, json};
 
+use crate::report::{pad, width};
 use crate::ticket_cli::{ClientArgs, client, cst, group_for, status_err};
 
 #[derive(Subcommand)]
@@ -85,7 +86,7 @@ fn now_ms() -> i64 {
 fn print_records(rs: &[TransferRecord]) {
     let now = now_ms();
     println!(
-        "{:<26} {:<8} {:<8} {:<10} {:<17} {:>8}  HOPS",
+        "{:<26} {:<8} {:<8} {:<17} {:<17} {:>8}  HOPS",
         "TICKET", "FROM", "TO", "STATE", "SENT", "AGE"
     );
     for r in rs {
@@ -94,11 +95,14 @@ fn print_records(rs: &[TransferRecord]) {
         let age_min = (now - env.sent_at_ms) / 60_000;
         let hops: Vec<String> = env.hops.iter().map(|h| h.to_string()).collect();
         println!(
-            "{:<26} {:<8} {:<8} {:<10} {:<17} {:>6}分  {}",
+            "{:<26} {:<8} {:<8} {} {:<17} {:>6}分  {}",
             t.id,
             env.origin_group,
             env.destination_group,
-            format!("{} {}", state_zh(r.state), state_name(r.state)),
+            pad(
+                &format!("{} {}", state_zh(r.state), state_name(r.state)),
+                17
+            ),
             cst(env.sent_at_ms),
             age_min,
             hops.join("→")
@@ -204,22 +208,24 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
                 .join(" ")
         );
     }
-    for x in &r.by_region {
-        println!("  {:<8} {:>8}", label(&x.region), x.count);
+    let labels: Vec<String> = r.by_region.iter().map(|x| label(&x.region)).collect();
+    let label_w = labels.iter().map(|l| width(l)).max().unwrap_or(0);
+    for (x, l) in r.by_region.iter().zip(&labels) {
+        println!("  {} {:>8}", pad(l, label_w), x.count);
     }
     if !r.by_kind.is_empty() {
         println!("按类型:");
         for x in &r.by_kind {
             println!(
-                "  {:<12} {:>8}  {:>5.1}%",
-                x.key,
+                "  {} {:>8}  {:>5.1}%",
+                pad(&x.key, 12),
                 x.count,
                 f64::from(x.permille) / 10.0
             );
         }
         println!("按状态:");
         for x in &r.by_status {
-            println!("  {:<18} {:>8}", x.key, x.count);
+            println!("  {} {:>8}", pad(&x.key, 18), x.count);
         }
     }
     for t in &r.tickets {

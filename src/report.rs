@@ -450,29 +450,16 @@ fn pipe_table(o: &mut String, rows: &[Vec<String>]) {
     }
 }
 
-fn pad(s: &str, w: usize) -> String {
+/// `s` padded with spaces to `w` terminal columns: CJK characters take two
+/// (`format!`'s width counts chars, which misaligns Chinese tables).
+pub(crate) fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
 }
 
-/// Terminal columns of `s`: East Asian wide and fullwidth characters take two.
-fn width(s: &str) -> usize {
-    s.chars().map(|c| if is_wide(c) { 2 } else { 1 }).sum()
-}
-
-fn is_wide(c: char) -> bool {
-    matches!(u32::from(c),
-        0x1100..=0x115F        // Hangul Jamo
-        | 0x2E80..=0x303E      // CJK radicals, punctuation
-        | 0x3041..=0x33FF      // kana, CJK symbols
-        | 0x3400..=0x4DBF      // CJK extension A
-        | 0x4E00..=0x9FFF      // CJK unified ideographs
-        | 0xA000..=0xA4CF      // Yi
-        | 0xAC00..=0xD7A3      // Hangul syllables
-        | 0xF900..=0xFAFF      // CJK compatibility ideographs
-        | 0xFE30..=0xFE4F      // CJK compatibility forms
-        | 0xFF00..=0xFF60      // fullwidth forms (：，（）)
-        | 0xFFE0..=0xFFE6
-        | 0x20000..=0x3FFFD) // CJK extensions B and later
+/// Terminal columns of `s` (East Asian wide and fullwidth characters take
+/// two).
+pub(crate) fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 #[cfg(test)]

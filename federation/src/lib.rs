@@ -71,6 +71,15 @@ pub struct Regions {
     by_hash: HashMap<&'static str, Region>,
 }
 
+/// City-level names that say what a division is, not which: several
+/// provinces have one of the same name.
+const PSEUDO_CITIES: [&str; 4] = [
+    "市辖区",
+    "县",
+    "省直辖县级行政区划",
+    "自治区直辖县级行政区划",
+];
+
 const PROVINCES: &str = include_str!("../data/provinces.csv");
 const CITIES: &str = include_str!("../data/cities.csv");
 const AREAS: &str = include_str!("../data/areas.csv");
@@ -145,15 +154,47 @@ impl Regions {
     }
 
     /// "320585 太仓市" for messages and tables: "全国" for the national
-    /// level (""), the code alone when the table does not know it.
+    /// level (""), the code alone when the table does not know it. The name
+    /// is [`Regions::display_name`]'s, so a municipality's pseudo-city reads
+    /// "3101 上海市辖区", not a bare "市辖区" that four municipalities share.
     pub fn label(&self, code: &str) -> String {
         if code.is_empty() {
             return NATIONAL.name.into();
         }
-        match self.by_hash.get(code) {
-            Some(r) => format!("{code} {}", r.name),
+        match self.display_name(code) {
+            Some(name) => format!("{code} {name}"),
             None => code.to_string(),
         }
+    }
+
+    /// A region's name as people read it: the table's name, except for the
+    /// pseudo-cities whose name says only what they are (市辖区 3101, 县
+    /// 5002, 省直辖县级行政区划 4190, 自治区直辖县级行政区划 6590), which
+    /// take their province's name in front, sharing the suffix the two have
+    /// in common: "上海市辖区", "重庆市县", "河南省直辖县级行政区划". What
+    /// the table says stays in [`Region::name`] (the data's quirks are kept,
+    /// see the crate documentation). "全国" for the national level; `None`
+    /// for a code the table does not know.
+    pub fn display_name(&self, code: &str) -> Option<String> {
+        if code.is_empty() {
+            return Some(NATIONAL.name.into());
+        }
+        let r = self.by_hash.get(code)?;
+        if r.level != Level::City || !PSEUDO_CITIES.contains(&r.name) {
+            return Some(r.name.into());
+        }
+        let Some(province) = self.by_hash.get(r.parent) else {
+            return Some(r.name.into());
+        };
+        // The longest suffix of the province's name the pseudo-city's name
+        // starts with ("市" of 上海市 and 市辖区) is written once.
+        let p = province.name;
+        let shared = p
+            .char_indices()
+            .map(|(i, _)| &p[i..])
+            .find(|suffix| r.name.starts_with(suffix))
+            .unwrap_or("");
+        Some(format!("{p}{}", &r.name[shared.len()..]))
     }
 
     /// The chain from the region up to its province, the region first.
@@ -217,11 +258,42 @@ mod tests {
         assert_eq!(r.label(""), "全国");
         assert_eq!(r.label("320585"), "320585 太仓市");
         assert_eq!(r.label("999999"), "999999");
+        assert_eq!(r.label("3101"), "3101 上海市辖区");
         assert_eq!(
             r.get(""),
             Err(RegionError::Malformed(String::new())),
             "an empty code is a missing one"
         );
+    }
+
+    #[test]
+    fn pseudo_cities_read_with_their_province() {
+        let r = regions();
+        let shown = |code| r.display_name(code).unwrap();
+        assert_eq!(shown("1101"), "北京市辖区");
+        assert_eq!(shown("3101"), "上海市辖区");
+        assert_eq!(shown("5001"), "重庆市辖区");
+        assert_eq!(shown("5002"), "重庆市县");
+        assert_eq!(shown("4190"), "河南省直辖县级行政区划");
+        assert_eq!(shown("6590"), "新疆维吾尔自治区直辖县级行政区划");
+        // Every other region keeps the table's name.
+        assert_eq!(shown("3205"), "苏州市");
+        assert_eq!(shown("310114"), "嘉定区");
+        assert_eq!(shown("31"), "上海市");
+        assert_eq!(shown(""), "全国");
+        assert_eq!(r.display_name("999999"), None);
+        assert_eq!(r.get("3101").unwrap().name, "市辖区", "the data as it is");
+        // No two cities read alike any more.
+        let mut names: Vec<_> = r
+            .by_code
+            .values()
+            .filter(|c| c.level == Level::City)
+            .map(|c| shown(c.code))
+            .collect();
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all, "a city name shared");
     }
 
     #[test]

@@ -192,7 +192,9 @@ fn describe(region: &Region) -> String {
         "{} {} {}",
         level_name(region.level),
         region.code,
-        region.name
+        crate::regions()
+            .display_name(region.code)
+            .unwrap_or_else(|| region.name.into())
     )
 }
 

@@ -642,7 +642,7 @@ impl<'a> Resolver<'a> {
             .map(|e| {
                 let code = e.strip_prefix("region:").unwrap_or(e);
                 match regions().get(code) {
-                    Ok(r) if !self.by_prefix(code).is_empty() => format!("{code} {}", r.name),
+                    Ok(_) if !self.by_prefix(code).is_empty() => regions().label(code),
                     _ => e.clone(),
                 }
             })
@@ -1040,10 +1040,7 @@ impl<'a> Generator<'a> {
                     v.sort_unstable();
                     v
                 };
-                let name = |p: &str| match regions().get(p) {
-                    Ok(r) => format!("{p} {}", r.name),
-                    Err(_) => p.to_string(),
-                };
+                let name = |p: &str| regions().label(p);
                 (side(p), side(q), format!("{} ↔ {}", name(p), name(q)))
             }
             1 => {

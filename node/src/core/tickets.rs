@@ -1198,13 +1198,17 @@ pub fn validate_accept(group_region: &str, req: &AcceptRequest) -> Result<(), Fi
     }
     if let Some(l) = &req.location {
         if !l.code.is_empty() {
-            let r = hotline_federation::regions()
+            let regions = hotline_federation::regions();
+            regions
                 .get(&l.code)
                 .map_err(|e| bad("location.code", e.to_string()))?;
             if l.code.len() < 6 {
                 return Err(bad(
                     "location.code",
-                    format!("{} ({}) is not a district or street code", l.code, r.name),
+                    format!(
+                        "{} is not a district or street code",
+                        regions.label(&l.code)
+                    ),
                 ));
             }
         }

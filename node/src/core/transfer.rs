@@ -667,10 +667,10 @@ impl TicketMachine {
                     ..Default::default()
                 };
                 let seq = audit::append(&mut t.events, ev);
+                // "上海市辖区" for the city group 3101, not "市辖区".
                 let region_name = hotline_federation::regions()
-                    .get(self.region())
-                    .map(|r| r.name)
-                    .unwrap_or("");
+                    .display_name(self.region())
+                    .unwrap_or_default();
                 let text = format!(
                     "【12345热线】您的工单{}涉及{}，已转至当地热线办理，可继续凭工单号查询进度。",
                     t.id, region_name
@@ -1128,6 +1128,34 @@ mod tests {
         assert_eq!(receipt_ticket(&national), None);
         let owners_copy = receipt_ticket(&origin).expect("the origin keeps the owner's copy");
         assert_eq!(&*owners_copy, dest.m.ticket(&t.id).unwrap());
+    }
+
+    /// The citizen's SMS names where the ticket went as people read it: a
+    /// street of 徐汇 (no group of its own) goes to the city group 3101,
+    /// whose table name is the bare 市辖区 every municipality shares.
+    #[test]
+    fn the_sms_names_a_municipalitys_city_group_with_its_province() {
+        let mut origin = G::new("310114");
+        let mut city = G::new("3101");
+        let t = accept_about(&mut origin, "310104003", 3101);
+        pass(&mut origin, &mut city);
+        assert_eq!(
+            city.m.ticket(&t.id).map(|t| t.status),
+            Some(Status::Accepted as i32)
+        );
+        let QueryAnswer::Outbox(out) = city.m.query(&Query::Outbox { limit: 10 }) else {
+            panic!()
+        };
+        let sms: Vec<&str> = out
+            .iter()
+            .filter(|n| n.ticket_id == t.id)
+            .map(|n| n.text.as_str())
+            .collect();
+        assert!(
+            sms.iter()
+                .any(|text| text.contains("涉及上海市辖区，已转至当地热线办理")),
+            "{sms:?}"
+        );
     }
 
     /// A direct delivery's receipt can commit at the origin before the
