@@ -93,7 +93,17 @@ fn print_records(rs: &[TransferRecord]) {
         let env = r.envelope.clone().unwrap_or_default();
         let t = env.ticket.clone().unwrap_or_default();
         let age_min = (now - env.sent_at_ms) / 60_000;
-        let hops: Vec<String> = env.hops.iter().map(|h| h.to_string()).collect();
+        // By name, as a supervisor reads a route: 嘉定区→全国→太仓市.
+        let hops: Vec<String> = env
+            .hops
+            .iter()
+            .map(|&h| {
+                let region = hotline_federation::group_region(h);
+                hotline_federation::regions()
+                    .display_name(&region)
+                    .unwrap_or_else(|| h.to_string())
+            })
+            .collect();
         println!(
             "{:<26} {:<8} {:<8} {} {:<17} {:>6}分  {}",
             t.id,
