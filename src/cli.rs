@@ -641,14 +641,14 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
             .unwrap_or_default();
         let name = hotline_federation::regions()
             .display_name(&n.region)
-            .unwrap_or_default();
+            .unwrap_or("");
         println!(
             "  node-{:<2} https://{:<16} {:<9} {:<8} {} leads: {}",
             n.id,
             n.address,
             n.level,
             n.region,
-            crate::report::pad(&name, 12),
+            crate::report::pad(name, 12),
             led.join(" ")
         );
     }

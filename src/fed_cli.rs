@@ -101,7 +101,7 @@ fn print_records(rs: &[TransferRecord]) {
                 let region = hotline_federation::group_region(h);
                 hotline_federation::regions()
                     .display_name(&region)
-                    .unwrap_or_else(|| h.to_string())
+                    .map_or_else(|| h.to_string(), str::to_string)
             })
             .collect();
         println!(

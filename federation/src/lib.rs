@@ -69,6 +69,9 @@ pub struct Regions {
     /// of a simulated national hour's CPU). The B-tree stays for ordered
     /// iteration.
     by_hash: HashMap<&'static str, Region>,
+    /// What [`Regions::display_name`] shows for the pseudo-cities (a dozen
+    /// rows), made once at load; every other region shows its table name.
+    shown: HashMap<&'static str, String>,
 }
 
 /// City-level names that say what a division is, not which: several
@@ -112,8 +115,28 @@ impl Regions {
         add(CITIES, Level::City, Some(2));
         add(AREAS, Level::District, Some(2));
         add(STREETS, Level::Street, Some(2));
-        let by_hash = by_code.iter().map(|(k, r)| (*k, r.clone())).collect();
-        Regions { by_code, by_hash }
+        let by_hash: HashMap<_, _> = by_code.iter().map(|(k, r)| (*k, r.clone())).collect();
+        let shown = by_code
+            .values()
+            .filter(|r| r.level == Level::City && PSEUDO_CITIES.contains(&r.name))
+            .filter_map(|r| {
+                let province = by_hash.get(r.parent)?.name;
+                // The longest suffix of the province's name the
+                // pseudo-city's name starts with ("市" of 上海市 and 市辖区)
+                // is written once.
+                let shared = province
+                    .char_indices()
+                    .map(|(i, _)| &province[i..])
+                    .find(|suffix| r.name.starts_with(suffix))
+                    .unwrap_or("");
+                Some((r.code, format!("{province}{}", &r.name[shared.len()..])))
+            })
+            .collect();
+        Regions {
+            by_code,
+            by_hash,
+            shown,
+        }
     }
 
     /// Looks a code up; the error says whether it is malformed or unknown.
@@ -158,10 +181,8 @@ impl Regions {
     /// is [`Regions::display_name`]'s, so a municipality's pseudo-city reads
     /// "3101 上海市辖区", not a bare "市辖区" that four municipalities share.
     pub fn label(&self, code: &str) -> String {
-        if code.is_empty() {
-            return NATIONAL.name.into();
-        }
         match self.display_name(code) {
+            Some(name) if code.is_empty() => name.into(),
             Some(name) => format!("{code} {name}"),
             None => code.to_string(),
         }
@@ -175,26 +196,12 @@ impl Regions {
     /// the table says stays in [`Region::name`] (the data's quirks are kept,
     /// see the crate documentation). "全国" for the national level; `None`
     /// for a code the table does not know.
-    pub fn display_name(&self, code: &str) -> Option<String> {
+    pub fn display_name(&self, code: &str) -> Option<&str> {
         if code.is_empty() {
-            return Some(NATIONAL.name.into());
+            return Some(NATIONAL.name);
         }
         let r = self.by_hash.get(code)?;
-        if r.level != Level::City || !PSEUDO_CITIES.contains(&r.name) {
-            return Some(r.name.into());
-        }
-        let Some(province) = self.by_hash.get(r.parent) else {
-            return Some(r.name.into());
-        };
-        // The longest suffix of the province's name the pseudo-city's name
-        // starts with ("市" of 上海市 and 市辖区) is written once.
-        let p = province.name;
-        let shared = p
-            .char_indices()
-            .map(|(i, _)| &p[i..])
-            .find(|suffix| r.name.starts_with(suffix))
-            .unwrap_or("");
-        Some(format!("{p}{}", &r.name[shared.len()..]))
+        Some(self.shown.get(code).map_or(r.name, String::as_str))
     }
 
     /// The chain from the region up to its province, the region first.

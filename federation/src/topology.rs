@@ -194,7 +194,7 @@ fn describe(region: &Region) -> String {
         region.code,
         crate::regions()
             .display_name(region.code)
-            .unwrap_or_else(|| region.name.into())
+            .unwrap_or(region.name)
     )
 }
 

@@ -670,7 +670,7 @@ impl TicketMachine {
                 // "上海市辖区" for the city group 3101, not "市辖区".
                 let region_name = hotline_federation::regions()
                     .display_name(self.region())
-                    .unwrap_or_default();
+                    .unwrap_or("");
                 let text = format!(
                     "【12345热线】您的工单{}涉及{}，已转至当地热线办理，可继续凭工单号查询进度。",
                     t.id, region_name
