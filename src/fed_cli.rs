@@ -76,6 +76,7 @@ fn record_json(r: &TransferRecord, now_ms: i64) -> Value {
         "destination_group": env.destination_group, "destination_region": env.destination_region,
         "state": state_name(r.state), "hops": env.hops, "sent_at_ms": env.sent_at_ms,
         "age_ms": now_ms - env.sent_at_ms, "refusal": r.refusal, "cross_province": r.cross_province,
+        "send_back": env.send_back, "reason": env.reason,
     })
 }
 
@@ -119,6 +120,10 @@ fn print_records(rs: &[TransferRecord]) {
         );
         if !r.refusal.is_empty() {
             println!("    退回原因: {}", r.refusal);
+        }
+        if env.send_back {
+            // Sent back by the center it was transferred to (退回首接).
+            println!("    退回首接: {}", env.reason);
         }
     }
 }

@@ -125,6 +125,17 @@ pub enum TicketCmd {
         #[command(flatten)]
         a: ActorArgs,
     },
+    /// 退回首接: this center received the ticket by transfer and finds it
+    /// is not its region; it goes back, with the reason (required), to the
+    /// center it came from, which reviews it and transfers it on or handles
+    /// it. Acts where the ticket is now (the id's center's stub points here).
+    SendBack {
+        #[command(flatten)]
+        c: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        a: ActorArgs,
+    },
     /// 派单: send to a lead unit (and assisting units).
     Dispatch {
         #[command(flatten)]
@@ -747,10 +758,10 @@ async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u6
 }
 
 async fn send(c: &ClientArgs, command: TicketCommand) -> Result<()> {
-    let t = client(&c.config)?
-        .execute(command, 0)
-        .await
-        .map_err(status_err)?;
+    // Acts where the ticket is now: after a transfer, at the destination.
+    let cl = client(&c.config)?;
+    let group = cl.owner_of(&command.ticket_id).await.map_err(status_err)?;
+    let t = cl.execute_in(group, command, 0).await.map_err(status_err)?;
     if c.json {
         println!("{}", ticket_json(&t));
     } else {
@@ -832,12 +843,15 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
         }
         TicketCmd::Transfer { c, id, location, a } => {
-            let t = client(&c.config)?
+            let cl = client(&c.config)?;
+            let group_id = cl.owner_of(&id).await.map_err(status_err)?;
+            let t = cl
                 .transfer(TransferTicketRequest {
                     ticket_id: id,
                     location,
                     actor: actor(&a, CallTaker)?,
                     reason: a.reason,
+                    group_id,
                     ..Default::default()
                 })
                 .await
@@ -851,6 +865,31 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                     status_zh(t.status),
                     status_name(t.status),
                     t.owner_group
+                );
+            }
+        }
+        TicketCmd::SendBack { c, id, a } => {
+            let cl = client(&c.config)?;
+            let group_id = cl.owner_of(&id).await.map_err(status_err)?;
+            let t = cl
+                .transfer(TransferTicketRequest {
+                    ticket_id: id,
+                    actor: actor(&a, CallTaker)?,
+                    reason: a.reason,
+                    group_id,
+                    send_back: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status_err)?;
+            if c.json {
+                println!("{}", ticket_json(&t));
+            } else {
+                let to = hotline_federation::topology::group_region(t.owner_group);
+                println!(
+                    "{} 退回首接 → {}",
+                    t.id,
+                    hotline_federation::regions().label(&to)
                 );
             }
         }

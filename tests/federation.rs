@@ -1003,6 +1003,134 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
     );
 }
 
+/// 退回首接 over real sockets: 太仓 finds the street a 嘉定 caller named is
+/// not its own and sends the ticket back from the CLI, by its id alone (the
+/// CLI follows 嘉定's stub to 太仓). It comes back through the national group
+/// once, for 嘉定's review, with the reason on the ticket and on the
+/// national list; the requester's lookup says so; 嘉定 reviews it and
+/// dispatches it, as the place is its own after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_sends_back_a_ticket_that_is_not_its_region() {
+    use hotline_proto::v1::{Actor, Role, TransferTicketRequest};
+    let (cl, c) = federation(8700).await;
+    let t = c
+        .accept(about_taicang("浏河镇菜市场占道经营", "13800002468"))
+        .await
+        .unwrap();
+    until("owned by 太仓", Duration::from_secs(15), || async {
+        owned_by_taicang(&c, &t.id).await.is_some()
+    })
+    .await;
+
+    // Bad input: nothing is written.
+    let send_back = |reason: &str, location: &str| TransferTicketRequest {
+        ticket_id: t.id.clone(),
+        location: location.into(),
+        actor: Some(Actor {
+            id: "tc-03".into(),
+            role: Role::CallTaker as i32,
+        }),
+        reason: reason.into(),
+        group_id: 320585,
+        send_back: true,
+        ..Default::default()
+    };
+    let e = c.transfer(send_back("", "")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().starts_with("reason:"), "{}", e.message());
+    let e = c
+        .transfer(send_back("不属本市", "310114001"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().starts_with("location:"), "{}", e.message());
+    let mut at_origin = send_back("不属本区", "");
+    at_origin.group_id = 0;
+    let e = c.transfer(at_origin).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::FailedPrecondition,
+        "嘉定 holds a stub: {e}"
+    );
+    let owned = owned_by_taicang(&c, &t.id).await.unwrap();
+    assert_eq!(owned.events.len(), 3, "accept, transfer_out, transfer_in");
+
+    // From the CLI, by id: it acts where the ticket is now.
+    let why = "核实地址为嘉定区安亭镇，不属太仓市";
+    let out = cl.cli(&["ticket", "send-back", &t.id, "--reason", why]);
+    assert!(out.contains("退回首接") && out.contains("嘉定"), "{out}");
+    until(
+        "back at 嘉定 for review",
+        Duration::from_secs(15),
+        || async {
+            c.get_in(310114, &t.id)
+                .await
+                .is_ok_and(|x| x.status == Status::Accepted as i32)
+        },
+    )
+    .await;
+    let home = c.get_in(310114, &t.id).await.unwrap();
+    assert_eq!(home.transfer_state, TransferState::Refused as i32);
+    assert_eq!(home.origin_group, 320585);
+    let last = home.events.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.reason.as_str()),
+        ("transfer_refused", why)
+    );
+    assert!(
+        c.verify_in(310114, &t.id).await.unwrap().ok,
+        "one chain there and back"
+    );
+    let stub = c.get_in(320585, &t.id).await.unwrap();
+    assert_eq!(stub.status, Status::Transferred as i32, "a stub at 太仓");
+    assert_eq!(stub.owner_group, 310114);
+
+    // The requester asking 嘉定 sees it came back.
+    let l = c.lookup(&t.id, "2468").await.unwrap();
+    assert_eq!(l.status, Status::Accepted as i32);
+    assert!(
+        l.progress.iter().any(|p| p.summary.contains("退回")),
+        "{:?}",
+        l.progress
+    );
+    // The national list has both ways, the return with its reason.
+    until(
+        "both ways on the national list",
+        Duration::from_secs(15),
+        || async {
+            c.transfers(NATIONAL_GROUP, true, 100).await.is_ok_and(|l| {
+                l.len() == 2 && l.iter().all(|r| r.state == TransferState::Delivered as i32)
+            })
+        },
+    )
+    .await;
+    let out = cl.cli(&["transfers", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let back = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["send_back"] == true)
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(back["reason"], why);
+    assert_eq!(back["destination_group"], 310114);
+
+    // Reviewed at 嘉定: it is 嘉定's own (安亭镇), dispatched there by id.
+    let out = cl.cli(&[
+        "ticket",
+        "dispatch",
+        &t.id,
+        "--unit",
+        "安亭镇城管中队",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "awaiting_sign", "{out}");
+    // Sent back once; 太仓's stub is not sent again.
+    let e = c.transfer(send_back("再退", "")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+}
+
 /// A node added to a group online is not in the topology file, yet may
 /// send for the group (it may come to lead it): the callee asks the group
 /// for its configuration. Node 5 (苏州) replays 嘉定's envelope to the

@@ -26,6 +26,9 @@ use crate::{tls, transport};
 
 /// Attempts of one request across leader changes, with a growing pause.
 const MAX_ATTEMPTS: u32 = 20;
+/// Stubs `owner_of` follows: a transfer, a send-back and a second
+/// transfer are three; more is a ticket going round in circles.
+const MAX_OWNER_HOPS: u32 = 4;
 
 pub struct Node {
     pub id: u64,
@@ -254,6 +257,29 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// The group that owns ticket `id` now. A ticket is first asked for in
+    /// the group of its id's region (where it was accepted); a copy there
+    /// that is a stub names the group it went to, which is asked next, at
+    /// most `MAX_OWNER_HOPS` times (a ticket re-transferred, or sent back).
+    /// An operator at the destination thus acts on an incoming ticket by
+    /// its id alone.
+    pub async fn owner_of(&self, id: &str) -> Result<u64, Status> {
+        let mut group = self.group_of_ticket(id).unwrap_or(0);
+        for _ in 0..MAX_OWNER_HOPS {
+            let t = self.get_in(group, id).await?;
+            let moved = t.status == hotline_proto::v1::Status::Transferred as i32
+                && t.owner_group != 0
+                && t.owner_group != group;
+            if !moved {
+                return Ok(group);
+            }
+            group = t.owner_group;
+        }
+        Err(Status::failed_precondition(format!(
+            "ticket {id}: more than {MAX_OWNER_HOPS} transfers to follow; name the group that owns it"
+        )))
     }
 
     pub async fn list(&self, filter: ListTicketsRequest) -> Result<ListTicketsResponse, Status> {

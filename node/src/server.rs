@@ -497,6 +497,23 @@ impl Tickets for Handle {
     ) -> Result<Response<TicketCommandResponse>, Status> {
         let r = req.into_inner();
         let g = self.for_ticket(&r.ticket_id, r.group_id)?;
+        if r.send_back {
+            // The state machine sends it to the group it came from.
+            if !r.location.is_empty() {
+                return Err(Status::invalid_argument(
+                    "location: must be empty with send_back (the ticket goes back to the group it came from)",
+                ));
+            }
+            let op = command::Op::TransferOut(TransferOut {
+                ticket_id: r.ticket_id,
+                actor: r.actor,
+                reason: r.reason,
+                send_back: true,
+                ..Default::default()
+            });
+            let t = g.propose_ticket(op, r.request_id).await?;
+            return Ok(Response::new(TicketCommandResponse { ticket: Some(t) }));
+        }
         if r.location.is_empty() {
             return Err(Status::invalid_argument("location: is required"));
         }
@@ -518,6 +535,7 @@ impl Tickets for Handle {
             destination_region: r.location,
             actor: r.actor,
             reason: r.reason,
+            send_back: false,
         });
         let t = g.propose_ticket(op, r.request_id).await?;
         Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))

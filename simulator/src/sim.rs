@@ -1075,8 +1075,10 @@ fn same_transfer(a: &TransferRecord, b: &TransferRecord) -> bool {
                 via_national_done,
                 hops,
                 reason,
+                send_back,
             } = x;
             *transfer_id == y.transfer_id
+                && *send_back == y.send_back
                 && *origin_group == y.origin_group
                 && *destination_group == y.destination_group
                 && *destination_region == y.destination_region

@@ -310,7 +310,7 @@ fn check_name(field: &'static str, s: &str, max_chars: usize) -> Result<(), Fiel
     Ok(())
 }
 
-fn check_text(field: &'static str, s: &str, max_bytes: usize) -> Result<(), FieldError> {
+pub(super) fn check_text(field: &'static str, s: &str, max_bytes: usize) -> Result<(), FieldError> {
     if s.trim().is_empty() {
         return Err(bad(field, "is required"));
     }
@@ -1019,6 +1019,9 @@ pub fn public_summary(e: &Event) -> Option<String> {
         "close" | "archive" => "工单已办结".into(),
         "merge" => "同类诉求已合并办理".into(),
         "merged_into" => format!("已并入工单{}统一办理", s("master_id")),
+        "transfer_out" if v.get("send_back").and_then(|x| x.as_bool()) == Some(true) => {
+            "经核实不属本地区，已退回首接中心".into()
+        }
         "transfer_out" => "问题发生地不在本地区，已转当地热线办理".into(),
         "transfer_in" => "当地热线已接收，正在办理".into(),
         "transfer_delivered" => "当地热线已确认接收".into(),

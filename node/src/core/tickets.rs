@@ -530,6 +530,7 @@ impl TicketMachine {
                                 .unwrap_or_default(),
                             actor: t.call_taker.clone(),
                             reason: "问题发生地不在本地区，转当地办理".into(),
+                            send_back: false,
                         };
                         match self.apply_transfer_out(&out, cmd.at_ms, index) {
                             ApplyResult::Rejected(_) => ApplyResult::Ticket(t),

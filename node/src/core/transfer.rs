@@ -350,6 +350,37 @@ fn province(code: &str) -> &str {
     code.get(..2).unwrap_or("")
 }
 
+/// A send-back names no destination (the state machine takes it from the
+/// ticket) and must say why.
+fn check_send_back_fields(t: &TransferOut) -> Result<(), CommandError> {
+    if t.destination_group != 0 || !t.destination_region.is_empty() {
+        return Err(bad(
+            "destination_group",
+            "must be empty for a send-back: it goes to the group the ticket came from",
+        )
+        .into());
+    }
+    lifecycle::check_text("reason", &t.reason, lifecycle::MAX_REASON_BYTES)?;
+    Ok(())
+}
+
+/// Whether an envelope goes from one province to another, which is what
+/// puts it on the national group's list of cross-province cases. A ticket
+/// is sent from its accepting center's province; a send-back goes from the
+/// group it is returned by (its ticket still names the accepting center).
+fn crosses_provinces(env: &TransferEnvelope) -> bool {
+    let to = province(&env.destination_region);
+    if env.send_back {
+        province(&hotline_federation::topology::group_region(
+            env.origin_group,
+        )) != to
+    } else {
+        env.ticket
+            .as_ref()
+            .is_some_and(|t| province(&t.region) != to)
+    }
+}
+
 impl TicketMachine {
     pub fn group_id(&self) -> u64 {
         group_of_region(self.region())
@@ -475,8 +506,13 @@ impl TicketMachine {
         self.track_transfer_work(&id);
     }
 
-    /// Checks a TransferOut against the state without changing it.
-    pub(super) fn check_transfer_out(&self, t: &TransferOut) -> Result<&Ticket, CommandError> {
+    /// Checks a TransferOut against the state without changing it; gives
+    /// the ticket and where it goes (for a send-back, the group it came
+    /// from, taken from the ticket).
+    pub(super) fn check_transfer_out(
+        &self,
+        t: &TransferOut,
+    ) -> Result<(&Ticket, u64, String), CommandError> {
         let ticket = self
             .tickets_map()
             .get(&t.ticket_id)
@@ -489,6 +525,37 @@ impl TicketMachine {
                 hotline_proto::v1::Role::System,
             ],
         )?;
+        if t.send_back {
+            check_send_back_fields(t)?;
+        } else {
+            self.check_destination(t)?;
+        }
+        if ticket.status != Status::Accepted as i32 {
+            return Err(CommandError::State {
+                ticket: ticket.id.clone(),
+                state: lifecycle::status_name(ticket.status),
+                state_zh: lifecycle::status_zh(ticket.status),
+                command: if t.send_back {
+                    "send_back"
+                } else {
+                    "transfer_out"
+                },
+                why: "is allowed only when accepted (before dispatch)".into(),
+            });
+        }
+        if t.send_back {
+            let group = self.send_back_to(ticket)?;
+            Ok((
+                ticket,
+                group,
+                hotline_federation::topology::group_region(group),
+            ))
+        } else {
+            Ok((ticket, t.destination_group, t.destination_region.clone()))
+        }
+    }
+
+    fn check_destination(&self, t: &TransferOut) -> Result<(), CommandError> {
         if t.destination_group == self.group_id() {
             return Err(bad("destination_group", "is this group").into());
         }
@@ -509,16 +576,35 @@ impl TicketMachine {
             )
             .into());
         }
-        if ticket.status != Status::Accepted as i32 {
-            return Err(CommandError::State {
-                ticket: ticket.id.clone(),
-                state: lifecycle::status_name(ticket.status),
-                state_zh: lifecycle::status_zh(ticket.status),
-                command: "transfer_out",
-                why: "is allowed only when accepted (before dispatch)".into(),
-            });
+        Ok(())
+    }
+
+    /// A send-back (退回) goes to the group the ticket came from: only a
+    /// ticket that arrived by transfer has one, and one that came back
+    /// refused is this group's to review, not to send back again (it would
+    /// bounce between two centers with nobody deciding).
+    fn send_back_to(&self, ticket: &Ticket) -> Result<u64, CommandError> {
+        if ticket.origin_group == 0 || ticket.origin_group == self.group_id() {
+            return Err(bad(
+                "ticket_id",
+                format!(
+                    "{} was accepted here, not transferred in: there is no group to send it back to",
+                    ticket.id
+                ),
+            )
+            .into());
         }
-        Ok(ticket)
+        if ticket.transfer_state == TransferState::Refused as i32 {
+            return Err(bad(
+                "ticket_id",
+                format!(
+                    "{} came back refused for this center's review: transfer it to the right region or handle it here",
+                    ticket.id
+                ),
+            )
+            .into());
+        }
+        Ok(ticket.origin_group)
     }
 
     pub(super) fn apply_transfer_out(
@@ -527,8 +613,8 @@ impl TicketMachine {
         at_ms: i64,
         index: u64,
     ) -> ApplyResult {
-        let ticket = match self.check_transfer_out(t) {
-            Ok(tk) => tk.clone(),
+        let (ticket, destination_group, destination_region) = match self.check_transfer_out(t) {
+            Ok((tk, g, r)) => (tk.clone(), g, r),
             Err(e) => return ApplyResult::Rejected(e),
         };
         let n = ticket
@@ -540,7 +626,7 @@ impl TicketMachine {
         let transfer_id = format!("{}-{}-{n}", self.group_id(), ticket.id);
         let mut stub = ticket;
         stub.status = Status::Transferred as i32;
-        stub.owner_group = t.destination_group;
+        stub.owner_group = destination_group;
         stub.transfer_id = transfer_id.clone();
         stub.transfer_state = TransferState::Pending as i32;
         let ev = Event {
@@ -548,11 +634,20 @@ impl TicketMachine {
             actor: t.actor.clone(),
             at_ms,
             reason: t.reason.clone(),
-            payload: payload!({
-                "transfer_id": transfer_id,
-                "destination_group": t.destination_group,
-                "destination_region": t.destination_region,
-            }),
+            payload: if t.send_back {
+                payload!({
+                    "transfer_id": transfer_id,
+                    "destination_group": destination_group,
+                    "destination_region": destination_region,
+                    "send_back": true,
+                })
+            } else {
+                payload!({
+                    "transfer_id": transfer_id,
+                    "destination_group": destination_group,
+                    "destination_region": destination_region,
+                })
+            },
             raft_index: index,
             ..Default::default()
         };
@@ -561,16 +656,17 @@ impl TicketMachine {
         let envelope = TransferEnvelope {
             transfer_id: transfer_id.clone(),
             origin_group: me,
-            destination_group: t.destination_group,
-            destination_region: t.destination_region.clone(),
+            destination_group,
+            destination_region,
             ticket: Some(Box::new(stub.clone())),
             sent_at_ms: at_ms,
             via_national_done: self.is_national(),
             hops: vec![me],
             reason: t.reason.clone(),
+            send_back: t.send_back,
         };
         let record = TransferRecord {
-            cross_province: province(&stub.region) != province(&t.destination_region),
+            cross_province: crosses_provinces(&envelope),
             envelope: Some(envelope),
             state: TransferState::Pending as i32,
             updated_at_ms: at_ms,
@@ -598,12 +694,8 @@ impl TicketMachine {
         if self.is_national() {
             env.via_national_done = true;
         }
-        let cross = env
-            .ticket
-            .as_ref()
-            .is_some_and(|t| province(&t.region) != province(&env.destination_region));
         let mut record = TransferRecord {
-            cross_province: cross,
+            cross_province: crosses_provinces(&env),
             state: TransferState::Pending as i32,
             updated_at_ms: at_ms,
             ..Default::default()
@@ -648,35 +740,60 @@ impl TicketMachine {
                 t.owner_group = 0;
                 t.origin_group = env.origin_group;
                 t.transfer_id = env.transfer_id.clone();
-                t.transfer_state = TransferState::Delivered as i32;
                 t.raft_index = index;
-                let ev = Event {
-                    kind: "transfer_in".into(),
-                    actor: Some(hotline_proto::v1::Actor {
-                        id: format!("group-{me}"),
-                        role: hotline_proto::v1::Role::System as i32,
-                    }),
-                    at_ms,
-                    reason: env.reason.clone(),
-                    payload: payload!({
-                        "transfer_id": env.transfer_id,
-                        "origin_group": env.origin_group,
-                        "hops": env.hops,
-                    }),
-                    raft_index: index,
-                    ..Default::default()
-                };
-                let seq = audit::append(&mut t.events, ev);
-                // "上海市辖区" for the city group 3101, not "市辖区".
-                let region_name = hotline_federation::regions()
-                    .display_name(self.region())
-                    .unwrap_or("");
-                let text = format!(
-                    "【12345热线】您的工单{}涉及{}，已转至当地热线办理，可继续凭工单号查询进度。",
-                    t.id, region_name
-                );
-                for n in lifecycle::notify_all(&t, seq, &text, at_ms) {
-                    self.enqueue(n);
+                if env.send_back {
+                    // Sent back (退回): this center reviews it, as a ticket
+                    // refused on arrival. The citizen's lookup says so; no
+                    // SMS, as for that refusal.
+                    t.transfer_state = TransferState::Refused as i32;
+                    let ev = Event {
+                        kind: "transfer_refused".into(),
+                        actor: Some(hotline_proto::v1::Actor {
+                            id: format!("group-{}", env.origin_group),
+                            role: hotline_proto::v1::Role::System as i32,
+                        }),
+                        at_ms,
+                        reason: env.reason.clone(),
+                        payload: payload!({
+                            "transfer_id": env.transfer_id,
+                            "by_group": env.origin_group,
+                            "send_back": true,
+                            "hops": env.hops,
+                        }),
+                        raft_index: index,
+                        ..Default::default()
+                    };
+                    audit::append(&mut t.events, ev);
+                } else {
+                    t.transfer_state = TransferState::Delivered as i32;
+                    let ev = Event {
+                        kind: "transfer_in".into(),
+                        actor: Some(hotline_proto::v1::Actor {
+                            id: format!("group-{me}"),
+                            role: hotline_proto::v1::Role::System as i32,
+                        }),
+                        at_ms,
+                        reason: env.reason.clone(),
+                        payload: payload!({
+                            "transfer_id": env.transfer_id,
+                            "origin_group": env.origin_group,
+                            "hops": env.hops,
+                        }),
+                        raft_index: index,
+                        ..Default::default()
+                    };
+                    let seq = audit::append(&mut t.events, ev);
+                    // "上海市辖区" for the city group 3101, not "市辖区".
+                    let region_name = hotline_federation::regions()
+                        .display_name(self.region())
+                        .unwrap_or("");
+                    let text = format!(
+                        "【12345热线】您的工单{}涉及{}，已转至当地热线办理，可继续凭工单号查询进度。",
+                        t.id, region_name
+                    );
+                    for n in lifecycle::notify_all(&t, seq, &text, at_ms) {
+                        self.enqueue(n);
+                    }
                 }
                 self.index_ticket(index, &t.id);
                 self.put_ticket(*t);
@@ -1335,10 +1452,157 @@ mod tests {
                 role: hotline_proto::v1::Role::CallTaker as i32,
             }),
             reason: String::new(),
+            send_back: false,
         }));
         let ApplyResult::Rejected(CommandError::Invalid(f)) = r else {
             panic!("{r:?}")
         };
         assert_eq!(f.field, "destination_region");
+    }
+
+    fn send_back(g: &mut G, id: &str, reason: &str) -> ApplyResult {
+        g.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: id.into(),
+            actor: Some(hotline_proto::v1::Actor {
+                id: "太仓话务员".into(),
+                role: hotline_proto::v1::Role::CallTaker as i32,
+            }),
+            reason: reason.into(),
+            send_back: true,
+            ..Default::default()
+        }))
+    }
+
+    fn invalid_field(r: ApplyResult) -> &'static str {
+        match r {
+            ApplyResult::Rejected(CommandError::Invalid(f)) => f.field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// 退回首接: 太仓 finds the street the caller named is not its own and
+    /// sends the ticket back; it comes back to 嘉定 through the national
+    /// group, once, for 嘉定's review, and 嘉定 can then transfer it on.
+    #[test]
+    fn a_destination_sends_a_ticket_back_to_the_first_contact_center() {
+        let mut origin = G::new("310114");
+        let mut national = G::new("");
+        let mut dest = G::new("320585");
+        let t = accept_about(&mut origin, "320585102", 320585);
+        pass(&mut origin, &mut national);
+        pass(&mut national, &mut dest);
+        pass(&mut dest, &mut national);
+        pass(&mut national, &mut origin);
+        let sms_before = origin.m.outbox_len();
+
+        let why = "地址实为昆山市花桥镇，不属太仓";
+        let stub = match send_back(&mut dest, &t.id, why) {
+            ApplyResult::Ticket(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stub.status, Status::Transferred as i32);
+        assert_eq!(stub.owner_group, 310114, "back to where it came from");
+        let last = stub.events.last().unwrap();
+        assert_eq!(
+            lifecycle::public_summary(last).as_deref(),
+            Some("经核实不属本地区，已退回首接中心")
+        );
+        let env = dest.work()[0].envelope.clone().unwrap();
+        assert!(env.send_back);
+        assert_eq!(env.destination_region, "310114");
+        assert_eq!(env.reason, why);
+        assert!(dest.work()[0].cross_province, "江苏 → 上海");
+
+        pass(&mut dest, &mut national);
+        let QueryAnswer::Transfers(list) = national.m.query(&Query::Transfers {
+            cross_province_only: true,
+            limit: 10,
+        }) else {
+            panic!()
+        };
+        assert_eq!(list.len(), 2, "national lists the way there and back");
+        pass(&mut national, &mut origin);
+        assert!(
+            custody(&mut origin, &env),
+            "a retried return is not applied twice"
+        );
+
+        let back = origin.m.ticket(&t.id).unwrap().clone();
+        assert_eq!(
+            back.status,
+            Status::Accepted as i32,
+            "the origin's to review"
+        );
+        assert_eq!(back.owner_group, 0);
+        assert_eq!(back.origin_group, 320585);
+        assert_eq!(back.transfer_state, TransferState::Refused as i32);
+        let last = back.events.last().unwrap();
+        assert_eq!(last.kind, "transfer_refused");
+        assert_eq!(last.reason, why);
+        assert_eq!(
+            crate::core::tickets::verify_ticket(&back),
+            Ok(back.events.len() as u32),
+            "the chain runs there and back"
+        );
+        assert_eq!(origin.m.len(), 1);
+        assert_eq!(origin.m.outbox_len(), sms_before, "no SMS for a return");
+
+        // The receipt goes back to 太仓, whose stub now follows 嘉定.
+        pass(&mut origin, &mut national);
+        pass(&mut national, &mut dest);
+        let stub = dest.m.ticket(&t.id).unwrap();
+        assert_eq!(stub.transfer_state, TransferState::Delivered as i32);
+        assert!(origin.work().is_empty() && national.work().is_empty() && dest.work().is_empty());
+
+        // Reviewed at 嘉定: not sent back again, but transferred on.
+        assert_eq!(
+            invalid_field(send_back(&mut origin, &t.id, "再退")),
+            "ticket_id"
+        );
+        let r = origin.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: t.id.clone(),
+            destination_group: 3205,
+            destination_region: "320583".into(),
+            actor: stub.call_taker.clone(),
+            reason: "核实地址后转昆山".into(),
+            send_back: false,
+        }));
+        let ApplyResult::Ticket(again) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(again.owner_group, 3205);
+        assert_eq!(again.transfer_id, format!("310114-{}-3", t.id));
+    }
+
+    #[test]
+    fn a_send_back_checks_its_fields() {
+        let mut origin = G::new("310114");
+        let mut dest = G::new("320585");
+        let here = accept_about(&mut origin, "310114001", 0);
+        assert_eq!(
+            invalid_field(send_back(&mut origin, &here.id, "不属本区")),
+            "ticket_id",
+            "accepted here: nowhere to send it back to"
+        );
+        let t = accept_about(&mut origin, "320585102", 320585);
+        pass(&mut origin, &mut dest);
+        assert_eq!(invalid_field(send_back(&mut dest, &t.id, " ")), "reason");
+        let r = dest.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: t.id.clone(),
+            destination_group: 320585,
+            actor: t.call_taker.clone(),
+            reason: "不属本区".into(),
+            send_back: true,
+            ..Default::default()
+        }));
+        assert_eq!(invalid_field(r), "destination_group");
+        assert!(
+            dest.work().iter().all(|r| r.receipt_pending),
+            "nothing sent"
+        );
+        assert_eq!(
+            dest.m.ticket(&t.id).unwrap().status,
+            Status::Accepted as i32
+        );
     }
 }
