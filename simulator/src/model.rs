@@ -59,6 +59,11 @@ pub struct Handling {
     pub extended: bool,
     /// The first callback is unsatisfied and the ticket is reopened (重办).
     pub reopened: bool,
+    /// If the ticket is transferred to another region, the destination
+    /// sends it back (退回首接) instead of dispatching it, and the
+    /// first-contact center handles it.
+    #[serde(default)]
+    pub sent_back: bool,
     /// satisfied | basic | unsatisfied (of the final callback)
     pub satisfaction: String,
 }
@@ -182,6 +187,10 @@ pub struct Report {
     pub commands_committed: u64,
     pub transfers: u64,
     pub cross_province_transfers: u64,
+    /// Tickets a destination sent back (退回首接, each also one of
+    /// `transfers`) that their first-contact center then dispatched.
+    #[serde(default)]
+    pub send_backs: u64,
     pub messages_sent: u64,
     pub messages_dropped: u64,
     pub invariants: Invariants,

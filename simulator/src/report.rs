@@ -301,6 +301,10 @@ fn counts(h: &mut String, r: &Report) {
             "跨省转办 (cross-province transfers)",
             r.cross_province_transfers,
         ),
+        (
+            "退回首接后派单 (sent back, then dispatched at first contact)",
+            r.send_backs,
+        ),
         ("发送消息 (messages sent)", r.messages_sent),
         ("丢弃消息 (messages dropped)", r.messages_dropped),
         (
@@ -1102,6 +1106,7 @@ mod tests {
             commands_committed: 11_234_567,
             transfers: 340_112,
             cross_province_transfers: 21_004,
+            send_backs: 1_020,
             messages_sent: 99_000_000,
             messages_dropped: 1_234_567,
             invariants: all_held(),

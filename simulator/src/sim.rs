@@ -38,7 +38,7 @@ use hotline_proto::v1::{
     AcceptRequest, Actor, Answer, Callback, Command, Custody, DecideExtension, Delivered,
     DirectoryImage, Dispatch, Extend, HopDone, Kind, Location, Merge, Priority, ReceiptIn,
     ReceiptPassed, Reopen, Reply, Resolution, Return, ReviewReturn, Role, Satisfaction, Sign,
-    Status, Ticket, TicketCommand, TransferEnvelope, TransferReceipt, TransferRecord,
+    Status, Ticket, TicketCommand, TransferEnvelope, TransferOut, TransferReceipt, TransferRecord,
     TransferState, command, ticket_command::Op,
 };
 use raft::StateRole;
@@ -314,6 +314,8 @@ enum StepKind {
     Callback,
     Reopen,
     Merge,
+    /// 退回首接: the destination sends a transferred ticket back.
+    SendBack,
 }
 
 struct QItem {
@@ -595,6 +597,8 @@ struct Track {
     redispatched: bool,
     transferred: bool,
     delivered: bool,
+    /// The destination sent it back: it is the first-contact center's again.
+    sent_back: bool,
     answered_first_callback: bool,
     master: Option<u32>,
 }
@@ -763,6 +767,7 @@ impl Track {
             redispatched: false,
             transferred: false,
             delivered: false,
+            sent_back: false,
             answered_first_callback: false,
             master: None,
         };
@@ -846,6 +851,9 @@ pub struct Sim {
     transfer_started: BTreeMap<String, (SimMs, String)>,
     transfers: u64,
     cross_province: u64,
+    /// Tickets a destination sent back (退回首接) that their first-contact
+    /// center then dispatched.
+    send_backs: u64,
     backlog: BTreeMap<String, Vec<(i64, u64)>>,
     arrivals_per_hour: Vec<u64>,
     accepted: u64,
@@ -1300,6 +1308,7 @@ impl Sim {
             transfer_started: BTreeMap::new(),
             transfers: 0,
             cross_province: 0,
+            send_backs: 0,
             backlog: BTreeMap::new(),
             arrivals_per_hour: vec![0; (cfg.duration_ms / 3_600_000 + 1) as usize],
             accepted: 0,
@@ -1831,31 +1840,7 @@ impl Sim {
                 let incident = tr.incident;
                 let fate = tr.fate.clone();
                 if transferred {
-                    self.transfers += 1;
-                    if self.dir.is_cross_province(p.group, t.owner_group) {
-                        self.cross_province += 1;
-                    }
-                    let link = format!(
-                        "{}→{}",
-                        group_region(p.group).get(..2).unwrap_or("00"),
-                        group_region(t.owner_group).get(..2).unwrap_or("00")
-                    );
-                    // An accept answered late (by a replica that was cut
-                    // off, or to a retry) may be answered after the
-                    // transfer settled: if its receipt is back at the
-                    // origin already, there is nothing to wait for.
-                    let settled = self.members[&p.group].iter().any(|n| {
-                        self.nodes[n].slots.get(&p.group).is_some_and(|s| {
-                            s.replica.tickets().ticket(&t.id).is_some_and(|x| {
-                                x.transfer_id == t.transfer_id
-                                    && x.transfer_state == TransferState::Delivered as i32
-                            })
-                        })
-                    });
-                    if !settled {
-                        self.transfer_started
-                            .insert(t.transfer_id.clone(), (self.now, link));
-                    }
+                    self.transfer_begun(p.group, &t);
                 }
                 // Mass incident: later callers are merged into the first.
                 if let Some(inc) = incident {
@@ -1884,20 +1869,34 @@ impl Sim {
                             step: StepKind::Answer,
                         },
                     ),
-                    Fate::Handle(h) => self.push(
-                        self.now + h.dispatch_after_ms,
-                        Ev::Step {
-                            ticket,
-                            step: StepKind::Dispatch,
-                        },
-                    ),
+                    Fate::Handle(h) => {
+                        // A destination dispatches what it received, or
+                        // sends it back to the first-contact center.
+                        let step = if transferred && h.sent_back {
+                            StepKind::SendBack
+                        } else {
+                            StepKind::Dispatch
+                        };
+                        self.push(self.now + h.dispatch_after_ms, Ev::Step { ticket, step });
+                    }
                 }
             }
             Purpose::Step { ticket, step } => {
-                let ok = matches!(result, ApplyResult::Ticket(_));
-                if ok {
-                    self.next_step(ticket, step);
+                let ApplyResult::Ticket(t) = result else {
+                    return;
+                };
+                if step == StepKind::SendBack {
+                    // Owned by the center it came from once it is back.
+                    let tr = &mut self.tracks[ticket as usize];
+                    tr.group = t.owner_group;
+                    tr.delivered = false;
+                    tr.sent_back = true;
+                    self.transfer_begun(p.group, &t);
+                } else if step == StepKind::Dispatch && self.tracks[ticket as usize].sent_back {
+                    // Back, reviewed and taken up: the whole 退回首接.
+                    self.send_backs += 1;
                 }
+                self.next_step(ticket, step);
             }
             Purpose::Custody {
                 reply_to,
@@ -1934,6 +1933,36 @@ impl Sim {
         }
     }
 
+    /// Counts a transfer group `from` committed (an accept's or a
+    /// send-back) and starts its clock, which stops when the receipt is
+    /// back at `from`.
+    fn transfer_begun(&mut self, from: u64, t: &Ticket) {
+        self.transfers += 1;
+        if self.dir.is_cross_province(from, t.owner_group) {
+            self.cross_province += 1;
+        }
+        let link = format!(
+            "{}→{}",
+            group_region(from).get(..2).unwrap_or("00"),
+            group_region(t.owner_group).get(..2).unwrap_or("00")
+        );
+        // A command answered late (by a replica that was cut off, or to a
+        // retry) may be answered after the transfer settled: if its
+        // receipt is back at `from` already, there is nothing to wait for.
+        let settled = self.members[&from].iter().any(|n| {
+            self.nodes[n].slots.get(&from).is_some_and(|s| {
+                s.replica.tickets().ticket(&t.id).is_some_and(|x| {
+                    x.transfer_id == t.transfer_id
+                        && x.transfer_state == TransferState::Delivered as i32
+                })
+            })
+        });
+        if !settled {
+            self.transfer_started
+                .insert(t.transfer_id.clone(), (self.now, link));
+        }
+    }
+
     /// Schedules the lifecycle step after `done`.
     fn next_step(&mut self, ticket: u32, done: StepKind) {
         let tr = &self.tracks[ticket as usize];
@@ -1945,6 +1974,9 @@ impl Sim {
             StepKind::Dispatch if h.returned => (StepKind::Return, h.sign_after_ms / 2),
             StepKind::Dispatch | StepKind::Review => (StepKind::Sign, h.sign_after_ms),
             StepKind::Return => (StepKind::Review, 30 * 60_000),
+            // The first-contact center reviews what came back, then
+            // dispatches it itself.
+            StepKind::SendBack => (StepKind::Dispatch, 30 * 60_000),
             StepKind::Sign if h.extended && !first_cb => (StepKind::Extend, h.reply_after_ms / 2),
             StepKind::Sign => (StepKind::Reply, h.reply_after_ms),
             StepKind::Extend => (StepKind::Approve, 60 * 60_000),
@@ -2516,6 +2548,17 @@ impl Sim {
             }
             self.tracks[ticket as usize].delivered = true;
         }
+        if step == StepKind::SendBack {
+            let op = command::Op::TransferOut(TransferOut {
+                ticket_id: id,
+                actor: actor("话务员", Role::CallTaker),
+                reason: "核实问题发生地不属本地区，退回首接中心".into(),
+                send_back: true,
+                ..Default::default()
+            });
+            self.propose(group, op, Purpose::Step { ticket, step });
+            return;
+        }
         let base = format!("{}单位{}", region, number % 7);
         if step == StepKind::Review {
             self.tracks[ticket as usize].redispatched = true;
@@ -2616,6 +2659,7 @@ impl Sim {
                 )
             }
             StepKind::Reopen => (center, "未解决，重办", Op::Reopen(Reopen {})),
+            StepKind::SendBack => unreachable!("a send-back is a TransferOut, proposed above"),
             StepKind::Merge => {
                 let Some(master) = tr.master else { return };
                 if self.tracks[master as usize].group != group {
@@ -2705,6 +2749,7 @@ impl Sim {
             redispatched: false,
             transferred: false,
             delivered: false,
+            sent_back: false,
             answered_first_callback: false,
             master: None,
         });
@@ -3595,6 +3640,7 @@ impl Sim {
             commands_committed: sum(|s| s.commands_committed),
             transfers: sum(|s| s.transfers),
             cross_province_transfers: sum(|s| s.cross_province),
+            send_backs: sum(|s| s.send_backs),
             messages_sent: sum(|s| s.messages_sent),
             messages_dropped: sum(|s| s.messages_dropped),
             invariants: inv,

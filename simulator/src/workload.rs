@@ -85,6 +85,10 @@ pub struct Workload {
     pub mass_incident_size: (u32, u32),
     /// ‰ of dispatched tickets returned once (退单).
     pub return_permille: u32,
+    /// ‰ of tickets transferred to another region that the destination
+    /// sends back to the first-contact center (退回首接), which reviews
+    /// them and handles them itself.
+    pub send_back_permille: u32,
     /// ‰ of dispatched tickets extended once (延期).
     pub extension_permille: u32,
     /// ‰ of dispatched tickets reopened after an unsatisfied callback (重办).
@@ -151,6 +155,7 @@ impl Workload {
             mass_incident_per_day: 0,
             mass_incident_size: (0, 0),
             return_permille: 0,
+            send_back_permille: 0,
             extension_permille: 0,
             reopen_permille: 0,
             satisfaction_mix: [0; 3],
@@ -216,6 +221,7 @@ impl Workload {
                 self.cross_province_share_of_other_permille,
             ),
             ("return_permille", self.return_permille),
+            ("send_back_permille", self.send_back_permille),
             ("extension_permille", self.extension_permille),
             ("reopen_permille", self.reopen_permille),
             ("emergency_permille", self.emergency_permille),
@@ -721,6 +727,7 @@ struct Plan {
     cross_province: u32,
     incident_size: (u32, u32),
     return_permille: u32,
+    send_back_permille: u32,
     extension_permille: u32,
     reopen_permille: u32,
     satisfaction: Picker,
@@ -829,6 +836,7 @@ impl Plan {
             cross_province: w.cross_province_share_of_other_permille,
             incident_size: w.mass_incident_size,
             return_permille: w.return_permille,
+            send_back_permille: w.send_back_permille,
             extension_permille: w.extension_permille,
             reopen_permille: w.reopen_permille,
             satisfaction: Picker::new(w.satisfaction_mix),
@@ -897,6 +905,7 @@ impl Plan {
         let returned = rng.gen_range(0..1000) < self.return_permille;
         let extended = rng.gen_range(0..1000) < self.extension_permille;
         let reopened = rng.gen_range(0..1000) < self.reopen_permille;
+        let sent_back = rng.gen_range(0..1000) < self.send_back_permille;
         let satisfaction = SATISFACTION_NAMES[self.satisfaction.pick(rng)].to_string();
         Fate::Handle(Handling {
             dispatch_after_ms,
@@ -906,6 +915,7 @@ impl Plan {
             returned,
             extended,
             reopened,
+            sent_back,
             satisfaction,
         })
     }

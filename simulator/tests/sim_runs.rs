@@ -142,6 +142,41 @@ fn without_faults_no_transfer_waits_for_a_forwarders_pause() {
     );
 }
 
+/// 退回首接 under faults: every handled ticket transferred to another
+/// region is sent back by its destination and handled by its first-contact
+/// center. Each return is a transfer of its own (store and forward, exactly
+/// once), on one thread and on two, through the seed's random partitions
+/// and crashes; every invariant holds (one owner per ticket, no transfer
+/// applied twice, every chain verifies across both ways).
+#[test]
+fn destinations_send_tickets_back_through_faults() {
+    let topo = Topology::demo();
+    for (seed, shards) in [(21, 1), (22, 2), (23, 1)] {
+        let mut cfg = SimConfig::new(seed, topo.clone(), 6 * 60 * MINUTE);
+        cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
+        cfg.workload.other_region_permille = 300;
+        cfg.workload.send_back_permille = 1000;
+        cfg.faults =
+            hotline_simulator::schedule::random(&topo, seed, 6 * 60 * MINUTE, 30 * MINUTE, 4);
+        cfg.shards = shards;
+        let r = Sim::new(cfg).unwrap().run();
+        assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
+        assert!(
+            r.send_backs >= 10,
+            "sent back and dispatched at first contact: {} ({})",
+            r.send_backs,
+            r.reproduce
+        );
+        assert!(
+            2 * r.send_backs <= r.transfers,
+            "a send-back follows a transfer: {} of {} ({})",
+            r.send_backs,
+            r.transfers,
+            r.reproduce
+        );
+    }
+}
+
 /// Runs the seeds' random fault schedules on the demo federation, lazily:
 /// the failures, each with its reproducing command.
 fn swarm_failures(
