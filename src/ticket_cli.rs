@@ -869,6 +869,9 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             }
         }
         TicketCmd::SendBack { c, id, a } => {
+            if a.reason.trim().is_empty() {
+                bail!("--reason: is required: say why the ticket is not this region's (退回原因)");
+            }
             let cl = client(&c.config)?;
             let group_id = cl.owner_of(&id).await.map_err(status_err)?;
             let t = cl

@@ -509,7 +509,11 @@ fn check_unit_actor(
     Ok(())
 }
 
-fn state_error(t: &Ticket, command: &'static str, why: impl Into<String>) -> CommandError {
+pub(super) fn state_error(
+    t: &Ticket,
+    command: &'static str,
+    why: impl Into<String>,
+) -> CommandError {
     CommandError::State {
         ticket: t.id.clone(),
         state: status_name(t.status),

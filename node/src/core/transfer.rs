@@ -585,24 +585,18 @@ impl TicketMachine {
     /// bounce between two centers with nobody deciding).
     fn send_back_to(&self, ticket: &Ticket) -> Result<u64, CommandError> {
         if ticket.origin_group == 0 || ticket.origin_group == self.group_id() {
-            return Err(bad(
-                "ticket_id",
-                format!(
-                    "{} was accepted here, not transferred in: there is no group to send it back to",
-                    ticket.id
-                ),
-            )
-            .into());
+            return Err(lifecycle::state_error(
+                ticket,
+                "send_back",
+                "is only for a ticket received by transfer; this one was accepted here",
+            ));
         }
         if ticket.transfer_state == TransferState::Refused as i32 {
-            return Err(bad(
-                "ticket_id",
-                format!(
-                    "{} came back refused for this center's review: transfer it to the right region or handle it here",
-                    ticket.id
-                ),
-            )
-            .into());
+            return Err(lifecycle::state_error(
+                ticket,
+                "send_back",
+                "is not allowed: it came back refused for this center's review; transfer it to the right region or handle it here",
+            ));
         }
         Ok(ticket.origin_group)
     }
@@ -1555,9 +1549,15 @@ mod tests {
         assert!(origin.work().is_empty() && national.work().is_empty() && dest.work().is_empty());
 
         // Reviewed at 嘉定: not sent back again, but transferred on.
-        assert_eq!(
-            invalid_field(send_back(&mut origin, &t.id, "再退")),
-            "ticket_id"
+        assert!(
+            matches!(
+                send_back(&mut origin, &t.id, "再退"),
+                ApplyResult::Rejected(CommandError::State {
+                    command: "send_back",
+                    ..
+                })
+            ),
+            "a ticket that came back refused is this center's to review"
         );
         let r = origin.apply(command::Op::TransferOut(TransferOut {
             ticket_id: t.id.clone(),
@@ -1579,9 +1579,14 @@ mod tests {
         let mut origin = G::new("310114");
         let mut dest = G::new("320585");
         let here = accept_about(&mut origin, "310114001", 0);
-        assert_eq!(
-            invalid_field(send_back(&mut origin, &here.id, "不属本区")),
-            "ticket_id",
+        assert!(
+            matches!(
+                send_back(&mut origin, &here.id, "不属本区"),
+                ApplyResult::Rejected(CommandError::State {
+                    command: "send_back",
+                    ..
+                })
+            ),
             "accepted here: nowhere to send it back to"
         );
         let t = accept_about(&mut origin, "320585102", 320585);
