@@ -757,6 +757,13 @@ async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u6
     Ok(())
 }
 
+/// 转办 or 退回首接, at the group that holds the ticket now.
+async fn transfer_where_it_is(c: &ClientArgs, mut req: TransferTicketRequest) -> Result<Ticket> {
+    let cl = client(&c.config)?;
+    req.group_id = cl.owner_of(&req.ticket_id).await.map_err(status_err)?;
+    cl.transfer(req).await.map_err(status_err)
+}
+
 async fn send(c: &ClientArgs, command: TicketCommand) -> Result<()> {
     // Acts where the ticket is now: after a transfer, at the destination.
     let cl = client(&c.config)?;
@@ -843,19 +850,17 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             send(&c, cmd(id, actor(&a, CallTaker)?, a.reason, op)).await?;
         }
         TicketCmd::Transfer { c, id, location, a } => {
-            let cl = client(&c.config)?;
-            let group_id = cl.owner_of(&id).await.map_err(status_err)?;
-            let t = cl
-                .transfer(TransferTicketRequest {
+            let t = transfer_where_it_is(
+                &c,
+                TransferTicketRequest {
                     ticket_id: id,
                     location,
                     actor: actor(&a, CallTaker)?,
                     reason: a.reason,
-                    group_id,
                     ..Default::default()
-                })
-                .await
-                .map_err(status_err)?;
+                },
+            )
+            .await?;
             if c.json {
                 println!("{}", ticket_json(&t));
             } else {
@@ -872,19 +877,17 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             if a.reason.trim().is_empty() {
                 bail!("--reason: is required: say why the ticket is not this region's (退回原因)");
             }
-            let cl = client(&c.config)?;
-            let group_id = cl.owner_of(&id).await.map_err(status_err)?;
-            let t = cl
-                .transfer(TransferTicketRequest {
+            let t = transfer_where_it_is(
+                &c,
+                TransferTicketRequest {
                     ticket_id: id,
                     actor: actor(&a, CallTaker)?,
                     reason: a.reason,
-                    group_id,
                     send_back: true,
                     ..Default::default()
-                })
-                .await
-                .map_err(status_err)?;
+                },
+            )
+            .await?;
             if c.json {
                 println!("{}", ticket_json(&t));
             } else {
