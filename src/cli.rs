@@ -660,6 +660,9 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     println!(
         "  hotline ticket accept --config {c} --region 310114 --location 320585102 --kind complaint --category 环境保护 --text \"浏河镇工地夜间施工\" --phone 13900000000   # 嘉定 → 太仓"
     );
+    println!(
+        "  hotline ticket send-back --config {c} ID --reason \"地址实为嘉定区安亭镇\"   # 太仓 退回首接: back to 嘉定 for review"
+    );
     println!("  hotline transfers --config {c}            # the national cross-province list");
     println!("  hotline query counts --config {c}         # national figures, fanned out");
     println!(
