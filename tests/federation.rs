@@ -1115,7 +1115,17 @@ async fn a_destination_sends_back_a_ticket_that_is_not_its_region() {
     assert_eq!(back["reason"], why);
     assert_eq!(back["destination_group"], 310114);
 
-    // Reviewed at 嘉定: it is 嘉定's own (安亭镇), dispatched there by id.
+    // 嘉定 reviews it: it does not go back to 太仓 (it was sent back here),
+    // and 太仓's stub is not sent again.
+    let mut again = send_back("再退", "");
+    again.group_id = 310114;
+    let e = c.transfer(again).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("sent back here"), "{}", e.message());
+    let e = c.transfer(send_back("再退", "")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("transferred"), "{}", e.message());
+    // It is 嘉定's own (安亭镇): dispatched there by id.
     let out = cl.cli(&[
         "ticket",
         "dispatch",
@@ -1126,9 +1136,6 @@ async fn a_destination_sends_back_a_ticket_that_is_not_its_region() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "awaiting_sign", "{out}");
-    // Sent back once; 太仓's stub is not sent again.
-    let e = c.transfer(send_back("再退", "")).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
 }
 
 /// A node added to a group online is not in the topology file, yet may

@@ -264,16 +264,34 @@ impl Client {
     /// that is a stub names the group it went to, which is asked next, at
     /// most `MAX_OWNER_HOPS` times (a ticket re-transferred, or sent back).
     /// An operator at the destination thus acts on an incoming ticket by
-    /// its id alone.
+    /// its id alone. A ticket still on its way (its new owner does not have
+    /// it yet, or two stubs name each other during a send-back) is
+    /// `FailedPrecondition`, to try again in a moment.
     pub async fn owner_of(&self, id: &str) -> Result<u64, Status> {
         let mut group = self.group_of_ticket(id).unwrap_or(0);
+        let mut asked: Vec<u64> = Vec::new();
+        let on_its_way = |from: u64, to: u64| {
+            Status::failed_precondition(format!(
+                "ticket {id} is on its way from group {from} to group {to} (a transfer in flight): try again in a moment"
+            ))
+        };
         for _ in 0..MAX_OWNER_HOPS {
-            let t = self.get_in(group, id).await?;
+            let t = match self.get_in(group, id).await {
+                Ok(t) => t,
+                Err(s) if s.code() == Code::NotFound && !asked.is_empty() => {
+                    return Err(on_its_way(asked[asked.len() - 1], group));
+                }
+                Err(s) => return Err(s),
+            };
+            asked.push(group);
             let moved = t.status == hotline_proto::v1::Status::Transferred as i32
                 && t.owner_group != 0
                 && t.owner_group != group;
             if !moved {
                 return Ok(group);
+            }
+            if asked.contains(&t.owner_group) {
+                return Err(on_its_way(group, t.owner_group));
             }
             group = t.owner_group;
         }

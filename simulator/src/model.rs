@@ -191,6 +191,9 @@ pub struct Report {
     /// `transfers`) that their first-contact center then dispatched.
     #[serde(default)]
     pub send_backs: u64,
+    /// Transfers their destination refused (at the end of the run).
+    #[serde(default)]
+    pub transfers_refused: u64,
     pub messages_sent: u64,
     pub messages_dropped: u64,
     pub invariants: Invariants,

@@ -305,6 +305,10 @@ fn counts(h: &mut String, r: &Report) {
             "退回首接后派单 (sent back, then dispatched at first contact)",
             r.send_backs,
         ),
+        (
+            "拒收转办 (transfers refused by their destination)",
+            r.transfers_refused,
+        ),
         ("发送消息 (messages sent)", r.messages_sent),
         ("丢弃消息 (messages dropped)", r.messages_dropped),
         (
@@ -1107,6 +1111,7 @@ mod tests {
             transfers: 340_112,
             cross_province_transfers: 21_004,
             send_backs: 1_020,
+            transfers_refused: 0,
             messages_sent: 99_000_000,
             messages_dropped: 1_234_567,
             invariants: all_held(),

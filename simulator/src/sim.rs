@@ -3383,6 +3383,24 @@ impl Sim {
             .keys()
             .flat_map(|g| replica(g).tickets().tickets())
             .collect();
+        // Refusals a destination issued. In a run none is expected (regions
+        // never move between groups and ticket ids never clash), so a test
+        // can tell a return refused by mistake from one that is slow.
+        let transfers_refused = best
+            .keys()
+            .map(|g| {
+                replica(g)
+                    .tickets()
+                    .transfers()
+                    .filter(|r| {
+                        r.state == TransferState::Refused as i32
+                            && r.envelope
+                                .as_ref()
+                                .is_some_and(|e| e.destination_group == *g)
+                    })
+                    .count() as u64
+            })
+            .sum::<u64>();
         let mut owners: HashMap<&str, u32> = HashMap::with_capacity(tickets.len());
         let mut pending_transfers = 0u64;
         for t in &tickets {
@@ -3641,6 +3659,7 @@ impl Sim {
             transfers: sum(|s| s.transfers),
             cross_province_transfers: sum(|s| s.cross_province),
             send_backs: sum(|s| s.send_backs),
+            transfers_refused,
             messages_sent: sum(|s| s.messages_sent),
             messages_dropped: sum(|s| s.messages_dropped),
             invariants: inv,

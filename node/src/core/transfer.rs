@@ -353,32 +353,86 @@ fn province(code: &str) -> &str {
 /// A send-back names no destination (the state machine takes it from the
 /// ticket) and must say why.
 fn check_send_back_fields(t: &TransferOut) -> Result<(), CommandError> {
-    if t.destination_group != 0 || !t.destination_region.is_empty() {
-        return Err(bad(
-            "destination_group",
-            "must be empty for a send-back: it goes to the group the ticket came from",
-        )
-        .into());
+    for (field, set) in [
+        ("destination_group", t.destination_group != 0),
+        ("destination_region", !t.destination_region.is_empty()),
+    ] {
+        if set {
+            return Err(bad(
+                field,
+                "must be empty for a send-back: it goes to the group the ticket came from",
+            )
+            .into());
+        }
     }
     lifecycle::check_text("reason", &t.reason, lifecycle::MAX_REASON_BYTES)?;
     Ok(())
 }
 
 /// Whether an envelope goes from one province to another, which is what
-/// puts it on the national group's list of cross-province cases. A ticket
-/// is sent from its accepting center's province; a send-back goes from the
-/// group it is returned by (its ticket still names the accepting center).
+/// puts it on the national group's list of cross-province cases: from the
+/// province of the group that sent it (as routing decides), not of the
+/// ticket's accepting center, which differs once a ticket moves on from
+/// where it arrived, or is sent back. The national group, which belongs to
+/// no province, sends from the ticket's accepting center.
 fn crosses_provinces(env: &TransferEnvelope) -> bool {
-    let to = province(&env.destination_region);
-    if env.send_back {
-        province(&hotline_federation::topology::group_region(
-            env.origin_group,
-        )) != to
+    let from = hotline_federation::topology::group_region(env.origin_group);
+    let from = if from.is_empty() {
+        env.ticket.as_ref().map_or("", |t| t.region.as_str())
     } else {
-        env.ticket
-            .as_ref()
-            .is_some_and(|t| province(&t.region) != to)
+        from.as_str()
+    };
+    province(from) != province(&env.destination_region)
+}
+
+/// A transfer's outcome as an event of the ticket's chain, by the group
+/// `by_group` (a system actor): delivered, refused on arrival, or sent
+/// back.
+fn transfer_event(
+    kind: &str,
+    by_group: u64,
+    transfer_id: &str,
+    reason: &str,
+    send_back: bool,
+    at_ms: i64,
+    index: u64,
+) -> Event {
+    Event {
+        kind: kind.into(),
+        actor: Some(hotline_proto::v1::Actor {
+            id: format!("group-{by_group}"),
+            role: hotline_proto::v1::Role::System as i32,
+        }),
+        at_ms,
+        reason: reason.into(),
+        payload: if send_back {
+            payload!({
+                "transfer_id": transfer_id,
+                "by_group": by_group,
+                "send_back": true,
+            })
+        } else {
+            payload!({
+                "transfer_id": transfer_id,
+                "by_group": by_group,
+            })
+        },
+        raft_index: index,
+        ..Default::default()
     }
+}
+
+/// Whether the ticket is here because the group it was sent to sent it
+/// back (退回): its latest transfer event is that return.
+fn came_back(t: &Ticket) -> bool {
+    t.transfer_state == TransferState::Refused as i32
+        && t.events
+            .iter()
+            .rev()
+            .find(|e| e.kind.starts_with("transfer_"))
+            .is_some_and(|e| {
+                e.kind == "transfer_refused" && e.payload.contains("\"send_back\":true")
+            })
 }
 
 impl TicketMachine {
@@ -531,17 +585,16 @@ impl TicketMachine {
             self.check_destination(t)?;
         }
         if ticket.status != Status::Accepted as i32 {
-            return Err(CommandError::State {
-                ticket: ticket.id.clone(),
-                state: lifecycle::status_name(ticket.status),
-                state_zh: lifecycle::status_zh(ticket.status),
-                command: if t.send_back {
-                    "send_back"
-                } else {
-                    "transfer_out"
-                },
-                why: "is allowed only when accepted (before dispatch)".into(),
-            });
+            let command = if t.send_back {
+                "send_back"
+            } else {
+                "transfer_out"
+            };
+            return Err(lifecycle::state_error(
+                ticket,
+                command,
+                "is allowed only when accepted (before dispatch)",
+            ));
         }
         if t.send_back {
             let group = self.send_back_to(ticket)?;
@@ -591,11 +644,18 @@ impl TicketMachine {
                 "is only for a ticket received by transfer; this one was accepted here",
             ));
         }
-        if ticket.transfer_state == TransferState::Refused as i32 {
+        if ticket.origin_group == hotline_federation::topology::NATIONAL_GROUP {
             return Err(lifecycle::state_error(
                 ticket,
                 "send_back",
-                "is not allowed: it came back refused for this center's review; transfer it to the right region or handle it here",
+                "is not possible: it came from the national group, which handles no tickets; transfer it to the right region or handle it here",
+            ));
+        }
+        if came_back(ticket) {
+            return Err(lifecycle::state_error(
+                ticket,
+                "send_back",
+                "is not allowed: it was sent back here for this center's review; transfer it to the right region or handle it here",
             ));
         }
         Ok(ticket.origin_group)
@@ -628,20 +688,12 @@ impl TicketMachine {
             actor: t.actor.clone(),
             at_ms,
             reason: t.reason.clone(),
-            payload: if t.send_back {
-                payload!({
-                    "transfer_id": transfer_id,
-                    "destination_group": destination_group,
-                    "destination_region": destination_region,
-                    "send_back": true,
-                })
-            } else {
-                payload!({
-                    "transfer_id": transfer_id,
-                    "destination_group": destination_group,
-                    "destination_region": destination_region,
-                })
-            },
+            payload: payload!({
+                "transfer_id": transfer_id,
+                "destination_group": destination_group,
+                "destination_region": destination_region,
+                "send_back": t.send_back,
+            }),
             raft_index: index,
             ..Default::default()
         };
@@ -740,23 +792,15 @@ impl TicketMachine {
                     // refused on arrival. The citizen's lookup says so; no
                     // SMS, as for that refusal.
                     t.transfer_state = TransferState::Refused as i32;
-                    let ev = Event {
-                        kind: "transfer_refused".into(),
-                        actor: Some(hotline_proto::v1::Actor {
-                            id: format!("group-{}", env.origin_group),
-                            role: hotline_proto::v1::Role::System as i32,
-                        }),
+                    let ev = transfer_event(
+                        "transfer_refused",
+                        env.origin_group,
+                        &env.transfer_id,
+                        &env.reason,
+                        true,
                         at_ms,
-                        reason: env.reason.clone(),
-                        payload: payload!({
-                            "transfer_id": env.transfer_id,
-                            "by_group": env.origin_group,
-                            "send_back": true,
-                            "hops": env.hops,
-                        }),
-                        raft_index: index,
-                        ..Default::default()
-                    };
+                        index,
+                    );
                     audit::append(&mut t.events, ev);
                 } else {
                     t.transfer_state = TransferState::Delivered as i32;
@@ -921,21 +965,15 @@ impl TicketMachine {
                 t.transfer_state = TransferState::Delivered as i32;
                 ("transfer_delivered", String::new())
             };
-            let ev = Event {
-                kind: kind.into(),
-                actor: Some(hotline_proto::v1::Actor {
-                    id: format!("group-{}", rc.by_group),
-                    role: hotline_proto::v1::Role::System as i32,
-                }),
+            let ev = transfer_event(
+                kind,
+                rc.by_group,
+                &rc.transfer_id,
+                &reason,
+                false,
                 at_ms,
-                reason,
-                payload: payload!({
-                    "transfer_id": rc.transfer_id,
-                    "by_group": rc.by_group,
-                }),
-                raft_index: index,
-                ..Default::default()
-            };
+                index,
+            );
             audit::append(&mut t.events, ev);
             self.ticket_changed(&ticket_id);
         }
@@ -1572,6 +1610,84 @@ mod tests {
         };
         assert_eq!(again.owner_group, 3205);
         assert_eq!(again.transfer_id, format!("310114-{}-3", t.id));
+    }
+
+    /// The receipt of the first transfer may reach the origin after the
+    /// ticket came back (太仓 sent it back at once): the returned ticket is
+    /// left as it is, and the first transfer's record is closed.
+    #[test]
+    fn a_late_receipt_of_the_first_transfer_leaves_the_returned_ticket_alone() {
+        let mut origin = G::new("310114");
+        let mut dest = G::new("320585");
+        let t = accept_about(&mut origin, "320585102", 320585);
+        pass(&mut origin, &mut dest);
+        let first = dest.work()[0].clone();
+        assert!(first.receipt_pending, "太仓's receipt not yet sent");
+        send_back(&mut dest, &t.id, "不属太仓");
+        let back = dest
+            .work()
+            .into_iter()
+            .find(|r| !r.receipt_pending)
+            .unwrap();
+        custody(&mut origin, back.envelope.as_ref().unwrap());
+        let returned = origin.m.ticket(&t.id).unwrap().clone();
+        assert_eq!(returned.status, Status::Accepted as i32);
+        origin.apply(command::Op::ReceiptIn(ReceiptIn {
+            receipt: first.receipt.clone(),
+        }));
+        assert_eq!(origin.m.ticket(&t.id).unwrap(), &returned, "left alone");
+        let first_id = &first.envelope.as_ref().unwrap().transfer_id;
+        assert_eq!(
+            origin.m.transfer(first_id).unwrap().state,
+            TransferState::Delivered as i32
+        );
+    }
+
+    /// Only a ticket sent back here is barred from going back again: one
+    /// that this center passed on and that was refused on arrival may still
+    /// go back to where it came from. A ticket from the national group
+    /// cannot go back there.
+    #[test]
+    fn only_a_returned_ticket_is_not_sent_back_again() {
+        let mut origin = G::new("310114");
+        let mut taicang = G::new("320585");
+        let mut wrong = G::new("320583");
+        // 嘉定 passes a ticket to 太仓, which passes it on to 昆山 with a
+        // location 昆山 does not serve: refused on arrival, back at 太仓.
+        let t = accept_about(&mut origin, "320585102", 320585);
+        pass(&mut origin, &mut taicang);
+        let r = taicang.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: t.id.clone(),
+            destination_group: 320583,
+            destination_region: "320506001".into(),
+            actor: t.call_taker.clone(),
+            reason: "转昆山".into(),
+            send_back: false,
+        }));
+        assert!(matches!(r, ApplyResult::Ticket(_)), "{r:?}");
+        pass(&mut taicang, &mut wrong);
+        pass(&mut wrong, &mut taicang);
+        let held = taicang.m.ticket(&t.id).unwrap();
+        assert_eq!(held.status, Status::Accepted as i32);
+        assert_eq!(held.transfer_state, TransferState::Refused as i32);
+        assert_eq!(held.origin_group, 310114);
+        let r = send_back(&mut taicang, &t.id, "不属太仓，退回嘉定");
+        let ApplyResult::Ticket(stub) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(stub.owner_group, 310114);
+
+        let mut national = G::new("");
+        let from_national = accept_at(&mut national, "320585", "320585102", 320585);
+        let mut dest = G::new("320585");
+        pass(&mut national, &mut dest);
+        assert!(matches!(
+            send_back(&mut dest, &from_national.id, "不属太仓"),
+            ApplyResult::Rejected(CommandError::State {
+                command: "send_back",
+                ..
+            })
+        ));
     }
 
     #[test]
