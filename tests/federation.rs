@@ -1003,6 +1003,37 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
     );
 }
 
+/// A city group's center (3101 serves 徐汇, which has no group of its own)
+/// takes a call about a street of 嘉定, which has: the ticket is owned by
+/// 嘉定's group, not kept at the city.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_city_center_hands_a_district_its_own_case() {
+    let (_cl, c) = federation(8720).await;
+    let t = c
+        .accept(AcceptRequest {
+            region: "310104".into(),
+            kind: Kind::Complaint as i32,
+            category: "城乡建设".into(),
+            text: "嘉定镇街道路灯不亮".into(),
+            phone: "13800003579".into(),
+            location: Some(Location {
+                code: "310114001".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.status, Status::Transferred as i32, "a stub at the city");
+    assert_eq!(t.owner_group, 310114);
+    until("owned by 嘉定", Duration::from_secs(15), || async {
+        c.get_in(310114, &t.id)
+            .await
+            .is_ok_and(|x| x.status == Status::Accepted as i32 && x.origin_group == 3101)
+    })
+    .await;
+}
+
 /// 退回首接 over real sockets: 太仓 finds the street a 嘉定 caller named is
 /// not its own and sends the ticket back from the CLI, by its id alone (the
 /// CLI follows 嘉定's stub to 太仓). It comes back through the national group

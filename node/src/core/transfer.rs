@@ -622,7 +622,14 @@ impl TicketMachine {
             )
             .into());
         }
-        if t.destination_region.starts_with(self.region()) && !self.is_national() {
+        // A place under this group's region is this group's own, unless a
+        // deeper group serves it: a city group (3101) hands a call about
+        // 嘉定 to 嘉定's group (310114), which covers the place.
+        let to = hotline_federation::topology::group_region(t.destination_group);
+        let deeper = to.len() > self.region().len()
+            && to.starts_with(self.region())
+            && t.destination_region.starts_with(&to);
+        if t.destination_region.starts_with(self.region()) && !self.is_national() && !deeper {
             return Err(bad(
                 "destination_region",
                 format!("{} lies in this group's region", t.destination_region),
@@ -1688,6 +1695,49 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A city group's center (3101 serves 徐汇, which has no group of its
+    /// own) takes a call about 嘉定, which has: the ticket goes down to
+    /// 嘉定's group. (It stayed at the city: the place lies under the city's
+    /// region, which the check took for the city's own.) The place must
+    /// still be under the deeper group's region, and a district cannot send
+    /// one of its own streets up to its city.
+    #[test]
+    fn a_city_center_transfers_down_to_a_district_with_its_own_group() {
+        let mut city = G::new("3101");
+        let mut jiading = G::new("310114");
+        let t = accept_at(&mut city, "310104", "310114001", 310114);
+        assert_eq!(t.status, Status::Transferred as i32, "{:?}", t.events);
+        assert_eq!(t.owner_group, 310114);
+        assert!(!city.work()[0].cross_province);
+        pass(&mut city, &mut jiading);
+        let owned = jiading.m.ticket(&t.id).unwrap();
+        assert_eq!(owned.status, Status::Accepted as i32);
+        assert_eq!(owned.origin_group, 3101);
+
+        let local = accept_at(&mut city, "310104", "310104003", 0);
+        let up = |g: &mut G, id: &str, to: u64, place: &str| {
+            g.apply(command::Op::TransferOut(TransferOut {
+                ticket_id: id.into(),
+                destination_group: to,
+                destination_region: place.into(),
+                actor: local.call_taker.clone(),
+                reason: "转办".into(),
+                send_back: false,
+            }))
+        };
+        assert_eq!(
+            invalid_field(up(&mut city, &local.id, 310114, "310104003")),
+            "destination_region",
+            "徐汇 is the city's own, not 嘉定's"
+        );
+        let own = accept_at(&mut jiading, "310114", "310114001", 0);
+        assert_eq!(
+            invalid_field(up(&mut jiading, &own.id, 3101, "310114001")),
+            "destination_region",
+            "嘉定's own street does not go up to the city"
+        );
     }
 
     #[test]
