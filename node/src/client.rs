@@ -278,8 +278,11 @@ impl Client {
         for _ in 0..MAX_OWNER_HOPS {
             let t = match self.get_in(group, id).await {
                 Ok(t) => t,
-                Err(s) if s.code() == Code::NotFound && !asked.is_empty() => {
-                    return Err(on_its_way(asked[asked.len() - 1], group));
+                Err(s)
+                    if s.code() == Code::NotFound
+                        && let Some(&from) = asked.last() =>
+                {
+                    return Err(on_its_way(from, group));
                 }
                 Err(s) => return Err(s),
             };

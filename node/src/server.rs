@@ -497,45 +497,40 @@ impl Tickets for Handle {
     ) -> Result<Response<TicketCommandResponse>, Status> {
         let r = req.into_inner();
         let g = self.for_ticket(&r.ticket_id, r.group_id)?;
-        if r.send_back {
-            // The state machine sends it to the group it came from.
+        // Where it goes: for a send-back the state machine takes the group
+        // it came from; otherwise the directory's owner of the location.
+        let (destination_group, destination_region) = if r.send_back {
             if !r.location.is_empty() {
                 return Err(Status::invalid_argument(
                     "location: must be empty with send_back (the ticket goes back to the group it came from)",
                 ));
             }
-            let op = command::Op::TransferOut(TransferOut {
-                ticket_id: r.ticket_id,
-                actor: r.actor,
-                reason: r.reason,
-                send_back: true,
-                ..Default::default()
-            });
-            let t = g.propose_ticket(op, r.request_id).await?;
-            return Ok(Response::new(TicketCommandResponse { ticket: Some(t) }));
-        }
-        if r.location.is_empty() {
-            return Err(Status::invalid_argument("location: is required"));
-        }
-        let Some(owner) = self.dir().owner(&r.location) else {
-            return Err(Status::invalid_argument(format!(
-                "location: no group owns {} (not a district or street code in the directory)",
-                r.location
-            )));
+            (0, String::new())
+        } else {
+            if r.location.is_empty() {
+                return Err(Status::invalid_argument("location: is required"));
+            }
+            let Some(owner) = self.dir().owner(&r.location) else {
+                return Err(Status::invalid_argument(format!(
+                    "location: no group owns {} (not a district or street code in the directory)",
+                    r.location
+                )));
+            };
+            if owner == g.group_id {
+                return Err(Status::invalid_argument(format!(
+                    "location: {} belongs to this group ({}): dispatch it here",
+                    r.location, g.group_id
+                )));
+            }
+            (owner, r.location)
         };
-        if owner == g.group_id {
-            return Err(Status::invalid_argument(format!(
-                "location: {} belongs to this group ({}): dispatch it here",
-                r.location, g.group_id
-            )));
-        }
         let op = command::Op::TransferOut(TransferOut {
             ticket_id: r.ticket_id,
-            destination_group: owner,
-            destination_region: r.location,
+            destination_group,
+            destination_region,
             actor: r.actor,
             reason: r.reason,
-            send_back: false,
+            send_back: r.send_back,
         });
         let t = g.propose_ticket(op, r.request_id).await?;
         Ok(Response::new(TicketCommandResponse { ticket: Some(t) }))
