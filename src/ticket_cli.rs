@@ -839,6 +839,10 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 })
                 .await
                 .map_err(status_err)?;
+            if let Some(e) = t.events.last().filter(|e| e.kind == "transfer_not_started") {
+                // On stderr: stdout stays the id alone, for scripts.
+                eprintln!("注意：未能转出，工单留在本中心办理（{}）", e.reason);
+            }
             if c.json {
                 println!("{}", ticket_json(&t));
             } else {

@@ -467,9 +467,23 @@ impl Tickets for Handle {
             req.transfer_to_group = owner;
         }
         let request_id = req.request_id;
+        let wanted = req.transfer_to_group;
         let t = g
             .propose_ticket(command::Op::Accept(req), request_id)
             .await?;
+        // The directory and the state machine disagree on where the place
+        // belongs: the ticket stays here (accepted, never lost); the
+        // operator of the node should know, as the call taker does from the
+        // answer's last event.
+        if let Some(e) = t.events.last().filter(|e| e.kind == "transfer_not_started") {
+            tracing::warn!(
+                ticket = %t.id,
+                group = g.group_id,
+                destination_group = wanted,
+                reason = %e.reason,
+                "accepted, but the transfer the directory asked for was refused; the ticket stays here"
+            );
+        }
         Ok(Response::new(AcceptResponse { ticket: Some(t) }))
     }
 

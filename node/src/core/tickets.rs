@@ -533,7 +533,9 @@ impl TicketMachine {
                             send_back: false,
                         };
                         match self.apply_transfer_out(&out, cmd.at_ms, index) {
-                            ApplyResult::Rejected(_) => ApplyResult::Ticket(t),
+                            ApplyResult::Rejected(e) => {
+                                self.transfer_not_started(&t.id, &out, &e, cmd.at_ms, index)
+                            }
                             r => r,
                         }
                     } else {

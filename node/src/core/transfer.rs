@@ -668,6 +668,42 @@ impl TicketMachine {
         Ok(ticket.origin_group)
     }
 
+    /// An accept's transfer (首接, owned where the problem is) that the
+    /// state machine refused: the node's directory named a destination this
+    /// group's region does not allow. The citizen's request is still
+    /// accepted here, never lost, and the center handles it or transfers it
+    /// by hand; the event says why, so the refusal is not silent (a city
+    /// center once kept calls about its districts this way, unnoticed).
+    /// Citizens do not see it (`public_summary` has no line for it).
+    pub(super) fn transfer_not_started(
+        &mut self,
+        ticket_id: &str,
+        out: &TransferOut,
+        error: &CommandError,
+        at_ms: i64,
+        index: u64,
+    ) -> ApplyResult {
+        let me = self.group_id();
+        let ev = Event {
+            kind: "transfer_not_started".into(),
+            actor: Some(hotline_proto::v1::Actor {
+                id: format!("group-{me}"),
+                role: hotline_proto::v1::Role::System as i32,
+            }),
+            at_ms,
+            reason: error.to_string(),
+            payload: payload!({
+                "destination_group": out.destination_group,
+                "destination_region": out.destination_region,
+            }),
+            raft_index: index,
+            ..Default::default()
+        };
+        let t = self.ticket_mut(ticket_id).expect("accepted in this apply");
+        audit::append(&mut t.events, ev);
+        ApplyResult::Ticket(self.ticket_changed(ticket_id))
+    }
+
     pub(super) fn apply_transfer_out(
         &mut self,
         t: &TransferOut,
@@ -1738,6 +1774,35 @@ mod tests {
             "destination_region",
             "嘉定's own street does not go up to the city"
         );
+    }
+
+    #[test]
+    fn an_accept_whose_transfer_is_refused_keeps_the_ticket_and_says_why() {
+        // A directory that disagrees with the state machine (嘉定's own
+        // street routed up to the city): the call is still accepted here.
+        let mut jiading = G::new("310114");
+        let t = accept_at(&mut jiading, "310114", "310114001", 3101);
+        assert_eq!(t.status, Status::Accepted as i32);
+        assert_eq!(t.owner_group, 0);
+        assert_eq!(t.transfer_state, TransferState::Unspecified as i32);
+        let kinds: Vec<_> = t.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["accept", "transfer_not_started"]);
+        let ev = &t.events[1];
+        assert!(ev.reason.contains("destination_region"), "{}", ev.reason);
+        assert!(
+            ev.payload.contains("\"destination_group\":3101"),
+            "{}",
+            ev.payload
+        );
+        assert_eq!(
+            lifecycle::public_summary(ev),
+            None,
+            "not shown to the caller"
+        );
+        assert_eq!(jiading.m.ticket(&t.id).unwrap().events.len(), 2, "stored");
+        assert!(jiading.work().is_empty(), "no envelope");
+        // The chain holds, and the center can still handle it.
+        assert!(audit::verify(&t.events).is_ok());
     }
 
     #[test]
