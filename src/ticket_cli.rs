@@ -113,8 +113,9 @@ pub enum TicketCmd {
         a: ActorArgs,
     },
     /// 转办: send an accepted ticket (also one a destination refused and sent
-    /// back) to the region where the problem is; this center keeps a stub
-    /// that shows the new owner's progress.
+    /// back, or one a unit returned as not its place: 退单审核) to the
+    /// region where the problem is; this center keeps a stub that shows the
+    /// new owner's progress.
     Transfer {
         #[command(flatten)]
         c: ClientArgs,
@@ -126,7 +127,8 @@ pub enum TicketCmd {
         a: ActorArgs,
     },
     /// 退回首接: this center received the ticket by transfer and finds it
-    /// is not its region; it goes back, with the reason (required), to the
+    /// (before dispatch, or on a unit's return) is not its region; it goes
+    /// back, with the reason (required), to the
     /// center it came from, which reviews it and transfers it on or handles
     /// it. Acts where the ticket is now (the id's center's stub points here).
     SendBack {

@@ -1169,6 +1169,118 @@ async fn a_destination_sends_back_a_ticket_that_is_not_its_region() {
     assert_eq!(v["status"], "awaiting_sign", "{out}");
 }
 
+/// 退单 for 属地不符: a unit returns a ticket because the place is another
+/// region's; the center transfers it from its review, and the destination,
+/// whose own unit returns it in turn, sends it back. Each time the ticket
+/// leaves without the handling it had (units, deadlines, the return), and
+/// one chain records it all. From the CLI, by id, where the ticket is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
+    let (cl, c) = federation(8740).await;
+    let mut req = about_taicang("安亭镇工地夜间施工噪声", "13800001357");
+    // The caller named a 嘉定 street (安亭镇): it stays at 嘉定 at first.
+    req.location.as_mut().unwrap().code = "310114102".into();
+    let t = c.accept(req).await.unwrap();
+    assert_eq!(t.status, Status::Accepted as i32);
+    let unit = |u: &str| ["--unit".to_string(), u.to_string()];
+    let run = |args: &[&str]| {
+        let out = cl.cli(&[args, &["--json"]].concat());
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let [a, b] = unit("安亭镇城管中队");
+    assert_eq!(
+        run(&["ticket", "dispatch", &t.id, &a, &b])["status"],
+        "awaiting_sign"
+    );
+    let v = run(&[
+        "ticket",
+        "return",
+        &t.id,
+        &a,
+        &b,
+        "--reason",
+        "属地不符：工地在太仓市浏河镇",
+    ]);
+    assert_eq!(v["status"], "return_review");
+
+    // The center transfers it from its review, to 太仓.
+    let out = cl.cli(&[
+        "ticket",
+        "transfer",
+        &t.id,
+        "--location",
+        "320585102",
+        "--reason",
+        "退单审核：属地不符",
+    ]);
+    assert!(out.contains("transfer_out"), "{out}");
+    until("owned by 太仓", Duration::from_secs(15), || async {
+        owned_by_taicang(&c, &t.id).await.is_some()
+    })
+    .await;
+    let owned = owned_by_taicang(&c, &t.id).await.unwrap();
+    assert_eq!(
+        (
+            owned.lead_unit.as_str(),
+            owned.returns,
+            owned.dispatched_at_ms
+        ),
+        ("", 0, 0),
+        "太仓 handles it from the start"
+    );
+    assert!(owned.pending_return.is_none());
+    let kinds: Vec<_> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "accept",
+            "dispatch",
+            "return",
+            "transfer_out",
+            "transfer_in"
+        ]
+    );
+
+    // 太仓's unit finds it is 嘉定's after all: 太仓 sends it back from review.
+    let [a, b] = unit("浏河镇综合执法队");
+    assert_eq!(
+        run(&["ticket", "dispatch", &t.id, &a, &b])["status"],
+        "awaiting_sign"
+    );
+    run(&[
+        "ticket",
+        "return",
+        &t.id,
+        &a,
+        &b,
+        "--reason",
+        "属地不符：实为嘉定区安亭镇",
+    ]);
+    let out = cl.cli(&[
+        "ticket",
+        "send-back",
+        &t.id,
+        "--reason",
+        "核实为嘉定区安亭镇",
+    ]);
+    assert!(out.contains("退回首接"), "{out}");
+    until("back at 嘉定", Duration::from_secs(15), || async {
+        c.get_in(310114, &t.id)
+            .await
+            .is_ok_and(|x| x.status == Status::Accepted as i32)
+    })
+    .await;
+    let home = c.get_in(310114, &t.id).await.unwrap();
+    assert_eq!((home.lead_unit.as_str(), home.returns), ("", 0));
+    assert_eq!(home.transfer_state, TransferState::Refused as i32);
+    assert!(c.verify_in(310114, &t.id).await.unwrap().ok, "one chain");
+    // The requester sees both moves.
+    let l = c.lookup(&t.id, "1357").await.unwrap();
+    let said: Vec<_> = l.progress.iter().map(|p| p.summary.as_str()).collect();
+    assert!(said.iter().any(|s| s.contains("转当地")), "{said:?}");
+    assert!(said.iter().any(|s| s.contains("退回首接")), "{said:?}");
+}
+
 /// A node added to a group online is not in the topology file, yet may
 /// send for the group (it may come to lead it): the callee asks the group
 /// for its configuration. Node 5 (苏州) replays 嘉定's envelope to the

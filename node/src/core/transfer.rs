@@ -424,6 +424,36 @@ fn transfer_event(
 
 /// Whether the ticket is here because the group it was sent to sent it
 /// back (退回): its latest transfer event is that return.
+/// What a ticket's handling here left on it (units, deadlines, the
+/// return under review, counters a unit's KPIs read) is cleared when it
+/// leaves: the destination handles it from the start, by its own units,
+/// deadlines and rules, and its KPIs do not count what another region's
+/// units did. The history stays in the events (the hash chain goes on).
+/// A ticket transferred before dispatch has none of it.
+fn clear_handling(t: &mut Ticket) {
+    t.lead_unit.clear();
+    t.assisting_units.clear();
+    t.first_dispatched_at_ms = 0;
+    t.dispatched_at_ms = 0;
+    t.signed_at_ms = 0;
+    t.sign_due_ms = 0;
+    t.handle_due_ms = 0;
+    t.handle_warn_ms = 0;
+    t.callback_due_ms = 0;
+    t.signed_in_time = false;
+    t.replied_at_ms = 0;
+    t.replied_in_time = false;
+    t.reply_text.clear();
+    t.extensions = 0;
+    t.pending_extension = None;
+    t.pending_return = None;
+    t.returns = 0;
+    t.reopens = 0;
+    t.urges = 0;
+    t.supervision_level = 0;
+    t.callbacks.clear();
+}
+
 fn came_back(t: &Ticket) -> bool {
     t.transfer_state == TransferState::Refused as i32
         && t.events
@@ -584,7 +614,11 @@ impl TicketMachine {
         } else {
             self.check_destination(t)?;
         }
-        if ticket.status != Status::Accepted as i32 {
+        // Before dispatch, or after a unit returned it (退单, typically
+        // 属地不符: "the place is not ours") while the center reviews it.
+        // Not while a unit handles it: the unit returns it first.
+        if ticket.status != Status::Accepted as i32 && ticket.status != Status::ReturnReview as i32
+        {
             let command = if t.send_back {
                 "send_back"
             } else {
@@ -593,7 +627,7 @@ impl TicketMachine {
             return Err(lifecycle::state_error(
                 ticket,
                 command,
-                "is allowed only when accepted (before dispatch)",
+                "is allowed only when accepted (before dispatch) or when a unit returned it (退单审核)",
             ));
         }
         if t.send_back {
@@ -722,6 +756,7 @@ impl TicketMachine {
             + 1;
         let transfer_id = format!("{}-{}-{n}", self.group_id(), ticket.id);
         let mut stub = ticket;
+        clear_handling(&mut stub);
         stub.status = Status::Transferred as i32;
         stub.owner_group = destination_group;
         stub.transfer_id = transfer_id.clone();
@@ -1164,6 +1199,7 @@ mod tests {
         assert_eq!(f.len(), InFlight::MAX);
     }
     use crate::core::tickets::{Query, QueryAnswer};
+    use hotline_proto::v1::ticket_command::Op as TicketOp;
     use hotline_proto::v1::{AcceptRequest, Command, Kind, Location, command};
 
     const AT: i64 = 1_795_831_200_000;
@@ -1803,6 +1839,166 @@ mod tests {
         assert!(jiading.work().is_empty(), "no envelope");
         // The chain holds, and the center can still handle it.
         assert!(audit::verify(&t.events).is_ok());
+    }
+
+    /// A ticket command at `g`, as the center or a unit gives it.
+    fn run(
+        g: &mut G,
+        id: &str,
+        role: hotline_proto::v1::Role,
+        who: &str,
+        op: TicketOp,
+    ) -> ApplyResult {
+        g.apply(command::Op::Ticket(hotline_proto::v1::TicketCommand {
+            ticket_id: id.into(),
+            actor: Some(hotline_proto::v1::Actor {
+                id: who.into(),
+                role: role as i32,
+            }),
+            reason: "属地不符：实为太仓市浮桥镇".into(),
+            op: Some(op),
+        }))
+    }
+
+    /// Dispatched to `unit`, which returns it (退单): the ticket waits for
+    /// the center's review.
+    fn returned_by_unit(g: &mut G, id: &str, unit: &str) -> Ticket {
+        use hotline_proto::v1::Role;
+        let dispatch = TicketOp::Dispatch(hotline_proto::v1::Dispatch {
+            lead_unit: unit.into(),
+            ..Default::default()
+        });
+        assert!(matches!(
+            run(g, id, Role::CallTaker, "话务员", dispatch),
+            ApplyResult::Ticket(_)
+        ));
+        let ret = TicketOp::Return(hotline_proto::v1::Return { unit: unit.into() });
+        match run(g, id, Role::Unit, unit, ret) {
+            ApplyResult::Ticket(t) => {
+                assert_eq!(t.status, Status::ReturnReview as i32);
+                (*t).clone()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ticket_a_unit_returned_as_another_regions_is_transferred_from_review() {
+        use hotline_proto::v1::Role;
+        let mut origin = G::new("310114");
+        let mut national = G::new("");
+        let mut dest = G::new("320585");
+        // The caller named a 嘉定 street; the unit finds the place in 太仓.
+        let t = accept_about(&mut origin, "310114001", 0);
+        let returned = returned_by_unit(&mut origin, &t.id, "嘉定区城管局");
+        assert_eq!(returned.returns, 1);
+        assert!(returned.pending_return.is_some());
+        let out = |g: &mut G| {
+            g.apply(command::Op::TransferOut(TransferOut {
+                ticket_id: t.id.clone(),
+                destination_group: 320585,
+                destination_region: "320585102".into(),
+                actor: t.call_taker.clone(),
+                reason: "退单审核：属地不符，转太仓".into(),
+                send_back: false,
+            }))
+        };
+        let stub = match out(&mut origin) {
+            ApplyResult::Ticket(s) => (*s).clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stub.status, Status::Transferred as i32);
+        assert_eq!(stub.owner_group, 320585);
+        assert_eq!(stub.lead_unit, "", "嘉定's unit does not go with it");
+        assert!(stub.pending_return.is_none());
+        pass(&mut origin, &mut national);
+        pass(&mut national, &mut dest);
+        let owned = dest.m.ticket(&t.id).unwrap();
+        assert_eq!(owned.status, Status::Accepted as i32);
+        assert_eq!(owned.origin_group, 310114);
+        // 太仓 handles it from the start, by its own units and deadlines;
+        // its KPIs do not count 嘉定's unit's return.
+        assert_eq!(
+            (
+                owned.lead_unit.as_str(),
+                owned.first_dispatched_at_ms,
+                owned.handle_due_ms,
+                owned.returns
+            ),
+            ("", 0, 0, 0)
+        );
+        assert!(owned.pending_return.is_none());
+        // The history travels: accept, dispatch, return, transfer out, in.
+        let kinds: Vec<_> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "accept",
+                "dispatch",
+                "return",
+                "transfer_out",
+                "transfer_in"
+            ]
+        );
+        assert!(audit::verify(&owned.events).is_ok());
+        let owned_ref: &Ticket = &owned;
+        let k = crate::core::kpi::report("320585", [owned_ref], 0, i64::MAX, &Default::default());
+        assert_eq!(k.region.unwrap().returns.unwrap().denominator, 0);
+
+        // While a unit handles a ticket it is not transferred: the unit
+        // returns it first.
+        let busy = accept_about(&mut origin, "310114001", 0);
+        let dispatch = TicketOp::Dispatch(hotline_proto::v1::Dispatch {
+            lead_unit: "嘉定区城管局".into(),
+            ..Default::default()
+        });
+        run(&mut origin, &busy.id, Role::CallTaker, "话务员", dispatch);
+        let r = origin.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: busy.id.clone(),
+            destination_group: 320585,
+            destination_region: "320585102".into(),
+            actor: t.call_taker.clone(),
+            reason: "转太仓".into(),
+            send_back: false,
+        }));
+        assert!(
+            matches!(
+                r,
+                ApplyResult::Rejected(CommandError::State {
+                    command: "transfer_out",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_destination_sends_back_a_ticket_its_unit_returned() {
+        let mut origin = G::new("310114");
+        let mut national = G::new("");
+        let mut dest = G::new("320585");
+        let t = accept_about(&mut origin, "320585102", 320585);
+        pass(&mut origin, &mut national);
+        pass(&mut national, &mut dest);
+        // 太仓 dispatched it; its unit finds the place in 嘉定 after all.
+        returned_by_unit(&mut dest, &t.id, "太仓市城管局");
+        assert!(matches!(
+            send_back(&mut dest, &t.id, "属地不符：实为嘉定区"),
+            ApplyResult::Ticket(_)
+        ));
+        pass(&mut dest, &mut national);
+        pass(&mut national, &mut origin);
+        let back = origin.m.ticket(&t.id).unwrap();
+        assert_eq!(
+            back.status,
+            Status::Accepted as i32,
+            "back for the center's review"
+        );
+        assert_eq!(back.owner_group, 0);
+        assert_eq!((back.lead_unit.as_str(), back.returns), ("", 0));
+        assert!(back.pending_return.is_none());
+        assert!(audit::verify(&back.events).is_ok());
     }
 
     #[test]
