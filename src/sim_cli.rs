@@ -107,7 +107,7 @@ fn summary(r: &Report) -> String {
     let inv = &r.invariants;
     let ok = inv.violation.is_none();
     format!(
-        "seed {} on {} ({} nodes, {} groups{}): {:.1} h simulated in {:.1} s, {} events ({:.0}/s), {} tickets, {} commands, {} transfers ({} cross-province, {} sent back and dispatched at first contact); commit p50 {:.0} ms p99 {:.0} ms; transfer p50 {:.0} ms p99 {:.0} ms; notification p50 {:.0} ms p99 {:.0} ms; invariants {}; digest {}",
+        "seed {} on {} ({} nodes, {} groups{}): {:.1} h simulated in {:.1} s, {} events ({:.0}/s), {} tickets, {} commands, {} transfers ({} cross-province, {} sent back and dispatched at first contact, {} moved on from a unit's return); commit p50 {:.0} ms p99 {:.0} ms; transfer p50 {:.0} ms p99 {:.0} ms; notification p50 {:.0} ms p99 {:.0} ms; invariants {}; digest {}",
         r.seed,
         r.topology,
         r.nodes,
@@ -126,6 +126,7 @@ fn summary(r: &Report) -> String {
         r.transfers,
         r.cross_province_transfers,
         r.send_backs,
+        r.moved_from_review,
         r.commit_latency.p50_ms,
         r.commit_latency.p99_ms,
         r.transfer_latency.p50_ms,

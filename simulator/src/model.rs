@@ -64,6 +64,11 @@ pub struct Handling {
     /// first-contact center handles it.
     #[serde(default)]
     pub sent_back: bool,
+    /// The unit's return (退单) finds the place in another region (属地不
+    /// 符): the street it is in. The center transfers the ticket there from
+    /// its review instead of dispatching it to another unit. Empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub moved_to: String,
     /// satisfied | basic | unsatisfied (of the final callback)
     pub satisfaction: String,
 }
@@ -191,6 +196,11 @@ pub struct Report {
     /// `transfers`) that their first-contact center then dispatched.
     #[serde(default)]
     pub send_backs: u64,
+    /// Tickets a unit returned as another region's (退单, 属地不符) that the
+    /// center transferred from its review and the new owner then
+    /// dispatched (each transfer also one of `transfers`).
+    #[serde(default)]
+    pub moved_from_review: u64,
     /// Transfers their destination refused (at the end of the run).
     #[serde(default)]
     pub transfers_refused: u64,

@@ -306,6 +306,10 @@ fn counts(h: &mut String, r: &Report) {
             r.send_backs,
         ),
         (
+            "退单转出后派单 (returned as another region's, transferred, dispatched there)",
+            r.moved_from_review,
+        ),
+        (
             "拒收转办 (transfers refused by their destination)",
             r.transfers_refused,
         ),
@@ -1111,6 +1115,7 @@ mod tests {
             transfers: 340_112,
             cross_province_transfers: 21_004,
             send_backs: 1_020,
+            moved_from_review: 310,
             transfers_refused: 0,
             messages_sent: 99_000_000,
             messages_dropped: 1_234_567,

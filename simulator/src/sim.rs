@@ -316,6 +316,9 @@ enum StepKind {
     Merge,
     /// 退回首接: the destination sends a transferred ticket back.
     SendBack,
+    /// After a unit's return as another region's (退单, 属地不符): the
+    /// center transfers it there from its review.
+    MoveOn,
 }
 
 struct QItem {
@@ -599,6 +602,9 @@ struct Track {
     delivered: bool,
     /// The destination sent it back: it is the first-contact center's again.
     sent_back: bool,
+    /// Transferred from 退单审核 (`Handling::moved_to`): 1 on the way, 2 once
+    /// dispatched by its new owner. It is not returned again.
+    moved_on: u8,
     answered_first_callback: bool,
     master: Option<u32>,
 }
@@ -768,6 +774,7 @@ impl Track {
             transferred: false,
             delivered: false,
             sent_back: false,
+            moved_on: 0,
             answered_first_callback: false,
             master: None,
         };
@@ -854,6 +861,7 @@ pub struct Sim {
     /// Tickets a destination sent back (退回首接) that their first-contact
     /// center then dispatched.
     send_backs: u64,
+    moved_from_review: u64,
     backlog: BTreeMap<String, Vec<(i64, u64)>>,
     arrivals_per_hour: Vec<u64>,
     accepted: u64,
@@ -1309,6 +1317,7 @@ impl Sim {
             transfers: 0,
             cross_province: 0,
             send_backs: 0,
+            moved_from_review: 0,
             backlog: BTreeMap::new(),
             arrivals_per_hour: vec![0; (cfg.duration_ms / 3_600_000 + 1) as usize],
             accepted: 0,
@@ -1892,9 +1901,24 @@ impl Sim {
                     tr.delivered = false;
                     tr.sent_back = true;
                     self.transfer_begun(p.group, &t);
-                } else if step == StepKind::Dispatch && self.tracks[ticket as usize].sent_back {
-                    // Back, reviewed and taken up: the whole 退回首接.
-                    self.send_backs += 1;
+                } else if step == StepKind::MoveOn {
+                    // Owned by the place's group once it is there.
+                    let tr = &mut self.tracks[ticket as usize];
+                    tr.group = t.owner_group;
+                    tr.transferred = true;
+                    tr.delivered = false;
+                    tr.moved_on = 1;
+                    self.transfer_begun(p.group, &t);
+                } else if step == StepKind::Dispatch {
+                    let tr = &mut self.tracks[ticket as usize];
+                    if tr.moved_on == 1 {
+                        // Returned, moved on and taken up where it belongs.
+                        tr.moved_on = 2;
+                        self.moved_from_review += 1;
+                    } else if tr.sent_back && tr.moved_on == 0 {
+                        // Back, reviewed and taken up: the whole 退回首接.
+                        self.send_backs += 1;
+                    }
                 }
                 self.next_step(ticket, step);
             }
@@ -1971,9 +1995,18 @@ impl Sim {
         };
         let first_cb = tr.answered_first_callback;
         let (step, after) = match done {
-            StepKind::Dispatch if h.returned => (StepKind::Return, h.sign_after_ms / 2),
+            StepKind::Dispatch if h.returned && tr.moved_on == 0 => {
+                (StepKind::Return, h.sign_after_ms / 2)
+            }
             StepKind::Dispatch | StepKind::Review => (StepKind::Sign, h.sign_after_ms),
+            // The center reviews the return: a place another group owns
+            // goes there, anything else to another unit.
+            StepKind::Return if self.dir.owner(&h.moved_to).is_some_and(|o| o != tr.group) => {
+                (StepKind::MoveOn, 30 * 60_000)
+            }
             StepKind::Return => (StepKind::Review, 30 * 60_000),
+            // Taken up where it belongs: dispatched by its new owner.
+            StepKind::MoveOn => (StepKind::Dispatch, 30 * 60_000),
             // The first-contact center reviews what came back, then
             // dispatches it itself.
             StepKind::SendBack => (StepKind::Dispatch, 30 * 60_000),
@@ -2559,6 +2592,24 @@ impl Sim {
             self.propose(group, op, Purpose::Step { ticket, step });
             return;
         }
+        if step == StepKind::MoveOn {
+            // The node's `Tickets.Transfer`: the directory names the owner.
+            let Fate::Handle(h) = &self.tracks[ticket as usize].fate else {
+                unreachable!("only a handled ticket is returned");
+            };
+            let place = h.moved_to.clone();
+            let to = self.dir.owner(&place).expect("checked by next_step");
+            let op = command::Op::TransferOut(TransferOut {
+                ticket_id: id,
+                destination_group: to,
+                destination_region: place,
+                actor: actor("话务员", Role::CallTaker),
+                reason: "退单审核：属地不符，转当地办理".into(),
+                send_back: false,
+            });
+            self.propose(group, op, Purpose::Step { ticket, step });
+            return;
+        }
         let base = format!("{}单位{}", region, number % 7);
         if step == StepKind::Review {
             self.tracks[ticket as usize].redispatched = true;
@@ -2659,7 +2710,9 @@ impl Sim {
                 )
             }
             StepKind::Reopen => (center, "未解决，重办", Op::Reopen(Reopen {})),
-            StepKind::SendBack => unreachable!("a send-back is a TransferOut, proposed above"),
+            StepKind::SendBack | StepKind::MoveOn => {
+                unreachable!("a transfer is a TransferOut, proposed above")
+            }
             StepKind::Merge => {
                 let Some(master) = tr.master else { return };
                 if self.tracks[master as usize].group != group {
@@ -2750,6 +2803,7 @@ impl Sim {
             transferred: false,
             delivered: false,
             sent_back: false,
+            moved_on: 0,
             answered_first_callback: false,
             master: None,
         });
@@ -3659,6 +3713,7 @@ impl Sim {
             transfers: sum(|s| s.transfers),
             cross_province_transfers: sum(|s| s.cross_province),
             send_backs: sum(|s| s.send_backs),
+            moved_from_review: sum(|s| s.moved_from_review),
             transfers_refused,
             messages_sent: sum(|s| s.messages_sent),
             messages_dropped: sum(|s| s.messages_dropped),
@@ -3677,7 +3732,20 @@ impl Sim {
             missed_deadlines: missed,
             arrivals_per_hour,
             digest,
-            reproduce: cfg.reproduce.clone(),
+            // A run built in code (a test) has no command line: its seed,
+            // shards and length still name it, so a failure says them.
+            reproduce: if cfg.reproduce.is_empty() {
+                format!(
+                    "seed {} on {}, {} shard(s), {} min, {} faults (a SimConfig built in code)",
+                    cfg.seed,
+                    cfg.topology_label,
+                    cfg.shards,
+                    cfg.duration_ms / 60_000,
+                    cfg.faults.len()
+                )
+            } else {
+                cfg.reproduce.clone()
+            },
             events_by_kind: EV_NAMES
                 .iter()
                 .zip(by_kind)

@@ -89,6 +89,10 @@ pub struct Workload {
     /// sends back to the first-contact center (退回首接), which reviews
     /// them and handles them itself.
     pub send_back_permille: u32,
+    /// ‰ of returns (退单) whose ground is 属地不符 with the place in
+    /// another region: the center transfers the ticket there from its
+    /// review instead of dispatching it to another unit.
+    pub return_elsewhere_permille: u32,
     /// ‰ of dispatched tickets extended once (延期).
     pub extension_permille: u32,
     /// ‰ of dispatched tickets reopened after an unsatisfied callback (重办).
@@ -156,6 +160,7 @@ impl Workload {
             mass_incident_size: (0, 0),
             return_permille: 0,
             send_back_permille: 0,
+            return_elsewhere_permille: 0,
             extension_permille: 0,
             reopen_permille: 0,
             satisfaction_mix: [0; 3],
@@ -222,6 +227,7 @@ impl Workload {
             ),
             ("return_permille", self.return_permille),
             ("send_back_permille", self.send_back_permille),
+            ("return_elsewhere_permille", self.return_elsewhere_permille),
             ("extension_permille", self.extension_permille),
             ("reopen_permille", self.reopen_permille),
             ("emergency_permille", self.emergency_permille),
@@ -728,6 +734,7 @@ struct Plan {
     incident_size: (u32, u32),
     return_permille: u32,
     send_back_permille: u32,
+    return_elsewhere_permille: u32,
     extension_permille: u32,
     reopen_permille: u32,
     satisfaction: Picker,
@@ -837,6 +844,7 @@ impl Plan {
             incident_size: w.mass_incident_size,
             return_permille: w.return_permille,
             send_back_permille: w.send_back_permille,
+            return_elsewhere_permille: w.return_elsewhere_permille,
             extension_permille: w.extension_permille,
             reopen_permille: w.reopen_permille,
             satisfaction: Picker::new(w.satisfaction_mix),
@@ -877,6 +885,12 @@ impl Plan {
         if rng.gen_range(0..1000) >= self.other_region {
             return self.street(rng, d);
         }
+        self.elsewhere(rng, d)
+    }
+
+    /// A street of another district than `d` (of another province with
+    /// the cross-province share).
+    fn elsewhere(&self, rng: &mut StdRng, d: usize) -> &'static str {
         let want_cross = rng.gen_range(0..1000) < self.cross_province;
         let n = self.districts.len() as u32;
         let (lo, hi) = self.districts[d].province_range;
@@ -895,7 +909,14 @@ impl Plan {
         self.street(rng, target as usize)
     }
 
-    fn handling(&self, rng: &mut StdRng, kind: usize, category: usize, priority: usize) -> Fate {
+    fn handling(
+        &self,
+        rng: &mut StdRng,
+        d: usize,
+        kind: usize,
+        category: usize,
+        priority: usize,
+    ) -> Fate {
         let s = self.scale[(kind * self.categories.len() + category) * 3 + priority];
         let fast = if priority == 0 { 1.0 } else { s };
         let dispatch_after_ms = self.dispatch.sample(rng, fast);
@@ -907,6 +928,13 @@ impl Plan {
         let reopened = rng.gen_range(0..1000) < self.reopen_permille;
         let sent_back = rng.gen_range(0..1000) < self.send_back_permille;
         let satisfaction = SATISFACTION_NAMES[self.satisfaction.pick(rng)].to_string();
+        // Drawn last and only for a return, so the other draws keep their
+        // place in the stream.
+        let moved_to = if returned && rng.gen_range(0..1000) < self.return_elsewhere_permille {
+            self.elsewhere(rng, d).to_string()
+        } else {
+            String::new()
+        };
         Fate::Handle(Handling {
             dispatch_after_ms,
             sign_after_ms,
@@ -916,11 +944,19 @@ impl Plan {
             extended,
             reopened,
             sent_back,
+            moved_to,
             satisfaction,
         })
     }
 
-    fn fate(&self, rng: &mut StdRng, kind: usize, category: usize, priority: usize) -> Fate {
+    fn fate(
+        &self,
+        rng: &mut StdRng,
+        d: usize,
+        kind: usize,
+        category: usize,
+        priority: usize,
+    ) -> Fate {
         if priority == 0 {
             let p = if Some(kind) == self.consult {
                 self.answer_consult
@@ -933,7 +969,7 @@ impl Plan {
                 };
             }
         }
-        self.handling(rng, kind, category, priority)
+        self.handling(rng, d, kind, category, priority)
     }
 }
 
@@ -1084,14 +1120,14 @@ impl Arrivals {
                     }
                     // A mass incident is always dispatched (the engine merges
                     // later callers into the first ticket).
-                    (street, k, c, p, plan.handling(rng, k, c, p))
+                    (street, k, c, p, plan.handling(rng, d, k, c, p))
                 }
                 None => {
                     let location = plan.location(rng, d);
                     let k = plan.kind_picker.pick(rng);
                     let c = plan.category_picker.pick(rng);
                     let p = plan.priority(rng, k);
-                    (location, k, c, p, plan.fate(rng, k, c, p))
+                    (location, k, c, p, plan.fate(rng, d, k, c, p))
                 }
             };
         let phone = rng.gen_range(0..1_000_000_000u32);

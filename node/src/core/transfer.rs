@@ -1941,8 +1941,7 @@ mod tests {
             ]
         );
         assert!(audit::verify(&owned.events).is_ok());
-        let owned_ref: &Ticket = &owned;
-        let k = crate::core::kpi::report("320585", [owned_ref], 0, i64::MAX, &Default::default());
+        let k = crate::core::kpi::report("320585", [owned], 0, i64::MAX, &Default::default());
         assert_eq!(k.region.unwrap().returns.unwrap().denominator, 0);
 
         // While a unit handles a ticket it is not transferred: the unit
