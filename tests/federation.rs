@@ -1202,6 +1202,12 @@ async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
         "属地不符：工地在太仓市浏河镇",
     ]);
     assert_eq!(v["status"], "return_review");
+    // A second caller about the same site, merged into it (并单).
+    let mut dup = about_taicang("安亭镇工地夜里还在施工", "13800002222");
+    dup.location.as_mut().unwrap().code = "310114102".into();
+    let dup = c.accept(dup).await.unwrap();
+    let v = run(&["ticket", "merge", &t.id, "--duplicate", &dup.id]);
+    assert_eq!(v["merged_ids"][0], dup.id.as_str(), "{v}");
 
     // The center transfers it from its review, to 太仓.
     let out = cl.cli(&[
@@ -1236,9 +1242,19 @@ async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
             "accept",
             "dispatch",
             "return",
+            "merge",
             "transfer_out",
             "transfer_in"
         ]
+    );
+    // The merged caller, asking 嘉定 by the duplicate's id, gets 太仓's
+    // progress on the case (the master's owner), not a dead end.
+    let l = c.lookup(&dup.id, "2222").await.unwrap();
+    assert_eq!(l.status, Status::Accepted as i32, "{}", l.status_text);
+    assert!(
+        l.status_text.starts_with("已转至") && l.status_text.contains("太仓"),
+        "{}",
+        l.status_text
     );
 
     // 太仓's unit finds it is 嘉定's after all: 太仓 sends it back from review.

@@ -694,10 +694,20 @@ impl Tickets for Handle {
                 if l.status == hotline_proto::v1::Status::Transferred as i32 =>
             {
                 // 首接负责: the accepting center answers with the owner's progress.
-                let stub = g.get_ticket(&r.id).await?;
+                let mut stub = g.get_ticket(&r.id).await?;
+                let mut id = r.id.clone();
+                if stub.status == hotline_proto::v1::Status::Merged as i32
+                    && !stub.master_id.is_empty()
+                {
+                    // A caller merged into a ticket that has moved since:
+                    // the lookup shows the master, so ask its owner for it
+                    // (the merge copied the caller into its requesters).
+                    id = stub.master_id.clone();
+                    stub = g.get_ticket(&id).await?;
+                }
                 let owner = stub.owner_group;
                 let remote = LookupRequest {
-                    id: r.id.clone(),
+                    id,
                     phone_last4: r.phone_last4,
                     group_id: owner,
                 };

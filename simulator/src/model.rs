@@ -201,6 +201,13 @@ pub struct Report {
     /// dispatched (each transfer also one of `transfers`).
     #[serde(default)]
     pub moved_from_review: u64,
+    /// Reviews of a return that decided to transfer the ticket.
+    #[serde(default)]
+    pub review_moves: u64,
+    /// Of those, decided more than two hours before the end and never
+    /// dispatched by the new owner: stuck (none expected).
+    #[serde(default)]
+    pub review_moves_unfinished: u64,
     /// Transfers their destination refused (at the end of the run).
     #[serde(default)]
     pub transfers_refused: u64,

@@ -1116,6 +1116,8 @@ mod tests {
             cross_province_transfers: 21_004,
             send_backs: 1_020,
             moved_from_review: 310,
+            review_moves: 312,
+            review_moves_unfinished: 0,
             transfers_refused: 0,
             messages_sent: 99_000_000,
             messages_dropped: 1_234_567,

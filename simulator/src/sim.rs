@@ -861,7 +861,11 @@ pub struct Sim {
     /// Tickets a destination sent back (退回首接) that their first-contact
     /// center then dispatched.
     send_backs: u64,
-    moved_from_review: u64,
+    /// Reviews that decided to transfer a ticket (MoveOn scheduled), by
+    /// arrival number (run-wide: a track may end on another shard), and
+    /// when; and those dispatched by their new owner since.
+    review_moves: BTreeMap<u32, SimMs>,
+    review_moves_done: BTreeSet<u32>,
     backlog: BTreeMap<String, Vec<(i64, u64)>>,
     arrivals_per_hour: Vec<u64>,
     accepted: u64,
@@ -1317,7 +1321,8 @@ impl Sim {
             transfers: 0,
             cross_province: 0,
             send_backs: 0,
-            moved_from_review: 0,
+            review_moves: BTreeMap::new(),
+            review_moves_done: BTreeSet::new(),
             backlog: BTreeMap::new(),
             arrivals_per_hour: vec![0; (cfg.duration_ms / 3_600_000 + 1) as usize],
             accepted: 0,
@@ -1914,7 +1919,7 @@ impl Sim {
                     if tr.moved_on == 1 {
                         // Returned, moved on and taken up where it belongs.
                         tr.moved_on = 2;
-                        self.moved_from_review += 1;
+                        self.review_moves_done.insert(tr.number);
                     } else if tr.sent_back && tr.moved_on == 0 {
                         // Back, reviewed and taken up: the whole 退回首接.
                         self.send_backs += 1;
@@ -1957,8 +1962,8 @@ impl Sim {
         }
     }
 
-    /// Counts a transfer group `from` committed (an accept's or a
-    /// send-back) and starts its clock, which stops when the receipt is
+    /// Counts a transfer group `from` committed (an accept's, a send-back
+    /// or one from 退单审核) and starts its clock, which stops when the receipt is
     /// back at `from`.
     fn transfer_begun(&mut self, from: u64, t: &Ticket) {
         self.transfers += 1;
@@ -2002,6 +2007,7 @@ impl Sim {
             // The center reviews the return: a place another group owns
             // goes there, anything else to another unit.
             StepKind::Return if self.dir.owner(&h.moved_to).is_some_and(|o| o != tr.group) => {
+                self.review_moves.insert(tr.number, self.now);
                 (StepKind::MoveOn, 30 * 60_000)
             }
             StepKind::Return => (StepKind::Review, 30 * 60_000),
@@ -3713,7 +3719,21 @@ impl Sim {
             transfers: sum(|s| s.transfers),
             cross_province_transfers: sum(|s| s.cross_province),
             send_backs: sum(|s| s.send_backs),
-            moved_from_review: sum(|s| s.moved_from_review),
+            moved_from_review: sum(|s| s.review_moves_done.len() as u64),
+            review_moves: sum(|s| s.review_moves.len() as u64),
+            review_moves_unfinished: {
+                // Two hours is more than a move's own steps (30 min to
+                // transfer, 30 min to dispatch) and its delivery take.
+                let done: BTreeSet<u32> = shards
+                    .iter()
+                    .flat_map(|s| s.review_moves_done.iter().copied())
+                    .collect();
+                shards
+                    .iter()
+                    .flat_map(|s| s.review_moves.iter())
+                    .filter(|&(n, &at)| !done.contains(n) && at + 2 * 3_600_000 <= now)
+                    .count() as u64
+            },
             transfers_refused,
             messages_sent: sum(|s| s.messages_sent),
             messages_dropped: sum(|s| s.messages_dropped),

@@ -909,10 +909,13 @@ impl Plan {
         self.street(rng, target as usize)
     }
 
+    /// `d`: the caller's district, for a return that finds the place in
+    /// another region; `None` for a mass incident's caller (its street is
+    /// the incident's, and later callers are merged into the first).
     fn handling(
         &self,
         rng: &mut StdRng,
-        d: usize,
+        d: Option<usize>,
         kind: usize,
         category: usize,
         priority: usize,
@@ -928,12 +931,18 @@ impl Plan {
         let reopened = rng.gen_range(0..1000) < self.reopen_permille;
         let sent_back = rng.gen_range(0..1000) < self.send_back_permille;
         let satisfaction = SATISFACTION_NAMES[self.satisfaction.pick(rng)].to_string();
-        // Drawn last and only for a return, so the other draws keep their
-        // place in the stream.
-        let moved_to = if returned && rng.gen_range(0..1000) < self.return_elsewhere_permille {
-            self.elsewhere(rng, d).to_string()
-        } else {
-            String::new()
+        // Drawn last, and only for a return when the share is not 0: a
+        // workload without it draws what it drew before this share existed
+        // (with it, every later draw of the hour moves).
+        let moved_to = match d {
+            Some(d)
+                if returned
+                    && self.return_elsewhere_permille > 0
+                    && rng.gen_range(0..1000) < self.return_elsewhere_permille =>
+            {
+                self.elsewhere(rng, d).to_string()
+            }
+            _ => String::new(),
         };
         Fate::Handle(Handling {
             dispatch_after_ms,
@@ -969,7 +978,7 @@ impl Plan {
                 };
             }
         }
-        self.handling(rng, d, kind, category, priority)
+        self.handling(rng, Some(d), kind, category, priority)
     }
 }
 
@@ -1120,7 +1129,7 @@ impl Arrivals {
                     }
                     // A mass incident is always dispatched (the engine merges
                     // later callers into the first ticket).
-                    (street, k, c, p, plan.handling(rng, d, k, c, p))
+                    (street, k, c, p, plan.handling(rng, None, k, c, p))
                 }
                 None => {
                     let location = plan.location(rng, d);

@@ -178,12 +178,14 @@ fn destinations_send_tickets_back_through_faults() {
 }
 
 /// 退单 for 属地不符 under faults: every dispatched ticket is returned by
-/// its unit, and each return names a place another region owns, so the
-/// center transfers it from its review (not before dispatch, as at an
-/// accept) and the new owner dispatches it. On one thread and on two,
-/// through the seed's partitions and crashes: every invariant holds (one
-/// owner, nothing applied twice, every chain verifies), none of these
-/// transfers is refused, and they go the whole way.
+/// its unit, and each return names a place in another district; where
+/// another group owns it, the center transfers the ticket from its review
+/// (not before dispatch, as at an accept) and the new owner dispatches it.
+/// On one thread and on two, through the seed's partitions and crashes:
+/// every invariant holds (one owner, nothing applied twice, every chain
+/// verifies), none of these transfers is refused, and all but those still
+/// on their way at the end go the whole way (a transfer the origin refused
+/// or one stuck on its way would leave a decided move unfinished).
 #[test]
 fn units_return_tickets_of_other_regions_and_they_move_on_through_faults() {
     let topo = Topology::demo();
@@ -202,6 +204,11 @@ fn units_return_tickets_of_other_regions_and_they_move_on_through_faults() {
             "moved on from review and dispatched there: {} ({})",
             r.moved_from_review,
             r.reproduce
+        );
+        assert_eq!(
+            r.review_moves_unfinished, 0,
+            "moves decided at review more than 2 h before the end and not dispatched ({} decided, {} done; {})",
+            r.review_moves, r.moved_from_review, r.reproduce
         );
         assert_eq!(r.transfers_refused, 0, "none refused ({})", r.reproduce);
     }

@@ -2165,6 +2165,9 @@ mod tests {
             (AwaitingCallback, "close") => to == Closed,
             (Closed, "archive") => to == Archived,
             (_, "merge") => to == from,
+            // 转办 before dispatch, or from 退单审核 (属地不符); then a stub,
+            // on which no lifecycle command acts.
+            (Accepted | ReturnReview, "transfer_out") => to == Transferred,
             (_, "urge" | "supervise") => {
                 to == from && !matches!(from, Accepted | Closed | Archived | Merged)
             }
@@ -2175,13 +2178,46 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
         #[test]
-        fn random_commands_stay_in_the_diagram(ops in prop::collection::vec((0usize..3, any_op(), 0i64..72), 1..60)) {
+        fn random_commands_stay_in_the_diagram(ops in prop::collection::vec((0usize..3, any_op(), 0i64..72, 0u8..24), 1..60)) {
             let mut d = Driver::new();
             let ids: Vec<String> = (0..3).map(|i| d.accept_at(AT + i).id).collect();
             let mut now = AT + 10;
-            for (which, (actor_kind, op), advance_h) in ops {
+            for (which, (actor_kind, op), advance_h, transfer) in ops {
                 now += advance_h * HOUR / 4;
                 let id = ids[which].clone();
+                if transfer == 0 {
+                    // Now and then a transfer to 太仓 instead.
+                    let before = d.m.ticket(&id).unwrap().clone();
+                    d.index += 1;
+                    let r = d.m.apply(d.index, &Command {
+                        request_id: 0,
+                        at_ms: now,
+                        accept_text: Vec::new(),
+                        op: Some(command::Op::TransferOut(hotline_proto::v1::TransferOut {
+                            ticket_id: id.clone(),
+                            destination_group: 320585,
+                            destination_region: "320585102".into(),
+                            actor: center(),
+                            reason: "转办".into(),
+                            send_back: false,
+                        })),
+                    });
+                    let after = d.m.ticket(&id).unwrap().clone();
+                    let from = Status::try_from(before.status).unwrap();
+                    let to = Status::try_from(after.status).unwrap();
+                    match r {
+                        ApplyResult::Ticket(_) => {
+                            prop_assert!(legal(from, "transfer_out", to), "{from:?} --transfer_out--> {to:?}");
+                            prop_assert_eq!(after.events.len(), before.events.len() + 1);
+                        }
+                        ApplyResult::Rejected(_) => {
+                            prop_assert!(!matches!(from, Status::Accepted | Status::ReturnReview), "{from:?} refused a transfer");
+                            prop_assert_eq!(&after, &before, "a refused transfer changed the ticket");
+                        }
+                        other => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                    continue;
+                }
                 let op = match op {
                     Op::Merge(_) => Op::Merge(Merge { duplicate_id: ids[(which + 1) % 3].clone() }),
                     op => op,

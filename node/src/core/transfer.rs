@@ -422,14 +422,13 @@ fn transfer_event(
     }
 }
 
-/// Whether the ticket is here because the group it was sent to sent it
-/// back (退回): its latest transfer event is that return.
 /// What a ticket's handling here left on it (units, deadlines, the
-/// return under review, counters a unit's KPIs read) is cleared when it
-/// leaves: the destination handles it from the start, by its own units,
-/// deadlines and rules, and its KPIs do not count what another region's
-/// units did. The history stays in the events (the hash chain goes on).
-/// A ticket transferred before dispatch has none of it.
+/// return under review, counters a unit's KPIs read) is cleared from the
+/// copy that leaves: the destination handles it from the start, by its own
+/// units, deadlines and rules, and its KPIs do not count what another
+/// region's units did. The history stays in the events (the hash chain
+/// goes on). The stub here keeps it: a ticket refused on arrival comes back
+/// to the review it left. A ticket transferred before dispatch has none.
 fn clear_handling(t: &mut Ticket) {
     t.lead_unit.clear();
     t.assisting_units.clear();
@@ -454,6 +453,8 @@ fn clear_handling(t: &mut Ticket) {
     t.callbacks.clear();
 }
 
+/// Whether the ticket is here because the group it was sent to sent it
+/// back (退回): its latest transfer event is that return.
 fn came_back(t: &Ticket) -> bool {
     t.transfer_state == TransferState::Refused as i32
         && t.events
@@ -756,7 +757,6 @@ impl TicketMachine {
             + 1;
         let transfer_id = format!("{}-{}-{n}", self.group_id(), ticket.id);
         let mut stub = ticket;
-        clear_handling(&mut stub);
         stub.status = Status::Transferred as i32;
         stub.owner_group = destination_group;
         stub.transfer_id = transfer_id.clone();
@@ -777,12 +777,14 @@ impl TicketMachine {
         };
         audit::append(&mut stub.events, ev);
         let me = self.group_id();
+        let mut leaving = stub.clone();
+        clear_handling(&mut leaving);
         let envelope = TransferEnvelope {
             transfer_id: transfer_id.clone(),
             origin_group: me,
             destination_group,
             destination_region,
-            ticket: Some(Box::new(stub.clone())),
+            ticket: Some(Box::new(leaving)),
             sent_at_ms: at_ms,
             via_national_done: self.is_national(),
             hops: vec![me],
@@ -1034,8 +1036,13 @@ impl TicketMachine {
         {
             let t = self.ticket_mut(&ticket_id).expect("found above");
             let (kind, reason) = if rc.refused {
-                // Back to the first-contact center for review.
-                t.status = Status::Accepted as i32;
+                // Back to the first-contact center for review: of the
+                // return it left from (退单审核), or as accepted.
+                t.status = if t.pending_return.is_some() {
+                    Status::ReturnReview as i32
+                } else {
+                    Status::Accepted as i32
+                };
                 t.owner_group = 0;
                 t.transfer_state = TransferState::Refused as i32;
                 ("transfer_refused", rc.reason.clone())
@@ -1909,8 +1916,14 @@ mod tests {
         };
         assert_eq!(stub.status, Status::Transferred as i32);
         assert_eq!(stub.owner_group, 320585);
-        assert_eq!(stub.lead_unit, "", "嘉定's unit does not go with it");
-        assert!(stub.pending_return.is_none());
+        assert_eq!(
+            stub.lead_unit, "嘉定区城管局",
+            "the stub keeps 嘉定's handling"
+        );
+        assert!(stub.pending_return.is_some());
+        let sent = origin.work()[0].envelope.clone().unwrap().ticket.unwrap();
+        assert_eq!(sent.lead_unit, "", "嘉定's unit does not go with it");
+        assert!(sent.pending_return.is_none());
         pass(&mut origin, &mut national);
         pass(&mut national, &mut dest);
         let owned = dest.m.ticket(&t.id).unwrap();
@@ -1970,6 +1983,47 @@ mod tests {
             ),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_transfer_from_review_refused_on_arrival_comes_back_to_the_review() {
+        use hotline_proto::v1::Role;
+        let mut origin = G::new("310114");
+        let mut wrong = G::new("320585");
+        let t = accept_about(&mut origin, "310114001", 0);
+        returned_by_unit(&mut origin, &t.id, "嘉定区城管局");
+        // A directory gone wrong: 姑苏 (320508) sent to 太仓's group.
+        let r = origin.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: t.id.clone(),
+            destination_group: 320585,
+            destination_region: "320508".into(),
+            actor: t.call_taker.clone(),
+            reason: "退单审核：属地不符".into(),
+            send_back: false,
+        }));
+        assert!(matches!(r, ApplyResult::Ticket(_)), "{r:?}");
+        pass(&mut origin, &mut wrong);
+        assert!(wrong.m.is_empty(), "refused: no ticket created");
+        pass(&mut wrong, &mut origin);
+        let back = origin.m.ticket(&t.id).unwrap().clone();
+        assert_eq!(
+            back.status,
+            Status::ReturnReview as i32,
+            "back to the review it left"
+        );
+        assert_eq!(back.transfer_state, TransferState::Refused as i32);
+        assert_eq!((back.lead_unit.as_str(), back.returns), ("嘉定区城管局", 1));
+        assert!(back.pending_return.is_some());
+        // The review goes on: redispatched to another unit.
+        let review = TicketOp::ReviewReturn(hotline_proto::v1::ReviewReturn {
+            reject: false,
+            lead_unit: "嘉定区市容所".into(),
+            assisting_units: vec![],
+        });
+        match run(&mut origin, &t.id, Role::CallTaker, "话务员", review) {
+            ApplyResult::Ticket(t) => assert_eq!(t.lead_unit, "嘉定区市容所"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
