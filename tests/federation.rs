@@ -1235,6 +1235,11 @@ async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
         "太仓 handles it from the start"
     );
     assert!(owned.pending_return.is_none());
+    assert_eq!(
+        owned.location.as_ref().unwrap().code,
+        "320585102",
+        "at the place as corrected"
+    );
     let kinds: Vec<_> = owned.events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,

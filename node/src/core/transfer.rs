@@ -779,6 +779,19 @@ impl TicketMachine {
         let me = self.group_id();
         let mut leaving = stub.clone();
         clear_handling(&mut leaving);
+        // A transfer names where the problem is (the directory's owner of
+        // it): the operator's correction of a wrong place (属地不符), which
+        // the destination dispatches by. Its coordinates were the old
+        // place's. (A send-back names no place: the origin decides.)
+        if !t.send_back
+            && let Some(loc) = leaving.location.as_mut()
+            && loc.code != destination_region
+        {
+            loc.code = destination_region.clone();
+            loc.has_coordinates = false;
+            loc.lat = 0.0;
+            loc.lng = 0.0;
+        }
         let envelope = TransferEnvelope {
             transfer_id: transfer_id.clone(),
             origin_group: me,
@@ -1924,6 +1937,16 @@ mod tests {
         let sent = origin.work()[0].envelope.clone().unwrap().ticket.unwrap();
         assert_eq!(sent.lead_unit, "", "嘉定's unit does not go with it");
         assert!(sent.pending_return.is_none());
+        assert_eq!(
+            sent.location.unwrap().code,
+            "320585102",
+            "the place as corrected"
+        );
+        assert_eq!(
+            stub.location.as_ref().unwrap().code,
+            "310114001",
+            "the stub as it was"
+        );
         pass(&mut origin, &mut national);
         pass(&mut national, &mut dest);
         let owned = dest.m.ticket(&t.id).unwrap();
