@@ -1001,7 +1001,7 @@ pub fn public_summary(e: &Event) -> Option<String> {
         "refer" => format!("已告知办理途径：{}", s("target")),
         "dispatch" => format!("已派发至{}办理", s("lead_unit")),
         "sign" => "承办单位已签收，正在办理".into(),
-        "return" => "承办单位申请退回，热线正在重新派发".into(),
+        "return" => "承办单位申请退回，热线正在审核".into(),
         "review_return" => {
             if v.get("reject").and_then(|x| x.as_bool()) == Some(true) {
                 "退回未通过，原承办单位继续办理".into()
