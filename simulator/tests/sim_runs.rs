@@ -142,6 +142,23 @@ fn without_faults_no_transfer_waits_for_a_forwarders_pause() {
     );
 }
 
+/// Six hours of the demo federation at 40,000 calls a day, with the seed's
+/// random partitions and crashes (settled in the last 30 minutes) and the
+/// workload as `tweak` leaves it.
+fn six_faulty_hours(
+    seed: u64,
+    shards: usize,
+    tweak: impl FnOnce(&mut hotline_simulator::workload::Workload),
+) -> hotline_simulator::model::Report {
+    let topo = Topology::demo();
+    let mut cfg = SimConfig::new(seed, topo.clone(), 6 * 60 * MINUTE);
+    cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
+    tweak(&mut cfg.workload);
+    cfg.faults = hotline_simulator::schedule::random(&topo, seed, 6 * 60 * MINUTE, 30 * MINUTE, 4);
+    cfg.shards = shards;
+    Sim::new(cfg).unwrap().run()
+}
+
 /// 退回首接 under faults: every handled ticket transferred to another
 /// region is sent back by its destination and handled by its first-contact
 /// center. Each return is a transfer of its own (store and forward, exactly
@@ -152,16 +169,11 @@ fn without_faults_no_transfer_waits_for_a_forwarders_pause() {
 /// owned once, breaking no invariant).
 #[test]
 fn destinations_send_tickets_back_through_faults() {
-    let topo = Topology::demo();
     for (seed, shards) in [(21, 1), (22, 2), (23, 1)] {
-        let mut cfg = SimConfig::new(seed, topo.clone(), 6 * 60 * MINUTE);
-        cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
-        cfg.workload.other_region_permille = 300;
-        cfg.workload.send_back_permille = 1000;
-        cfg.faults =
-            hotline_simulator::schedule::random(&topo, seed, 6 * 60 * MINUTE, 30 * MINUTE, 4);
-        cfg.shards = shards;
-        let r = Sim::new(cfg).unwrap().run();
+        let r = six_faulty_hours(seed, shards, |w| {
+            w.other_region_permille = 300;
+            w.send_back_permille = 1000;
+        });
         assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
         assert!(
             r.send_backs >= 10,
@@ -188,16 +200,11 @@ fn destinations_send_tickets_back_through_faults() {
 /// or one stuck on its way would leave a decided move unfinished).
 #[test]
 fn units_return_tickets_of_other_regions_and_they_move_on_through_faults() {
-    let topo = Topology::demo();
     for (seed, shards) in [(24, 1), (25, 2)] {
-        let mut cfg = SimConfig::new(seed, topo.clone(), 6 * 60 * MINUTE);
-        cfg.workload = cfg.workload.scaled_to(&topo, 40_000);
-        cfg.workload.return_permille = 1000;
-        cfg.workload.return_elsewhere_permille = 1000;
-        cfg.faults =
-            hotline_simulator::schedule::random(&topo, seed, 6 * 60 * MINUTE, 30 * MINUTE, 4);
-        cfg.shards = shards;
-        let r = Sim::new(cfg).unwrap().run();
+        let r = six_faulty_hours(seed, shards, |w| {
+            w.return_permille = 1000;
+            w.return_elsewhere_permille = 1000;
+        });
         assert_eq!(r.invariants.violation, None, "{}", r.reproduce);
         assert!(
             r.moved_from_review >= 10,

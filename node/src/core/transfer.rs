@@ -1591,6 +1591,21 @@ mod tests {
         assert_eq!(f.field, "destination_region");
     }
 
+    /// 转办 by a call taker, as `Tickets.Transfer` proposes it.
+    fn transfer(g: &mut G, id: &str, to: u64, place: &str) -> ApplyResult {
+        g.apply(command::Op::TransferOut(TransferOut {
+            ticket_id: id.into(),
+            destination_group: to,
+            destination_region: place.into(),
+            actor: Some(hotline_proto::v1::Actor {
+                id: "话务员".into(),
+                role: hotline_proto::v1::Role::CallTaker as i32,
+            }),
+            reason: "退单审核：属地不符".into(),
+            send_back: false,
+        }))
+    }
+
     fn send_back(g: &mut G, id: &str, reason: &str) -> ApplyResult {
         g.apply(command::Op::TransferOut(TransferOut {
             ticket_id: id.into(),
@@ -1913,17 +1928,7 @@ mod tests {
         let returned = returned_by_unit(&mut origin, &t.id, "嘉定区城管局");
         assert_eq!(returned.returns, 1);
         assert!(returned.pending_return.is_some());
-        let out = |g: &mut G| {
-            g.apply(command::Op::TransferOut(TransferOut {
-                ticket_id: t.id.clone(),
-                destination_group: 320585,
-                destination_region: "320585102".into(),
-                actor: t.call_taker.clone(),
-                reason: "退单审核：属地不符，转太仓".into(),
-                send_back: false,
-            }))
-        };
-        let stub = match out(&mut origin) {
+        let stub = match transfer(&mut origin, &t.id, 320585, "320585102") {
             ApplyResult::Ticket(s) => (*s).clone(),
             other => panic!("{other:?}"),
         };
@@ -1988,14 +1993,7 @@ mod tests {
             ..Default::default()
         });
         run(&mut origin, &busy.id, Role::CallTaker, "话务员", dispatch);
-        let r = origin.apply(command::Op::TransferOut(TransferOut {
-            ticket_id: busy.id.clone(),
-            destination_group: 320585,
-            destination_region: "320585102".into(),
-            actor: t.call_taker.clone(),
-            reason: "转太仓".into(),
-            send_back: false,
-        }));
+        let r = transfer(&mut origin, &busy.id, 320585, "320585102");
         assert!(
             matches!(
                 r,
@@ -2016,14 +2014,7 @@ mod tests {
         let t = accept_about(&mut origin, "310114001", 0);
         returned_by_unit(&mut origin, &t.id, "嘉定区城管局");
         // A directory gone wrong: 姑苏 (320508) sent to 太仓's group.
-        let r = origin.apply(command::Op::TransferOut(TransferOut {
-            ticket_id: t.id.clone(),
-            destination_group: 320585,
-            destination_region: "320508".into(),
-            actor: t.call_taker.clone(),
-            reason: "退单审核：属地不符".into(),
-            send_back: false,
-        }));
+        let r = transfer(&mut origin, &t.id, 320585, "320508");
         assert!(matches!(r, ApplyResult::Ticket(_)), "{r:?}");
         pass(&mut origin, &mut wrong);
         assert!(wrong.m.is_empty(), "refused: no ticket created");
