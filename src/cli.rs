@@ -663,6 +663,9 @@ async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> 
     println!(
         "  hotline ticket send-back --config {c} ID --reason \"地址实为嘉定区安亭镇\"   # 太仓 退回首接: back to 嘉定 for review"
     );
+    println!(
+        "  hotline ticket transfer --config {c} ID --location 320585102 --reason \"退单审核：属地不符\"   # 嘉定: a unit returned it as 太仓's (退单), so it goes there"
+    );
     println!("  hotline transfers --config {c}            # the national cross-province list");
     println!("  hotline query counts --config {c}         # national figures, fanned out");
     println!(
