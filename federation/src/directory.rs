@@ -130,6 +130,14 @@ impl Directory {
             .find(|g| self.region.contains_key(g))
     }
 
+    /// Where a ticket about `location` held by group `from` should go: the
+    /// owner of the place when that is another group (an accept's
+    /// transfer, a center's 转办 from review); `None` when `from` owns it or
+    /// no group does. The node and the simulator both route by it.
+    pub fn transfer_to(&self, location: &str, from: u64) -> Option<u64> {
+        self.owner(location).filter(|&o| o != from)
+    }
+
     /// `group` and its ancestor groups, nearest first, up to the national
     /// group if there is one. Works for ids that are not in the directory too
     /// (the chain then starts with that id).
@@ -346,6 +354,19 @@ mod tests {
         assert_eq!(d.path(310_114, 31), [310_114, 3101, 31]);
         assert_eq!(d.path(NATIONAL, 320_585), [NATIONAL, 32, 3205, 320_585]);
         assert_eq!(d.path(31, 32), [31, NATIONAL, 32]);
+    }
+
+    #[test]
+    fn a_ticket_goes_to_the_owner_only_when_it_is_another_group() {
+        let d = demo();
+        assert_eq!(d.transfer_to("320585102", 310_114), Some(320_585));
+        assert_eq!(d.transfer_to("310114001", 310_114), None, "its own");
+        assert_eq!(
+            d.transfer_to("310114001", 3101),
+            Some(310_114),
+            "down to 嘉定"
+        );
+        assert_eq!(d.transfer_to("999999", 310_114), None, "no such place");
     }
 
     #[test]

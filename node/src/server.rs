@@ -461,8 +461,7 @@ impl Tickets for Handle {
         // 首接负责: accepted here; owned where the problem is. Never from clients.
         req.transfer_to_group = 0;
         if let Some(loc) = req.location.as_ref().filter(|l| !l.code.is_empty())
-            && let Some(owner) = self.dir().owner(&loc.code)
-            && owner != g.group_id
+            && let Some(owner) = self.dir().transfer_to(&loc.code, g.group_id)
         {
             req.transfer_to_group = owner;
         }

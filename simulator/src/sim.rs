@@ -2006,7 +2006,7 @@ impl Sim {
             StepKind::Dispatch | StepKind::Review => (StepKind::Sign, h.sign_after_ms),
             // The center reviews the return: a place another group owns
             // goes there, anything else to another unit.
-            StepKind::Return if self.dir.owner(&h.moved_to).is_some_and(|o| o != tr.group) => {
+            StepKind::Return if self.dir.transfer_to(&h.moved_to, tr.group).is_some() => {
                 self.review_moves.insert(tr.number, self.now);
                 (StepKind::MoveOn, 30 * 60_000)
             }
@@ -2604,7 +2604,10 @@ impl Sim {
                 unreachable!("only a handled ticket is returned");
             };
             let place = h.moved_to.clone();
-            let to = self.dir.owner(&place).expect("checked by next_step");
+            let to = self
+                .dir
+                .transfer_to(&place, group)
+                .expect("checked by next_step");
             let op = command::Op::TransferOut(TransferOut {
                 ticket_id: id,
                 destination_group: to,
@@ -2771,11 +2774,7 @@ impl Sim {
         }
         let ticket = self.tracks.len() as u32;
         // The accepting node's directory decides, as in the node.
-        let transfer_to_group = self
-            .dir
-            .owner(&a.location)
-            .filter(|&o| o != group)
-            .unwrap_or(0);
+        let transfer_to_group = self.dir.transfer_to(&a.location, group).unwrap_or(0);
         // What only the accept needs moves into it: a day's tracks are
         // millions (the region and the fate stay for the later steps).
         let mut a = a;

@@ -385,6 +385,14 @@ fn crosses_provinces(env: &TransferEnvelope) -> bool {
     province(from) != province(&env.destination_region)
 }
 
+/// The system actor of the group that acts (receives, refuses, relays).
+fn group_actor(group: u64) -> Option<hotline_proto::v1::Actor> {
+    Some(hotline_proto::v1::Actor {
+        id: format!("group-{group}"),
+        role: hotline_proto::v1::Role::System as i32,
+    })
+}
+
 /// A transfer's outcome as an event of the ticket's chain, by the group
 /// `by_group` (a system actor): delivered, refused on arrival, or sent
 /// back.
@@ -399,10 +407,7 @@ fn transfer_event(
 ) -> Event {
     Event {
         kind: kind.into(),
-        actor: Some(hotline_proto::v1::Actor {
-            id: format!("group-{by_group}"),
-            role: hotline_proto::v1::Role::System as i32,
-        }),
+        actor: group_actor(by_group),
         at_ms,
         reason: reason.into(),
         payload: if send_back {
@@ -721,10 +726,7 @@ impl TicketMachine {
         let me = self.group_id();
         let ev = Event {
             kind: "transfer_not_started".into(),
-            actor: Some(hotline_proto::v1::Actor {
-                id: format!("group-{me}"),
-                role: hotline_proto::v1::Role::System as i32,
-            }),
+            actor: group_actor(me),
             at_ms,
             reason: error.to_string(),
             payload: payload!({
@@ -899,10 +901,7 @@ impl TicketMachine {
                     t.transfer_state = TransferState::Delivered as i32;
                     let ev = Event {
                         kind: "transfer_in".into(),
-                        actor: Some(hotline_proto::v1::Actor {
-                            id: format!("group-{me}"),
-                            role: hotline_proto::v1::Role::System as i32,
-                        }),
+                        actor: group_actor(me),
                         at_ms,
                         reason: env.reason.clone(),
                         payload: payload!({
