@@ -33,6 +33,58 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// The client's arguments for a command on one ticket by its id.
+#[derive(Args, Clone)]
+pub struct TicketArgs {
+    #[command(flatten)]
+    pub c: ClientArgs,
+    /// The center that holds the ticket now, by its region (district or
+    /// street code): a center that received it by transfer names itself
+    /// while the ticket's first-contact center cannot be reached. Without
+    /// it, the ticket is found from its id: asked at its first-contact
+    /// center, whose stub names where it went.
+    #[arg(long, value_name = "REGION")]
+    pub at: Option<String>,
+}
+
+/// Field access as for the other commands (`c.config`, `c.json`).
+impl std::ops::Deref for TicketArgs {
+    type Target = ClientArgs;
+    fn deref(&self) -> &ClientArgs {
+        &self.c
+    }
+}
+
+impl TicketArgs {
+    /// The group named by `--at`, if given.
+    fn at_group(&self, cl: &Client) -> Result<Option<u64>> {
+        let Some(region) = &self.at else {
+            return Ok(None);
+        };
+        match cl.group_of_region(region) {
+            Some(g) => Ok(Some(g)),
+            None => bail!(
+                "--at: no group owns region {region:?} in the topology of {}",
+                self.c.config.display()
+            ),
+        }
+    }
+
+    /// The group that holds ticket `id` now (`Client::owner_of`). When
+    /// its first-contact center cannot be reached, says how to go on.
+    async fn owner_of(&self, cl: &Client, id: &str) -> Result<u64> {
+        let at = self.at_group(cl)?;
+        cl.owner_of(id, at).await.map_err(|s| {
+            let e = status_err(s.clone());
+            if at.is_none() && s.code() == tonic::Code::Unavailable {
+                e.context("a center the ticket was transferred to acts on it with --at ITS_REGION")
+            } else {
+                e
+            }
+        })
+    }
+}
+
 /// Who is acting. Unit commands act as the unit they name.
 #[derive(Args, Clone)]
 pub struct ActorArgs {
@@ -91,7 +143,7 @@ pub enum TicketCmd {
     /// 直接答复: close at intake with an answer.
     Answer {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         text: String,
@@ -101,7 +153,7 @@ pub enum TicketCmd {
     /// 不予受理/转办: refer (emergency → 110/119/120/122, legal_channel, secret, not_government, unclear).
     Refer {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         /// emergency | legal_channel | secret | not_government | unclear
         #[arg(long = "refer-reason")]
@@ -118,7 +170,7 @@ pub enum TicketCmd {
     /// new owner's progress.
     Transfer {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         /// The place the request is about: a district or street code.
         #[arg(long)]
@@ -133,7 +185,7 @@ pub enum TicketCmd {
     /// it. Acts where the ticket is now (the id's center's stub points here).
     SendBack {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -141,7 +193,7 @@ pub enum TicketCmd {
     /// 派单: send to a lead unit (and assisting units).
     Dispatch {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         unit: String,
@@ -156,7 +208,7 @@ pub enum TicketCmd {
     /// 签收: the lead unit signs for the ticket.
     Sign {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         unit: String,
@@ -166,7 +218,7 @@ pub enum TicketCmd {
     /// 退单: the lead unit returns the ticket (with --reason).
     Return {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         unit: String,
@@ -176,7 +228,7 @@ pub enum TicketCmd {
     /// 退单审核: redispatch to another unit, or reject the return.
     Review {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         /// Redispatch to this unit.
         #[arg(long, conflicts_with = "reject")]
@@ -192,7 +244,7 @@ pub enum TicketCmd {
     /// 延期申请: the lead unit asks for more working days.
     Extend {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         unit: String,
@@ -205,7 +257,7 @@ pub enum TicketCmd {
     /// 延期审批: approve or deny a pending extension.
     DecideExtension {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long, conflicts_with = "deny")]
         approve: bool,
@@ -217,7 +269,7 @@ pub enum TicketCmd {
     /// 办结反馈: the lead unit replies with the result.
     Reply {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[arg(long)]
         unit: String,
@@ -227,7 +279,7 @@ pub enum TicketCmd {
     /// 回访: record the requester's answers.
     Callback {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         /// Did the unit contact you? yes | no
         #[arg(long)]
@@ -244,7 +296,7 @@ pub enum TicketCmd {
     /// 重办: send back for handling after an attributable unsatisfied callback.
     Reopen {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -252,7 +304,7 @@ pub enum TicketCmd {
     /// 结案: close after callback (with --reason).
     Close {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -260,7 +312,7 @@ pub enum TicketCmd {
     /// 归档.
     Archive {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -268,7 +320,7 @@ pub enum TicketCmd {
     /// 并单: merge a duplicate into this master ticket, keeping every requester.
     Merge {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         /// The master ticket.
         id: String,
         #[arg(long)]
@@ -279,7 +331,7 @@ pub enum TicketCmd {
     /// 催办.
     Urge {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -287,7 +339,7 @@ pub enum TicketCmd {
     /// 督办.
     Supervise {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         #[command(flatten)]
         a: ActorArgs,
@@ -295,7 +347,7 @@ pub enum TicketCmd {
     /// Show one ticket with its events.
     Get {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
         /// Read node NODE's own replica (a street office's learner, say)
         /// without the leader: answers while cut off, possibly behind, and
@@ -342,7 +394,7 @@ pub enum TicketCmd {
     /// Recompute the ticket's audit chain and say where it breaks.
     Verify {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
     },
     /// Follow a ticket's events as they happen (Ctrl-C stops).
@@ -760,16 +812,16 @@ async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u6
 }
 
 /// 转办 or 退回首接, at the group that holds the ticket now.
-async fn transfer_where_it_is(c: &ClientArgs, mut req: TransferTicketRequest) -> Result<Ticket> {
+async fn transfer_where_it_is(c: &TicketArgs, mut req: TransferTicketRequest) -> Result<Ticket> {
     let cl = client(&c.config)?;
-    req.group_id = cl.owner_of(&req.ticket_id).await.map_err(status_err)?;
+    req.group_id = c.owner_of(&cl, &req.ticket_id).await?;
     cl.transfer(req).await.map_err(status_err)
 }
 
-async fn send(c: &ClientArgs, command: TicketCommand) -> Result<()> {
+async fn send(c: &TicketArgs, command: TicketCommand) -> Result<()> {
     // Acts where the ticket is now: after a transfer, at the destination.
     let cl = client(&c.config)?;
-    let group = cl.owner_of(&command.ticket_id).await.map_err(status_err)?;
+    let group = c.owner_of(&cl, &command.ticket_id).await?;
     let t = cl.execute_in(group, command, 0).await.map_err(status_err)?;
     if c.json {
         println!("{}", ticket_json(&t));
@@ -1079,7 +1131,9 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             send(&c, cmd(id, actor(&a, Supervisor)?, a.reason, op)).await?;
         }
         TicketCmd::Get { c, id, local: None } => {
-            let t = client(&c.config)?.get(&id).await.map_err(status_err)?;
+            let cl = client(&c.config)?;
+            let at = c.at_group(&cl)?.unwrap_or(0);
+            let t = cl.get_in(at, &id).await.map_err(status_err)?;
             if c.json {
                 println!("{}", ticket_json(&t));
             } else {
@@ -1091,10 +1145,9 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             id,
             local: Some(node),
         } => {
-            let r = client(&c.config)?
-                .get_local(node, 0, &id)
-                .await
-                .map_err(status_err)?;
+            let cl = client(&c.config)?;
+            let at = c.at_group(&cl)?.unwrap_or(0);
+            let r = cl.get_local(node, at, &id).await.map_err(status_err)?;
             let t = r.ticket.unwrap_or_default();
             let label = r.label.unwrap_or_default();
             if c.json {
@@ -1163,7 +1216,9 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             }
         }
         TicketCmd::Verify { c, id } => {
-            let v = client(&c.config)?.verify(&id).await.map_err(status_err)?;
+            let cl = client(&c.config)?;
+            let at = c.at_group(&cl)?.unwrap_or(0);
+            let v = cl.verify_in(at, &id).await.map_err(status_err)?;
             // Recompute here too: a verifier should not have to trust the node.
             let events = v
                 .ticket

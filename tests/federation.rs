@@ -1302,6 +1302,62 @@ async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
     assert!(said.iter().any(|s| s.contains("退回首接")), "{said:?}");
 }
 
+/// The center a ticket was transferred to acts on it while the ticket's
+/// first-contact center is down, naming itself (`--at`): the ticket is
+/// found from its id only through that center's stub. Without `--at` the
+/// CLI says the first-contact center cannot be reached and how to go on;
+/// a center that does not hold the ticket says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_acts_on_its_ticket_with_the_first_contact_center_down() {
+    let (mut cl, c) = federation(8760).await;
+    let t = c
+        .accept(about_taicang("浏河镇菜场门口占道经营", "13800003579"))
+        .await
+        .unwrap();
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(&c, &t.id),
+    )
+    .await;
+    // Every replica of 嘉定's group: 嘉定's, 上海's and 黄浦's nodes.
+    for node in [6, 4, 7] {
+        cl.kill(node);
+    }
+    let dispatch = ["ticket", "dispatch", &t.id, "--unit", "浏河镇城管中队"];
+    let err = cl.cli_fails(&dispatch);
+    assert!(
+        err.contains("group 310114, its first-contact center, cannot be reached")
+            && err.contains("--at ITS_REGION"),
+        "{err}"
+    );
+    let err = cl.cli_fails(&[&dispatch[..], &["--at", "3205"]].concat());
+    assert!(
+        err.contains("NotFound") && err.contains("not held at group 3205"),
+        "{err}"
+    );
+    let err = cl.cli_fails(&[&dispatch[..], &["--at", "999999"]].concat());
+    assert!(err.contains("--at: no group owns region"), "{err}");
+
+    let run = |args: &[&str]| {
+        let out = cl.cli(&[args, &["--at", "320585", "--json"]].concat());
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let v = run(&dispatch);
+    assert_eq!(v["status"], "awaiting_sign", "{v}");
+    let v = run(&["ticket", "get", &t.id]);
+    assert_eq!(v["lead_unit"], "浏河镇城管中队", "{v}");
+    let kinds: Vec<_> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["accept", "transfer_out", "transfer_in", "dispatch"]);
+    let out = cl.cli(&["ticket", "verify", &t.id, "--at", "320585"]);
+    assert!(out.contains("verifies"), "{out}");
+}
+
 /// A node added to a group online is not in the topology file, yet may
 /// send for the group (it may come to lead it): the callee asks the group
 /// for its configuration. Node 5 (苏州) replays 嘉定's envelope to the

@@ -59,6 +59,13 @@ fn retryable(s: &Status) -> bool {
     )
 }
 
+/// What `with_retry_in` returns when no node of a group answered: every
+/// attempt failed, or found only nodes that do not host the group.
+fn unreachable(s: &Status) -> bool {
+    retryable(s)
+        || (s.code() == Code::FailedPrecondition && s.message().contains("is not hosted on node"))
+}
+
 impl Client {
     /// Lazy connections (`connections` per node) to every endpoint.
     pub fn new(
@@ -178,12 +185,7 @@ impl Client {
             } % self.nodes.len();
             match f(self.channel(node)).await {
                 Ok(v) => return Ok(v),
-                Err(s)
-                    if retryable(&s)
-                        || (group.is_some()
-                            && s.code() == Code::FailedPrecondition
-                            && s.message().contains("is not hosted on node")) =>
-                {
+                Err(s) if retryable(&s) || (group.is_some() && unreachable(&s)) => {
                     last = s;
                     if last.code() != Code::ResourceExhausted
                         && self.find_leader_of(group).await.is_none()
@@ -267,8 +269,14 @@ impl Client {
     /// its id alone. A ticket still on its way (its new owner does not have
     /// it yet, or two stubs name each other during a send-back) is
     /// `FailedPrecondition`, to try again in a moment.
-    pub async fn owner_of(&self, id: &str) -> Result<u64, Status> {
-        let mut group = self.group_of_ticket(id).unwrap_or(0);
+    ///
+    /// `at`: start at this group instead, the one the caller believes holds
+    /// the ticket now (a destination's operator, while the first-contact
+    /// center cannot be reached). A ticket it does not hold is `NotFound`.
+    /// When the id's group cannot be reached, the error is `Unavailable`
+    /// and says so: no other group can tell where the ticket went.
+    pub async fn owner_of(&self, id: &str, at: Option<u64>) -> Result<u64, Status> {
+        let mut group = at.or_else(|| self.group_of_ticket(id)).unwrap_or(0);
         let mut asked: Vec<u64> = Vec::new();
         let on_its_way = |from: u64, to: u64| {
             Status::failed_precondition(format!(
@@ -283,6 +291,17 @@ impl Client {
                         && let Some(&from) = asked.last() =>
                 {
                     return Err(on_its_way(from, group));
+                }
+                Err(s) if asked.is_empty() && at.is_some() && s.code() == Code::NotFound => {
+                    return Err(Status::not_found(format!(
+                        "ticket {id} is not held at group {group}"
+                    )));
+                }
+                Err(s) if asked.is_empty() && at.is_none() && unreachable(&s) => {
+                    return Err(Status::unavailable(format!(
+                        "ticket {id}: group {group}, its first-contact center, cannot be reached ({})",
+                        s.message()
+                    )));
                 }
                 Err(s) => return Err(s),
             };

@@ -116,6 +116,22 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs the CLI expecting it to fail; returns what it said on stderr.
+    pub fn cli_fails(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.client_config())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "hotline {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
     pub fn node_config(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node-{id}.toml"))
     }
