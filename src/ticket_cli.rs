@@ -633,6 +633,14 @@ fn print_ticket(t: &Ticket) {
         status_name(t.status)
     );
     println!("受理中心 region:      {}", t.region);
+    if t.status == Status::Transferred as i32 && t.owner_group != 0 {
+        // A stub: say where the ticket is handled now (`--at` acts there).
+        let to = hotline_federation::topology::group_region(t.owner_group);
+        println!(
+            "现办理中心 owner:     {}",
+            hotline_federation::regions().label(&to)
+        );
+    }
     println!("诉求类型 kind:        {}", kind_name(t.kind));
     println!("分类 category:        {}", t.category);
     println!("紧急程度 priority:    {}", priority_name(t.priority));

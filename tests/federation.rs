@@ -1320,6 +1320,9 @@ async fn a_destination_acts_on_its_ticket_with_the_first_contact_center_down() {
         || delivered_at_origin(&c, &t.id),
     )
     .await;
+    // 嘉定's stub says where the ticket is handled now.
+    let out = cl.cli(&["ticket", "get", &t.id]);
+    assert!(out.contains("现办理中心 owner:     320585 太仓市"), "{out}");
     // Every replica of 嘉定's group: 嘉定's, 上海's and 黄浦's nodes.
     for node in [6, 4, 7] {
         cl.kill(node);
