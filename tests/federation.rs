@@ -265,6 +265,13 @@ async fn a_partition_between_shanghai_and_jiangsu_delays_but_never_loses_or_doub
             "stuck at national during the partition"
         );
     }
+    // The caller asking 嘉定 hears where the ticket went and that its
+    // progress is not available now, in words meant for a caller.
+    let l = c.lookup(&ids[0], "1234").await.unwrap();
+    assert_eq!(
+        l.status_text,
+        "已转至320585 太仓市办理（暂时无法获取最新进度，请稍后再查询）"
+    );
     let status = cl.cli(&["fault", "show", "--json"]);
     assert!(status.contains("partition"), "{status}");
     // Counted in metrics: 上海's province node drops what it sends to 江苏's.

@@ -731,12 +731,19 @@ impl Tickets for Handle {
                         Ok(Response::new(there))
                     }
                     // The owner is out of reach: say what the origin knows.
+                    // The cause is for the operators' log, not the caller
+                    // (a drill's or a transport's words mean nothing to them).
                     Err(e) => {
+                        tracing::info!(
+                            ticket = %r.id,
+                            owner,
+                            error = %e.message(),
+                            "lookup answered without the owner's progress"
+                        );
                         let mut l = l;
                         l.status_text = format!(
-                            "已转至{}办理（暂时无法获取最新进度：{}）",
+                            "已转至{}办理（暂时无法获取最新进度，请稍后再查询）",
                             hotline_federation::regions().label(&group_region(owner)),
-                            e.message()
                         );
                         Ok(Response::new(l))
                     }
