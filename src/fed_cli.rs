@@ -94,10 +94,15 @@ fn print_records(rs: &[TransferRecord]) {
         let env = r.envelope.clone().unwrap_or_default();
         let t = env.ticket.clone().unwrap_or_default();
         let age_min = (now - env.sent_at_ms) / 60_000;
-        // By name, as a supervisor reads a route: 嘉定区→全国→太仓市.
+        // By name, as a supervisor reads a route: 嘉定区→全国→太仓市. The
+        // envelope names the hops up to this group; where this group
+        // passed it on is the record's own (`next_group`, once acknowledged).
+        let on =
+            (r.next_group != 0 && env.hops.last() != Some(&r.next_group)).then_some(r.next_group);
         let hops: Vec<String> = env
             .hops
             .iter()
+            .chain(on.iter())
             .map(|&h| {
                 let region = hotline_federation::group_region(h);
                 hotline_federation::regions()

@@ -219,6 +219,12 @@ async fn jiading_to_taicang_exactly_once_and_listed_nationally() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["records"][0]["ticket_id"], t.id);
     assert_eq!(v["records"][0]["state"], "delivered");
+    // A supervisor reads the route by name, to where national passed it
+    // (national's own acknowledgement may follow the receipt).
+    until("the route to 太仓", Duration::from_secs(10), || async {
+        cl.cli(&["transfers"]).contains("嘉定区→全国→太仓市")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
