@@ -769,17 +769,25 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         );
     }
     for d in &drills {
+        let rules = d["rules"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
         println!(
             "演练 drill on node {}: {} (dropped {}, delayed {}; generation {})",
             d["id"],
-            d["rules"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "))
-                .unwrap_or_default(),
+            // After a heal the counts stay (what the drill did); say that
+            // nothing is in force, rather than print an empty rule list.
+            if rules.is_empty() {
+                "已解除 healed".to_string()
+            } else {
+                rules
+            },
             d["dropped"],
             d["delayed"],
             d["generation"]
