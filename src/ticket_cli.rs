@@ -38,9 +38,10 @@ pub struct ClientArgs {
 pub struct TicketArgs {
     #[command(flatten)]
     pub c: ClientArgs,
-    /// The center that holds the ticket now, by its region (district or
-    /// street code): a center that received it by transfer names itself
-    /// while the ticket's first-contact center cannot be reached. Without
+    /// The center holding the ticket now (its region code), to act while
+    /// the ticket's first-contact center cannot be reached
+    ///
+    /// A center that received the ticket by transfer names itself. Without
     /// it, the ticket is found from its id: asked at its first-contact
     /// center, whose stub names where it went.
     #[arg(long, value_name = "REGION")]
