@@ -76,11 +76,13 @@ impl TicketArgs {
     async fn owner_of(&self, cl: &Client, id: &str) -> Result<u64> {
         let at = self.at_group(cl)?;
         cl.owner_of(id, at).await.map_err(|s| {
-            let e = status_err(s.clone());
             if at.is_none() && s.code() == tonic::Code::Unavailable {
-                e.context("a center the ticket was transferred to acts on it with --at ITS_REGION")
+                anyhow!(
+                    "{}; a center the ticket was transferred to acts on it with --at ITS_REGION",
+                    status_err(s)
+                )
             } else {
-                e
+                status_err(s)
             }
         })
     }
