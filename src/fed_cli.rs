@@ -243,6 +243,24 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
                 f64::from(x.permille) / 10.0
             );
         }
+        // Categories by their top-level class (the KPI report's keys);
+        // they may be many, so padded to the widest.
+        println!("按分类:");
+        let w = r
+            .by_category
+            .iter()
+            .map(|x| width(&x.key))
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        for x in &r.by_category {
+            println!(
+                "  {} {:>8}  {:>5.1}%",
+                pad(&x.key, w),
+                x.count,
+                f64::from(x.permille) / 10.0
+            );
+        }
         println!("按状态:");
         for x in &r.by_status {
             println!("  {} {:>8}", pad(&x.key, 18), x.count);

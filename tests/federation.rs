@@ -824,6 +824,11 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     assert_eq!(v["by_kind"][0]["key"], "complaint", "{v}");
     assert_eq!(v["by_category"][0]["key"], "环境保护", "{v}");
     assert_eq!(v["by_status"][0]["key"], "accepted", "{v}");
+    // And so does the text a supervisor reads: by kind, category, status.
+    let text = cl.cli(&["query", "counts"]);
+    for line in ["按类型:", "按分类:", "  环境保护", "按状态:"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
     let regions: BTreeSet<&str> = v["by_region"]
         .as_array()
         .unwrap()
