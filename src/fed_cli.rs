@@ -74,7 +74,8 @@ fn record_json(r: &TransferRecord, now_ms: i64) -> Value {
         "transfer_id": env.transfer_id, "ticket_id": t.id, "kind": kind_name(t.kind),
         "category": t.category, "origin_group": env.origin_group,
         "destination_group": env.destination_group, "destination_region": env.destination_region,
-        "state": state_name(r.state), "hops": env.hops, "sent_at_ms": env.sent_at_ms,
+        "state": state_name(r.state), "hops": env.hops, "next_group": r.next_group,
+        "sent_at_ms": env.sent_at_ms,
         "age_ms": now_ms - env.sent_at_ms, "refusal": r.refusal, "cross_province": r.cross_province,
         "send_back": env.send_back, "reason": env.reason,
     })
@@ -234,37 +235,10 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         println!("  {} {:>8}", pad(l, label_w), x.count);
     }
     if !r.by_kind.is_empty() {
-        println!("按类型:");
-        for x in &r.by_kind {
-            println!(
-                "  {} {:>8}  {:>5.1}%",
-                pad(&x.key, 12),
-                x.count,
-                f64::from(x.permille) / 10.0
-            );
-        }
-        // Categories by their top-level class (the KPI report's keys);
-        // they may be many, so padded to the widest.
-        println!("按分类:");
-        let w = r
-            .by_category
-            .iter()
-            .map(|x| width(&x.key))
-            .max()
-            .unwrap_or(0)
-            .max(12);
-        for x in &r.by_category {
-            println!(
-                "  {} {:>8}  {:>5.1}%",
-                pad(&x.key, w),
-                x.count,
-                f64::from(x.permille) / 10.0
-            );
-        }
-        println!("按状态:");
-        for x in &r.by_status {
-            println!("  {} {:>8}", pad(&x.key, 18), x.count);
-        }
+        // The same sections, words and shares as `hotline report`.
+        let mut o = String::new();
+        crate::report::volume_sections(&mut o, &r.by_kind, &r.by_category, &r.by_status);
+        print!("{o}");
     }
     for t in &r.tickets {
         println!(

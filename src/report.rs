@@ -46,16 +46,7 @@ pub fn render_text(r: &ReportResponse) -> String {
     }
     o.push('\n');
 
-    o.push_str("\n按类型\n");
-    shares_table(o, &r.by_kind, usize::MAX, kind_label);
-    if r.by_category.len() > TOP_CATEGORIES {
-        let _ = writeln!(o, "\n按分类(前 {TOP_CATEGORIES} 类)");
-    } else {
-        o.push_str("\n按分类\n");
-    }
-    shares_table(o, &r.by_category, TOP_CATEGORIES, category_label);
-    o.push_str("\n按状态\n");
-    shares_table(o, &r.by_status, usize::MAX, status_label);
+    volume_sections(o, &r.by_kind, &r.by_category, &r.by_status);
 
     o.push_str("\n三率(按最后一次回访)\n");
     let rows = [
@@ -375,6 +366,27 @@ fn status_label(key: &str) -> String {
 }
 
 /// "  投诉      3 件  占比 60.0%", the first `limit` shares, then "其他".
+/// The volume sections of a report, also printed by `hotline query
+/// counts`: by kind, by top-level category (the first `TOP_CATEGORIES`),
+/// by status, each labelled in Chinese with its share.
+pub(crate) fn volume_sections(
+    o: &mut String,
+    by_kind: &[CountShare],
+    by_category: &[CountShare],
+    by_status: &[CountShare],
+) {
+    o.push_str("\n按类型\n");
+    shares_table(o, by_kind, usize::MAX, kind_label);
+    if by_category.len() > TOP_CATEGORIES {
+        let _ = writeln!(o, "\n按分类(前 {TOP_CATEGORIES} 类)");
+    } else {
+        o.push_str("\n按分类\n");
+    }
+    shares_table(o, by_category, TOP_CATEGORIES, category_label);
+    o.push_str("\n按状态\n");
+    shares_table(o, by_status, usize::MAX, status_label);
+}
+
 fn shares_table(o: &mut String, shares: &[CountShare], limit: usize, label: fn(&str) -> String) {
     if shares.is_empty() {
         o.push_str("  (无)\n");

@@ -75,16 +75,44 @@ impl TicketArgs {
     /// its first-contact center cannot be reached, says how to go on.
     async fn owner_of(&self, cl: &Client, id: &str) -> Result<u64> {
         let at = self.at_group(cl)?;
-        cl.owner_of(id, at).await.map_err(|s| {
-            if at.is_none() && s.code() == tonic::Code::Unavailable {
-                anyhow!(
-                    "{}; a center the ticket was transferred to acts on it with --at ITS_REGION",
-                    status_err(s)
-                )
-            } else {
-                status_err(s)
+        cl.owner_of(id, at).await.map_err(|s| self.explain(s))
+    }
+
+    /// The group to read ticket `id` in as it is there (`get`, `verify`):
+    /// `--at`'s, else the id's (a stub, after a transfer).
+    fn read_group(&self, cl: &Client) -> Result<u64> {
+        Ok(self.at_group(cl)?.unwrap_or(0))
+    }
+
+    /// An error of a read in `read_group`, in `owner_of`'s words.
+    fn read_error(&self, cl: &Client, id: &str, s: tonic::Status) -> anyhow::Error {
+        use tonic::{Code, Status};
+        match &self.at {
+            None if hotline_node::client::unreachable(&s) => {
+                self.explain(Status::unavailable(format!(
+                    "ticket {id}: group {}, its first-contact center, cannot be reached ({})",
+                    cl.group_of_ticket(id).unwrap_or(0),
+                    s.message()
+                )))
             }
-        })
+            Some(region) if s.code() == Code::NotFound => {
+                anyhow!("NotFound: ticket {id} is not held at {region} (--at)")
+            }
+            _ => status_err(s),
+        }
+    }
+
+    /// Adds how to go on to an error saying the ticket's first-contact
+    /// center cannot be reached.
+    fn explain(&self, s: tonic::Status) -> anyhow::Error {
+        if self.at.is_none() && hotline_node::client::first_contact_unreachable(&s) {
+            anyhow!(
+                "{}; a center the ticket was transferred to acts on it with --at ITS_REGION",
+                status_err(s)
+            )
+        } else {
+            status_err(s)
+        }
     }
 }
 
@@ -403,7 +431,7 @@ pub enum TicketCmd {
     /// Follow a ticket's events as they happen (Ctrl-C stops).
     Watch {
         #[command(flatten)]
-        c: ClientArgs,
+        c: TicketArgs,
         id: String,
     },
     /// Notifications waiting for delivery (phones masked).
@@ -605,6 +633,7 @@ pub fn ticket_json(t: &Ticket) -> Value {
         "phone": t.requesters.first().map(|r| r.phone_masked.clone()),
         "call_taker": t.call_taker.as_ref().map(|a| &a.id),
         "lead_unit": t.lead_unit, "assisting_units": t.assisting_units,
+        "origin_group": t.origin_group, "owner_group": t.owner_group,
         "closure": t.closure, "refer_target": t.refer_target, "answer_text": t.answer_text, "reply_text": t.reply_text,
         "accepted_at_ms": t.accepted_at_ms, "first_dispatched_at_ms": t.first_dispatched_at_ms,
         "dispatched_at_ms": t.dispatched_at_ms, "signed_at_ms": t.signed_at_ms, "replied_at_ms": t.replied_at_ms,
@@ -637,10 +666,11 @@ fn print_ticket(t: &Ticket) {
     );
     println!("受理中心 region:      {}", t.region);
     if t.status == Status::Transferred as i32 && t.owner_group != 0 {
-        // A stub: say where the ticket is handled now (`--at` acts there).
+        // A stub: where this center sent the ticket (it may have moved on
+        // since; `--at` acts where it is).
         let to = hotline_federation::topology::group_region(t.owner_group);
         println!(
-            "现办理中心 owner:     {}",
+            "转至 transferred to:  {}",
             hotline_federation::regions().label(&to)
         );
     }
@@ -1143,8 +1173,11 @@ pub async fn run(command: TicketCmd) -> Result<()> {
         }
         TicketCmd::Get { c, id, local: None } => {
             let cl = client(&c.config)?;
-            let at = c.at_group(&cl)?.unwrap_or(0);
-            let t = cl.get_in(at, &id).await.map_err(status_err)?;
+            let g = c.read_group(&cl)?;
+            let t = cl
+                .get_in(g, &id)
+                .await
+                .map_err(|s| c.read_error(&cl, &id, s))?;
             if c.json {
                 println!("{}", ticket_json(&t));
             } else {
@@ -1157,8 +1190,8 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             local: Some(node),
         } => {
             let cl = client(&c.config)?;
-            let at = c.at_group(&cl)?.unwrap_or(0);
-            let r = cl.get_local(node, at, &id).await.map_err(status_err)?;
+            let g = c.read_group(&cl)?;
+            let r = cl.get_local(node, g, &id).await.map_err(status_err)?;
             let t = r.ticket.unwrap_or_default();
             let label = r.label.unwrap_or_default();
             if c.json {
@@ -1228,8 +1261,11 @@ pub async fn run(command: TicketCmd) -> Result<()> {
         }
         TicketCmd::Verify { c, id } => {
             let cl = client(&c.config)?;
-            let at = c.at_group(&cl)?.unwrap_or(0);
-            let v = cl.verify_in(at, &id).await.map_err(status_err)?;
+            let g = c.read_group(&cl)?;
+            let v = cl
+                .verify_in(g, &id)
+                .await
+                .map_err(|s| c.read_error(&cl, &id, s))?;
             // Recompute here too: a verifier should not have to trust the node.
             let events = v
                 .ticket
@@ -1260,9 +1296,11 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             }
         }
         TicketCmd::Watch { c, id } => {
+            // Where the ticket is now: after a transfer, the destination's events.
             let cl = client(&c.config)?;
-            let node = cl.find_leader().await.unwrap_or(0);
-            let mut s = cl.watch_on(node, &id, 0).await.map_err(status_err)?;
+            let group = c.owner_of(&cl, &id).await?;
+            let node = cl.find_leader_of(Some(group)).await.unwrap_or(0);
+            let mut s = cl.watch_on(node, group, &id, 0).await.map_err(status_err)?;
             while let Some(e) = s.message().await.map_err(status_err)? {
                 if c.json {
                     println!("{}", event_json(&e));

@@ -180,7 +180,7 @@ async fn every_path_of_the_lifecycle_survives_a_leader_kill() {
     let leader_now = wait_leader(&c, Duration::from_secs(5)).await.unwrap();
     let follower = c.nodes.iter().position(|n| n.id != leader_now).unwrap();
     let survivor_id = c.nodes[follower].id;
-    let mut watch = c.watch_on(follower, &t3.id, 0).await.unwrap();
+    let mut watch = c.watch_on(follower, 0, &t3.id, 0).await.unwrap();
     let t3 = run(
         &c,
         &t3.id,

@@ -60,10 +60,22 @@ fn retryable(s: &Status) -> bool {
 }
 
 /// What `with_retry_in` returns when no node of a group answered: every
-/// attempt failed, or found only nodes that do not host the group.
-fn unreachable(s: &Status) -> bool {
-    retryable(s)
+/// attempt failed, or found only nodes that do not host the group. A group
+/// that answered "busy" (`ResourceExhausted`) was reached.
+pub fn unreachable(s: &Status) -> bool {
+    (retryable(s) && s.code() != Code::ResourceExhausted)
         || (s.code() == Code::FailedPrecondition && s.message().contains("is not hosted on node"))
+}
+
+/// How `owner_of` says that a ticket's first-contact center (the group of
+/// its id) cannot be reached: only there is it known where the ticket went,
+/// so the caller has to name the center holding it now.
+const FIRST_CONTACT_UNREACHABLE: &str = "its first-contact center, cannot be reached";
+
+/// Is this `owner_of`'s answer that the ticket's first-contact center
+/// cannot be reached (and no other group was named)?
+pub fn first_contact_unreachable(s: &Status) -> bool {
+    s.code() == Code::Unavailable && s.message().contains(FIRST_CONTACT_UNREACHABLE)
 }
 
 impl Client {
@@ -297,9 +309,15 @@ impl Client {
                         "ticket {id} is not held at group {group}"
                     )));
                 }
-                Err(s) if asked.is_empty() && at.is_none() && unreachable(&s) => {
+                Err(s) if unreachable(&s) => {
+                    let which = match (asked.last(), at) {
+                        (Some(from), _) => format!("group {group}, where group {from} sent it,"),
+                        (None, Some(_)) => format!("group {group}, named to hold it,"),
+                        // FIRST_CONTACT_UNREACHABLE's words, with the next line's.
+                        (None, None) => format!("group {group}, its first-contact center,"),
+                    };
                     return Err(Status::unavailable(format!(
-                        "ticket {id}: group {group}, its first-contact center, cannot be reached ({})",
+                        "ticket {id}: {which} cannot be reached ({})",
                         s.message()
                     )));
                 }
@@ -515,9 +533,12 @@ impl Client {
     }
 
     /// Streams a ticket's events from one node (any replica serves it).
+    /// Streams ticket `id`'s events from node index `node`, in `group` (0:
+    /// the group of the id's region).
     pub async fn watch_on(
         &self,
         node: usize,
+        group: u64,
         id: &str,
         after_seq: u32,
     ) -> Result<tonic::Streaming<Event>, Status> {
@@ -525,7 +546,7 @@ impl Client {
             .watch(WatchRequest {
                 id: id.to_string(),
                 after_seq,
-                group_id: self.group_of_ticket(id).unwrap_or(0),
+                group_id: self.ticket_group(id, group).unwrap_or(0),
             })
             .await?
             .into_inner())

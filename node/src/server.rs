@@ -705,6 +705,11 @@ impl Tickets for Handle {
                     stub = g.get_ticket(&id).await?;
                 }
                 let owner = stub.owner_group;
+                // A caller reads the place's name (太仓市), not its code.
+                let owner_region = group_region(owner);
+                let owner_name = hotline_federation::regions()
+                    .display_name(&owner_region)
+                    .map_or_else(|| owner_region.clone(), str::to_string);
                 let remote = LookupRequest {
                     id,
                     phone_last4: r.phone_last4,
@@ -723,11 +728,8 @@ impl Tickets for Handle {
                     Ok(mut there) => {
                         // The owner's copy carries the whole chain, the
                         // origin's steps included.
-                        there.status_text = format!(
-                            "已转至{}办理：{}",
-                            hotline_federation::regions().label(&group_region(owner)),
-                            there.status_text
-                        );
+                        there.status_text =
+                            format!("已转至{owner_name}办理：{}", there.status_text);
                         Ok(Response::new(there))
                     }
                     // The owner is out of reach: say what the origin knows.
@@ -741,10 +743,8 @@ impl Tickets for Handle {
                             "lookup answered without the owner's progress"
                         );
                         let mut l = l;
-                        l.status_text = format!(
-                            "已转至{}办理（暂时无法获取最新进度，请稍后再查询）",
-                            hotline_federation::regions().label(&group_region(owner)),
-                        );
+                        l.status_text =
+                            format!("已转至{owner_name}办理（暂时无法获取最新进度，请稍后再查询）");
                         Ok(Response::new(l))
                     }
                 }
