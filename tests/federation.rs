@@ -165,6 +165,19 @@ async fn delivered_at_origin(c: &Client, id: &str) -> bool {
         .is_ok_and(|t| t.transfer_state == TransferState::Delivered as i32)
 }
 
+/// A case about 太仓 accepted at 嘉定, once its delivery receipt is back at
+/// 嘉定 (太仓 owns it).
+async fn delivered_to_taicang(c: &Client, text: &str, phone: &str) -> Ticket {
+    let t = c.accept(about_taicang(text, phone)).await.unwrap();
+    until(
+        "delivery receipt at 嘉定",
+        Duration::from_secs(15),
+        || delivered_at_origin(c, &t.id),
+    )
+    .await;
+    t
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jiading_to_taicang_exactly_once_and_listed_nationally() {
     let (cl, c) = federation(8000).await;
@@ -703,11 +716,11 @@ async fn a_district_keeps_accepting_with_its_own_site_down() {
     // accepted once) until 4 and 7 have elected.
     let mut req = local("嘉定本地：路灯不亮");
     req.request_id = 0x6a69_6164_696e_6701;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let t = loop {
         match c.accept(req.clone()).await {
             Ok(t) => break t,
-            Err(e) if std::time::Instant::now() < deadline => {
+            Err(e) if Instant::now() < deadline => {
                 eprintln!("accept with 嘉定's site down, again: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -1384,16 +1397,7 @@ async fn a_ticket_a_unit_returns_as_another_regions_moves_from_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_acts_on_its_ticket_with_the_first_contact_center_down() {
     let (mut cl, c) = federation(8760).await;
-    let t = c
-        .accept(about_taicang("浏河镇菜场门口占道经营", "13800003579"))
-        .await
-        .unwrap();
-    until(
-        "delivery receipt at 嘉定",
-        Duration::from_secs(15),
-        || delivered_at_origin(&c, &t.id),
-    )
-    .await;
+    let t = delivered_to_taicang(&c, "浏河镇菜场门口占道经营", "13800003579").await;
     // 嘉定's stub says where the ticket is handled now.
     let out = cl.cli(&["ticket", "get", &t.id]);
     assert!(out.contains("转至 transferred to:  320585 太仓市"), "{out}");
@@ -1455,16 +1459,7 @@ async fn a_member_added_online_may_forward_for_its_group() {
     use hotline_proto::v1::{DirectoryRequest, ForwardRequest};
 
     let (cl, c) = federation(8140).await;
-    let t = c
-        .accept(about_taicang("浮桥镇河道漂浮物", "13800002468"))
-        .await
-        .unwrap();
-    until(
-        "delivery receipt at 嘉定",
-        Duration::from_secs(15),
-        || delivered_at_origin(&c, &t.id),
-    )
-    .await;
+    delivered_to_taicang(&c, "浮桥镇河道漂浮物", "13800002468").await;
     let recs = c.transfers(NATIONAL_GROUP, true, 10).await.unwrap();
     let mut envelope = recs[0].envelope.clone().unwrap();
     envelope.hops.pop(); // as 嘉定 sent it

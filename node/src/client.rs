@@ -532,9 +532,8 @@ impl Client {
         Err(last)
     }
 
-    /// Streams a ticket's events from one node (any replica serves it).
-    /// Streams ticket `id`'s events from node index `node`, in `group` (0:
-    /// the group of the id's region).
+    /// Streams ticket `id`'s events from node index `node` (any replica of
+    /// the group serves it), in `group` (0: the group of the id's region).
     pub async fn watch_on(
         &self,
         node: usize,

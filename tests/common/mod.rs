@@ -100,14 +100,19 @@ impl Cluster {
         out.split_once("\r\n\r\n").unwrap().1.to_string()
     }
 
-    /// Runs `hotline ARGS… --config client.toml` and returns its stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
+    /// Runs `hotline ARGS… --config client.toml`.
+    fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
             .args(args)
             .arg("--config")
             .arg(self.client_config())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `hotline ARGS… --config client.toml` and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.run_cli(args);
         assert!(
             out.status.success(),
             "hotline {args:?}: {}",
@@ -118,12 +123,7 @@ impl Cluster {
 
     /// Runs the CLI expecting it to fail; returns what it said on stderr.
     pub fn cli_fails(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--config")
-            .arg(self.client_config())
-            .output()
-            .unwrap();
+        let out = self.run_cli(args);
         assert!(
             !out.status.success(),
             "hotline {args:?} succeeded: {}",
