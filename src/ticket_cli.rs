@@ -720,21 +720,49 @@ fn print_ticket(t: &Ticket) {
 }
 
 fn print_list(ts: &[Ticket]) {
+    use crate::report::pad;
     println!(
-        "{:<24} {:<17} {:<10} {:<18} {:<14} {:<10} DUE",
-        "ID", "STATUS", "KIND", "CATEGORY", "UNIT", "DEADLINE"
+        "{:<24} {:<17} {:<10} {} {} {} {:<10} DUE",
+        "ID",
+        "STATUS",
+        "KIND",
+        pad("CATEGORY", 18),
+        pad("UNIT", 16),
+        pad("TRANSFER", 14),
+        "DEADLINE"
     );
     for t in ts {
         println!(
-            "{:<24} {:<17} {:<10} {:<18} {:<14} {:<10} {}",
+            "{:<24} {:<17} {:<10} {} {} {} {:<10} {}",
             t.id,
             status_name(t.status),
             kind_name(t.kind),
-            t.category,
-            t.lead_unit,
+            // Padded by display width: the names are Chinese.
+            pad(&t.category, 18),
+            pad(&t.lead_unit, 16),
+            pad(&transfer_cell(t), 14),
             deadline_name(t.deadline_state),
             cst(t.deadline_ms)
         );
+    }
+}
+
+/// Where a listed ticket went or came from: a stub's destination (转至),
+/// or the center a ticket came from by transfer (转自): a center's
+/// operators see at a glance what another center sent them.
+fn transfer_cell(t: &Ticket) -> String {
+    let name = |g: u64| {
+        let region = hotline_federation::topology::group_region(g);
+        hotline_federation::regions()
+            .display_name(&region)
+            .map_or(region.clone(), str::to_string)
+    };
+    if t.status == Status::Transferred as i32 && t.owner_group != 0 {
+        format!("转至 {}", name(t.owner_group))
+    } else if t.origin_group != 0 {
+        format!("转自 {}", name(t.origin_group))
+    } else {
+        "-".into()
     }
 }
 

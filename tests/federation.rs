@@ -1401,6 +1401,14 @@ async fn a_destination_acts_on_its_ticket_with_the_first_contact_center_down() {
     // 嘉定's stub says where the ticket is handled now.
     let out = cl.cli(&["ticket", "get", &t.id]);
     assert!(out.contains("转至 transferred to:  320585 太仓市"), "{out}");
+    let row = |list: &str| {
+        list.lines()
+            .find(|l| l.starts_with(t.id.as_str()))
+            .unwrap_or_else(|| panic!("{list}"))
+            .to_string()
+    };
+    let at_jiading = cl.cli(&["ticket", "list", "--region", "310114"]);
+    assert!(row(&at_jiading).contains("转至 太仓市"), "{at_jiading}");
     // Every replica of 嘉定's group: 嘉定's, 上海's and 黄浦's nodes.
     for node in [6, 4, 7] {
         cl.kill(node);
@@ -1433,6 +1441,9 @@ async fn a_destination_acts_on_its_ticket_with_the_first_contact_center_down() {
         let out = cl.cli(&[args, &["--at", "320585", "--json"]].concat());
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
+    // 太仓's list shows the case and where it came from.
+    let at_taicang = cl.cli(&["ticket", "list", "--region", "320585"]);
+    assert!(row(&at_taicang).contains("转自 嘉定区"), "{at_taicang}");
     let v = run(&dispatch);
     assert_eq!(v["status"], "awaiting_sign", "{v}");
     let v = run(&["ticket", "get", &t.id]);
