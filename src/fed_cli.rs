@@ -104,12 +104,7 @@ fn print_records(rs: &[TransferRecord]) {
             .hops
             .iter()
             .chain(on.iter())
-            .map(|&h| {
-                let region = hotline_federation::group_region(h);
-                hotline_federation::regions()
-                    .display_name(&region)
-                    .map_or_else(|| h.to_string(), str::to_string)
-            })
+            .map(|&h| hotline_federation::group_name(h))
             .collect();
         println!(
             "{:<26} {:<8} {:<8} {} {:<17} {:>6}分  {}",

@@ -86,14 +86,14 @@ impl TicketArgs {
 
     /// An error of a read in `read_group`, in `owner_of`'s words.
     fn read_error(&self, cl: &Client, id: &str, s: tonic::Status) -> anyhow::Error {
-        use tonic::{Code, Status};
+        use tonic::Code;
         match &self.at {
             None if hotline_node::client::unreachable(&s) => {
-                self.explain(Status::unavailable(format!(
-                    "ticket {id}: group {}, its first-contact center, cannot be reached ({})",
+                self.explain(hotline_node::client::first_contact_unreachable_status(
+                    id,
                     cl.group_of_ticket(id).unwrap_or(0),
-                    s.message()
-                )))
+                    &s,
+                ))
             }
             Some(region) if s.code() == Code::NotFound => {
                 anyhow!("NotFound: ticket {id} is not held at {region} (--at)")
@@ -751,16 +751,11 @@ fn print_list(ts: &[Ticket]) {
 /// or the center a ticket came from by transfer (转自): a center's
 /// operators see at a glance what another center sent them.
 fn transfer_cell(t: &Ticket) -> String {
-    let name = |g: u64| {
-        let region = hotline_federation::topology::group_region(g);
-        hotline_federation::regions()
-            .display_name(&region)
-            .map_or(region.clone(), str::to_string)
-    };
+    use hotline_federation::group_name;
     if t.status == Status::Transferred as i32 && t.owner_group != 0 {
-        format!("转至 {}", name(t.owner_group))
+        format!("转至 {}", group_name(t.owner_group))
     } else if t.origin_group != 0 {
-        format!("转自 {}", name(t.origin_group))
+        format!("转自 {}", group_name(t.origin_group))
     } else {
         "-".into()
     }

@@ -94,6 +94,16 @@ pub fn regions() -> &'static Regions {
     REGIONS.get_or_init(Regions::load)
 }
 
+/// A group's region as people read it ("太仓市", "全国"): what callers and
+/// supervisors see where a ticket went or came from. The region's code when
+/// the table does not know it.
+pub fn group_name(group: u64) -> String {
+    let region = group_region(group);
+    regions()
+        .display_name(&region)
+        .map_or(region.clone(), str::to_string)
+}
+
 impl Regions {
     fn load() -> Regions {
         let mut by_code = BTreeMap::new();
@@ -286,6 +296,8 @@ mod tests {
         // Every other region keeps the table's name.
         assert_eq!(shown("3205"), "苏州市");
         assert_eq!(shown("310114"), "嘉定区");
+        assert_eq!(group_name(320585), "太仓市");
+        assert_eq!(group_name(3101), "上海市辖区");
         assert_eq!(shown("31"), "上海市");
         assert_eq!(shown(""), "全国");
         assert_eq!(r.display_name("999999"), None);

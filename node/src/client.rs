@@ -72,6 +72,15 @@ pub fn unreachable(s: &Status) -> bool {
 /// so the caller has to name the center holding it now.
 const FIRST_CONTACT_UNREACHABLE: &str = "its first-contact center, cannot be reached";
 
+/// That answer, for ticket `id` whose first-contact center is `group`;
+/// `cause` is the last attempt's error.
+pub fn first_contact_unreachable_status(id: &str, group: u64, cause: &Status) -> Status {
+    Status::unavailable(format!(
+        "ticket {id}: group {group}, {FIRST_CONTACT_UNREACHABLE} ({})",
+        cause.message()
+    ))
+}
+
 /// Is this `owner_of`'s answer that the ticket's first-contact center
 /// cannot be reached (and no other group was named)?
 pub fn first_contact_unreachable(s: &Status) -> bool {
@@ -311,13 +320,14 @@ impl Client {
                 }
                 Err(s) if unreachable(&s) => {
                     let which = match (asked.last(), at) {
-                        (Some(from), _) => format!("group {group}, where group {from} sent it,"),
-                        (None, Some(_)) => format!("group {group}, named to hold it,"),
-                        // FIRST_CONTACT_UNREACHABLE's words, with the next line's.
-                        (None, None) => format!("group {group}, its first-contact center,"),
+                        (Some(from), _) => format!("where group {from} sent it"),
+                        (None, Some(_)) => "named to hold it".to_string(),
+                        (None, None) => {
+                            return Err(first_contact_unreachable_status(id, group, &s));
+                        }
                     };
                     return Err(Status::unavailable(format!(
-                        "ticket {id}: {which} cannot be reached ({})",
+                        "ticket {id}: group {group}, {which}, cannot be reached ({})",
                         s.message()
                     )));
                 }

@@ -706,10 +706,7 @@ impl Tickets for Handle {
                 }
                 let owner = stub.owner_group;
                 // A caller reads the place's name (太仓市), not its code.
-                let owner_region = group_region(owner);
-                let owner_name = hotline_federation::regions()
-                    .display_name(&owner_region)
-                    .map_or_else(|| owner_region.clone(), str::to_string);
+                let owner_name = hotline_federation::group_name(owner);
                 let remote = LookupRequest {
                     id,
                     phone_last4: r.phone_last4,
