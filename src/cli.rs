@@ -8,7 +8,7 @@ use crate::ticket_cli::{ClientArgs, PolicyCmd, TicketCmd, client};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hotline_federation::topology::{GroupSpec, NodeSpec, Topology};
-use hotline_node::client::Client;
+use hotline_node::client::{Client, DEFAULT_RETRY_BUDGET};
 use hotline_node::config::{ClientConfig, NodeConfig, Peer, Tuning};
 use serde_json::json;
 
@@ -146,12 +146,23 @@ enum ClusterCmd {
     },
 }
 
+/// A bench's cluster: its client config (whose nodes the bench drives with
+/// its own connections and waits) and the output format. Not `ClientArgs`:
+/// a bench has no `--timeout` for one request, and some have their own.
+#[derive(clap::Args, Clone)]
+struct BenchClientArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum BenchCmd {
     /// Durable ticket accepts against a cluster.
     Accept {
         #[command(flatten)]
-        c: ClientArgs,
+        c: BenchClientArgs,
         #[arg(long, default_value_t = 128)]
         clients: usize,
         #[arg(long, default_value = "10s")]
@@ -174,7 +185,7 @@ enum BenchCmd {
     /// another group's region, wait until that group owns it.
     Transfer {
         #[command(flatten)]
-        c: ClientArgs,
+        c: BenchClientArgs,
         /// The accepting center (origin group's region).
         #[arg(long, default_value = "310114")]
         from: String,
@@ -223,7 +234,7 @@ enum BenchCmd {
     /// Wait until every group of the topology has a leader its replicas agree on.
     Leaders {
         #[command(flatten)]
-        c: ClientArgs,
+        c: BenchClientArgs,
         #[arg(long, default_value = "300s")]
         timeout: String,
     },
@@ -701,7 +712,12 @@ async fn stop_demo(
 }
 
 async fn status(cfg: &Path, as_json: bool) -> Result<()> {
-    let c = client(cfg)?;
+    // Status asks every node once, each with its own short deadline.
+    let c = client(&ClientArgs {
+        config: cfg.to_path_buf(),
+        json: as_json,
+        timeout_s: DEFAULT_RETRY_BUDGET.as_secs(),
+    })?;
     let all = c.status_all().await;
     let mut rows = Vec::new();
     let mut drills = Vec::new();
@@ -819,8 +835,17 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{Cli, error_chain};
     use crate::report::pad;
+
+    /// Every subcommand's arguments fit together (no option named twice,
+    /// as a flattened `ClientArgs` and a command's own may be): clap checks
+    /// only the subcommand it parses, so a clash would show when a user
+    /// first runs that command.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 
     #[test]
     fn pads_to_terminal_columns_counting_cjk_as_two() {

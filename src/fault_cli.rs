@@ -614,7 +614,7 @@ async fn set_all(client: &Client, newest: &Drill, rules: Vec<FaultRule>) -> Vec<
 }
 
 async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
-    let client = crate::ticket_cli::client(&c.config)?;
+    let client = crate::ticket_cli::client(c)?;
     let title = format!("{}  [{}]", faults::describe(&rule), rule.label);
     let what = rule_json(&rule);
     let named: Vec<u64> = rule.side_a.iter().chain(&rule.side_b).copied().collect();
@@ -625,7 +625,7 @@ async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
 }
 
 async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()> {
-    let client = crate::ticket_cli::client(&c.config)?;
+    let client = crate::ticket_cli::client(c)?;
     let (a, b) = sides.unwrap_or_default();
     let newest = newest_drill(&client).await?;
     let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(|e| anyhow!(e))?;
@@ -648,7 +648,7 @@ async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()>
 }
 
 async fn show(c: &ClientArgs) -> Result<()> {
-    let client = crate::ticket_cli::client(&c.config)?;
+    let client = crate::ticket_cli::client(c)?;
     let outcomes = call_all(&client, &Call::Show).await;
     let answered = outcomes
         .iter()

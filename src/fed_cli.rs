@@ -132,7 +132,7 @@ fn print_records(rs: &[TransferRecord]) {
 /// `hotline transfers [--region R] [--all]`: a group's custody log; by
 /// default the national group's cross-province list.
 pub async fn transfers(c: &ClientArgs, region: &str, all: bool, limit: u32) -> Result<()> {
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     let group = group_for(&cl, region)?;
     let rs = cl.transfers(group, !all, limit).await.map_err(status_err)?;
     if c.json {
@@ -169,7 +169,11 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
     if !(1..=30_000).contains(&deadline_ms) {
         return Err(anyhow!("--deadline-ms: must be 1 to 30000"));
     }
-    let cl = client(&c.config)?;
+    // The query answers by its deadline, with the regions that did not:
+    // the client waits for that answer at least, whatever `--timeout` says.
+    let wait = std::time::Duration::from_secs(c.timeout_s)
+        .max(std::time::Duration::from_millis(deadline_ms as u64 + 5_000));
+    let cl = client(&c)?.with_retry_budget(wait);
     let r = cl
         .federated_query(FederatedQueryRequest {
             region: region.clone(),

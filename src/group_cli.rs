@@ -207,7 +207,7 @@ fn target(c: &ClientArgs, region: &str, node: u64) -> Result<(u64, hotline_node:
     if node == 0 {
         bail!("--node: node ids start at 1");
     }
-    Ok((group, client(&c.config)?))
+    Ok((group, client(c)?))
 }
 
 async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) -> Result<()> {
@@ -466,7 +466,7 @@ struct GroupView {
 
 async fn show(c: &ClientArgs, region: Option<&str>) -> Result<()> {
     let only = region.map(group_of).transpose()?;
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     let all = cl.status_all().await;
     let mut groups: BTreeMap<u64, GroupView> = BTreeMap::new();
     let mut unreachable = Vec::new();
@@ -545,7 +545,7 @@ async fn show(c: &ClientArgs, region: Option<&str>) -> Result<()> {
 
 /// The newest directory any node answers with, and each node's version.
 async fn directory(c: &ClientArgs) -> Result<()> {
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     let mut newest = DirectoryImage::default();
     let mut nodes = Vec::new();
     for (i, n) in cl.nodes.iter().enumerate() {

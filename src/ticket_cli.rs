@@ -5,7 +5,7 @@
 //! the ticket's state and answers `InvalidArgument`, `FailedPrecondition` or
 //! `NotFound` with the field or state that is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -31,6 +31,12 @@ pub struct ClientArgs {
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// How long a request keeps trying, in seconds, while its group elects
+    /// a leader or its nodes do not answer; then the command fails and says
+    /// which node it waited for
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_s: u64,
 }
 
 /// The client's arguments for a command on one ticket by its id.
@@ -509,8 +515,11 @@ pub enum PolicyCmd {
     },
 }
 
-pub fn client(cfg: &Path) -> Result<Client> {
-    Client::new(&ClientConfig::load(cfg)?, 1).map_err(|e| anyhow!(e))
+/// A client for the command's `--config`, trying each request for
+/// `--timeout` seconds at most.
+pub fn client(c: &ClientArgs) -> Result<Client> {
+    let cl = Client::new(&ClientConfig::load(&c.config)?, 1).map_err(|e| anyhow!(e))?;
+    Ok(cl.with_retry_budget(std::time::Duration::from_secs(c.timeout_s)))
 }
 
 pub fn status_err(s: tonic::Status) -> anyhow::Error {
@@ -847,7 +856,7 @@ fn print_label(l: &ReadLabel) {
 }
 
 async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u64>) -> Result<()> {
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     if req.group_id == 0 && !req.region.is_empty() {
         // The group that owns the region answers for it.
         req.group_id = cl.group_of_region(&req.region).unwrap_or(0);
@@ -877,14 +886,14 @@ async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u6
 
 /// 转办 or 退回首接, at the group that holds the ticket now.
 async fn transfer_where_it_is(c: &TicketArgs, mut req: TransferTicketRequest) -> Result<Ticket> {
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     req.group_id = c.owner_of(&cl, &req.ticket_id).await?;
     cl.transfer(req).await.map_err(status_err)
 }
 
 async fn send(c: &TicketArgs, command: TicketCommand) -> Result<()> {
     // Acts where the ticket is now: after a transfer, at the destination.
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     let group = c.owner_of(&cl, &command.ticket_id).await?;
     let t = cl.execute_in(group, command, 0).await.map_err(status_err)?;
     if c.json {
@@ -931,7 +940,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 bail!("--lat and --lng go together");
             }
             let has_location = !location.is_empty() || !address.is_empty() || lat.is_some();
-            let t = client(&c.config)?
+            let t = client(&c)?
                 .accept(AcceptRequest {
                     region,
                     kind: kind as i32,
@@ -1195,7 +1204,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             send(&c, cmd(id, actor(&a, Supervisor)?, a.reason, op)).await?;
         }
         TicketCmd::Get { c, id, local: None } => {
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             let g = c.read_group(&cl)?;
             let t = cl
                 .get_in(g, &id)
@@ -1212,7 +1221,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             id,
             local: Some(node),
         } => {
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             let g = c.read_group(&cl)?;
             let r = cl.get_local(node, g, &id).await.map_err(status_err)?;
             let t = r.ticket.unwrap_or_default();
@@ -1258,7 +1267,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             show_list(&c, req, None).await?;
         }
         TicketCmd::Lookup { c, id, phone_last4 } => {
-            let l = client(&c.config)?
+            let l = client(&c)?
                 .lookup(&id, &phone_last4)
                 .await
                 .map_err(status_err)?;
@@ -1283,7 +1292,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             }
         }
         TicketCmd::Verify { c, id } => {
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             let g = c.read_group(&cl)?;
             let v = cl
                 .verify_in(g, &id)
@@ -1320,7 +1329,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
         }
         TicketCmd::Watch { c, id } => {
             // Where the ticket is now: after a transfer, the destination's events.
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             let group = c.owner_of(&cl, &id).await?;
             let node = cl.find_leader_of(Some(group)).await.unwrap_or(0);
             let mut s = cl.watch_on(node, group, &id, 0).await.map_err(status_err)?;
@@ -1340,7 +1349,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             }
         }
         TicketCmd::Outbox { c, limit } => {
-            let ns = client(&c.config)?.outbox(limit).await.map_err(status_err)?;
+            let ns = client(&c)?.outbox(limit).await.map_err(status_err)?;
             if c.json {
                 println!(
                     "{}",
@@ -1371,7 +1380,7 @@ pub async fn report(
     csv: bool,
     basic_weight_permille: u32,
 ) -> Result<()> {
-    let cl = client(&c.config)?;
+    let cl = client(c)?;
     let group_id = match &region {
         Some(r) => group_for(&cl, r)?,
         None => 0,
@@ -1423,7 +1432,7 @@ fn policy_groups(cl: &Client, region: &Option<String>) -> Result<Vec<u64>> {
 pub async fn policy(cmd: PolicyCmd) -> Result<()> {
     match cmd {
         PolicyCmd::Show { c, region } => {
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             let g = policy_groups(&cl, &region)?[0];
             let p = cl.get_policy(g).await.map_err(status_err)?;
             let years: Vec<i32> = p.calendars.iter().map(|c| c.year).collect();
@@ -1466,7 +1475,7 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
             categories,
             basic_weight_permille,
         } => {
-            let cl = client(&c.config)?;
+            let cl = client(&c)?;
             for g in policy_groups(&cl, &region)? {
                 let mut p = cl.get_policy(g).await.map_err(status_err)?;
                 p.version += 1;

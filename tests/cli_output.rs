@@ -1,5 +1,6 @@
-//! What any command does with its stdout, whatever the command: here
-//! `hotline bench topology`, which needs no cluster.
+//! What any command does with its stdout, whatever the command (here
+//! `hotline bench topology`, which needs no cluster), and how long a client
+//! command waits for nodes that never answer.
 
 use std::process::{Command, Stdio};
 
@@ -55,4 +56,51 @@ fn a_read_stdout_gets_the_whole_line() {
         stdout.starts_with("wrote ") && stdout.ends_with('\n'),
         "{stdout:?}"
     );
+}
+
+/// Nodes that take connections and never answer (hung, or behind a
+/// firewall that swallows packets): `hotline ticket get` gives up after
+/// `--timeout` seconds and says which center it could not reach, instead
+/// of retrying for minutes. No cluster: all eight of the demo's endpoints
+/// are one listening socket that never accepts.
+#[test]
+fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let topology = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/federation/topologies/demo.toml"
+    );
+    let mut cfg = format!("topology = {topology:?}\ninsecure = true\n");
+    for id in 1..=8 {
+        cfg += &format!("[[endpoints]]\nid = {id}\naddress = \"{address}\"\n");
+    }
+    let path = dir.path().join("client.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args(["ticket", "get", "310114-20261205-000001", "--timeout", "3"])
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(
+        took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(8),
+        "took {took:?}; stderr: {stderr}"
+    );
+    // 310114's group is nodes 6, 4 and 7: the leader search (2 s) and then
+    // one of them, each held until the 3 s are up.
+    for says in [
+        "group 310114, its first-contact center, cannot be reached",
+        "of group 310114 did not answer",
+        "(gave up after 1 attempt in 3.0 s)",
+        "--at ITS_REGION",
+    ] {
+        assert!(stderr.contains(says), "{says:?} not in: {stderr}");
+    }
+    drop(silent);
 }

@@ -2,7 +2,7 @@
 //! and overload with the same request id (accepts are idempotent by it).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::tickets_client::TicketsClient;
@@ -26,6 +26,12 @@ use crate::{tls, transport};
 
 /// Attempts of one request across leader changes, with a growing pause.
 const MAX_ATTEMPTS: u32 = 20;
+/// How long one request keeps trying by default. Nodes that are down
+/// refuse at once, and 20 attempts end within about 7 s; hosts that drop
+/// packets or never answer hold each attempt to the connect timeout (2 s),
+/// the call's timeout (10 s) and two leader searches (2 s each), so without
+/// this bound a command would wait minutes before it says so.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(20);
 /// Stubs `owner_of` follows: a transfer, a send-back and a second
 /// transfer are three; more is a ticket going round in circles.
 const MAX_OWNER_HOPS: u32 = 4;
@@ -46,6 +52,9 @@ pub struct Client {
     /// From the topology, when the client config names one: routes a
     /// request to the group that owns its region.
     pub directory: Option<Directory>,
+    /// How long one request keeps trying, attempts and leader searches
+    /// included (`DEFAULT_RETRY_BUDGET` unless set).
+    retry_budget: Duration,
 }
 
 fn retryable(s: &Status) -> bool {
@@ -87,6 +96,20 @@ pub fn first_contact_unreachable(s: &Status) -> bool {
     s.code() == Code::Unavailable && s.message().contains(FIRST_CONTACT_UNREACHABLE)
 }
 
+/// `last` as the answer of a request that ran out of time after `attempts`
+/// attempts: its code (so `unreachable` still tells), and how long it tried.
+fn gave_up(last: &Status, attempts: u32, took: Duration) -> Status {
+    Status::new(
+        last.code(),
+        format!(
+            "{} (gave up after {attempts} attempt{} in {:.1} s)",
+            last.message(),
+            if attempts == 1 { "" } else { "s" },
+            took.as_secs_f64()
+        ),
+    )
+}
+
 impl Client {
     /// Lazy connections (`connections` per node) to every endpoint.
     pub fn new(
@@ -122,7 +145,15 @@ impl Client {
             leaders: Default::default(),
             next_conn: AtomicUsize::new(0),
             directory,
+            retry_budget: DEFAULT_RETRY_BUDGET,
         })
+    }
+
+    /// How long one request keeps trying before it reports the last error
+    /// (at least a millisecond).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Client {
+        self.retry_budget = budget.max(Duration::from_millis(1));
+        self
     }
 
     pub fn channel(&self, node: usize) -> Channel {
@@ -187,47 +218,85 @@ impl Client {
     }
 
     /// Sends to the believed leader of `group` (any node for `None`),
-    /// re-finding the leader after a retryable error.
+    /// re-finding the leader after a retryable error, for at most
+    /// `MAX_ATTEMPTS` attempts and `retry_budget` in all.
     async fn with_retry_in<T, F, Fut>(&self, group: Option<u64>, mut f: F) -> Result<T, Status>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
+        let started = Instant::now();
         let mut last = Status::unavailable("no attempt made");
         for attempt in 0..MAX_ATTEMPTS {
-            let believed = match group {
-                Some(g) => self.leaders.lock().expect("not poisoned").get(&g).copied(),
-                None => None,
-            };
-            let node = match (group, believed) {
-                (_, Some(i)) => i,
-                (Some(_), None) => self.find_leader_of(group).await.unwrap_or(attempt as usize),
-                (None, None) => self.leader.load(Ordering::Relaxed),
-            } % self.nodes.len();
-            match f(self.channel(node)).await {
-                Ok(v) => return Ok(v),
-                Err(s) if retryable(&s) || (group.is_some() && unreachable(&s)) => {
-                    last = s;
-                    if last.code() != Code::ResourceExhausted
-                        && self.find_leader_of(group).await.is_none()
-                    {
-                        // No leader known yet: try the next node anyway.
-                        match group {
-                            Some(g) => {
-                                self.leaders
-                                    .lock()
-                                    .expect("not poisoned")
-                                    .insert(g, node + 1);
-                            }
-                            None => self.leader.store(node + 1, Ordering::Relaxed),
-                        }
-                    }
-                    let pause = Duration::from_millis(20 * u64::from(attempt + 1))
-                        .min(Duration::from_millis(500));
-                    tokio::time::sleep(pause).await;
-                }
-                Err(s) => return Err(s),
+            let left = self.retry_budget.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(gave_up(&last, attempt, started.elapsed()));
             }
+            // The node asked, set inside the attempt, to name it when the
+            // attempt runs out of time.
+            let mut asked: Option<usize> = None;
+            let outcome = tokio::time::timeout(left, async {
+                let believed = match group {
+                    Some(g) => self.leaders.lock().expect("not poisoned").get(&g).copied(),
+                    None => None,
+                };
+                let node = match (group, believed) {
+                    (_, Some(i)) => i,
+                    (Some(_), None) => self.find_leader_of(group).await.unwrap_or(attempt as usize),
+                    (None, None) => self.leader.load(Ordering::Relaxed),
+                } % self.nodes.len();
+                asked = Some(node);
+                match f(self.channel(node)).await {
+                    Ok(v) => Ok(Ok(v)),
+                    Err(s) if retryable(&s) || (group.is_some() && unreachable(&s)) => {
+                        if s.code() != Code::ResourceExhausted
+                            && self.find_leader_of(group).await.is_none()
+                        {
+                            // No leader known yet: try the next node anyway.
+                            match group {
+                                Some(g) => {
+                                    self.leaders
+                                        .lock()
+                                        .expect("not poisoned")
+                                        .insert(g, node + 1);
+                                }
+                                None => self.leader.store(node + 1, Ordering::Relaxed),
+                            }
+                        }
+                        Err(s)
+                    }
+                    Err(s) => Ok(Err(s)),
+                }
+            })
+            .await;
+            match outcome {
+                Ok(Ok(done)) => return done,
+                Ok(Err(s)) => last = s,
+                Err(_elapsed) => {
+                    let what = match (asked, group) {
+                        (Some(i), Some(g)) => format!(
+                            "node {} ({}) of group {g} did not answer",
+                            self.nodes[i].id, self.nodes[i].address
+                        ),
+                        (Some(i), None) => format!(
+                            "node {} ({}) did not answer",
+                            self.nodes[i].id, self.nodes[i].address
+                        ),
+                        (None, Some(g)) => format!("no node said which one leads group {g}"),
+                        (None, None) => "no node answered".to_string(),
+                    };
+                    let s = if attempt == 0 {
+                        Status::unavailable(what)
+                    } else {
+                        Status::unavailable(format!("{what}; before: {}", last.message()))
+                    };
+                    return Err(gave_up(&s, attempt + 1, started.elapsed()));
+                }
+            }
+            let pause = Duration::from_millis(20 * u64::from(attempt + 1))
+                .min(Duration::from_millis(500))
+                .min(self.retry_budget.saturating_sub(started.elapsed()));
+            tokio::time::sleep(pause).await;
         }
         Err(last)
     }
@@ -530,13 +599,25 @@ impl Client {
         &self,
         req: FederatedQueryRequest,
     ) -> Result<FederatedQueryResponse, Status> {
+        let started = Instant::now();
         let mut last = Status::unavailable("no node answered");
         for i in 0..self.nodes.len() {
+            let left = self.retry_budget.saturating_sub(started.elapsed());
             let mut c = FederationClient::new(self.channel(i));
-            match c.query(req.clone()).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) if retryable(&s) => last = s,
-                Err(s) => return Err(s),
+            match tokio::time::timeout(left, c.query(req.clone())).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(s)) if retryable(&s) => last = s,
+                Ok(Err(s)) => return Err(s),
+                Err(_elapsed) => {
+                    let n = &self.nodes[i];
+                    let s = Status::unavailable(format!(
+                        "node {} ({}) did not answer the query; before: {}",
+                        n.id,
+                        n.address,
+                        last.message()
+                    ));
+                    return Err(gave_up(&s, i as u32 + 1, started.elapsed()));
+                }
             }
         }
         Err(last)
@@ -623,5 +704,109 @@ impl Client {
             .list(filter)
             .await?
             .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Peer;
+
+    /// A host that takes connections and never answers (a hung process,
+    /// or a firewall that swallows what follows the handshake): a request
+    /// to it ends after the retry budget, naming the node, as unreachable.
+    #[tokio::test]
+    async fn a_request_to_a_host_that_never_answers_ends_within_its_budget() {
+        // Bound and listening, never accepted: the kernel completes the
+        // handshake from its backlog, and nothing ever reads.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = silent.local_addr().expect("address").to_string();
+        let cfg = ClientConfig {
+            endpoints: vec![Peer {
+                id: 7,
+                address: address.clone(),
+            }],
+            topology: None,
+            insecure: true,
+            tls: None,
+        };
+        let node = format!("node 7 ({address})");
+        // (budget, group, what the error says): without a group the one
+        // node is asked at once; with one, the leader search (2 s per
+        // status call) comes first, and then the node asked.
+        let cases = [
+            (1_500, None, format!("{node} did not answer")),
+            (
+                1_500,
+                Some(310114),
+                "no node said which one leads group 310114".to_string(),
+            ),
+            (
+                3_000,
+                Some(310114),
+                format!("{node} of group 310114 did not answer"),
+            ),
+        ];
+        for (budget_ms, group, says) in cases {
+            let budget = Duration::from_millis(budget_ms);
+            let cl = Client::new(&cfg, 1)
+                .expect("client")
+                .with_retry_budget(budget);
+            let started = Instant::now();
+            let err = match group {
+                None => cl.get("310114-20261205-000001").await,
+                Some(g) => cl.get_in(g, "310114-20261205-000001").await,
+            }
+            .expect_err("nobody answers");
+            let took = started.elapsed();
+            assert!(
+                took >= budget && took < budget + Duration::from_secs(1),
+                "group {group:?}: took {took:?} with a budget of {budget:?}"
+            );
+            assert!(unreachable(&err), "group {group:?}: {err:?}");
+            assert!(
+                err.message().starts_with(&says)
+                    && err.message().contains("(gave up after 1 attempt in"),
+                "group {group:?}: {}",
+                err.message()
+            );
+        }
+        drop(silent);
+    }
+
+    /// Nodes that refuse at once are retried `MAX_ATTEMPTS` times, well
+    /// within the budget, and the last refusal is what the caller reads.
+    #[tokio::test]
+    async fn refused_connections_end_after_the_attempts_with_the_refusal() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("address").to_string()
+        };
+        let cfg = ClientConfig {
+            endpoints: vec![Peer {
+                id: 3,
+                address: closed,
+            }],
+            topology: None,
+            insecure: true,
+            tls: None,
+        };
+        let cl = Client::new(&cfg, 1).expect("client");
+        let started = Instant::now();
+        let err = cl
+            .get_in(310114, "310114-20261205-000001")
+            .await
+            .expect_err("refused");
+        assert!(
+            started.elapsed() < DEFAULT_RETRY_BUDGET,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(unreachable(&err), "{err:?}");
+        assert!(
+            !err.message().contains("gave up after"),
+            "{}",
+            err.message()
+        );
     }
 }
