@@ -595,19 +595,30 @@ impl Client {
     }
 
     /// A federated query, asked of any node (it forwards to the root group).
+    /// An answer in which no region answered (the node asked is cut off
+    /// from all of them) is kept only until another node does better.
     pub async fn federated_query(
         &self,
         req: FederatedQueryRequest,
     ) -> Result<FederatedQueryResponse, Status> {
         let started = Instant::now();
         let mut last = Status::unavailable("no node answered");
+        let mut empty: Option<FederatedQueryResponse> = None;
         for i in 0..self.nodes.len() {
             let left = self.retry_budget.saturating_sub(started.elapsed());
             let mut c = FederationClient::new(self.channel(i));
             match tokio::time::timeout(left, c.query(req.clone())).await {
+                Ok(Ok(r))
+                    if r.get_ref().answered.is_empty()
+                        && req.deadline_ms > crate::server::now_ms() =>
+                {
+                    empty.get_or_insert(r.into_inner());
+                }
                 Ok(Ok(r)) => return Ok(r.into_inner()),
                 Ok(Err(s)) if retryable(&s) => last = s,
-                Ok(Err(s)) => return Err(s),
+                // Past its deadline, the next node refuses the query: the
+                // answer with no region in it is the answer.
+                Ok(Err(s)) => return empty.ok_or(s),
                 Err(_elapsed) => {
                     let n = &self.nodes[i];
                     let s = Status::unavailable(format!(
@@ -616,11 +627,14 @@ impl Client {
                         n.address,
                         last.message()
                     ));
-                    return Err(gave_up(&s, i as u32 + 1, started.elapsed()));
+                    return match empty {
+                        Some(r) => Ok(r),
+                        None => Err(gave_up(&s, i as u32 + 1, started.elapsed())),
+                    };
                 }
             }
         }
-        Err(last)
+        empty.ok_or(last)
     }
 
     /// Streams ticket `id`'s events from node index `node` (any replica of

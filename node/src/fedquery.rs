@@ -62,23 +62,33 @@ pub async fn query(
         // Not hosted here: ask a member of the root group.
         Err(_) => {
             let timeout = Duration::from_millis((req.deadline_ms - now).max(1) as u64);
-            let r = req.clone();
-            tokio::time::timeout(
-                timeout,
-                h.federation_call(root, move |ch| {
-                    let r = r.clone();
-                    async move {
-                        FederationClient::new(ch)
-                            .query(r)
-                            .await
-                            .map(|x| x.into_inner())
-                    }
-                }),
-            )
-            .await
-            .map_err(|_| Status::deadline_exceeded("the root group did not answer in time"))?
+            tokio::time::timeout(timeout, ask(h, root, req))
+                .await
+                .map_err(|_| Status::deadline_exceeded("the root group did not answer in time"))?
         }
     }
+}
+
+/// Asks a member of `group` (not hosted here) for its subtree's answer,
+/// waiting for each member until the request's deadline: the member
+/// answers by then with what it has, so a slow grandchild costs only its
+/// own figures, not its whole branch's.
+async fn ask(
+    h: &Handle,
+    group: u64,
+    r: FederatedQueryRequest,
+) -> Result<FederatedQueryResponse, Status> {
+    let left = Duration::from_millis((r.deadline_ms - now_ms()).max(1) as u64);
+    h.federation_call_within(group, left, move |ch| {
+        let r = r.clone();
+        async move {
+            FederationClient::new(ch)
+                .query(r)
+                .await
+                .map(|x| x.into_inner())
+        }
+    })
+    .await
 }
 
 /// This group's own answer plus its children's, each bounded by the deadline.
@@ -90,18 +100,14 @@ fn subtree(
         let mut out = FederatedQueryResponse::default();
         let me = group_region(g.group_id);
         // Our own read is bounded by the deadline too: a group that lost its
-        // quorum must not hold the whole answer past it.
+        // quorum must not hold the whole answer past it. It runs alongside
+        // the children's: waited for first, it would leave them no time.
         let left = (req.deadline_ms - MERGE_MARGIN_MS - now_ms()).max(1) as u64;
-        match tokio::time::timeout(Duration::from_millis(left), own(&g, &req))
-            .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded("own group")))
-        {
-            Ok(mine) => {
-                merge(&mut out, mine);
-                out.answered.push(me.clone());
-            }
-            Err(_) => out.missing.push(me.clone()),
-        }
+        let mine = async {
+            tokio::time::timeout(Duration::from_millis(left), own(&g, &req))
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("own group")))
+        };
         let children = g.dir().child_groups(g.group_id);
         let asks = children.into_iter().map(|child| {
             let g = g.clone();
@@ -118,16 +124,7 @@ fn subtree(
                     if let Ok(local) = g.at(child) {
                         Ok(subtree(local, r).await)
                     } else {
-                        g.federation_call(child, move |ch| {
-                            let r = r.clone();
-                            async move {
-                                FederationClient::new(ch)
-                                    .query(r)
-                                    .await
-                                    .map(|x| x.into_inner())
-                            }
-                        })
-                        .await
+                        ask(&g, child, r).await
                     }
                 };
                 match tokio::time::timeout(Duration::from_millis(left as u64), call).await {
@@ -136,7 +133,15 @@ fn subtree(
                 }
             }
         });
-        for (child, resp) in join_all(asks).await {
+        let (mine, theirs) = tokio::join!(mine, join_all(asks));
+        match mine {
+            Ok(mine) => {
+                merge(&mut out, mine);
+                out.answered.push(me.clone());
+            }
+            Err(_) => out.missing.push(me.clone()),
+        }
+        for (child, resp) in theirs {
             match resp {
                 Some(r) => merge(&mut out, r),
                 // The whole subtree's figures are missing, so name every
@@ -196,7 +201,9 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
             out.by_status = rep.by_status;
         }
         "overdue" => {
-            let QueryAnswer::Tickets { tickets, .. } = g
+            let QueryAnswer::Tickets {
+                tickets, matched, ..
+            } = g
                 .read(Query::List {
                     filter: ListTicketsRequest {
                         limit,
@@ -210,7 +217,9 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
             else {
                 return Err(Status::internal("unexpected answer"));
             };
-            out.total = tickets.len() as u64;
+            // All the overdue tickets, of which the list holds the first
+            // `limit` (the nearest deadlines).
+            out.total = matched;
             out.by_region.push(RegionCount {
                 region,
                 key: "overdue".into(),
@@ -219,7 +228,10 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
             out.tickets = tickets.into_iter().map(redact).collect();
         }
         _ => {
-            let QueryAnswer::Transfers(mut records) = g
+            let QueryAnswer::TransferList {
+                mut records,
+                matched,
+            } = g
                 .read(Query::Transfers {
                     cross_province_only: true,
                     limit: limit as usize,
@@ -228,14 +240,16 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
             else {
                 return Err(Status::internal("unexpected answer"));
             };
-            // Only the national group's custody log is the cross-province list.
-            if g.group_id != hotline_federation::topology::NATIONAL_GROUP {
+            // Only the national group's custody log is the cross-province
+            // list: every case, of which the list holds the first `limit`.
+            if g.group_id == hotline_federation::topology::NATIONAL_GROUP {
+                out.total = matched;
+            } else {
                 records.clear();
             }
             for r in &mut records {
                 crate::forwarder::mask_record(r);
             }
-            out.total = records.len() as u64;
             out.by_region.push(RegionCount {
                 region,
                 key: "cross_province".into(),

@@ -145,6 +145,27 @@ impl Handle {
         .await
     }
 
+    /// [`Self::federation_call`] with `per_call` for each member instead of
+    /// [`FORWARD_TIMEOUT`]: for a federated query, whose callee answers by
+    /// the query's deadline (with the regions it could not reach) and may
+    /// rightly take until then. A member that is down or cut off still
+    /// fails at once (refused, or a drill), or at the connect timeout.
+    pub(crate) async fn federation_call_within<T, F, Fut>(
+        &self,
+        group: u64,
+        per_call: Duration,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        first_success(group, self.dir().members(group).to_vec(), None, |node| {
+            self.call_node_within(node, per_call, &f)
+        })
+        .await
+    }
+
     /// Calls `f` on one node over its federation channel (this node's own
     /// over loopback), honouring a drill on the link, within
     /// [`FORWARD_TIMEOUT`].
@@ -538,7 +559,7 @@ impl Federation for Handle {
             })
             .await?
         {
-            QueryAnswer::Transfers(mut records) => {
+            QueryAnswer::TransferList { mut records, .. } => {
                 for rec in &mut records {
                     mask_record(rec);
                 }

@@ -598,6 +598,7 @@ impl Tickets for Handle {
                 QueryAnswer::Tickets {
                     tickets,
                     next_before_id,
+                    ..
                 },
                 label,
             ) => Ok(Response::new(ListTicketsResponse {

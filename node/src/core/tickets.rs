@@ -362,13 +362,44 @@ pub enum QueryAnswer {
     Tickets {
         tickets: Vec<Ticket>,
         next_before_id: String,
+        /// Tickets that matched: for a worklist (`by_deadline`) all of the
+        /// scanned window's, of which `tickets` holds the first `limit`;
+        /// for a page, the page's.
+        matched: u64,
     },
     Lookup(Option<LookupResponse>),
     Report(Box<ReportResponse>),
     Outbox(Vec<Notification>),
     Policy(Policy),
     Transfers(Vec<TransferRecord>),
+    /// A custody log's page (`Query::Transfers`) and how many records
+    /// matched in all.
+    TransferList {
+        records: Vec<TransferRecord>,
+        matched: u64,
+    },
     Directory(DirectoryImage),
+}
+
+/// The order of a custody log as a supervisor reads it: the transfers
+/// still on their way first (pending here, or passed on and no receipt
+/// back yet), the longest waiting leading; then the finished ones, the last
+/// finished first. Ties by transfer id, so every replica lists alike.
+pub fn transfer_list_order(a: &TransferRecord, b: &TransferRecord) -> std::cmp::Ordering {
+    let key = |r: &TransferRecord| {
+        use hotline_proto::v1::TransferState as S;
+        let open = r.state == S::Pending as i32 || r.state == S::Forwarded as i32;
+        let sent_at_ms = r.envelope.as_ref().map_or(0, |e| e.sent_at_ms);
+        if open {
+            (0, sent_at_ms)
+        } else {
+            (1, -r.updated_at_ms)
+        }
+    };
+    fn id(r: &TransferRecord) -> Option<&str> {
+        r.envelope.as_ref().map(|e| e.transfer_id.as_str())
+    }
+    key(a).cmp(&key(b)).then_with(|| id(a).cmp(&id(b)))
 }
 
 impl TicketMachine {
@@ -846,16 +877,24 @@ impl TicketMachine {
                 cross_province_only,
                 limit,
             } => {
-                let mut v: Vec<TransferRecord> = self
+                let mut v: Vec<&TransferRecord> = self
                     .transfers
                     .values()
+                    .map(|r| &**r)
                     .filter(|r| !cross_province_only || r.cross_province)
-                    .map(|r| (**r).clone())
                     .collect();
-                // Oldest first: the cases waiting longest lead the list.
-                v.sort_by_key(|r| r.envelope.as_ref().map_or(0, |e| e.sent_at_ms));
+                let matched = v.len() as u64;
+                // Only the page is sorted and copied: a national group
+                // keeps a month of cross-province cases.
+                if v.len() > *limit && *limit > 0 {
+                    v.select_nth_unstable_by(*limit - 1, |a, b| transfer_list_order(a, b));
+                }
                 v.truncate(*limit);
-                QueryAnswer::Transfers(v)
+                v.sort_by(|a, b| transfer_list_order(a, b));
+                QueryAnswer::TransferList {
+                    records: v.into_iter().cloned().collect(),
+                    matched,
+                }
             }
             Query::TransferWork { limit } => QueryAnswer::Transfers(self.transfer_work(*limit)),
         }
@@ -926,6 +965,7 @@ impl TicketMachine {
                 break;
             }
         }
+        let matched = out.len() as u64;
         if f.by_deadline {
             // Worklists: the nearest deadline first; no deadline last.
             out.sort_by_key(worklist_order);
@@ -934,6 +974,7 @@ impl TicketMachine {
         QueryAnswer::Tickets {
             tickets: out,
             next_before_id: next,
+            matched,
         }
     }
 
@@ -1919,6 +1960,7 @@ mod tests {
         let QueryAnswer::Tickets {
             tickets,
             next_before_id,
+            ..
         } = back.query(&Query::List {
             filter: ListTicketsRequest {
                 limit: 3,
@@ -1932,6 +1974,22 @@ mod tests {
         let idx: Vec<_> = tickets.iter().map(|t| t.raft_index).collect();
         assert_eq!(idx, [19, 17, 15], "newest first");
         assert_eq!(next_before_id, tickets[2].id);
+        // A worklist holds the first `limit` by deadline and counts all
+        // that matched (the federated overdue query's total).
+        let QueryAnswer::Tickets {
+            tickets, matched, ..
+        } = back.query(&Query::List {
+            filter: ListTicketsRequest {
+                limit: 3,
+                by_deadline: true,
+                ..Default::default()
+            },
+            now_ms: AT,
+        })
+        else {
+            panic!()
+        };
+        assert_eq!((tickets.len(), matched), (3, 10));
     }
 
     #[test]
@@ -2259,5 +2317,74 @@ mod tests {
             let bytes = d.m.snapshot_bytes(1);
             prop_assert_eq!(TicketMachine::restore("310114", StateSnapshot::decode(&bytes[..]).unwrap()).snapshot_bytes(1), bytes);
         }
+    }
+
+    /// A custody log as a supervisor reads it: transfers still on their
+    /// way first (the longest waiting leading), then finished ones (the
+    /// last finished first); the page is bounded and the total counts all.
+    /// Sorted oldest first as before, a month of delivered cases pushed
+    /// the open ones off the first page.
+    #[test]
+    fn the_transfers_list_shows_open_cases_first_and_counts_all() {
+        use hotline_proto::v1::{TransferEnvelope, TransferState as S};
+        let mut m = TicketMachine::new("86");
+        let rec =
+            |id: &str, state: S, sent_at_ms: i64, updated_at_ms: i64, cross: bool| TransferRecord {
+                envelope: Some(TransferEnvelope {
+                    transfer_id: id.into(),
+                    sent_at_ms,
+                    ..Default::default()
+                }),
+                state: state as i32,
+                updated_at_ms,
+                cross_province: cross,
+                ..Default::default()
+            };
+        for r in [
+            rec("old-delivered", S::Delivered, 1_000, 2_000, true),
+            rec("new-delivered", S::Delivered, 9_000, 9_500, true),
+            rec("refused", S::Refused, 5_000, 6_000, true),
+            rec("forwarded", S::Forwarded, 7_000, 7_100, true),
+            rec("pending", S::Pending, 8_000, 8_000, true),
+            rec("pending-too", S::Pending, 8_000, 8_000, true),
+            rec("within-province", S::Pending, 100, 100, false),
+        ] {
+            let id = r.envelope.as_ref().unwrap().transfer_id.clone();
+            m.transfers.insert(id, Arc::new(r));
+        }
+        let list = |limit: usize, cross_province_only: bool| {
+            let QueryAnswer::TransferList { records, matched } = m.query(&Query::Transfers {
+                cross_province_only,
+                limit,
+            }) else {
+                panic!("a transfer list")
+            };
+            let ids: Vec<String> = records
+                .into_iter()
+                .map(|r| r.envelope.unwrap().transfer_id)
+                .collect();
+            (ids, matched)
+        };
+        let all = [
+            "forwarded",
+            "pending",
+            "pending-too",
+            "new-delivered",
+            "refused",
+            "old-delivered",
+        ];
+        assert_eq!(list(10, true), (all.map(String::from).to_vec(), 6));
+        for limit in 0..=6 {
+            assert_eq!(
+                list(limit, true),
+                (all[..limit].iter().map(|s| s.to_string()).collect(), 6),
+                "limit {limit}"
+            );
+        }
+        let (ids, matched) = list(2, false);
+        assert_eq!(
+            (ids, matched),
+            (vec!["within-province".to_string(), "forwarded".into()], 7)
+        );
     }
 }

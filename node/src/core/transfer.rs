@@ -1328,7 +1328,7 @@ mod tests {
         let mut retry = env.clone();
         retry.hops.pop();
         assert!(custody(&mut national, &retry));
-        let QueryAnswer::Transfers(list) = national.m.query(&Query::Transfers {
+        let QueryAnswer::TransferList { records: list, .. } = national.m.query(&Query::Transfers {
             cross_province_only: true,
             limit: 10,
         }) else {
@@ -1659,7 +1659,7 @@ mod tests {
         assert!(dest.work()[0].cross_province, "江苏 → 上海");
 
         pass(&mut dest, &mut national);
-        let QueryAnswer::Transfers(list) = national.m.query(&Query::Transfers {
+        let QueryAnswer::TransferList { records: list, .. } = national.m.query(&Query::Transfers {
             cross_province_only: true,
             limit: 10,
         }) else {
