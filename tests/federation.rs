@@ -865,9 +865,12 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     shanghai_only(&counts().await, "delayed");
     // Asked on 江苏's side (node 3), the national group cannot answer its
     // own part (its majority, nodes 1 and 2, is behind the delay), and
-    // 江苏's groups still can: their figures come back, with national and
-    // 上海 named missing. National's own read runs alongside its children's;
-    // waited for first, it took the whole deadline and left them none.
+    // 江苏's district and city groups still can: their figures come back,
+    // with national and 上海 named missing. (江苏's province group 32 may
+    // not: if node 1 leads it, the delayed heartbeats still arrive, so no
+    // one else takes over, and its reads wait 12 s for a round trip.) A
+    // group's own read runs alongside its children's calls; waited for
+    // first, it took the whole deadline and left them none.
     let at_node_3 = c.channel(c.node_index(3).unwrap());
     until("江苏 answers at node 3", Duration::from_secs(30), || {
         let ch = at_node_3.clone();
@@ -885,7 +888,7 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
                 .into_inner();
             let took = jiff::Timestamp::now().as_millisecond() - now;
             assert!(took < 5_000, "the deadline bounds the answer ({took} ms)");
-            let ok = ["32", "3205", "320585"]
+            let ok = ["3205", "320585"]
                 .iter()
                 .all(|g| r.answered.contains(&g.to_string()))
                 && r.total == 1

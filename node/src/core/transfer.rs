@@ -77,7 +77,8 @@ pub fn group_of_region(region: &str) -> u64 {
 /// for a cross-province envelope that has not passed it yet) first, then the
 /// groups on the way there, furthest first — direct delivery when possible,
 /// hop by hop otherwise; for a receipt, the groups it came through, nearest
-/// first, so each hop marks the transfer delivered on the way back.
+/// first, so each hop marks the transfer delivered on the way back, up to
+/// the national group at most (it must see every cross-province receipt).
 pub fn forward_candidates(
     dir: &hotline_federation::directory::Directory,
     at: u64,
@@ -91,6 +92,13 @@ pub fn forward_candidates(
         let before = hops.iter().rposition(|&g| g == at).unwrap_or(hops.len());
         let mut out: Vec<u64> = hops[..before].iter().rev().copied().collect();
         out.dedup();
+        // The national group lists every cross-province case with its
+        // state: a receipt may skip a relay that does not answer, but not
+        // national, whose list would show the case in transit for good.
+        let national = hotline_federation::topology::NATIONAL_GROUP;
+        if let Some(i) = out.iter().position(|&g| g == national) {
+            out.truncate(i + 1);
+        }
         return out;
     }
     let to = env.destination_group;
@@ -177,7 +185,14 @@ pub fn hop_allowed(
         let r = route(dir, origin, rc.by_group);
         let pos = |g| r.iter().position(|&x| x == g);
         match (pos(from), pos(to)) {
-            (Some(f), Some(t)) if t < f => {}
+            (Some(f), Some(t)) if t < f => {
+                let national = hotline_federation::topology::NATIONAL_GROUP;
+                if pos(national).is_some_and(|n| t < n && n < f) {
+                    return Err(format!(
+                        "to_group: a receipt from {from} passes the national group before {to}"
+                    ));
+                }
+            }
             _ => {
                 return Err(format!(
                     "to_group: a receipt goes from {from} to {to}, not back along its route {r:?}"
@@ -1100,10 +1115,17 @@ impl TicketMachine {
     /// Drops finished records past retention (or over the count bound),
     /// oldest first. Time is the newest command's, never a clock.
     fn prune_transfers(&mut self, now_ms: i64) {
+        let me = self.group_id();
+        let national = hotline_federation::topology::NATIONAL_GROUP;
+        // A relay other than national may be skipped by the receipt (it did
+        // not answer when the receipt passed): past retention, its record
+        // of passing the envelope on is finished too. The origin and
+        // national wait for theirs.
         let finished = |r: &TransferRecord| {
+            let relay = r.envelope.as_ref().is_some_and(|e| e.origin_group != me) && me != national;
             !r.receipt_pending
                 && r.state != TransferState::Pending as i32
-                && (r.state != TransferState::Forwarded as i32 || r.receipt.is_some())
+                && (r.state != TransferState::Forwarded as i32 || r.receipt.is_some() || relay)
         };
         if self.transfers.len() < MAX_TRANSFER_RECORDS
             && self.transfers_floor.0 >= now_ms - TRANSFER_RETENTION_MS
@@ -1226,6 +1248,8 @@ mod tests {
     struct G {
         m: TicketMachine,
         index: u64,
+        /// Added to every command's time: days passing.
+        later_ms: i64,
     }
 
     impl G {
@@ -1233,6 +1257,7 @@ mod tests {
             G {
                 m: TicketMachine::new(region),
                 index: 0,
+                later_ms: 0,
             }
         }
         fn apply(&mut self, op: command::Op) -> ApplyResult {
@@ -1241,7 +1266,7 @@ mod tests {
                 self.index,
                 &Command {
                     request_id: 0,
-                    at_ms: AT + self.index as i64,
+                    at_ms: AT + self.later_ms + self.index as i64,
                     accept_text: Vec::new(),
                     op: Some(op),
                 },
@@ -1305,6 +1330,76 @@ mod tests {
                 }));
             }
         }
+    }
+
+    /// A receipt that skipped a relay (it did not answer when the receipt
+    /// passed) leaves that relay's record "forwarded" for good; past
+    /// retention a relay drops it, as it drops finished ones. National and
+    /// the origin keep theirs: they wait for the receipt (the forwarder
+    /// never sends one past national).
+    #[test]
+    fn a_relay_the_receipt_skipped_drops_its_record_after_retention() {
+        let skip_receipt = |dest: &mut G, to: &mut G| {
+            for r in dest.work() {
+                assert!(r.receipt_pending);
+                to.apply(command::Op::ReceiptIn(ReceiptIn {
+                    receipt: r.receipt.clone(),
+                }));
+                dest.apply(command::Op::ReceiptPassed(ReceiptPassed {
+                    transfer_id: r.envelope.unwrap().transfer_id,
+                }));
+            }
+        };
+        // 嘉定 → 上海 city → 黄浦, and 嘉定 → national → 太仓, both
+        // receipts straight back to 嘉定.
+        let mut origin = G::new("310114");
+        let mut city = G::new("3101");
+        let mut huangpu = G::new("310101");
+        let mut national = G::new("");
+        let mut taicang = G::new("320585");
+        accept_about(&mut origin, "310101002", 310101);
+        accept_about(&mut origin, "320585102", 320585);
+        let works = origin.work();
+        let (to_huangpu, to_taicang) = (&works[0], &works[1]);
+        for (w, relay) in [(to_huangpu, &mut city), (to_taicang, &mut national)] {
+            let env = w.envelope.clone().unwrap();
+            custody(relay, &env);
+            origin.apply(command::Op::HopDone(HopDone {
+                transfer_id: env.transfer_id.clone(),
+                next_group: relay.m.group_id(),
+            }));
+        }
+        pass(&mut city, &mut huangpu);
+        pass(&mut national, &mut taicang);
+        skip_receipt(&mut huangpu, &mut origin);
+        skip_receipt(&mut taicang, &mut origin);
+        let forwarded = |g: &G| {
+            g.m.transfers
+                .values()
+                .filter(|r| r.state == TransferState::Forwarded as i32 && r.receipt.is_none())
+                .count()
+        };
+        assert_eq!((forwarded(&city), forwarded(&national)), (1, 1));
+
+        // Past retention, the next custody at each prunes what is finished.
+        for g in [&mut city, &mut national] {
+            g.later_ms = TRANSFER_RETENTION_MS + 24 * 3600 * 1000;
+        }
+        let mut later = G::new("310114");
+        later.later_ms = TRANSFER_RETENTION_MS + 24 * 3600 * 1000;
+        accept_about(&mut later, "310101013", 310101);
+        accept_about(&mut later, "320585103", 320585);
+        let works = later.work();
+        custody(&mut city, works[0].envelope.as_ref().unwrap());
+        custody(&mut national, works[1].envelope.as_ref().unwrap());
+        assert_eq!(forwarded(&city), 0, "the relay dropped what it passed on");
+        assert_eq!(city.m.transfers.len(), 1, "and holds the new one");
+        assert_eq!(
+            forwarded(&national),
+            1,
+            "national still waits for its receipt"
+        );
+        assert_eq!(national.m.transfers.len(), 2);
     }
 
     #[test]
@@ -1489,6 +1584,12 @@ mod tests {
             );
         }
         assert_eq!(hop_allowed(&dir, NAT, 310114, None, Some(&rc)), Ok(()));
+        // Never past national, which lists the case: when it does not
+        // answer, the receipt waits for it rather than go straight to 嘉定
+        // and leave the national list showing the case in transit.
+        assert_eq!(forward_candidates(&dir, 320585, &rec), [NAT]);
+        let e = hop_allowed(&dir, 320585, 310114, None, Some(&rc)).unwrap_err();
+        assert!(e.contains("passes the national group"), "{e}");
         // Not forward along it, nor from a group off it (黄浦).
         assert!(hop_allowed(&dir, 310114, NAT, None, Some(&rc)).is_err());
         assert!(hop_allowed(&dir, 310101, 310114, None, Some(&rc)).is_err());
