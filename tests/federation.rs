@@ -1066,6 +1066,12 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
         ("", "required"),
         ("999999", "no group owns"),
         ("310114001", "this group"),
+        // 北京 东华门街道: no group of the demo serves it but national,
+        // which handles no cases (it would refuse it after a round trip).
+        (
+            "110101001",
+            "no region group of the federation serves 110101001 (东华门街道)",
+        ),
     ] {
         let e = c.transfer(transfer(loc, 0)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{loc}: {e}");
@@ -1076,6 +1082,16 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
         );
     }
     assert_eq!(c.get(&t.id).await.unwrap().events.len(), t.events.len());
+    // Accepted about such a place, a ticket stays at the center that took
+    // the call (首接负责) instead of going to national.
+    let mut beijing = about_taicang("北京东城：外地问题", "13800002468");
+    beijing.location = Some(Location {
+        code: "110101001".into(),
+        ..Default::default()
+    });
+    let b = c.accept(beijing).await.unwrap();
+    assert_eq!(b.status, Status::Accepted as i32, "{b:?}");
+    assert_eq!((b.owner_group, b.transfer_id.as_str()), (0, ""), "{b:?}");
 
     // Out from the CLI.
     let out = cl.cli(&[

@@ -133,9 +133,12 @@ impl Directory {
     /// Where a ticket about `location` held by group `from` should go: the
     /// owner of the place when that is another group (an accept's
     /// transfer, a center's 转办 from review); `None` when `from` owns it or
-    /// no group does. The node and the simulator both route by it.
+    /// no region group does. A place only the national group covers (a
+    /// province or city outside the federation) stays where it was
+    /// accepted: national relays and lists cases, it handles none, and
+    /// would refuse it. The node and the simulator both route by it.
     pub fn transfer_to(&self, location: &str, from: u64) -> Option<u64> {
-        self.owner(location).filter(|&o| o != from)
+        self.owner(location).filter(|&o| o != from && o != NATIONAL)
     }
 
     /// `group` and its ancestor groups, nearest first, up to the national
@@ -367,6 +370,10 @@ mod tests {
             "down to 嘉定"
         );
         assert_eq!(d.transfer_to("999999", 310_114), None, "no such place");
+        // 北京东城 has no group in the demo: only national covers it, and
+        // national handles no cases, so the ticket stays at 嘉定.
+        assert_eq!(d.owner("110101001"), Some(NATIONAL));
+        assert_eq!(d.transfer_to("110101001", 310_114), None, "not to national");
     }
 
     #[test]

@@ -535,6 +535,15 @@ impl Tickets for Handle {
                     r.location, g.group_id
                 )));
             }
+            if owner == hotline_federation::topology::NATIONAL_GROUP {
+                return Err(Status::invalid_argument(format!(
+                    "location: no region group of the federation serves {} ({}); the national group relays cases and handles none: handle it here",
+                    r.location,
+                    hotline_federation::regions()
+                        .display_name(&r.location)
+                        .unwrap_or_default()
+                )));
+            }
             (owner, r.location)
         };
         let op = command::Op::TransferOut(TransferOut {
