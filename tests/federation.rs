@@ -2185,3 +2185,61 @@ async fn a_transfer_waiting_on_a_silent_hop_holds_up_no_other() {
         );
     }
 }
+
+/// One node leading two district groups.
+const ONE_NODE_TWO_CENTERS: &str = r#"
+name = "one-node-two-centers"
+
+[[node]]
+id = 1
+address = "127.0.0.1:7101"
+site = "shanghai-city"
+level = "city"
+region = "3101"
+
+[[group]]
+region = "310114"
+voters = [1]
+learners = []
+
+[[group]]
+region = "310101"
+voters = [1]
+learners = []
+"#;
+
+/// Request ids are the client's: two groups on one node may be asked with
+/// the same id at once (two call centers' gateways numbering alike), and
+/// each caller gets its own group's ticket. The node's waiters were keyed
+/// by the request id alone, so the first group to apply answered both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_request_id_in_two_groups_answers_each_its_own() {
+    let mut cl = Cluster::init_topology(ONE_NODE_TWO_CENTERS, 8780, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    for g in [310114, 310101] {
+        until("a leader", Duration::from_secs(20), || async {
+            c.find_leader_of(Some(g)).await.is_some()
+        })
+        .await;
+    }
+    let accept = |region: &'static str, i: u64| {
+        let c = &c;
+        async move {
+            let mut req = about_taicang(&format!("{region} 第{i}件"), "13800001111");
+            req.region = region.into();
+            req.location = None;
+            req.request_id = 7_000 + i;
+            (region, c.accept(req).await.unwrap())
+        }
+    };
+    let asks = (0..40).flat_map(|i| [accept("310114", i), accept("310101", i)]);
+    let answers = futures::future::join_all(asks).await;
+    let mut ids = BTreeSet::new();
+    for (region, t) in &answers {
+        assert_eq!(&t.region, region, "{t:?}");
+        assert!(t.id.starts_with(region), "{}", t.id);
+        ids.insert(t.id.clone());
+    }
+    assert_eq!(ids.len(), 80, "one ticket per request and group");
+}

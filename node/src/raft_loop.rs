@@ -232,7 +232,9 @@ pub struct RaftLoop {
 }
 
 struct Waiters {
-    proposals: HashMap<u64, Vec<oneshot::Sender<ProposeOutcome>>>,
+    /// By (group, request id): two groups may apply the same client
+    /// request id, and each answers only its own caller.
+    proposals: HashMap<(u64, u64), Vec<oneshot::Sender<ProposeOutcome>>>,
     in_flight: usize,
     reads: HashMap<u64, oneshot::Sender<ReadOutcome>>,
     next_read: u64,
@@ -410,7 +412,7 @@ impl RaftLoop {
                 LoopStats::add(&stats.proposals_proposed, 1);
                 w.in_flight += 1;
                 w.proposals
-                    .entry(p.cmd.request_id)
+                    .entry((p.group_id, p.cmd.request_id))
                     .or_default()
                     .push(p.reply);
             }
@@ -886,7 +888,7 @@ impl RaftLoop {
                 }
             }
             self.stage(&mut out, g, rd.messages);
-            answer_applied(rd.applied, w);
+            answer_applied(g, rd.applied, w);
             answer_reads(rd.reads, w);
             for (id, why) in rd.reads_failed {
                 if let Some(s) = w.reads.remove(&id) {
@@ -894,7 +896,7 @@ impl RaftLoop {
                 }
             }
             for (id, why) in rd.proposals_dropped {
-                if let Some(waiters) = w.proposals.remove(&id) {
+                if let Some(waiters) = w.proposals.remove(&(g, id)) {
                     LoopStats::add(&self.stats.proposals_not_leader, waiters.len() as u64);
                     w.in_flight = w.in_flight.saturating_sub(waiters.len());
                     for s in waiters {
@@ -954,7 +956,7 @@ impl RaftLoop {
         for g in ids {
             let after = self.replicas.get_mut(&g).expect("group").on_persisted();
             self.stage(&mut out, g, after.messages);
-            answer_applied(after.applied, w);
+            answer_applied(g, after.applied, w);
             answer_reads(after.reads, w);
         }
         self.flush(&mut out);
@@ -979,9 +981,10 @@ fn role_name(r: &Replica) -> &'static str {
     }
 }
 
-fn answer_applied(applied: Vec<Applied>, w: &mut Waiters) {
+/// Answers the callers of group `group`'s applied proposals.
+fn answer_applied(group: u64, applied: Vec<Applied>, w: &mut Waiters) {
     for a in applied {
-        let Some(waiters) = w.proposals.remove(&a.request_id) else {
+        let Some(waiters) = w.proposals.remove(&(group, a.request_id)) else {
             continue;
         };
         w.in_flight = w.in_flight.saturating_sub(waiters.len());
