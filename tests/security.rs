@@ -98,4 +98,43 @@ async fn wrong_certificates_are_refused() {
         cl.log(1).contains("raft stream refused"),
         "refusal is logged with the peer"
     );
+
+    // A node's certificate may read another node's status and drills, but
+    // not change the cluster: adding itself to a group (which would then
+    // send it the group's raft traffic), drills, leadership.
+    use hotline_proto::v1::admin_client::AdminClient;
+    use hotline_proto::v1::{ConfChangeRequest, Drill, FaultsRequest, StatusRequest};
+    let mut admin = AdminClient::new(cl.channel_as(3, 1, addr));
+    admin.status(StatusRequest {}).await.unwrap();
+    admin.faults(FaultsRequest {}).await.unwrap();
+    let e = admin
+        .change_membership(ConfChangeRequest {
+            group_id: 1,
+            node_id: 3,
+            op: "remove".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(
+        e.message()
+            .starts_with("change_membership: only the operators' client certificate"),
+        "{e}"
+    );
+    let e = admin
+        .set_faults(Drill {
+            generation: u64::MAX,
+            rules: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert!(
+        cl.log(1).contains("admin call refused"),
+        "refusal is logged with the peer"
+    );
+    // Nothing changed: the group still has its three voters.
+    let s = c.status_of(0).await.unwrap();
+    assert_eq!(s.groups[0].voters.len(), 3, "{s:?}");
 }

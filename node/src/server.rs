@@ -939,6 +939,36 @@ impl Raft for Handle {
     }
 }
 
+impl Handle {
+    /// Admin calls that change the cluster (drills, membership, leadership)
+    /// are the operators': with TLS, only the client certificate may make
+    /// them. A node's certificate may not (nodes only read each other's
+    /// status and drills): a street-office node could otherwise add itself
+    /// to any group, national's included, and then receive its raft
+    /// traffic as a member. Refused and logged with the certificate's names.
+    fn operator_only<T>(&self, req: &Request<T>, what: &str) -> Result<(), Status> {
+        if !self.tls {
+            return Ok(());
+        }
+        let certs = req.peer_certs();
+        let cert = certs.as_ref().and_then(|c| c.first());
+        if cert.is_some_and(tls::cert_names_client) {
+            return Ok(());
+        }
+        let presented = cert.map(tls::presented_names);
+        tracing::warn!(
+            peer_addr = ?req.remote_addr(),
+            ?presented,
+            what,
+            "admin call refused: not the operators' client certificate"
+        );
+        Err(Status::permission_denied(format!(
+            "{what}: only the operators' client certificate ({}) may make this call",
+            tls::CLIENT_NAME
+        )))
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for Handle {
     async fn status(
@@ -959,6 +989,7 @@ impl Admin for Handle {
 
     async fn set_faults(&self, req: Request<Drill>) -> Result<Response<FaultsResponse>, Status> {
         use crate::faults::SetError;
+        self.operator_only(&req, "set_faults")?;
         match self.faults.set(req.into_inner()) {
             Ok(_) => Ok(Response::new(self.faults.snapshot())),
             Err(e @ SetError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
@@ -978,6 +1009,7 @@ impl Admin for Handle {
         &self,
         req: Request<hotline_proto::v1::ConfChangeRequest>,
     ) -> Result<Response<hotline_proto::v1::ConfChangeResponse>, Status> {
+        self.operator_only(&req, "change_membership")?;
         crate::membership::change(self, &self.control, self.timeout, req.into_inner())
             .await
             .map(Response::new)
@@ -987,6 +1019,7 @@ impl Admin for Handle {
         &self,
         req: Request<hotline_proto::v1::TransferLeaderRequest>,
     ) -> Result<Response<hotline_proto::v1::TransferLeaderResponse>, Status> {
+        self.operator_only(&req, "transfer_leader")?;
         crate::membership::transfer_leader(self, &self.control, self.timeout, req.into_inner())
             .await
             .map(Response::new)

@@ -140,6 +140,18 @@ pub fn cert_names_node(cert: &CertificateDer<'_>, id: u64) -> bool {
     ee.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
+/// Does this (already CA-verified) certificate name the operators' client
+/// (`client.hotline`), not a node?
+pub fn cert_names_client(cert: &CertificateDer<'_>) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = ServerName::try_from(CLIENT_NAME) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
 /// The DNS names a certificate presents, for logging who was refused (the
 /// check itself is [`cert_names_node`]); empty if it does not parse.
 pub fn presented_names(cert: &CertificateDer<'_>) -> Vec<String> {
