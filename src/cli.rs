@@ -585,7 +585,23 @@ fn metrics_address(address: &str) -> Result<String> {
 }
 
 async fn demo(dir: &Path, port_base: Option<u16>, topology: Option<PathBuf>) -> Result<()> {
-    if !dir.join("client.toml").exists() {
+    if dir.join("client.toml").exists() {
+        // A second run resumes the federation the directory holds, with
+        // its own topology and ports: options that would start another
+        // one are an error, not silently ignored.
+        let given = match (&topology, port_base) {
+            (Some(_), _) => Some("--topology"),
+            (None, Some(_)) => Some("--port-base"),
+            (None, None) => None,
+        };
+        if let Some(option) = given {
+            anyhow::bail!(
+                "{option}: {} already holds a federation, which resumes with its own topology and ports; remove it, or give another --dir, to start a new one",
+                dir.display()
+            );
+        }
+        eprintln!("resuming the federation in {}", dir.display());
+    } else {
         let topo = match &topology {
             Some(p) => Topology::load(p).map_err(|e| anyhow::anyhow!("--topology: {e}"))?,
             None => Topology::demo(),

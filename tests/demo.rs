@@ -236,3 +236,31 @@ fn the_demo_federation_runs_in_one_process() {
     };
     assert!(code.success(), "demo exit: {code:?}");
 }
+
+/// A directory that already holds a federation resumes it with its own
+/// topology and ports: an option that would start another is refused,
+/// naming the option, before anything starts (it was silently ignored).
+#[test]
+fn a_second_demo_in_the_same_directory_refuses_new_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("client.toml"), "").unwrap();
+    for (option, value) in [("--port-base", "8300"), ("--topology", "other.toml")] {
+        let out = Command::new(BIN)
+            .args(["demo", option, value, "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{option}: {} already holds a federation",
+                dir.display()
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.join("data").exists(), "nothing started");
+}
