@@ -31,9 +31,10 @@ pub struct ClientArgs {
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,
-    /// How long a request keeps trying, in seconds, while its group elects
-    /// a leader or its nodes do not answer; then the command fails and says
-    /// which node it waited for
+    /// How long each request of the command keeps trying, in seconds, while
+    /// its group elects a leader or its nodes do not answer; then the
+    /// command fails and says which node it waited for. (`group` and
+    /// `fault` commands keep their own waits per node.)
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_s: u64,

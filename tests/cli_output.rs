@@ -89,14 +89,14 @@ fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "stderr: {stderr}");
     assert!(
-        took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(8),
+        took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(15),
         "took {took:?}; stderr: {stderr}"
     );
-    // 310114's group is nodes 6, 4 and 7: the leader search (2 s) and then
-    // one of them, each held until the 3 s are up.
+    // 310114's group is nodes 6, 4 and 7: the leader search (2 s) finds
+    // none, and the first member is asked, held until the 3 s are up.
     for says in [
         "group 310114, its first-contact center, cannot be reached",
-        "of group 310114 did not answer",
+        &format!("node 6 ({address}) of group 310114 did not answer"),
         "(gave up after 1 attempt in 3.",
         "--at ITS_REGION",
     ] {

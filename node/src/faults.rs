@@ -257,6 +257,10 @@ pub fn validate_drill(drill: Drill) -> Result<Drill, String> {
     })
 }
 
+/// How far ahead of a node's clock a drill's generation may be (clocks of
+/// the operator's machine and the nodes differ by less).
+pub const MAX_GENERATION_AHEAD_MS: u64 = 24 * 3_600_000;
+
 /// Why a drill file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DrillFileError {
@@ -354,6 +358,19 @@ impl Faults {
     /// refused with the generation held.
     pub fn set(&self, drill: Drill) -> Result<bool, SetError> {
         let drill = validate_drill(drill).map_err(SetError::Invalid)?;
+        // Generations are the CLI's clock in ms. One far ahead of ours
+        // (u64::MAX from a rogue peer's sync answer) would stand above
+        // every later command, `heal` included.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if drill.generation > now_ms.saturating_add(MAX_GENERATION_AHEAD_MS) {
+            return Err(SetError::Invalid(format!(
+                "generation: {} is more than {} h ahead of this node's clock",
+                drill.generation,
+                MAX_GENERATION_AHEAD_MS / 3_600_000
+            )));
+        }
         let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.drill();
         if drill == current {
@@ -989,6 +1006,14 @@ mod tests {
             SetError::Older { held: 10 }
                 .to_string()
                 .starts_with("generation: ")
+        );
+        assert_eq!(f.outbound(2), Verdict::Drop);
+        // One far ahead of the clock (a rogue peer's u64::MAX, which no
+        // later command could outrank) is refused, naming the field.
+        let e = f.set(drill(u64::MAX, vec![])).unwrap_err();
+        assert!(
+            matches!(&e, SetError::Invalid(m) if m.starts_with("generation: ")),
+            "{e}"
         );
         assert_eq!(f.outbound(2), Verdict::Drop);
         // A heal is a newer, empty drill.

@@ -149,7 +149,10 @@ impl Handle {
     /// [`FORWARD_TIMEOUT`]: for a federated query, whose callee answers by
     /// the query's deadline (with the regions it could not reach) and may
     /// rightly take until then. A member that is down or cut off still
-    /// fails at once (refused, or a drill), or at the connect timeout.
+    /// fails at once (refused, or a drill), or at the connect timeout; one
+    /// that holds the call (a stalled process, a read that never returns)
+    /// gets the next member asked too after a third of `per_call`, so the
+    /// group's other members still answer in time. Only for reads.
     pub(crate) async fn federation_call_within<T, F, Fut>(
         &self,
         group: u64,
@@ -160,9 +163,13 @@ impl Handle {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        first_success(group, self.dir().members(group).to_vec(), None, |node| {
-            self.call_node_within(node, per_call, &f)
-        })
+        let hedge_after = (per_call / 3).max(Duration::from_millis(200));
+        first_success(
+            group,
+            self.dir().members(group).to_vec(),
+            Some(hedge_after),
+            |node| self.call_node_within(node, per_call, &f),
+        )
         .await
     }
 
