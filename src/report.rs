@@ -47,6 +47,12 @@ pub fn render_text(r: &ReportResponse) -> String {
     o.push('\n');
 
     volume_sections(o, &r.by_kind, &r.by_category, &r.by_status);
+    // A group serving several districts (a city center whose districts have
+    // no group of their own) shows each of them.
+    if r.by_district.len() > 1 {
+        o.push_str("\n按地区\n");
+        shares_table(o, &r.by_district, usize::MAX, district_label);
+    }
 
     o.push_str("\n三率(按最后一次回访)\n");
     let rows = [
@@ -189,6 +195,7 @@ pub fn report_json(r: &ReportResponse) -> Value {
         "by_kind": shares_json(&r.by_kind),
         "by_category": shares_json(&r.by_category),
         "by_status": shares_json(&r.by_status),
+        "by_district": shares_json(&r.by_district),
     })
 }
 
@@ -339,6 +346,11 @@ fn kind_label(key: &str) -> String {
         other => other,
     }
     .to_owned()
+}
+
+/// "310104 徐汇区": the code and its name.
+fn district_label(key: &str) -> String {
+    hotline_federation::regions().label(key)
 }
 
 fn category_label(key: &str) -> String {
@@ -537,6 +549,7 @@ mod tests {
             ],
             total: 5,
             in_transit: 0,
+            by_district: vec![share("370102", 4, 800), share("370103", 1, 200)],
         }
     }
 
@@ -553,6 +566,10 @@ mod tests {
         assert!(t.contains("咨询  1 件  占比  20.0%"), "{t}");
         assert!(t.contains("交通运输  2 件  占比  40.0%"), "{t}");
         assert!(t.contains("已并单"), "{t}");
+        assert!(
+            t.contains("按地区\n  370102 历下区  4 件  占比  80.0%"),
+            "{t}"
+        );
         assert!(t.contains("响应率      66.7%(2/3)"), "{t}");
         assert!(t.contains("解决率      33.3%(1/3)"), "{t}");
         assert!(
@@ -702,6 +719,10 @@ mod tests {
         );
         assert_eq!(v["by_category"][1]["key"], "城乡建设");
         assert_eq!(v["by_status"][2]["key"], "merged");
+        assert_eq!(
+            v["by_district"][0],
+            json!({ "key": "370102", "count": 4, "permille": 800 })
+        );
     }
 
     #[test]

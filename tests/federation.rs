@@ -2243,3 +2243,61 @@ async fn the_same_request_id_in_two_groups_answers_each_its_own() {
     }
     assert_eq!(ids.len(), 80, "one ticket per request and group");
 }
+
+/// A city group serving districts that have no group of their own (上海's
+/// 3101 for 徐汇 and 静安 in this topology) counts its tickets by district:
+/// the federated counts show each district, not one row for the city.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_by_region_show_the_districts_a_city_group_serves() {
+    let (cl, c) = three_shanghai_centers(8800).await;
+    // Accepted for 徐汇 or 静安 (the group of their city takes the call).
+    let at_city = |code: &str, phone: &str| {
+        let mut req = about_street(code, "城区：噪声", phone);
+        req.region = code[..6].into();
+        req
+    };
+    // 徐汇 天平路街道 twice, 静安 江宁路街道 once: 3101 keeps them.
+    for (code, phone) in [
+        ("310104003", "13800001111"),
+        ("310104003", "13800002222"),
+        ("310106006", "13800003333"),
+    ] {
+        let t = c.accept(at_city(code, phone)).await.unwrap();
+        assert_eq!(t.status, Status::Accepted as i32, "{t:?}");
+    }
+    // And one of 嘉定's own.
+    let mut own = about_street("310114001", "嘉定：噪声", "13800004444");
+    own.location = None;
+    c.accept(own).await.unwrap();
+
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["query", "counts", "--region", "3101", "--json"])).unwrap();
+    assert_eq!(v["total"], 4, "{v}");
+    let rows: Vec<(String, u64)> = v["by_region"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["count"].as_u64() > Some(0))
+        .map(|x| {
+            (
+                x["region"].as_str().unwrap().to_string(),
+                x["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("310104".to_string(), 2),
+            ("310106".to_string(), 1),
+            ("310114".to_string(), 1)
+        ],
+        "{v}"
+    );
+    let text = cl.cli(&["query", "counts", "--region", "3101"]);
+    assert!(text.contains("310104 徐汇区"), "{text}");
+    // The city's own report says the same by district.
+    let text = cl.cli(&["report", "--region", "3101"]);
+    assert!(text.contains("按地区"), "{text}");
+    assert!(text.contains("310106 静安区"), "{text}");
+}

@@ -191,11 +191,25 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
             };
             out.total = rep.total;
             out.in_transit = rep.in_transit;
-            out.by_region.push(RegionCount {
-                region,
-                key: "total".into(),
-                count: rep.total,
-            });
+            // By district, so a city group serving districts without a
+            // group of their own shows each; a group with no tickets shows
+            // itself at 0.
+            out.by_region = rep
+                .by_district
+                .iter()
+                .map(|d| RegionCount {
+                    region: d.key.clone(),
+                    key: "total".into(),
+                    count: d.count,
+                })
+                .collect();
+            if out.by_region.is_empty() {
+                out.by_region.push(RegionCount {
+                    region,
+                    key: "total".into(),
+                    count: 0,
+                });
+            }
             out.by_kind = rep.by_kind;
             out.by_category = rep.by_category;
             out.by_status = rep.by_status;
@@ -264,7 +278,17 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
 fn merge(into: &mut FederatedQueryResponse, from: FederatedQueryResponse) {
     into.answered.extend(from.answered);
     into.missing.extend(from.missing);
-    into.by_region.extend(from.by_region);
+    // Two groups may count the same district (tickets about a place no
+    // region group serves stay where they were accepted): one row each.
+    // Rows in region order.
+    let mut rows: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in into.by_region.drain(..).chain(from.by_region) {
+        *rows.entry((r.region, r.key)).or_default() += r.count;
+    }
+    into.by_region = rows
+        .into_iter()
+        .map(|((region, key), count)| RegionCount { region, key, count })
+        .collect();
     into.total += from.total;
     into.in_transit += from.in_transit;
     let sum = |a: &mut Vec<CountShare>, b: Vec<CountShare>| {
@@ -327,6 +351,28 @@ mod tests {
             },
         );
         assert_eq!((out.total, out.in_transit), (4, 1));
+        // By region, one row per district, summed when two groups count
+        // the same one, in region order.
+        let row = |region: &str, count: u64| RegionCount {
+            region: region.into(),
+            key: "total".into(),
+            count,
+        };
+        let mut rows = FederatedQueryResponse {
+            by_region: vec![row("310114", 2), row("110101", 1)],
+            ..Default::default()
+        };
+        merge(
+            &mut rows,
+            FederatedQueryResponse {
+                by_region: vec![row("110101", 1), row("310101", 1)],
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            rows.by_region,
+            [row("110101", 2), row("310101", 1), row("310114", 2)]
+        );
         assert_eq!(out.answered, ["310114", "310101"]);
         assert_eq!(out.missing, ["320585"]);
         // Largest first, ties by key.
