@@ -14,8 +14,8 @@
 //! group's tickets, whatever street code each one carries); each unit scope
 //! covers the tickets whose `lead_unit` (主办单位) is that unit.
 //!
-//! - `total` and the volume sections `by_kind`, `by_category`, `by_status`
-//!   count **every** ticket in the period, merged duplicates included: each
+//! - `total` and the volume sections `by_kind`, `by_category`, `by_status`,
+//!   `by_district` count **every** ticket in the period, merged duplicates included: each
 //!   one was a call. Their `permille` is the share of `total`.
 //! - Tickets merged into another (status `MERGED`, 已并单) are **excluded from
 //!   every rate** and from `Kpis::tickets`: the master ticket carries the case.
