@@ -136,13 +136,8 @@ impl Handle {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        first_success(
-            group,
-            self.dir().members(group).to_vec(),
-            hedge_after,
-            |node| self.call_node(node, &f),
-        )
-        .await
+        self.members_call(group, FORWARD_TIMEOUT, hedge_after, f)
+            .await
     }
 
     /// [`Self::federation_call`] with `per_call` for each member instead of
@@ -164,10 +159,27 @@ impl Handle {
         Fut: Future<Output = Result<T, Status>>,
     {
         let hedge_after = (per_call / 3).max(Duration::from_millis(200));
+        self.members_call(group, per_call, Some(hedge_after), f)
+            .await
+    }
+
+    /// `f` on `group`'s members in turn (hedged after `hedge_after`), each
+    /// call within `per_call`, until one succeeds.
+    async fn members_call<T, F, Fut>(
+        &self,
+        group: u64,
+        per_call: Duration,
+        hedge_after: Option<Duration>,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         first_success(
             group,
             self.dir().members(group).to_vec(),
-            Some(hedge_after),
+            hedge_after,
             |node| self.call_node_within(node, per_call, &f),
         )
         .await
