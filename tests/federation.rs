@@ -865,8 +865,8 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     shanghai_only(&counts().await, "delayed");
     // Asked on 江苏's side (node 3), the national group cannot answer its
     // own part (its majority, nodes 1 and 2, is behind the delay), and
-    // 江苏's district and city groups still can: their figures come back,
-    // with national and 上海 named missing. (江苏's province group 32 may
+    // 江苏's district and city groups still can: their figures come back
+    // (太仓's), with national and 上海 named missing. (江苏's province group 32 may
     // not: if node 1 leads it, the delayed heartbeats still arrive, so no
     // one else takes over, and its reads wait 12 s for a round trip.) A
     // group's own read runs alongside its children's calls; waited for
@@ -891,7 +891,9 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
             let ok = ["3205", "320585"]
                 .iter()
                 .all(|g| r.answered.contains(&g.to_string()))
-                && r.total == 1
+                // 太仓's own ticket, and the one in transit during the cut
+                // if it arrived between the heal and this delay.
+                && (1..=2).contains(&r.total)
                 && ["", "31", "310114"]
                     .iter()
                     .all(|g| r.missing.contains(&g.to_string()));
