@@ -178,7 +178,7 @@ pub fn report<'a>(
         *by_status
             .entry(super::lifecycle::status_name(t.status))
             .or_default() += 1;
-        *by_district.entry(district_of(t)).or_default() += 1;
+        *by_district.entry(district_of(t, scope_region)).or_default() += 1;
         if t.status == Status::Merged as i32 {
             continue;
         }
@@ -206,14 +206,16 @@ pub fn report<'a>(
 }
 
 /// The district (county-level code, 6 digits) a ticket is counted in: of
-/// the place it is about, else of the center that accepted it; a city or
+/// the place it is about when that lies in the group's own region, else of
+/// the center that accepted it (a ticket about a place no region group
+/// serves stays, and counts, at its first-contact center); a city or
 /// province code when that is all the ticket names.
-fn district_of(t: &Ticket) -> &str {
+fn district_of<'t>(t: &'t Ticket, scope_region: &str) -> &'t str {
     let code = t
         .location
         .as_ref()
         .map(|l| l.code.as_str())
-        .filter(|c| !c.is_empty())
+        .filter(|c| !c.is_empty() && c.starts_with(scope_region))
         .unwrap_or(t.region.as_str());
     code.get(..6).unwrap_or(code)
 }
@@ -562,8 +564,9 @@ mod tests {
     }
 
     /// By district: of the place a ticket is about (a street code counts in
-    /// its district), else of the accepting center; a city group's tickets
-    /// about districts without a group of their own show each district.
+    /// its district) when it lies in the group's region, else of the
+    /// accepting center; a city group's tickets about districts without a
+    /// group of their own show each district. Largest first.
     #[test]
     fn volumes_by_district_of_the_place() {
         let at = |id: &str, region: &str, place: Option<&str>| {
@@ -581,14 +584,17 @@ mod tests {
             at("3", "3101", Some("310106")), // 静安
             at("4", "3101", None),           // the city center's own
             at("5", "3101", Some("")),
+            // A place outside the group's region (no region group serves
+            // it): counted where it was accepted.
+            at("6", "310104", Some("110101001")),
         ];
         let rep = report("3101", &tickets, FROM, TO, &KpiWeights::default());
         assert_eq!(
             rep.by_district,
             [
-                share("3101", 2, 400),
-                share("310104", 2, 400),
-                share("310106", 1, 200),
+                share("310104", 3, 500),
+                share("3101", 2, 333),
+                share("310106", 1, 167),
             ]
         );
     }
