@@ -361,9 +361,7 @@ impl Faults {
         // Generations are the CLI's clock in ms. One far ahead of ours
         // (u64::MAX from a rogue peer's sync answer) would stand above
         // every later command, `heal` included.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::server::now_ms().max(0) as u64;
         if drill.generation > now_ms.saturating_add(MAX_GENERATION_AHEAD_MS) {
             return Err(SetError::Invalid(format!(
                 "generation: {} is more than {} h ahead of this node's clock",
