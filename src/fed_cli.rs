@@ -10,7 +10,7 @@ use hotline_proto::v1::{FederatedQueryRequest, TransferRecord, TransferState};
 use serde_json::{Value, json};
 
 use crate::report::{pad, width};
-use crate::ticket_cli::{ClientArgs, client, cst, group_for, status_err};
+use crate::ticket_cli::{ClientArgs, client, client_within, cst, group_for, status_err};
 
 #[derive(Subcommand)]
 pub enum QueryCmd {
@@ -173,7 +173,7 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
     // the client waits for that answer at least, whatever `--timeout` says.
     let wait = std::time::Duration::from_secs(c.timeout_s)
         .max(std::time::Duration::from_millis(deadline_ms as u64 + 5_000));
-    let cl = client(&c)?.with_retry_budget(wait);
+    let cl = client_within(&c, wait)?;
     let r = cl
         .federated_query(FederatedQueryRequest {
             region: region.clone(),

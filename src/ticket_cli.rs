@@ -31,10 +31,10 @@ pub struct ClientArgs {
     pub config: PathBuf,
     #[arg(long)]
     pub json: bool,
-    /// How long each request of the command keeps trying, in seconds, while
-    /// its group elects a leader or its nodes do not answer; then the
-    /// command fails and says which node it waited for. (`group` and
-    /// `fault` commands keep their own waits per node.)
+    /// How long the command keeps trying, in seconds, while a group elects
+    /// a leader or its nodes do not answer; then it fails and says which
+    /// node it waited for. (`group` and `fault` commands keep their own
+    /// waits per node.)
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_s: u64,
@@ -516,11 +516,18 @@ pub enum PolicyCmd {
     },
 }
 
-/// A client for the command's `--config`, trying each request for
-/// `--timeout` seconds at most.
+/// A client for the command's `--config`: the command's requests, all
+/// together, end within `--timeout` seconds from now.
 pub fn client(c: &ClientArgs) -> Result<Client> {
+    client_within(c, std::time::Duration::from_secs(c.timeout_s))
+}
+
+/// A client whose requests all end within `time` from now.
+pub fn client_within(c: &ClientArgs, time: std::time::Duration) -> Result<Client> {
     let cl = Client::new(&ClientConfig::load(&c.config)?, 1).map_err(|e| anyhow!(e))?;
-    Ok(cl.with_retry_budget(std::time::Duration::from_secs(c.timeout_s)))
+    Ok(cl
+        .with_retry_budget(time)
+        .with_deadline(std::time::Instant::now() + time))
 }
 
 pub fn status_err(s: tonic::Status) -> anyhow::Error {

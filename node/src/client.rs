@@ -55,6 +55,10 @@ pub struct Client {
     /// How long one request keeps trying, attempts and leader searches
     /// included (`DEFAULT_RETRY_BUDGET` unless set).
     retry_budget: Duration,
+    /// When the whole command ends, if it has an end (the CLI's
+    /// `--timeout`): a command of several requests (a lookup that follows
+    /// a transferred ticket's stubs) ends there, not after a budget each.
+    deadline: Option<Instant>,
 }
 
 fn retryable(s: &Status) -> bool {
@@ -146,6 +150,7 @@ impl Client {
             next_conn: AtomicUsize::new(0),
             directory,
             retry_budget: DEFAULT_RETRY_BUDGET,
+            deadline: None,
         })
     }
 
@@ -154,6 +159,24 @@ impl Client {
     pub fn with_retry_budget(mut self, budget: Duration) -> Client {
         self.retry_budget = budget.max(Duration::from_millis(1));
         self
+    }
+
+    /// No request starts or goes on past `at`: the end of a command that
+    /// makes several requests.
+    pub fn with_deadline(mut self, at: Instant) -> Client {
+        self.deadline = Some(at);
+        self
+    }
+
+    /// The time a request starting now may take: its retry budget, cut at
+    /// the command's deadline.
+    fn budget(&self) -> Duration {
+        match self.deadline {
+            Some(at) => self
+                .retry_budget
+                .min(at.saturating_duration_since(Instant::now())),
+            None => self.retry_budget,
+        }
     }
 
     pub fn channel(&self, node: usize) -> Channel {
@@ -244,11 +267,17 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let started = Instant::now();
-        let mut last = Status::unavailable("no attempt made");
+        let budget = self.budget();
+        let mut last = Status::deadline_exceeded(
+            "the command's time (--timeout) ran out before this request was sent",
+        );
         for attempt in 0..MAX_ATTEMPTS {
-            let left = self.retry_budget.saturating_sub(started.elapsed());
+            let left = budget.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(gave_up(&last, attempt, started.elapsed()));
+                return Err(match attempt {
+                    0 => last,
+                    _ => gave_up(&last, attempt, started.elapsed()),
+                });
             }
             // The node waited on while its call is out, to name it when
             // the attempt runs out of time (`None` during a leader search).
@@ -316,7 +345,7 @@ impl Client {
             }
             let pause = Duration::from_millis(20 * u64::from(attempt + 1))
                 .min(Duration::from_millis(500))
-                .min(self.retry_budget.saturating_sub(started.elapsed()));
+                .min(budget.saturating_sub(started.elapsed()));
             tokio::time::sleep(pause).await;
         }
         Err(last)
@@ -623,10 +652,11 @@ impl Client {
         req: FederatedQueryRequest,
     ) -> Result<FederatedQueryResponse, Status> {
         let started = Instant::now();
+        let budget = self.budget();
         let mut last = Status::unavailable("no node answered");
         let mut empty: Option<FederatedQueryResponse> = None;
         for i in 0..self.nodes.len() {
-            let left = self.retry_budget.saturating_sub(started.elapsed());
+            let left = budget.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
@@ -809,6 +839,40 @@ mod tests {
                 err.message()
             );
         }
+        drop(silent);
+    }
+
+    /// A command of several requests (a lookup following stubs) ends at
+    /// its deadline, not after a budget per request: the second request,
+    /// starting past the deadline, is not sent and says why.
+    #[tokio::test]
+    async fn the_requests_of_a_command_end_together_at_its_deadline() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let cfg = ClientConfig {
+            endpoints: vec![Peer {
+                id: 7,
+                address: silent.local_addr().expect("address").to_string(),
+            }],
+            topology: None,
+            insecure: true,
+            tls: None,
+        };
+        let time = Duration::from_millis(1_500);
+        let started = Instant::now();
+        let cl = Client::new(&cfg, 1)
+            .expect("client")
+            .with_retry_budget(time)
+            .with_deadline(started + time);
+        let first = cl.get("310114-20261205-000001").await.expect_err("silent");
+        assert!(first.message().contains("did not answer"), "{first:?}");
+        let second = cl.get("310114-20261205-000002").await.expect_err("late");
+        let took = started.elapsed();
+        assert!(
+            took >= time && took < time + Duration::from_secs(3),
+            "two requests took {took:?} with a command time of {time:?}"
+        );
+        assert_eq!(second.code(), Code::DeadlineExceeded, "{second:?}");
+        assert!(second.message().contains("--timeout"), "{second:?}");
         drop(silent);
     }
 
