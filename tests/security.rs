@@ -130,8 +130,42 @@ async fn wrong_certificates_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    // Nor act on tickets or a group's deadline rules: a node calls only
+    // `lookup` on another (a first-contact center asking the owner).
+    use hotline_proto::v1::{ListTicketsRequest, LookupRequest, SetPolicyRequest};
+    let mut tickets = TicketsClient::new(cl.channel_as(3, 1, addr));
+    let e = tickets
+        .accept(hotline_proto::v1::AcceptRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     assert!(
-        cl.log(1).contains("admin call refused"),
+        e.message()
+            .starts_with("accept: only the operators' client certificate"),
+        "{e}"
+    );
+    let e = tickets
+        .set_policy(SetPolicyRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    let e = tickets
+        .list(ListTicketsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    let e = tickets
+        .lookup(LookupRequest {
+            id: "310114-20261205-000001".into(),
+            phone_last4: "0000".into(),
+            group_id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::PermissionDenied, "a node may look up: {e}");
+    assert!(
+        cl.log(1)
+            .contains("call refused: not the operators' client certificate"),
         "refusal is logged with the peer"
     );
     // Nothing changed: the group still has its three voters.

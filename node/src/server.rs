@@ -454,6 +454,7 @@ impl Tickets for Handle {
         &self,
         req: Request<AcceptRequest>,
     ) -> Result<Response<AcceptResponse>, Status> {
+        self.client_only(&req, "accept")?;
         let mut req = req.into_inner();
         let g = self.for_region(&req.region, 0)?;
         tickets::validate_accept(&g.region, &req)
@@ -490,6 +491,7 @@ impl Tickets for Handle {
         &self,
         req: Request<TicketCommandRequest>,
     ) -> Result<Response<TicketCommandResponse>, Status> {
+        self.client_only(&req, "execute")?;
         let r = req.into_inner();
         let Some(cmd) = r.command else {
             return Err(Status::invalid_argument("command: is required"));
@@ -508,6 +510,7 @@ impl Tickets for Handle {
         &self,
         req: Request<TransferTicketRequest>,
     ) -> Result<Response<TicketCommandResponse>, Status> {
+        self.client_only(&req, "transfer")?;
         let r = req.into_inner();
         let g = self.for_ticket(&r.ticket_id, r.group_id)?;
         // Where it goes: for a send-back the state machine takes the group
@@ -562,6 +565,7 @@ impl Tickets for Handle {
         &self,
         req: Request<GetTicketRequest>,
     ) -> Result<Response<GetTicketResponse>, Status> {
+        self.client_only(&req, "get")?;
         let r = req.into_inner();
         let (t, label) = self
             .for_ticket(&r.id, r.group_id)?
@@ -577,6 +581,7 @@ impl Tickets for Handle {
         &self,
         req: Request<ListTicketsRequest>,
     ) -> Result<Response<ListTicketsResponse>, Status> {
+        self.client_only(&req, "list")?;
         let r = req.into_inner();
         if r.limit > MAX_LIST_LIMIT {
             return Err(Status::invalid_argument(format!(
@@ -624,6 +629,7 @@ impl Tickets for Handle {
     /// The ticket's events so far, then each new one as it is applied on
     /// this node. Subscribes before reading, so no event falls in between.
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        self.client_only(&req, "watch")?;
         let r = req.into_inner();
         let permit = self
             .watchers
@@ -770,6 +776,7 @@ impl Tickets for Handle {
         &self,
         req: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
+        self.client_only(&req, "verify")?;
         let r = req.into_inner();
         let t = self
             .for_ticket(&r.id, r.group_id)?
@@ -798,6 +805,7 @@ impl Tickets for Handle {
         &self,
         req: Request<ReportRequest>,
     ) -> Result<Response<ReportResponse>, Status> {
+        self.client_only(&req, "report")?;
         let r = req.into_inner();
         let to_ms = if r.to_ms == 0 { now_ms() + 1 } else { r.to_ms };
         if to_ms <= r.from_ms {
@@ -826,6 +834,7 @@ impl Tickets for Handle {
         &self,
         req: Request<OutboxRequest>,
     ) -> Result<Response<OutboxResponse>, Status> {
+        self.client_only(&req, "outbox")?;
         let r = req.into_inner();
         let limit = r.limit;
         if limit > MAX_LIST_LIMIT {
@@ -852,6 +861,7 @@ impl Tickets for Handle {
         &self,
         req: Request<SetPolicyRequest>,
     ) -> Result<Response<SetPolicyResponse>, Status> {
+        self.client_only(&req, "set_policy")?;
         let r = req.into_inner();
         let g = self.home(r.group_id)?;
         let Some(p) = r.policy else {
@@ -868,6 +878,7 @@ impl Tickets for Handle {
         &self,
         req: Request<GetPolicyRequest>,
     ) -> Result<Response<SetPolicyResponse>, Status> {
+        self.client_only(&req, "get_policy")?;
         let g = self.home(req.into_inner().group_id)?;
         match g.read(Query::Policy).await? {
             QueryAnswer::Policy(p) => Ok(Response::new(SetPolicyResponse { policy: Some(p) })),
@@ -946,7 +957,12 @@ impl Handle {
     /// status and drills): a street-office node could otherwise add itself
     /// to any group, national's included, and then receive its raft
     /// traffic as a member. Refused and logged with the certificate's names.
-    fn operator_only<T>(&self, req: &Request<T>, what: &str) -> Result<(), Status> {
+    /// Refuses `what` unless the caller presents the client certificate
+    /// (consoles and operators; `client.hotline`). Nodes call each other
+    /// only for raft, federation, status, drills and lookups; a node's key
+    /// that could also accept, act on tickets or replace a group's deadline
+    /// rules would make one compromised street office every center.
+    fn client_only<T>(&self, req: &Request<T>, what: &str) -> Result<(), Status> {
         if !self.tls {
             return Ok(());
         }
@@ -960,7 +976,7 @@ impl Handle {
             peer_addr = ?req.remote_addr(),
             ?presented,
             what,
-            "admin call refused: not the operators' client certificate"
+            "call refused: not the operators' client certificate"
         );
         Err(Status::permission_denied(format!(
             "{what}: only the operators' client certificate ({}) may make this call",
@@ -989,7 +1005,7 @@ impl Admin for Handle {
 
     async fn set_faults(&self, req: Request<Drill>) -> Result<Response<FaultsResponse>, Status> {
         use crate::faults::SetError;
-        self.operator_only(&req, "set_faults")?;
+        self.client_only(&req, "set_faults")?;
         match self.faults.set(req.into_inner()) {
             Ok(_) => Ok(Response::new(self.faults.snapshot())),
             Err(e @ SetError::Invalid(_)) => Err(Status::invalid_argument(e.to_string())),
@@ -1009,7 +1025,7 @@ impl Admin for Handle {
         &self,
         req: Request<hotline_proto::v1::ConfChangeRequest>,
     ) -> Result<Response<hotline_proto::v1::ConfChangeResponse>, Status> {
-        self.operator_only(&req, "change_membership")?;
+        self.client_only(&req, "change_membership")?;
         crate::membership::change(self, &self.control, self.timeout, req.into_inner())
             .await
             .map(Response::new)
@@ -1019,7 +1035,7 @@ impl Admin for Handle {
         &self,
         req: Request<hotline_proto::v1::TransferLeaderRequest>,
     ) -> Result<Response<hotline_proto::v1::TransferLeaderResponse>, Status> {
-        self.operator_only(&req, "transfer_leader")?;
+        self.client_only(&req, "transfer_leader")?;
         crate::membership::transfer_leader(self, &self.control, self.timeout, req.into_inner())
             .await
             .map(Response::new)
