@@ -85,7 +85,8 @@ pub enum GroupCmd {
         #[arg(long)]
         node: u64,
         /// Change even though the directory does not show the group's
-        /// previous change yet (refused otherwise).
+        /// previous change yet, or though the voters left would not hold a
+        /// reachable majority (refused otherwise: the group would stop).
         #[arg(long)]
         force: bool,
     },

@@ -217,7 +217,15 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     assert!(ids(&v["learners"]).is_empty(), "{out}");
     assert_eq!(v["joint"], false);
 
-    // remove 1 (if it leads, it hands over first and the command retries)
+    // remove 1, the leader: it hands over first and the command retries.
+    cl.cli(&[
+        "group",
+        "transfer-leader",
+        "--region",
+        "310114",
+        "--node",
+        "1",
+    ]);
     let out = cl.cli(&[
         "group", "remove", "--region", "310114", "--node", "1", "--json",
     ]);
@@ -284,6 +292,30 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         },
     )
     .await;
+    // With `gone` down, removing one more voter would leave [leader,
+    // gone]: no reachable majority, the group would stop. Refused, once
+    // the leader's node has missed `gone` for 4 election timeouts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (leader, _) = leader_of_group(&c).await.expect("a leader");
+    let other = [keep, 4]
+        .into_iter()
+        .find(|&n| n != leader)
+        .expect("a live follower");
+    let err = cl.cli_fails(&[
+        "group",
+        "remove",
+        "--region",
+        "310114",
+        "--node",
+        &other.to_string(),
+    ]);
+    assert!(
+        err.contains(&format!("removing node {other} would leave voters"))
+            && err.contains("not a majority"),
+        "{err}"
+    );
+    let g = group_on(&c, leader).await.unwrap();
+    assert_eq!(g.voters, vec![2, 3, 4], "nothing removed");
     // The paths taken: node 4 hosted the group on the leader's message,
     // and transport queues were opened on demand in both directions.
     assert!(cl.log(4).contains("hosting a group joined at run time"));

@@ -298,6 +298,8 @@ pub fn refusal(e: &ConfChangeError) -> Status {
         | ConfChangeError::NotCaughtUp { .. }
         | ConfChangeError::RemovesLeader { .. }
         | ConfChangeError::Dropped(_) => Status::unavailable(e.to_string()),
+        // Not retried: the operator brings the voters back, or forces.
+        ConfChangeError::WouldLoseQuorum { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

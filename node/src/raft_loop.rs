@@ -570,7 +570,8 @@ impl RaftLoop {
                     }
                 }
                 w.touched.insert(group_id);
-                match r.propose_conf_change(op, node) {
+                let liveness = &self.liveness;
+                match r.propose_conf_change(op, node, force, |n| liveness.suspect(n)) {
                     Ok(()) => {
                         tracing::info!(
                             group = group_id,

@@ -341,6 +341,18 @@ pub enum ConfChangeError {
         "group {group_id}: node {node} leads the group; leadership is being handed to node {to}, retry there"
     )]
     RemovesLeader { group_id: u64, node: u64, to: u64 },
+    /// Removing `node` would leave `voters`, of which only `reachable` can
+    /// be heard: not a majority, so the group could commit nothing, this
+    /// change's undoing included.
+    #[error(
+        "group {group_id}: removing node {node} would leave voters {voters:?}, of which only {reachable:?} can be reached: not a majority, and the group would stop; bring the others back first, or remove anyway with --force"
+    )]
+    WouldLoseQuorum {
+        group_id: u64,
+        node: u64,
+        voters: Vec<u64>,
+        reachable: Vec<u64>,
+    },
     #[error("conf change dropped by raft: {0}")]
     Dropped(String),
 }
@@ -1683,10 +1695,19 @@ impl Replica {
     /// change is raft's simple protocol, no joint state); promoting one
     /// learner at a time is safe because majorities of the old and new
     /// voter sets always overlap.
+    ///
+    /// `unreachable` says which nodes this one cannot hear now (the node's
+    /// liveness; the simulator's network). A removal that would leave the
+    /// voters without a reachable majority is refused unless `force`: the
+    /// group would stop, and only a leader could change it back (etcd's
+    /// strict reconfiguration check). For the same reason a leader that is
+    /// removed hands over only to a voter it can hear.
     pub fn propose_conf_change(
         &mut self,
         op: MembershipOp,
         node: u64,
+        force: bool,
+        unreachable: impl Fn(u64) -> bool,
     ) -> Result<(), ConfChangeError> {
         self.assert_not_in_flight();
         // Commands proposed earlier go into the log first.
@@ -1755,12 +1776,34 @@ impl Replica {
                         format!("node {node} is the last voter of group {group_id}"),
                     )));
                 }
+                if is_voter && !force {
+                    let mut after = cs.clone();
+                    after.voters.retain(|&v| v != node);
+                    let me = self.cfg.node_id;
+                    if !super::liveness::reaches_quorum(&after, me, &unreachable) {
+                        let mut reachable: Vec<u64> = after
+                            .voters
+                            .iter()
+                            .copied()
+                            .filter(|&v| v == me || !unreachable(v))
+                            .collect();
+                        reachable.sort_unstable();
+                        let mut voters = after.voters.clone();
+                        voters.sort_unstable();
+                        return Err(ConfChangeError::WouldLoseQuorum {
+                            group_id,
+                            node,
+                            voters,
+                            reachable,
+                        });
+                    }
+                }
                 if node == self.cfg.node_id {
                     // raft-rs lets a removed leader go on leading a group it
                     // is no longer part of (post_conf_change, "TODO: step
                     // down"). Hand leadership over first instead.
                     let to = self
-                        .transfer_target()
+                        .transfer_target(&unreachable)
                         .ok_or(ConfChangeError::InProgress { group_id })?;
                     self.wake();
                     self.raw.transfer_leader(to);
@@ -1829,15 +1872,18 @@ impl Replica {
     }
 
     /// The voter, other than this node, that holds the most of the log
-    /// (lowest id on a tie): where a leader that is being removed hands over.
-    fn transfer_target(&self) -> Option<u64> {
+    /// (lowest id on a tie) among those this node can hear: where a leader
+    /// that is being removed hands over. A voter that died while the group
+    /// was idle keeps its matched index; handing over to it would stall
+    /// the group for an election timeout at each of the operator's retries.
+    fn transfer_target(&self, unreachable: impl Fn(u64) -> bool) -> Option<u64> {
         let me = self.cfg.node_id;
         let voters = &self.conf_state().voters;
         self.raw
             .raft
             .prs()
             .iter()
-            .filter(|(id, _)| **id != me && voters.contains(id))
+            .filter(|(id, _)| **id != me && voters.contains(id) && !unreachable(**id))
             .map(|(id, pr)| (std::cmp::Reverse(pr.matched), *id))
             .min()
             .map(|(_, id)| id)
@@ -1972,6 +2018,108 @@ mod tests {
         }
     }
 
+    /// Three replicas of one group, messages delivered among them (none to
+    /// or from a node in `down`) until all is quiet.
+    fn settle(rs: &mut [Replica], down: &[u64]) {
+        for _ in 0..1_000 {
+            let mut out = Vec::new();
+            for r in rs.iter_mut() {
+                while r.has_ready() {
+                    out.extend(r.ready().messages);
+                    out.extend(r.on_persisted().messages);
+                }
+            }
+            if out.is_empty() {
+                return;
+            }
+            for m in out {
+                if down.contains(&m.from) || down.contains(&m.to) {
+                    continue;
+                }
+                if let Some(r) = rs.iter_mut().find(|r| r.node_id() == m.to) {
+                    r.step(m);
+                }
+            }
+        }
+        panic!("the group did not settle");
+    }
+
+    /// Node 1 leading a group of voters 1..=n, all caught up.
+    fn led_by_one(n: u64) -> Vec<Replica> {
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut rs: Vec<Replica> = voters
+            .iter()
+            .map(|&id| {
+                let cfg = ReplicaConfig::new(id, 310114, "310114");
+                Replica::new(cfg, Recovered::bootstrap(&voters)).unwrap()
+            })
+            .collect();
+        rs[0].campaign();
+        settle(&mut rs, &[]);
+        assert!(rs[0].is_leader());
+        rs
+    }
+
+    /// Removing a voter that would leave the others without a reachable
+    /// majority is refused (the group would stop, and only a leader could
+    /// undo it), unless forced; a leader that removes itself hands over to
+    /// a voter it can hear, not to the one holding the most of the log.
+    #[test]
+    fn a_removal_keeps_a_reachable_majority_and_hands_over_to_a_live_voter() {
+        let three_down = |n: u64| n == 3;
+        let mut rs = led_by_one(3);
+        // Node 3 is down: removing node 2 leaves [1, 3] with one reachable.
+        let e = rs[0]
+            .propose_conf_change(MembershipOp::Remove, 2, false, three_down)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ConfChangeError::WouldLoseQuorum { voters, reachable, .. }
+                if voters == &[1, 3] && reachable == &[1]),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--force"), "{e}");
+        // Removing the dead node itself keeps [1, 2], both reachable.
+        rs[0]
+            .propose_conf_change(MembershipOp::Remove, 3, false, three_down)
+            .unwrap();
+        settle(&mut rs, &[3]);
+        assert_eq!(rs[0].conf_state().voters, [1, 2]);
+
+        // Forced, the removal that loses the majority goes through.
+        let mut rs = led_by_one(3);
+        rs[0]
+            .propose_conf_change(MembershipOp::Remove, 2, true, three_down)
+            .unwrap();
+        settle(&mut rs, &[]);
+        assert_eq!(rs[0].conf_state().voters, [1, 3]);
+
+        // Nor may the leader remove itself then: [2, 3] with 3 alone.
+        let mut rs = led_by_one(3);
+        let e = rs[0]
+            .propose_conf_change(MembershipOp::Remove, 1, false, |n| n == 2)
+            .unwrap_err();
+        assert!(matches!(e, ConfChangeError::WouldLoseQuorum { .. }), "{e}");
+
+        // Of five, the leader removing itself with node 2 down hands over to
+        // node 3, though node 2 (the lower id) holds as much of the log.
+        let mut rs = led_by_one(5);
+        let e = rs[0]
+            .propose_conf_change(MembershipOp::Remove, 1, false, |n| n == 2)
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfChangeError::RemovesLeader { to: 3, .. }),
+            "{e}"
+        );
+        let mut rs = led_by_one(5);
+        let e = rs[0]
+            .propose_conf_change(MembershipOp::Remove, 1, false, |_| false)
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfChangeError::RemovesLeader { to: 2, .. }),
+            "{e}"
+        );
+    }
+
     /// A leader that finds its group in a joint configuration that raft-rs
     /// will not leave by itself (here an explicit transition; in the wild a
     /// leader change before the entering entry applied) proposes the
@@ -1995,7 +2143,8 @@ mod tests {
         drain(&mut r);
         assert_eq!(r.conf_state().voters_outgoing, [1], "joint, and stays so");
         assert!(
-            r.propose_conf_change(MembershipOp::Remove, 2).is_err(),
+            r.propose_conf_change(MembershipOp::Remove, 2, false, |_| false)
+                .is_err(),
             "no other change while joint"
         );
         r.tick();
