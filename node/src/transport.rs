@@ -109,8 +109,11 @@ pub async fn peer_sender(
                     }
                 }
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                    let envelopes = release(&mut held, Instant::now());
-                    if !envelopes.is_empty()
+                    // Sent even when empty: held heartbeats are heartbeats
+                    // late, not lost (a delayed link is a long one, not a
+                    // dead one; dropped, every idle group led across it
+                    // would be deposed after 4 election timeouts).
+                    if let Some(envelopes) = release(&mut held, Instant::now())
                         && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
                     {
                         break;
@@ -151,22 +154,33 @@ fn admit(
         Verdict::Pass => Instant::now(),
         Verdict::Delay(d) => Instant::now() + d,
     };
+    // A delay healed or shortened since the held batches were timed: they
+    // leave by the new time, so `fault heal` takes effect within a tick
+    // (the next heartbeat comes through here) instead of after the old
+    // delay, up to a minute. Instants stay in order: each is capped alike.
+    for (when, _) in held.iter_mut() {
+        *when = (*when).min(at);
+    }
     let at = held.back().map_or(at, |(last, _)| at.max(*last));
     held.push_back((at, batch));
     false
 }
 
-/// Takes the held batches whose time has come, up to one gRPC message.
-fn release(held: &mut Held, now: Instant) -> Vec<RaftEnvelope> {
+/// Takes the held batches whose time has come, up to one gRPC message;
+/// `None` when none has. Held heartbeats (empty batches) make an empty
+/// message, which is still to be sent.
+fn release(held: &mut Held, now: Instant) -> Option<Vec<RaftEnvelope>> {
     let mut envelopes = Vec::new();
+    let mut any = false;
     while envelopes.len() < MAX_ENVELOPES_PER_BATCH
         && held.front().is_some_and(|(at, _)| *at <= now)
     {
         if let Some((_, batch)) = held.pop_front() {
             envelopes.extend(batch);
+            any = true;
         }
     }
-    envelopes
+    any.then_some(envelopes)
 }
 
 #[cfg(test)]
@@ -226,16 +240,54 @@ mod tests {
         let start = Instant::now();
         let (mut ready, mut held) = (Vec::new(), Held::new());
         admit(&f, 2, env(1), &mut ready, &mut held);
+        admit(&f, 2, Vec::new(), &mut ready, &mut held); // a heartbeat
         admit(&f, 2, env(2), &mut ready, &mut held);
-        // Healed: the next batch passes, but behind the held ones.
-        f.heal();
-        admit(&f, 2, env(3), &mut ready, &mut held);
         assert!(ready.is_empty());
         assert_eq!(held.len(), 3);
-        assert!(release(&mut held, start).is_empty());
+        assert!(release(&mut held, start).is_none(), "not yet");
         let later = start + Duration::from_millis(600);
-        assert_eq!(groups(&release(&mut held, later)), vec![1, 2, 3]);
+        assert_eq!(
+            release(&mut held, later).map(|e| groups(&e)),
+            Some(vec![1, 2])
+        );
         assert!(held.is_empty());
-        assert_eq!(f.snapshot().counters[0].delayed, 2);
+        assert_eq!(f.snapshot().counters[0].delayed, 3);
+        // A heartbeat held alone is still sent when its time comes, empty.
+        admit(&f, 2, Vec::new(), &mut ready, &mut held);
+        assert_eq!(
+            release(&mut held, Instant::now() + Duration::from_secs(1)),
+            Some(vec![])
+        );
+    }
+
+    /// `fault heal` ends a delay at once: what it held leaves with the
+    /// next batch (a heartbeat within a tick), in order, not after the old
+    /// delay; a shortened delay caps the held batches' time alike.
+    #[test]
+    fn a_heal_releases_what_a_delay_held_at_once() {
+        let f = Faults::new(1);
+        f.add(rule(FaultAction::Delay, 60_000, 0)).unwrap();
+        let (mut ready, mut held) = (Vec::new(), Held::new());
+        admit(&f, 2, env(1), &mut ready, &mut held);
+        admit(&f, 2, env(2), &mut ready, &mut held);
+        f.heal();
+        admit(&f, 2, env(3), &mut ready, &mut held);
+        assert!(ready.is_empty(), "behind the held ones, in order");
+        let soon = Instant::now() + Duration::from_millis(1);
+        assert_eq!(
+            release(&mut held, soon).map(|e| groups(&e)),
+            Some(vec![1, 2, 3])
+        );
+
+        f.add(rule(FaultAction::Delay, 60_000, 0)).unwrap();
+        admit(&f, 2, env(4), &mut ready, &mut held);
+        f.heal();
+        f.add(rule(FaultAction::Delay, 100, 0)).unwrap();
+        admit(&f, 2, env(5), &mut ready, &mut held);
+        let later = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            release(&mut held, later).map(|e| groups(&e)),
+            Some(vec![4, 5])
+        );
     }
 }
