@@ -2303,3 +2303,80 @@ async fn counts_by_region_show_the_districts_a_city_group_serves() {
     assert!(text.contains("按地区"), "{text}");
     assert!(text.contains("310106 静安区"), "{text}");
 }
+
+/// Exactly once where it matters: a hop that committed the envelope but
+/// whose answer was lost. 黄浦's node may not send to 嘉定's (one way: its
+/// answers and receipts are lost, 嘉定's calls get through) and the city's
+/// node is cut off from both, so 嘉定 hands the envelope to 黄浦 again and
+/// again: 黄浦 applies it once and answers each retry "duplicate". After
+/// the heal the case completes, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_whose_answer_was_lost_applies_the_retry_once() {
+    let (cl, c) = three_shanghai_centers(8840).await;
+    cl.cli(&["fault", "partition", "--between", "2", "--and", "1,3"]);
+    cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        "3",
+        "--and",
+        "1",
+        "--one-way",
+    ]);
+    // 南京东路街道, 黄浦区.
+    let t = c
+        .accept(about_street("310101002", "占道经营", "13800005678"))
+        .await
+        .unwrap();
+    assert_eq!(t.owner_group, 310101);
+    let retried = "forward already applied (duplicate)";
+    until(
+        "a retry answered duplicate",
+        Duration::from_secs(20),
+        || async { !log_lines(&cl.log(3), retried).is_empty() },
+    )
+    .await;
+    let held = c
+        .transfers(310114, false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| {
+            r.envelope
+                .as_ref()
+                .and_then(|e| e.ticket.as_ref())
+                .is_some_and(|x| x.id == t.id)
+        })
+        .expect("嘉定's record");
+    assert_eq!(
+        held.state,
+        TransferState::Pending as i32,
+        "嘉定 heard no answer: {:?} to {}",
+        held.state,
+        held.next_group
+    );
+    assert!(
+        !delivered_at_origin(&c, &t.id).await,
+        "no receipt through the cut"
+    );
+    cl.cli(&["fault", "heal"]);
+    until("delivered after the heal", Duration::from_secs(30), || {
+        delivered_at_origin(&c, &t.id)
+    })
+    .await;
+    let owned = c.get_in(310101, &t.id).await.unwrap();
+    let kinds: Vec<&str> = owned.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["accept", "transfer_out", "transfer_in"],
+        "applied once"
+    );
+    let listed = c
+        .list(hotline_proto::v1::ListTicketsRequest {
+            group_id: 310101,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.tickets.len(), 1, "once at 黄浦");
+}

@@ -36,7 +36,6 @@ use tonic::Status;
 
 use crate::core::placements::{agreed, from_spec, majority, to_report, to_spec, version_only};
 use crate::core::{ApplyResult, Query, QueryAnswer};
-use crate::faults::Verdict;
 use crate::forwarder::from_node;
 use crate::server::Handle;
 
@@ -300,13 +299,8 @@ async fn fetch(h: &Handle, known: u64, wait: Duration) -> Result<DirectoryImage,
                     },
                 )
                 .await;
-            // A drill that cut the link while the poll was held drops
-            // its answer too.
-            let cut = node != me && matches!(h.faults.outbound(node), Verdict::Drop);
-            let answer = match answer {
-                Ok(_) if cut => Err(crate::forwarder::link_cut(node)),
-                a => a,
-            };
+            // A drill that cut the link while the poll was held drops its
+            // answer too: `call_node_within` judges the answer when it comes.
             (node, answer)
         })
         .collect();

@@ -469,6 +469,21 @@ impl Faults {
     /// rule drops it with its probability; otherwise it is delayed by the
     /// longest matching delay. Counted per peer.
     pub fn outbound(&self, peer: u64) -> Verdict {
+        self.verdict(self.node_id, peer, peer)
+    }
+
+    /// The answer to a call this node made to `peer`, on its way back: a
+    /// message from `peer` to this node, judged as [`Self::outbound`] judges
+    /// one the other way. The caller applies it, since a unary call's
+    /// answer has no sender-side hook; a one-way rule from `peer` loses
+    /// the answer after `peer` acted, as a half-broken link does.
+    pub fn answer_from(&self, peer: u64) -> Verdict {
+        self.verdict(peer, self.node_id, peer)
+    }
+
+    /// A message from `from` to `to` (one of them this node, the other
+    /// `peer`, whose counters it adds to).
+    fn verdict(&self, from: u64, to: u64, peer: u64) -> Verdict {
         if !self.active.load(Ordering::Acquire) {
             return Verdict::Pass;
         }
@@ -476,11 +491,7 @@ impl Faults {
             let drill = self.drill.read().unwrap_or_else(|e| e.into_inner());
             let mut drop = false;
             let mut delay = 0u32;
-            for r in drill
-                .rules
-                .iter()
-                .filter(|r| Self::applies(r, self.node_id, peer))
-            {
+            for r in drill.rules.iter().filter(|r| Self::applies(r, from, to)) {
                 match FaultAction::try_from(r.action) {
                     Ok(FaultAction::Partition) => drop = true,
                     Ok(FaultAction::Drop) => {
@@ -709,11 +720,14 @@ mod tests {
                 assert_eq!(f.outbound(to), expect, "outbound {from}→{to}");
                 assert_eq!(g.inbound(from), expect, "inbound at {to} from {from}");
                 assert_eq!(g.is_partitioned_from(from), cut(from, to));
+                // The answer to a call `to` made to `from` crosses the
+                // same link: lost exactly where a message would be.
+                assert_eq!(g.answer_from(from), expect, "answer at {to} from {from}");
             }
         }
         // Only the cut direction was counted.
         assert_eq!(counter(&nodes[0], 2), (1, 0));
-        assert_eq!(counter(&nodes[1], 1), (1, 0));
+        assert_eq!(counter(&nodes[1], 1), (2, 0));
         assert_eq!(counter(&nodes[3], 1), (0, 0));
         // A two-way rule between the same sets is another rule; healing by
         // the sets lifts both.

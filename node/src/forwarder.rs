@@ -208,17 +208,44 @@ impl Handle {
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        if node != self.node_id {
-            match self.faults.outbound(node) {
-                Verdict::Drop => return Err(link_cut(node)),
-                Verdict::Delay(d) => tokio::time::sleep(d).await,
-                Verdict::Pass => {}
-            }
+        let drilled = node != self.node_id;
+        let request = if drilled {
+            self.faults.outbound(node)
+        } else {
+            Verdict::Pass
+        };
+        if request == Verdict::Drop {
+            return Err(link_cut(node));
         }
         let Some(ch) = self.fed.get(&node).cloned() else {
             return Err(Status::unavailable(format!("node {node} is not known")));
         };
-        match tokio::time::timeout(timeout, f(ch)).await {
+        // A drill's delay is part of the call's time, as a long link's is:
+        // a call across a 30 s delay gives up at its timeout, not after
+        // 30 s plus the timeout.
+        let call = async {
+            if let Verdict::Delay(d) = request {
+                tokio::time::sleep(d).await;
+            }
+            let answer = f(ch).await;
+            if !drilled {
+                return answer;
+            }
+            // The answer crosses the link the other way.
+            match self.faults.answer_from(node) {
+                Verdict::Pass => answer,
+                Verdict::Delay(d) => {
+                    tokio::time::sleep(d).await;
+                    answer
+                }
+                // Lost after `node` acted on the request: the caller retries,
+                // and the callee's idempotence is what makes that safe.
+                Verdict::Drop => Err(Status::unavailable(format!(
+                    "the answer of node {node} was lost (drill)"
+                ))),
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "node {node} did not answer"
@@ -555,7 +582,20 @@ impl Federation for Handle {
             }
         };
         match g.propose(op, 0).await? {
-            ApplyResult::Custody { duplicate } => Ok(Response::new(ForwardResponse { duplicate })),
+            ApplyResult::Custody { duplicate } => {
+                if duplicate {
+                    // The caller did not hear our earlier answer (lost, or
+                    // its leader changed before it recorded it): applied
+                    // once, answered again. Rare, so worth a line.
+                    tracing::info!(
+                        caller,
+                        from = r.from_group,
+                        to = r.to_group,
+                        "forward already applied (duplicate): answered again"
+                    );
+                }
+                Ok(Response::new(ForwardResponse { duplicate }))
+            }
             _ => Err(Status::internal("unexpected answer")),
         }
     }
