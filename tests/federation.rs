@@ -1091,9 +1091,20 @@ async fn a_ticket_is_transferred_after_its_accept_and_back() {
         code: "110101001".into(),
         ..Default::default()
     });
-    let b = c.accept(beijing).await.unwrap();
+    let b = c.accept(beijing.clone()).await.unwrap();
     assert_eq!(b.status, Status::Accepted as i32, "{b:?}");
     assert_eq!((b.owner_group, b.transfer_id.as_str()), (0, ""), "{b:?}");
+    // And a center the federation does not have takes no calls: national
+    // covers 北京 only to relay and list cases.
+    beijing.region = "110101".into();
+    beijing.request_id = 0;
+    let e = c.accept(beijing).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message()
+            .starts_with("region: 110101 (东城区) is not served"),
+        "{e}"
+    );
 
     // Out from the CLI.
     let out = cl.cli(&[

@@ -457,6 +457,18 @@ impl Tickets for Handle {
         self.client_only(&req, "accept")?;
         let mut req = req.into_inner();
         let g = self.for_region(&req.region, 0)?;
+        // A center the federation does not have (深圳南山 in a federation of
+        // 上海 and 江苏) falls to the national group, which covers the
+        // country only to relay and list cases: it takes no calls.
+        if g.group_id == hotline_federation::topology::NATIONAL_GROUP {
+            return Err(Status::invalid_argument(format!(
+                "region: {} ({}) is not served by any center of this federation;                  the national group relays cases and takes no calls",
+                req.region,
+                hotline_federation::regions()
+                    .display_name(&req.region)
+                    .unwrap_or_default()
+            )));
+        }
         tickets::validate_accept(&g.region, &req)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // 首接负责: accepted here; owned where the problem is. Never from clients.
