@@ -1877,6 +1877,60 @@ async fn idle_groups_hibernate_and_wake_for_work() {
     let t = c.accept(req).await.expect("嘉定's group wakes for it");
     assert_eq!(t.status, Status::Accepted as i32);
     until("asleep again", Duration::from_secs(30), all_asleep).await;
+
+    // The group moves on behind a sleeping follower's back: 嘉定's
+    // leadership goes to a follower that the other follower cannot hear.
+    // The old leader's node stays alive and heard, so node liveness alone
+    // would leave that follower asleep for good, believing the old leader
+    // and labelling its stale reads "caught up before sleeping". The old
+    // leader's leadership epoch changes, and the follower wakes.
+    let group_at = |node: u64| {
+        let c = &c;
+        async move {
+            c.status_all()
+                .await
+                .into_iter()
+                .flatten()
+                .find(|s| s.node_id == node)
+                .and_then(|s| s.groups.into_iter().find(|g| g.group_id == 310114))
+        }
+    };
+    let old = c.nodes[c.find_leader_of(Some(310114)).await.expect("a leader")].id;
+    let others: Vec<u64> = [6, 4, 7].into_iter().filter(|&n| n != old).collect();
+    let (new, behind) = (others[0], others[1]);
+    cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        &new.to_string(),
+        "--and",
+        &behind.to_string(),
+    ]);
+    cl.cli(&[
+        "group",
+        "transfer-leader",
+        "--region",
+        "310114",
+        "--node",
+        &new.to_string(),
+    ]);
+    until(
+        "the follower cut from the new leader wakes",
+        Duration::from_secs(15),
+        || async {
+            group_at(behind)
+                .await
+                .is_some_and(|g| !(g.hibernating && g.leader_id == old))
+        },
+    )
+    .await;
+    cl.cli(&["fault", "heal"]);
+    until(
+        "it follows the new leader after the heal",
+        Duration::from_secs(20),
+        || async { group_at(behind).await.is_some_and(|g| g.leader_id == new) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1905,6 +1959,7 @@ async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
     m.term = before + 100;
     let batch = RaftBatch {
         from_node: 8,
+        leadership_epoch: 1,
         envelopes: vec![RaftEnvelope {
             group_id: 310114,
             message: m.write_to_bytes().unwrap().into(),

@@ -76,6 +76,7 @@ async fn wrong_certificates_are_refused() {
         .connect_lazy();
     let batch = RaftBatch {
         from_node: 2,
+        leadership_epoch: 1,
         envelopes: vec![RaftEnvelope {
             group_id: 310114,
             message: Default::default(),

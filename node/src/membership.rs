@@ -135,6 +135,7 @@ impl Joining {
         directory: &Arc<crate::dirsync::LiveDirectory>,
         control: &Sender<Control>,
         faults: &Arc<Faults>,
+        epoch: &transport::LeadershipEpoch,
     ) -> Option<Joining> {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no tokio runtime: peers cannot be added at run time");
@@ -148,6 +149,7 @@ impl Joining {
         let addresses = topo.clone();
         let control = control.clone();
         let faults = faults.clone();
+        let epoch = epoch.clone();
         let open: PeerOpener = Box::new(move |peer: u64| {
             if peer == me {
                 return None;
@@ -179,6 +181,7 @@ impl Joining {
                 rx,
                 control.clone(),
                 faults.clone(),
+                epoch.clone(),
             ));
             tracing::info!(node = me, peer, "raft transport opened to a new peer");
             Some(tx)

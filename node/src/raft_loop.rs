@@ -81,6 +81,7 @@ pub enum Control {
     Raft {
         from_node: u64,
         envelopes: Vec<RaftEnvelope>,
+        leadership_epoch: u64,
     },
     Read {
         group_id: u64,
@@ -215,6 +216,9 @@ pub struct RaftLoop {
     pub events: tokio::sync::broadcast::Sender<(String, Event)>,
     /// Which peer nodes answer; wakes hibernating groups of a silent leader.
     pub liveness: crate::core::liveness::Liveness,
+    /// Bumped when a replica here changes role or leader; sent with every
+    /// raft batch (`transport::LeadershipEpoch`).
+    pub leadership_epoch: crate::transport::LeadershipEpoch,
     /// Per hosted group: rung when its transfer records or outbox change
     /// here, or when this node becomes its leader, so its forwarder and
     /// notifier wake at once instead of polling an idle group.
@@ -428,8 +432,28 @@ impl RaftLoop {
             Control::Raft {
                 from_node,
                 envelopes,
+                leadership_epoch,
             } => {
                 self.liveness.heard(from_node);
+                if self.liveness.epoch(from_node, leadership_epoch) {
+                    let woke = crate::core::liveness::wake_on_leadership_change(
+                        self.replicas.values_mut(),
+                        from_node,
+                    );
+                    if woke > 0 {
+                        tracing::debug!(
+                            peer = from_node,
+                            woke,
+                            "woke on a peer's leadership change"
+                        );
+                        w.ticking.extend(
+                            self.replicas
+                                .iter()
+                                .filter(|(_, r)| r.wants_tick())
+                                .map(|(g, _)| *g),
+                        );
+                    }
+                }
                 for env in envelopes {
                     let mut m = Message::default();
                     if let Err(e) = m.merge_from_bytes(&env.message) {
@@ -878,6 +902,10 @@ impl RaftLoop {
         let mut out = Outgoing::new();
         for &g in &ids {
             let rd = self.replicas.get_mut(&g).expect("group").ready();
+            if rd.leadership_changed {
+                self.leadership_epoch
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if let Some(role) = rd.role {
                 tracing::info!(group = g, node = self.node_id, ?role, "role changed");
                 if role == StateRole::Leader

@@ -956,6 +956,7 @@ impl Raft for Handle {
             let _ = self.control.try_send(Control::Raft {
                 from_node: from,
                 envelopes: batch.envelopes,
+                leadership_epoch: batch.leadership_epoch,
             });
         }
         Ok(Response::new(RaftDone {}))
@@ -1117,6 +1118,7 @@ pub async fn run_node(
         .filter(|g| hosted.contains_key(g))
         .unwrap_or_else(|| *hosted.keys().next().expect("not empty"));
 
+    let epoch = transport::new_leadership_epoch();
     let faults = crate::faults::Faults::open(cfg.id, &cfg.data_dir.join(DRILL_FILE))
         .map_err(|e| NodeError::Config(e.to_string()))?;
     let (prop_tx, prop_rx) = bounded(t.max_proposal_queue);
@@ -1145,6 +1147,7 @@ pub async fn run_node(
             qrx,
             ctl_tx.clone(),
             faults.clone(),
+            epoch.clone(),
         ));
     }
     // Watchers that fall this far behind re-read the ticket.
@@ -1174,7 +1177,10 @@ pub async fn run_node(
             topology.peers_of(cfg.id),
             crate::core::liveness::suspect_after_ticks(t.election_ticks),
         ),
-        joining: crate::membership::Joining::new(&cfg, &topology, &directory, &ctl_tx, &faults),
+        joining: crate::membership::Joining::new(
+            &cfg, &topology, &directory, &ctl_tx, &faults, &epoch,
+        ),
+        leadership_epoch: epoch.clone(),
         directory: directory.clone(),
     };
     let loop_thread = std::thread::Builder::new()

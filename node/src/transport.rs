@@ -58,11 +58,34 @@ pub fn endpoint(
     Ok(ep)
 }
 
+/// The node's leadership epoch (`RaftBatch.leadership_epoch`): bumped by
+/// the raft loop whenever one of its replicas changes role or leader, read
+/// by every peer sender for every batch.
+pub type LeadershipEpoch = Arc<std::sync::atomic::AtomicU64>;
+
+/// A new epoch for a starting node: its clock in milliseconds, so that a
+/// restart reads as a change to its peers, as it is.
+pub fn new_leadership_epoch() -> LeadershipEpoch {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    Arc::new(std::sync::atomic::AtomicU64::new(now_ms))
+}
+
+fn batch(from_node: u64, envelopes: Vec<RaftEnvelope>, epoch: &LeadershipEpoch) -> RaftBatch {
+    RaftBatch {
+        from_node,
+        envelopes,
+        leadership_epoch: epoch.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
 /// Batches held back by a delay rule, each with the instant it may leave;
 /// the instants never decrease from front to back.
 type Held = VecDeque<(Instant, Vec<RaftEnvelope>)>;
 
 /// Runs until the loop drops its queue to this peer.
+#[allow(clippy::too_many_arguments)]
 pub async fn peer_sender(
     from_node: u64,
     peer: u64,
@@ -71,6 +94,7 @@ pub async fn peer_sender(
     mut queue: mpsc::Receiver<Vec<RaftEnvelope>>,
     control: Sender<Control>,
     faults: Arc<Faults>,
+    epoch: LeadershipEpoch,
 ) {
     loop {
         let channel: Channel = endpoint.connect_lazy();
@@ -103,7 +127,7 @@ pub async fn peer_sender(
                     // An empty batch is the per-tick liveness heartbeat: the
                     // only traffic between nodes whose groups all hibernate.
                     if passed
-                        && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
+                        && tx.send(batch(from_node, envelopes, &epoch)).await.is_err()
                     {
                         break;
                     }
@@ -114,7 +138,7 @@ pub async fn peer_sender(
                     // dead one; dropped, every idle group led across it
                     // would be deposed after 4 election timeouts).
                     if let Some(envelopes) = release(&mut held, Instant::now())
-                        && tx.send(RaftBatch { from_node, envelopes }).await.is_err()
+                        && tx.send(batch(from_node, envelopes, &epoch)).await.is_err()
                     {
                         break;
                     }

@@ -47,7 +47,7 @@ fn change(c: &mut MemCluster, op: MembershipOp, node: u64) -> ConfState {
             .replicas
             .get_mut(&l)
             .expect("leader")
-            .propose_conf_change(op, node)
+            .propose_conf_change(op, node, false, |_| false)
         {
             Ok(()) => {
                 for _ in 0..2_000 {
@@ -207,7 +207,7 @@ fn hand_over_then_remove(seed: u64) {
         .replicas
         .get_mut(&l)
         .unwrap()
-        .propose_conf_change(MembershipOp::Remove, l)
+        .propose_conf_change(MembershipOp::Remove, l, false, |_| false)
         .unwrap_err();
     let ConfChangeError::RemovesLeader { to, .. } = err else {
         panic!("unexpected {err:?}");
@@ -242,14 +242,23 @@ fn invalid_changes_are_refused_naming_the_field() {
         }
         e => panic!("not invalid: {e:?}"),
     };
-    let why = invalid(r.propose_conf_change(MembershipOp::Promote, f).unwrap_err());
+    let why = invalid(
+        r.propose_conf_change(MembershipOp::Promote, f, false, |_| false)
+            .unwrap_err(),
+    );
     assert!(why.contains("already a voter"), "{why}");
-    let why = invalid(r.propose_conf_change(MembershipOp::Promote, 9).unwrap_err());
+    let why = invalid(
+        r.propose_conf_change(MembershipOp::Promote, 9, false, |_| false)
+            .unwrap_err(),
+    );
     assert!(why.contains("not a learner"), "{why}");
-    let why = invalid(r.propose_conf_change(MembershipOp::Remove, 9).unwrap_err());
+    let why = invalid(
+        r.propose_conf_change(MembershipOp::Remove, 9, false, |_| false)
+            .unwrap_err(),
+    );
     assert!(why.contains("not a member"), "{why}");
     let why = invalid(
-        r.propose_conf_change(MembershipOp::AddLearner, f)
+        r.propose_conf_change(MembershipOp::AddLearner, f, false, |_| false)
             .unwrap_err(),
     );
     assert!(why.contains("already a voter"), "{why}");
@@ -258,7 +267,7 @@ fn invalid_changes_are_refused_naming_the_field() {
         .replicas
         .get_mut(&f)
         .unwrap()
-        .propose_conf_change(MembershipOp::AddLearner, 4)
+        .propose_conf_change(MembershipOp::AddLearner, 4, false, |_| false)
         .unwrap_err();
     assert!(
         matches!(err, ConfChangeError::NotLeader { leader_id, .. } if leader_id == l),
@@ -266,7 +275,8 @@ fn invalid_changes_are_refused_naming_the_field() {
     );
     // A learner that has not caught up is not promoted yet.
     let r = c.replicas.get_mut(&l).unwrap();
-    r.propose_conf_change(MembershipOp::AddLearner, 4).unwrap();
+    r.propose_conf_change(MembershipOp::AddLearner, 4, false, |_| false)
+        .unwrap();
     c.run(300); // node 4 does not exist: it never acknowledges anything
     let cs = c.replicas[&l].conf_state().clone();
     assert_eq!(cs.learners, vec![4]);
@@ -274,7 +284,7 @@ fn invalid_changes_are_refused_naming_the_field() {
         .replicas
         .get_mut(&l)
         .unwrap()
-        .propose_conf_change(MembershipOp::Promote, 4)
+        .propose_conf_change(MembershipOp::Promote, 4, false, |_| false)
         .unwrap_err();
     assert!(
         matches!(err, ConfChangeError::NotCaughtUp { node: 4, .. }),
@@ -284,7 +294,7 @@ fn invalid_changes_are_refused_naming_the_field() {
         c.replicas
             .get_mut(&l)
             .unwrap()
-            .propose_conf_change(MembershipOp::AddLearner, 4)
+            .propose_conf_change(MembershipOp::AddLearner, 4, false, |_| false)
             .unwrap_err(),
     );
     assert!(why.contains("already a learner"), "{why}");
@@ -298,7 +308,7 @@ fn invalid_changes_are_refused_naming_the_field() {
         one.replicas
             .get_mut(&l)
             .unwrap()
-            .propose_conf_change(MembershipOp::Remove, l)
+            .propose_conf_change(MembershipOp::Remove, l, false, |_| false)
             .unwrap_err(),
     );
     assert!(why.contains("last voter"), "{why}");

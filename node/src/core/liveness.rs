@@ -28,6 +28,8 @@ pub const fn suspect_after_ticks(election_ticks: usize) -> u64 {
 pub struct Liveness {
     /// Tick at which each peer node was last heard from.
     last_heard: BTreeMap<u64, u64>,
+    /// Each peer's leadership epoch as last heard (see [`Self::epoch`]).
+    epochs: BTreeMap<u64, u64>,
     now: u64,
     timeout_ticks: u64,
 }
@@ -40,6 +42,7 @@ impl Liveness {
         );
         Liveness {
             last_heard: peers.into_iter().map(|p| (p, 0)).collect(),
+            epochs: BTreeMap::new(),
             now: 0,
             timeout_ticks,
         }
@@ -52,6 +55,19 @@ impl Liveness {
     /// Anything arrived from `peer` (raft messages or its node heartbeat).
     pub fn heard(&mut self, peer: u64) {
         self.last_heard.insert(peer, self.now);
+    }
+
+    /// `peer`'s leadership epoch, which every message of its carries; true
+    /// when it differs from the one heard before: some replica there
+    /// changed its role or its leader since. Node heartbeats alone cannot
+    /// tell a hibernating replica that its group moved on while the
+    /// leader's node stays alive (a leadership transfer, a cut between two
+    /// followers): this can, at the cost of one number per message.
+    pub fn epoch(&mut self, peer: u64, epoch: u64) -> bool {
+        match self.epochs.insert(peer, epoch) {
+            Some(before) => before != epoch,
+            None => false,
+        }
     }
 
     /// The transport lost its connection to `peer`: suspect it now.
@@ -111,6 +127,36 @@ pub fn wake_orphans<'a>(
     woke
 }
 
+/// Wakes the hibernating replicas that `peer`'s leadership change may
+/// concern: followers whose leader is on `peer` (it may lead no more), and
+/// leaders with `peer` among their voters (it may follow another leader
+/// now, elected behind this one's back). Woken, they tick: a follower
+/// whose leader still leads hears from it again (its pre-votes wake the
+/// leader) and both go back to sleep; one whose leader stepped down finds
+/// the new leader or campaigns; a deposed leader meets the higher term.
+/// Returns how many woke.
+pub fn wake_on_leadership_change<'a>(
+    replicas: impl IntoIterator<Item = &'a mut Replica>,
+    peer: u64,
+) -> usize {
+    let mut woke = 0;
+    for r in replicas {
+        if !r.is_quiesced() {
+            continue;
+        }
+        let concerned = if r.is_leader() {
+            r.conf_state().voters.contains(&peer) || r.conf_state().voters_outgoing.contains(&peer)
+        } else {
+            r.leader_id() == peer
+        };
+        if concerned {
+            r.wake();
+            woke += 1;
+        }
+    }
+    woke
+}
+
 /// Can `me` hear a majority of the voters (of both halves of a joint
 /// configuration), counting itself?
 pub fn reaches_quorum(
@@ -146,6 +192,18 @@ mod tests {
         l.lost(3);
         assert!(l.suspect(3));
         assert!(!l.suspect(9), "unknown nodes are not suspected");
+    }
+
+    /// A peer's first epoch is only remembered; a different one later is a
+    /// change (a replica there changed role or leader, or it restarted).
+    #[test]
+    fn a_peer_epoch_that_changes_is_reported_once() {
+        let mut l = Liveness::new([2, 3], 5);
+        assert!(!l.epoch(2, 7), "first heard");
+        assert!(!l.epoch(2, 7));
+        assert!(l.epoch(2, 8), "changed");
+        assert!(!l.epoch(2, 8));
+        assert!(!l.epoch(3, 8), "per peer");
     }
 
     #[test]

@@ -213,6 +213,9 @@ pub struct Ready {
     pub reads_failed: Vec<(u64, ReadFailed)>,
     /// Set when this replica's role changed in this Ready.
     pub role: Option<StateRole>,
+    /// Its role or the leader it follows changed in this Ready (raft's
+    /// soft state): the driver tells its peers ([`super::liveness`]).
+    pub leadership_changed: bool,
     /// Request ids of proposals that will not be answered by an `Applied`
     /// here, and why: raft refused them when they were handed over (a
     /// leadership transfer under way, an election started since
@@ -1332,6 +1335,7 @@ impl Replica {
         }
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
+            out.leadership_changed = true;
             if ss.raft_state != self.role {
                 self.role = ss.raft_state;
                 out.role = Some(ss.raft_state);
