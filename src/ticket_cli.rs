@@ -5,10 +5,11 @@
 //! the ticket's state and answers `InvalidArgument`, `FailedPrecondition` or
 //! `NotFound` with the field or state that is wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use hotline_federation::Directory;
 use hotline_node::client::Client;
 use hotline_node::config::ClientConfig;
 use hotline_node::core::audit;
@@ -409,6 +410,10 @@ pub enum TicketCmd {
         c: ClientArgs,
         #[arg(long)]
         unit: String,
+        /// The region whose group to ask, as in `ticket list` (required
+        /// when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -416,6 +421,10 @@ pub enum TicketCmd {
     Overdue {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region whose group to ask, as in `ticket list` (required
+        /// when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long)]
         at_risk: bool,
         #[arg(long, default_value_t = 100)]
@@ -457,7 +466,8 @@ pub struct ListArgs {
     /// Continue after this id (from the previous page's `next`).
     #[arg(long, default_value = "")]
     before: String,
-    /// Prefix of the accepting region or of the location code.
+    /// Prefix of the accepting region or of the location code; its group
+    /// answers (required when the client config serves several groups).
     #[arg(long, default_value = "")]
     region: String,
     #[arg(long, default_value = "")]
@@ -865,10 +875,9 @@ fn print_label(l: &ReadLabel) {
 
 async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u64>) -> Result<()> {
     let cl = client(c)?;
-    if req.group_id == 0 && !req.region.is_empty() {
-        // The group that owns the region answers for it.
-        req.group_id = cl.group_of_region(&req.region).unwrap_or(0);
-    }
+    // The group that owns the region answers for it.
+    let region = (!req.region.is_empty()).then_some(req.region.as_str());
+    req.group_id = ticket_group(&cl, &c.config, region)?;
     let r = match local {
         Some(node) => cl.list_local(node, req).await,
         None => cl.list(req).await,
@@ -1247,10 +1256,16 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             let req = list_request(f)?;
             show_list(&c, req, local).await?;
         }
-        TicketCmd::Worklist { c, unit, limit } => {
+        TicketCmd::Worklist {
+            c,
+            unit,
+            region,
+            limit,
+        } => {
             let req = ListTicketsRequest {
                 limit,
                 unit,
+                region: region.unwrap_or_default(),
                 statuses: vec![
                     Status::AwaitingSign as i32,
                     Status::Handling as i32,
@@ -1261,9 +1276,15 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             };
             show_list(&c, req, None).await?;
         }
-        TicketCmd::Overdue { c, at_risk, limit } => {
+        TicketCmd::Overdue {
+            c,
+            region,
+            at_risk,
+            limit,
+        } => {
             let req = ListTicketsRequest {
                 limit,
+                region: region.unwrap_or_default(),
                 deadline: if at_risk {
                     DeadlineState::AtRisk as i32
                 } else {
@@ -1420,11 +1441,91 @@ pub async fn report(
 
 /// The group of a region code: the deepest group of the topology covering it.
 pub fn group_for(cl: &Client, region: &str) -> Result<u64> {
-    if let Some(g) = cl.group_of_region(region) {
-        return Ok(g);
+    group_in(cl.directory.as_ref(), region)
+}
+
+/// `group_for` on the client config's directory (`None`: the config names
+/// no topology, and the code itself is the group). A code the federation
+/// does not serve is refused here, naming `--region`, rather than sent to a
+/// node that would answer that it hosts no such group.
+fn group_in(directory: Option<&Directory>, region: &str) -> Result<u64> {
+    use hotline_federation::topology::{NATIONAL_GROUP, try_group_id};
+    let Some(d) = directory else {
+        return try_group_id(region)
+            .ok_or_else(|| anyhow!("--region: {region:?} is not a division code"));
+    };
+    match d.owner(region) {
+        // Only the national group covers it: a place outside every region
+        // group, where no ticket is held (national relays, it handles none).
+        Some(NATIONAL_GROUP) if !region.is_empty() => bail!(
+            "--region: {} is not a region of this federation (only the national group, which holds no tickets, covers it); its regions: {}",
+            hotline_federation::regions().label(region),
+            region_list(d)
+        ),
+        Some(g) => Ok(g),
+        None => match try_group_id(region) {
+            // "" (national), which `owner` does not take as a place.
+            Some(g) if d.contains(g) => Ok(g),
+            Some(_) => bail!(
+                "--region: {region} is not a region of this federation; its regions: {}",
+                region_list(d)
+            ),
+            None => bail!("--region: {region:?} is not a division code"),
+        },
     }
-    hotline_federation::topology::try_group_id(region)
-        .ok_or_else(|| anyhow!("--region: {region:?} is not a division code"))
+}
+
+/// Regions shown in an error at most; a national federation has thousands.
+const REGIONS_LISTED: usize = 12;
+
+/// The regions whose groups may hold tickets (every group but the
+/// national one), "310114 嘉定区, …", for errors that ask for `--region`.
+fn region_list(d: &Directory) -> String {
+    use hotline_federation::topology::{NATIONAL_GROUP, group_region};
+    let all: Vec<u64> = d.groups().filter(|&g| g != NATIONAL_GROUP).collect();
+    let mut shown: Vec<String> = all
+        .iter()
+        .take(REGIONS_LISTED)
+        .map(|&g| hotline_federation::regions().label(&group_region(g)))
+        .collect();
+    if all.len() > REGIONS_LISTED {
+        shown.push(format!("… ({} in all)", all.len()));
+    }
+    format!("{} (hotline group show lists them)", shown.join(", "))
+}
+
+/// The group a command about tickets asks: `--region`'s, else the only
+/// group of the client config. In a federation, a request without a group
+/// is answered by the first node's home group — the national group, which
+/// holds no tickets — so a worklist or red list would come back empty and
+/// look complete: there `--region` is required.
+pub fn ticket_group(cl: &Client, config: &Path, region: Option<&str>) -> Result<u64> {
+    ticket_group_in(cl.directory.as_ref(), config, region)
+}
+
+fn ticket_group_in(
+    directory: Option<&Directory>,
+    config: &Path,
+    region: Option<&str>,
+) -> Result<u64> {
+    if let Some(r) = region {
+        return group_in(directory, r);
+    }
+    let Some(d) = directory else {
+        // No topology: the nodes' own group answers, as before.
+        return Ok(0);
+    };
+    let groups: Vec<u64> = d.groups().collect();
+    match groups[..] {
+        [] => Ok(0),
+        [only] => Ok(only),
+        _ => bail!(
+            "--region: required: {} serves {} region groups (a federation), and without it the national group, which holds no tickets, would answer; give one of {}",
+            config.display(),
+            groups.len(),
+            region_list(d)
+        ),
+    }
 }
 
 /// The groups a policy command addresses: one region's, or every group of
@@ -1523,4 +1624,80 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_federation::topology::{GroupSpec, Topology};
+
+    fn demo() -> Directory {
+        Directory::new(&Topology::demo())
+    }
+
+    const CONFIG: &str = "demo-data/client.toml";
+
+    #[test]
+    fn a_federation_needs_region_and_says_which() {
+        let d = demo();
+        let e = ticket_group_in(Some(&d), Path::new(CONFIG), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--region: required"), "{e}");
+        assert!(
+            e.contains("demo-data/client.toml serves 8 region groups"),
+            "{e}"
+        );
+        assert!(
+            e.contains("310114 嘉定区") && e.contains("320585 太仓市"),
+            "{e}"
+        );
+        assert!(e.contains("hotline group show"), "{e}");
+        // The national group is not offered: it holds no tickets.
+        assert!(!e.contains("全国"), "{e}");
+        // Given, the owning group answers: a street's is its district's.
+        let group = |r: &str| ticket_group_in(Some(&d), Path::new(CONFIG), Some(r));
+        assert_eq!(group("320585").unwrap(), 320585);
+        assert_eq!(group("320585102").unwrap(), 320585);
+        assert_eq!(group("31").unwrap(), 31);
+    }
+
+    #[test]
+    fn one_group_or_no_topology_needs_no_region() {
+        let mut t = Topology::demo();
+        t.groups = vec![GroupSpec {
+            region: "310114".into(),
+            voters: vec![6],
+            learners: vec![],
+        }];
+        let d = Directory::new(&t);
+        assert_eq!(
+            ticket_group_in(Some(&d), Path::new(CONFIG), None).unwrap(),
+            310114
+        );
+        // Without a topology the nodes' own group answers, as before.
+        assert_eq!(ticket_group_in(None, Path::new(CONFIG), None).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_region_outside_the_federation_is_refused_before_any_node_is_asked() {
+        let d = demo();
+        let e = group_in(Some(&d), "999999").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "--region: 999999 is not a region of this federation; its regions: 31 上海市"
+            ),
+            "{e}"
+        );
+        // A real place no region group serves: only national covers it.
+        let e = group_in(Some(&d), "110101").unwrap_err().to_string();
+        assert!(
+            e.starts_with("--region: 110101 东城区 is not a region of this federation"),
+            "{e}"
+        );
+        let e = group_in(Some(&d), "abc").unwrap_err().to_string();
+        assert_eq!(e, "--region: \"abc\" is not a division code");
+        // "" is the national group (`hotline transfers`' default).
+        assert_eq!(group_in(Some(&d), "").unwrap(), 86);
+    }
 }

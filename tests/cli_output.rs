@@ -1,6 +1,7 @@
 //! What any command does with its stdout, whatever the command (here
-//! `hotline bench topology`, which needs no cluster), and how long a client
-//! command waits for nodes that never answer.
+//! `hotline bench topology`, which needs no cluster), how long a client
+//! command waits for nodes that never answer, and what a command refuses
+//! before it asks any node.
 
 use std::process::{Command, Stdio};
 
@@ -58,6 +59,22 @@ fn a_read_stdout_gets_the_whole_line() {
     );
 }
 
+/// A client config of the demo federation whose eight endpoints are all
+/// `address` (a socket that never answers, or nothing), in `dir`.
+fn silent_demo_config(dir: &std::path::Path, address: std::net::SocketAddr) -> std::path::PathBuf {
+    let topology = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/federation/topologies/demo.toml"
+    );
+    let mut cfg = format!("topology = {topology:?}\ninsecure = true\n");
+    for id in 1..=8 {
+        cfg += &format!("[[endpoints]]\nid = {id}\naddress = \"{address}\"\n");
+    }
+    let path = dir.join("client.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
 /// Nodes that take connections and never answer (hung, or behind a
 /// firewall that swallows packets): `hotline ticket get` gives up after
 /// `--timeout` seconds and says which center it could not reach, instead
@@ -68,16 +85,7 @@ fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = silent.local_addr().unwrap();
-    let topology = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/federation/topologies/demo.toml"
-    );
-    let mut cfg = format!("topology = {topology:?}\ninsecure = true\n");
-    for id in 1..=8 {
-        cfg += &format!("[[endpoints]]\nid = {id}\naddress = \"{address}\"\n");
-    }
-    let path = dir.path().join("client.toml");
-    std::fs::write(&path, cfg).unwrap();
+    let path = silent_demo_config(dir.path(), address);
     let started = std::time::Instant::now();
     let out = Command::new(BIN)
         .args(["ticket", "get", "310114-20261205-000001", "--timeout", "3"])
@@ -103,4 +111,49 @@ fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
         assert!(stderr.contains(says), "{says:?} not in: {stderr}");
     }
     drop(silent);
+}
+
+/// In a federation, a ticket list without `--region` would be answered by
+/// the national group, which holds no tickets: a supervisor's red list
+/// came back empty and looked complete. The command refuses before asking
+/// any node, naming `--region` and the regions to choose from; a region
+/// the federation does not serve is refused the same way.
+#[test]
+fn ticket_lists_in_a_federation_need_a_region() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens: a command that asked a node would fail otherwise.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = unused.local_addr().unwrap();
+    drop(unused);
+    let config = silent_demo_config(dir.path(), address);
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--timeout", "2"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "hotline {args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    for args in [
+        &["ticket", "worklist", "--unit", "浏河镇城管中队"][..],
+        &["ticket", "overdue"],
+        &["ticket", "overdue", "--at-risk"],
+        &["ticket", "list"],
+    ] {
+        let err = run(args);
+        assert!(
+            err.starts_with("error: --region: required: ")
+                && err.contains("serves 8 region groups (a federation)")
+                && err.contains("320585 太仓市"),
+            "hotline {args:?}: {err}"
+        );
+    }
+    let err = run(&["ticket", "overdue", "--region", "999999"]);
+    assert!(
+        err.starts_with("error: --region: 999999 is not a region of this federation"),
+        "{err}"
+    );
 }
