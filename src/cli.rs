@@ -517,9 +517,42 @@ fn single_region(nodes: u64, port_base: u16, region: &str) -> Result<Topology> {
     Ok(t)
 }
 
+/// What of a cluster `dir` holds already: its client config, node configs,
+/// certificates and data directories (`topology.toml` alone is not a
+/// cluster: an operator may put the file to init from there).
+fn cluster_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_node_config = name.starts_with("node-") && name.ends_with(".toml");
+        if name == "client.toml" || name == "tls" || name == "data" || is_node_config {
+            found.push(if e.path().is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            });
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Writes `topology.toml`, a CA with node and client certificates, one
-/// config per node and `client.toml`.
+/// config per node and `client.toml`. Refuses a directory that holds a
+/// cluster already: a new CA and new keys there would leave nodes started
+/// from it unable to trust the ones still running from the old ones.
 fn init(dir: &Path, mut topo: Topology, port_base: Option<u16>, insecure: bool) -> Result<()> {
+    let there = cluster_files(dir);
+    if !there.is_empty() {
+        bail!(
+            "--dir: {} already holds a cluster ({}); its CA, keys and configs are kept: remove the directory, or give another --dir, to initialise a new one",
+            dir.display(),
+            there.join(", ")
+        );
+    }
     if let Some(base) = port_base {
         for n in &mut topo.nodes {
             n.address = format!("127.0.0.1:{}", u64::from(base) + n.id);

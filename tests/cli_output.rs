@@ -157,3 +157,45 @@ fn ticket_lists_in_a_federation_need_a_region() {
         "{err}"
     );
 }
+
+/// `hotline cluster init` on a directory that holds a cluster refuses,
+/// naming the directory and what is there, and changes nothing: a new CA
+/// and keys would leave nodes restarted from it unable to trust the ones
+/// still running. (Nothing listens: no node is started.)
+#[test]
+fn cluster_init_keeps_an_existing_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = || {
+        Command::new(BIN)
+            .args([
+                "cluster",
+                "init",
+                "--nodes",
+                "1",
+                "--port-base",
+                "9890",
+                "--dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(init().status.success());
+    let ca = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
+    let client = std::fs::read(dir.path().join("client.toml")).unwrap();
+    let out = init();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--dir: {} already holds a cluster (client.toml, node-1.toml, tls/)",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("tls/ca.pem")).unwrap(), ca);
+    assert_eq!(
+        std::fs::read(dir.path().join("client.toml")).unwrap(),
+        client
+    );
+}
