@@ -63,10 +63,13 @@ enum Cmd {
     Report {
         #[command(flatten)]
         c: ClientArgs,
-        /// The region (group) to report on; default: the answering node's own.
+        /// The region (group) to report on; required when the client config
+        /// serves several groups (a federation).
         #[arg(long)]
         region: Option<String>,
-        /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00, CST).
+        /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00,
+        /// CST). Default: the first day of --to's month, so without either
+        /// the current month so far (centers report the 三率 monthly).
         #[arg(long)]
         from: Option<String>,
         /// Tickets accepted before (default: now).

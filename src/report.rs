@@ -22,8 +22,10 @@ const LABEL_WIDTH: usize = 10;
 const NO_DATA: &str = "-";
 
 /// The report as a supervisor reads it: period, volumes, the 三率 and the
-/// timeliness rates of the region, then one row per lead unit.
-pub fn render_text(r: &ReportResponse) -> String {
+/// timeliness rates of the region, then one row per lead unit. `note`
+/// follows the totals: why they are empty (a relay group's report, say,
+/// and where its region's figures are).
+pub fn render_text(r: &ReportResponse, note: Option<&str>) -> String {
     let region = r.region.clone().unwrap_or_default();
     let merged = r
         .by_status
@@ -45,6 +47,9 @@ pub fn render_text(r: &ReportResponse) -> String {
         let _ = write!(o, "(其中并单 {merged} 件,计入总量,不计入各项比率)");
     }
     o.push('\n');
+    if let Some(note) = note {
+        let _ = writeln!(o, "注:{note}");
+    }
 
     volume_sections(o, &r.by_kind, &r.by_category, &r.by_status);
     // A group serving several districts (a city center whose districts have
@@ -323,10 +328,11 @@ fn has_callbacks(k: &Kpis) -> bool {
     k.response.as_ref().is_some_and(|r| r.denominator > 0)
 }
 
-/// "region 310114" → "地区 310114", "unit 城管局" → "城管局".
+/// "region 310114" → "地区 310114 嘉定区" ("地区 全国" for the national
+/// group), "unit 城管局" → "城管局".
 fn scope_label(scope: &str) -> String {
     if let Some(code) = scope.strip_prefix("region ") {
-        format!("地区 {code}")
+        format!("地区 {}", hotline_federation::regions().label(code))
     } else if let Some(unit) = scope.strip_prefix("unit ") {
         unit.to_owned()
     } else {
@@ -555,7 +561,7 @@ mod tests {
 
     #[test]
     fn text_reads_like_a_supervisors_report() {
-        let t = render_text(&sample());
+        let t = render_text(&sample(), None);
         assert!(t.contains("地区 370100"), "{t}");
         assert!(
             t.contains("统计时段:2020-10-01 00:00 至 2020-10-09 00:00"),
@@ -599,6 +605,27 @@ mod tests {
     }
 
     #[test]
+    fn the_region_is_named() {
+        let mut r = sample();
+        r.region = Some(kpis("region 320585", 1));
+        let t = render_text(&r, None);
+        assert!(
+            t.starts_with("12345 热线工单考核报告(地区 320585 太仓市)\n"),
+            "{t}"
+        );
+        // The national group's scope has no code.
+        r.region = Some(kpis("region ", 0));
+        let t = render_text(&r, None);
+        assert!(t.starts_with("12345 热线工单考核报告(地区 全国)\n"), "{t}");
+    }
+
+    #[test]
+    fn a_note_follows_the_totals() {
+        let t = render_text(&ReportResponse::default(), Some("本组为中转组"));
+        assert!(t.contains("总量:0 件\n注:本组为中转组\n"), "{t}");
+    }
+
+    #[test]
     fn text_of_an_empty_report() {
         let r = ReportResponse {
             region: Some(Kpis {
@@ -607,7 +634,7 @@ mod tests {
             }),
             ..ReportResponse::default()
         };
-        let t = render_text(&r);
+        let t = render_text(&r, None);
         assert!(t.contains("总量:0 件\n"), "{t}");
         assert!(t.contains("满意率      —(无数据)"), "{t}");
         assert!(t.contains("综合得分    —(满分 100)"), "{t}");
@@ -620,7 +647,7 @@ mod tests {
         r.by_category = (0..12)
             .map(|i| share(&format!("类{i:02}"), 12 - i, 10))
             .collect();
-        let t = render_text(&r);
+        let t = render_text(&r, None);
         assert!(t.contains("按分类(前 10 类)"), "{t}");
         assert!(t.contains("类09"), "{t}");
         assert!(!t.contains("类10"), "{t}");

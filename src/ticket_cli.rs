@@ -817,6 +817,24 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
         "overdue" => DeadlineState::Overdue as i32,
         d => bail!("--deadline: {d:?} is not on_time, at_risk or overdue"),
     };
+    let accepted_from_ms = f
+        .from
+        .as_deref()
+        .map(|s| parse_cst("--from", s))
+        .transpose()?
+        .unwrap_or(0);
+    let accepted_to_ms =
+        f.to.as_deref()
+            .map(|s| parse_cst("--to", s))
+            .transpose()?
+            .unwrap_or(0);
+    if accepted_to_ms != 0 && accepted_to_ms <= accepted_from_ms {
+        bail!(
+            "--to: {} is not after --from ({})",
+            f.to.as_deref().unwrap_or_default(),
+            cst(accepted_from_ms)
+        );
+    }
     Ok(ListTicketsRequest {
         limit: f.limit,
         before_id: f.before,
@@ -827,18 +845,8 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
         category: f.category,
         priority,
         deadline,
-        accepted_from_ms: f
-            .from
-            .as_deref()
-            .map(|s| parse_cst("--from", s))
-            .transpose()?
-            .unwrap_or(0),
-        accepted_to_ms: f
-            .to
-            .as_deref()
-            .map(|s| parse_cst("--to", s))
-            .transpose()?
-            .unwrap_or(0),
+        accepted_from_ms,
+        accepted_to_ms,
         by_deadline: f.by_deadline,
         group_id: 0,
         consistency: 0,
@@ -1409,23 +1417,21 @@ pub async fn report(
     csv: bool,
     basic_weight_permille: u32,
 ) -> Result<()> {
+    // Checked here, naming the flags, before any node is asked.
+    let (from_ms, to_ms) = report_period(
+        from.as_deref(),
+        to.as_deref(),
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
+    if basic_weight_permille > 1000 {
+        bail!("--basic-weight-permille: must be 0..=1000 (got {basic_weight_permille})");
+    }
     let cl = client(c)?;
-    let group_id = match &region {
-        Some(r) => group_for(&cl, r)?,
-        None => 0,
-    };
+    let group_id = ticket_group(&cl, &c.config, region.as_deref())?;
     let req = ReportRequest {
         group_id,
-        from_ms: from
-            .as_deref()
-            .map(|s| parse_cst("--from", s))
-            .transpose()?
-            .unwrap_or(0),
-        to_ms: to
-            .as_deref()
-            .map(|s| parse_cst("--to", s))
-            .transpose()?
-            .unwrap_or(0),
+        from_ms,
+        to_ms,
         basic_weight_permille,
     };
     let r = cl.report(req).await.map_err(status_err)?;
@@ -1434,9 +1440,82 @@ pub async fn report(
     } else if csv {
         print!("{}", crate::report::render_csv(&r));
     } else {
-        print!("{}", crate::report::render_text(&r));
+        let note = relay_note(&cl, c, group_id, &r).await;
+        print!("{}", crate::report::render_text(&r, note.as_deref()));
     }
     Ok(())
+}
+
+/// `hotline report`'s period as (from_ms, to_ms); to_ms 0 is the node's
+/// now. Without `--from`, the first day of `--to`'s month (of the month
+/// `--to` ends, as it is not included), so without either the current
+/// month so far: the period of the monthly 三率 reports centers publish
+/// (research/12345-domain.md), where from 1970 the figures mixed years.
+fn report_period(from: Option<&str>, to: Option<&str>, now_ms: i64) -> Result<(i64, i64)> {
+    let to_ms = to.map(|s| parse_cst("--to", s)).transpose()?;
+    let end = to_ms.unwrap_or(now_ms);
+    let from_ms = match from {
+        Some(s) => parse_cst("--from", s)?,
+        None => month_start_cst(end - 1)?,
+    };
+    if end <= from_ms {
+        match (to, from) {
+            (Some(t), _) => bail!(
+                "--to: {t} is not after --from ({}); the period runs from --from up to, not including, --to",
+                cst(from_ms)
+            ),
+            (None, Some(f)) => bail!("--from: {f} is not before now (--to's default)"),
+            (None, None) => bail!("the clock is before 1970"),
+        }
+    }
+    Ok((from_ms, to_ms.unwrap_or(0)))
+}
+
+/// Midnight CST of the first day of the month holding `ms`.
+fn month_start_cst(ms: i64) -> Result<i64> {
+    let tz = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
+    let day = jiff::Timestamp::from_millisecond(ms)?
+        .to_zoned(tz.clone())
+        .date()
+        .first_of_month();
+    Ok(day.to_zoned(tz)?.timestamp().as_millisecond())
+}
+
+/// Why a report of group `g` is empty, when `g` is a relay: a group with
+/// groups under it (national, a province) that holds no ticket at all —
+/// cases are handled, and counted, in the groups below, and reach it only
+/// to be passed on. `None` otherwise, or when it cannot be told.
+async fn relay_note(
+    cl: &Client,
+    c: &ClientArgs,
+    g: u64,
+    r: &hotline_proto::v1::ReportResponse,
+) -> Option<String> {
+    let d = cl.directory.as_ref()?;
+    if r.total > 0 || r.in_transit > 0 || d.child_groups(g).is_empty() {
+        return None;
+    }
+    // Empty in the period is not enough: a city group serving districts
+    // without groups of their own handles tickets, just none lately.
+    let any = ListTicketsRequest {
+        limit: 1,
+        group_id: g,
+        ..Default::default()
+    };
+    if !cl.list(any).await.ok()?.tickets.is_empty() {
+        return None;
+    }
+    let region = hotline_federation::topology::group_region(g);
+    let name = hotline_federation::regions().label(&region);
+    let region_arg = if region.is_empty() {
+        String::new()
+    } else {
+        format!(" --region {region}")
+    };
+    Some(format!(
+        "{name} 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;{name}全地区的统计请用联合查询:hotline query counts --config {}{region_arg}",
+        c.config.display()
+    ))
 }
 
 /// The group of a region code: the deepest group of the topology covering it.
@@ -1699,5 +1778,62 @@ mod tests {
         assert_eq!(e, "--region: \"abc\" is not a division code");
         // "" is the national group (`hotline transfers`' default).
         assert_eq!(group_in(Some(&d), "").unwrap(), 86);
+    }
+
+    #[test]
+    fn a_report_covers_the_month_so_far_by_default() {
+        let ms = |s: &str| parse_cst("--x", s).unwrap();
+        let now = ms("2026-12-05T11:30");
+        assert_eq!(
+            report_period(None, None, now).unwrap(),
+            (ms("2026-12-01"), 0)
+        );
+        // Up to --to: the month it ends (the first of a month is not in).
+        assert_eq!(
+            report_period(None, Some("2026-11-01"), now).unwrap(),
+            (ms("2026-10-01"), ms("2026-11-01"))
+        );
+        assert_eq!(
+            report_period(Some("2026-10-01"), Some("2026-10-08"), now).unwrap(),
+            (ms("2026-10-01"), ms("2026-10-08"))
+        );
+        // Midnight of the 1st in CST is the previous day in UTC.
+        assert_eq!(
+            cst(report_period(None, None, ms("2026-12-01")).unwrap().0),
+            "2026-11-01 00:00"
+        );
+    }
+
+    #[test]
+    fn a_reversed_period_names_the_flags() {
+        let now = parse_cst("--x", "2026-12-05").unwrap();
+        let e = report_period(Some("2026-12-06"), Some("2026-12-01"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--to: 2026-12-01 is not after --from (2026-12-06 00:00)"),
+            "{e}"
+        );
+        let e = report_period(Some("2026-12-06"), None, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--from: 2026-12-06 is not before now"), "{e}");
+        let e = report_period(Some("2026-12-01"), Some("2026-12-01"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--to:"), "{e}");
+    }
+
+    #[test]
+    fn a_ticket_list_with_a_reversed_period_names_the_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct L {
+            #[command(flatten)]
+            f: ListArgs,
+        }
+        let l = L::parse_from(["l", "--from", "2026-12-06", "--to", "2026-12-01"]);
+        let e = list_request(l.f).unwrap_err().to_string();
+        assert_eq!(e, "--to: 2026-12-01 is not after --from (2026-12-06 00:00)");
     }
 }

@@ -3,9 +3,12 @@
 //! command waits for nodes that never answer, and what a command refuses
 //! before it asks any node.
 
-use std::process::{Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Cluster};
 
 /// `hotline bench topology` writing into `dir`: one line on stdout.
 fn topology_command(dir: &std::path::Path) -> Command {
@@ -197,5 +200,99 @@ fn cluster_init_keeps_an_existing_cluster() {
     assert_eq!(
         std::fs::read(dir.path().join("client.toml")).unwrap(),
         client
+    );
+}
+
+/// The demo federation as 8 node processes (nodes 1–8 on 8901–8908,
+/// metrics on 18901–18908), once every group has a leader.
+fn demo_federation() -> Cluster {
+    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, 8900, |_| {});
+    cl.start_all();
+    let start = Instant::now();
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+        let led: std::collections::BTreeSet<u64> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["role"] == "leader")
+            .map(|r| r["group"].as_u64().unwrap())
+            .collect();
+        if led.len() == 8 {
+            return cl;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a leader in every group: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// What a supervisor reads in a federation: a report names its region,
+/// and a relay group's (a city or province group above the districts,
+/// national) says why it is empty and where its region's figures are,
+/// rather than a bare 总量:0; without --region the command asks for one.
+#[test]
+fn reports_in_a_federation_say_what_they_cover() {
+    let cl = demo_federation();
+    let config = cl.client_config();
+    let text = cl.cli(&["report", "--region", "31"]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 31 上海市)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "总量:0 件\n注:31 上海市 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;31 上海市全地区的统计请用联合查询:hotline query counts --config {} --region 31\n",
+            config.display()
+        )),
+        "{text}"
+    );
+    // The national group: the query's default region is national.
+    let text = cl.cli(&["report", "--region", ""]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 全国)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "hotline query counts --config {}\n",
+            config.display()
+        )),
+        "{text}"
+    );
+    // A district's group handles its tickets: an empty month is just that.
+    let text = cl.cli(&["report", "--region", "320585"]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 320585 太仓市)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("注:"), "{text}");
+    // The period is this month so far.
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .strftime("统计时段:%Y-%m-01 00:00 至 ")
+        .to_string();
+    assert!(text.contains(&month), "{month}: {text}");
+    let err = cl.cli_fails(&["report"]);
+    assert!(err.contains("--region: required"), "{err}");
+    let err = cl.cli_fails(&["report", "--region", "999999"]);
+    assert!(
+        err.contains("--region: 999999 is not a region of this federation"),
+        "{err}"
+    );
+    let err = cl.cli_fails(&[
+        "report",
+        "--region",
+        "320585",
+        "--from",
+        "2026-12-06",
+        "--to",
+        "2026-12-01",
+    ]);
+    assert!(
+        err.contains("--to: 2026-12-01 is not after --from"),
+        "{err}"
     );
 }
