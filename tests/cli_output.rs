@@ -296,3 +296,50 @@ fn reports_in_a_federation_say_what_they_cover() {
         "{err}"
     );
 }
+
+/// The drill's generation on node 1, as `hotline fault show` reports it.
+fn drill_generation(cl: &Cluster) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["fault", "show", "--json"])).unwrap();
+    v["nodes"][0]["generation"].as_u64().unwrap()
+}
+
+/// A heal between sets no rule is between fails and sends nothing (it
+/// printed `removed: 0`, exited 0 and raised every node's drill
+/// generation), saying what is in force; the same cut under another
+/// label is refused naming the rule. Node 1 of 3 alone (8921, metrics
+/// 18921) answers: drills need no quorum.
+#[test]
+fn fault_commands_that_would_change_nothing_fail() {
+    let mut cl = Cluster::init(3, 8920, |_| {});
+    cl.start(1);
+    let start = Instant::now();
+    while Command::new(BIN)
+        .args(["fault", "show", "--config"])
+        .arg(cl.client_config())
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "node 1 answers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cl.cli(&["fault", "partition", "--between", "1", "--and", "2,3"]);
+    let generation = drill_generation(&cl);
+    let err = cl.cli_fails(&["fault", "partition", "--between", "3,2", "--and", "1"]);
+    assert!(
+        err.contains(
+            "--between, --and: this partition between these sides is in force already: partition 1 | 2,3 [1 | 2,3]"
+        ),
+        "{err}"
+    );
+    let err = cl.cli_fails(&["fault", "heal", "--between", "1", "--and", "2"]);
+    assert!(
+        err.contains(
+            "--between, --and: no rule in force is between exactly 1 and 2 (either way round); in force: partition 1 | 2,3 [1 | 2,3]"
+        ),
+        "{err}"
+    );
+    assert_eq!(drill_generation(&cl), generation, "nothing was sent");
+    let out = cl.cli(&["fault", "heal", "--between", "2,3", "--and", "1"]);
+    assert!(out.contains("removed: 1"), "{out}");
+    assert!(drill_generation(&cl) > generation);
+}
