@@ -815,9 +815,19 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         );
         return Ok(());
     }
+    // In Chinese for the centers' operators, with raft's identifiers; a
+    // group by its region's name (the national group, 86, is 全国).
+    use crate::labels::{both, role_zh};
+    use crate::report::{pad, pad_left};
     println!(
-        "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
-        "ID", "ADDRESS", "GROUP", "ROLE", "TERM", "COMMIT", "APPLIED"
+        "{} {} {} {} {} {} {}",
+        pad("节点 ID", 8),
+        pad("地址 ADDRESS", 18),
+        pad("组 GROUP", 16),
+        pad("角色 ROLE", 22),
+        pad_left("任期 TERM", 9),
+        pad_left("提交 COMMIT", 11),
+        pad_left("应用 APPLIED", 12)
     );
     for r in rows {
         let g = |k: &str| {
@@ -825,15 +835,22 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into())
         };
+        let group = match r.get("group").and_then(|v| v.as_u64()) {
+            Some(id) => {
+                hotline_federation::regions().label(&hotline_federation::topology::group_region(id))
+            }
+            None => "-".into(),
+        };
+        let role = r["role"].as_str().unwrap_or("");
         println!(
-            "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
-            g("id"),
-            r["address"].as_str().unwrap_or(""),
-            g("group"),
-            r["role"].as_str().unwrap_or(""),
-            g("term"),
-            g("commit_index"),
-            g("applied_index")
+            "{} {} {} {} {} {} {}",
+            pad(&g("id"), 8),
+            pad(r["address"].as_str().unwrap_or(""), 18),
+            pad(&group, 16),
+            pad(&both(role_zh(role), role), 22),
+            pad_left(&g("term"), 9),
+            pad_left(&g("commit_index"), 11),
+            pad_left(&g("applied_index"), 12)
         );
     }
     for d in &drills {

@@ -341,17 +341,7 @@ fn scope_label(scope: &str) -> String {
 }
 
 fn kind_label(key: &str) -> String {
-    match key {
-        "consult" => "咨询",
-        "help" => "求助",
-        "complaint" => "投诉",
-        "report" => "举报",
-        "suggestion" => "建议",
-        "praise" => "表扬",
-        "unspecified" => "未分类",
-        other => other,
-    }
-    .to_owned()
+    crate::labels::kind_zh(key).to_owned()
 }
 
 /// "310104 徐汇区": the code and its name.
@@ -368,19 +358,7 @@ fn category_label(key: &str) -> String {
 }
 
 fn status_label(key: &str) -> String {
-    match key {
-        "accepted" => "已受理",
-        "awaiting_sign" => "待签收",
-        "handling" => "办理中",
-        "return_review" => "退单审核",
-        "awaiting_callback" => "待回访",
-        "closed" => "已办结",
-        "archived" => "已归档",
-        "merged" => "已并单",
-        "unspecified" => "未知",
-        other => other,
-    }
-    .to_owned()
+    crate::labels::status_zh_of(key).to_owned()
 }
 
 /// "  投诉      3 件  占比 60.0%", the first `limit` shares, then "其他".
@@ -484,6 +462,11 @@ fn pipe_table(o: &mut String, rows: &[Vec<String>]) {
 /// (`format!`'s width counts chars, which misaligns Chinese tables).
 pub(crate) fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// `s` right-aligned in `w` terminal columns (CJK counts two).
+pub(crate) fn pad_left(s: &str, w: usize) -> String {
+    format!("{}{s}", " ".repeat(w.saturating_sub(width(s))))
 }
 
 /// Terminal columns of `s` (East Asian wide and fullwidth characters take

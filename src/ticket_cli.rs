@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use hotline_federation::Directory;
+use hotline_federation::{Directory, regions};
 use hotline_node::client::Client;
 use hotline_node::config::ClientConfig;
 use hotline_node::core::audit;
@@ -25,6 +25,8 @@ use hotline_proto::v1::{
     Urge, ticket_command::Op,
 };
 use serde_json::{Value, json};
+
+use crate::labels::{both, event_zh, kind_zh, priority_zh, role_zh};
 
 #[derive(Args, Clone)]
 pub struct ClientArgs {
@@ -635,6 +637,14 @@ fn deadline_zh(d: i32) -> &'static str {
     }
 }
 
+/// A deadline mark in a list: "黄灯预警 at_risk", "-" without a deadline.
+fn deadline_cell(d: i32) -> String {
+    match deadline_name(d) {
+        "none" => "-".into(),
+        name => both(deadline_zh(d), name),
+    }
+}
+
 fn event_json(e: &Event) -> Value {
     json!({
         "seq": e.seq, "kind": e.kind,
@@ -691,7 +701,7 @@ fn print_ticket(t: &Ticket) {
         status_zh(t.status),
         status_name(t.status)
     );
-    println!("受理中心 region:      {}", t.region);
+    println!("受理中心 region:      {}", regions().label(&t.region));
     if t.status == Status::Transferred as i32 && t.owner_group != 0 {
         // A stub: where this center sent the ticket (it may have moved on
         // since; `--at` acts where it is).
@@ -701,10 +711,29 @@ fn print_ticket(t: &Ticket) {
             hotline_federation::regions().label(&to)
         );
     }
-    println!("诉求类型 kind:        {}", kind_name(t.kind));
+    let kind = kind_name(t.kind);
+    println!("诉求类型 kind:        {}", both(kind_zh(kind), kind));
     println!("分类 category:        {}", t.category);
-    println!("紧急程度 priority:    {}", priority_name(t.priority));
-    println!("问题地点 location:    {} {}", loc.code, loc.address);
+    let priority = priority_name(t.priority);
+    println!(
+        "紧急程度 priority:    {}",
+        both(priority_zh(priority), priority)
+    );
+    // The place by name too: "320585102 浏河镇", as the requester said it.
+    let place = if loc.code.is_empty() {
+        String::new()
+    } else {
+        regions().label(&loc.code)
+    };
+    println!(
+        "问题地点 location:    {}",
+        [place, loc.address.clone()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("诉求人 requesters:    {}", phones.join(", "));
     println!("受理时间 accepted:    {}", cst(t.accepted_at_ms));
     if !t.lead_unit.is_empty() {
@@ -735,40 +764,51 @@ fn print_ticket(t: &Ticket) {
     }
     println!("事件 events:");
     for e in &t.events {
-        println!(
-            "  {:>3} {}  {:<16} {:<14} {}",
-            e.seq,
-            cst(e.at_ms),
-            e.kind,
-            e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
-            e.reason
-        );
+        println!("  {}", event_line(e));
     }
+}
+
+/// One event of a ticket's history: number, time, what ("派单 dispatch"),
+/// who, why.
+fn event_line(e: &Event) -> String {
+    let line = format!(
+        "{:>3} {}  {} {} {}",
+        e.seq,
+        cst(e.at_ms),
+        crate::report::pad(&both(event_zh(&e.kind), &e.kind), 26),
+        crate::report::pad(e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""), 14),
+        e.reason
+    );
+    // No padding left at the end of a line without a reason.
+    line.trim_end().to_string()
 }
 
 fn print_list(ts: &[Ticket]) {
     use crate::report::pad;
+    // Chinese for the supervisors, with the identifiers `--status`,
+    // `--kind` and `--deadline` take. Padded by display width (CJK counts
+    // two columns).
     println!(
-        "{:<24} {:<17} {:<10} {} {} {} {:<10} DUE",
-        "ID",
-        "STATUS",
-        "KIND",
-        pad("CATEGORY", 18),
-        pad("UNIT", 16),
-        pad("TRANSFER", 14),
-        "DEADLINE"
+        "{} {} {} {} {} {} {} 期限 DUE",
+        pad("工单编号 ID", 24),
+        pad("状态 STATUS", 24),
+        pad("类型 KIND", 15),
+        pad("分类 CATEGORY", 18),
+        pad("承办单位 UNIT", 16),
+        pad("转办 TRANSFER", 14),
+        pad("时限 DEADLINE", 16),
     );
     for t in ts {
+        let (status, kind) = (status_name(t.status), kind_name(t.kind));
         println!(
-            "{:<24} {:<17} {:<10} {} {} {} {:<10} {}",
-            t.id,
-            status_name(t.status),
-            kind_name(t.kind),
-            // Padded by display width: the names are Chinese.
+            "{} {} {} {} {} {} {} {}",
+            pad(&t.id, 24),
+            pad(&both(status_zh(t.status), status), 24),
+            pad(&both(kind_zh(kind), kind), 15),
             pad(&t.category, 18),
             pad(&t.lead_unit, 16),
             pad(&transfer_cell(t), 14),
-            deadline_name(t.deadline_state),
+            pad(&deadline_cell(t.deadline_state), 16),
             cst(t.deadline_ms)
         );
     }
@@ -877,7 +917,12 @@ fn print_label(l: &ReadLabel) {
     };
     println!(
         "本地读取（可能滞后）：节点 {} {}，组 {}，已应用至 {}；leader {}，{}",
-        l.node_id, l.role, l.group_id, l.applied_index, leader, heard
+        l.node_id,
+        both(role_zh(&l.role), &l.role),
+        regions().label(&hotline_federation::topology::group_region(l.group_id)),
+        l.applied_index,
+        leader,
+        heard
     );
 }
 
@@ -928,7 +973,7 @@ async fn send(c: &TicketArgs, command: TicketCommand) -> Result<()> {
         println!(
             "{} {} → {} {}",
             t.id,
-            last,
+            both(event_zh(last), last),
             status_zh(t.status),
             status_name(t.status)
         );
@@ -1021,11 +1066,12 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 println!("{}", ticket_json(&t));
             } else {
                 println!(
-                    "{} transfer_out → {} {} (group {})",
+                    "{} {} → {} {} ({})",
                     t.id,
+                    both(event_zh("transfer_out"), "transfer_out"),
                     status_zh(t.status),
                     status_name(t.status),
-                    t.owner_group
+                    regions().label(&hotline_federation::topology::group_region(t.owner_group))
                 );
             }
         }
@@ -1374,14 +1420,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 if c.json {
                     println!("{}", event_json(&e));
                 } else {
-                    println!(
-                        "{:>3} {}  {:<16} {:<14} {}",
-                        e.seq,
-                        cst(e.at_ms),
-                        e.kind,
-                        e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
-                        e.reason
-                    );
+                    println!("{}", event_line(&e));
                 }
             }
         }
@@ -1513,7 +1552,7 @@ async fn relay_note(
         format!(" --region {region}")
     };
     Some(format!(
-        "{name} 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;{name}全地区的统计请用联合查询:hotline query counts --config {}{region_arg}",
+        "{name} 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;全地区的统计请用联合查询:hotline query counts --config {}{region_arg}",
         c.config.display()
     ))
 }

@@ -233,9 +233,12 @@ fn demo_federation() -> Cluster {
 /// and a relay group's (a city or province group above the districts,
 /// national) says why it is empty and where its region's figures are,
 /// rather than a bare 总量:0; without --region the command asks for one.
+/// Status, lists and tickets read in Chinese, identifiers beside the
+/// words (`--json` keeps the identifiers alone).
 #[test]
-fn reports_in_a_federation_say_what_they_cover() {
+fn what_a_supervisor_reads_in_a_federation() {
     let cl = demo_federation();
+    chinese_for_people(&cl);
     let config = cl.client_config();
     let text = cl.cli(&["report", "--region", "31"]);
     assert!(
@@ -244,7 +247,7 @@ fn reports_in_a_federation_say_what_they_cover() {
     );
     assert!(
         text.contains(&format!(
-            "总量:0 件\n注:31 上海市 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;31 上海市全地区的统计请用联合查询:hotline query counts --config {} --region 31\n",
+            "总量:0 件\n注:31 上海市 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;全地区的统计请用联合查询:hotline query counts --config {} --region 31\n",
             config.display()
         )),
         "{text}"
@@ -342,4 +345,107 @@ fn fault_commands_that_would_change_nothing_fail() {
     let out = cl.cli(&["fault", "heal", "--between", "2,3", "--and", "1"]);
     assert!(out.contains("removed: 1"), "{out}");
     assert!(drill_generation(&cl) > generation);
+}
+
+/// `hotline status`, `ticket list`, `ticket get` and a command's answer in
+/// Chinese, with the identifiers beside them; a case about 浏河镇 accepted
+/// at 嘉定 and handled at 太仓.
+fn chinese_for_people(cl: &Cluster) {
+    let text = cl.cli(&["status"]);
+    for says in [
+        "角色 ROLE",
+        "领导者 leader",
+        "跟随者 follower",
+        "310114 嘉定区",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+    // The national group by name, not as 86.
+    let national: Vec<&str> = text.lines().filter(|l| l.contains("全国")).collect();
+    assert_eq!(national.len(), 3, "national's three replicas: {text}");
+    assert!(national.iter().all(|l| !l.contains(" 86 ")), "{text}");
+
+    let id = cl.cli(&[
+        "ticket",
+        "accept",
+        "--region",
+        "310114",
+        "--location",
+        "320585102",
+        "--kind",
+        "complaint",
+        "--category",
+        "环境保护",
+        "--text",
+        "浏河镇工地夜间施工噪声",
+        "--phone",
+        "13900000000",
+    ]);
+    let id = id.trim();
+    let start = Instant::now();
+    while !cl
+        .cli(&["ticket", "list", "--region", "320585", "--json"])
+        .contains(id)
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "{id} at 太仓");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = cl.cli(&[
+        "ticket",
+        "dispatch",
+        id,
+        "--unit",
+        "浏河镇城管中队",
+        "--at",
+        "320585",
+    ]);
+    assert!(
+        out.contains("派单 dispatch → 待签收 awaiting_sign"),
+        "{out}"
+    );
+    let list = cl.cli(&[
+        "ticket",
+        "worklist",
+        "--region",
+        "320585",
+        "--unit",
+        "浏河镇城管中队",
+    ]);
+    assert!(list.starts_with("工单编号 ID"), "{list}");
+    assert!(list.contains("状态 STATUS"), "{list}");
+    let row = list.lines().find(|l| l.starts_with(id)).expect(&list);
+    for says in [
+        "待签收 awaiting_sign",
+        "投诉 complaint",
+        "正常 on_time",
+        "转自 嘉定区",
+    ] {
+        assert!(row.contains(says), "{says:?} not in: {row}");
+    }
+    let text = cl.cli(&["ticket", "get", id, "--at", "320585"]);
+    for says in [
+        "受理中心 region:      310114 嘉定区\n",
+        "诉求类型 kind:        投诉 complaint\n",
+        "紧急程度 priority:    一般 normal\n",
+        "问题地点 location:    320585102 浏河镇\n",
+        "跨区域转出 transfer_out",
+        "跨区域转入 transfer_in",
+        "派单 dispatch",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+    // For machines, the identifiers as before.
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["ticket", "get", id, "--at", "320585", "--json"])).unwrap();
+    assert_eq!(
+        (&v["kind"], &v["priority"], &v["status"], &v["deadline"]),
+        (
+            &serde_json::json!("complaint"),
+            &serde_json::json!("normal"),
+            &serde_json::json!("awaiting_sign"),
+            &serde_json::json!("on_time")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["events"][1]["kind"], "transfer_out", "{v}");
 }
