@@ -63,10 +63,13 @@ enum Cmd {
     Report {
         #[command(flatten)]
         c: ClientArgs,
-        /// The region (group) to report on; default: the answering node's own.
+        /// The region (group) to report on; required when the client config
+        /// serves several groups (a federation).
         #[arg(long)]
         region: Option<String>,
-        /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00, CST).
+        /// Tickets accepted at or after (2026-10-01 or 2026-10-01T08:00,
+        /// CST). Default: the first day of --to's month, so without either
+        /// the current month so far (centers report the 三率 monthly).
         #[arg(long)]
         from: Option<String>,
         /// Tickets accepted before (default: now).
@@ -517,9 +520,42 @@ fn single_region(nodes: u64, port_base: u16, region: &str) -> Result<Topology> {
     Ok(t)
 }
 
+/// What of a cluster `dir` holds already: its client config, node configs,
+/// certificates and data directories (`topology.toml` alone is not a
+/// cluster: an operator may put the file to init from there).
+fn cluster_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_node_config = name.starts_with("node-") && name.ends_with(".toml");
+        if name == "client.toml" || name == "tls" || name == "data" || is_node_config {
+            found.push(if e.path().is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            });
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Writes `topology.toml`, a CA with node and client certificates, one
-/// config per node and `client.toml`.
+/// config per node and `client.toml`. Refuses a directory that holds a
+/// cluster already: a new CA and new keys there would leave nodes started
+/// from it unable to trust the ones still running from the old ones.
 fn init(dir: &Path, mut topo: Topology, port_base: Option<u16>, insecure: bool) -> Result<()> {
+    let there = cluster_files(dir);
+    if !there.is_empty() {
+        bail!(
+            "--dir: {} already holds a cluster ({}); its CA, keys and configs are kept: remove the directory, or give another --dir, to initialise a new one",
+            dir.display(),
+            there.join(", ")
+        );
+    }
     if let Some(base) = port_base {
         for n in &mut topo.nodes {
             n.address = format!("127.0.0.1:{}", u64::from(base) + n.id);
@@ -779,9 +815,19 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
         );
         return Ok(());
     }
+    // In Chinese for the centers' operators, with raft's identifiers; a
+    // group by its region's name (the national group, 86, is 全国).
+    use crate::labels::{both, role_zh};
+    use crate::report::{pad, pad_left};
     println!(
-        "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
-        "ID", "ADDRESS", "GROUP", "ROLE", "TERM", "COMMIT", "APPLIED"
+        "{} {} {} {} {} {} {}",
+        pad("节点 ID", 8),
+        pad("地址 ADDRESS", 18),
+        pad("组 GROUP", 16),
+        pad("角色 ROLE", 22),
+        pad_left("任期 TERM", 9),
+        pad_left("提交 COMMIT", 11),
+        pad_left("应用 APPLIED", 12)
     );
     for r in rows {
         let g = |k: &str| {
@@ -789,15 +835,22 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into())
         };
+        let group = match r.get("group").and_then(|v| v.as_u64()) {
+            Some(id) => {
+                hotline_federation::regions().label(&hotline_federation::topology::group_region(id))
+            }
+            None => "-".into(),
+        };
+        let role = r["role"].as_str().unwrap_or("");
         println!(
-            "{:<4} {:<18} {:<8} {:<13} {:>6} {:>10} {:>10}",
-            g("id"),
-            r["address"].as_str().unwrap_or(""),
-            g("group"),
-            r["role"].as_str().unwrap_or(""),
-            g("term"),
-            g("commit_index"),
-            g("applied_index")
+            "{} {} {} {} {} {} {}",
+            pad(&g("id"), 8),
+            pad(r["address"].as_str().unwrap_or(""), 18),
+            pad(&group, 16),
+            pad(&both(role_zh(role), role), 22),
+            pad_left(&g("term"), 9),
+            pad_left(&g("commit_index"), 11),
+            pad_left(&g("applied_index"), 12)
         );
     }
     for d in &drills {

@@ -245,14 +245,18 @@ fn build_rule(
         label: label(between, and, one_way),
         one_way,
     };
-    faults::validate(rule).map_err(|e| {
-        anyhow!(
-            e.replace("side_a", "--between")
-                .replace("side_b", "--and")
-                .replace("delay_ms", "--ms")
-                .replace("drop_permille", "--permille")
-        )
-    })
+    faults::validate(rule).map_err(in_flags)
+}
+
+/// An error of `hotline_node::faults`, which names a rule's fields, in the
+/// words of the command line.
+fn in_flags(e: String) -> anyhow::Error {
+    anyhow!(
+        e.replace("side_a", "--between")
+            .replace("side_b", "--and")
+            .replace("delay_ms", "--ms")
+            .replace("drop_permille", "--permille")
+    )
 }
 
 /// What the operator typed, bounded like the nodes bound it.
@@ -619,7 +623,8 @@ async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
     let what = rule_json(&rule);
     let named: Vec<u64> = rule.side_a.iter().chain(&rule.side_b).copied().collect();
     let newest = newest_drill(&client).await?;
-    let rules = faults::with_rule(&newest.rules, rule).map_err(|e| anyhow!(e))?;
+    // Refused before anything is sent: the same cut under another label.
+    let rules = faults::with_rule(&newest.rules, rule).map_err(in_flags)?;
     let outcomes = set_all(&client, &newest, rules).await;
     report(c, &client, what, &title, &named, &outcomes)
 }
@@ -628,7 +633,9 @@ async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()>
     let client = crate::ticket_cli::client(c)?;
     let (a, b) = sides.unwrap_or_default();
     let newest = newest_drill(&client).await?;
-    let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(|e| anyhow!(e))?;
+    // Sets no rule is between: refused before anything is sent, so the
+    // drill's generation stays and the cut meant is still in force.
+    let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(in_flags)?;
     let outcomes = set_all(&client, &newest, rules).await;
     let (what, title) = if a.is_empty() {
         (

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
-use hotline_node::core::lifecycle::status_name;
+use hotline_node::core::lifecycle::{status_name, status_zh};
 use hotline_node::core::tickets::kind_name;
 use hotline_proto::v1::{FederatedQueryRequest, TransferRecord, TransferState};
 use serde_json::{Value, json};
@@ -243,7 +243,7 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         println!(
             "  {} {} {} {}",
             t.id,
-            status_name(t.status),
+            crate::labels::both(status_zh(t.status), status_name(t.status)),
             t.lead_unit,
             cst(t.deadline_ms)
         );

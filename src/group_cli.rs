@@ -533,8 +533,13 @@ async fn show(c: &ClientArgs, region: Option<&str>) -> Result<()> {
         }
         for (n, g) in &v.replicas {
             println!(
-                "    node-{n:<3} {:<13} applied {:>8}  commit {:>8}",
-                g.role, g.applied_index, g.commit_index
+                "    node-{n:<3} {} applied {:>8}  commit {:>8}",
+                crate::report::pad(
+                    &crate::labels::both(crate::labels::role_zh(&g.role), &g.role),
+                    22
+                ),
+                g.applied_index,
+                g.commit_index
             );
         }
     }

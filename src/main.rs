@@ -34,6 +34,7 @@ mod cli;
 mod fault_cli;
 mod fed_cli;
 mod group_cli;
+mod labels;
 mod report;
 mod sim_cli;
 mod ticket_cli;

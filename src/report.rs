@@ -22,8 +22,10 @@ const LABEL_WIDTH: usize = 10;
 const NO_DATA: &str = "-";
 
 /// The report as a supervisor reads it: period, volumes, the 三率 and the
-/// timeliness rates of the region, then one row per lead unit.
-pub fn render_text(r: &ReportResponse) -> String {
+/// timeliness rates of the region, then one row per lead unit. `note`
+/// follows the totals: why they are empty (a relay group's report, say,
+/// and where its region's figures are).
+pub fn render_text(r: &ReportResponse, note: Option<&str>) -> String {
     let region = r.region.clone().unwrap_or_default();
     let merged = r
         .by_status
@@ -45,6 +47,9 @@ pub fn render_text(r: &ReportResponse) -> String {
         let _ = write!(o, "(其中并单 {merged} 件,计入总量,不计入各项比率)");
     }
     o.push('\n');
+    if let Some(note) = note {
+        let _ = writeln!(o, "注:{note}");
+    }
 
     volume_sections(o, &r.by_kind, &r.by_category, &r.by_status);
     // A group serving several districts (a city center whose districts have
@@ -323,10 +328,11 @@ fn has_callbacks(k: &Kpis) -> bool {
     k.response.as_ref().is_some_and(|r| r.denominator > 0)
 }
 
-/// "region 310114" → "地区 310114", "unit 城管局" → "城管局".
+/// "region 310114" → "地区 310114 嘉定区" ("地区 全国" for the national
+/// group), "unit 城管局" → "城管局".
 fn scope_label(scope: &str) -> String {
     if let Some(code) = scope.strip_prefix("region ") {
-        format!("地区 {code}")
+        format!("地区 {}", hotline_federation::regions().label(code))
     } else if let Some(unit) = scope.strip_prefix("unit ") {
         unit.to_owned()
     } else {
@@ -335,17 +341,7 @@ fn scope_label(scope: &str) -> String {
 }
 
 fn kind_label(key: &str) -> String {
-    match key {
-        "consult" => "咨询",
-        "help" => "求助",
-        "complaint" => "投诉",
-        "report" => "举报",
-        "suggestion" => "建议",
-        "praise" => "表扬",
-        "unspecified" => "未分类",
-        other => other,
-    }
-    .to_owned()
+    crate::labels::kind_zh(key).to_owned()
 }
 
 /// "310104 徐汇区": the code and its name.
@@ -362,19 +358,7 @@ fn category_label(key: &str) -> String {
 }
 
 fn status_label(key: &str) -> String {
-    match key {
-        "accepted" => "已受理",
-        "awaiting_sign" => "待签收",
-        "handling" => "办理中",
-        "return_review" => "退单审核",
-        "awaiting_callback" => "待回访",
-        "closed" => "已办结",
-        "archived" => "已归档",
-        "merged" => "已并单",
-        "unspecified" => "未知",
-        other => other,
-    }
-    .to_owned()
+    crate::labels::status_zh_of(key).to_owned()
 }
 
 /// "  投诉      3 件  占比 60.0%", the first `limit` shares, then "其他".
@@ -480,6 +464,11 @@ pub(crate) fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
 }
 
+/// `s` right-aligned in `w` terminal columns (CJK counts two).
+pub(crate) fn pad_left(s: &str, w: usize) -> String {
+    format!("{}{s}", " ".repeat(w.saturating_sub(width(s))))
+}
+
 /// Terminal columns of `s` (East Asian wide and fullwidth characters take
 /// two).
 pub(crate) fn width(s: &str) -> usize {
@@ -555,7 +544,7 @@ mod tests {
 
     #[test]
     fn text_reads_like_a_supervisors_report() {
-        let t = render_text(&sample());
+        let t = render_text(&sample(), None);
         assert!(t.contains("地区 370100"), "{t}");
         assert!(
             t.contains("统计时段:2020-10-01 00:00 至 2020-10-09 00:00"),
@@ -599,6 +588,27 @@ mod tests {
     }
 
     #[test]
+    fn the_region_is_named() {
+        let mut r = sample();
+        r.region = Some(kpis("region 320585", 1));
+        let t = render_text(&r, None);
+        assert!(
+            t.starts_with("12345 热线工单考核报告(地区 320585 太仓市)\n"),
+            "{t}"
+        );
+        // The national group's scope has no code.
+        r.region = Some(kpis("region ", 0));
+        let t = render_text(&r, None);
+        assert!(t.starts_with("12345 热线工单考核报告(地区 全国)\n"), "{t}");
+    }
+
+    #[test]
+    fn a_note_follows_the_totals() {
+        let t = render_text(&ReportResponse::default(), Some("本组为中转组"));
+        assert!(t.contains("总量:0 件\n注:本组为中转组\n"), "{t}");
+    }
+
+    #[test]
     fn text_of_an_empty_report() {
         let r = ReportResponse {
             region: Some(Kpis {
@@ -607,7 +617,7 @@ mod tests {
             }),
             ..ReportResponse::default()
         };
-        let t = render_text(&r);
+        let t = render_text(&r, None);
         assert!(t.contains("总量:0 件\n"), "{t}");
         assert!(t.contains("满意率      —(无数据)"), "{t}");
         assert!(t.contains("综合得分    —(满分 100)"), "{t}");
@@ -620,7 +630,7 @@ mod tests {
         r.by_category = (0..12)
             .map(|i| share(&format!("类{i:02}"), 12 - i, 10))
             .collect();
-        let t = render_text(&r);
+        let t = render_text(&r, None);
         assert!(t.contains("按分类(前 10 类)"), "{t}");
         assert!(t.contains("类09"), "{t}");
         assert!(!t.contains("类10"), "{t}");

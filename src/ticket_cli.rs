@@ -5,10 +5,11 @@
 //! the ticket's state and answers `InvalidArgument`, `FailedPrecondition` or
 //! `NotFound` with the field or state that is wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use hotline_federation::{Directory, regions};
 use hotline_node::client::Client;
 use hotline_node::config::ClientConfig;
 use hotline_node::core::audit;
@@ -24,6 +25,8 @@ use hotline_proto::v1::{
     Urge, ticket_command::Op,
 };
 use serde_json::{Value, json};
+
+use crate::labels::{both, event_zh, kind_zh, priority_zh, role_zh};
 
 #[derive(Args, Clone)]
 pub struct ClientArgs {
@@ -409,6 +412,10 @@ pub enum TicketCmd {
         c: ClientArgs,
         #[arg(long)]
         unit: String,
+        /// The region whose group to ask, as in `ticket list` (required
+        /// when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -416,6 +423,10 @@ pub enum TicketCmd {
     Overdue {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region whose group to ask, as in `ticket list` (required
+        /// when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long)]
         at_risk: bool,
         #[arg(long, default_value_t = 100)]
@@ -457,7 +468,8 @@ pub struct ListArgs {
     /// Continue after this id (from the previous page's `next`).
     #[arg(long, default_value = "")]
     before: String,
-    /// Prefix of the accepting region or of the location code.
+    /// Prefix of the accepting region or of the location code; its group
+    /// answers (required when the client config serves several groups).
     #[arg(long, default_value = "")]
     region: String,
     #[arg(long, default_value = "")]
@@ -625,6 +637,14 @@ fn deadline_zh(d: i32) -> &'static str {
     }
 }
 
+/// A deadline mark in a list: "黄灯预警 at_risk", "-" without a deadline.
+fn deadline_cell(d: i32) -> String {
+    match deadline_name(d) {
+        "none" => "-".into(),
+        name => both(deadline_zh(d), name),
+    }
+}
+
 fn event_json(e: &Event) -> Value {
     json!({
         "seq": e.seq, "kind": e.kind,
@@ -681,7 +701,7 @@ fn print_ticket(t: &Ticket) {
         status_zh(t.status),
         status_name(t.status)
     );
-    println!("受理中心 region:      {}", t.region);
+    println!("受理中心 region:      {}", regions().label(&t.region));
     if t.status == Status::Transferred as i32 && t.owner_group != 0 {
         // A stub: where this center sent the ticket (it may have moved on
         // since; `--at` acts where it is).
@@ -691,10 +711,29 @@ fn print_ticket(t: &Ticket) {
             hotline_federation::regions().label(&to)
         );
     }
-    println!("诉求类型 kind:        {}", kind_name(t.kind));
+    let kind = kind_name(t.kind);
+    println!("诉求类型 kind:        {}", both(kind_zh(kind), kind));
     println!("分类 category:        {}", t.category);
-    println!("紧急程度 priority:    {}", priority_name(t.priority));
-    println!("问题地点 location:    {} {}", loc.code, loc.address);
+    let priority = priority_name(t.priority);
+    println!(
+        "紧急程度 priority:    {}",
+        both(priority_zh(priority), priority)
+    );
+    // The place by name too: "320585102 浏河镇", as the requester said it.
+    let place = if loc.code.is_empty() {
+        String::new()
+    } else {
+        regions().label(&loc.code)
+    };
+    println!(
+        "问题地点 location:    {}",
+        [place, loc.address.clone()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("诉求人 requesters:    {}", phones.join(", "));
     println!("受理时间 accepted:    {}", cst(t.accepted_at_ms));
     if !t.lead_unit.is_empty() {
@@ -725,40 +764,51 @@ fn print_ticket(t: &Ticket) {
     }
     println!("事件 events:");
     for e in &t.events {
-        println!(
-            "  {:>3} {}  {:<16} {:<14} {}",
-            e.seq,
-            cst(e.at_ms),
-            e.kind,
-            e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
-            e.reason
-        );
+        println!("  {}", event_line(e));
     }
+}
+
+/// One event of a ticket's history: number, time, what ("派单 dispatch"),
+/// who, why.
+fn event_line(e: &Event) -> String {
+    let line = format!(
+        "{:>3} {}  {} {} {}",
+        e.seq,
+        cst(e.at_ms),
+        crate::report::pad(&both(event_zh(&e.kind), &e.kind), 26),
+        crate::report::pad(e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""), 14),
+        e.reason
+    );
+    // No padding left at the end of a line without a reason.
+    line.trim_end().to_string()
 }
 
 fn print_list(ts: &[Ticket]) {
     use crate::report::pad;
+    // Chinese for the supervisors, with the identifiers `--status`,
+    // `--kind` and `--deadline` take. Padded by display width (CJK counts
+    // two columns).
     println!(
-        "{:<24} {:<17} {:<10} {} {} {} {:<10} DUE",
-        "ID",
-        "STATUS",
-        "KIND",
-        pad("CATEGORY", 18),
-        pad("UNIT", 16),
-        pad("TRANSFER", 14),
-        "DEADLINE"
+        "{} {} {} {} {} {} {} 期限 DUE",
+        pad("工单编号 ID", 24),
+        pad("状态 STATUS", 24),
+        pad("类型 KIND", 15),
+        pad("分类 CATEGORY", 18),
+        pad("承办单位 UNIT", 16),
+        pad("转办 TRANSFER", 14),
+        pad("时限 DEADLINE", 16),
     );
     for t in ts {
+        let (status, kind) = (status_name(t.status), kind_name(t.kind));
         println!(
-            "{:<24} {:<17} {:<10} {} {} {} {:<10} {}",
-            t.id,
-            status_name(t.status),
-            kind_name(t.kind),
-            // Padded by display width: the names are Chinese.
+            "{} {} {} {} {} {} {} {}",
+            pad(&t.id, 24),
+            pad(&both(status_zh(t.status), status), 24),
+            pad(&both(kind_zh(kind), kind), 15),
             pad(&t.category, 18),
             pad(&t.lead_unit, 16),
             pad(&transfer_cell(t), 14),
-            deadline_name(t.deadline_state),
+            pad(&deadline_cell(t.deadline_state), 16),
             cst(t.deadline_ms)
         );
     }
@@ -807,6 +857,24 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
         "overdue" => DeadlineState::Overdue as i32,
         d => bail!("--deadline: {d:?} is not on_time, at_risk or overdue"),
     };
+    let accepted_from_ms = f
+        .from
+        .as_deref()
+        .map(|s| parse_cst("--from", s))
+        .transpose()?
+        .unwrap_or(0);
+    let accepted_to_ms =
+        f.to.as_deref()
+            .map(|s| parse_cst("--to", s))
+            .transpose()?
+            .unwrap_or(0);
+    if accepted_to_ms != 0 && accepted_to_ms <= accepted_from_ms {
+        bail!(
+            "--to: {} is not after --from ({})",
+            f.to.as_deref().unwrap_or_default(),
+            cst(accepted_from_ms)
+        );
+    }
     Ok(ListTicketsRequest {
         limit: f.limit,
         before_id: f.before,
@@ -817,18 +885,8 @@ fn list_request(f: ListArgs) -> Result<ListTicketsRequest> {
         category: f.category,
         priority,
         deadline,
-        accepted_from_ms: f
-            .from
-            .as_deref()
-            .map(|s| parse_cst("--from", s))
-            .transpose()?
-            .unwrap_or(0),
-        accepted_to_ms: f
-            .to
-            .as_deref()
-            .map(|s| parse_cst("--to", s))
-            .transpose()?
-            .unwrap_or(0),
+        accepted_from_ms,
+        accepted_to_ms,
         by_deadline: f.by_deadline,
         group_id: 0,
         consistency: 0,
@@ -859,16 +917,20 @@ fn print_label(l: &ReadLabel) {
     };
     println!(
         "本地读取（可能滞后）：节点 {} {}，组 {}，已应用至 {}；leader {}，{}",
-        l.node_id, l.role, l.group_id, l.applied_index, leader, heard
+        l.node_id,
+        both(role_zh(&l.role), &l.role),
+        regions().label(&hotline_federation::topology::group_region(l.group_id)),
+        l.applied_index,
+        leader,
+        heard
     );
 }
 
 async fn show_list(c: &ClientArgs, mut req: ListTicketsRequest, local: Option<u64>) -> Result<()> {
     let cl = client(c)?;
-    if req.group_id == 0 && !req.region.is_empty() {
-        // The group that owns the region answers for it.
-        req.group_id = cl.group_of_region(&req.region).unwrap_or(0);
-    }
+    // The group that owns the region answers for it.
+    let region = (!req.region.is_empty()).then_some(req.region.as_str());
+    req.group_id = ticket_group(&cl, &c.config, region)?;
     let r = match local {
         Some(node) => cl.list_local(node, req).await,
         None => cl.list(req).await,
@@ -911,7 +973,7 @@ async fn send(c: &TicketArgs, command: TicketCommand) -> Result<()> {
         println!(
             "{} {} → {} {}",
             t.id,
-            last,
+            both(event_zh(last), last),
             status_zh(t.status),
             status_name(t.status)
         );
@@ -1004,11 +1066,12 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 println!("{}", ticket_json(&t));
             } else {
                 println!(
-                    "{} transfer_out → {} {} (group {})",
+                    "{} {} → {} {} ({})",
                     t.id,
+                    both(event_zh("transfer_out"), "transfer_out"),
                     status_zh(t.status),
                     status_name(t.status),
-                    t.owner_group
+                    regions().label(&hotline_federation::topology::group_region(t.owner_group))
                 );
             }
         }
@@ -1247,10 +1310,16 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             let req = list_request(f)?;
             show_list(&c, req, local).await?;
         }
-        TicketCmd::Worklist { c, unit, limit } => {
+        TicketCmd::Worklist {
+            c,
+            unit,
+            region,
+            limit,
+        } => {
             let req = ListTicketsRequest {
                 limit,
                 unit,
+                region: region.unwrap_or_default(),
                 statuses: vec![
                     Status::AwaitingSign as i32,
                     Status::Handling as i32,
@@ -1261,9 +1330,15 @@ pub async fn run(command: TicketCmd) -> Result<()> {
             };
             show_list(&c, req, None).await?;
         }
-        TicketCmd::Overdue { c, at_risk, limit } => {
+        TicketCmd::Overdue {
+            c,
+            region,
+            at_risk,
+            limit,
+        } => {
             let req = ListTicketsRequest {
                 limit,
+                region: region.unwrap_or_default(),
                 deadline: if at_risk {
                     DeadlineState::AtRisk as i32
                 } else {
@@ -1345,14 +1420,7 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 if c.json {
                     println!("{}", event_json(&e));
                 } else {
-                    println!(
-                        "{:>3} {}  {:<16} {:<14} {}",
-                        e.seq,
-                        cst(e.at_ms),
-                        e.kind,
-                        e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or(""),
-                        e.reason
-                    );
+                    println!("{}", event_line(&e));
                 }
             }
         }
@@ -1388,23 +1456,21 @@ pub async fn report(
     csv: bool,
     basic_weight_permille: u32,
 ) -> Result<()> {
+    // Checked here, naming the flags, before any node is asked.
+    let (from_ms, to_ms) = report_period(
+        from.as_deref(),
+        to.as_deref(),
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
+    if basic_weight_permille > 1000 {
+        bail!("--basic-weight-permille: must be 0..=1000 (got {basic_weight_permille})");
+    }
     let cl = client(c)?;
-    let group_id = match &region {
-        Some(r) => group_for(&cl, r)?,
-        None => 0,
-    };
+    let group_id = ticket_group(&cl, &c.config, region.as_deref())?;
     let req = ReportRequest {
         group_id,
-        from_ms: from
-            .as_deref()
-            .map(|s| parse_cst("--from", s))
-            .transpose()?
-            .unwrap_or(0),
-        to_ms: to
-            .as_deref()
-            .map(|s| parse_cst("--to", s))
-            .transpose()?
-            .unwrap_or(0),
+        from_ms,
+        to_ms,
         basic_weight_permille,
     };
     let r = cl.report(req).await.map_err(status_err)?;
@@ -1413,18 +1479,171 @@ pub async fn report(
     } else if csv {
         print!("{}", crate::report::render_csv(&r));
     } else {
-        print!("{}", crate::report::render_text(&r));
+        let note = relay_note(&cl, c, group_id, &r).await;
+        print!("{}", crate::report::render_text(&r, note.as_deref()));
     }
     Ok(())
 }
 
+/// `hotline report`'s period as (from_ms, to_ms); to_ms 0 is the node's
+/// now. Without `--from`, the first day of `--to`'s month (of the month
+/// `--to` ends, as it is not included), so without either the current
+/// month so far: the period of the monthly 三率 reports centers publish
+/// (research/12345-domain.md), where from 1970 the figures mixed years.
+fn report_period(from: Option<&str>, to: Option<&str>, now_ms: i64) -> Result<(i64, i64)> {
+    let to_ms = to.map(|s| parse_cst("--to", s)).transpose()?;
+    let end = to_ms.unwrap_or(now_ms);
+    let from_ms = match from {
+        Some(s) => parse_cst("--from", s)?,
+        None => month_start_cst(end - 1)?,
+    };
+    if end <= from_ms {
+        match (to, from) {
+            (Some(t), _) => bail!(
+                "--to: {t} is not after --from ({}); the period runs from --from up to, not including, --to",
+                cst(from_ms)
+            ),
+            (None, Some(f)) => bail!("--from: {f} is not before now (--to's default)"),
+            (None, None) => bail!("the clock is before 1970"),
+        }
+    }
+    Ok((from_ms, to_ms.unwrap_or(0)))
+}
+
+/// Midnight CST of the first day of the month holding `ms`.
+fn month_start_cst(ms: i64) -> Result<i64> {
+    let tz = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
+    let day = jiff::Timestamp::from_millisecond(ms)?
+        .to_zoned(tz.clone())
+        .date()
+        .first_of_month();
+    Ok(day.to_zoned(tz)?.timestamp().as_millisecond())
+}
+
+/// Why a report of group `g` is empty, when `g` is a relay: a group with
+/// groups under it (national, a province) that holds no ticket at all —
+/// cases are handled, and counted, in the groups below, and reach it only
+/// to be passed on. `None` otherwise, or when it cannot be told.
+async fn relay_note(
+    cl: &Client,
+    c: &ClientArgs,
+    g: u64,
+    r: &hotline_proto::v1::ReportResponse,
+) -> Option<String> {
+    let d = cl.directory.as_ref()?;
+    if r.total > 0 || r.in_transit > 0 || d.child_groups(g).is_empty() {
+        return None;
+    }
+    // Empty in the period is not enough: a city group serving districts
+    // without groups of their own handles tickets, just none lately.
+    let any = ListTicketsRequest {
+        limit: 1,
+        group_id: g,
+        ..Default::default()
+    };
+    if !cl.list(any).await.ok()?.tickets.is_empty() {
+        return None;
+    }
+    let region = hotline_federation::topology::group_region(g);
+    let name = hotline_federation::regions().label(&region);
+    let region_arg = if region.is_empty() {
+        String::new()
+    } else {
+        format!(" --region {region}")
+    };
+    Some(format!(
+        "{name} 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;全地区的统计请用联合查询:hotline query counts --config {}{region_arg}",
+        c.config.display()
+    ))
+}
+
 /// The group of a region code: the deepest group of the topology covering it.
 pub fn group_for(cl: &Client, region: &str) -> Result<u64> {
-    if let Some(g) = cl.group_of_region(region) {
-        return Ok(g);
+    group_in(cl.directory.as_ref(), region)
+}
+
+/// `group_for` on the client config's directory (`None`: the config names
+/// no topology, and the code itself is the group). A code the federation
+/// does not serve is refused here, naming `--region`, rather than sent to a
+/// node that would answer that it hosts no such group.
+fn group_in(directory: Option<&Directory>, region: &str) -> Result<u64> {
+    use hotline_federation::topology::{NATIONAL_GROUP, try_group_id};
+    let Some(d) = directory else {
+        return try_group_id(region)
+            .ok_or_else(|| anyhow!("--region: {region:?} is not a division code"));
+    };
+    match d.owner(region) {
+        // Only the national group covers it: a place outside every region
+        // group, where no ticket is held (national relays, it handles none).
+        Some(NATIONAL_GROUP) if !region.is_empty() => bail!(
+            "--region: {} is not a region of this federation (only the national group, which holds no tickets, covers it); its regions: {}",
+            hotline_federation::regions().label(region),
+            region_list(d)
+        ),
+        Some(g) => Ok(g),
+        None => match try_group_id(region) {
+            // "" (national), which `owner` does not take as a place.
+            Some(g) if d.contains(g) => Ok(g),
+            Some(_) => bail!(
+                "--region: {region} is not a region of this federation; its regions: {}",
+                region_list(d)
+            ),
+            None => bail!("--region: {region:?} is not a division code"),
+        },
     }
-    hotline_federation::topology::try_group_id(region)
-        .ok_or_else(|| anyhow!("--region: {region:?} is not a division code"))
+}
+
+/// Regions shown in an error at most; a national federation has thousands.
+const REGIONS_LISTED: usize = 12;
+
+/// The regions whose groups may hold tickets (every group but the
+/// national one), "310114 嘉定区, …", for errors that ask for `--region`.
+fn region_list(d: &Directory) -> String {
+    use hotline_federation::topology::{NATIONAL_GROUP, group_region};
+    let all: Vec<u64> = d.groups().filter(|&g| g != NATIONAL_GROUP).collect();
+    let mut shown: Vec<String> = all
+        .iter()
+        .take(REGIONS_LISTED)
+        .map(|&g| hotline_federation::regions().label(&group_region(g)))
+        .collect();
+    if all.len() > REGIONS_LISTED {
+        shown.push(format!("… ({} in all)", all.len()));
+    }
+    format!("{} (hotline group show lists them)", shown.join(", "))
+}
+
+/// The group a command about tickets asks: `--region`'s, else the only
+/// group of the client config. In a federation, a request without a group
+/// is answered by the first node's home group — the national group, which
+/// holds no tickets — so a worklist or red list would come back empty and
+/// look complete: there `--region` is required.
+pub fn ticket_group(cl: &Client, config: &Path, region: Option<&str>) -> Result<u64> {
+    ticket_group_in(cl.directory.as_ref(), config, region)
+}
+
+fn ticket_group_in(
+    directory: Option<&Directory>,
+    config: &Path,
+    region: Option<&str>,
+) -> Result<u64> {
+    if let Some(r) = region {
+        return group_in(directory, r);
+    }
+    let Some(d) = directory else {
+        // No topology: the nodes' own group answers, as before.
+        return Ok(0);
+    };
+    let groups: Vec<u64> = d.groups().collect();
+    match groups[..] {
+        [] => Ok(0),
+        [only] => Ok(only),
+        _ => bail!(
+            "--region: required: {} serves {} region groups (a federation), and without it the national group, which holds no tickets, would answer; give one of {}",
+            config.display(),
+            groups.len(),
+            region_list(d)
+        ),
+    }
 }
 
 /// The groups a policy command addresses: one region's, or every group of
@@ -1523,4 +1742,137 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_federation::topology::{GroupSpec, Topology};
+
+    fn demo() -> Directory {
+        Directory::new(&Topology::demo())
+    }
+
+    const CONFIG: &str = "demo-data/client.toml";
+
+    #[test]
+    fn a_federation_needs_region_and_says_which() {
+        let d = demo();
+        let e = ticket_group_in(Some(&d), Path::new(CONFIG), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--region: required"), "{e}");
+        assert!(
+            e.contains("demo-data/client.toml serves 8 region groups"),
+            "{e}"
+        );
+        assert!(
+            e.contains("310114 嘉定区") && e.contains("320585 太仓市"),
+            "{e}"
+        );
+        assert!(e.contains("hotline group show"), "{e}");
+        // The national group is not offered: it holds no tickets.
+        assert!(!e.contains("全国"), "{e}");
+        // Given, the owning group answers: a street's is its district's.
+        let group = |r: &str| ticket_group_in(Some(&d), Path::new(CONFIG), Some(r));
+        assert_eq!(group("320585").unwrap(), 320585);
+        assert_eq!(group("320585102").unwrap(), 320585);
+        assert_eq!(group("31").unwrap(), 31);
+    }
+
+    #[test]
+    fn one_group_or_no_topology_needs_no_region() {
+        let mut t = Topology::demo();
+        t.groups = vec![GroupSpec {
+            region: "310114".into(),
+            voters: vec![6],
+            learners: vec![],
+        }];
+        let d = Directory::new(&t);
+        assert_eq!(
+            ticket_group_in(Some(&d), Path::new(CONFIG), None).unwrap(),
+            310114
+        );
+        // Without a topology the nodes' own group answers, as before.
+        assert_eq!(ticket_group_in(None, Path::new(CONFIG), None).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_region_outside_the_federation_is_refused_before_any_node_is_asked() {
+        let d = demo();
+        let e = group_in(Some(&d), "999999").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "--region: 999999 is not a region of this federation; its regions: 31 上海市"
+            ),
+            "{e}"
+        );
+        // A real place no region group serves: only national covers it.
+        let e = group_in(Some(&d), "110101").unwrap_err().to_string();
+        assert!(
+            e.starts_with("--region: 110101 东城区 is not a region of this federation"),
+            "{e}"
+        );
+        let e = group_in(Some(&d), "abc").unwrap_err().to_string();
+        assert_eq!(e, "--region: \"abc\" is not a division code");
+        // "" is the national group (`hotline transfers`' default).
+        assert_eq!(group_in(Some(&d), "").unwrap(), 86);
+    }
+
+    #[test]
+    fn a_report_covers_the_month_so_far_by_default() {
+        let ms = |s: &str| parse_cst("--x", s).unwrap();
+        let now = ms("2026-12-05T11:30");
+        assert_eq!(
+            report_period(None, None, now).unwrap(),
+            (ms("2026-12-01"), 0)
+        );
+        // Up to --to: the month it ends (the first of a month is not in).
+        assert_eq!(
+            report_period(None, Some("2026-11-01"), now).unwrap(),
+            (ms("2026-10-01"), ms("2026-11-01"))
+        );
+        assert_eq!(
+            report_period(Some("2026-10-01"), Some("2026-10-08"), now).unwrap(),
+            (ms("2026-10-01"), ms("2026-10-08"))
+        );
+        // Midnight of the 1st in CST is the previous day in UTC.
+        assert_eq!(
+            cst(report_period(None, None, ms("2026-12-01")).unwrap().0),
+            "2026-11-01 00:00"
+        );
+    }
+
+    #[test]
+    fn a_reversed_period_names_the_flags() {
+        let now = parse_cst("--x", "2026-12-05").unwrap();
+        let e = report_period(Some("2026-12-06"), Some("2026-12-01"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--to: 2026-12-01 is not after --from (2026-12-06 00:00)"),
+            "{e}"
+        );
+        let e = report_period(Some("2026-12-06"), None, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--from: 2026-12-06 is not before now"), "{e}");
+        let e = report_period(Some("2026-12-01"), Some("2026-12-01"), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--to:"), "{e}");
+    }
+
+    #[test]
+    fn a_ticket_list_with_a_reversed_period_names_the_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct L {
+            #[command(flatten)]
+            f: ListArgs,
+        }
+        let l = L::parse_from(["l", "--from", "2026-12-06", "--to", "2026-12-01"]);
+        let e = list_request(l.f).unwrap_err().to_string();
+        assert_eq!(e, "--to: 2026-12-01 is not after --from (2026-12-06 00:00)");
+    }
 }

@@ -1,10 +1,14 @@
 //! What any command does with its stdout, whatever the command (here
-//! `hotline bench topology`, which needs no cluster), and how long a client
-//! command waits for nodes that never answer.
+//! `hotline bench topology`, which needs no cluster), how long a client
+//! command waits for nodes that never answer, and what a command refuses
+//! before it asks any node.
+
+mod common;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+use common::{BIN, Cluster};
 
 /// `hotline bench topology` writing into `dir`: one line on stdout.
 fn topology_command(dir: &std::path::Path) -> Command {
@@ -58,6 +62,22 @@ fn a_read_stdout_gets_the_whole_line() {
     );
 }
 
+/// A client config of the demo federation whose eight endpoints are all
+/// `address` (a socket that never answers, or nothing), in `dir`.
+fn silent_demo_config(dir: &std::path::Path, address: std::net::SocketAddr) -> std::path::PathBuf {
+    let topology = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/federation/topologies/demo.toml"
+    );
+    let mut cfg = format!("topology = {topology:?}\ninsecure = true\n");
+    for id in 1..=8 {
+        cfg += &format!("[[endpoints]]\nid = {id}\naddress = \"{address}\"\n");
+    }
+    let path = dir.join("client.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
 /// Nodes that take connections and never answer (hung, or behind a
 /// firewall that swallows packets): `hotline ticket get` gives up after
 /// `--timeout` seconds and says which center it could not reach, instead
@@ -68,16 +88,7 @@ fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = silent.local_addr().unwrap();
-    let topology = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/federation/topologies/demo.toml"
-    );
-    let mut cfg = format!("topology = {topology:?}\ninsecure = true\n");
-    for id in 1..=8 {
-        cfg += &format!("[[endpoints]]\nid = {id}\naddress = \"{address}\"\n");
-    }
-    let path = dir.path().join("client.toml");
-    std::fs::write(&path, cfg).unwrap();
+    let path = silent_demo_config(dir.path(), address);
     let started = std::time::Instant::now();
     let out = Command::new(BIN)
         .args(["ticket", "get", "310114-20261205-000001", "--timeout", "3"])
@@ -103,4 +114,338 @@ fn a_command_against_nodes_that_never_answer_ends_at_its_timeout() {
         assert!(stderr.contains(says), "{says:?} not in: {stderr}");
     }
     drop(silent);
+}
+
+/// In a federation, a ticket list without `--region` would be answered by
+/// the national group, which holds no tickets: a supervisor's red list
+/// came back empty and looked complete. The command refuses before asking
+/// any node, naming `--region` and the regions to choose from; a region
+/// the federation does not serve is refused the same way.
+#[test]
+fn ticket_lists_in_a_federation_need_a_region() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens: a command that asked a node would fail otherwise.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = unused.local_addr().unwrap();
+    drop(unused);
+    let config = silent_demo_config(dir.path(), address);
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--timeout", "2"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "hotline {args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    for args in [
+        &["ticket", "worklist", "--unit", "浏河镇城管中队"][..],
+        &["ticket", "overdue"],
+        &["ticket", "overdue", "--at-risk"],
+        &["ticket", "list"],
+    ] {
+        let err = run(args);
+        assert!(
+            err.starts_with("error: --region: required: ")
+                && err.contains("serves 8 region groups (a federation)")
+                && err.contains("320585 太仓市"),
+            "hotline {args:?}: {err}"
+        );
+    }
+    let err = run(&["ticket", "overdue", "--region", "999999"]);
+    assert!(
+        err.starts_with("error: --region: 999999 is not a region of this federation"),
+        "{err}"
+    );
+}
+
+/// `hotline cluster init` on a directory that holds a cluster refuses,
+/// naming the directory and what is there, and changes nothing: a new CA
+/// and keys would leave nodes restarted from it unable to trust the ones
+/// still running. (Nothing listens: no node is started.)
+#[test]
+fn cluster_init_keeps_an_existing_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = || {
+        Command::new(BIN)
+            .args([
+                "cluster",
+                "init",
+                "--nodes",
+                "1",
+                "--port-base",
+                "9890",
+                "--dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(init().status.success());
+    let ca = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
+    let client = std::fs::read(dir.path().join("client.toml")).unwrap();
+    let out = init();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--dir: {} already holds a cluster (client.toml, node-1.toml, tls/)",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("tls/ca.pem")).unwrap(), ca);
+    assert_eq!(
+        std::fs::read(dir.path().join("client.toml")).unwrap(),
+        client
+    );
+}
+
+/// The demo federation as 8 node processes (nodes 1–8 on 8901–8908,
+/// metrics on 18901–18908), once every group has a leader.
+fn demo_federation() -> Cluster {
+    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, 8900, |_| {});
+    cl.start_all();
+    let start = Instant::now();
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+        let led: std::collections::BTreeSet<u64> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["role"] == "leader")
+            .map(|r| r["group"].as_u64().unwrap())
+            .collect();
+        if led.len() == 8 {
+            return cl;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a leader in every group: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// What a supervisor reads in a federation: a report names its region,
+/// and a relay group's (a city or province group above the districts,
+/// national) says why it is empty and where its region's figures are,
+/// rather than a bare 总量:0; without --region the command asks for one.
+/// Status, lists and tickets read in Chinese, identifiers beside the
+/// words (`--json` keeps the identifiers alone).
+#[test]
+fn what_a_supervisor_reads_in_a_federation() {
+    let cl = demo_federation();
+    chinese_for_people(&cl);
+    let config = cl.client_config();
+    let text = cl.cli(&["report", "--region", "31"]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 31 上海市)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "总量:0 件\n注:31 上海市 这一组只中转(relay)跨地区工单,本身不办理工单,故总量为 0;全地区的统计请用联合查询:hotline query counts --config {} --region 31\n",
+            config.display()
+        )),
+        "{text}"
+    );
+    // The national group: the query's default region is national.
+    let text = cl.cli(&["report", "--region", ""]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 全国)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "hotline query counts --config {}\n",
+            config.display()
+        )),
+        "{text}"
+    );
+    // A district's group handles its tickets: an empty month is just that.
+    let text = cl.cli(&["report", "--region", "320585"]);
+    assert!(
+        text.starts_with("12345 热线工单考核报告(地区 320585 太仓市)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("注:"), "{text}");
+    // The period is this month so far.
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+        .strftime("统计时段:%Y-%m-01 00:00 至 ")
+        .to_string();
+    assert!(text.contains(&month), "{month}: {text}");
+    let err = cl.cli_fails(&["report"]);
+    assert!(err.contains("--region: required"), "{err}");
+    let err = cl.cli_fails(&["report", "--region", "999999"]);
+    assert!(
+        err.contains("--region: 999999 is not a region of this federation"),
+        "{err}"
+    );
+    let err = cl.cli_fails(&[
+        "report",
+        "--region",
+        "320585",
+        "--from",
+        "2026-12-06",
+        "--to",
+        "2026-12-01",
+    ]);
+    assert!(
+        err.contains("--to: 2026-12-01 is not after --from"),
+        "{err}"
+    );
+}
+
+/// The drill's generation on node 1, as `hotline fault show` reports it.
+fn drill_generation(cl: &Cluster) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["fault", "show", "--json"])).unwrap();
+    v["nodes"][0]["generation"].as_u64().unwrap()
+}
+
+/// A heal between sets no rule is between fails and sends nothing (it
+/// printed `removed: 0`, exited 0 and raised every node's drill
+/// generation), saying what is in force; the same cut under another
+/// label is refused naming the rule. Node 1 of 3 alone (8921, metrics
+/// 18921) answers: drills need no quorum.
+#[test]
+fn fault_commands_that_would_change_nothing_fail() {
+    let mut cl = Cluster::init(3, 8920, |_| {});
+    cl.start(1);
+    let start = Instant::now();
+    while Command::new(BIN)
+        .args(["fault", "show", "--config"])
+        .arg(cl.client_config())
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "node 1 answers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cl.cli(&["fault", "partition", "--between", "1", "--and", "2,3"]);
+    let generation = drill_generation(&cl);
+    let err = cl.cli_fails(&["fault", "partition", "--between", "3,2", "--and", "1"]);
+    assert!(
+        err.contains(
+            "--between, --and: this partition between these sides is in force already: partition 1 | 2,3 [1 | 2,3]"
+        ),
+        "{err}"
+    );
+    let err = cl.cli_fails(&["fault", "heal", "--between", "1", "--and", "2"]);
+    assert!(
+        err.contains(
+            "--between, --and: no rule in force is between exactly 1 and 2 (either way round); in force: partition 1 | 2,3 [1 | 2,3]"
+        ),
+        "{err}"
+    );
+    assert_eq!(drill_generation(&cl), generation, "nothing was sent");
+    let out = cl.cli(&["fault", "heal", "--between", "2,3", "--and", "1"]);
+    assert!(out.contains("removed: 1"), "{out}");
+    assert!(drill_generation(&cl) > generation);
+}
+
+/// `hotline status`, `ticket list`, `ticket get` and a command's answer in
+/// Chinese, with the identifiers beside them; a case about 浏河镇 accepted
+/// at 嘉定 and handled at 太仓.
+fn chinese_for_people(cl: &Cluster) {
+    let text = cl.cli(&["status"]);
+    for says in [
+        "角色 ROLE",
+        "领导者 leader",
+        "跟随者 follower",
+        "310114 嘉定区",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+    // The national group by name, not as 86.
+    let national: Vec<&str> = text.lines().filter(|l| l.contains("全国")).collect();
+    assert_eq!(national.len(), 3, "national's three replicas: {text}");
+    assert!(national.iter().all(|l| !l.contains(" 86 ")), "{text}");
+
+    let id = cl.cli(&[
+        "ticket",
+        "accept",
+        "--region",
+        "310114",
+        "--location",
+        "320585102",
+        "--kind",
+        "complaint",
+        "--category",
+        "环境保护",
+        "--text",
+        "浏河镇工地夜间施工噪声",
+        "--phone",
+        "13900000000",
+    ]);
+    let id = id.trim();
+    let start = Instant::now();
+    while !cl
+        .cli(&["ticket", "list", "--region", "320585", "--json"])
+        .contains(id)
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "{id} at 太仓");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = cl.cli(&[
+        "ticket",
+        "dispatch",
+        id,
+        "--unit",
+        "浏河镇城管中队",
+        "--at",
+        "320585",
+    ]);
+    assert!(
+        out.contains("派单 dispatch → 待签收 awaiting_sign"),
+        "{out}"
+    );
+    let list = cl.cli(&[
+        "ticket",
+        "worklist",
+        "--region",
+        "320585",
+        "--unit",
+        "浏河镇城管中队",
+    ]);
+    assert!(list.starts_with("工单编号 ID"), "{list}");
+    assert!(list.contains("状态 STATUS"), "{list}");
+    let row = list.lines().find(|l| l.starts_with(id)).expect(&list);
+    for says in [
+        "待签收 awaiting_sign",
+        "投诉 complaint",
+        "正常 on_time",
+        "转自 嘉定区",
+    ] {
+        assert!(row.contains(says), "{says:?} not in: {row}");
+    }
+    let text = cl.cli(&["ticket", "get", id, "--at", "320585"]);
+    for says in [
+        "受理中心 region:      310114 嘉定区\n",
+        "诉求类型 kind:        投诉 complaint\n",
+        "紧急程度 priority:    一般 normal\n",
+        "问题地点 location:    320585102 浏河镇\n",
+        "跨区域转出 transfer_out",
+        "跨区域转入 transfer_in",
+        "派单 dispatch",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+    // For machines, the identifiers as before.
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["ticket", "get", id, "--at", "320585", "--json"])).unwrap();
+    assert_eq!(
+        (&v["kind"], &v["priority"], &v["status"], &v["deadline"]),
+        (
+            &serde_json::json!("complaint"),
+            &serde_json::json!("normal"),
+            &serde_json::json!("awaiting_sign"),
+            &serde_json::json!("on_time")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["events"][1]["kind"], "transfer_out", "{v}");
 }

@@ -172,12 +172,35 @@ pub fn validate(mut rule: FaultRule) -> Result<FaultRule, String> {
 }
 
 /// `rules` with `rule` added (after [`validate`]). A rule equal to one in
-/// force changes nothing, so a retried `hotline fault …` does not stack.
+/// force changes nothing, so a retried `hotline fault …` does not stack. One
+/// with the action and sides of a rule in force (under another label, or
+/// another delay or rate) is refused, naming that rule: the two would be
+/// shown as two drills and lifted together by one heal between the sides.
 pub fn with_rule(rules: &[FaultRule], rule: FaultRule) -> Result<Vec<FaultRule>, String> {
     let rule = validate(rule)?;
     let mut out = rules.to_vec();
     if out.contains(&rule) {
         return Ok(out);
+    }
+    // Sides are sorted by `validate`; a two-way rule reads alike either way
+    // round, a one-way rule only from its first side.
+    let same = out.iter().find(|r| {
+        r.action == rule.action
+            && r.one_way == rule.one_way
+            && ((r.side_a == rule.side_a && r.side_b == rule.side_b)
+                || (!r.one_way && r.side_a == rule.side_b && r.side_b == rule.side_a))
+    });
+    if let Some(r) = same {
+        return Err(format!(
+            "side_a, side_b: this {} between these sides is in force already: {}{}; heal it first to change it",
+            action_name(r.action),
+            describe(r),
+            if r.label.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", r.label)
+            }
+        ));
     }
     if out.len() >= MAX_RULES {
         return Err(format!(
@@ -190,7 +213,9 @@ pub fn with_rule(rules: &[FaultRule], rule: FaultRule) -> Result<Vec<FaultRule>,
 
 /// `rules` without those between exactly the sets `a` and `b` (either way
 /// round, whatever their action), and how many went. Both sets empty: every
-/// rule goes. The error names the field.
+/// rule goes. Sets that no rule is between are an error listing the rules
+/// in force: a heal that lifts nothing is a mistyped set, and the drill
+/// the operator meant to lift is still cutting. The error names the field.
 pub fn without(
     rules: &[FaultRule],
     a: &[u64],
@@ -213,6 +238,26 @@ pub fn without(
         .cloned()
         .collect();
     let removed = rules.len() - kept.len();
+    if removed == 0 {
+        let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        let in_force: Vec<String> = rules
+            .iter()
+            .map(|r| match r.label.as_str() {
+                "" => describe(r),
+                label => format!("{} [{label}]", describe(r)),
+            })
+            .collect();
+        return Err(format!(
+            "side_a, side_b: no rule in force is between exactly {} and {} (either way round); in force: {}",
+            ids(a),
+            ids(b),
+            if in_force.is_empty() {
+                "none".to_string()
+            } else {
+                in_force.join("; ")
+            }
+        ));
+    }
     Ok((kept, removed))
 }
 
@@ -807,8 +852,11 @@ mod tests {
         assert_eq!(f.heal_between(&[3, 2], &[4, 1]), Ok(1));
         assert_eq!(f.outbound(2), Verdict::Pass);
         assert_eq!(f.outbound(5), Verdict::Drop);
-        // Sets that match no rule exactly remove nothing.
-        assert_eq!(f.heal_between(&[1], &[5, 6]), Ok(0));
+        // Sets that match no rule exactly are refused, naming what is in force.
+        assert_eq!(
+            f.heal_between(&[1], &[5, 6]).unwrap_err(),
+            "side_a, side_b: no rule in force is between exactly 1 and 5,6 (either way round); in force: partition 1 | 5"
+        );
         assert_eq!(f.outbound(5), Verdict::Drop);
         assert_eq!(
             f.heal_between(&[1], &[]).unwrap_err(),
@@ -1106,5 +1154,64 @@ mod tests {
         );
         assert_eq!(without(&rules, &[4], &[3]).unwrap(), (vec![a], 1));
         assert_eq!(without(&rules, &[], &[]).unwrap(), (vec![], 2));
+    }
+
+    #[test]
+    fn a_heal_between_sets_no_rule_is_between_is_refused() {
+        let mut a = rule(&[1], &[2], FaultAction::Partition);
+        a.label = "1 | 2".into();
+        let b = rule(&[3], &[4], FaultAction::Delay);
+        let rules = vec![a, b];
+        let e = without(&rules, &[1], &[3]).unwrap_err();
+        assert_eq!(
+            e,
+            "side_a, side_b: no rule in force is between exactly 1 and 3 (either way round); in force: partition 1 | 2 [1 | 2]; delay 200ms 3 | 4"
+        );
+        let e = without(&[], &[1], &[2]).unwrap_err();
+        assert!(e.ends_with("in force: none"), "{e}");
+        // Healing everything when nothing is in force is no mistake.
+        assert_eq!(without(&[], &[], &[]).unwrap(), (vec![], 0));
+    }
+
+    #[test]
+    fn the_same_action_between_the_same_sides_is_refused_naming_the_rule() {
+        let mut a = rule(&[1, 2], &[3], FaultAction::Partition);
+        a.label = "上海 | 江苏".into();
+        let rules = with_rule(&[], a.clone()).unwrap();
+        // The same sides under another label, either way round.
+        let mut again = rule(&[3], &[2, 1], FaultAction::Partition);
+        again.label = "31 | 32".into();
+        assert_eq!(
+            with_rule(&rules, again).unwrap_err(),
+            "side_a, side_b: this partition between these sides is in force already: partition 1,2 | 3 [上海 | 江苏]; heal it first to change it"
+        );
+        // Another delay between the same sides: one delay at a time.
+        let d = with_rule(&rules, rule(&[1], &[3], FaultAction::Delay)).unwrap();
+        let mut longer = rule(&[1], &[3], FaultAction::Delay);
+        longer.delay_ms = 900;
+        assert!(
+            with_rule(&d, longer)
+                .unwrap_err()
+                .contains("delay 200ms 1 | 3")
+        );
+        // Equal, label and all: a retried command, no change.
+        assert_eq!(with_rule(&rules, a.clone()).unwrap(), rules);
+        // Another action, or one way only, is another rule.
+        assert_eq!(
+            with_rule(&rules, rule(&[1, 2], &[3], FaultAction::Drop))
+                .unwrap()
+                .len(),
+            2
+        );
+        let mut one_way = a.clone();
+        one_way.one_way = true;
+        let rules = with_rule(&rules, one_way.clone()).unwrap();
+        assert_eq!(rules.len(), 2);
+        // One way, the direction counts: 3 → 1,2 is not 1,2 → 3.
+        let mut back = rule(&[3], &[1, 2], FaultAction::Partition);
+        back.one_way = true;
+        assert_eq!(with_rule(&rules, back).unwrap().len(), 3);
+        one_way.label = "again".into();
+        assert!(with_rule(&rules, one_way).is_err());
     }
 }

@@ -192,7 +192,7 @@ pub async fn render(h: &Handle, loop_stats: &LoopStats, notify: &NotifyStats) ->
     }
     reg.register(
         "fault_batches",
-        "Outgoing raft batches a drill rule dropped or delayed, per peer",
+        "Messages a drill rule dropped or delayed, per peer: raft batches and federation calls sent, raft messages received",
         fam,
     );
 
