@@ -28,6 +28,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use hotline_federation::topology::Topology;
 use hotline_node::client::Client;
+use hotline_node::config::ClientConfig;
 use hotline_node::faults::{self, MAX_LABEL_BYTES};
 use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::{Drill, FaultAction, FaultRule, FaultsRequest, FaultsResponse};
@@ -591,6 +592,8 @@ async fn newest_drill(client: &Client) -> Result<Drill> {
         Outcome::Ok(r) => Some(Drill {
             generation: r.generation,
             rules: r.rules,
+            operator_cert: r.operator_cert,
+            signature: r.signature,
         }),
         _ => None,
     });
@@ -609,12 +612,26 @@ fn next_generation(newest: u64) -> u64 {
 }
 
 /// Sets `rules` as the new drill on every node.
-async fn set_all(client: &Client, newest: &Drill, rules: Vec<FaultRule>) -> Vec<Outcome> {
-    let drill = Drill {
+/// Sets the next drill on every node, signed with the operators' client
+/// key when the config has one (nodes with TLS take no unsigned drill).
+async fn set_all(
+    c: &ClientArgs,
+    client: &Client,
+    newest: &Drill,
+    rules: Vec<FaultRule>,
+) -> Result<Vec<Outcome>> {
+    // Signed as nodes will hold it: normalized (sides sorted).
+    let mut drill = faults::validate_drill(Drill {
         generation: next_generation(newest.generation),
         rules,
-    };
-    call_all(client, &Call::Set(drill)).await
+        ..Default::default()
+    })
+    .map_err(|e| anyhow!(e))?;
+    let cfg = ClientConfig::load(&c.config)?;
+    if let Some(files) = cfg.tls.as_ref().filter(|_| !cfg.insecure) {
+        hotline_node::tls::sign_drill(files, &mut drill).map_err(|e| anyhow!(e))?;
+    }
+    Ok(call_all(client, &Call::Set(drill)).await)
 }
 
 async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
@@ -625,7 +642,7 @@ async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
     let newest = newest_drill(&client).await?;
     // Refused before anything is sent: the same cut under another label.
     let rules = faults::with_rule(&newest.rules, rule).map_err(in_flags)?;
-    let outcomes = set_all(&client, &newest, rules).await;
+    let outcomes = set_all(c, &client, &newest, rules).await?;
     report(c, &client, what, &title, &named, &outcomes)
 }
 
@@ -636,7 +653,7 @@ async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()>
     // Sets no rule is between: refused before anything is sent, so the
     // drill's generation stays and the cut meant is still in force.
     let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(in_flags)?;
-    let outcomes = set_all(&client, &newest, rules).await;
+    let outcomes = set_all(c, &client, &newest, rules).await?;
     let (what, title) = if a.is_empty() {
         (
             json!({ "action": "heal", "removed": removed }),

@@ -126,7 +126,7 @@ async fn wrong_certificates_are_refused() {
     let e = admin
         .set_faults(Drill {
             generation: u64::MAX,
-            rules: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -169,6 +169,34 @@ async fn wrong_certificates_are_refused() {
             .contains("call refused: not the operators' client certificate"),
         "refusal is logged with the peer"
     );
+    // The operators' certificate sets drills, but only signed ones: the
+    // nodes pass drills on to each other, so an unsigned drill (what a node
+    // could forge) counts nowhere. `hotline fault …` signs.
+    let mut as_operator = AdminClient::new(c.channel(0));
+    let e = as_operator
+        .set_faults(Drill {
+            generation: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(
+        e.message().starts_with("signature: a drill must carry"),
+        "{e}"
+    );
+    let out = cl.cli(&[
+        "fault",
+        "partition",
+        "--between",
+        "1",
+        "--and",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["accepted"], 3, "signed by the CLI: {out}");
+    cl.cli(&["fault", "heal"]);
     // Nothing changed: the group still has its three voters.
     let s = c.status_of(0).await.unwrap();
     assert_eq!(s.groups[0].voters.len(), 3, "{s:?}");

@@ -73,6 +73,8 @@ pub struct Faults {
     file: Mutex<Option<PathBuf>>,
     /// peer → (dropped, delayed), both directions together.
     counters: Mutex<BTreeMap<u64, (u64, u64)>>,
+    /// What a drill must pass to be put in force ([`Self::require`]).
+    check: std::sync::OnceLock<DrillCheck>,
 }
 
 /// `partition`, `delay`, `drop` or `unspecified` (also for unknown values).
@@ -289,6 +291,14 @@ pub fn validate_drill(drill: Drill) -> Result<Drill, String> {
             drill.rules.len()
         ));
     }
+    // A certificate is ~0.5–2 KiB, an ECDSA signature ~72 bytes.
+    if drill.operator_cert.len() > 16 << 10 || drill.signature.len() > 1 << 10 {
+        return Err(format!(
+            "operator_cert, signature: {} and {} bytes, at most 16 KiB and 1 KiB",
+            drill.operator_cert.len(),
+            drill.signature.len()
+        ));
+    }
     let mut rules: Vec<FaultRule> = Vec::with_capacity(drill.rules.len());
     for (i, r) in drill.rules.into_iter().enumerate() {
         let r = validate(r).map_err(|e| format!("rules[{i}].{e}"))?;
@@ -299,6 +309,8 @@ pub fn validate_drill(drill: Drill) -> Result<Drill, String> {
     Ok(Drill {
         generation: drill.generation,
         rules,
+        operator_cert: drill.operator_cert,
+        signature: drill.signature,
     })
 }
 
@@ -346,7 +358,17 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
+/// Whether a drill may be put in force here (with TLS: signed by the
+/// operators, `tls::DrillVerifier`); the error names the field.
+pub type DrillCheck = Box<dyn Fn(&Drill) -> Result<(), String> + Send + Sync>;
+
 impl Faults {
+    /// From now on, [`Self::set`] puts a drill in force only if `check`
+    /// passes it. Set once, at start; a second check is ignored.
+    pub fn require(&self, check: DrillCheck) {
+        let _ = self.check.set(check);
+    }
+
     /// Rules in memory only (tests).
     pub fn new(node_id: u64) -> Arc<Faults> {
         Self::with(node_id, Drill::default(), None)
@@ -385,6 +407,7 @@ impl Faults {
             drill: RwLock::new(drill),
             file: Mutex::new(file),
             counters: Mutex::new(BTreeMap::new()),
+            check: std::sync::OnceLock::new(),
         })
     }
 
@@ -403,6 +426,11 @@ impl Faults {
     /// refused with the generation held.
     pub fn set(&self, drill: Drill) -> Result<bool, SetError> {
         let drill = validate_drill(drill).map_err(SetError::Invalid)?;
+        // With TLS, only the operators sign drills: the sync installs what
+        // peers answer, and a peer's word is not an operator's.
+        if let Some(check) = self.check.get() {
+            check(&drill).map_err(SetError::Invalid)?;
+        }
         // Generations are the CLI's clock in ms. One far ahead of ours
         // (u64::MAX from a rogue peer's sync answer) would stand above
         // every later command, `heal` included.
@@ -463,6 +491,8 @@ impl Faults {
             rules: drill.rules,
             counters,
             generation: drill.generation,
+            operator_cert: drill.operator_cert,
+            signature: drill.signature,
         }
     }
 
@@ -490,7 +520,12 @@ impl Faults {
     #[cfg(test)]
     fn bump(&self, rules: Vec<FaultRule>) {
         let generation = self.drill().generation + 1;
-        self.set(Drill { generation, rules }).expect("newer");
+        self.set(Drill {
+            generation,
+            rules,
+            ..Default::default()
+        })
+        .expect("newer");
     }
 
     /// Does `rule` apply to a message from node `from` to node `to`?
@@ -643,6 +678,8 @@ pub async fn sync(
                         Drill {
                             generation: r.generation,
                             rules: r.rules,
+                            operator_cert: r.operator_cert,
+                            signature: r.signature,
                         },
                     ))
                 }
@@ -650,7 +687,25 @@ pub async fn sync(
             }
         }))
         .await;
-        let Some((from, drill)) = newest(answers.into_iter().flatten(), |(_, d)| d) else {
+        // Only drills this node would take: a rogue peer's unsigned one,
+        // however new, must not hide an operator's drill another peer has.
+        let held = faults.drill();
+        let admissible = answers.into_iter().flatten().filter(|(from, d)| {
+            if !newer(d, &held) {
+                return false; // nothing to take, nothing to say
+            }
+            let Some(check) = faults.check.get() else {
+                return true;
+            };
+            match validate_drill(d.clone()).and_then(|d| check(&d)) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(node = faults.node_id, from, "fault drill not taken: {e}");
+                    false
+                }
+            }
+        });
+        let Some((from, drill)) = newest(admissible, |(_, d)| d) else {
             continue;
         };
         if !newer(&drill, &faults.drill()) {
@@ -1047,8 +1102,35 @@ mod tests {
         assert_eq!(f.snapshot().rules.len(), MAX_RULES);
     }
 
+    /// With a check required (TLS: the operators' signature), a drill it
+    /// refuses is not put in force, from the Admin call or the sync alike.
+    #[test]
+    fn a_required_check_refuses_a_drill_it_does_not_pass() {
+        let f = Faults::new(1);
+        f.require(Box::new(|d| {
+            if d.signature.is_empty() {
+                Err("signature: missing".into())
+            } else {
+                Ok(())
+            }
+        }));
+        let e = f.set(drill(5, Vec::new())).unwrap_err();
+        assert!(
+            matches!(&e, SetError::Invalid(m) if m == "signature: missing"),
+            "{e}"
+        );
+        assert_eq!(f.drill().generation, 0, "nothing in force");
+        let mut signed = drill(5, Vec::new());
+        signed.signature = vec![1];
+        assert!(f.set(signed).unwrap());
+    }
+
     fn drill(generation: u64, rules: Vec<FaultRule>) -> Drill {
-        Drill { generation, rules }
+        Drill {
+            generation,
+            rules,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -1121,6 +1121,11 @@ pub async fn run_node(
     let epoch = transport::new_leadership_epoch();
     let faults = crate::faults::Faults::open(cfg.id, &cfg.data_dir.join(DRILL_FILE))
         .map_err(|e| NodeError::Config(e.to_string()))?;
+    if let Some(files) = cfg.tls.as_ref().filter(|_| !cfg.insecure) {
+        let verifier =
+            tls::DrillVerifier::new(files).map_err(|e| NodeError::Config(format!("tls: {e}")))?;
+        faults.require(Box::new(move |d| verifier.verify(d)));
+    }
     let (prop_tx, prop_rx) = bounded(t.max_proposal_queue);
     let (ctl_tx, ctl_rx) = bounded(65_536);
     let scheme = if cfg.insecure { "http" } else { "https" };

@@ -129,6 +129,98 @@ pub fn client_config(files: &TlsFiles, server_name: &str) -> Result<ClientTlsCon
         .domain_name(server_name))
 }
 
+/// What a drill's signature covers: a context (so the signature means
+/// nothing elsewhere), then the drill without its signature fields.
+pub fn drill_signed_bytes(drill: &hotline_proto::v1::Drill) -> Vec<u8> {
+    use prost::Message;
+    let bare = hotline_proto::v1::Drill {
+        generation: drill.generation,
+        rules: drill.rules.clone(),
+        ..Default::default()
+    };
+    let mut out = b"hotline drill v1\0".to_vec();
+    out.extend(bare.encode_to_vec());
+    out
+}
+
+/// Signs `drill` with the operators' client key in `files` (what `hotline
+/// fault …` runs with), carrying the certificate for the nodes to check.
+/// Call it on the drill as nodes will hold it (`faults::validate_drill`).
+pub fn sign_drill(files: &TlsFiles, drill: &mut hotline_proto::v1::Drill) -> Result<(), String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_file(&files.cert)
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let signer = key
+        .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
+        .ok_or_else(|| format!("{}: not an ECDSA P-256 key", files.key.display()))?;
+    drill.operator_cert = cert.to_vec();
+    drill.signature = signer
+        .sign(&drill_signed_bytes(drill))
+        .map_err(|e| format!("signing the drill: {e}"))?;
+    Ok(())
+}
+
+/// Checks drills against the cluster's CA: signed by a certificate the CA
+/// issued to the operators' client (`client.hotline`), over this very drill.
+pub struct DrillVerifier {
+    clients: std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl DrillVerifier {
+    pub fn new(files: &TlsFiles) -> Result<DrillVerifier, String> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(&files.ca)
+            .map_err(|e| format!("{}: {e}", files.ca.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("{}: {e}", files.ca.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", files.ca.display()))?;
+        }
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| format!("{}: {e}", files.ca.display()))?;
+        Ok(DrillVerifier { clients })
+    }
+
+    /// The error names the field (`operator_cert`, `signature`).
+    pub fn verify(&self, drill: &hotline_proto::v1::Drill) -> Result<(), String> {
+        if drill.operator_cert.is_empty() || drill.signature.is_empty() {
+            return Err("signature: a drill must carry the operators' signature \
+                        (`hotline fault …` signs with the client certificate)"
+                .into());
+        }
+        let cert = CertificateDer::from(drill.operator_cert.as_slice());
+        let now = rustls_pki_types::UnixTime::now();
+        self.clients
+            .verify_client_cert(&cert, &[], now)
+            .map_err(|e| format!("operator_cert: {e}"))?;
+        if !cert_names_client(&cert) {
+            return Err(format!(
+                "operator_cert: not the operators' client certificate ({CLIENT_NAME}): {:?}",
+                presented_names(&cert)
+            ));
+        }
+        let ee =
+            webpki::EndEntityCert::try_from(&cert).map_err(|e| format!("operator_cert: {e}"))?;
+        ee.verify_signature(
+            webpki::ring::ECDSA_P256_SHA256,
+            &drill_signed_bytes(drill),
+            &drill.signature,
+        )
+        .map_err(|_| "signature: does not match the drill".to_string())
+    }
+}
+
 /// Does this (already CA-verified) certificate name node `id`?
 pub fn cert_names_node(cert: &CertificateDer<'_>, id: u64) -> bool {
     let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
@@ -163,6 +255,59 @@ pub fn presented_names(cert: &CertificateDer<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A drill counts only when the operators' key signed this very
+    /// drill: unsigned, tampered with, or signed with a node's key (what a
+    /// rogue node could do through the drill sync) is refused, naming
+    /// the field.
+    #[test]
+    fn only_the_operators_sign_drills() {
+        use hotline_proto::v1::{Drill, FaultAction, FaultRule};
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (nodes, client) = create_pki(dir.path(), &[1, 2]).unwrap();
+        let check = DrillVerifier::new(&client).unwrap();
+        let drill = Drill {
+            generation: 7,
+            rules: vec![FaultRule {
+                side_a: vec![1],
+                side_b: vec![2],
+                action: FaultAction::Partition as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let e = check.verify(&drill).unwrap_err();
+        assert!(e.starts_with("signature: a drill must carry"), "{e}");
+
+        let mut signed = drill.clone();
+        sign_drill(&client, &mut signed).unwrap();
+        check.verify(&signed).unwrap();
+
+        let mut tampered = signed.clone();
+        tampered.rules.clear();
+        let e = check.verify(&tampered).unwrap_err();
+        assert_eq!(e, "signature: does not match the drill");
+        let mut later = signed.clone();
+        later.generation += 1;
+        assert!(check.verify(&later).is_err(), "the generation is signed");
+
+        let mut by_node = drill.clone();
+        sign_drill(&nodes[0], &mut by_node).unwrap();
+        let e = check.verify(&by_node).unwrap_err();
+        assert!(
+            e.starts_with("operator_cert: not the operators' client certificate"),
+            "{e}"
+        );
+
+        // A key from another cluster's CA.
+        let other = tempfile::tempdir().unwrap();
+        let (_, stranger) = create_pki(other.path(), &[1]).unwrap();
+        let mut foreign = drill.clone();
+        sign_drill(&stranger, &mut foreign).unwrap();
+        let e = check.verify(&foreign).unwrap_err();
+        assert!(e.starts_with("operator_cert: "), "{e}");
+    }
 
     #[test]
     fn node_certificates_name_their_node_only() {
