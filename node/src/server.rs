@@ -462,7 +462,7 @@ impl Tickets for Handle {
         // country only to relay and list cases: it takes no calls.
         if g.group_id == hotline_federation::topology::NATIONAL_GROUP {
             return Err(Status::invalid_argument(format!(
-                "region: {} ({}) is not served by any center of this federation;                  the national group relays cases and takes no calls",
+                "region: {} ({}) is not served by any center of this federation; the national group relays cases and takes no calls",
                 req.region,
                 hotline_federation::regions()
                     .display_name(&req.region)
