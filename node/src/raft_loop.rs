@@ -358,12 +358,7 @@ impl RaftLoop {
                 if (self.liveness.any_suspect() || ticks.is_multiple_of(WAKE_SCAN_TICKS))
                     && self.liveness.wake_orphans(self.replicas.values_mut()) > 0
                 {
-                    w.ticking.extend(
-                        self.replicas
-                            .iter()
-                            .filter(|(_, r)| r.wants_tick())
-                            .map(|(g, _)| *g),
-                    );
+                    self.tick_woken(&mut w);
                 }
                 next_tick = Instant::now() + self.tick;
                 w.proposals.retain(|_, v| {
@@ -446,12 +441,7 @@ impl RaftLoop {
                             woke,
                             "woke on a peer's leadership change"
                         );
-                        w.ticking.extend(
-                            self.replicas
-                                .iter()
-                                .filter(|(_, r)| r.wants_tick())
-                                .map(|(g, _)| *g),
-                        );
+                        self.tick_woken(w);
                     }
                 }
                 for env in envelopes {
@@ -882,6 +872,17 @@ impl RaftLoop {
                 }
             }
         }
+    }
+
+    /// After a liveness wake-up: every replica that wants ticks again gets
+    /// them (the woken ones among the sleepers).
+    fn tick_woken(&self, w: &mut Waiters) {
+        w.ticking.extend(
+            self.replicas
+                .iter()
+                .filter(|(_, r)| r.wants_tick())
+                .map(|(g, _)| *g),
+        );
     }
 
     fn handle_readies(&mut self, w: &mut Waiters) {

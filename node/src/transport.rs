@@ -66,9 +66,7 @@ pub type LeadershipEpoch = Arc<std::sync::atomic::AtomicU64>;
 /// A new epoch for a starting node: its clock in milliseconds, so that a
 /// restart reads as a change to its peers, as it is.
 pub fn new_leadership_epoch() -> LeadershipEpoch {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64);
+    let now_ms = crate::server::now_ms().max(1) as u64;
     Arc::new(std::sync::atomic::AtomicU64::new(now_ms))
 }
 
