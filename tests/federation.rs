@@ -1968,6 +1968,7 @@ async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
         envelopes: vec![RaftEnvelope {
             group_id: 310114,
             message: m.write_to_bytes().unwrap().into(),
+            ..Default::default()
         }],
     };
     let addr = &c.nodes.iter().find(|n| n.id == 6).unwrap().address;

@@ -239,6 +239,32 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     assert_eq!(g["group_id"], GROUP);
     assert_eq!(ids(&g["voters"]), vec![2, 3, 4], "{out}");
 
+    // Node 1 is out of the group but still running. Raft tells it nothing
+    // more (the leader stops sending to it), and it may have missed the
+    // commit of its own removal: then it would campaign at every election
+    // timeout, forever, each vote request refused and logged by the
+    // members. It stops instead: it shows itself removed, and the members
+    // hear nothing more from it.
+    until(
+        "node 1 shows itself removed from the group",
+        Duration::from_secs(20),
+        || async { group_on(&c, 1).await.is_some_and(|g| g.role == "removed") },
+    )
+    .await;
+    let refusals = || {
+        (2..=4)
+            .map(|n| {
+                cl.log(n)
+                    .matches("not a member of the group; refused")
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = refusals();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(refusals(), before, "node 1 still sends to the group");
+
     // Node 1 goes away; then one more old voter. The two left are a quorum
     // of [2, 3, 4] only with node 4's vote.
     cl.kill(1);
@@ -323,6 +349,57 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     let g4 = group_on(&c, 4).await.unwrap();
     assert_eq!(g4.voters, vec![2, 3, 4]);
     assert!(g4.role == "leader" || g4.role == "follower", "{}", g4.role);
+
+    // Removing the dead voter itself keeps a reachable majority. It comes
+    // back without having seen its removal: by its own configuration it is
+    // still a voter with no leader, so it campaigns, and the members refuse
+    // it as a non-member. On their word it stops: it shows itself removed
+    // and sends the group nothing more.
+    let out = cl.cli(&[
+        "group",
+        "remove",
+        "--region",
+        "310114",
+        "--node",
+        &gone.to_string(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut left = vec![keep, 4];
+    left.sort_unstable();
+    assert_eq!(ids(&v["voters"]), left, "{out}");
+    cl.start(gone);
+    until(
+        "the removed voter, back, shows itself removed",
+        Duration::from_secs(30),
+        || async {
+            group_on(&c, gone)
+                .await
+                .is_some_and(|g| g.role == "removed")
+        },
+    )
+    .await;
+    assert!(
+        cl.log(gone).contains("say this node is no longer a member"),
+        "it parked on the members' word"
+    );
+    let g = group_on(&c, gone).await.unwrap();
+    assert_eq!(g.voters, vec![2, 3, 4], "its own configuration is stale");
+    let refusals = || {
+        [keep, 4]
+            .iter()
+            .map(|&n| {
+                cl.log(n)
+                    .matches("not a member of the group; refused")
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = refusals();
+    assert!(before >= 2, "it campaigned before it stopped");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(refusals(), before, "the removed voter still campaigns");
 
     // Both survivors restart. The topology still does not list node 4 in
     // 310114, so it does not host the group at start: it finds the group on

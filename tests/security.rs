@@ -80,6 +80,7 @@ async fn wrong_certificates_are_refused() {
         envelopes: vec![RaftEnvelope {
             group_id: 310114,
             message: Default::default(),
+            ..Default::default()
         }],
     };
     let e = RaftClient::new(ch)

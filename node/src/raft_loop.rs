@@ -444,7 +444,12 @@ impl RaftLoop {
                         self.tick_woken(w);
                     }
                 }
+                let mut notices = Outgoing::new();
                 for env in envelopes {
+                    if env.not_a_member {
+                        self.not_a_member(from_node, env.group_id);
+                        continue;
+                    }
                     let mut m = Message::default();
                     if let Err(e) = m.merge_from_bytes(&env.message) {
                         tracing::warn!(from_node, "undecodable raft message: {e}");
@@ -480,11 +485,27 @@ impl RaftLoop {
                             group = env.group_id,
                             "raft message from a node that is not a member of the group; refused"
                         );
+                        // Tell the sender, once per batch and group: a node
+                        // that missed its own removal learns it this way
+                        // (it parks once a majority of its voters said so).
+                        // An empty replica knows no configuration to say
+                        // this by.
+                        if r.is_initialized() {
+                            let b = notices.entry(from_node).or_default();
+                            if !b.envelopes.iter().any(|e| e.group_id == env.group_id) {
+                                b.envelopes.push(RaftEnvelope {
+                                    group_id: env.group_id,
+                                    not_a_member: true,
+                                    ..Default::default()
+                                });
+                            }
+                        }
                         continue;
                     }
                     r.step(m);
                     w.touched.insert(env.group_id);
                 }
+                self.flush(&mut notices);
             }
             Control::Read {
                 group_id,
@@ -642,6 +663,24 @@ impl RaftLoop {
             Control::Stop => return false,
         }
         true
+    }
+
+    /// Voter `from_node` refused this node's messages for `group_id`: by
+    /// the configuration it applied, this node is no longer a member
+    /// (`RaftEnvelope.not_a_member`; the core decides when that is enough,
+    /// `Replica::not_a_member`).
+    fn not_a_member(&mut self, from_node: u64, group_id: u64) {
+        let Some(r) = self.replicas.get_mut(&group_id) else {
+            return;
+        };
+        if r.not_a_member(from_node) {
+            tracing::info!(
+                group = group_id,
+                from_node,
+                "a majority of the group's voters say this node is no longer a member: \
+                 its replica stops campaigning until a leader contacts it (role removed)"
+            );
+        }
     }
 
     /// A raft message for a group this node does not host: the node may
@@ -824,6 +863,7 @@ impl RaftLoop {
             let env = RaftEnvelope {
                 group_id,
                 message: m.write_to_bytes().expect("raft message encodes").into(),
+                not_a_member: false,
             };
             let b = out.entry(m.to).or_default();
             b.envelopes.push(env);
@@ -997,7 +1037,7 @@ fn role_name(r: &Replica) -> &'static str {
     if !r.is_initialized() {
         return "joining"; // created to join at run time, waiting for a snapshot
     }
-    if !r.is_member(r.node_id()) {
+    if r.is_parked() || !r.is_member(r.node_id()) {
         return "removed";
     }
     if r.is_learner() {

@@ -408,6 +408,16 @@ pub struct Replica {
     applied_written: u64,
     /// Hibernating: `tick` does nothing until something wakes the group.
     quiesced: bool,
+    /// This node is no longer a member of the group (it applied its own
+    /// removal, or a majority of the voters it knows said so while it had
+    /// no leader): it stops ticking, so it stops campaigning. Nothing else
+    /// changes: it still answers what members send it (votes too), and a
+    /// leader's message ends it (the node was added again).
+    parked: bool,
+    /// Voters that refused this replica's messages because their applied
+    /// configuration does not name this node ([`Self::not_a_member`]),
+    /// since it last heard a leader. At most one entry per member.
+    not_member_says: Vec<u64>,
     /// Ticks since the last proposal, read or non-heartbeat message.
     idle_ticks: u64,
     /// Messages the replica itself adds to the next Ready (quiesce notices).
@@ -580,6 +590,8 @@ impl Replica {
             role: StateRole::Follower,
             applied_written: rec.applied,
             quiesced: false,
+            parked: false,
+            not_member_says: Vec::new(),
             idle_ticks: 0,
             extra_messages: Vec::new(),
             deferred_reports: Vec::new(),
@@ -728,6 +740,16 @@ impl Replica {
             // dies the node liveness check does.)
             self.wake();
         }
+        if matches!(
+            t,
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        ) {
+            // A leader talks to this node: it is a member (again), or
+            // about to learn its removal from the log. Either way raft,
+            // not the refusals heard so far, decides from here.
+            self.parked = false;
+            self.not_member_says.clear();
+        }
         let (from, term, commit) = (msg.from, msg.term, msg.commit);
         let forwarded_proposal = t == MessageType::MsgPropose && self.is_leader();
         self.request_snapshot_if_empty(&msg);
@@ -780,6 +802,60 @@ impl Replica {
     /// Is this group hibernating?
     pub fn is_quiesced(&self) -> bool {
         self.quiesced
+    }
+
+    /// Has this replica stopped because its node is no longer a member of
+    /// the group (see [`Self::not_a_member`])?
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// A replica that applied its own removal parks at its next tick: raft
+    /// no longer lets it campaign, and nothing else a tick does concerns a
+    /// node outside the group, so its ticks are pure cost (and a group a
+    /// node left must cost it nothing, as a hibernating one does).
+    fn park_if_removed_here(&mut self) -> bool {
+        if self.is_initialized() && !self.is_member(self.cfg.node_id) {
+            self.parked = true;
+        }
+        self.parked
+    }
+
+    /// Voter `from` refused a message of this replica because the group's
+    /// configuration it has applied does not name this node (the driver
+    /// got `RaftEnvelope.not_a_member` from it). A node removed while it
+    /// was cut off, or that missed the commit of its own removal, never
+    /// learns it from raft: no member sends to it again, so it campaigns
+    /// at every election timeout, forever, and every member refuses and
+    /// logs each vote request. Once a majority of the voters this replica
+    /// knows have said so while it has no leader, it parks: the group has
+    /// moved on without it (a majority cannot have applied a configuration
+    /// without this node unless one was committed). One voter's word is
+    /// not enough: it may not yet have applied this node's addition.
+    /// Parking changes no raft state, so it is always safe; a leader's
+    /// message ends it. Returns whether the replica parked now.
+    pub fn not_a_member(&mut self, from: u64) -> bool {
+        let me = self.cfg.node_id;
+        let voters = self.conf_state().voters.len();
+        if self.parked
+            || !self.is_initialized()
+            || self.raw.raft.leader_id != raft::INVALID_ID
+            || from == me
+            || !self.conf_state().voters.contains(&from)
+        {
+            return false;
+        }
+        let quorum = voters / 2 + 1;
+        if !self.not_member_says.contains(&from) {
+            self.not_member_says.push(from);
+        }
+        let says = self.not_member_says.len();
+        debug_assert!(says <= voters, "one entry per voter");
+        if says < quorum {
+            return false;
+        }
+        self.parked = true;
+        true
     }
 
     /// Ends hibernation: the driver calls this when it suspects the group's
@@ -893,11 +969,14 @@ impl Replica {
     /// ticks, unless it is stuck in a joint configuration (the leader must
     /// leave it). Drivers skip the rest, so idle groups cost nothing.
     pub fn wants_tick(&self) -> bool {
-        !self.quiesced || !self.conf_state().voters_outgoing.is_empty()
+        !self.parked && (!self.quiesced || !self.conf_state().voters_outgoing.is_empty())
     }
 
     pub fn tick(&mut self) {
         self.assert_not_in_flight();
+        if self.parked || self.park_if_removed_here() {
+            return;
+        }
         self.leave_joint_if_stuck();
         if self.quiesced {
             return;
@@ -2122,6 +2201,60 @@ mod tests {
             matches!(e, ConfChangeError::RemovesLeader { to: 2, .. }),
             "{e}"
         );
+    }
+
+    /// A voter removed while it was cut off never learns it from raft: it
+    /// campaigns at every election timeout, forever. It parks once a
+    /// majority of the voters it knows refuse it as a non-member, and then
+    /// sends nothing at all; a leader's message ends that.
+    #[test]
+    fn a_voter_removed_while_cut_off_parks_on_a_majoritys_word() {
+        let mut rs = led_by_one(3);
+        rs[0]
+            .propose_conf_change(MembershipOp::Remove, 3, false, |n| n == 3)
+            .unwrap();
+        settle(&mut rs, &[3]);
+        assert_eq!(rs[0].conf_state().voters, [1, 2]);
+        let three = &mut rs[2];
+        assert_eq!(three.conf_state().voters, [1, 2, 3], "it missed it");
+        // While it still follows a leader, refusals change nothing.
+        assert!(!three.not_a_member(1) && !three.not_a_member(2));
+        let mut sent = 0;
+        for _ in 0..100 {
+            three.tick();
+            while three.has_ready() {
+                sent += three.ready().messages.len();
+                sent += three.on_persisted().messages.len();
+            }
+        }
+        assert!(sent > 0, "it campaigns");
+        assert_eq!(three.leader_id(), raft::INVALID_ID);
+        // One voter's word is not enough (it may not have applied this
+        // node's addition yet), nor is the same voter's twice, nor a
+        // non-voter's.
+        assert!(!three.not_a_member(1));
+        assert!(!three.not_a_member(1));
+        assert!(!three.not_a_member(7));
+        assert!(!three.is_parked());
+        assert!(three.not_a_member(2), "two of three voters");
+        assert!(three.is_parked() && !three.wants_tick());
+        let mut sent = 0;
+        for _ in 0..100 {
+            three.tick();
+            while three.has_ready() {
+                sent += three.ready().messages.len();
+                sent += three.on_persisted().messages.len();
+            }
+        }
+        assert_eq!(sent, 0, "a parked replica sends nothing");
+        // Added again, the leader's first message ends it.
+        let mut hb = Message::default();
+        hb.set_msg_type(MessageType::MsgHeartbeat);
+        hb.from = 1;
+        hb.to = 3;
+        hb.term = rs[0].term();
+        rs[2].step(hb);
+        assert!(!rs[2].is_parked() && rs[2].wants_tick());
     }
 
     /// A leader that finds its group in a joint configuration that raft-rs
