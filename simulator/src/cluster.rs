@@ -243,9 +243,20 @@ impl MemCluster {
         if self.isolated.contains(&m.from) || self.isolated.contains(&m.to) {
             return;
         }
-        if let Some(r) = self.replicas.get_mut(&m.to) {
-            r.step(m);
+        let Some(r) = self.replicas.get_mut(&m.to) else {
+            return;
+        };
+        if r.is_initialized() && !r.is_member(m.from) {
+            // As the node's raft loop does: refused, and the sender told
+            // it is not a member by this replica's configuration
+            // (`RaftEnvelope.not_a_member`), an answer on the same link.
+            let (from, to) = (m.from, m.to);
+            if let Some(sender) = self.replicas.get_mut(&from) {
+                sender.not_a_member(to);
+            }
+            return;
         }
+        r.step(m);
     }
 
     /// One scheduler step: deliver a message or tick everyone, then run

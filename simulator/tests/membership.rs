@@ -227,6 +227,60 @@ fn hand_over_then_remove(seed: u64) {
     assert!(accept_applied(&mut c, to, 3, "after"));
 }
 
+/// A voter removed while cut off comes back believing it is still one: it
+/// campaigns, the members refuse it as a non-member and say so, and once
+/// a majority of the voters it knows have, it parks and sends nothing
+/// more; the group goes on without it, and adding it again brings it
+/// back.
+#[test]
+fn a_voter_removed_while_cut_off_stops_campaigning() {
+    for seed in [11, 12, 13, 14] {
+        removed_while_cut_off(seed);
+    }
+}
+
+fn removed_while_cut_off(seed: u64) {
+    let mut c = MemCluster::new(3, seed, Faults::NONE);
+    c.run(200);
+    let l = leader(&mut c);
+    let gone = if l == 3 { 2 } else { 3 };
+    assert!(accept_applied(&mut c, l, 2, "t"));
+    c.isolated.push(gone);
+    let cs = change(&mut c, MembershipOp::Remove, gone);
+    assert!(!cs.voters.contains(&gone), "seed {seed}");
+    c.isolated.clear();
+    assert!(c.replicas[&gone].conf_state().voters.contains(&gone));
+    for _ in 0..5_000 {
+        c.step();
+        if c.replicas[&gone].is_parked() {
+            break;
+        }
+    }
+    assert!(
+        c.replicas[&gone].is_parked(),
+        "seed {seed}: it never parked"
+    );
+    assert!(
+        c.replicas[&gone].conf_state().voters.contains(&gone),
+        "seed {seed}: it parked on the members' word, not its own log"
+    );
+    let mut sent = 0;
+    for _ in 0..3_000 {
+        sent += c.network.iter().filter(|m| m.from == gone).count();
+        c.step();
+    }
+    assert_eq!(sent, 0, "seed {seed}: a parked replica sends nothing");
+    let l = leader(&mut c);
+    assert_ne!(l, gone);
+    assert!(accept_applied(&mut c, l, 2, "after"), "seed {seed}");
+    // Added again (as a learner: raft catches it up from its old log), the
+    // leader's first message ends the parking.
+    let cs = change(&mut c, MembershipOp::AddLearner, gone);
+    assert!(cs.learners.contains(&gone), "seed {seed}");
+    assert!(accept_applied(&mut c, gone, 2, "back"), "seed {seed}");
+    assert!(!c.replicas[&gone].is_parked(), "seed {seed}");
+}
+
 #[test]
 fn invalid_changes_are_refused_naming_the_field() {
     let mut c = MemCluster::new(3, 3, Faults::NONE);
