@@ -14,6 +14,8 @@
 # (proposals, WAL syncs, checkpoints, raft messages sent, loop iterations).
 # THREADS=1 also prints the nodes' CPU per accept by kind of thread (raft
 # loops, checkpoint threads, tokio workers), summed over the three nodes.
+# PER_NODE=1 also prints each node's CPU per accept (node 1 leads every group
+# with `one`): what one node of a deployment with a machine per node spends.
 # WARMUP=DURATION (e.g. 10s) first runs the same clients unmeasured for that
 # long, so that the figures are the steady state's and not a fresh cluster's
 # fill of its log windows and tables (it made no difference to 64 groups
@@ -70,6 +72,7 @@ for r in $(seq 1 "$R"); do
       "$H" bench accept --config "$D/client.toml" --all-groups --clients "$CLIENTS" --duration "$WARMUP" --size 1024 --json >/dev/null
     fi
     before=$(cpu)
+    per_node_before=$(for p in "${PIDS[@]}"; do node_ticks "$p"; done)
     threads_before=$(thread_ticks)
     written=$(disk)
     PERF_PID=
@@ -82,6 +85,11 @@ for r in $(seq 1 "$R"); do
     written=$(($(disk) - written))
     jq -r --arg b "$H" --arg g "$G" --arg c "$CLIENTS" --arg l "$leaders" --argjson cpu "$(echo "$after - $before" | bc -l)" --argjson w "$written" \
       '"\($b) groups \($g) clients \($c) leaders \($l): \(.throughput_per_s|round)/s p99 \(.p99_ms) ms, node CPU per accept \($cpu / .ok * 1e6 | round) µs, written per accept \($w / .ok / 3 / 1024 * 100 | round / 100) KiB per node"' <<<"$out"
+    if [[ ${PER_NODE:-0} == 1 ]]; then
+      ok=$(jq .ok <<<"$out")
+      paste <(echo "$per_node_before") <(for p in "${PIDS[@]}"; do node_ticks "$p"; done) |
+        awk -v ok="$ok" '{printf "  node %d %.1f µs per accept\n", NR, ($2 - $1) / 100 / ok * 1e6}'
+    fi
     if [[ ${THREADS:-0} == 1 ]]; then
       ok=$(jq .ok <<<"$out")
       join <(echo "$threads_before") <(thread_ticks) |

@@ -526,11 +526,8 @@ pub(super) fn state_error(
 /// The deadline in force and where `now_ms` stands against it.
 pub fn deadline_view(t: &Ticket, warn_permille: u32, now_ms: i64) -> (i32, i64) {
     use hotline_proto::v1::DeadlineState as D;
-    let (start, due, warn) = match Status::try_from(t.status).unwrap_or(Status::Unspecified) {
-        Status::AwaitingSign => (t.dispatched_at_ms, t.sign_due_ms, 0),
-        Status::Handling => (t.signed_at_ms, t.handle_due_ms, t.handle_warn_ms),
-        Status::AwaitingCallback => (t.replied_at_ms, t.callback_due_ms, 0),
-        _ => return (D::None as i32, 0),
+    let Some((start, due, warn)) = clock(t) else {
+        return (D::None as i32, 0);
     };
     if due == 0 {
         return (D::None as i32, 0);
@@ -548,6 +545,33 @@ pub fn deadline_view(t: &Ticket, warn_permille: u32, now_ms: i64) -> (i32, i64) 
         D::OnTime
     };
     (state as i32, due)
+}
+
+/// The clock of the ticket's current stage, if that stage has one: when it
+/// started, when it is due (0: no deadline set) and when it warns (0: at
+/// the rules' share of the way).
+fn clock(t: &Ticket) -> Option<(i64, i64, i64)> {
+    match Status::try_from(t.status).unwrap_or(Status::Unspecified) {
+        Status::AwaitingSign => Some((t.dispatched_at_ms, t.sign_due_ms, 0)),
+        Status::Handling => Some((t.signed_at_ms, t.handle_due_ms, t.handle_warn_ms)),
+        Status::AwaitingCallback => Some((t.replied_at_ms, t.callback_due_ms, 0)),
+        _ => None,
+    }
+}
+
+/// Where a ticket stands in worklists, if any holds it: the
+/// [`worklist_order`](super::tickets::worklist_order) of its view (a
+/// running deadline first, the nearest first; then the rest in accept
+/// order), for every ticket not closed, archived, merged or transferred
+/// away. Depends on the ticket alone, never on the time of asking.
+pub fn work_key(t: &Ticket) -> Option<(bool, i64, u64)> {
+    match Status::try_from(t.status).unwrap_or(Status::Unspecified) {
+        Status::Closed | Status::Archived | Status::Merged | Status::Transferred => None,
+        _ => {
+            let due = clock(t).map_or(0, |(_, due, _)| due);
+            Some((due == 0, due, t.raft_index))
+        }
+    }
 }
 
 /// Applies `cmd` to `t` at `at_ms`. Pure: returns the new ticket or why not.

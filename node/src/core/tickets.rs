@@ -60,6 +60,48 @@ pub fn worklist_order(t: &Ticket) -> (bool, i64, u64) {
     (t.deadline_ms == 0, t.deadline_ms, t.raft_index)
 }
 
+/// Does a list's deadline filter take a ticket in deadline state `have`?
+/// At risk includes overdue (both need attention).
+fn deadline_matches(wanted: hotline_proto::v1::DeadlineState, have: i32) -> bool {
+    use hotline_proto::v1::DeadlineState as D;
+    let have = D::try_from(have).unwrap_or(D::Unspecified);
+    match wanted {
+        D::Unspecified => true,
+        D::AtRisk => matches!(have, D::AtRisk | D::Overdue),
+        w => w == have,
+    }
+}
+
+/// Can a ticket in `status` be on a worklist (not closed, archived, merged
+/// or transferred away)? As `lifecycle::work_key`.
+fn is_open_status(status: i32) -> bool {
+    !matches!(
+        Status::try_from(status).unwrap_or(Status::Unspecified),
+        Status::Closed
+            | Status::Archived
+            | Status::Merged
+            | Status::Transferred
+            | Status::Unspecified
+    )
+}
+
+/// The filters of a list other than the deadline state (which needs the
+/// time of asking).
+fn list_filter(f: &ListTicketsRequest, t: &Ticket) -> bool {
+    (f.region.is_empty()
+        || t.region.starts_with(&f.region)
+        || t.location
+            .as_ref()
+            .is_some_and(|l| l.code.starts_with(&f.region)))
+        && (f.unit.is_empty() || t.lead_unit == f.unit || t.assisting_units.contains(&f.unit))
+        && (f.statuses.is_empty() || f.statuses.contains(&t.status))
+        && (f.kind == 0 || t.kind == f.kind)
+        && (f.category.is_empty() || t.category.starts_with(&f.category))
+        && (f.priority == 0 || t.priority == f.priority)
+        && t.accepted_at_ms >= f.accepted_from_ms
+        && (f.accepted_to_ms == 0 || t.accepted_at_ms < f.accepted_to_ms)
+}
+
 pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError {
         field,
@@ -282,6 +324,13 @@ pub struct TicketMachine {
     /// Raft index of each ticket's accept → id: newest-first listing.
     /// (An `IdKey`, not a `String`: one heap block less per ticket.)
     by_index: BTreeMap<u64, IdKey>,
+    /// Every open ticket (not closed, archived, merged or transferred away)
+    /// in worklist order (`lifecycle::work_key`): worklists and overdue
+    /// lists walk these, not the group's history. A busy district accepts
+    /// 200,000 tickets in a few months; a scan of the newest ones, as lists
+    /// do, would miss exactly the tickets overdue for longest. Kept by
+    /// every path that stores a ticket (`keep_open`).
+    open: BTreeSet<(bool, i64, u64)>,
     /// Last sequence number per CST day (yyyymmdd).
     sequences: BTreeMap<u32, u64>,
     requests: BTreeMap<u64, RequestSeen>,
@@ -659,21 +708,53 @@ impl TicketMachine {
     /// is copied first, so a version once handed out never changes. Take it
     /// only once the command will change it.
     pub(super) fn ticket_mut(&mut self, id: &str) -> Option<&mut Ticket> {
+        let old = self.tickets.get(id)?.clone();
+        self.keep_open(Some(&old), None);
         self.tickets.get_mut(id).map(Arc::make_mut)
     }
 
     /// After `ticket_mut`: the changed version goes to the writes.
     pub(super) fn ticket_changed(&mut self, id: &str) -> Arc<Ticket> {
         let t = self.tickets.get(id).expect("changed in place").clone();
+        self.keep_open(None, Some(&t));
         self.writes.tickets.push(t.clone());
         t
+    }
+
+    /// Keeps `open` in step when a ticket's version `old` (none: a new
+    /// ticket) gives way to `new` (none: still being changed in place).
+    fn keep_open(&mut self, old: Option<&Ticket>, new: Option<&Ticket>) {
+        if let Some(k) = old.and_then(lifecycle::work_key) {
+            let held = self.open.remove(&k);
+            debug_assert!(
+                held,
+                "open ticket {} was not indexed",
+                old.map_or("", |t| &t.id)
+            );
+        }
+        if let Some(k) = new.and_then(lifecycle::work_key) {
+            let fresh = self.open.insert(k);
+            assert!(fresh, "two open tickets at raft index {}", k.2);
+        }
+    }
+
+    /// Checks `open` against the tickets it indexes (tests).
+    #[cfg(test)]
+    pub(super) fn assert_open_index(&self) {
+        let want: BTreeSet<(bool, i64, u64)> = self
+            .tickets
+            .values()
+            .filter_map(|t| lifecycle::work_key(t))
+            .collect();
+        assert_eq!(self.open, want, "the open index drifted");
     }
 
     /// Stores a ticket's new version; the same copy goes to the writes.
     pub(super) fn put_ticket(&mut self, t: Ticket) -> Arc<Ticket> {
         let t = Arc::new(t);
         self.writes.tickets.push(t.clone());
-        if let Some(old) = self.tickets.insert(t.clone()) {
+        let old = self.tickets.insert(t.clone());
+        if let Some(old) = &old {
             // The disk keys a ticket by its accept time (`storage::TICKETS`):
             // a version under another time would leave the old row behind.
             assert_eq!(
@@ -682,6 +763,7 @@ impl TicketMachine {
                 t.id
             );
         }
+        self.keep_open(old.as_deref(), Some(&t));
         t
     }
 
@@ -794,6 +876,7 @@ impl TicketMachine {
             self.enqueue(n);
         }
         self.by_index.insert(index, IdKey::new(&ticket.id));
+        self.keep_open(None, Some(&ticket));
         let t = Arc::new(ticket);
         // Checked by the insert itself rather than by a lookup before it
         // (a B-tree walk per accept on every replica).
@@ -908,6 +991,14 @@ impl TicketMachine {
         } else {
             self.tickets.get(&f.before_id).map_or(0, |t| t.raft_index)
         };
+        let wanted = D::try_from(f.deadline).unwrap_or(D::Unspecified);
+        // Only open tickets have a running deadline, and a worklist asks
+        // for open statuses: such a list walks the open tickets alone.
+        let open_only = matches!(wanted, D::OnTime | D::AtRisk | D::Overdue)
+            || (!f.statuses.is_empty() && f.statuses.iter().all(|&s| is_open_status(s)));
+        if f.by_deadline && open_only {
+            return self.worklist(f, wanted, upper, limit, now_ms);
+        }
         let mut out = Vec::new();
         let mut next = String::new();
         for (scanned, (_, id)) in self.by_index.range(..upper).rev().enumerate() {
@@ -919,44 +1010,11 @@ impl TicketMachine {
                 .tickets
                 .get_key(id)
                 .expect("by_index lists held tickets");
-            if !f.region.is_empty()
-                && !t.region.starts_with(&f.region)
-                && !t
-                    .location
-                    .as_ref()
-                    .is_some_and(|l| l.code.starts_with(&f.region))
-            {
-                continue;
-            }
-            if !f.unit.is_empty() && t.lead_unit != f.unit && !t.assisting_units.contains(&f.unit) {
-                continue;
-            }
-            if !f.statuses.is_empty() && !f.statuses.contains(&t.status) {
-                continue;
-            }
-            if f.kind != 0 && t.kind != f.kind {
-                continue;
-            }
-            if !f.category.is_empty() && !t.category.starts_with(&f.category) {
-                continue;
-            }
-            if f.priority != 0 && t.priority != f.priority {
-                continue;
-            }
-            if t.accepted_at_ms < f.accepted_from_ms
-                || (f.accepted_to_ms != 0 && t.accepted_at_ms >= f.accepted_to_ms)
-            {
+            if !list_filter(f, t) {
                 continue;
             }
             let v = self.view(t, now_ms);
-            let wanted = D::try_from(f.deadline).unwrap_or(D::Unspecified);
-            let have = D::try_from(v.deadline_state).unwrap_or(D::Unspecified);
-            let ok = match wanted {
-                D::Unspecified => true,
-                D::AtRisk => matches!(have, D::AtRisk | D::Overdue),
-                w => w == have,
-            };
-            if !ok {
+            if !deadline_matches(wanted, v.deadline_state) {
                 continue;
             }
             out.push(v);
@@ -971,6 +1029,62 @@ impl TicketMachine {
             out.sort_by_key(worklist_order);
             out.truncate(limit);
         }
+        QueryAnswer::Tickets {
+            tickets: out,
+            next_before_id: next,
+            matched,
+        }
+    }
+
+    /// A list by deadline of open tickets only: the open index is already
+    /// in worklist order, so the first `limit` that pass the filter are the
+    /// answer, and an overdue list stops at the first ticket not yet due.
+    /// Every match is counted, however old (at most
+    /// [`MAX_SCAN_PER_QUERY`] open tickets are examined; past that the
+    /// answer says where it stopped).
+    fn worklist(
+        &self,
+        f: &ListTicketsRequest,
+        wanted: hotline_proto::v1::DeadlineState,
+        upper: u64,
+        limit: usize,
+        now_ms: i64,
+    ) -> QueryAnswer {
+        use hotline_proto::v1::DeadlineState as D;
+        let keys = match wanted {
+            // Overdue: due at or before now (`deadline_view`).
+            D::Overdue => self.open.range(..=(false, now_ms, u64::MAX)),
+            _ => self.open.range(..),
+        };
+        let mut out = Vec::new();
+        let mut matched = 0u64;
+        let mut next = String::new();
+        for (scanned, &(_, _, index)) in keys.filter(|k| k.2 < upper).enumerate() {
+            let id = self.by_index.get(&index).expect("open tickets are listed");
+            if scanned >= MAX_SCAN_PER_QUERY {
+                next = id.as_str().to_string();
+                break;
+            }
+            let t = self
+                .tickets
+                .get_key(id)
+                .expect("by_index lists held tickets");
+            if !list_filter(f, t) {
+                continue;
+            }
+            let v = self.view(t, now_ms);
+            if !deadline_matches(wanted, v.deadline_state) {
+                continue;
+            }
+            matched += 1;
+            if out.len() < limit {
+                out.push(v);
+            }
+        }
+        debug_assert!(
+            out.is_sorted_by_key(worklist_order),
+            "the index is in worklist order"
+        );
         QueryAnswer::Tickets {
             tickets: out,
             next_before_id: next,
@@ -1060,6 +1174,7 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, IdKey::new(&t.id));
+            m.keep_open(None, Some(&t));
             // Two rows of one ticket: a disk that lost track of a version
             // (it keys tickets by accept time). Keeping either would hide it.
             if let Some(old) = m.tickets.insert(Arc::new(t)) {
@@ -1889,6 +2004,80 @@ mod tests {
         ));
     }
 
+    /// A busy district accepts more tickets in a few months than a list
+    /// scans: the ticket overdue longest must still head the overdue list
+    /// and the worklist, and be counted, however many came after it.
+    #[test]
+    fn a_ticket_overdue_for_months_heads_the_lists_however_many_came_after() {
+        use hotline_proto::v1::DeadlineState as D;
+        let mut d = Driver::new();
+        let old = d.accept_at(AT);
+        let old = ticket(d.run(&old.id, center(), "", dispatch("u"), AT));
+        let after = MAX_SCAN_PER_QUERY as i64 + 10;
+        for i in 0..after {
+            d.accept_at(AT + 1 + i);
+        }
+        // One more overdue ticket, recent, and one not yet due.
+        let recent = d.accept_at(AT + after + 1);
+        let recent = ticket(d.run(&recent.id, center(), "", dispatch("u"), AT + after + 1));
+        let now = recent.sign_due_ms + 1;
+        let fresh = d.accept_at(now - 1);
+        let fresh = ticket(d.run(&fresh.id, center(), "", dispatch("u"), now - 1));
+        d.m.assert_open_index();
+        let list = |m: &TicketMachine, f: ListTicketsRequest| match m.query(&Query::List {
+            filter: f,
+            now_ms: now,
+        }) {
+            QueryAnswer::Tickets {
+                tickets, matched, ..
+            } => (
+                tickets.into_iter().map(|t| t.id).collect::<Vec<_>>(),
+                matched,
+            ),
+            _ => panic!(),
+        };
+        let (ids, matched) = list(
+            &d.m,
+            ListTicketsRequest {
+                deadline: D::Overdue as i32,
+                by_deadline: true,
+                limit: 10,
+                ..Default::default()
+            },
+        );
+        assert_eq!(ids, [old.id.clone(), recent.id.clone()], "the oldest first");
+        assert_eq!(matched, 2);
+        let (ids, matched) = list(
+            &d.m,
+            ListTicketsRequest {
+                statuses: vec![
+                    Status::AwaitingSign as i32,
+                    Status::Handling as i32,
+                    Status::ReturnReview as i32,
+                ],
+                by_deadline: true,
+                limit: 2,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            ids,
+            [old.id.clone(), recent.id.clone()],
+            "nearest deadline first"
+        );
+        assert_eq!(matched, 3, "the not-yet-due one counted too");
+        // An on-time list holds only the one not yet due.
+        let (ids, _) = list(
+            &d.m,
+            ListTicketsRequest {
+                deadline: D::OnTime as i32,
+                by_deadline: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(ids, [fresh.id]);
+    }
+
     #[test]
     fn deadline_colours_follow_the_clock() {
         use hotline_proto::v1::DeadlineState as D;
@@ -2260,6 +2449,7 @@ mod tests {
                             send_back: false,
                         })),
                     });
+                    d.m.assert_open_index();
                     let after = d.m.ticket(&id).unwrap().clone();
                     let from = Status::try_from(before.status).unwrap();
                     let to = Status::try_from(after.status).unwrap();
@@ -2292,6 +2482,7 @@ mod tests {
                 let before = d.m.ticket(&id).unwrap().clone();
                 let name = lifecycle::op_name(&op);
                 let r = d.run(&id, actor, reason, op, now);
+                d.m.assert_open_index();
                 let after = d.m.ticket(&id).unwrap().clone();
                 match r {
                     ApplyResult::Ticket(_) => {
