@@ -456,6 +456,10 @@ pub enum TicketCmd {
     Outbox {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region whose group's outbox to read, as in `ticket list`
+        /// (required when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -1424,8 +1428,13 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 }
             }
         }
-        TicketCmd::Outbox { c, limit } => {
-            let ns = client(&c)?.outbox(limit).await.map_err(status_err)?;
+        TicketCmd::Outbox { c, region, limit } => {
+            // Each group keeps its own outbox: without a group the first
+            // node's home group (national, in a federation) would answer,
+            // and its empty list would look like nothing is waiting.
+            let cl = client(&c)?;
+            let group = ticket_group(&cl, &c.config, region.as_deref())?;
+            let ns = cl.outbox_in(group, limit).await.map_err(status_err)?;
             if c.json {
                 println!(
                     "{}",

@@ -145,6 +145,8 @@ fn ticket_lists_in_a_federation_need_a_region() {
         &["ticket", "overdue"],
         &["ticket", "overdue", "--at-risk"],
         &["ticket", "list"],
+        // Each group keeps its own outbox: national's is always empty.
+        &["ticket", "outbox"],
     ] {
         let err = run(args);
         assert!(
@@ -206,7 +208,16 @@ fn cluster_init_keeps_an_existing_cluster() {
 /// The demo federation as 8 node processes (nodes 1–8 on 8901–8908,
 /// metrics on 18901–18908), once every group has a leader.
 fn demo_federation() -> Cluster {
-    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, 8900, |_| {});
+    demo_federation_at(8900, |_| {})
+}
+
+/// The demo federation with nodes 1–8 on `port_base` + 1…8, each config
+/// edited by `tune`, once every group has a leader.
+fn demo_federation_at(
+    port_base: u16,
+    tune: impl Fn(&mut hotline_node::config::NodeConfig),
+) -> Cluster {
+    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, port_base, tune);
     cl.start_all();
     let start = Instant::now();
     loop {
@@ -448,4 +459,45 @@ fn chinese_for_people(cl: &Cluster) {
         "{v}"
     );
     assert_eq!(v["events"][1]["kind"], "transfer_out", "{v}");
+}
+
+/// What a supervisor reads of every group in a federation (nodes 1–8 on
+/// 8931–8938, no metrics listener; notifications are kept in the outbox,
+/// no sender). Each group keeps its own outbox: `ticket outbox --region`
+/// reads that region's (it read the first node's group, national, where
+/// nothing ever waits).
+#[test]
+fn a_supervisor_reads_every_group_of_a_federation() {
+    let cl = demo_federation_at(8930, |cfg| {
+        cfg.metrics_listen = None;
+        cfg.notify.sender = "none".into();
+    });
+
+    // 嘉定's outbox holds its acceptance SMS; 太仓's does not.
+    let accept = |location: &str| {
+        let mut args = vec![
+            "ticket",
+            "accept",
+            "--region",
+            "310114",
+            "--kind",
+            "complaint",
+            "--category",
+            "环境保护",
+            "--text",
+            "工地夜间施工噪声",
+            "--phone",
+            "13900000000",
+        ];
+        if !location.is_empty() {
+            args.extend(["--location", location]);
+        }
+        cl.cli(&args).trim().to_string()
+    };
+    let id = accept("");
+    let outbox = cl.cli(&["ticket", "outbox", "--region", "310114"]);
+    let line = outbox.lines().find(|l| l.contains(&id)).expect(&outbox);
+    assert!(line.contains("139****0000"), "phone masked: {line}");
+    let outbox = cl.cli(&["ticket", "outbox", "--region", "320585", "--json"]);
+    assert!(!outbox.contains(&id), "{outbox}");
 }
