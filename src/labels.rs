@@ -2,7 +2,7 @@
 //! call-takers at 12345 centers read it — each beside the identifier that
 //! `--json`, the flags and the logs use (`投诉 complaint`): one table per
 //! kind of word, shared by every command (`ticket`, `report`, `query`,
-//! `status`, `group`). Ticket statuses are the core's
+//! `status`, `group`, `policy`). Ticket statuses are the core's
 //! (`lifecycle::status_zh`); deadline marks are `ticket_cli`'s.
 
 use hotline_node::core::lifecycle::{parse_status, status_zh};
@@ -98,6 +98,16 @@ pub fn role_zh(role: &str) -> &str {
     }
 }
 
+/// Where a part of a group's policy comes from (`hotline policy show`):
+/// the build's own texts or ones a `policy load` replicated.
+pub fn policy_zh(key: &str) -> &str {
+    match key {
+        "built_in" => "内置",
+        "custom" => "自定义",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +130,7 @@ mod tests {
             both(role_zh("pre-candidate"), "pre-candidate"),
             "预候选人 pre-candidate"
         );
+        assert_eq!(both(policy_zh("custom"), "custom"), "自定义 custom");
         // A word this table does not know yet shows as it came.
         assert_eq!(both(event_zh("new_event"), "new_event"), "new_event");
     }

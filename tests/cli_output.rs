@@ -466,6 +466,9 @@ fn chinese_for_people(cl: &Cluster) {
 /// no sender). Each group keeps its own outbox: `ticket outbox --region`
 /// reads that region's (it read the first node's group, national, where
 /// nothing ever waits).
+///
+/// Each group has its own policy: `policy show` without `--region` lists
+/// every group's (it showed the first group's as if it were all).
 #[test]
 fn a_supervisor_reads_every_group_of_a_federation() {
     let cl = demo_federation_at(8930, |cfg| {
@@ -500,4 +503,41 @@ fn a_supervisor_reads_every_group_of_a_federation() {
     assert!(line.contains("139****0000"), "phone masked: {line}");
     let outbox = cl.cli(&["ticket", "outbox", "--region", "320585", "--json"]);
     assert!(!outbox.contains(&id), "{outbox}");
+
+    // Every group's policy, a line each, by name; a list with --json.
+    let text = cl.cli(&["policy", "show"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "a header and 8 groups: {text}");
+    assert!(lines[0].starts_with("组 GROUP"), "{text}");
+    assert!(lines[0].contains("时限规则 DEADLINES"), "{text}");
+    // National first, then each province with the places in it.
+    assert!(lines[1].starts_with("86        全国 "), "{text}");
+    assert!(lines[2].starts_with("31        上海市 "), "{text}");
+    for says in ["86        全国 ", "310114    嘉定区 ", "320585    太仓市 "] {
+        let row = lines.iter().find(|l| l.starts_with(says)).expect(&text);
+        assert!(
+            row.contains("内置 built_in") && row.ends_with("2025–2026"),
+            "{row}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["policy", "show", "--json"])).unwrap();
+    let groups: Vec<u64> = v
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["group"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [86, 31, 3101, 310101, 310114, 32, 3205, 320585],
+        "{v}"
+    );
+    assert_eq!(v[0]["version"], 0, "{v}");
+    // One region: that group's, as the command always printed it.
+    let text = cl.cli(&["policy", "show", "--region", "320585"]);
+    assert!(
+        text.starts_with("policy version 0 (0 = built in)\n"),
+        "{text}"
+    );
 }
