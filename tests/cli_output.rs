@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Cluster};
+use serde_json::json;
 
 /// `hotline bench topology` writing into `dir`: one line on stdout.
 fn topology_command(dir: &std::path::Path) -> Command {
@@ -469,6 +470,9 @@ fn chinese_for_people(cl: &Cluster) {
 ///
 /// Each group has its own policy: `policy show` without `--region` lists
 /// every group's (it showed the first group's as if it were all).
+///
+/// `fault heal` with no drill says so and sends nothing (it raised every
+/// node's generation).
 #[test]
 fn a_supervisor_reads_every_group_of_a_federation() {
     let cl = demo_federation_at(8930, |cfg| {
@@ -540,4 +544,30 @@ fn a_supervisor_reads_every_group_of_a_federation() {
         text.starts_with("policy version 0 (0 = built in)\n"),
         "{text}"
     );
+
+    // No drill: nothing is sent, and the generation stays.
+    let generations = |cl: &Cluster| -> Vec<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&cl.cli(&["fault", "show", "--json"])).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["generation"].as_u64().unwrap())
+            .collect()
+    };
+    let before = generations(&cl);
+    assert_eq!(before.len(), 8, "{before:?}");
+    let out = cl.cli(&["fault", "heal"]);
+    assert_eq!(
+        out, "没有正在进行的演练（no drill in force）: nothing sent\n",
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["fault", "heal", "--json"])).unwrap();
+    assert_eq!(
+        (&v["sent"], &v["in_force"]),
+        (&json!(false), &json!(false)),
+        "{v}"
+    );
+    assert_eq!(generations(&cl), before, "nothing was sent");
 }
