@@ -473,6 +473,9 @@ fn chinese_for_people(cl: &Cluster) {
 ///
 /// `fault heal` with no drill says so and sends nothing (it raised every
 /// node's generation).
+///
+/// The status drill line and the transfer table read in Chinese beside
+/// the identifiers.
 #[test]
 fn a_supervisor_reads_every_group_of_a_federation() {
     let cl = demo_federation_at(8930, |cfg| {
@@ -570,4 +573,58 @@ fn a_supervisor_reads_every_group_of_a_federation() {
         "{v}"
     );
     assert_eq!(generations(&cl), before, "nothing was sent");
+
+    // A cross-province case: the national list's columns in Chinese.
+    let moved = accept("320585102");
+    let start = Instant::now();
+    let text = loop {
+        let text = cl.cli(&["transfers"]);
+        if text.contains(&moved) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{moved} at national: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for says in [
+        "工单编号 TICKET",
+        "转自 FROM",
+        "转至 TO",
+        "状态 STATE",
+        "已历时 AGE",
+        "经由 HOPS",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+
+    // A drill in force, in status's words; --json keeps the identifiers.
+    cl.cli(&[
+        "fault",
+        "delay",
+        "--between",
+        "7",
+        "--and",
+        "8",
+        "--ms",
+        "1",
+    ]);
+    let text = cl.cli(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("演练 drill @ 节点 node 7: "))
+        .expect(&text);
+    assert!(line.contains("延迟 delay 1ms 7 | 8"), "{line}");
+    assert!(line.contains("代次 generation "), "{line}");
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+    let drill = v["drills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == 7)
+        .expect("node 7's drill");
+    assert_eq!(drill["rules"], json!(["delay 1ms 7 | 8"]), "{v}");
+    let out = cl.cli(&["fault", "heal"]);
+    assert!(out.contains("removed: 1"), "{out}");
 }
