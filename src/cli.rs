@@ -773,6 +773,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     let all = c.status_all().await;
     let mut rows = Vec::new();
     let mut drills = Vec::new();
+    let mut drill_lines = Vec::new();
     let mut directories = Vec::new();
     for (n, s) in c.nodes.iter().zip(all) {
         match s {
@@ -793,6 +794,7 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                             "id": n.id, "rules": rules, "dropped": dropped, "delayed": delayed,
                             "generation": f.generation,
                         }));
+                        drill_lines.push(drill_line(n.id, f));
                     }
                 }
                 for g in s.groups {
@@ -853,30 +855,8 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
             pad_left(&g("applied_index"), 12)
         );
     }
-    for d in &drills {
-        let rules = d["rules"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default();
-        println!(
-            "演练 drill on node {}: {} (dropped {}, delayed {}; generation {})",
-            d["id"],
-            // After a heal the counts stay (what the drill did); say that
-            // nothing is in force, rather than print an empty rule list.
-            if rules.is_empty() {
-                "已解除 healed".to_string()
-            } else {
-                rules
-            },
-            d["dropped"],
-            d["delayed"],
-            d["generation"]
-        );
+    for line in &drill_lines {
+        println!("{line}");
     }
     println!(
         "\n{:<4} {} 确认 CONFIRMED",
@@ -902,6 +882,47 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A drill rule for people: its action in Chinese beside the identifier,
+/// then `faults::describe`'s sides ("网络分区 partition 1 | 2,3").
+fn drill_rule_text(rule: &hotline_proto::v1::FaultRule) -> String {
+    use crate::labels::drill_zh;
+    let action = hotline_node::faults::action_name(rule.action);
+    let text = hotline_node::faults::describe(rule);
+    match drill_zh(action) {
+        zh if zh == action => text,
+        zh => format!("{zh} {text}"),
+    }
+}
+
+/// `hotline status`'s line for a node with a drill (演练) in force or
+/// one whose counts remain after a heal; the words beside the identifiers
+/// `--json` uses.
+fn drill_line(node: u64, f: &hotline_proto::v1::FaultsResponse) -> String {
+    use crate::labels::{both, drill_zh};
+    let w = |key: &str| both(drill_zh(key), key);
+    let dropped: u64 = f.counters.iter().map(|c| c.dropped).sum();
+    let delayed: u64 = f.counters.iter().map(|c| c.delayed).sum();
+    // After a heal the counts stay (what the drill did); say that nothing
+    // is in force, rather than print an empty rule list.
+    let rules = if f.rules.is_empty() {
+        w("healed")
+    } else {
+        f.rules
+            .iter()
+            .map(drill_rule_text)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    format!(
+        "演练 drill @ {} {node}: {rules} ({} {dropped}, {} {delayed}; {} {})",
+        w("node"),
+        w("dropped"),
+        w("delayed"),
+        w("generation"),
+        f.generation
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Cli, error_chain};
@@ -914,6 +935,50 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// The drill line reads in Chinese with the identifiers beside the
+    /// words (it was English only).
+    #[test]
+    fn a_drill_line_in_chinese_beside_the_identifiers() {
+        use hotline_proto::v1::{FaultAction, FaultCounter, FaultRule, FaultsResponse};
+        let rule = |action: FaultAction, delay_ms| FaultRule {
+            side_a: vec![1],
+            side_b: vec![2, 3],
+            action: action as i32,
+            delay_ms,
+            ..Default::default()
+        };
+        let f = FaultsResponse {
+            rules: vec![
+                rule(FaultAction::Partition, 0),
+                rule(FaultAction::Delay, 200),
+            ],
+            counters: vec![
+                FaultCounter {
+                    peer: 2,
+                    dropped: 5,
+                    delayed: 1,
+                },
+                FaultCounter {
+                    peer: 3,
+                    dropped: 2,
+                    delayed: 0,
+                },
+            ],
+            generation: 42,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::drill_line(1, &f),
+            "演练 drill @ 节点 node 1: 网络分区 partition 1 | 2,3; 延迟 delay 200ms 1 | 2,3 (已丢弃 dropped 7, 已延迟 delayed 1; 代次 generation 42)"
+        );
+        let healed = FaultsResponse { rules: vec![], ..f };
+        assert!(
+            super::drill_line(1, &healed).starts_with("演练 drill @ 节点 node 1: 已解除 healed ("),
+            "{}",
+            super::drill_line(1, &healed)
+        );
     }
 
     #[test]

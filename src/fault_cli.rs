@@ -9,7 +9,8 @@
 //! cannot be reached is reported and skipped (the command fails only if no
 //! node accepted): it takes the drill from the others once it is back.
 //! `heal` removes every rule, or with `--between A --and B` only the rules
-//! between exactly those two sets (lift one cut while another stays); `show`
+//! between exactly those two sets (lift one cut while another stays); with
+//! no rule in force on any node it sends nothing and says so. `show`
 //! prints the rules and counters of each node.
 //!
 //! Sets are comma-separated: node ids, or — with a topology (`--topology
@@ -35,6 +36,9 @@ use hotline_proto::v1::{Drill, FaultAction, FaultRule, FaultsRequest, FaultsResp
 use serde_json::{Value, json};
 
 use crate::ticket_cli::ClientArgs;
+
+/// What `heal` says when every node answered and none holds a rule.
+const NOTHING_TO_HEAL: &str = "没有正在进行的演练（no drill in force）: nothing sent";
 
 /// How long each node has to answer.
 const NODE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -587,7 +591,14 @@ fn report(
 /// `faults::newer`): what a change starts from, so that it keeps the rules
 /// set by an earlier command even if some node missed that one.
 async fn newest_drill(client: &Client) -> Result<Drill> {
+    Ok(newest_drill_of_all(client).await?.0)
+}
+
+/// `newest_drill`, and whether every node of the client config answered
+/// (so that no node this command could not reach holds a newer one).
+async fn newest_drill_of_all(client: &Client) -> Result<(Drill, bool)> {
     let outcomes = call_all(client, &Call::Show).await;
+    let everyone = outcomes.iter().all(|o| matches!(o, Outcome::Ok(_)));
     let held = outcomes.into_iter().filter_map(|o| match o {
         Outcome::Ok(r) => Some(Drill {
             generation: r.generation,
@@ -597,7 +608,35 @@ async fn newest_drill(client: &Client) -> Result<Drill> {
         }),
         _ => None,
     });
-    faults::newest(held, |d| d).ok_or_else(|| anyhow!("no node answered: the drill is unchanged"))
+    let newest = faults::newest(held, |d| d)
+        .ok_or_else(|| anyhow!("no node answered: the drill is unchanged"))?;
+    Ok((newest, everyone))
+}
+
+/// What a heal sends.
+#[derive(Debug, PartialEq)]
+enum HealPlan {
+    /// No rule is in force: nothing to send (a new generation would only
+    /// look like a drill changed).
+    Nothing,
+    /// The rules to keep, and how many were removed.
+    Send(Vec<FaultRule>, usize),
+}
+
+/// The heal of the rules between sides `a` and `b` (both empty: every
+/// rule) of `newest`, the newest drill the nodes hold. Nothing is sent when
+/// no rule is in force, but only if every node answered
+/// (`everyone_answered`): one that did not may hold a newer drill with
+/// rules, which a heal at a higher generation still overrides once the node
+/// syncs with the others.
+fn heal_plan(newest: &Drill, everyone_answered: bool, a: &[u64], b: &[u64]) -> Result<HealPlan> {
+    // Sets no rule is between: refused before anything is sent, so the
+    // drill's generation stays and the cut meant is still in force.
+    let (rules, removed) = faults::without(&newest.rules, a, b).map_err(in_flags)?;
+    if newest.rules.is_empty() && everyone_answered {
+        return Ok(HealPlan::Nothing);
+    }
+    Ok(HealPlan::Send(rules, removed))
 }
 
 /// The generation of a change to a drill at `newest`: this machine's clock
@@ -649,10 +688,24 @@ async fn add(c: &ClientArgs, rule: FaultRule) -> Result<()> {
 async fn heal(c: &ClientArgs, sides: Option<(Vec<u64>, Vec<u64>)>) -> Result<()> {
     let client = crate::ticket_cli::client(c)?;
     let (a, b) = sides.unwrap_or_default();
-    let newest = newest_drill(&client).await?;
-    // Sets no rule is between: refused before anything is sent, so the
-    // drill's generation stays and the cut meant is still in force.
-    let (rules, removed) = faults::without(&newest.rules, &a, &b).map_err(in_flags)?;
+    let (newest, everyone) = newest_drill_of_all(&client).await?;
+    let (rules, removed) = match heal_plan(&newest, everyone, &a, &b)? {
+        HealPlan::Send(rules, removed) => (rules, removed),
+        HealPlan::Nothing => {
+            if c.json {
+                println!(
+                    "{}",
+                    json!({
+                        "drill": { "action": "heal", "removed": 0 },
+                        "in_force": false, "sent": false, "generation": newest.generation,
+                    })
+                );
+            } else {
+                println!("{NOTHING_TO_HEAL}");
+            }
+            return Ok(());
+        }
+    };
     let outcomes = set_all(c, &client, &newest, rules).await?;
     let (what, title) = if a.is_empty() {
         (
@@ -793,6 +846,43 @@ voters = [6, 9]
 
     fn topo() -> Topology {
         Topology::parse(TOPO).expect("test topology")
+    }
+
+    fn drill(rules: Vec<FaultRule>) -> Drill {
+        Drill {
+            generation: 7,
+            rules,
+            ..Default::default()
+        }
+    }
+
+    /// A heal with nothing in force sends nothing (it raised every node's
+    /// generation for no rule); if a node did not answer it still sends,
+    /// as that node may hold a newer drill the others have not synced.
+    #[test]
+    fn a_heal_with_nothing_in_force_sends_nothing() {
+        assert_eq!(
+            heal_plan(&drill(vec![]), true, &[], &[]).unwrap(),
+            HealPlan::Nothing
+        );
+        assert_eq!(
+            heal_plan(&drill(vec![]), false, &[], &[]).unwrap(),
+            HealPlan::Send(vec![], 0)
+        );
+        let cut = build_rule("1", "2,3", None, (FaultAction::Partition, false), 0, 0).unwrap();
+        assert_eq!(
+            heal_plan(&drill(vec![cut.clone()]), true, &[], &[]).unwrap(),
+            HealPlan::Send(vec![], 1)
+        );
+        assert_eq!(
+            heal_plan(&drill(vec![cut]), true, &[2, 3], &[1]).unwrap(),
+            HealPlan::Send(vec![], 1)
+        );
+        // Between sets with no rule: refused, naming the flags, as before.
+        let e = heal_plan(&drill(vec![]), true, &[1], &[2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--between, --and: no rule in force"), "{e}");
     }
 
     #[test]

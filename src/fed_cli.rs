@@ -85,12 +85,26 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// The header of a table of transfer records: Chinese beside each
+/// column's identifier (`--json`'s names are the records' fields).
+fn records_header() -> String {
+    use crate::labels::{both, transfer_column_zh};
+    let h = |key: &str| both(transfer_column_zh(key), key);
+    format!(
+        "{} {} {} {} {} {}  {}",
+        pad(&h("TICKET"), 26),
+        pad(&h("FROM"), 10),
+        pad(&h("TO"), 10),
+        pad(&h("STATE"), 17),
+        pad(&h("SENT"), 17),
+        crate::report::pad_left(&h("AGE"), 10),
+        h("HOPS")
+    )
+}
+
 fn print_records(rs: &[TransferRecord]) {
     let now = now_ms();
-    println!(
-        "{:<26} {:<8} {:<8} {:<17} {:<17} {:>8}  HOPS",
-        "TICKET", "FROM", "TO", "STATE", "SENT", "AGE"
-    );
+    println!("{}", records_header());
     for r in rs {
         let env = r.envelope.clone().unwrap_or_default();
         let t = env.ticket.clone().unwrap_or_default();
@@ -107,7 +121,7 @@ fn print_records(rs: &[TransferRecord]) {
             .map(|&h| hotline_federation::group_name(h))
             .collect();
         println!(
-            "{:<26} {:<8} {:<8} {} {:<17} {:>6}分  {}",
+            "{:<26} {:<10} {:<10} {} {:<17} {:>8}分  {}",
             t.id,
             env.origin_group,
             env.destination_group,
@@ -252,4 +266,34 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
         print_records(&r.transfers);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The columns read in Chinese beside their identifiers (they were
+    /// English only), each word where its column starts.
+    #[test]
+    fn transfer_columns_in_chinese_beside_the_identifiers() {
+        let h = records_header();
+        assert!(h.starts_with("工单编号 TICKET "), "{h}");
+        for says in [
+            " 转自 FROM ",
+            " 转至 TO ",
+            " 状态 STATE ",
+            " 发出时间 SENT ",
+            " 已历时 AGE",
+            " 经由 HOPS",
+        ] {
+            assert!(h.contains(says), "{says:?} not in {h:?}");
+        }
+        // Where a row's columns start (26, 10, 10, 17, 17 and 10 columns).
+        let at = |word: &str| width(&h[..h.find(word).expect(word)]);
+        assert_eq!(at("转自"), 27);
+        assert_eq!(at("转至"), 38);
+        assert_eq!(at("状态"), 49);
+        assert_eq!(at("发出时间"), 67);
+        assert_eq!(at("经由"), 97);
+    }
 }

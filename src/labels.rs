@@ -2,7 +2,7 @@
 //! call-takers at 12345 centers read it — each beside the identifier that
 //! `--json`, the flags and the logs use (`投诉 complaint`): one table per
 //! kind of word, shared by every command (`ticket`, `report`, `query`,
-//! `status`, `group`). Ticket statuses are the core's
+//! `status`, `group`, `policy`, `transfers`). Ticket statuses are the core's
 //! (`lifecycle::status_zh`); deadline marks are `ticket_cli`'s.
 
 use hotline_node::core::lifecycle::{parse_status, status_zh};
@@ -98,6 +98,48 @@ pub fn role_zh(role: &str) -> &str {
     }
 }
 
+/// Where a part of a group's policy comes from (`hotline policy show`):
+/// the build's own texts or ones a `policy load` replicated.
+pub fn policy_zh(key: &str) -> &str {
+    match key {
+        "built_in" => "内置",
+        "custom" => "自定义",
+        other => other,
+    }
+}
+
+/// The words of a drill (演练) as `hotline status` shows it: a rule's
+/// action (`faults::action_name`) and what the node counts.
+pub fn drill_zh(key: &str) -> &str {
+    match key {
+        "partition" => "网络分区",
+        "delay" => "延迟",
+        "drop" => "丢包",
+        "node" => "节点",
+        "dropped" => "已丢弃",
+        "delayed" => "已延迟",
+        "generation" => "代次",
+        "healed" => "已解除",
+        other => other,
+    }
+}
+
+/// The columns of a table of transfer records (`hotline transfers`,
+/// `hotline query cross-province`): "FROM" → "转自", as a listed ticket's
+/// transfer cell reads (转自 / 转至).
+pub fn transfer_column_zh(key: &str) -> &str {
+    match key {
+        "TICKET" => "工单编号",
+        "FROM" => "转自",
+        "TO" => "转至",
+        "STATE" => "状态",
+        "SENT" => "发出时间",
+        "AGE" => "已历时",
+        "HOPS" => "经由",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,8 +162,28 @@ mod tests {
             both(role_zh("pre-candidate"), "pre-candidate"),
             "预候选人 pre-candidate"
         );
+        assert_eq!(both(policy_zh("custom"), "custom"), "自定义 custom");
+        assert_eq!(
+            both(drill_zh("partition"), "partition"),
+            "网络分区 partition"
+        );
+        assert_eq!(both(transfer_column_zh("TO"), "TO"), "转至 TO");
         // A word this table does not know yet shows as it came.
         assert_eq!(both(event_zh("new_event"), "new_event"), "new_event");
+    }
+
+    /// Every action a drill rule may take has a word.
+    #[test]
+    fn every_drill_action_has_a_chinese_word() {
+        use hotline_proto::v1::FaultAction;
+        for action in [
+            FaultAction::Partition,
+            FaultAction::Delay,
+            FaultAction::Drop,
+        ] {
+            let key = hotline_node::faults::action_name(action as i32);
+            assert_ne!(drill_zh(key), key);
+        }
     }
 
     /// Every event the core writes and every command's name has a word.

@@ -456,6 +456,10 @@ pub enum TicketCmd {
     Outbox {
         #[command(flatten)]
         c: ClientArgs,
+        /// The region whose group's outbox to read, as in `ticket list`
+        /// (required when the client config serves several groups).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -504,7 +508,8 @@ pub enum PolicyCmd {
     Show {
         #[command(flatten)]
         c: ClientArgs,
-        /// The region whose group to ask (default: the first group).
+        /// The region whose group to ask; without it, in a federation,
+        /// every group's policy, one line each.
         #[arg(long)]
         region: Option<String>,
     },
@@ -1424,8 +1429,13 @@ pub async fn run(command: TicketCmd) -> Result<()> {
                 }
             }
         }
-        TicketCmd::Outbox { c, limit } => {
-            let ns = client(&c)?.outbox(limit).await.map_err(status_err)?;
+        TicketCmd::Outbox { c, region, limit } => {
+            // Each group keeps its own outbox: without a group the first
+            // node's home group (national, in a federation) would answer,
+            // and its empty list would look like nothing is waiting.
+            let cl = client(&c)?;
+            let group = ticket_group(&cl, &c.config, region.as_deref())?;
+            let ns = cl.outbox_in(group, limit).await.map_err(status_err)?;
             if c.json {
                 println!(
                     "{}",
@@ -1656,42 +1666,201 @@ fn policy_groups(cl: &Client, region: &Option<String>) -> Result<Vec<u64>> {
     })
 }
 
+/// Which policies `policy show` prints.
+#[derive(Debug, PartialEq)]
+enum PolicyShow {
+    /// One group's, in full: `--region`'s, or the config's only group.
+    One(u64),
+    /// Every group's, a line each: each group has its own replicated
+    /// policy, so in a federation the first group's alone would pass for
+    /// all of them.
+    Every(Vec<u64>),
+}
+
+fn policy_show_groups(directory: Option<&Directory>, region: Option<&str>) -> Result<PolicyShow> {
+    if let Some(r) = region {
+        return Ok(PolicyShow::One(group_in(directory, r)?));
+    }
+    let Some(d) = directory else {
+        // No topology: the nodes' own group answers, as before.
+        return Ok(PolicyShow::One(0));
+    };
+    let mut groups: Vec<u64> = d.groups().collect();
+    // In the tree's order (national, then each province followed by the
+    // places in it), as a supervisor reads the federation.
+    groups.sort_by_key(|&g| hotline_federation::topology::group_region(g));
+    Ok(match groups[..] {
+        [] => PolicyShow::One(0),
+        [only] => PolicyShow::One(only),
+        _ => PolicyShow::Every(groups),
+    })
+}
+
+/// The calendar years a policy loads beyond the built-in ones.
+fn policy_years(p: &Policy) -> Vec<i32> {
+    p.calendars.iter().map(|c| c.year).collect()
+}
+
+fn policy_source(text: &str) -> &'static str {
+    if text.is_empty() {
+        "built_in"
+    } else {
+        "custom"
+    }
+}
+
+/// One group's policy for `--json`, as `policy show` has always printed it.
+fn policy_json(p: &Policy) -> Value {
+    json!({
+        "version": p.version, "extra_calendar_years": policy_years(p),
+        "custom_deadlines": !p.deadlines_toml.is_empty(),
+        "custom_categories": !p.categories_toml.is_empty(),
+        "basic_weight_permille": p.basic_weight_permille,
+    })
+}
+
+fn print_policy(p: &Policy) {
+    println!("policy version {} (0 = built in)", p.version);
+    println!(
+        "calendar years loaded beyond the built-in 2025–2026: {:?}",
+        policy_years(p)
+    );
+    println!(
+        "deadline rules: {}",
+        if p.deadlines_toml.is_empty() {
+            "built in"
+        } else {
+            "custom"
+        }
+    );
+    println!(
+        "category tree: {}",
+        if p.categories_toml.is_empty() {
+            "built in"
+        } else {
+            "custom"
+        }
+    );
+}
+
+/// Column widths of the every-group policy table.
+const POLICY_COLUMNS: [usize; 5] = [9, 16, 13, 20, 20];
+
+fn policy_header() -> String {
+    use crate::report::pad;
+    let w = POLICY_COLUMNS;
+    format!(
+        "{} {} {} {} {} 日历年份 CALENDAR",
+        pad("组 GROUP", w[0]),
+        pad("地区 REGION", w[1]),
+        pad("版本 VERSION", w[2]),
+        pad("时限规则 DEADLINES", w[3]),
+        pad("分类目录 CATEGORIES", w[4]),
+    )
+}
+
+/// Group `g` and its region's name, the start of its row.
+fn policy_row_start(g: u64) -> String {
+    use crate::report::pad;
+    format!(
+        "{} {}",
+        pad(&g.to_string(), POLICY_COLUMNS[0]),
+        pad(&hotline_federation::group_name(g), POLICY_COLUMNS[1])
+    )
+}
+
+/// Group `g`'s policy on one line: version, where its deadline rules and
+/// category tree come from, and its calendar years (the built-in ones,
+/// then those loaded).
+fn policy_row(g: u64, p: &Policy) -> String {
+    use crate::labels::{both, policy_zh};
+    use crate::report::pad;
+    let w = POLICY_COLUMNS;
+    let source = |text: &str| {
+        let key = policy_source(text);
+        both(policy_zh(key), key)
+    };
+    let mut years = "2025–2026".to_string();
+    for y in policy_years(p) {
+        years += &format!(" +{y}");
+    }
+    format!(
+        "{} {} {} {} {years}",
+        policy_row_start(g),
+        pad(&p.version.to_string(), w[2]),
+        pad(&source(&p.deadlines_toml), w[3]),
+        pad(&source(&p.categories_toml), w[4]),
+    )
+}
+
+/// `policy show` in a federation without `--region`: every group's policy,
+/// asked concurrently; a group that does not answer is named in its row,
+/// and the command fails after printing the others.
+async fn show_every_policy(cl: &Client, c: &ClientArgs, groups: &[u64]) -> Result<()> {
+    use hotline_federation::topology::group_region;
+    let answers = futures::future::join_all(groups.iter().map(|&g| cl.get_policy(g))).await;
+    let mut failed = Vec::new();
+    let mut rows = Vec::new();
+    if !c.json {
+        println!("{}", policy_header());
+    }
+    for (&g, a) in groups.iter().zip(answers) {
+        match a {
+            Ok(p) => {
+                if c.json {
+                    let mut v = policy_json(&p);
+                    v["group"] = json!(g);
+                    v["region"] = json!(group_region(g));
+                    rows.push(v);
+                } else {
+                    println!("{}", policy_row(g, &p));
+                }
+            }
+            Err(s) => {
+                failed.push(g);
+                if c.json {
+                    rows.push(json!({
+                        "group": g, "region": group_region(g),
+                        "error": format!("{:?}: {}", s.code(), s.message()),
+                    }));
+                } else {
+                    println!(
+                        "{} 未应答 no answer: {:?}: {}",
+                        policy_row_start(g),
+                        s.code(),
+                        s.message()
+                    );
+                }
+            }
+        }
+    }
+    if c.json {
+        println!("{}", Value::Array(rows));
+    }
+    if !failed.is_empty() {
+        bail!(
+            "the policy of {} of {} groups could not be read (groups {failed:?})",
+            failed.len(),
+            groups.len()
+        );
+    }
+    Ok(())
+}
+
 pub async fn policy(cmd: PolicyCmd) -> Result<()> {
     match cmd {
         PolicyCmd::Show { c, region } => {
             let cl = client(&c)?;
-            let g = policy_groups(&cl, &region)?[0];
-            let p = cl.get_policy(g).await.map_err(status_err)?;
-            let years: Vec<i32> = p.calendars.iter().map(|c| c.year).collect();
-            if c.json {
-                println!(
-                    "{}",
-                    json!({
-                        "version": p.version, "extra_calendar_years": years,
-                        "custom_deadlines": !p.deadlines_toml.is_empty(),
-                        "custom_categories": !p.categories_toml.is_empty(),
-                        "basic_weight_permille": p.basic_weight_permille,
-                    })
-                );
-            } else {
-                println!("policy version {} (0 = built in)", p.version);
-                println!("calendar years loaded beyond the built-in 2025–2026: {years:?}");
-                println!(
-                    "deadline rules: {}",
-                    if p.deadlines_toml.is_empty() {
-                        "built in"
+            match policy_show_groups(cl.directory.as_ref(), region.as_deref())? {
+                PolicyShow::One(g) => {
+                    let p = cl.get_policy(g).await.map_err(status_err)?;
+                    if c.json {
+                        println!("{}", policy_json(&p));
                     } else {
-                        "custom"
+                        print_policy(&p);
                     }
-                );
-                println!(
-                    "category tree: {}",
-                    if p.categories_toml.is_empty() {
-                        "built in"
-                    } else {
-                        "custom"
-                    }
-                );
+                }
+                PolicyShow::Every(groups) => show_every_policy(&cl, &c, &groups).await?,
             }
         }
         PolicyCmd::Load {
@@ -1817,6 +1986,73 @@ mod tests {
         assert_eq!(e, "--region: \"abc\" is not a division code");
         // "" is the national group (`hotline transfers`' default).
         assert_eq!(group_in(Some(&d), "").unwrap(), 86);
+    }
+
+    /// Each group has its own policy: in a federation, `policy show`
+    /// without `--region` shows every group's (it showed the first one's
+    /// as if it were all of them); with it, that region's group's.
+    #[test]
+    fn policy_show_in_a_federation_shows_every_group() {
+        let d = demo();
+        assert_eq!(
+            policy_show_groups(Some(&d), None).unwrap(),
+            PolicyShow::Every(vec![86, 31, 3101, 310101, 310114, 32, 3205, 320585])
+        );
+        assert_eq!(
+            policy_show_groups(Some(&d), Some("320585102")).unwrap(),
+            PolicyShow::One(320585)
+        );
+        assert_eq!(
+            policy_show_groups(Some(&d), Some("")).unwrap(),
+            PolicyShow::One(86)
+        );
+        let e = policy_show_groups(Some(&d), Some("999999")).unwrap_err();
+        assert!(e.to_string().starts_with("--region: 999999"), "{e}");
+        // One group, or no topology: as before.
+        let mut t = Topology::demo();
+        t.groups.retain(|g| g.region == "310114");
+        let one = Directory::new(&t);
+        assert_eq!(
+            policy_show_groups(Some(&one), None).unwrap(),
+            PolicyShow::One(310114)
+        );
+        assert_eq!(policy_show_groups(None, None).unwrap(), PolicyShow::One(0));
+    }
+
+    #[test]
+    fn a_policy_row_names_its_group_and_what_is_custom() {
+        let p = Policy {
+            version: 3,
+            calendars: vec![CalendarText {
+                year: 2027,
+                toml: String::new(),
+            }],
+            deadlines_toml: "x".into(),
+            ..Default::default()
+        };
+        let row = policy_row(320585, &p);
+        assert!(row.starts_with("320585    太仓市 "), "{row}");
+        assert!(row.contains(" 3 "), "{row}");
+        assert!(row.contains("自定义 custom"), "{row}");
+        assert!(row.contains("内置 built_in"), "{row}");
+        assert!(row.ends_with("2025–2026 +2027"), "{row}");
+        let national = policy_row(86, &Policy::default());
+        assert!(national.starts_with("86        全国 "), "{national}");
+        assert!(national.ends_with(" 2025–2026"), "{national}");
+        // The columns line up under the header (CJK counts two columns).
+        let header = policy_header();
+        let col =
+            |line: &str, word: &str| crate::report::width(&line[..line.find(word).expect(word)]);
+        assert_eq!(
+            col(&header, "版本"),
+            col(&row, " 3 ") + 1,
+            "{header}\n{row}"
+        );
+        assert_eq!(
+            col(&header, "时限规则"),
+            col(&row, "自定义"),
+            "{header}\n{row}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Cluster};
+use serde_json::json;
 
 /// `hotline bench topology` writing into `dir`: one line on stdout.
 fn topology_command(dir: &std::path::Path) -> Command {
@@ -145,6 +146,8 @@ fn ticket_lists_in_a_federation_need_a_region() {
         &["ticket", "overdue"],
         &["ticket", "overdue", "--at-risk"],
         &["ticket", "list"],
+        // Each group keeps its own outbox: national's is always empty.
+        &["ticket", "outbox"],
     ] {
         let err = run(args);
         assert!(
@@ -206,7 +209,16 @@ fn cluster_init_keeps_an_existing_cluster() {
 /// The demo federation as 8 node processes (nodes 1–8 on 8901–8908,
 /// metrics on 18901–18908), once every group has a leader.
 fn demo_federation() -> Cluster {
-    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, 8900, |_| {});
+    demo_federation_at(8900, |_| {})
+}
+
+/// The demo federation with nodes 1–8 on `port_base` + 1…8, each config
+/// edited by `tune`, once every group has a leader.
+fn demo_federation_at(
+    port_base: u16,
+    tune: impl Fn(&mut hotline_node::config::NodeConfig),
+) -> Cluster {
+    let mut cl = Cluster::init_topology(hotline_federation::topology::DEMO_TOML, port_base, tune);
     cl.start_all();
     let start = Instant::now();
     loop {
@@ -448,4 +460,171 @@ fn chinese_for_people(cl: &Cluster) {
         "{v}"
     );
     assert_eq!(v["events"][1]["kind"], "transfer_out", "{v}");
+}
+
+/// What a supervisor reads of every group in a federation (nodes 1–8 on
+/// 8931–8938, no metrics listener; notifications are kept in the outbox,
+/// no sender). Each group keeps its own outbox: `ticket outbox --region`
+/// reads that region's (it read the first node's group, national, where
+/// nothing ever waits).
+///
+/// Each group has its own policy: `policy show` without `--region` lists
+/// every group's (it showed the first group's as if it were all).
+///
+/// `fault heal` with no drill says so and sends nothing (it raised every
+/// node's generation).
+///
+/// The status drill line and the transfer table read in Chinese beside
+/// the identifiers.
+#[test]
+fn a_supervisor_reads_every_group_of_a_federation() {
+    let cl = demo_federation_at(8930, |cfg| {
+        cfg.metrics_listen = None;
+        cfg.notify.sender = "none".into();
+    });
+
+    // 嘉定's outbox holds its acceptance SMS; 太仓's does not.
+    let accept = |location: &str| {
+        let mut args = vec![
+            "ticket",
+            "accept",
+            "--region",
+            "310114",
+            "--kind",
+            "complaint",
+            "--category",
+            "环境保护",
+            "--text",
+            "工地夜间施工噪声",
+            "--phone",
+            "13900000000",
+        ];
+        if !location.is_empty() {
+            args.extend(["--location", location]);
+        }
+        cl.cli(&args).trim().to_string()
+    };
+    let id = accept("");
+    let outbox = cl.cli(&["ticket", "outbox", "--region", "310114"]);
+    let line = outbox.lines().find(|l| l.contains(&id)).expect(&outbox);
+    assert!(line.contains("139****0000"), "phone masked: {line}");
+    let outbox = cl.cli(&["ticket", "outbox", "--region", "320585", "--json"]);
+    assert!(!outbox.contains(&id), "{outbox}");
+
+    // Every group's policy, a line each, by name; a list with --json.
+    let text = cl.cli(&["policy", "show"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "a header and 8 groups: {text}");
+    assert!(lines[0].starts_with("组 GROUP"), "{text}");
+    assert!(lines[0].contains("时限规则 DEADLINES"), "{text}");
+    // National first, then each province with the places in it.
+    assert!(lines[1].starts_with("86        全国 "), "{text}");
+    assert!(lines[2].starts_with("31        上海市 "), "{text}");
+    for says in ["86        全国 ", "310114    嘉定区 ", "320585    太仓市 "] {
+        let row = lines.iter().find(|l| l.starts_with(says)).expect(&text);
+        assert!(
+            row.contains("内置 built_in") && row.ends_with("2025–2026"),
+            "{row}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&cl.cli(&["policy", "show", "--json"])).unwrap();
+    let groups: Vec<u64> = v
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["group"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [86, 31, 3101, 310101, 310114, 32, 3205, 320585],
+        "{v}"
+    );
+    assert_eq!(v[0]["version"], 0, "{v}");
+    // One region: that group's, as the command always printed it.
+    let text = cl.cli(&["policy", "show", "--region", "320585"]);
+    assert!(
+        text.starts_with("policy version 0 (0 = built in)\n"),
+        "{text}"
+    );
+
+    // No drill: nothing is sent, and the generation stays.
+    let generations = |cl: &Cluster| -> Vec<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&cl.cli(&["fault", "show", "--json"])).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["generation"].as_u64().unwrap())
+            .collect()
+    };
+    let before = generations(&cl);
+    assert_eq!(before.len(), 8, "{before:?}");
+    let out = cl.cli(&["fault", "heal"]);
+    assert_eq!(
+        out, "没有正在进行的演练（no drill in force）: nothing sent\n",
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["fault", "heal", "--json"])).unwrap();
+    assert_eq!(
+        (&v["sent"], &v["in_force"]),
+        (&json!(false), &json!(false)),
+        "{v}"
+    );
+    assert_eq!(generations(&cl), before, "nothing was sent");
+
+    // A cross-province case: the national list's columns in Chinese.
+    let moved = accept("320585102");
+    let start = Instant::now();
+    let text = loop {
+        let text = cl.cli(&["transfers"]);
+        if text.contains(&moved) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{moved} at national: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for says in [
+        "工单编号 TICKET",
+        "转自 FROM",
+        "转至 TO",
+        "状态 STATE",
+        "已历时 AGE",
+        "经由 HOPS",
+    ] {
+        assert!(text.contains(says), "{says:?} not in: {text}");
+    }
+
+    // A drill in force, in status's words; --json keeps the identifiers.
+    cl.cli(&[
+        "fault",
+        "delay",
+        "--between",
+        "7",
+        "--and",
+        "8",
+        "--ms",
+        "1",
+    ]);
+    let text = cl.cli(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("演练 drill @ 节点 node 7: "))
+        .expect(&text);
+    assert!(line.contains("延迟 delay 1ms 7 | 8"), "{line}");
+    assert!(line.contains("代次 generation "), "{line}");
+    let v: serde_json::Value = serde_json::from_str(&cl.cli(&["status", "--json"])).unwrap();
+    let drill = v["drills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == 7)
+        .expect("node 7's drill");
+    assert_eq!(drill["rules"], json!(["delay 1ms 7 | 8"]), "{v}");
+    let out = cl.cli(&["fault", "heal"]);
+    assert!(out.contains("removed: 1"), "{out}");
 }
