@@ -95,6 +95,19 @@ fn ids(v: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// How many raft messages from non-members these nodes have refused, by
+/// their logs.
+fn refusals_logged(cl: &Cluster, nodes: &[u64]) -> usize {
+    nodes
+        .iter()
+        .map(|&n| {
+            cl.log(n)
+                .matches("not a member of the group; refused")
+                .count()
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     let mut cl = Cluster::init_topology(TOPOLOGY, 7950, |_| {});
@@ -251,15 +264,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         || async { group_on(&c, 1).await.is_some_and(|g| g.role == "removed") },
     )
     .await;
-    let refusals = || {
-        (2..=4)
-            .map(|n| {
-                cl.log(n)
-                    .matches("not a member of the group; refused")
-                    .count()
-            })
-            .sum::<usize>()
-    };
+    let refusals = || refusals_logged(&cl, &[2, 3, 4]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = refusals();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -385,16 +390,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     );
     let g = group_on(&c, gone).await.unwrap();
     assert_eq!(g.voters, vec![2, 3, 4], "its own configuration is stale");
-    let refusals = || {
-        [keep, 4]
-            .iter()
-            .map(|&n| {
-                cl.log(n)
-                    .matches("not a member of the group; refused")
-                    .count()
-            })
-            .sum::<usize>()
-    };
+    let refusals = || refusals_logged(&cl, &[keep, 4]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = refusals();
     assert!(before >= 2, "it campaigned before it stopped");

@@ -2203,6 +2203,19 @@ mod tests {
         );
     }
 
+    /// Ticks a replica that hears nobody; returns the messages it sent.
+    fn tick_alone(r: &mut Replica, ticks: usize) -> usize {
+        let mut sent = 0;
+        for _ in 0..ticks {
+            r.tick();
+            while r.has_ready() {
+                sent += r.ready().messages.len();
+                sent += r.on_persisted().messages.len();
+            }
+        }
+        sent
+    }
+
     /// A voter removed while it was cut off never learns it from raft: it
     /// campaigns at every election timeout, forever. It parks once a
     /// majority of the voters it knows refuse it as a non-member, and then
@@ -2219,14 +2232,7 @@ mod tests {
         assert_eq!(three.conf_state().voters, [1, 2, 3], "it missed it");
         // While it still follows a leader, refusals change nothing.
         assert!(!three.not_a_member(1) && !three.not_a_member(2));
-        let mut sent = 0;
-        for _ in 0..100 {
-            three.tick();
-            while three.has_ready() {
-                sent += three.ready().messages.len();
-                sent += three.on_persisted().messages.len();
-            }
-        }
+        let sent = tick_alone(three, 100);
         assert!(sent > 0, "it campaigns");
         assert_eq!(three.leader_id(), raft::INVALID_ID);
         // One voter's word is not enough (it may not have applied this
@@ -2238,14 +2244,7 @@ mod tests {
         assert!(!three.is_parked());
         assert!(three.not_a_member(2), "two of three voters");
         assert!(three.is_parked() && !three.wants_tick());
-        let mut sent = 0;
-        for _ in 0..100 {
-            three.tick();
-            while three.has_ready() {
-                sent += three.ready().messages.len();
-                sent += three.on_persisted().messages.len();
-            }
-        }
+        let sent = tick_alone(three, 100);
         assert_eq!(sent, 0, "a parked replica sends nothing");
         // Added again, the leader's first message ends it.
         let mut hb = Message::default();

@@ -1006,17 +1006,9 @@ impl TicketMachine {
                 next = id.as_str().to_string();
                 break;
             }
-            let t = self
-                .tickets
-                .get_key(id)
-                .expect("by_index lists held tickets");
-            if !list_filter(f, t) {
+            let Some(v) = self.listed(f, wanted, id, now_ms) else {
                 continue;
-            }
-            let v = self.view(t, now_ms);
-            if !deadline_matches(wanted, v.deadline_state) {
-                continue;
-            }
+            };
             out.push(v);
             if !f.by_deadline && out.len() == limit {
                 next = id.as_str().to_string();
@@ -1034,6 +1026,26 @@ impl TicketMachine {
             next_before_id: next,
             matched,
         }
+    }
+
+    /// Ticket `id` as a list shows it at `now_ms`, if it passes the list's
+    /// filters.
+    fn listed(
+        &self,
+        f: &ListTicketsRequest,
+        wanted: hotline_proto::v1::DeadlineState,
+        id: &IdKey,
+        now_ms: i64,
+    ) -> Option<Ticket> {
+        let t = self
+            .tickets
+            .get_key(id)
+            .expect("by_index lists held tickets");
+        if !list_filter(f, t) {
+            return None;
+        }
+        let v = self.view(t, now_ms);
+        deadline_matches(wanted, v.deadline_state).then_some(v)
     }
 
     /// A list by deadline of open tickets only: the open index is already
@@ -1065,17 +1077,9 @@ impl TicketMachine {
                 next = id.as_str().to_string();
                 break;
             }
-            let t = self
-                .tickets
-                .get_key(id)
-                .expect("by_index lists held tickets");
-            if !list_filter(f, t) {
+            let Some(v) = self.listed(f, wanted, id, now_ms) else {
                 continue;
-            }
-            let v = self.view(t, now_ms);
-            if !deadline_matches(wanted, v.deadline_state) {
-                continue;
-            }
+            };
             matched += 1;
             if out.len() < limit {
                 out.push(v);
