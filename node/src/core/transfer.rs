@@ -225,6 +225,17 @@ pub fn hop_allowed(
 /// is the list of cross-province cases. `via_national_done` is recomputed
 /// at each step from the hops before it, and the envelope's own flag must
 /// agree with its hops: the flag is what lets the next hops skip the relay.
+///
+/// Earlier steps are judged by the callee's directory of now, not by the
+/// one each hop routed with. That holds because the group tree does not
+/// change while the federation runs: the replicated directory moves a
+/// group's replicas, and its groups are the topology file's (a node hosts,
+/// and so places, only those). A topology that gains a group between an
+/// envelope's hops, rolled out by restarts, can take a step of an envelope
+/// in flight off the new way (a group added below the old lowest common
+/// ancestor of two hops shortens the path past it): that envelope is then
+/// refused, and logged, at its next hop, and stays in custody where it is —
+/// a known limit, visible, never a loss.
 fn check_hops(
     dir: &hotline_federation::directory::Directory,
     env: &TransferEnvelope,
