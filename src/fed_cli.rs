@@ -203,7 +203,10 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
             "{}",
             json!({
                 "region": region, "what": what, "total": r.total, "in_transit": r.in_transit,
-                "answered": r.answered, "missing": r.missing, "complete": r.missing.is_empty(),
+                "answered": r.answered, "missing": r.missing,
+                "refused": r.refused.iter().map(|x| json!({"region": x.region, "node": x.node, "dropped": x.dropped, "example": x.example})).collect::<Vec<_>>(),
+                // An answer taken only in part is not one to read as whole.
+                "complete": r.missing.is_empty() && r.refused.is_empty(),
                 "by_region": r.by_region.iter().map(|x| json!({"region": x.region, "key": x.key, "count": x.count})).collect::<Vec<_>>(),
                 "by_kind": r.by_kind.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
                 "by_category": r.by_category.iter().map(|x| json!({"key": x.key, "count": x.count, "permille": x.permille})).collect::<Vec<_>>(),
@@ -240,6 +243,17 @@ pub async fn query(cmd: QueryCmd) -> Result<()> {
                 .map(|x| label(x))
                 .collect::<Vec<_>>()
                 .join(" ")
+        );
+    }
+    // A group answered for regions outside its subtree: what it said of
+    // them was dropped, and its own figures are to be read with care.
+    for x in &r.refused {
+        println!(
+            "部分拒收 refused: {} (node {}) 答了辖区外的 {} 项，已丢弃 (dropped rows outside its subtree, e.g. {})  ← 结果不完整 (partial)",
+            label(&x.region),
+            x.node,
+            x.dropped,
+            label(&x.example)
         );
     }
     let labels: Vec<String> = r.by_region.iter().map(|x| label(&x.region)).collect();

@@ -968,8 +968,9 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
 /// Federation envelopes only along the directory, from the node the
 /// certificate names: node 3's certificate may neither claim to be node 6
 /// (a member of 嘉定's group) or the callee itself, nor send for a group
-/// node 3 is not in; and node 6 may not send 嘉定's envelope past the
-/// national relay.
+/// node 3 is not in; node 6 may not send 嘉定's envelope past the
+/// national relay; and node 3, a member of 苏州's group, may not present
+/// hops that reached 苏州 without it (a forged middle hop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     use hotline_proto::v1::ForwardRequest;
@@ -1031,6 +1032,31 @@ async fn forwards_with_the_wrong_certificate_or_group_are_refused() {
     let e = FederationClient::new(ch6).forward(r).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().starts_with("to_group"), "{}", e.message());
+    // Node 3 holds a voter of 苏州 (3205), which may hand 太仓 its
+    // envelopes; but 嘉定 → 苏州 is no step of the way (a cross-province
+    // envelope passes national), and the ends alone would not show it.
+    let mut r = tonic::Request::new(ForwardRequest {
+        from_group: 3205,
+        to_group: 320585,
+        envelope: Some(hotline_proto::v1::TransferEnvelope {
+            hops: vec![310114, 3205],
+            ..envelope.clone()
+        }),
+        receipt: None,
+    });
+    r.metadata_mut()
+        .insert("x-hotline-node", "3".parse().unwrap());
+    let e = FederationClient::new(ch.clone())
+        .forward(r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(
+        e.message()
+            .starts_with("envelope.hops: 310114 → 3205 is not a step on the directory's way"),
+        "{}",
+        e.message()
+    );
     // Nothing reached 太仓.
     let owned = c
         .list(hotline_proto::v1::ListTicketsRequest {
@@ -1546,7 +1572,10 @@ async fn a_member_added_online_may_forward_for_its_group() {
     delivered_to_taicang(&c, "浮桥镇河道漂浮物", "13800002468").await;
     let recs = c.transfers(NATIONAL_GROUP, true, 10).await.unwrap();
     let mut envelope = recs[0].envelope.clone().unwrap();
-    envelope.hops.pop(); // as 嘉定 sent it
+    // As 嘉定 sent it: before national's custody, which added itself and
+    // marked the relay done (the callee checks the flag against the hops).
+    envelope.hops.pop();
+    envelope.via_national_done = false;
     assert_eq!(envelope.hops, [310114]);
 
     let ch = cl.channel_as(5, 1, "127.0.0.1:8141");

@@ -42,6 +42,17 @@ fn proper_prefixes(region: &str) -> impl Iterator<Item = &str> {
         .map(move |n| &region[..n])
 }
 
+/// Whether `region` lies in the subtree of the group whose region is `top`:
+/// groups form a tree by region prefix (a group's parent is the group of
+/// the deepest proper prefix of its region), so the places a group and the
+/// groups below it answer for are `top` itself and the codes that have it
+/// as one of their group-level prefixes. The national group ("") covers
+/// every code. A federated query's parent keeps of a child's answer only
+/// what this says lies below the child.
+pub fn in_subtree(top: &str, region: &str) -> bool {
+    region == top || proper_prefixes(region).any(|p| p == top)
+}
+
 /// The province part of a region ("" for national).
 fn province(region: &str) -> &str {
     &region[..region.len().min(2)]
@@ -425,6 +436,25 @@ mod tests {
         );
         // No relay to wait for: straight to the destination when reachable.
         assert_eq!(d.next_hop(310_114, 320_585, false, &all), Some(320_585));
+    }
+
+    /// A region lies under a group when the group's region is one of its
+    /// group-level prefixes: a street under its district, city and
+    /// province; nothing under a neighbour or a code that only shares
+    /// digits; everything under national.
+    #[test]
+    fn regions_in_a_groups_subtree() {
+        assert!(in_subtree("310114", "310114"));
+        assert!(in_subtree("310114", "310114001"));
+        assert!(in_subtree("3101", "310114001"));
+        assert!(in_subtree("31", "310114"));
+        assert!(in_subtree("", "320585"));
+        assert!(in_subtree("", ""));
+        assert!(!in_subtree("310114", "310101"), "a neighbour");
+        assert!(!in_subtree("310114", "3101"), "its parent");
+        assert!(!in_subtree("31", "320585"), "another province");
+        assert!(!in_subtree("31", ""), "national");
+        assert!(!in_subtree("310", "310114"), "not a group level");
     }
 
     #[test]

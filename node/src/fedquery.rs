@@ -3,16 +3,22 @@
 //! directory, each group answers for its own tickets, answers are summed on
 //! the way up, and every level carries the caller's deadline: a subtree that
 //! does not answer in time is named in `missing`, never silently left out.
+//!
+//! A group answers for its own subtree only: the asking group keeps of an
+//! answer what lies below the group it asked ([`keep_within`]) and names
+//! the answer in `refused` when it had to drop anything, so one node cannot
+//! add to or fake another region's figures.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
+use hotline_federation::directory::in_subtree;
 use hotline_federation::topology::{group_region, try_group_id};
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{
     CountShare, DeadlineState, FederatedQueryRequest, FederatedQueryResponse, ListTicketsRequest,
-    RegionCount,
+    RefusedRows, RegionCount,
 };
 use tonic::Status;
 
@@ -59,12 +65,20 @@ pub async fn query(
         })?;
     match h.at(root) {
         Ok(g) => Ok(subtree(g, req).await),
-        // Not hosted here: ask a member of the root group.
+        // Not hosted here: ask a member of the root group, and take of its
+        // answer what lies in the root's subtree, as a parent does.
         Err(_) => {
             let timeout = Duration::from_millis((req.deadline_ms - now).max(1) as u64);
-            tokio::time::timeout(timeout, ask(h, root, req))
+            let (node, mut resp) = tokio::time::timeout(timeout, ask(h, root, req))
                 .await
-                .map_err(|_| Status::deadline_exceeded("the root group did not answer in time"))?
+                .map_err(|_| {
+                    Status::deadline_exceeded("the root group did not answer in time")
+                })??;
+            if let Some(r) = refuse_outside(root, node, &mut resp) {
+                resp.refused.push(r);
+                resp.refused.sort_by(|a, b| a.region.cmp(&b.region));
+            }
+            Ok(resp)
         }
     }
 }
@@ -72,12 +86,12 @@ pub async fn query(
 /// Asks a member of `group` (not hosted here) for its subtree's answer,
 /// waiting for each member until the request's deadline: the member
 /// answers by then with what it has, so a slow grandchild costs only its
-/// own figures, not its whole branch's.
+/// own figures, not its whole branch's. With the node that answered.
 async fn ask(
     h: &Handle,
     group: u64,
     r: FederatedQueryRequest,
-) -> Result<FederatedQueryResponse, Status> {
+) -> Result<(u64, FederatedQueryResponse), Status> {
     let left = Duration::from_millis((r.deadline_ms - now_ms()).max(1) as u64);
     h.federation_call_within(group, left, move |ch| {
         let r = r.clone();
@@ -122,7 +136,7 @@ fn subtree(
                 }
                 let call = async {
                     if let Ok(local) = g.at(child) {
-                        Ok(subtree(local, r).await)
+                        Ok((g.node_id, subtree(local, r).await))
                     } else {
                         ask(&g, child, r).await
                     }
@@ -143,7 +157,12 @@ fn subtree(
         }
         for (child, resp) in theirs {
             match resp {
-                Some(r) => merge(&mut out, r),
+                Some((node, mut r)) => {
+                    if let Some(refused) = refuse_outside(child, node, &mut r) {
+                        out.refused.push(refused);
+                    }
+                    merge(&mut out, r);
+                }
                 // The whole subtree's figures are missing, so name every
                 // region in it, not only the one we could not reach.
                 None => {
@@ -157,9 +176,112 @@ fn subtree(
         }
         out.answered.sort();
         out.missing.sort();
+        out.refused.sort_by(|a, b| a.region.cmp(&b.region));
         bound_lists(&mut out, if req.limit == 0 { 100 } else { req.limit });
         out
     })
+}
+
+/// Keeps of `group`'s answer (given by `node`) what lies in its subtree
+/// ([`keep_within`]); when anything was dropped, logs it once for the
+/// answer and says so for the caller.
+fn refuse_outside(
+    group: u64,
+    node: u64,
+    answer: &mut FederatedQueryResponse,
+) -> Option<RefusedRows> {
+    let region = group_region(group);
+    let dropped = keep_within(&region, answer)?;
+    tracing::warn!(
+        group,
+        node,
+        dropped = dropped.count,
+        example = %dropped.example,
+        "federated query: answer named regions outside the group's subtree; dropped them"
+    );
+    Some(RefusedRows {
+        region,
+        node,
+        dropped: dropped.count,
+        example: dropped.example,
+    })
+}
+
+/// What [`keep_within`] dropped of an answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Dropped {
+    /// Rows, names, tickets and records.
+    count: u64,
+    /// The region of the first of them (bounded: it is the answerer's text).
+    example: String,
+}
+
+impl Dropped {
+    /// Counts one item of `region` as dropped; false, for `retain`.
+    fn refuse(&mut self, region: &str) -> bool {
+        if self.count == 0 {
+            self.example = region.chars().take(32).collect();
+        }
+        self.count += 1;
+        false
+    }
+}
+
+/// Keeps of an answer for the subtree of the group whose region is `top`
+/// only what lies in that subtree (by the directory's tree: a region under
+/// `top`, [`in_subtree`]), so a child cannot add to or fake the figures of
+/// a region it does not answer for; `None` when nothing had to go.
+///
+/// - `answered`, `missing` and `refused` name groups of the subtree;
+/// - `by_region` rows are of regions in the subtree: an honest group counts
+///   a ticket in the district of its place when that lies in its region,
+///   else in its accepting center's, which does (`kpi::district_of`). A
+///   dropped row's count comes off `total` too, which is the sum of the
+///   rows in an honest answer (every query kind), so the total does not
+///   keep what the rows no longer show. The volume sections (`by_kind`,
+///   `by_category`, `by_status`) and `in_transit` name no region and are
+///   taken as they are;
+/// - tickets are about a place in the subtree or were accepted in it (a
+///   ticket transferred here keeps its accepting center's region; one
+///   refused or sent back, or about a place no group serves, keeps a place
+///   elsewhere);
+/// - transfer records lie wholly in it, both ends: only the national
+///   group's custody log lists cross-province cases, and no group below
+///   national answers for both provinces of one.
+fn keep_within(top: &str, answer: &mut FederatedQueryResponse) -> Option<Dropped> {
+    let mut d = Dropped::default();
+    let within = |region: &str| in_subtree(top, region);
+    answer.answered.retain(|n| within(n) || d.refuse(n));
+    answer.missing.retain(|n| within(n) || d.refuse(n));
+    answer
+        .refused
+        .retain(|r| within(&r.region) || d.refuse(&r.region));
+    let mut off_total = 0u64;
+    answer.by_region.retain(|r| {
+        within(&r.region) || {
+            off_total = off_total.saturating_add(r.count);
+            d.refuse(&r.region)
+        }
+    });
+    answer.total = answer.total.saturating_sub(off_total);
+    answer.tickets.retain(|t| {
+        let place = t.location.as_ref().map_or("", |l| l.code.as_str());
+        within(place)
+            || within(&t.region)
+            || d.refuse(if place.is_empty() { &t.region } else { place })
+    });
+    answer.transfers.retain(|r| match r.envelope.as_ref() {
+        Some(e) => {
+            let from = group_region(e.origin_group);
+            let outside = [from.as_str(), &e.destination_region]
+                .into_iter()
+                .find(|x| !within(x));
+            outside.is_none_or(|x| d.refuse(x))
+        }
+        // No envelope: no place, so in no subtree.
+        None => d.refuse(""),
+    });
+    (d.count > 0).then_some(d)
 }
 
 /// Each group answers up to `limit` items: a subtree's list is the first
@@ -278,6 +400,7 @@ async fn own(g: &Handle, req: &FederatedQueryRequest) -> Result<FederatedQueryRe
 fn merge(into: &mut FederatedQueryResponse, from: FederatedQueryResponse) {
     into.answered.extend(from.answered);
     into.missing.extend(from.missing);
+    into.refused.extend(from.refused);
     // Two groups may count the same district (tickets about a place no
     // region group serves stay where they were accepted): one row each.
     // Rows in region order.
@@ -388,6 +511,149 @@ mod tests {
             out.by_status,
             [share("accepted", 3, 750), share("closed", 1, 250)]
         );
+    }
+
+    fn row(region: &str, key: &str, count: u64) -> RegionCount {
+        RegionCount {
+            region: region.into(),
+            key: key.into(),
+            count,
+        }
+    }
+
+    /// 上海 (31) asked for its subtree answers with a row of its own
+    /// district 嘉定 (kept), one of 江苏's 太仓 (dropped, and its count off
+    /// the total), names 太仓 as missing (dropped) and 嘉定 as answered
+    /// (kept): the parent adds only what lies under the group it asked.
+    #[test]
+    fn a_childs_rows_and_names_outside_its_subtree_are_dropped() {
+        let mut a = FederatedQueryResponse {
+            answered: vec!["31".into(), "310114".into()],
+            missing: vec!["3101".into(), "320585".into()],
+            by_region: vec![
+                row("310114", "total", 5),
+                row("320585", "total", 100),
+                row("31", "total", 1),
+            ],
+            total: 106,
+            ..Default::default()
+        };
+        let d = keep_within("31", &mut a).expect("something dropped");
+        assert_eq!(
+            d,
+            Dropped {
+                count: 2,
+                example: "320585".into()
+            }
+        );
+        assert_eq!(a.answered, ["31", "310114"]);
+        assert_eq!(a.missing, ["3101"], "a name outside the subtree goes");
+        assert_eq!(
+            a.by_region,
+            [row("310114", "total", 5), row("31", "total", 1)]
+        );
+        assert_eq!(a.total, 6, "the dropped row's count is not in the total");
+
+        // An honest answer keeps everything, and says nothing was dropped.
+        let honest = a.clone();
+        assert_eq!(keep_within("31", &mut a), None);
+        assert_eq!(a, honest);
+        // National's subtree is everything.
+        let mut all = FederatedQueryResponse {
+            by_region: vec![row("320585", "total", 1), row("310114", "total", 1)],
+            total: 2,
+            ..Default::default()
+        };
+        assert_eq!(keep_within("", &mut all), None);
+        assert_eq!(all.total, 2);
+    }
+
+    /// A district asked for its own subtree: its own row and a street of
+    /// its own are kept; a neighbouring district's row, a grandchild's
+    /// refusal naming a region outside, an overdue ticket of another
+    /// province and a cross-province record are dropped; a ticket
+    /// accepted here about a place no group serves, and one transferred
+    /// here from elsewhere, are kept.
+    #[test]
+    fn a_districts_answer_keeps_its_own_and_loses_its_neighbours() {
+        let ticket = |id: &str, region: &str, place: &str| Ticket {
+            id: id.into(),
+            region: region.into(),
+            location: Some(hotline_proto::v1::Location {
+                code: place.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let record = |origin: u64, dest: &str| hotline_proto::v1::TransferRecord {
+            envelope: Some(hotline_proto::v1::TransferEnvelope {
+                origin_group: origin,
+                destination_region: dest.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut a = FederatedQueryResponse {
+            answered: vec!["310114".into()],
+            by_region: vec![
+                row("310114", "overdue", 3),
+                row("310114001", "overdue", 1),
+                row("310101", "overdue", 7),
+            ],
+            total: 11,
+            tickets: vec![
+                ticket("stays", "310114", "110101001"),
+                ticket("came", "320585", "310114002"),
+                ticket("faked", "440305", "440305001"),
+            ],
+            transfers: vec![record(310_114, "320585102")],
+            refused: vec![RefusedRows {
+                region: "310101".into(),
+                node: 4,
+                dropped: 1,
+                example: "x".into(),
+            }],
+            ..Default::default()
+        };
+        let d = keep_within("310114", &mut a).unwrap();
+        assert_eq!(d.count, 4, "row, refusal, ticket, record");
+        assert_eq!(d.example, "310101");
+        assert_eq!(
+            a.by_region,
+            [row("310114", "overdue", 3), row("310114001", "overdue", 1)]
+        );
+        assert_eq!(a.total, 4);
+        let ids: Vec<_> = a.tickets.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["stays", "came"]);
+        assert!(a.transfers.is_empty() && a.refused.is_empty());
+
+        // The caller sees it: the group asked, the node that answered,
+        // how much went and an example.
+        let mut b = FederatedQueryResponse {
+            by_region: vec![row("440305", "total", 9)],
+            ..Default::default()
+        };
+        assert_eq!(
+            refuse_outside(310_114, 3, &mut b),
+            Some(RefusedRows {
+                region: "310114".into(),
+                node: 3,
+                dropped: 1,
+                example: "440305".into(),
+            })
+        );
+        assert!(b.by_region.is_empty());
+        // National's cross-province list, asked of a national member by a
+        // node that does not host it, is national's to give.
+        let mut c = FederatedQueryResponse {
+            transfers: vec![record(310_114, "320585102")],
+            ..Default::default()
+        };
+        assert_eq!(
+            refuse_outside(hotline_federation::topology::NATIONAL_GROUP, 1, &mut c),
+            None
+        );
+        assert_eq!(c.transfers.len(), 1);
     }
 
     /// Two groups' overdue lists, each at the limit: the merged answer

@@ -138,6 +138,7 @@ impl Handle {
     {
         self.members_call(group, FORWARD_TIMEOUT, hedge_after, f)
             .await
+            .map(|(_, v)| v)
     }
 
     /// [`Self::federation_call`] with `per_call` for each member instead of
@@ -147,13 +148,15 @@ impl Handle {
     /// fails at once (refused, or a drill), or at the connect timeout; one
     /// that holds the call (a stalled process, a read that never returns)
     /// gets the next member asked too after a third of `per_call`, so the
-    /// group's other members still answer in time. Only for reads.
+    /// group's other members still answer in time. Only for reads. The
+    /// answer comes with the node that gave it: the caller names it when it
+    /// refuses part of the answer.
     pub(crate) async fn federation_call_within<T, F, Fut>(
         &self,
         group: u64,
         per_call: Duration,
         f: F,
-    ) -> Result<T, Status>
+    ) -> Result<(u64, T), Status>
     where
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -164,23 +167,29 @@ impl Handle {
     }
 
     /// `f` on `group`'s members in turn (hedged after `hedge_after`), each
-    /// call within `per_call`, until one succeeds.
+    /// call within `per_call`, until one succeeds; with the node that
+    /// answered.
     async fn members_call<T, F, Fut>(
         &self,
         group: u64,
         per_call: Duration,
         hedge_after: Option<Duration>,
         f: F,
-    ) -> Result<T, Status>
+    ) -> Result<(u64, T), Status>
     where
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        let f = &f;
         first_success(
             group,
             self.dir().members(group).to_vec(),
             hedge_after,
-            |node| self.call_node_within(node, per_call, &f),
+            |node| async move {
+                self.call_node_within(node, per_call, f)
+                    .await
+                    .map(|v| (node, v))
+            },
         )
         .await
     }

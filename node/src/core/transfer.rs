@@ -101,11 +101,24 @@ pub fn forward_candidates(
         }
         return out;
     }
-    let to = env.destination_group;
+    step_candidates(dir, at, env.destination_group, env.via_national_done)
+}
+
+/// The groups an envelope at `at` heading for `to` may go to next, best
+/// first: the relay target if reachable, else the furthest group on the way
+/// there. Both the forwarder ([`forward_candidates`]) and the callee's
+/// check of every step of an envelope's hops ([`hop_allowed`]) ask this, so
+/// what one sends the other takes.
+fn step_candidates(
+    dir: &hotline_federation::directory::Directory,
+    at: u64,
+    to: u64,
+    via_national_done: bool,
+) -> Vec<u64> {
     if at == to {
         return Vec::new();
     }
-    let target = relay_target(dir, at, to, env.via_national_done);
+    let target = relay_target(dir, at, to, via_national_done);
     dir.path(at, target).into_iter().skip(1).rev().collect()
 }
 
@@ -140,7 +153,10 @@ fn route(dir: &hotline_federation::directory::Directory, origin: u64, dest: u64)
 /// Whether a `Forward` call from group `from` to group `to` follows the
 /// directory, as the callee checks it before committing anything
 /// (DESIGN.md §5, security): an envelope must come from its last custodian
-/// and go to a group [`forward_candidates`] offers from there; a receipt must
+/// and go to a group [`forward_candidates`] offers from there, and every
+/// earlier step of its hops must be one the forwarder could have taken
+/// too (each hop a group offered from the one before, no group twice, the
+/// national relay passed exactly when the hops say so); a receipt must
 /// travel back along its transfer's route (origin → destination, the
 /// origin's group leading its transfer id), from a later group to an
 /// earlier one. `Err` says why not, for the refusal.
@@ -158,11 +174,8 @@ pub fn hop_allowed(
                 env.hops, env.origin_group
             ));
         }
-        let rec = TransferRecord {
-            envelope: Some(env.clone()),
-            ..Default::default()
-        };
-        if !forward_candidates(dir, from, &rec).contains(&to) {
+        check_hops(dir, env, to)?;
+        if !step_candidates(dir, from, env.destination_group, env.via_national_done).contains(&to) {
             return Err(format!(
                 "to_group: group {to} is not on the directory's way from {from} to {}",
                 env.destination_group
@@ -198,6 +211,63 @@ pub fn hop_allowed(
                     "to_group: a receipt goes from {from} to {to}, not back along its route {r:?}"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The steps an envelope took before reaching its sender, checked one by
+/// one: each hop must be a group the directory's way offered from the hop
+/// before ([`step_candidates`]: the relay target directly, or a group on
+/// the way there when it was not reachable), and no group may appear twice
+/// (`to` included). Checking only the ends would let a sender present any
+/// path, e.g. one that never passed the national group, whose custody log
+/// is the list of cross-province cases. `via_national_done` is recomputed
+/// at each step from the hops before it, and the envelope's own flag must
+/// agree with its hops: the flag is what lets the next hops skip the relay.
+///
+/// Earlier steps are judged by the callee's directory of now, not by the
+/// one each hop routed with. That holds because the group tree does not
+/// change while the federation runs: the replicated directory moves a
+/// group's replicas, and its groups are the topology file's (a node hosts,
+/// and so places, only those). A topology that gains a group between an
+/// envelope's hops, rolled out by restarts, can take a step of an envelope
+/// in flight off the new way (a group added below the old lowest common
+/// ancestor of two hops shortens the path past it): that envelope is then
+/// refused, and logged, at its next hop, and stays in custody where it is —
+/// a known limit, visible, never a loss.
+fn check_hops(
+    dir: &hotline_federation::directory::Directory,
+    env: &TransferEnvelope,
+    to: u64,
+) -> Result<(), String> {
+    let national = hotline_federation::topology::NATIONAL_GROUP;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(g) = env.hops.iter().chain([&to]).find(|&&g| !seen.insert(g)) {
+        return Err(format!(
+            "envelope.hops: group {g} appears twice on the way {:?} → {to}; no group takes custody of an envelope twice",
+            env.hops
+        ));
+    }
+    let passed = env.hops.contains(&national);
+    if env.via_national_done != passed {
+        return Err(format!(
+            "envelope.via_national_done: {} but the national group {} among the hops {:?}",
+            env.via_national_done,
+            if passed { "is" } else { "is not" },
+            env.hops
+        ));
+    }
+    let mut via_national = false;
+    for pair in env.hops.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        via_national |= a == national;
+        let offered = step_candidates(dir, a, env.destination_group, via_national);
+        if !offered.contains(&b) {
+            return Err(format!(
+                "envelope.hops: {a} → {b} is not a step on the directory's way from {a} to {} (it offers {offered:?})",
+                env.destination_group
+            ));
         }
     }
     Ok(())
@@ -1620,6 +1690,131 @@ mod tests {
         pass(&mut national, &mut origin);
         let stub = origin.m.ticket(&t.id).unwrap();
         assert_eq!(stub.transfer_state, TransferState::Delivered as i32);
+    }
+
+    /// An envelope with the given hops, origin first, heading for `to`; the
+    /// flag says what its hops say, as custody sets it.
+    fn envelope_with_hops(hops: &[u64], to: u64) -> TransferEnvelope {
+        TransferEnvelope {
+            transfer_id: format!("{}-t-1", hops[0]),
+            origin_group: hops[0],
+            destination_group: to,
+            via_national_done: hops.contains(&hotline_federation::topology::NATIONAL_GROUP),
+            hops: hops.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Every step of an envelope's hops is checked against the directory's
+    /// way, not only its ends: a path the forwarder can take passes, hop by
+    /// hop or direct; a forged middle hop, a repeated group or a relay
+    /// flag the hops do not bear out is refused, naming the field and the
+    /// offending step.
+    #[test]
+    fn every_step_of_an_envelopes_hops_follows_the_directory() {
+        use hotline_federation::directory::Directory;
+        use hotline_federation::topology::{DEMO_TOML, NATIONAL_GROUP as NAT, Topology};
+        let dir = Directory::new(&Topology::parse(DEMO_TOML).unwrap());
+        let ok = |hops: &[u64], to: u64, dest: u64| {
+            let env = envelope_with_hops(hops, dest);
+            hop_allowed(&dir, *hops.last().unwrap(), to, Some(&env), None)
+        };
+
+        // 嘉定 → 太仓 hop by hop, every level on the way (national
+        // unreachable from the district, each relay reaching only the next).
+        assert_eq!(
+            ok(&[310114, 3101, 31, NAT, 32, 3205], 320585, 320585),
+            Ok(())
+        );
+        // Furthest reachable first: 嘉定 straight up to 上海, national
+        // straight down to 苏州.
+        assert_eq!(ok(&[310114, 31, NAT, 3205], 320585, 320585), Ok(()));
+        // Direct: to the relay, then from it to the destination.
+        assert_eq!(ok(&[310114], NAT, 320585), Ok(()));
+        assert_eq!(ok(&[310114, NAT], 320585, 320585), Ok(()));
+        // Within a province, directly to the destination.
+        assert_eq!(ok(&[310114], 310101, 310101), Ok(()));
+        // A send-back (退回) from 太仓 to 嘉定 is an envelope of its own,
+        // with 太仓 as its origin: the same way, the other direction.
+        assert_eq!(ok(&[320585, 32, NAT, 31], 310114, 310114), Ok(()));
+
+        // A forged middle hop: 嘉定 → 苏州 skips national (the old check
+        // saw only the ends: origin first, sender last, 苏州 → 太仓 fine).
+        let e = ok(&[310114, 3205], 320585, 320585).unwrap_err();
+        assert!(
+            e.starts_with(
+                "envelope.hops: 310114 → 3205 is not a step on the directory's way from 310114 to 320585"
+            ),
+            "{e}"
+        );
+        // Forged deeper in the path: national → 上海 is not toward 太仓.
+        let e = ok(&[310114, NAT, 31, 32], 3205, 320585).unwrap_err();
+        assert!(e.starts_with("envelope.hops: 86 → 31 is not a step"), "{e}");
+        // A group twice (嘉定 → 上海市辖区 → 嘉定): a loop, even though
+        // each end checks out and 嘉定 → 黄浦 is a direct delivery.
+        let e = ok(&[310114, 3101, 310114], 310101, 310101).unwrap_err();
+        assert!(
+            e.starts_with("envelope.hops: group 310114 appears twice"),
+            "{e}"
+        );
+        // The callee already among the hops.
+        let e = ok(&[310114, 3101], 310114, 310114).unwrap_err();
+        assert!(e.contains("appears twice"), "{e}");
+        // A relay flag the hops do not bear out would let 上海 send
+        // straight to 江苏, past national's list.
+        let mut env = envelope_with_hops(&[310114, 31], 320585);
+        env.via_national_done = true;
+        let e = hop_allowed(&dir, 31, 32, Some(&env), None).unwrap_err();
+        assert!(e.starts_with("envelope.via_national_done"), "{e}");
+    }
+
+    /// Every path the forwarder can produce passes the callee's check at
+    /// every hop: from each group to each other (a transfer, or a
+    /// send-back the other way), taking at each hop any group
+    /// `forward_candidates` offers (the target when reachable, else any
+    /// group on the way: the fallback from a failed direct delivery), in the
+    /// demo federation and in a generated province whose pseudo-city
+    /// counties hang off the province group.
+    #[test]
+    fn every_path_the_forwarder_can_take_passes_the_hop_check() {
+        use hotline_federation::directory::Directory;
+        use hotline_federation::topology::{DEMO_TOML, Scope, Topology};
+        fn walk(dir: &Directory, env: &TransferEnvelope, steps: &mut usize) {
+            let at = *env.hops.last().unwrap();
+            let rec = TransferRecord {
+                envelope: Some(env.clone()),
+                ..Default::default()
+            };
+            for to in forward_candidates(dir, at, &rec) {
+                assert_eq!(
+                    hop_allowed(dir, at, to, Some(env), None),
+                    Ok(()),
+                    "{:?} → {to}",
+                    env.hops
+                );
+                *steps += 1;
+                if to != env.destination_group {
+                    let mut next = env.clone();
+                    next.hops.push(to);
+                    next.via_national_done |= to == hotline_federation::topology::NATIONAL_GROUP;
+                    walk(dir, &next, steps);
+                }
+            }
+        }
+        let demo = Directory::new(&Topology::parse(DEMO_TOML).unwrap());
+        let mut steps = 0;
+        let groups: Vec<u64> = demo.groups().filter(|&g| g != 86).collect();
+        for &a in &groups {
+            for &b in groups.iter().filter(|&&b| b != a) {
+                walk(&demo, &envelope_with_hops(&[a], b), &mut steps);
+            }
+        }
+        assert!(steps > 300, "{steps} steps");
+        let henan = Directory::new(&Topology::generate(Scope::Province("41"), None).unwrap());
+        for (a, b) in [(419_001, 410_102), (410_102, 419_001), (411_002, 419_001)] {
+            assert!(henan.contains(a) && henan.contains(b));
+            walk(&henan, &envelope_with_hops(&[a], b), &mut steps);
+        }
     }
 
     #[test]
