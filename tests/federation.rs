@@ -911,7 +911,7 @@ async fn a_federated_query_with_jiangsu_cut_off_names_it_missing() {
     cl.cli(&["fault", "heal"]);
     // Healed: what the drills did stays counted, and nothing is in force.
     let text = cl.cli(&["status"]);
-    assert!(text.contains(": 已解除 healed (dropped "), "{text}");
+    assert!(text.contains(": 已解除 healed (已丢弃 dropped "), "{text}");
     assert!(!text.contains("delay 6000ms"), "{text}");
 
     // Healed: everyone answers, 太仓's tickets included (the one that was
