@@ -814,8 +814,13 @@ impl Replica {
     /// no longer lets it campaign, and nothing else a tick does concerns a
     /// node outside the group, so its ticks are pure cost (and a group a
     /// node left must cost it nothing, as a hibernating one does).
+    /// Not a leader, though: raft-rs lets a removed leader go on leading
+    /// (one elected before it applied its own removal), and only its ticks
+    /// (check_quorum) make it step down once the members stop answering;
+    /// parked at once, it would lead, and take proposals that never
+    /// commit, forever.
     fn park_if_removed_here(&mut self) -> bool {
-        if self.is_initialized() && !self.is_member(self.cfg.node_id) {
+        if self.is_initialized() && !self.is_member(self.cfg.node_id) && !self.is_leader() {
             self.parked = true;
         }
         self.parked
@@ -2214,6 +2219,97 @@ mod tests {
             }
         }
         sent
+    }
+
+    /// A voter elected before it applied its own removal leads a group it
+    /// is not in (raft-rs lets it). It must not park as leader: its ticks
+    /// (check_quorum) make it step down once the members refuse it, and
+    /// only then may it stop. Messages go as the node's loop routes them:
+    /// a non-member's are refused and its sender told.
+    #[test]
+    fn a_removed_leader_steps_down_before_it_parks() {
+        fn route(rs: &mut [Replica], msgs: Vec<Message>, down: u64) {
+            for m in msgs {
+                if m.from == down || m.to == down {
+                    continue;
+                }
+                let to = rs.iter().position(|r| r.node_id() == m.to).unwrap();
+                if rs[to].is_initialized() && !rs[to].is_member(m.from) {
+                    let (from, me) = (m.from, m.to);
+                    rs.iter_mut()
+                        .find(|r| r.node_id() == from)
+                        .unwrap()
+                        .not_a_member(me);
+                    continue;
+                }
+                rs[to].step(m);
+            }
+        }
+        fn drain_all(rs: &mut [Replica], down: u64) {
+            for _ in 0..100 {
+                let mut out = Vec::new();
+                for r in rs.iter_mut().filter(|r| r.node_id() != down) {
+                    while r.has_ready() {
+                        out.extend(r.ready().messages);
+                        out.extend(r.on_persisted().messages);
+                    }
+                }
+                if out.is_empty() {
+                    return;
+                }
+                route(rs, out, down);
+            }
+        }
+        let mut rs = led_by_one(3);
+        rs[0]
+            .propose_conf_change(MembershipOp::Remove, 3, false, |_| false)
+            .unwrap();
+        // 1 sends the entry; 2 and 3 append it; 1 commits and applies it,
+        // then is gone before anyone learns the commit.
+        let mut out = Vec::new();
+        while rs[0].has_ready() {
+            out.extend(rs[0].ready().messages);
+            out.extend(rs[0].on_persisted().messages);
+        }
+        let mut acks = Vec::new();
+        for m in out {
+            let to = rs.iter().position(|r| r.node_id() == m.to).unwrap();
+            rs[to].step(m);
+            while rs[to].has_ready() {
+                acks.extend(rs[to].ready().messages);
+                acks.extend(rs[to].on_persisted().messages);
+            }
+        }
+        for m in acks.into_iter().filter(|m| m.to == 1) {
+            rs[0].step(m);
+        }
+        while rs[0].has_ready() {
+            let _ = rs[0].ready();
+            let _ = rs[0].on_persisted();
+        }
+        assert_eq!(rs[0].conf_state().voters, [1, 2], "1 applied the removal");
+        assert_eq!(rs[2].conf_state().voters, [1, 2, 3], "3 has not");
+        // 3 wins with 2's vote (a transfer's campaign, which 2's leader
+        // lease does not hold up), commits its own removal and applies it.
+        let mut now = Message::default();
+        now.set_msg_type(MessageType::MsgTimeoutNow);
+        now.from = 1;
+        now.to = 3;
+        now.term = rs[2].term();
+        rs[2].step(now);
+        drain_all(&mut rs, 1);
+        assert!(rs[2].is_leader(), "3 leads");
+        assert!(!rs[2].is_member(3), "a group it is no longer in");
+        for _ in 0..200 {
+            for r in rs.iter_mut().skip(1) {
+                if r.wants_tick() {
+                    r.tick();
+                }
+            }
+            drain_all(&mut rs, 1);
+        }
+        assert!(!rs[2].is_leader(), "check_quorum made it step down");
+        assert!(rs[2].is_parked(), "then it stopped");
     }
 
     /// A voter removed while it was cut off never learns it from raft: it

@@ -708,8 +708,12 @@ impl TicketMachine {
     /// is copied first, so a version once handed out never changes. Take it
     /// only once the command will change it.
     pub(super) fn ticket_mut(&mut self, id: &str) -> Option<&mut Ticket> {
-        let old = self.tickets.get(id)?.clone();
-        self.keep_open(Some(&old), None);
+        // The key, not a clone of the `Arc`: a second reference would make
+        // `make_mut` copy the whole ticket every time.
+        if let Some(k) = lifecycle::work_key(self.tickets.get(id)?) {
+            let held = self.open.remove(&k);
+            debug_assert!(held, "open ticket {id} was not indexed");
+        }
         self.tickets.get_mut(id).map(Arc::make_mut)
     }
 
@@ -723,6 +727,9 @@ impl TicketMachine {
 
     /// Keeps `open` in step when a ticket's version `old` (none: a new
     /// ticket) gives way to `new` (none: still being changed in place).
+    /// `open` is derived, not replicated: a drift (which the lifecycle
+    /// property test would catch) must not stop every replica's apply at
+    /// the same index, so it is checked in debug builds only.
     fn keep_open(&mut self, old: Option<&Ticket>, new: Option<&Ticket>) {
         if let Some(k) = old.and_then(lifecycle::work_key) {
             let held = self.open.remove(&k);
@@ -734,7 +741,7 @@ impl TicketMachine {
         }
         if let Some(k) = new.and_then(lifecycle::work_key) {
             let fresh = self.open.insert(k);
-            assert!(fresh, "two open tickets at raft index {}", k.2);
+            debug_assert!(fresh, "two open tickets at raft index {}", k.2);
         }
     }
 
@@ -997,7 +1004,7 @@ impl TicketMachine {
         let open_only = matches!(wanted, D::OnTime | D::AtRisk | D::Overdue)
             || (!f.statuses.is_empty() && f.statuses.iter().all(|&s| is_open_status(s)));
         if f.by_deadline && open_only {
-            return self.worklist(f, wanted, upper, limit, now_ms);
+            return self.worklist(f, wanted, limit, now_ms);
         }
         let mut out = Vec::new();
         let mut next = String::new();
@@ -1051,14 +1058,15 @@ impl TicketMachine {
     /// A list by deadline of open tickets only: the open index is already
     /// in worklist order, so the first `limit` that pass the filter are the
     /// answer, and an overdue list stops at the first ticket not yet due.
-    /// Every match is counted, however old (at most
-    /// [`MAX_SCAN_PER_QUERY`] open tickets are examined; past that the
-    /// answer says where it stopped).
+    /// Every match is counted, however old. At most [`MAX_SCAN_PER_QUERY`]
+    /// open tickets are examined, in deadline order, so the list itself is
+    /// always the most urgent one; past the bound `matched` is a lower
+    /// bound. Such a list has no next page (`before_id` pages in accept
+    /// order, which is not this list's order), so none is offered.
     fn worklist(
         &self,
         f: &ListTicketsRequest,
         wanted: hotline_proto::v1::DeadlineState,
-        upper: u64,
         limit: usize,
         now_ms: i64,
     ) -> QueryAnswer {
@@ -1070,13 +1078,11 @@ impl TicketMachine {
         };
         let mut out = Vec::new();
         let mut matched = 0u64;
-        let mut next = String::new();
-        for (scanned, &(_, _, index)) in keys.filter(|k| k.2 < upper).enumerate() {
-            let id = self.by_index.get(&index).expect("open tickets are listed");
-            if scanned >= MAX_SCAN_PER_QUERY {
-                next = id.as_str().to_string();
-                break;
-            }
+        for &(_, _, index) in keys.take(MAX_SCAN_PER_QUERY) {
+            let Some(id) = self.by_index.get(&index) else {
+                debug_assert!(false, "open ticket at {index} is not listed");
+                continue;
+            };
             let Some(v) = self.listed(f, wanted, id, now_ms) else {
                 continue;
             };
@@ -1091,7 +1097,7 @@ impl TicketMachine {
         );
         QueryAnswer::Tickets {
             tickets: out,
-            next_before_id: next,
+            next_before_id: String::new(),
             matched,
         }
     }
