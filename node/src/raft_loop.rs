@@ -488,9 +488,7 @@ impl RaftLoop {
                         // Tell the sender, once per batch and group: a node
                         // that missed its own removal learns it this way
                         // (it parks once a majority of its voters said so).
-                        // An empty replica knows no configuration to say
-                        // this by.
-                        if r.is_initialized() {
+                        if r.knows_not_member(from_node) {
                             let b = notices.entry(from_node).or_default();
                             if !b.envelopes.iter().any(|e| e.group_id == env.group_id) {
                                 b.envelopes.push(RaftEnvelope {

@@ -246,7 +246,7 @@ impl MemCluster {
         let Some(r) = self.replicas.get_mut(&m.to) else {
             return;
         };
-        if r.is_initialized() && !r.is_member(m.from) {
+        if r.knows_not_member(m.from) {
             // As the node's raft loop does: refused, and the sender told
             // it is not a member by this replica's configuration
             // (`RaftEnvelope.not_a_member`), an answer on the same link.

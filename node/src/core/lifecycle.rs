@@ -565,13 +565,23 @@ fn clock(t: &Ticket) -> Option<(i64, i64, i64)> {
 /// order), for every ticket not closed, archived, merged or transferred
 /// away. Depends on the ticket alone, never on the time of asking.
 pub fn work_key(t: &Ticket) -> Option<(bool, i64, u64)> {
-    match Status::try_from(t.status).unwrap_or(Status::Unspecified) {
-        Status::Closed | Status::Archived | Status::Merged | Status::Transferred => None,
-        _ => {
-            let due = clock(t).map_or(0, |(_, due, _)| due);
-            Some((due == 0, due, t.raft_index))
-        }
-    }
+    is_open(t.status).then(|| {
+        let due = clock(t).map_or(0, |(_, due, _)| due);
+        (due == 0, due, t.raft_index)
+    })
+}
+
+/// Can a ticket in `status` be on a worklist: not closed, archived, merged
+/// or transferred away (and a status at all)?
+pub fn is_open(status: i32) -> bool {
+    !matches!(
+        Status::try_from(status).unwrap_or(Status::Unspecified),
+        Status::Closed
+            | Status::Archived
+            | Status::Merged
+            | Status::Transferred
+            | Status::Unspecified
+    )
 }
 
 /// Applies `cmd` to `t` at `at_ms`. Pure: returns the new ticket or why not.

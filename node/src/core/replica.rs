@@ -826,6 +826,15 @@ impl Replica {
         self.parked
     }
 
+    /// Does this replica refuse a raft message from `from` as a
+    /// non-member, with a word to its sender (`RaftEnvelope.not_a_member`,
+    /// read by [`Self::not_a_member`])? Only a replica that knows a
+    /// configuration can say so: an empty one (joining) knows none. Both
+    /// drivers route by it.
+    pub fn knows_not_member(&self, from: u64) -> bool {
+        self.is_initialized() && !self.is_member(from)
+    }
+
     /// Voter `from` refused a message of this replica because the group's
     /// configuration it has applied does not name this node (the driver
     /// got `RaftEnvelope.not_a_member` from it). A node removed while it
@@ -2208,6 +2217,16 @@ mod tests {
         );
     }
 
+    /// A bare raft message, as a peer would send it.
+    fn raft_msg(ty: MessageType, from: u64, to: u64, term: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(ty);
+        m.from = from;
+        m.to = to;
+        m.term = term;
+        m
+    }
+
     /// Ticks a replica that hears nobody; returns the messages it sent.
     fn tick_alone(r: &mut Replica, ticks: usize) -> usize {
         let mut sent = 0;
@@ -2234,7 +2253,7 @@ mod tests {
                     continue;
                 }
                 let to = rs.iter().position(|r| r.node_id() == m.to).unwrap();
-                if rs[to].is_initialized() && !rs[to].is_member(m.from) {
+                if rs[to].knows_not_member(m.from) {
                     let (from, me) = (m.from, m.to);
                     rs.iter_mut()
                         .find(|r| r.node_id() == from)
@@ -2291,12 +2310,8 @@ mod tests {
         assert_eq!(rs[2].conf_state().voters, [1, 2, 3], "3 has not");
         // 3 wins with 2's vote (a transfer's campaign, which 2's leader
         // lease does not hold up), commits its own removal and applies it.
-        let mut now = Message::default();
-        now.set_msg_type(MessageType::MsgTimeoutNow);
-        now.from = 1;
-        now.to = 3;
-        now.term = rs[2].term();
-        rs[2].step(now);
+        let term = rs[2].term();
+        rs[2].step(raft_msg(MessageType::MsgTimeoutNow, 1, 3, term));
         drain_all(&mut rs, 1);
         assert!(rs[2].is_leader(), "3 leads");
         assert!(!rs[2].is_member(3), "a group it is no longer in");
@@ -2343,12 +2358,8 @@ mod tests {
         let sent = tick_alone(three, 100);
         assert_eq!(sent, 0, "a parked replica sends nothing");
         // Added again, the leader's first message ends it.
-        let mut hb = Message::default();
-        hb.set_msg_type(MessageType::MsgHeartbeat);
-        hb.from = 1;
-        hb.to = 3;
-        hb.term = rs[0].term();
-        rs[2].step(hb);
+        let term = rs[0].term();
+        rs[2].step(raft_msg(MessageType::MsgHeartbeat, 1, 3, term));
         assert!(!rs[2].is_parked() && rs[2].wants_tick());
     }
 

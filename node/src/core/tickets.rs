@@ -72,19 +72,6 @@ fn deadline_matches(wanted: hotline_proto::v1::DeadlineState, have: i32) -> bool
     }
 }
 
-/// Can a ticket in `status` be on a worklist (not closed, archived, merged
-/// or transferred away)? As `lifecycle::work_key`.
-fn is_open_status(status: i32) -> bool {
-    !matches!(
-        Status::try_from(status).unwrap_or(Status::Unspecified),
-        Status::Closed
-            | Status::Archived
-            | Status::Merged
-            | Status::Transferred
-            | Status::Unspecified
-    )
-}
-
 /// The filters of a list other than the deadline state (which needs the
 /// time of asking).
 fn list_filter(f: &ListTicketsRequest, t: &Ticket) -> bool {
@@ -710,36 +697,32 @@ impl TicketMachine {
     pub(super) fn ticket_mut(&mut self, id: &str) -> Option<&mut Ticket> {
         // The key, not a clone of the `Arc`: a second reference would make
         // `make_mut` copy the whole ticket every time.
-        if let Some(k) = lifecycle::work_key(self.tickets.get(id)?) {
-            let held = self.open.remove(&k);
-            debug_assert!(held, "open ticket {id} was not indexed");
-        }
+        let key = lifecycle::work_key(self.tickets.get(id)?);
+        self.keep_open(key, None);
         self.tickets.get_mut(id).map(Arc::make_mut)
     }
 
     /// After `ticket_mut`: the changed version goes to the writes.
     pub(super) fn ticket_changed(&mut self, id: &str) -> Arc<Ticket> {
         let t = self.tickets.get(id).expect("changed in place").clone();
-        self.keep_open(None, Some(&t));
+        self.keep_open(None, lifecycle::work_key(&t));
         self.writes.tickets.push(t.clone());
         t
     }
 
-    /// Keeps `open` in step when a ticket's version `old` (none: a new
-    /// ticket) gives way to `new` (none: still being changed in place).
-    /// `open` is derived, not replicated: a drift (which the lifecycle
-    /// property test would catch) must not stop every replica's apply at
-    /// the same index, so it is checked in debug builds only.
-    fn keep_open(&mut self, old: Option<&Ticket>, new: Option<&Ticket>) {
-        if let Some(k) = old.and_then(lifecycle::work_key) {
+    /// Keeps `open` in step when a ticket whose version had work key `old`
+    /// (none: a new ticket, or not open) gets one with key `new` (none:
+    /// not open, or still being changed in place), keys by
+    /// `lifecycle::work_key`. `open` is derived, not replicated: a drift
+    /// (which the lifecycle property test would catch) must not stop every
+    /// replica's apply at the same index, so it is checked in debug builds
+    /// only.
+    fn keep_open(&mut self, old: Option<(bool, i64, u64)>, new: Option<(bool, i64, u64)>) {
+        if let Some(k) = old {
             let held = self.open.remove(&k);
-            debug_assert!(
-                held,
-                "open ticket {} was not indexed",
-                old.map_or("", |t| &t.id)
-            );
+            debug_assert!(held, "open ticket at raft index {} was not indexed", k.2);
         }
-        if let Some(k) = new.and_then(lifecycle::work_key) {
+        if let Some(k) = new {
             let fresh = self.open.insert(k);
             debug_assert!(fresh, "two open tickets at raft index {}", k.2);
         }
@@ -770,7 +753,10 @@ impl TicketMachine {
                 t.id
             );
         }
-        self.keep_open(old.as_deref(), Some(&t));
+        self.keep_open(
+            old.as_deref().and_then(lifecycle::work_key),
+            lifecycle::work_key(&t),
+        );
         t
     }
 
@@ -883,7 +869,7 @@ impl TicketMachine {
             self.enqueue(n);
         }
         self.by_index.insert(index, IdKey::new(&ticket.id));
-        self.keep_open(None, Some(&ticket));
+        self.keep_open(None, lifecycle::work_key(&ticket));
         let t = Arc::new(ticket);
         // Checked by the insert itself rather than by a lookup before it
         // (a B-tree walk per accept on every replica).
@@ -1002,7 +988,7 @@ impl TicketMachine {
         // Only open tickets have a running deadline, and a worklist asks
         // for open statuses: such a list walks the open tickets alone.
         let open_only = matches!(wanted, D::OnTime | D::AtRisk | D::Overdue)
-            || (!f.statuses.is_empty() && f.statuses.iter().all(|&s| is_open_status(s)));
+            || (!f.statuses.is_empty() && f.statuses.iter().all(|&s| lifecycle::is_open(s)));
         if f.by_deadline && open_only {
             return self.worklist(f, wanted, limit, now_ms);
         }
@@ -1184,7 +1170,7 @@ impl TicketMachine {
         let mut m = TicketMachine::new(region);
         for t in snap.tickets {
             m.by_index.insert(t.raft_index, IdKey::new(&t.id));
-            m.keep_open(None, Some(&t));
+            m.keep_open(None, lifecycle::work_key(&t));
             // Two rows of one ticket: a disk that lost track of a version
             // (it keys tickets by accept time). Keeping either would hide it.
             if let Some(old) = m.tickets.insert(Arc::new(t)) {
