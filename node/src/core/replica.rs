@@ -846,26 +846,32 @@ impl Replica {
     /// moved on without it (a majority cannot have applied a configuration
     /// without this node unless one was committed). One voter's word is
     /// not enough: it may not yet have applied this node's addition.
+    /// Except where that word is all there is: in a group of two voters
+    /// the other one's is the majority of the voters that can speak (this
+    /// node does not refuse itself), and there parking on it costs
+    /// nothing even when wrong: this node cannot be elected without the
+    /// vote of a voter that refuses its messages.
     /// Parking changes no raft state, so it is always safe; a leader's
     /// message ends it. Returns whether the replica parked now.
     pub fn not_a_member(&mut self, from: u64) -> bool {
         let me = self.cfg.node_id;
-        let voters = self.conf_state().voters.len();
+        let voters = &self.conf_state().voters;
         if self.parked
             || !self.is_initialized()
             || self.raw.raft.leader_id != raft::INVALID_ID
             || from == me
-            || !self.conf_state().voters.contains(&from)
+            || !voters.contains(&from)
         {
             return false;
         }
-        let quorum = voters / 2 + 1;
+        let others = voters.len() - usize::from(voters.contains(&me));
+        let needed = (voters.len() / 2 + 1).min(others);
         if !self.not_member_says.contains(&from) {
             self.not_member_says.push(from);
         }
         let says = self.not_member_says.len();
-        debug_assert!(says <= voters, "one entry per voter");
-        if says < quorum {
+        debug_assert!(says <= others, "one entry per other voter");
+        if says < needed {
             return false;
         }
         self.parked = true;
@@ -2361,6 +2367,37 @@ mod tests {
         let term = rs[0].term();
         rs[2].step(raft_msg(MessageType::MsgHeartbeat, 1, 3, term));
         assert!(!rs[2].is_parked() && rs[2].wants_tick());
+    }
+
+    /// In a group of two voters the other voter's word is all there is to
+    /// hear: a removed voter parks on it (by the majority rule it would
+    /// wait for a second word that never comes, and campaign forever).
+    #[test]
+    fn a_removed_voter_of_two_parks_on_the_others_word() {
+        let mut rs = led_by_one(2);
+        rs[0]
+            .propose_conf_change(MembershipOp::Remove, 2, false, |n| n == 2)
+            .unwrap();
+        // The removal needs node 2's append to commit; node 2 is cut off
+        // after it acknowledged it and before it heard of the commit.
+        for (from, to) in [(0, 1), (1, 0)] {
+            let mut out = Vec::new();
+            while rs[from].has_ready() {
+                out.extend(rs[from].ready().messages);
+                out.extend(rs[from].on_persisted().messages);
+            }
+            for m in out {
+                rs[to].step(m);
+            }
+        }
+        settle(&mut rs, &[2]);
+        assert_eq!(rs[0].conf_state().voters, [1]);
+        let two = &mut rs[1];
+        assert_eq!(two.conf_state().voters, [1, 2], "it missed it");
+        assert!(tick_alone(two, 100) > 0, "it campaigns");
+        assert!(!two.not_a_member(7), "not a voter's word");
+        assert!(two.not_a_member(1), "the one other voter");
+        assert_eq!(tick_alone(two, 100), 0, "parked, it sends nothing");
     }
 
     /// A leader that finds its group in a joint configuration that raft-rs
