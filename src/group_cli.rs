@@ -12,6 +12,10 @@
 //!   leaders off a site before taking it down: no election when it goes).
 //! - `show [--region R]`: voters and learners of each group, and the role of
 //!   every replica.
+//! - `purge --region R --node N`: after `remove`, N deletes its replica of
+//!   R's group and the group's data on its disk (a removed replica's rows
+//!   stay there otherwise). Refused unless the group's leader no longer
+//!   counts N a member and N's replica shows itself removed.
 //!
 //! Changes go to the group's leader (found by asking every node of the
 //! client config) and are answered once the new configuration is applied
@@ -33,7 +37,7 @@ use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{
     ConfChangeRequest, ConfChangeResponse, DirectoryImage, DirectoryRequest, GroupStatus,
-    TransferLeaderRequest,
+    PurgeReplicaRequest, TransferLeaderRequest,
 };
 use serde_json::{Value, json};
 use tonic::Code;
@@ -101,6 +105,19 @@ pub enum GroupCmd {
         #[arg(long)]
         node: u64,
     },
+    /// Delete a removed node's replica of a region's group and the group's
+    /// data on that node's disk (after `remove`, once `status` shows the
+    /// replica removed). The node no longer hosts the group, not even at
+    /// its next start; added back, it catches up from the leader.
+    Purge {
+        #[command(flatten)]
+        c: ClientArgs,
+        #[arg(long)]
+        region: String,
+        /// The node that holds the removed replica.
+        #[arg(long)]
+        node: u64,
+    },
     /// The replicated directory (kept by the national group): which group
     /// owns which region and where its replicas are, and the version each
     /// node routes with.
@@ -139,6 +156,7 @@ pub async fn run(cmd: GroupCmd) -> Result<()> {
             force,
         } => change(&c, &region, node, "remove", force).await,
         GroupCmd::TransferLeader { c, region, node } => transfer_leader(&c, &region, node).await,
+        GroupCmd::Purge { c, region, node } => purge(&c, &region, node).await,
         GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
         GroupCmd::Directory { c } => directory(&c).await,
     }
@@ -313,6 +331,77 @@ async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> 
             r.leader_id,
             r.leader_id,
             r.term
+        );
+    }
+    Ok(())
+}
+
+/// Asks the group's leader whether `node` is still a member (a purge of a
+/// member's replica is refused here before the node is asked: its log may
+/// be what keeps a committed entry), then asks the node to purge.
+async fn purge(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
+    let (group, cl) = target(c, region, node)?;
+    let Some(at) = cl.nodes.iter().position(|n| n.id == node) else {
+        bail!("--node: node {node} is not in the client config");
+    };
+    let Some(leader) = cl.find_leader_of(Some(group)).await else {
+        bail!(
+            "group {}: no leader answers, so nothing confirms that node {node} is out of the \
+             group; try again once it has one",
+            label(group)
+        );
+    };
+    let leader_id = cl.nodes[leader].id;
+    let g = cl
+        .status_of(leader)
+        .await
+        .map_err(status_err)?
+        .groups
+        .into_iter()
+        .find(|g| g.group_id == group)
+        .ok_or_else(|| {
+            anyhow!(
+                "group {}: its leader's node stopped hosting it",
+                label(group)
+            )
+        })?;
+    let role = if g.voters.contains(&node) || g.voters_outgoing.contains(&node) {
+        Some("voter 投票成员")
+    } else if g.learners.contains(&node) {
+        Some("learner 学习者")
+    } else {
+        None
+    };
+    if let Some(role) = role {
+        bail!(
+            "group {}: node {node} is still a {role} of the group (by its leader, node \
+             {leader_id}); `hotline group remove --region {region} --node {node}` first",
+            label(group)
+        );
+    }
+    let mut admin = AdminClient::new(cl.channel(at));
+    let mut req = tonic::Request::new(PurgeReplicaRequest { group_id: group });
+    req.set_timeout(Duration::from_secs(30));
+    let r = admin
+        .purge_replica(req)
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    if c.json {
+        println!(
+            "{}",
+            json!({
+                "group_id": r.group_id, "region": group_region(r.group_id),
+                "node": r.node_id, "tickets_deleted": r.tickets_deleted,
+            })
+        );
+    } else {
+        println!(
+            "group {}: 节点 {} 的副本已清除 node {}'s replica purged (已删除工单 tickets deleted {})",
+            label(group),
+            r.node_id,
+            r.node_id,
+            r.tickets_deleted
         );
     }
     Ok(())

@@ -4,8 +4,10 @@
 //! 新成路街道 310114001) is in the topology but shares no group with them, so
 //! neither side has a raft connection to the other at start. Then:
 //! `hotline group add-learner` 4 (it joins empty and catches up), `promote`
-//! 4, `remove` 1; node 1 is killed, and so is one more old voter: a ticket
-//! still commits, which needs node 4's vote.
+//! 4, `remove` 1; node 1's removed replica is purged from its disk (node 1
+//! keeps serving 真新街道 310114002's group, and after a restart does not
+//! host 310114 again); node 1 is killed, and so is one more old voter: a
+//! ticket still commits, which needs node 4's vote.
 
 mod common;
 
@@ -58,6 +60,10 @@ voters = [1, 2, 3]
 [[group]]
 region = "310114001"
 voters = [4]
+
+[[group]]
+region = "310114002"
+voters = [1]
 "#;
 
 async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
@@ -269,6 +275,41 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     let before = refusals();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(refusals(), before, "node 1 still sends to the group");
+
+    // Its rows would stay on node 1's disk for good: purge them. Not those
+    // of a member (the leader still counts node 2 a voter).
+    let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "2"]);
+    assert!(
+        err.contains("node 2 is still a voter") && err.contains("group remove"),
+        "{err}"
+    );
+    let out = cl.cli(&[
+        "group", "purge", "--region", "310114", "--node", "1", "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["node"], 1, "{out}");
+    assert_eq!(v["group_id"], GROUP, "{out}");
+    assert!(v["tickets_deleted"].as_u64().unwrap() >= 4, "{out}");
+    assert!(
+        group_on(&c, 1).await.is_none(),
+        "node 1 no longer hosts 310114"
+    );
+    assert!(cl.log(1).contains("purged the replica"));
+    let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "1"]);
+    assert!(err.contains("has no replica on node 1"), "{err}");
+    // After a restart the topology file still lists node 1 in 310114, but
+    // the tombstone keeps the group from being bootstrapped again; node 1
+    // serves its street's group.
+    cl.stop(1);
+    cl.start(1);
+    until("node 1 back", Duration::from_secs(20), || async {
+        c.status_of(index_of(&c, 1)).await.is_ok()
+    })
+    .await;
+    let s = c.status_of(index_of(&c, 1)).await.unwrap();
+    let groups: Vec<u64> = s.groups.iter().map(|g| g.group_id).collect();
+    assert_eq!(groups, vec![310114002], "{s:?}");
+    assert!(plain(&cl.log(1)).contains("group purged from this node"));
 
     // Node 1 goes away; then one more old voter. The two left are a quorum
     // of [2, 3, 4] only with node 4's vote.

@@ -31,8 +31,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use hotline_federation::topology::Topology;
 use hotline_proto::v1::{
-    ConfChangeRequest, ConfChangeResponse, RaftEnvelope, TransferLeaderRequest,
-    TransferLeaderResponse,
+    ConfChangeRequest, ConfChangeResponse, PurgeReplicaRequest, PurgeReplicaResponse, RaftEnvelope,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use raft::eraftpb::{ConfState, Message, MessageType};
 use tokio::sync::{mpsc, oneshot};
@@ -105,6 +105,15 @@ impl Hosted {
             // stopping (nobody starts tasks any more).
             tracing::warn!(group, "background tasks of a joined group not started");
         }
+    }
+}
+
+impl Hosted {
+    /// A group whose replica was purged from this node: no longer served
+    /// here. Joined again later, it starts new background tasks.
+    pub fn leave(&self, group: u64) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        m.remove(&group);
     }
 }
 
@@ -212,6 +221,11 @@ impl Joining {
             self.unopenable.insert(peer);
         }
         q
+    }
+
+    /// The groups the topology file places on `node`: those it starts with.
+    pub(crate) fn topology_groups_of(&self, node: u64) -> Vec<u64> {
+        self.topology.groups_of(node)
     }
 
     /// The region of a group of the topology.
@@ -485,6 +499,50 @@ pub async fn transfer_leader(
         LeaderMove::Busy => Err(Status::resource_exhausted(
             "too many leadership transfers waiting on this node; retry shortly",
         )),
+    }
+}
+
+/// `Admin/PurgeReplica`: deletes this node's replica of a group it was
+/// removed from, and the group's data on its disk, once the replica shows
+/// itself removed (`RaftLoop::purge` says what else it refuses). Asked of
+/// the node that holds the replica; answered once the deletion is durable.
+pub async fn purge(
+    h: &Handle,
+    control: &Sender<Control>,
+    timeout: Duration,
+    req: PurgeReplicaRequest,
+) -> Result<PurgeReplicaResponse, Status> {
+    if req.group_id == 0 {
+        return Err(Status::invalid_argument("group_id: is required"));
+    }
+    let (reply, rx) = oneshot::channel();
+    let msg = Control::Purge {
+        group_id: req.group_id,
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        reply,
+    };
+    let outcome = ask_loop(control, msg, rx, timeout, || {
+        format!(
+            "group {}: node {} did not answer the purge within {} ms",
+            req.group_id,
+            h.node_id,
+            timeout.as_millis()
+        )
+    })
+    .await?;
+    match outcome {
+        crate::raft_loop::PurgeOutcome::Done { tickets } => Ok(PurgeReplicaResponse {
+            group_id: req.group_id,
+            node_id: h.node_id,
+            tickets_deleted: tickets as u64,
+        }),
+        crate::raft_loop::PurgeOutcome::NotHosted => Err(Status::not_found(format!(
+            "group {} has no replica on node {}",
+            req.group_id, h.node_id
+        ))),
+        crate::raft_loop::PurgeOutcome::Refused(why) => Err(Status::failed_precondition(why)),
     }
 }
 

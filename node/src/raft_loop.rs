@@ -127,7 +127,26 @@ pub enum Control {
         to: u64,
         reply: oneshot::Sender<LeaderMove>,
     },
+    /// Drop this node's replica of a group that no longer counts it a
+    /// member, and delete the group's data here; answered once durable.
+    Purge {
+        group_id: u64,
+        /// When (Unix ms), for the tombstone.
+        at_ms: u64,
+        reply: oneshot::Sender<PurgeOutcome>,
+    },
     Stop,
+}
+
+#[derive(Debug)]
+pub enum PurgeOutcome {
+    /// Gone from this node: the number of tickets deleted.
+    Done {
+        tickets: usize,
+    },
+    NotHosted,
+    /// Not purged, and why (in the operator's words).
+    Refused(String),
 }
 
 #[derive(Debug)]
@@ -187,6 +206,30 @@ pub struct Bells {
     pub transfers: std::sync::Arc<tokio::sync::Notify>,
     /// The notifier's: notifications were added, or leadership came here.
     pub outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// Rung once each when the group's replica is purged from this node:
+    /// its forwarder and its notifier stop (one permit each, so a task
+    /// busy at that moment still stops; a group joined again starts new
+    /// ones, with new bells).
+    pub forwarder_left: std::sync::Arc<tokio::sync::Notify>,
+    pub notifier_left: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Bells {
+    /// The forwarder's end: the node stops, or the group's replica left it.
+    pub async fn forwarder_ends(&self, node_stops: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = node_stops => {}
+            () = self.forwarder_left.notified() => {}
+        }
+    }
+
+    /// The notifier's end: the node stops, or the group's replica left it.
+    pub async fn notifier_ends(&self, node_stops: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = node_stops => {}
+            () = self.notifier_left.notified() => {}
+        }
+    }
 }
 
 /// One peer's share of an iteration phase's messages, with the group (and
@@ -658,9 +701,92 @@ impl RaftLoop {
                     }
                 }
             }
+            Control::Purge {
+                group_id,
+                at_ms,
+                reply,
+            } => {
+                let _ = reply.send(self.purge(group_id, at_ms, w));
+            }
             Control::Stop => return false,
         }
         true
+    }
+
+    /// `Control::Purge`. Only a replica that shows itself `removed`
+    /// (parked: it applied its own removal, or a majority of its voters
+    /// refused it as a non-member) goes: one still counted a member is
+    /// part of its group's quorum, and its log may be what keeps a
+    /// committed entry. Nor the node's last group (a node with none does
+    /// not start: retire the node instead), nor one with a caller still
+    /// waiting (say so; a parked replica gets hardly any).
+    fn purge(&mut self, group_id: u64, at_ms: u64, w: &mut Waiters) -> PurgeOutcome {
+        let Some(r) = self.replicas.get(&group_id) else {
+            return PurgeOutcome::NotHosted;
+        };
+        let role = role_name(r);
+        if !r.is_parked() {
+            return PurgeOutcome::Refused(format!(
+                "group {group_id}'s replica on node {} is {role}, not removed: remove the node \
+                 from the group first (`hotline group remove`), then wait until `hotline status` \
+                 shows it removed",
+                self.node_id
+            ));
+        }
+        // The groups it would start with: the topology file's, less those
+        // purged (`run_node`); those joined at run time come back only on
+        // a leader's message, after the start.
+        let (me, storage) = (self.node_id, &self.storage);
+        let left_at_start = match &self.joining {
+            Some(j) => j
+                .topology_groups_of(me)
+                .into_iter()
+                .filter(|&g| g != group_id && storage.purged_at(g).is_none())
+                .count(),
+            None => self.replicas.len() - 1,
+        };
+        if left_at_start == 0 {
+            return PurgeOutcome::Refused(format!(
+                "node {} would start with no group without group {group_id} (none other of \
+                 its topology file's); a node with no group does not start: stop the node and \
+                 retire it (its data directory) instead",
+                self.node_id
+            ));
+        }
+        let waiting = w.proposals.keys().filter(|(g, _)| *g == group_id).count();
+        if waiting > 0 || r.pending_reads() > 0 || r.has_ready() {
+            return PurgeOutcome::Refused(format!(
+                "group {group_id}'s replica on node {} still has requests in hand; try again",
+                self.node_id
+            ));
+        }
+        let keys = r.stored_ticket_keys();
+        if let Err(e) = self.storage.purge(group_id, &keys, at_ms) {
+            // As for every storage failure: the node cannot say what is
+            // on its disk any more.
+            tracing::error!(group = group_id, "storage purge failed, stopping node: {e}");
+            panic!("storage purge failed: {e}");
+        }
+        self.replicas.remove(&group_id);
+        w.touched.remove(&group_id);
+        w.ticking.remove(&group_id);
+        self.hosted.leave(group_id);
+        if let Some(b) = self.bells.remove(&group_id) {
+            b.forwarder_left.notify_one();
+            b.notifier_left.notify_one();
+        }
+        if let Some(j) = self.joining.as_mut() {
+            j.absent.insert(group_id);
+        }
+        tracing::info!(
+            node = self.node_id,
+            group = group_id,
+            tickets = keys.len(),
+            "purged the replica of a group this node was removed from"
+        );
+        PurgeOutcome::Done {
+            tickets: keys.len(),
+        }
     }
 
     /// Voter `from_node` refused this node's messages for `group_id`: by

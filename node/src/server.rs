@@ -1053,6 +1053,16 @@ impl Admin for Handle {
             .await
             .map(Response::new)
     }
+
+    async fn purge_replica(
+        &self,
+        req: Request<hotline_proto::v1::PurgeReplicaRequest>,
+    ) -> Result<Response<hotline_proto::v1::PurgeReplicaResponse>, Status> {
+        self.client_only(&req, "purge_replica")?;
+        crate::membership::purge(self, &self.control, self.timeout, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 /// Opens storage, starts the raft loop and the transport, and serves gRPC
@@ -1078,6 +1088,19 @@ pub async fn run_node(
         let spec = topology
             .group(gid)
             .expect("groups_of lists topology groups");
+        if let Some(at_ms) = storage.purged_at(gid) {
+            // Bootstrapped again from the file, it would campaign as a
+            // voter of the group's first configuration. Added back, the
+            // group's leader brings it (`RaftLoop::join_group`).
+            tracing::info!(
+                node = cfg.id,
+                group = gid,
+                purged_at_ms = at_ms,
+                "group purged from this node (`hotline group purge`): not hosted, though the \
+                 topology file lists it here"
+            );
+            continue;
+        }
         let rec = match storage.load(gid)? {
             Some(rec) => rec,
             None => {
@@ -1224,19 +1247,23 @@ pub async fn run_node(
             let h = handle.at(gid).expect("hosted");
             if let Some(sender) = &sender {
                 let stop = background_stop.clone();
+                let b = bells.clone();
                 tokio::spawn(notify::run(
                     h.clone(),
                     sender.clone(),
                     notify_cfg.clone(),
                     notify_stats.clone(),
-                    Some(bells.outbox),
-                    async move { stop.notified().await },
+                    Some(bells.outbox.clone()),
+                    async move { b.notifier_ends(stop.notified()).await },
                 ));
             }
             let stop = background_stop.clone();
-            tokio::spawn(crate::forwarder::run(h, bells.transfers, async move {
-                stop.notified().await
-            }));
+            let b = bells.clone();
+            tokio::spawn(crate::forwarder::run(
+                h,
+                bells.transfers.clone(),
+                async move { b.forwarder_ends(stop.notified()).await },
+            ));
         }
     };
     for &gid in hosted_groups.keys() {

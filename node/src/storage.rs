@@ -106,6 +106,13 @@ const OUTBOX: TableDefinition<(i64, u64, &str), &[u8]> =
 const SM_META: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("sm_meta");
 /// (group, transfer id) → prost encoded `TransferRecord` (custody log).
 const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("transfers");
+/// group → when its replica was purged from this node (Unix ms): a
+/// tombstone, so that a start does not bootstrap the group again from the
+/// topology file (TiKV keeps one per destroyed peer for the same reason).
+/// Removed by the next checkpoint that writes the group's image (the node
+/// was added to the group again). A table that older directories lack is
+/// created at open, so the layout's format is unchanged.
+const PURGED: TableDefinition<u64, u64> = TableDefinition::new("purged_groups");
 /// Node-wide values; keys below.
 const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 const POLICY: &str = "policy";
@@ -310,11 +317,15 @@ struct Dirty {
     meta: BTreeMap<(u64, &'static str), Vec<u8>>,
     /// Rows written (an upper bound of the maps' sizes).
     rows: usize,
+    /// Groups purged from this node, with when (Unix ms): their image row
+    /// goes and a tombstone is written. Their other rows go through
+    /// `cleared` and ticket deletes.
+    purged: BTreeMap<u64, u64>,
 }
 
 impl Dirty {
     fn is_empty(&self) -> bool {
-        self.rows == 0 && self.cleared.is_empty()
+        self.rows == 0 && self.cleared.is_empty() && self.purged.is_empty()
     }
 
     /// A snapshot replaces every row of `g`. Its tickets are not cleared
@@ -455,6 +466,8 @@ pub struct Storage {
     /// The time-keyed tables' rows of the groups not loaded yet (see
     /// [`StartRows`]).
     start_rows: Option<StartRows>,
+    /// Groups purged from this node and not written since ([`PURGED`]).
+    purged: BTreeMap<u64, u64>,
 }
 
 /// How long the rows of groups not loaded at start are kept in memory: a
@@ -518,6 +531,7 @@ impl Storage {
         tx.open_table(OUTBOX)?;
         tx.open_table(SM_META)?;
         tx.open_table(TRANSFERS)?;
+        tx.open_table(PURGED)?;
         {
             let mut node = tx.open_table(NODE)?;
             let found = node.get(FORMAT)?.map(|v| v.value());
@@ -539,6 +553,7 @@ impl Storage {
         }
         tx.commit()?;
         let (images, replay_from) = read_checkpoint(&db)?;
+        let purged = read_purged(&db)?;
         let db = Arc::new(db);
         let mut s = Storage {
             images,
@@ -551,6 +566,7 @@ impl Storage {
             last_cut: Instant::now(),
             checkpoints: 0,
             start_rows: None,
+            purged,
         };
         s.replay(replay_from)?;
         Ok(s)
@@ -621,6 +637,9 @@ impl Storage {
     /// Moves group `b.group_id`'s image and rows on by one batch.
     fn absorb(&mut self, b: &WriteBatch) {
         let g = b.group_id;
+        // Written again: the node was added to the group again. The
+        // tombstone goes with the checkpoint that writes the image.
+        self.purged.remove(&g);
         if let Some(c) = &mut self.start_rows {
             c.take(g);
         }
@@ -722,6 +741,40 @@ impl Storage {
             groups,
             dirty: std::mem::take(&mut self.dirty),
         })
+    }
+
+    /// Deletes everything of group `g` on this node, durably, before it
+    /// returns: its raft image (log tail, hard and conf state), its rows
+    /// (`tickets`: the keys of every ticket it holds, as a snapshot's
+    /// install deletes them: the ticket table is keyed by time, so it has
+    /// no range of its own), and leaves a tombstone ([`PURGED`]). The
+    /// caller has dropped the group's replica: nothing writes for it
+    /// after this, so the WAL segments that hold its frames are all below
+    /// the checkpoint's replay point, and go with it.
+    pub fn purge(
+        &mut self,
+        g: u64,
+        tickets: &[(i64, String)],
+        at_ms: u64,
+    ) -> Result<(), StorageError> {
+        // A cut in flight may still write the group's image: after it.
+        self.checkpointer.wait()?;
+        if let Some(c) = &mut self.start_rows {
+            c.take(g);
+        }
+        self.images.remove(&g);
+        self.changed.remove(&g);
+        self.dirty.clear(g);
+        self.dirty.delete_tickets(g, tickets);
+        self.dirty.purged.insert(g, at_ms);
+        self.purged.insert(g, at_ms);
+        self.checkpoint()
+    }
+
+    /// When group `g`'s replica was purged from this node (Unix ms), if
+    /// it was and the group was not written since: a start leaves it out.
+    pub fn purged_at(&self, g: u64) -> Option<u64> {
+        self.purged.get(&g).copied()
     }
 
     /// The group's configuration as of its last write (`None`: not on
@@ -871,8 +924,18 @@ fn commit_cut(db: &Database, wal_dir: &Path, cut: Cut) -> Result<(), StorageErro
     tx.set_durability(Durability::Immediate)?;
     {
         let mut images = tx.open_table(IMAGES)?;
+        let mut purged = tx.open_table(PURGED)?;
         for (g, img) in &groups {
             images.insert(*g, img.encode().as_slice())?;
+            purged.remove(*g)?;
+        }
+        for (g, at_ms) in &dirty.purged {
+            assert!(
+                !groups.iter().any(|(w, _)| w == g),
+                "group {g}: purged and written in one cut"
+            );
+            images.remove(*g)?;
+            purged.insert(*g, *at_ms)?;
         }
         Rows::open(&tx)?.write(&dirty)?;
         tx.open_table(NODE)?.insert(REPLAY_FROM, replay_from)?;
@@ -902,6 +965,17 @@ fn read_checkpoint(db: &Database) -> Result<(HashMap<u64, Image>, u64), StorageE
         images.insert(g, Image::decode(g, v.value())?);
     }
     Ok((images, replay_from))
+}
+
+/// The tombstones of groups purged from this node.
+fn read_purged(db: &Database) -> Result<BTreeMap<u64, u64>, StorageError> {
+    let tx = db.begin_read()?;
+    let mut out = BTreeMap::new();
+    for row in tx.open_table(PURGED)?.iter()? {
+        let (g, at) = row?;
+        out.insert(g.value(), at.value());
+    }
+    Ok(out)
 }
 
 /// One group's rows of the time-keyed tables, in time order.
@@ -1120,12 +1194,16 @@ mod tests {
     }
 
     fn accept(i: u64) -> Command {
+        accept_in("310114", i)
+    }
+
+    fn accept_in(region: &str, i: u64) -> Command {
         Command {
             request_id: i + 1,
             at_ms: 1_795_831_200_000,
             accept_text: Vec::new(),
             op: Some(command::Op::Accept(AcceptRequest {
-                region: "310114".into(),
+                region: region.into(),
                 kind: Kind::Help as i32,
                 category: "民政".into(),
                 text: format!("t{i}"),
@@ -1191,6 +1269,93 @@ mod tests {
         assert!(st.load(1).unwrap().is_none());
         let segments = wal::segments(&dir.path().join("wal")).unwrap();
         assert_eq!(segments.len(), 2, "the checkpoint removed what it covers");
+    }
+
+    /// Rows of group `g` in every table of the database.
+    fn rows_of(db: &Database, g: u64) -> usize {
+        let tx = db.begin_read().unwrap();
+        let mut n = 0;
+        n += tx
+            .open_table(IMAGES)
+            .unwrap()
+            .get(g)
+            .unwrap()
+            .iter()
+            .count();
+        for row in tx.open_table(TICKETS).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().1 == g);
+        }
+        for row in tx.open_table(REQUESTS).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().1 == g);
+        }
+        for row in tx.open_table(OUTBOX).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().1 == g);
+        }
+        for row in tx.open_table(SEQUENCES).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().0 == g);
+        }
+        for row in tx.open_table(TRANSFERS).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().0 == g);
+        }
+        for row in tx.open_table(SM_META).unwrap().iter().unwrap() {
+            n += usize::from(row.unwrap().0.value().0 == g);
+        }
+        n
+    }
+
+    /// A purge deletes everything of one group, durably, those rows
+    /// already checkpointed and those still in the WAL alike, and nothing
+    /// of another group; its tombstone keeps a start from bootstrapping
+    /// the group again, until the group is written again (added back).
+    #[test]
+    fn a_purged_group_leaves_nothing_but_its_tombstone() {
+        const AT_MS: u64 = 1_795_831_200_000;
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, mut st, mut r) = founded(dir.path());
+        accept_all(&mut r, &mut st, 0..5);
+        let mut other = Replica::new(
+            ReplicaConfig::new(1, 310101, "310101"),
+            Recovered::bootstrap(&[1]),
+        )
+        .unwrap();
+        run(&mut other, &mut st);
+        for i in 100..103 {
+            other.propose(&accept_in("310101", i)).unwrap();
+        }
+        run(&mut other, &mut st);
+        assert_eq!(other.tickets().len(), 3);
+        st.checkpoint().unwrap();
+        // Three more only in the WAL and in memory.
+        accept_all(&mut r, &mut st, 5..8);
+        assert!(rows_of(&st.db, 310114) > 10, "rows to delete");
+        let keys = r.stored_ticket_keys();
+        assert_eq!(keys.len(), 8);
+        drop(r);
+        st.purge(310114, &keys, AT_MS).unwrap();
+        assert_eq!(st.purged_at(310114), Some(AT_MS));
+        assert!(st.conf_state(310114).is_none());
+        assert_eq!(rows_of(&st.db, 310114), 0, "durable before it returns");
+        drop(st);
+
+        let mut st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_at(310114), Some(AT_MS), "the tombstone stays");
+        assert!(st.conf_state(310114).is_none(), "nor replayed from the WAL");
+        assert!(st.load(310114).unwrap().is_none());
+        assert_eq!(rows_of(&st.db, 310114), 0);
+        let rec = st.load(310101).unwrap().expect("the other group stays");
+        assert_eq!(rec.state.tickets.len(), 3);
+        assert_eq!(st.purged_at(310101), None);
+
+        // Added back: its first write ends the tombstone, durably with the
+        // checkpoint that writes its image.
+        let mut again = Replica::new(cfg, Recovered::bootstrap(&[1])).unwrap();
+        run(&mut again, &mut st);
+        assert_eq!(st.purged_at(310114), None);
+        drop(again);
+        drop(st);
+        let st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_at(310114), None);
+        assert!(st.conf_state(310114).is_some());
     }
 
     /// The national group's directory reaches redb at a checkpoint and

@@ -1175,7 +1175,8 @@ impl Replica {
         self.new_reads.push((read_id, query));
     }
 
-    fn pending_reads(&self) -> usize {
+    /// Reads taken and not yet answered (served or failed).
+    pub fn pending_reads(&self) -> usize {
         self.new_reads.len()
             + self
                 .reads_unconfirmed
@@ -1560,6 +1561,15 @@ impl Replica {
         out
     }
 
+    /// The storage keys (accept time, id) of every ticket this replica
+    /// holds: what a snapshot's install replaces, or a purge deletes.
+    pub fn stored_ticket_keys(&self) -> Vec<(i64, String)> {
+        self.sm
+            .tickets()
+            .map(|t| (t.accepted_at_ms, t.id.clone()))
+            .collect()
+    }
+
     fn install_snapshot(&mut self, snap: Snapshot, write: &mut WriteBatch) {
         let meta = snap.get_metadata();
         let state = StateSnapshot::decode(snap.get_data()).expect("snapshot data decodes");
@@ -1568,11 +1578,7 @@ impl Replica {
             "snapshot of another group"
         );
         self.raw.mut_store().install_snapshot(meta);
-        let replaced_tickets = self
-            .sm
-            .tickets()
-            .map(|t| (t.accepted_at_ms, t.id.clone()))
-            .collect();
+        let replaced_tickets = self.stored_ticket_keys();
         self.sm = TicketMachine::restore(&self.cfg.region, state.clone());
         self.applied = meta.index;
         self.applied_term = meta.term;
