@@ -725,6 +725,13 @@ impl RaftLoop {
             return PurgeOutcome::NotHosted;
         };
         let role = role_name(r);
+        if !r.is_parked() && role == "removed" {
+            // It applied its own removal and parks at its next tick.
+            return PurgeOutcome::Refused(format!(
+                "group {group_id}'s replica on node {} has not stopped yet; try again",
+                self.node_id
+            ));
+        }
         if !r.is_parked() {
             return PurgeOutcome::Refused(format!(
                 "group {group_id}'s replica on node {} is {role}, not removed: remove the node \
