@@ -380,13 +380,29 @@ async fn purge(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
         );
     }
     let mut admin = AdminClient::new(cl.channel(at));
-    let mut req = tonic::Request::new(PurgeReplicaRequest { group_id: group });
-    req.set_timeout(Duration::from_secs(30));
-    let r = admin
-        .purge_replica(req)
-        .await
-        .map_err(status_err)?
-        .into_inner();
+    // Right after `group remove` the replica parks at its next tick, and a
+    // request in its hands passes: retried briefly.
+    let mut attempt = 0;
+    let r = loop {
+        attempt += 1;
+        let mut req = tonic::Request::new(PurgeReplicaRequest {
+            group_id: group,
+            leader_term: g.term,
+            leader_commit: g.commit_index,
+        });
+        req.set_timeout(Duration::from_secs(30));
+        match admin.purge_replica(req).await {
+            Ok(r) => break r.into_inner(),
+            Err(s)
+                if s.code() == Code::FailedPrecondition
+                    && s.message().ends_with("try again")
+                    && attempt < ATTEMPTS / 6 =>
+            {
+                tokio::time::sleep(PAUSE).await;
+            }
+            Err(s) => return Err(status_err(s)),
+        }
+    };
     if c.json {
         println!(
             "{}",

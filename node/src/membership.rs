@@ -94,6 +94,13 @@ impl Hosted {
         self.read().is_empty()
     }
 
+    /// A group whose replica was purged from this node: no longer served
+    /// here. Joined again later, it starts new background tasks.
+    pub fn leave(&self, group: u64) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        m.remove(&group);
+    }
+
     /// A group joined at run time, with the bells of its background tasks.
     pub fn join(&self, group: u64, region: String, bells: crate::raft_loop::Bells) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
@@ -105,15 +112,6 @@ impl Hosted {
             // stopping (nobody starts tasks any more).
             tracing::warn!(group, "background tasks of a joined group not started");
         }
-    }
-}
-
-impl Hosted {
-    /// A group whose replica was purged from this node: no longer served
-    /// here. Joined again later, it starts new background tasks.
-    pub fn leave(&self, group: u64) {
-        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
-        m.remove(&group);
     }
 }
 
@@ -223,9 +221,8 @@ impl Joining {
         q
     }
 
-    /// The groups the topology file places on `node`: those it starts with.
-    pub(crate) fn topology_groups_of(&self, node: u64) -> Vec<u64> {
-        self.topology.groups_of(node)
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// The region of a group of the topology.
@@ -502,6 +499,24 @@ pub async fn transfer_leader(
     }
 }
 
+/// The groups node `node` starts with: those the topology file places on
+/// it, less those purged from it (`hotline group purge`). Groups joined at
+/// run time come back only on a leader's message, after the start.
+pub fn groups_at_start(
+    topology: &Topology,
+    node: u64,
+    storage: &crate::storage::Storage,
+) -> Vec<u64> {
+    topology
+        .groups_of(node)
+        .into_iter()
+        .filter(|&g| storage.purged_at(g).is_none())
+        .collect()
+}
+
+/// How long `Admin/PurgeReplica` waits for the loop at least.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(25);
+
 /// `Admin/PurgeReplica`: deletes this node's replica of a group it was
 /// removed from, and the group's data on its disk, once the replica shows
 /// itself removed (`RaftLoop::purge` says what else it refuses). Asked of
@@ -515,17 +530,29 @@ pub async fn purge(
     if req.group_id == 0 {
         return Err(Status::invalid_argument("group_id: is required"));
     }
+    if req.leader_term == 0 {
+        return Err(Status::invalid_argument(
+            "leader_term: is required (the term of the group's leader that no longer counts \
+             this node a member)",
+        ));
+    }
     let (reply, rx) = oneshot::channel();
     let msg = Control::Purge {
-        group_id: req.group_id,
-        at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        ask: crate::raft_loop::PurgeAsk {
+            group_id: req.group_id,
+            leader_term: req.leader_term,
+            leader_commit: req.leader_commit,
+            at_ms: crate::server::now_ms().max(0) as u64,
+        },
         reply,
     };
+    // A purge deletes one group's rows in one checkpoint: on a busy node
+    // that may take longer than an ordinary request.
+    let timeout = timeout.max(PURGE_TIMEOUT);
     let outcome = ask_loop(control, msg, rx, timeout, || {
         format!(
-            "group {}: node {} did not answer the purge within {} ms",
+            "group {}: node {} did not answer the purge within {} ms; it may still complete \
+             (run the command again to see)",
             req.group_id,
             h.node_id,
             timeout.as_millis()
@@ -538,10 +565,17 @@ pub async fn purge(
             node_id: h.node_id,
             tickets_deleted: tickets as u64,
         }),
-        crate::raft_loop::PurgeOutcome::NotHosted => Err(Status::not_found(format!(
-            "group {} has no replica on node {}",
-            req.group_id, h.node_id
-        ))),
+        crate::raft_loop::PurgeOutcome::NotHosted { purged_at_ms } => {
+            let when = purged_at_ms.map_or(String::new(), |at| {
+                let at = jiff::Timestamp::from_millisecond(at as i64)
+                    .map_or(at.to_string(), |t| t.to_string());
+                format!(" (purged at {at})")
+            });
+            Err(Status::not_found(format!(
+                "group {} has no replica on node {}{when}",
+                req.group_id, h.node_id
+            )))
+        }
         crate::raft_loop::PurgeOutcome::Refused(why) => Err(Status::failed_precondition(why)),
     }
 }

@@ -130,21 +130,30 @@ pub enum Control {
     /// Drop this node's replica of a group that no longer counts it a
     /// member, and delete the group's data here; answered once durable.
     Purge {
-        group_id: u64,
-        /// When (Unix ms), for the tombstone.
-        at_ms: u64,
+        ask: PurgeAsk,
         reply: oneshot::Sender<PurgeOutcome>,
     },
     Stop,
 }
 
+/// What `Control::Purge` asks.
+#[derive(Clone, Copy, Debug)]
+pub struct PurgeAsk {
+    pub group_id: u64,
+    /// The term and commit index of the group's leader that no longer
+    /// counts this node a member (`Admin/PurgeReplica`).
+    pub leader_term: u64,
+    pub leader_commit: u64,
+    /// When (Unix ms), for the tombstone.
+    pub at_ms: u64,
+}
+
 #[derive(Debug)]
 pub enum PurgeOutcome {
     /// Gone from this node: the number of tickets deleted.
-    Done {
-        tickets: usize,
-    },
-    NotHosted,
+    Done { tickets: usize },
+    /// No replica here; when it was purged, if it was.
+    NotHosted { purged_at_ms: Option<u64> },
     /// Not purged, and why (in the operator's words).
     Refused(String),
 }
@@ -214,21 +223,15 @@ pub struct Bells {
     pub notifier_left: std::sync::Arc<tokio::sync::Notify>,
 }
 
-impl Bells {
-    /// The forwarder's end: the node stops, or the group's replica left it.
-    pub async fn forwarder_ends(&self, node_stops: impl std::future::Future<Output = ()>) {
-        tokio::select! {
-            () = node_stops => {}
-            () = self.forwarder_left.notified() => {}
-        }
-    }
-
-    /// The notifier's end: the node stops, or the group's replica left it.
-    pub async fn notifier_ends(&self, node_stops: impl std::future::Future<Output = ()>) {
-        tokio::select! {
-            () = node_stops => {}
-            () = self.notifier_left.notified() => {}
-        }
+/// A background task's end: the node stops, or the group's replica left
+/// it (`left`: that task's bell of [`Bells`]).
+pub async fn task_ends(
+    left: std::sync::Arc<tokio::sync::Notify>,
+    node_stops: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        () = node_stops => {}
+        () = left.notified() => {}
     }
 }
 
@@ -701,12 +704,8 @@ impl RaftLoop {
                     }
                 }
             }
-            Control::Purge {
-                group_id,
-                at_ms,
-                reply,
-            } => {
-                let _ = reply.send(self.purge(group_id, at_ms, w));
+            Control::Purge { ask, reply } => {
+                let _ = reply.send(self.purge(ask, w));
             }
             Control::Stop => return false,
         }
@@ -715,66 +714,89 @@ impl RaftLoop {
 
     /// `Control::Purge`. Only a replica that shows itself `removed`
     /// (parked: it applied its own removal, or a majority of its voters
-    /// refused it as a non-member) goes: one still counted a member is
-    /// part of its group's quorum, and its log may be what keeps a
-    /// committed entry. Nor the node's last group (a node with none does
-    /// not start: retire the node instead), nor one with a caller still
-    /// waiting (say so; a parked replica gets hardly any).
-    fn purge(&mut self, group_id: u64, at_ms: u64, w: &mut Waiters) -> PurgeOutcome {
+    /// refused it as a non-member) or an empty one (made on a leader's
+    /// message and never caught up, so never a voter: a promotion needs it
+    /// caught up) goes: one still counted a member is part of its group's
+    /// quorum, and its log may be what keeps a committed entry. For the
+    /// same reason not one that has seen more of the group than the leader
+    /// that told the operator it is out (a later term or commit: a
+    /// "leader" that lost the group's history, say a wiped voter of two).
+    /// Nor the node's last group at start (a node with none does not
+    /// start), nor one with a caller still waiting (say so; a parked
+    /// replica gets hardly any).
+    fn purge(&mut self, p: PurgeAsk, w: &mut Waiters) -> PurgeOutcome {
+        let (group_id, me) = (p.group_id, self.node_id);
         let Some(r) = self.replicas.get(&group_id) else {
-            return PurgeOutcome::NotHosted;
+            return PurgeOutcome::NotHosted {
+                purged_at_ms: self.storage.purged_at(group_id),
+            };
         };
         let role = role_name(r);
-        if !r.is_parked() && role == "removed" {
-            // It applied its own removal and parks at its next tick.
+        if r.is_initialized() && !r.is_parked() {
+            let why = if role == "removed" {
+                // It applied its own removal and parks at its next tick.
+                format!("group {group_id}'s replica on node {me} has not stopped yet; try again")
+            } else {
+                format!(
+                    "group {group_id}'s replica on node {me} is {role}, not removed: remove the \
+                     node from the group first (`hotline group remove`), then wait until \
+                     `hotline status` shows it removed"
+                )
+            };
+            return PurgeOutcome::Refused(why);
+        }
+        if r.term() > p.leader_term || r.commit_index() > p.leader_commit {
             return PurgeOutcome::Refused(format!(
-                "group {group_id}'s replica on node {} has not stopped yet; try again",
-                self.node_id
+                "group {group_id}'s replica on node {me} has seen term {} and commit index {}, \
+                 beyond its leader's (term {}, commit index {}): that leader may lack entries \
+                 this copy holds; not purged",
+                r.term(),
+                r.commit_index(),
+                p.leader_term,
+                p.leader_commit
             ));
         }
-        if !r.is_parked() {
-            return PurgeOutcome::Refused(format!(
-                "group {group_id}'s replica on node {} is {role}, not removed: remove the node \
-                 from the group first (`hotline group remove`), then wait until `hotline status` \
-                 shows it removed",
-                self.node_id
-            ));
-        }
-        // The groups it would start with: the topology file's, less those
-        // purged (`run_node`); those joined at run time come back only on
-        // a leader's message, after the start.
-        let (me, storage) = (self.node_id, &self.storage);
-        let left_at_start = match &self.joining {
-            Some(j) => j
-                .topology_groups_of(me)
-                .into_iter()
-                .filter(|&g| g != group_id && storage.purged_at(g).is_none())
-                .count(),
-            None => self.replicas.len() - 1,
+        let at_start = match &self.joining {
+            Some(j) => crate::membership::groups_at_start(j.topology(), me, &self.storage),
+            None => self.replicas.keys().copied().collect(),
         };
-        if left_at_start == 0 {
+        if at_start.iter().all(|&g| g == group_id) {
+            let joined: Vec<u64> = self
+                .replicas
+                .keys()
+                .copied()
+                .filter(|g| *g != group_id && !at_start.contains(g))
+                .collect();
+            let why = if joined.is_empty() {
+                format!(
+                    "group {group_id} is the last group of node {me}; a node with no group \
+                     does not start: stop the node and retire it (its data directory) instead"
+                )
+            } else {
+                format!(
+                    "node {me} would start with no group without group {group_id}: its other \
+                     groups {joined:?} were joined at run time and are not in its topology \
+                     file; add the node to them there first"
+                )
+            };
+            return PurgeOutcome::Refused(why);
+        }
+        let waiting = w.proposals.keys().any(|(g, _)| *g == group_id);
+        if waiting || r.pending_reads() > 0 || r.has_ready() {
             return PurgeOutcome::Refused(format!(
-                "node {} would start with no group without group {group_id} (none other of \
-                 its topology file's); a node with no group does not start: stop the node and \
-                 retire it (its data directory) instead",
-                self.node_id
+                "group {group_id}'s replica on node {me} still has requests in hand; try again"
             ));
         }
-        let waiting = w.proposals.keys().filter(|(g, _)| *g == group_id).count();
-        if waiting > 0 || r.pending_reads() > 0 || r.has_ready() {
-            return PurgeOutcome::Refused(format!(
-                "group {group_id}'s replica on node {} still has requests in hand; try again",
-                self.node_id
-            ));
-        }
-        let keys = r.stored_ticket_keys();
-        if let Err(e) = self.storage.purge(group_id, &keys, at_ms) {
+        // The replica goes first: nothing writes for the group after this.
+        let r = self.replicas.remove(&group_id).expect("hosted");
+        let keys = r.time_keys();
+        drop(r);
+        if let Err(e) = self.storage.purge(group_id, &keys, p.at_ms) {
             // As for every storage failure: the node cannot say what is
             // on its disk any more.
             tracing::error!(group = group_id, "storage purge failed, stopping node: {e}");
             panic!("storage purge failed: {e}");
         }
-        self.replicas.remove(&group_id);
         w.touched.remove(&group_id);
         w.ticking.remove(&group_id);
         self.hosted.leave(group_id);
@@ -785,15 +807,14 @@ impl RaftLoop {
         if let Some(j) = self.joining.as_mut() {
             j.absent.insert(group_id);
         }
+        let tickets = keys.tickets.len();
         tracing::info!(
-            node = self.node_id,
+            node = me,
             group = group_id,
-            tickets = keys.len(),
+            tickets,
             "purged the replica of a group this node was removed from"
         );
-        PurgeOutcome::Done {
-            tickets: keys.len(),
-        }
+        PurgeOutcome::Done { tickets }
     }
 
     /// Voter `from_node` refused this node's messages for `group_id`: by

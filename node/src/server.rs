@@ -1084,23 +1084,28 @@ pub async fn run_node(
     let directory = Arc::new(crate::dirsync::LiveDirectory::new(&topology));
     let mut replicas = BTreeMap::new();
     let mut hosted = BTreeMap::new();
-    for gid in topology.groups_of(cfg.id) {
+    let at_start = crate::membership::groups_at_start(&topology, cfg.id, &storage);
+    let purged: Vec<u64> = topology
+        .groups_of(cfg.id)
+        .into_iter()
+        .filter(|g| !at_start.contains(g))
+        .collect();
+    for &gid in &purged {
+        // Bootstrapped again from the file, it would campaign as a voter
+        // of the group's first configuration. Added back, the group's
+        // leader brings it (`RaftLoop::join_group`).
+        tracing::info!(
+            node = cfg.id,
+            group = gid,
+            purged_at_ms = storage.purged_at(gid),
+            "group purged from this node (`hotline group purge`): not hosted, though the \
+             topology file lists it here"
+        );
+    }
+    for gid in at_start {
         let spec = topology
             .group(gid)
             .expect("groups_of lists topology groups");
-        if let Some(at_ms) = storage.purged_at(gid) {
-            // Bootstrapped again from the file, it would campaign as a
-            // voter of the group's first configuration. Added back, the
-            // group's leader brings it (`RaftLoop::join_group`).
-            tracing::info!(
-                node = cfg.id,
-                group = gid,
-                purged_at_ms = at_ms,
-                "group purged from this node (`hotline group purge`): not hosted, though the \
-                 topology file lists it here"
-            );
-            continue;
-        }
         let rec = match storage.load(gid)? {
             Some(rec) => rec,
             None => {
@@ -1132,7 +1137,7 @@ pub async fn run_node(
     }
     if hosted.is_empty() {
         return Err(NodeError::Config(format!(
-            "node {} is a member of no group in the topology",
+            "node {} is a member of no group in the topology (purged from it: {purged:?})",
             cfg.id
         )));
     }
@@ -1244,25 +1249,28 @@ pub async fn run_node(
         let background_stop = background_stop.clone();
         let notify_cfg = cfg.notify.clone();
         move |gid: u64, bells: crate::raft_loop::Bells| {
-            let h = handle.at(gid).expect("hosted");
+            // Purged meanwhile (`Hosted::leave`): nothing to start.
+            let Ok(h) = handle.at(gid) else {
+                return;
+            };
             if let Some(sender) = &sender {
                 let stop = background_stop.clone();
-                let b = bells.clone();
+                let left = bells.notifier_left.clone();
                 tokio::spawn(notify::run(
                     h.clone(),
                     sender.clone(),
                     notify_cfg.clone(),
                     notify_stats.clone(),
                     Some(bells.outbox.clone()),
-                    async move { b.notifier_ends(stop.notified()).await },
+                    async move { crate::raft_loop::task_ends(left, stop.notified()).await },
                 ));
             }
             let stop = background_stop.clone();
-            let b = bells.clone();
+            let left = bells.forwarder_left.clone();
             tokio::spawn(crate::forwarder::run(
                 h,
                 bells.transfers.clone(),
-                async move { b.forwarder_ends(stop.notified()).await },
+                async move { crate::raft_loop::task_ends(left, stop.notified()).await },
             ));
         }
     };

@@ -53,6 +53,7 @@ use raft::eraftpb::{ConfState, Entry, HardState};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::core::log::Truncated;
+use crate::core::tickets::TimeKeys;
 use crate::core::{Recovered, WriteBatch};
 
 mod hotline_node_core_types {
@@ -109,9 +110,13 @@ const TRANSFERS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tra
 /// group → when its replica was purged from this node (Unix ms): a
 /// tombstone, so that a start does not bootstrap the group again from the
 /// topology file (TiKV keeps one per destroyed peer for the same reason).
-/// Removed by the next checkpoint that writes the group's image (the node
-/// was added to the group again). A table that older directories lack is
-/// created at open, so the layout's format is unchanged.
+/// It ends with the first write that brings the group's configuration
+/// again (the snapshot of a node added back), in that write's checkpoint;
+/// not with any write: an empty replica made on a leader's message writes
+/// its term before any configuration, and without the tombstone a start
+/// would then bootstrap the group from the file. A table that older
+/// directories lack is created at open, so the layout's format is
+/// unchanged.
 const PURGED: TableDefinition<u64, u64> = TableDefinition::new("purged_groups");
 /// Node-wide values; keys below.
 const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
@@ -318,14 +323,19 @@ struct Dirty {
     /// Rows written (an upper bound of the maps' sizes).
     rows: usize,
     /// Groups purged from this node, with when (Unix ms): their image row
-    /// goes and a tombstone is written. Their other rows go through
-    /// `cleared` and ticket deletes.
+    /// and their rows of the group-first tables go, and a tombstone is
+    /// written; their rows of the time-first tables go as deletes by key.
     purged: BTreeMap<u64, u64>,
+    /// Groups whose tombstone ends (their configuration is written again).
+    unpurged: BTreeSet<u64>,
 }
 
 impl Dirty {
     fn is_empty(&self) -> bool {
-        self.rows == 0 && self.cleared.is_empty() && self.purged.is_empty()
+        self.rows == 0
+            && self.cleared.is_empty()
+            && self.purged.is_empty()
+            && self.unpurged.is_empty()
     }
 
     /// A snapshot replaces every row of `g`. Its tickets are not cleared
@@ -386,6 +396,30 @@ impl Dirty {
             self.transfers
                 .insert((g, transfer_id(x).to_string()), Some(x.encode_to_vec()));
         }
+    }
+
+    /// Every row of `g` goes ([`Storage::purge`]): pending versions
+    /// become deletes and pending deletes stay (rows on disk the machine
+    /// no longer holds), and each row the machine holds in the time-first
+    /// tables is deleted by key; the group-first tables are cleared by
+    /// range at the checkpoint.
+    fn purge(&mut self, g: u64, keys: &TimeKeys, at_ms: u64) {
+        for (_, v) in self.tickets.iter_mut().filter(|(k, _)| k.1 == g) {
+            *v = None;
+        }
+        for (_, v) in self.reqs.iter_mut().filter(|(k, _)| k.1 == g) {
+            *v = None;
+        }
+        for (_, v) in self.outbox.iter_mut().filter(|(k, _)| k.1 == g) {
+            *v = None;
+        }
+        self.seqs.retain(|k, _| k.0 != g);
+        self.transfers.retain(|k, _| k.0 != g);
+        self.meta.retain(|k, _| k.0 != g);
+        self.unpurged.remove(&g);
+        self.delete_tickets(g, &keys.tickets);
+        self.delete(g, &keys.requests, &keys.outbox, &[]);
+        self.purged.insert(g, at_ms);
     }
 
     /// Tickets of `g` by (accepted_at_ms, id): those a snapshot replaced.
@@ -637,9 +671,12 @@ impl Storage {
     /// Moves group `b.group_id`'s image and rows on by one batch.
     fn absorb(&mut self, b: &WriteBatch) {
         let g = b.group_id;
-        // Written again: the node was added to the group again. The
-        // tombstone goes with the checkpoint that writes the image.
-        self.purged.remove(&g);
+        // Its configuration written again: the node was added back. The
+        // tombstone goes with this write's checkpoint (a write carrying a
+        // configuration is checkpointed before `write` returns).
+        if (b.snapshot.is_some() || b.conf_state.is_some()) && self.purged.remove(&g).is_some() {
+            self.dirty.unpurged.insert(g);
+        }
         if let Some(c) = &mut self.start_rows {
             c.take(g);
         }
@@ -745,18 +782,13 @@ impl Storage {
 
     /// Deletes everything of group `g` on this node, durably, before it
     /// returns: its raft image (log tail, hard and conf state), its rows
-    /// (`tickets`: the keys of every ticket it holds, as a snapshot's
-    /// install deletes them: the ticket table is keyed by time, so it has
-    /// no range of its own), and leaves a tombstone ([`PURGED`]). The
-    /// caller has dropped the group's replica: nothing writes for it
-    /// after this, so the WAL segments that hold its frames are all below
-    /// the checkpoint's replay point, and go with it.
-    pub fn purge(
-        &mut self,
-        g: u64,
-        tickets: &[(i64, String)],
-        at_ms: u64,
-    ) -> Result<(), StorageError> {
+    /// (`keys`: those its replica holds in the time-first tables, deleted
+    /// by key, as a snapshot's install deletes tickets: no scan of other
+    /// groups' rows on the loop thread), and leaves a tombstone
+    /// ([`PURGED`]). The caller drops the group's replica and writes
+    /// nothing more for it, so every WAL frame of the group lies below
+    /// this checkpoint's replay point, and goes with it.
+    pub fn purge(&mut self, g: u64, keys: &TimeKeys, at_ms: u64) -> Result<(), StorageError> {
         // A cut in flight may still write the group's image: after it.
         self.checkpointer.wait()?;
         if let Some(c) = &mut self.start_rows {
@@ -764,9 +796,7 @@ impl Storage {
         }
         self.images.remove(&g);
         self.changed.remove(&g);
-        self.dirty.clear(g);
-        self.dirty.delete_tickets(g, tickets);
-        self.dirty.purged.insert(g, at_ms);
+        self.dirty.purge(g, keys, at_ms);
         self.purged.insert(g, at_ms);
         self.checkpoint()
     }
@@ -924,9 +954,11 @@ fn commit_cut(db: &Database, wal_dir: &Path, cut: Cut) -> Result<(), StorageErro
     tx.set_durability(Durability::Immediate)?;
     {
         let mut images = tx.open_table(IMAGES)?;
-        let mut purged = tx.open_table(PURGED)?;
         for (g, img) in &groups {
             images.insert(*g, img.encode().as_slice())?;
+        }
+        let mut purged = tx.open_table(PURGED)?;
+        for g in &dirty.unpurged {
             purged.remove(*g)?;
         }
         for (g, at_ms) in &dirty.purged {
@@ -1094,12 +1126,18 @@ impl<'t> Rows<'t> {
     /// Deletes every state row of group `g` (a snapshot replaces them).
     /// Not its tickets: those come as deletes (`Dirty::clear`).
     fn clear(&mut self, g: u64) -> Result<(), StorageError> {
-        self.seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
+        self.clear_ranges(g)?;
         // Time-first tables: a scan of each (a snapshot's install is rare,
         // and both tables are bounded — MAX_REMEMBERED_REQUESTS and
         // MAX_OUTBOX per group).
         self.reqs.retain(|k, _| k.1 != g)?;
         self.outbox.retain(|k, _| k.1 != g)?;
+        Ok(())
+    }
+
+    /// Deletes group `g`'s rows of the tables keyed by group first.
+    fn clear_ranges(&mut self, g: u64) -> Result<(), StorageError> {
+        self.seqs.retain_in((g, 0)..=(g, u32::MAX), |_, _| false)?;
         self.sm_meta.retain_in((g, "")..(g + 1, ""), |_, _| false)?;
         self.transfers
             .retain_in((g, "")..(g + 1, ""), |_, _| false)?;
@@ -1109,6 +1147,9 @@ impl<'t> Rows<'t> {
     fn write(&mut self, d: &Dirty) -> Result<(), StorageError> {
         for g in &d.cleared {
             self.clear(*g)?;
+        }
+        for g in d.purged.keys() {
+            self.clear_ranges(*g)?;
         }
         for ((at, g, id), v) in &d.tickets {
             let k = (*at, *g, id.as_str());
@@ -1328,8 +1369,8 @@ mod tests {
         // Three more only in the WAL and in memory.
         accept_all(&mut r, &mut st, 5..8);
         assert!(rows_of(&st.db, 310114) > 10, "rows to delete");
-        let keys = r.stored_ticket_keys();
-        assert_eq!(keys.len(), 8);
+        let keys = r.time_keys();
+        assert_eq!(keys.tickets.len(), 8);
         drop(r);
         st.purge(310114, &keys, AT_MS).unwrap();
         assert_eq!(st.purged_at(310114), Some(AT_MS));
@@ -1356,6 +1397,61 @@ mod tests {
         let st = Storage::open(dir.path()).unwrap();
         assert_eq!(st.purged_at(310114), None);
         assert!(st.conf_state(310114).is_some());
+    }
+
+    /// The tombstone ends only with a write that brings the group's
+    /// configuration back. A node added back first hosts an empty replica
+    /// that writes the leader's term, with no configuration; had that
+    /// ended the tombstone (at its checkpoint, or at the first checkpoint
+    /// after a crash and the WAL's replay), a start would find neither a
+    /// tombstone nor a configuration, and bootstrap the group from the
+    /// topology file. (Found by review.)
+    #[test]
+    fn a_tombstone_outlives_writes_without_a_configuration() {
+        use raft::eraftpb::{Message, MessageType};
+        const AT_MS: u64 = 1_795_831_200_000;
+        let join = |cfg: &ReplicaConfig, st: &mut Storage| {
+            let mut joining = Replica::new(cfg.clone(), Recovered::default()).unwrap();
+            let mut hb = Message::default();
+            hb.set_msg_type(MessageType::MsgHeartbeat);
+            (hb.from, hb.to, hb.term) = (2, 1, 7);
+            joining.step(hb);
+            let mut wrote = 0;
+            while joining.has_ready() {
+                let rd = joining.ready();
+                wrote += usize::from(!rd.write.is_empty());
+                st.write(&[&rd.write]).unwrap();
+                joining.on_persisted();
+            }
+            assert!(wrote > 0, "the empty replica wrote its term");
+        };
+        let purged = |dir: &Path| {
+            let (cfg, mut st, mut r) = founded(dir);
+            accept_all(&mut r, &mut st, 0..3);
+            let keys = r.time_keys();
+            drop(r);
+            st.purge(310114, &keys, AT_MS).unwrap();
+            join(&cfg, &mut st);
+            st
+        };
+        // The write, then a checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = purged(dir.path());
+        st.checkpoint().unwrap();
+        drop(st);
+        let st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_at(310114), Some(AT_MS));
+        drop(st);
+        // The write only in the WAL (a crash), then a start's checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        drop(purged(dir.path()));
+        let mut st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_at(310114), Some(AT_MS));
+        st.checkpoint().unwrap();
+        drop(st);
+        let st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_at(310114), Some(AT_MS));
+        assert!(st.conf_state(310114).is_none());
     }
 
     /// The national group's directory reaches redb at a checkpoint and

@@ -1561,13 +1561,10 @@ impl Replica {
         out
     }
 
-    /// The storage keys (accept time, id) of every ticket this replica
-    /// holds: what a snapshot's install replaces, or a purge deletes.
-    pub fn stored_ticket_keys(&self) -> Vec<(i64, String)> {
-        self.sm
-            .tickets()
-            .map(|t| (t.accepted_at_ms, t.id.clone()))
-            .collect()
+    /// The storage keys of every row this replica holds in the tables
+    /// keyed by time: what a purge deletes.
+    pub fn time_keys(&self) -> super::tickets::TimeKeys {
+        self.sm.time_keys()
     }
 
     fn install_snapshot(&mut self, snap: Snapshot, write: &mut WriteBatch) {
@@ -1578,7 +1575,7 @@ impl Replica {
             "snapshot of another group"
         );
         self.raw.mut_store().install_snapshot(meta);
-        let replaced_tickets = self.stored_ticket_keys();
+        let replaced_tickets = self.sm.ticket_keys();
         self.sm = TicketMachine::restore(&self.cfg.region, state.clone());
         self.applied = meta.index;
         self.applied_term = meta.term;

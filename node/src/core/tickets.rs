@@ -295,6 +295,18 @@ impl Default for TransferFloor {
     }
 }
 
+/// Keys of a machine's rows in the tables keyed by time first
+/// ([`TicketMachine::time_keys`]).
+#[derive(Clone, Debug, Default)]
+pub struct TimeKeys {
+    /// (accepted_at_ms, ticket id)
+    pub tickets: Vec<(i64, String)>,
+    /// (at_ms, request id)
+    pub requests: Vec<(i64, u64)>,
+    /// (created_at_ms, notification id)
+    pub outbox: Vec<(i64, String)>,
+}
+
 /// The state of one region group's tickets.
 #[derive(Debug, Default)]
 pub struct TicketMachine {
@@ -1140,6 +1152,35 @@ impl TicketMachine {
     }
 
     /// The whole state, for a Raft snapshot. Deterministic bytes.
+    /// The storage keys of every ticket this machine holds: (accept time,
+    /// id), as its table is keyed.
+    pub fn ticket_keys(&self) -> Vec<(i64, String)> {
+        self.tickets
+            .values()
+            .map(|t| (t.accepted_at_ms, t.id.clone()))
+            .collect()
+    }
+
+    /// The storage keys of every row this machine holds in the tables
+    /// keyed by time first: what a purge deletes by key, since a group has
+    /// no key range of its own there (a scan of those tables would hold up
+    /// every other group of the node).
+    pub fn time_keys(&self) -> TimeKeys {
+        TimeKeys {
+            tickets: self.ticket_keys(),
+            requests: self
+                .requests
+                .values()
+                .map(|r| (r.at_ms, r.request_id))
+                .collect(),
+            outbox: self
+                .outbox
+                .values()
+                .map(|n| (n.created_at_ms, n.id.clone()))
+                .collect(),
+        }
+    }
+
     pub fn snapshot(&self, group_id: u64) -> StateSnapshot {
         StateSnapshot {
             group_id,
