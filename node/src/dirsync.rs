@@ -139,17 +139,22 @@ impl LiveDirectory {
         self.current.read().expect("not poisoned").0.clone()
     }
 
-    /// The newest replicated directory read so far (version 0: none yet).
+    /// The newest replicated directory read so far (version 0: none yet),
+    /// its groups sorted by id (`placements::places` searches them).
     pub fn image(&self) -> Arc<DirectoryImage> {
         self.current.read().expect("not poisoned").1.clone()
     }
 
     /// Routes with `img` from now on if it is newer than the one in use.
     /// Returns whether it was.
-    pub fn offer(&self, img: DirectoryImage) -> bool {
+    pub fn offer(&self, mut img: DirectoryImage) -> bool {
         if img.version <= self.image().version {
             return false;
         }
+        // National's state machine sends them in this order already (a
+        // map by id); sorted here, whoever built the image, so that
+        // `placements::places` may search it.
+        img.groups.sort_by_key(|p| p.group_id);
         let placed: Vec<GroupSpec> = img.groups.iter().map(to_spec).collect();
         let dir = Directory::from_groups(self.topology.iter().chain(&placed), img.version);
         let mut cur = self.current.write().expect("not poisoned");

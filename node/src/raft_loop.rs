@@ -277,8 +277,63 @@ pub struct RaftLoop {
     /// Counters for `/metrics`.
     pub stats: std::sync::Arc<LoopStats>,
     /// Told each directory version this node's national replica applies,
-    /// once durable: `Federation.Directory` long polls wait on it.
+    /// once durable: `Federation.Directory` long polls wait on it. Read for
+    /// who may send raft messages to a replica whose configuration is
+    /// stale (`replica::admission`).
     pub directory: std::sync::Arc<crate::dirsync::LiveDirectory>,
+    /// Senders taken on the directory's word, for the log.
+    pub admitted_by_directory: DirectoryAdmissions,
+}
+
+/// The (group, sender) pairs whose raft messages this node's replicas
+/// take on the replicated directory's word while their own configuration
+/// does not name the sender (`replica::Admission::Directory`). Such a
+/// replica is catching up with membership changes it missed, a message at
+/// a time: the first is logged (info), the rest only at debug level, until
+/// the configuration names the sender (the pair is forgotten then, so a
+/// later episode is logged again).
+#[derive(Default)]
+pub struct DirectoryAdmissions(std::collections::BTreeSet<(u64, u64)>);
+
+impl DirectoryAdmissions {
+    /// Pairs remembered at most; past it, new episodes log at debug only.
+    const MAX: usize = 1_024;
+
+    /// A message from `from` for `group` was taken, `how`; `r` took it.
+    fn note(&mut self, r: &Replica, from: u64, how: replica::Admission, dir_version: u64) {
+        let key = (r.group_id(), from);
+        match how {
+            replica::Admission::Directory => {
+                let first = self.0.len() < Self::MAX && self.0.insert(key);
+                let cs = r.conf_state();
+                if first {
+                    tracing::info!(
+                        group = key.0,
+                        from_node = from,
+                        voters = ?cs.voters,
+                        learners = ?cs.learners,
+                        directory = dir_version,
+                        "raft message admitted by the replicated directory: this replica's \
+                         configuration does not name the sender (it missed membership changes, \
+                         which it now catches up with)"
+                    );
+                } else {
+                    tracing::debug!(
+                        group = key.0,
+                        from_node = from,
+                        directory = dir_version,
+                        "raft message admitted by the replicated directory"
+                    );
+                }
+            }
+            replica::Admission::Configuration => {
+                if !self.0.is_empty() {
+                    self.0.remove(&key);
+                }
+            }
+            replica::Admission::Refused => {}
+        }
+    }
 }
 
 struct Waiters {
@@ -491,6 +546,9 @@ impl RaftLoop {
                     }
                 }
                 let mut notices = Outgoing::new();
+                // Who may send to a replica whose configuration is stale
+                // (`replica::admission`): read once per batch.
+                let dir = self.directory.image();
                 for env in envelopes {
                     if env.not_a_member {
                         self.not_a_member(from_node, env.group_id);
@@ -510,7 +568,7 @@ impl RaftLoop {
                         continue;
                     }
                     if !self.replicas.contains_key(&env.group_id)
-                        && !self.join_group(env.group_id, from_node, &m)
+                        && !self.join_group(env.group_id, from_node, &m, &dir)
                     {
                         tracing::warn!(
                             from_node,
@@ -520,12 +578,19 @@ impl RaftLoop {
                         continue;
                     }
                     let r = self.replicas.get_mut(&env.group_id).expect("hosted");
-                    let seeding = !r.is_initialized()
+                    // A member by the replica's configuration, or else by
+                    // the replicated directory (the configuration may be
+                    // stale); an empty replica takes what may seed it.
+                    let admitted = r.admission(from_node, &dir);
+                    let seeding = admitted == replica::Admission::Refused
+                        && !r.is_initialized()
                         && self
                             .joining
                             .as_ref()
                             .is_some_and(|j| j.may_seed(self.node_id, env.group_id, from_node, &m));
-                    if !r.is_member(from_node) && !seeding {
+                    self.admitted_by_directory
+                        .note(r, from_node, admitted, dir.version);
+                    if admitted == replica::Admission::Refused && !seeding {
                         tracing::warn!(
                             from_node,
                             group = env.group_id,
@@ -839,11 +904,20 @@ impl RaftLoop {
     /// have been added to the group at run time. If it hosted the group
     /// before a restart, the group is on disk and its configuration there
     /// decides who may talk to it (any message, votes too: a voter that
-    /// joined at run time must be able to vote after a restart). Otherwise
-    /// it hosts an empty replica if the group is the topology's and the
-    /// message could come from its leader (`Joining::may_seed`), within
-    /// the bounds; the replica then asks for a snapshot.
-    fn join_group(&mut self, group_id: u64, from_node: u64, m: &Message) -> bool {
+    /// joined at run time must be able to vote after a restart), or else
+    /// the replicated directory `dir`, as for a hosted replica
+    /// (`replica::admission`: the configuration on disk is stale if the
+    /// group changed members while this node was away). Otherwise it hosts
+    /// an empty replica if the group is the topology's and the message
+    /// could come from its leader (`Joining::may_seed`), within the bounds;
+    /// the replica then asks for a snapshot.
+    fn join_group(
+        &mut self,
+        group_id: u64,
+        from_node: u64,
+        m: &Message,
+        dir: &hotline_proto::v1::DirectoryImage,
+    ) -> bool {
         let Some(j) = self.joining.as_mut() else {
             return false;
         };
@@ -855,15 +929,17 @@ impl RaftLoop {
             return false;
         }
         let seed = j.may_seed(self.node_id, group_id, from_node, m);
-        // The configuration on disk decides, and storage keeps it in
-        // memory: the group's rows are read only for a sender that may
-        // bring the group back (a load reads every group's time-keyed rows
-        // once the start-up scan is gone; a refused sender may keep
-        // sending).
-        if let Some(cs) = self.storage.conf_state(group_id)
-            && !replica::names(cs, from_node)
-            && !seed
-        {
+        // The configuration on disk decides (or, where it does not name
+        // the sender, the replicated directory: it may be stale, as for a
+        // hosted replica), and storage keeps it in memory: the group's
+        // rows are read only for a sender that may bring the group back (a
+        // load reads every group's time-keyed rows once the start-up scan
+        // is gone; a refused sender may keep sending).
+        let on_disk_admits = self
+            .storage
+            .conf_state(group_id)
+            .map(|cs| replica::admission(cs, dir, group_id, from_node));
+        if on_disk_admits == Some(replica::Admission::Refused) && !seed {
             return false;
         }
         let on_disk = if j.absent.contains(&group_id) {
@@ -917,6 +993,7 @@ impl RaftLoop {
             group = group_id,
             from_node,
             from_disk = replica.is_initialized(),
+            by_directory = on_disk_admits == Some(replica::Admission::Directory),
             "hosting a group joined at run time"
         );
         self.replicas.insert(group_id, replica);

@@ -1215,6 +1215,7 @@ pub async fn run_node(
         ),
         leadership_epoch: epoch.clone(),
         directory: directory.clone(),
+        admitted_by_directory: Default::default(),
     };
     let loop_thread = std::thread::Builder::new()
         .name(format!("raft-loop-{}", cfg.id))

@@ -250,6 +250,26 @@ pub fn lagging<'a>(
         .filter(|p| !same_members(p, voters, learners))
 }
 
+/// Whether the replicated directory `img` places `node` in `group`, as a
+/// voter or a learner. Only what national's state machine recorded counts:
+/// an image of version 0 (none read yet) places nobody, and the topology
+/// file, which the node routes with until then, is not consulted — it
+/// knows no online change. `img.groups` is sorted by group id, as
+/// [`Placements::image`] builds it and `LiveDirectory::offer` keeps it, so
+/// this is a binary search: the raft loop asks it for every message that
+/// its replica's configuration does not explain.
+pub fn places(img: &DirectoryImage, group: u64, node: u64) -> bool {
+    debug_assert!(img.groups.is_sorted_by_key(|p| p.group_id));
+    img.version > 0
+        && img
+            .groups
+            .binary_search_by_key(&group, |p| p.group_id)
+            .is_ok_and(|i| {
+                let p = &img.groups[i];
+                p.voters.contains(&node) || p.learners.contains(&node)
+            })
+}
+
 /// Replicas that make a majority of `voters` voters.
 pub fn majority(voters: usize) -> usize {
     voters / 2 + 1
@@ -315,6 +335,28 @@ mod tests {
             voters: voters.to_vec(),
             learners: learners.to_vec(),
         }
+    }
+
+    /// Only a replicated image places anyone: voters and learners of the
+    /// group asked about, found in the image's order by group id.
+    #[test]
+    fn places_reads_the_replicated_image_only() {
+        let mut d = Placements::default();
+        assert!(!places(&d.image(), 310114, 1), "nothing read");
+        d.apply(&place("310114", &[3, 4], &[5]));
+        d.apply(&place("310101", &[7], &[]));
+        d.apply(&place("", &[1], &[]));
+        let img = d.image();
+        assert!(img.groups.is_sorted_by_key(|p| p.group_id));
+        assert!(places(&img, 310114, 3) && places(&img, 310114, 5));
+        assert!(!places(&img, 310114, 7), "another group's member");
+        assert!(!places(&img, 320585, 3), "a group not placed");
+        assert!(places(&img, 86, 1));
+        let unread = DirectoryImage {
+            version: 0,
+            ..img.clone()
+        };
+        assert!(!places(&unread, 310114, 3));
     }
 
     #[test]

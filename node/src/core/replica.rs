@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use hotline_proto::v1::{Command, StateSnapshot, command};
+use hotline_proto::v1::{Command, DirectoryImage, StateSnapshot, command};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -521,6 +521,54 @@ pub fn names(cs: &ConfState, node: u64) -> bool {
         || cs.learners_next.contains(&node)
 }
 
+/// Why a replica takes a raft message from a node, or that it does not
+/// ([`admission`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The replica's applied configuration names the sender.
+    Configuration,
+    /// Only the replicated directory does: this replica's configuration is
+    /// stale (it was down or cut off while the group changed members).
+    Directory,
+    /// Neither: the message is refused (a replica without a configuration
+    /// yet may still take it as a seed, `Joining::may_seed`).
+    Refused,
+}
+
+/// Does a replica of `group` whose applied configuration is `cs` take a
+/// raft message from node `from` (its certificate names it), with `dir`
+/// the newest replicated directory this node has read?
+///
+/// A peer may send raft messages only for groups it is a member of: a node
+/// outside a group must not vote in it, lead it or feed it entries. Its
+/// configuration is what a replica knows of the members, but it may be
+/// stale: voters {1, 2, 3}, node 3 down while online changes replace 1
+/// and 2 by 4 and 5. Node 3 comes back with {1, 2, 3} and would refuse
+/// every message of the group's leader (4) forever, a voter that can never
+/// catch up. So a sender the replicated directory places in the group is
+/// taken too: the group's leader reported its configuration there
+/// (`Federation.Place`), a majority of its voters confirmed it, and
+/// national's majority keeps it. The directory may still name a node the
+/// group removed, until the leader reports the removal (seconds); raft's
+/// own rules (terms, log matching, votes only for a log as complete) keep
+/// such a sender as harmless as a member that missed its own removal.
+///
+/// Only the replicated directory counts, not the topology file the node
+/// routes with until it has read one: the file knows no online change, and
+/// it names nobody the founding configuration does not. And only for a
+/// replica with a configuration: an empty one (joining) takes only what
+/// may seed it (`Joining::may_seed`), or it could grant a vote with an
+/// empty log.
+pub fn admission(cs: &ConfState, dir: &DirectoryImage, group: u64, from: u64) -> Admission {
+    if names(cs, from) {
+        Admission::Configuration
+    } else if !conf_state_is_empty(cs) && super::placements::places(dir, group, from) {
+        Admission::Directory
+    } else {
+        Admission::Refused
+    }
+}
+
 impl Replica {
     pub fn new(cfg: ReplicaConfig, rec: Recovered) -> Result<Self, raft::Error> {
         let mut raft_cfg = Config {
@@ -830,9 +878,17 @@ impl Replica {
     /// non-member, with a word to its sender (`RaftEnvelope.not_a_member`,
     /// read by [`Self::not_a_member`])? Only a replica that knows a
     /// configuration can say so: an empty one (joining) knows none. Both
-    /// drivers route by it.
+    /// drivers route by it; the node's raft loop asks it only of a message
+    /// [`Self::admission`] refused (the simulators have no directory).
     pub fn knows_not_member(&self, from: u64) -> bool {
         self.is_initialized() && !self.is_member(from)
+    }
+
+    /// Whether this replica takes a raft message from `from`: its applied
+    /// configuration names it, or else the replicated directory `dir` does
+    /// ([`admission`]).
+    pub fn admission(&self, from: u64, dir: &DirectoryImage) -> Admission {
+        admission(self.conf_state(), dir, self.cfg.group_id, from)
     }
 
     /// Voter `from` refused a message of this replica because the group's
@@ -2401,6 +2457,188 @@ mod tests {
         assert!(!two.not_a_member(7), "not a voter's word");
         assert!(two.not_a_member(1), "the one other voter");
         assert_eq!(tick_alone(two, 100), 0, "parked, it sends nothing");
+    }
+
+    /// A replicated directory at `version` placing 嘉定's group on
+    /// `voters` and `learners`, and another group on node 9.
+    fn directory(version: u64, voters: &[u64], learners: &[u64]) -> DirectoryImage {
+        use hotline_proto::v1::Placement;
+        DirectoryImage {
+            version,
+            groups: vec![
+                Placement {
+                    group_id: 310101,
+                    region: "310101".into(),
+                    voters: vec![9],
+                    learners: vec![],
+                },
+                Placement {
+                    group_id: 310114,
+                    region: "310114".into(),
+                    voters: voters.to_vec(),
+                    learners: learners.to_vec(),
+                },
+            ],
+        }
+    }
+
+    /// Who a replica takes raft messages from: its configuration's
+    /// members, or else the replicated directory's; never by the directory
+    /// when none was read, nor into a replica without a configuration.
+    #[test]
+    fn admission_by_configuration_else_by_the_replicated_directory() {
+        use Admission::*;
+        let stale = ConfState::from((vec![1, 2, 3], vec![]));
+        let dir = directory(7, &[3, 4], &[5]);
+        let admit =
+            |cs: &ConfState, dir: &DirectoryImage, from: u64| admission(cs, dir, 310114, from);
+        // Named by the configuration: whatever the directory says.
+        assert_eq!(admit(&stale, &dir, 1), Configuration);
+        assert_eq!(admit(&stale, &DirectoryImage::default(), 2), Configuration);
+        // Named by the directory only, as a voter or as a learner.
+        assert_eq!(admit(&stale, &dir, 4), Directory);
+        assert_eq!(admit(&stale, &dir, 5), Directory);
+        // Named by neither; a member of another group is not one of this.
+        assert_eq!(admit(&stale, &dir, 6), Refused);
+        assert_eq!(admit(&stale, &dir, 9), Refused);
+        assert_eq!(admission(&stale, &dir, 320585, 4), Refused);
+        // No replicated directory read yet (no national group): the
+        // configuration alone, as before (the topology file does not count).
+        assert_eq!(admit(&stale, &DirectoryImage::default(), 4), Refused);
+        let mut unread = dir.clone();
+        unread.version = 0;
+        assert_eq!(admit(&stale, &unread, 4), Refused);
+        // A replica without a configuration (joining): only a seed
+        // (`Joining::may_seed`), never a vote request from the directory's
+        // members into an empty log.
+        assert_eq!(admit(&ConfState::default(), &dir, 4), Refused);
+        // An outgoing voter of a joint configuration is named by it.
+        let mut joint = ConfState::from((vec![1, 2, 4], vec![]));
+        joint.voters_outgoing = vec![1, 2, 3];
+        assert_eq!(admit(&joint, &DirectoryImage::default(), 3), Configuration);
+        // The replica asks with its own group and configuration.
+        let r = Replica::new(
+            ReplicaConfig::new(3, 310114, "310114"),
+            Recovered::bootstrap(&[1, 2, 3]),
+        )
+        .unwrap();
+        assert_eq!(r.admission(4, &dir), Directory);
+        assert_eq!(r.admission(2, &dir), Configuration);
+        assert_eq!(r.admission(6, &dir), Refused);
+        assert!(r.knows_not_member(4), "refused, it would tell the sender");
+    }
+
+    /// `ticks` ticks of every replica not `down`, each followed by its
+    /// messages, routed as the node's raft loop routes them: a replica
+    /// with a configuration takes only what [`Replica::admission`] admits
+    /// by it and `dir` (and tells a refused non-member), an empty one what
+    /// its leader sends (the loop's `Joining::may_seed`).
+    fn run_admitting(rs: &mut [Replica], down: u64, dir: &DirectoryImage, ticks: usize) {
+        for _ in 0..ticks {
+            for r in rs.iter_mut().filter(|r| r.node_id() != down) {
+                if r.wants_tick() {
+                    r.tick();
+                }
+            }
+            for _ in 0..100 {
+                let mut out = Vec::new();
+                for r in rs.iter_mut().filter(|r| r.node_id() != down) {
+                    while r.has_ready() {
+                        out.extend(r.ready().messages);
+                        out.extend(r.on_persisted().messages);
+                    }
+                }
+                if out.is_empty() {
+                    break;
+                }
+                for m in out {
+                    if m.from == down || m.to == down {
+                        continue;
+                    }
+                    let to = rs.iter().position(|r| r.node_id() == m.to).unwrap();
+                    let r = &rs[to];
+                    if r.is_initialized() && r.admission(m.from, dir) == Admission::Refused {
+                        if r.knows_not_member(m.from) {
+                            let (from, me) = (m.from, m.to);
+                            let sender = rs.iter_mut().find(|r| r.node_id() == from).unwrap();
+                            sender.not_a_member(me);
+                        }
+                        continue;
+                    }
+                    rs[to].step(m);
+                }
+            }
+        }
+    }
+
+    /// The case the directory rule is for. Voters {1, 2, 3}; node 3 is
+    /// down while online changes replace 1 and 2 by 4 and 5. Back with
+    /// {1, 2, 3}, node 3 refuses the new leader by its configuration alone
+    /// and never catches up (the group lives on 2 of 3); taking the
+    /// directory's members too, it catches up, and its configuration then
+    /// names them itself.
+    #[test]
+    fn a_voter_back_with_a_stale_configuration_catches_up_by_the_directory() {
+        let mut rs: Vec<Replica> = (1..=5)
+            .map(|id| {
+                let rec = if id <= 3 {
+                    Recovered::bootstrap(&[1, 2, 3])
+                } else {
+                    Recovered::default()
+                };
+                Replica::new(ReplicaConfig::new(id, 310114, "310114"), rec).unwrap()
+            })
+            .collect();
+        rs[0].campaign();
+        settle(&mut rs, &[]);
+        let voters = |r: &Replica| super::super::placements::sorted(&r.conf_state().voters);
+        let none = DirectoryImage::default();
+        let leader = |rs: &[Replica]| rs.iter().position(Replica::is_leader).unwrap();
+        let change = |rs: &mut [Replica], op: MembershipOp, node: u64| {
+            for _ in 0..50 {
+                let l = leader(rs);
+                if rs[l]
+                    .propose_conf_change(op, node, false, |n| n == 3)
+                    .is_ok()
+                {
+                    run_admitting(rs, 3, &none, 30);
+                    if op.is_done(node, rs[leader(rs)].conf_state()) {
+                        return;
+                    }
+                }
+                run_admitting(rs, 3, &none, 5);
+            }
+            panic!("{} {node} not done", op.name());
+        };
+        for n in [4, 5] {
+            change(&mut rs, MembershipOp::AddLearner, n);
+            change(&mut rs, MembershipOp::Promote, n);
+        }
+        rs[0].transfer_leadership(4).unwrap();
+        run_admitting(&mut rs, 3, &none, 30);
+        assert!(rs[3].is_leader(), "4 leads");
+        change(&mut rs, MembershipOp::Remove, 1);
+        change(&mut rs, MembershipOp::Remove, 2);
+        let commit = rs[3].commit_index();
+        assert_eq!(voters(&rs[3]), [3, 4, 5]);
+        assert_eq!(voters(&rs[2]), [1, 2, 3], "3 missed it all");
+
+        // Node 3 is back. By its configuration alone it refuses 4 and 5.
+        run_admitting(&mut rs, 0, &none, 200);
+        assert_eq!(voters(&rs[2]), [1, 2, 3], "still stale");
+        assert!(rs[2].applied() < commit, "and behind");
+        assert!(rs[3].is_leader(), "the group lives on 4 and 5");
+
+        // The directory places the group on {3, 4, 5} (its leader reported
+        // it): node 3 takes the leader's messages and catches up.
+        let dir = directory(9, &[3, 4, 5], &[]);
+        run_admitting(&mut rs, 0, &dir, 50);
+        assert_eq!(voters(&rs[2]), [3, 4, 5]);
+        assert_eq!(rs[2].leader_id(), 4);
+        assert_eq!(rs[2].role(), StateRole::Follower);
+        assert!(rs[2].applied() >= rs[3].commit_index());
+        // From here its configuration names the leader by itself.
+        assert_eq!(rs[2].admission(4, &none), Admission::Configuration);
     }
 
     /// A leader that finds its group in a joint configuration that raft-rs
