@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use hotline_node::client::Client;
 use hotline_proto::v1::tickets_client::TicketsClient;
-use hotline_proto::v1::{GroupStatus, StatusResponse};
+use hotline_proto::v1::{GroupStatus, ListTicketsRequest, StatusResponse};
 use serde_json::Value;
 
 const GROUP: u64 = 310114;
@@ -297,6 +297,12 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     assert!(cl.log(1).contains("purged the replica"));
     let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "1"]);
     assert!(err.contains("has no replica on node 1"), "{err}");
+    // 310114 was node 1's home group: requests that name no group now go
+    // to the group it still hosts.
+    let mut at_1 = TicketsClient::new(c.channel(index_of(&c, 1)));
+    at_1.list(ListTicketsRequest::default())
+        .await
+        .expect("a request that names no group finds one");
     // After a restart the topology file still lists node 1 in 310114, but
     // the tombstone keeps the group from being bootstrapped again; node 1
     // serves its street's group.

@@ -82,6 +82,11 @@ impl Hosted {
         self.read().get(&group).cloned()
     }
 
+    /// The hosted group of the lowest id.
+    pub fn first(&self) -> Option<u64> {
+        self.read().keys().next().copied()
+    }
+
     pub fn contains(&self, group: u64) -> bool {
         self.read().contains_key(&group)
     }

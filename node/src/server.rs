@@ -172,7 +172,24 @@ impl Handle {
         }
         match self.dir().owner(region) {
             Some(g) => self.at(g),
-            None => Ok(self.clone()),
+            None => self.default_group(),
+        }
+    }
+
+    /// The group a request that names none goes to: the node's home group
+    /// (its own region's, chosen at start), or, once that was purged from
+    /// the node (`hotline group purge`), the first group it still hosts,
+    /// as the next start would choose.
+    fn default_group(&self) -> Result<Handle, Status> {
+        if self.hosted.contains(self.group_id) {
+            return Ok(self.clone());
+        }
+        match self.hosted.first() {
+            Some(g) => self.at(g),
+            None => Err(Status::failed_precondition(format!(
+                "node {} hosts no group",
+                self.node_id
+            ))),
         }
     }
 
@@ -184,7 +201,7 @@ impl Handle {
         }
         let prefix = id.split('-').next().unwrap_or("");
         if self.hosted.len() == 1 || hotline_federation::regions().get(prefix).is_err() {
-            return Ok(self.clone());
+            return self.default_group();
         }
         self.for_region(prefix, 0)
     }
@@ -193,7 +210,7 @@ impl Handle {
         if explicit != 0 {
             self.at(explicit)
         } else {
-            Ok(self.clone())
+            self.default_group()
         }
     }
 
