@@ -17,13 +17,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hotline_node::client::Client;
-use hotline_proto::v1::{GroupStatus, ListTicketsRequest, StatusResponse};
+use hotline_proto::v1::ListTicketsRequest;
 use serde_json::Value;
 
 const GROUP: u64 = 310114;
@@ -90,43 +88,6 @@ region = ""
 voters = [6]
 "#;
 
-async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("waited {:?} for {what}", start.elapsed());
-}
-
-fn index_of(c: &Client, node: u64) -> usize {
-    c.nodes.iter().position(|n| n.id == node).unwrap()
-}
-
-async fn group_on(c: &Client, node: u64) -> Option<GroupStatus> {
-    let s: StatusResponse = c.status_of(index_of(c, node)).await.ok()?;
-    s.groups.into_iter().find(|g| g.group_id == GROUP)
-}
-
-async fn leader_of_group(c: &Client) -> Option<(u64, GroupStatus)> {
-    let i = c.find_leader_of(Some(GROUP)).await?;
-    let id = c.nodes[i].id;
-    group_on(c, id).await.map(|g| (id, g))
-}
-
-fn ids(v: &Value) -> Vec<u64> {
-    let mut v: Vec<u64> = v
-        .as_array()
-        .map(|a| a.iter().map(|x| x.as_u64().unwrap()).collect())
-        .unwrap_or_default();
-    v.sort_unstable();
-    v
-}
-
 /// `hotline group OP --region 310114 --node N --json`: the change, which
 /// must be recorded in the replicated directory before the command ends.
 fn change(cl: &Cluster, op: &str, node: u64) -> Value {
@@ -166,24 +127,6 @@ fn placed(cl: &Cluster) -> (u64, Vec<u64>, Vec<u64>) {
     )
 }
 
-/// A log without its colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 /// Node 3's refusals of raft messages from `from` for 嘉定's group, by its
 /// log.
 fn refusals_of(cl: &Cluster, from: u64) -> usize {
@@ -201,7 +144,7 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     cl.start_all();
     let c = cl.client();
     until("a leader of 310114", Duration::from_secs(20), || async {
-        leader_of_group(&c).await.is_some()
+        leader_of_group(&c, GROUP).await.is_some()
     })
     .await;
     // The national leader seeds the directory with the topology's groups.
@@ -216,7 +159,10 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     }
 
     // Node 3 goes away (not leading, so the group needs no election).
-    if leader_of_group(&c).await.is_some_and(|(l, _)| l == 3) {
+    if leader_of_group(&c, GROUP)
+        .await
+        .is_some_and(|(l, _)| l == 3)
+    {
         cl.cli(&[
             "group",
             "transfer-leader",
@@ -248,7 +194,9 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     let (version, voters, learners) = placed(&cl);
     assert_eq!((voters, learners), (vec![3, 4, 5], vec![]), "v{version}");
     let last = c.accept(request("after the changes")).await.unwrap();
-    let (leader, _) = leader_of_group(&c).await.expect("a leader of 3, 4, 5");
+    let (leader, _) = leader_of_group(&c, GROUP)
+        .await
+        .expect("a leader of 3, 4, 5");
     assert!(leader == 4 || leader == 5, "leader {leader}");
     eprintln!("leader of 310114 on 3, 4, 5: node {leader} (directory v{version})");
 
@@ -260,10 +208,10 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
         "node 3 catches up and follows",
         Duration::from_secs(30),
         || async {
-            let Some((_, l)) = leader_of_group(&c).await else {
+            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
                 return false;
             };
-            group_on(&c, 3).await.is_some_and(|g| {
+            group_on(&c, GROUP, 3).await.is_some_and(|g| {
                 g.role == "follower"
                     && g.applied_index >= l.commit_index
                     && g.applied_index >= last.raft_index
@@ -305,7 +253,7 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     // Its own configuration names the members now: no refusal of them
     // from here on (before the directory was read at its start, a few may
     // have been refused).
-    let (leader, _) = leader_of_group(&c).await.expect("a leader");
+    let (leader, _) = leader_of_group(&c, GROUP).await.expect("a leader");
     let refused = (refusals_of(&cl, 4), refusals_of(&cl, 5));
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.accept(request("one more")).await.unwrap();
@@ -315,7 +263,7 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
         refused,
         "node 3 still refuses the members (leader {leader})"
     );
-    let g3 = group_on(&c, 3).await.unwrap();
+    let g3 = group_on(&c, GROUP, 3).await.unwrap();
     assert_eq!(g3.role, "follower");
     assert_eq!(g3.leader_id, leader);
 
@@ -344,10 +292,10 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
         "node 5 loads the group from its disk and catches up",
         Duration::from_secs(30),
         || async {
-            let Some((_, l)) = leader_of_group(&c).await else {
+            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
                 return false;
             };
-            group_on(&c, 5).await.is_some_and(|g| {
+            group_on(&c, GROUP, 5).await.is_some_and(|g| {
                 g.role == "follower"
                     && g.applied_index >= l.commit_index
                     && g.applied_index >= last.raft_index

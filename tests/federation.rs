@@ -22,20 +22,6 @@ use hotline_proto::v1::{
 const SHANGHAI_AND_NATIONAL: &str = "1,2,4,6,7";
 const JIANGSU: &str = "3,5,8";
 
-async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Printed (nextest shows it with a failure) so a slow phase is visible.
-    eprintln!("waited {:?} for {what}", start.elapsed());
-}
-
 /// Waits until exactly the nodes `want` show their directory as current in
 /// `hotline status` (confirmed by a majority of national's voters within
 /// one long poll and one interval).

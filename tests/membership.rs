@@ -11,13 +11,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hotline_node::client::Client;
+use hotline_proto::v1::ListTicketsRequest;
 use hotline_proto::v1::tickets_client::TicketsClient;
-use hotline_proto::v1::{GroupStatus, ListTicketsRequest, StatusResponse};
 use serde_json::Value;
 
 const GROUP: u64 = 310114;
@@ -66,41 +64,6 @@ region = "310114002"
 voters = [1]
 "#;
 
-async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn index_of(c: &Client, node: u64) -> usize {
-    c.nodes.iter().position(|n| n.id == node).unwrap()
-}
-
-async fn group_on(c: &Client, node: u64) -> Option<GroupStatus> {
-    let s: StatusResponse = c.status_of(index_of(c, node)).await.ok()?;
-    s.groups.into_iter().find(|g| g.group_id == GROUP)
-}
-
-async fn leader_of_group(c: &Client) -> Option<(u64, GroupStatus)> {
-    let i = c.find_leader_of(Some(GROUP)).await?;
-    let id = c.nodes[i].id;
-    group_on(c, id).await.map(|g| (id, g))
-}
-
-fn ids(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
-}
-
 /// How many raft messages from non-members these nodes have refused, by
 /// their logs.
 fn refusals_logged(cl: &Cluster, nodes: &[u64]) -> usize {
@@ -120,14 +83,14 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     cl.start_all();
     let c = cl.client();
     until("a leader of 310114", Duration::from_secs(20), || async {
-        leader_of_group(&c).await.is_some()
+        leader_of_group(&c, GROUP).await.is_some()
     })
     .await;
     for i in 0..3 {
         c.accept(request(&format!("before {i}"))).await.unwrap();
     }
     assert!(
-        group_on(&c, 4).await.is_none(),
+        group_on(&c, GROUP, 4).await.is_none(),
         "node 4 does not host 310114 yet"
     );
 
@@ -151,10 +114,10 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         "node 4 catches up as a learner",
         Duration::from_secs(20),
         || async {
-            let Some((_, l)) = leader_of_group(&c).await else {
+            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
                 return false;
             };
-            group_on(&c, 4).await.is_some_and(|g| {
+            group_on(&c, GROUP, 4).await.is_some_and(|g| {
                 g.role == "learner" && g.applied_index >= l.commit_index && g.learners == vec![4]
             })
         },
@@ -191,7 +154,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     // has been silent.
     cl.cli(&["fault", "partition", "--between", "4", "--and", "1,2,3"]);
     let during = c.accept(request("while 4 is cut off")).await.unwrap();
-    let (_, l) = leader_of_group(&c).await.unwrap();
+    let (_, l) = leader_of_group(&c, GROUP).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let out = cl.cli(&[
         "ticket", "list", "--local", "4", "--region", "310114", "--json",
@@ -267,7 +230,11 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     until(
         "node 1 shows itself removed from the group",
         Duration::from_secs(20),
-        || async { group_on(&c, 1).await.is_some_and(|g| g.role == "removed") },
+        || async {
+            group_on(&c, GROUP, 1)
+                .await
+                .is_some_and(|g| g.role == "removed")
+        },
     )
     .await;
     let refusals = || refusals_logged(&cl, &[2, 3, 4]);
@@ -291,7 +258,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     assert_eq!(v["group_id"], GROUP, "{out}");
     assert!(v["tickets_deleted"].as_u64().unwrap() >= 4, "{out}");
     assert!(
-        group_on(&c, 1).await.is_none(),
+        group_on(&c, GROUP, 1).await.is_none(),
         "node 1 no longer hosts 310114"
     );
     assert!(cl.log(1).contains("purged the replica"));
@@ -323,10 +290,10 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         "node 1 catches up again as a learner",
         Duration::from_secs(20),
         || async {
-            let Some((_, l)) = leader_of_group(&c).await else {
+            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
                 return false;
             };
-            group_on(&c, 1)
+            group_on(&c, GROUP, 1)
                 .await
                 .is_some_and(|g| g.role == "learner" && g.applied_index >= l.commit_index)
         },
@@ -343,7 +310,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
             start.elapsed() < Duration::from_secs(20),
             "no leader among 2, 3, 4"
         );
-        match leader_of_group(&c).await {
+        match leader_of_group(&c, GROUP).await {
             Some((id, _)) if id != 1 => break id,
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -381,7 +348,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         "node 4 applies the new ticket",
         Duration::from_secs(10),
         || async {
-            group_on(&c, 4)
+            group_on(&c, GROUP, 4)
                 .await
                 .is_some_and(|g| g.applied_index >= t.raft_index)
         },
@@ -391,7 +358,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     // gone]: no reachable majority, the group would stop. Refused, once
     // the leader's node has missed `gone` for 4 election timeouts.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (leader, _) = leader_of_group(&c).await.expect("a leader");
+    let (leader, _) = leader_of_group(&c, GROUP).await.expect("a leader");
     let other = [keep, 4]
         .into_iter()
         .find(|&n| n != leader)
@@ -409,13 +376,13 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
             && err.contains("not a majority"),
         "{err}"
     );
-    let g = group_on(&c, leader).await.unwrap();
+    let g = group_on(&c, GROUP, leader).await.unwrap();
     assert_eq!(g.voters, vec![2, 3, 4], "nothing removed");
     // The paths taken: node 4 hosted the group on the leader's message,
     // and transport queues were opened on demand in both directions.
     assert!(cl.log(4).contains("hosting a group joined at run time"));
     assert!(cl.log(4).contains("raft transport opened to a new peer"));
-    let g4 = group_on(&c, 4).await.unwrap();
+    let g4 = group_on(&c, GROUP, 4).await.unwrap();
     assert_eq!(g4.voters, vec![2, 3, 4]);
     assert!(g4.role == "leader" || g4.role == "follower", "{}", g4.role);
 
@@ -442,7 +409,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         "the removed voter, back, shows itself removed",
         Duration::from_secs(30),
         || async {
-            group_on(&c, gone)
+            group_on(&c, GROUP, gone)
                 .await
                 .is_some_and(|g| g.role == "removed")
         },
@@ -452,7 +419,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         cl.log(gone).contains("say this node is no longer a member"),
         "it parked on the members' word"
     );
-    let g = group_on(&c, gone).await.unwrap();
+    let g = group_on(&c, GROUP, gone).await.unwrap();
     assert_eq!(g.voters, vec![2, 3, 4], "its own configuration is stale");
     let refusals = || refusals_logged(&cl, &[keep, 4]);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -494,22 +461,4 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         log4.contains("hosting a group joined at run time") && log4.contains("from_disk=true"),
         "{log4}"
     );
-}
-
-/// A log without its colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
 }

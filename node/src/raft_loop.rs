@@ -798,7 +798,7 @@ impl RaftLoop {
         };
         let role = role_name(r);
         if r.is_initialized() && !r.is_parked() {
-            let why = if role == "removed" {
+            let why = if !r.is_member(me) {
                 // It applied its own removal and parks at its next tick.
                 format!("group {group_id}'s replica on node {me} has not stopped yet; try again")
             } else {

@@ -361,3 +361,69 @@ pub async fn wait_applied(c: &Client, id: u64, index: u64, within: Duration) -> 
     }
     false
 }
+
+/// Polls `f` every 100 ms until it holds; fails naming `what` after
+/// `within`. Prints how long it waited (nextest shows it with a failure),
+/// so a slow phase is visible.
+pub async fn until<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("waited {:?} for {what}", start.elapsed());
+}
+
+/// The position of node `node` in the client's node list.
+pub fn index_of(c: &Client, node: u64) -> usize {
+    c.nodes.iter().position(|n| n.id == node).unwrap()
+}
+
+/// Group `group` as node `node` reports it (`None`: not hosted there, or
+/// the node does not answer).
+pub async fn group_on(c: &Client, group: u64, node: u64) -> Option<hotline_proto::v1::GroupStatus> {
+    let s = c.status_of(index_of(c, node)).await.ok()?;
+    s.groups.into_iter().find(|g| g.group_id == group)
+}
+
+/// The leader of group `group` and the group as it reports it.
+pub async fn leader_of_group(
+    c: &Client,
+    group: u64,
+) -> Option<(u64, hotline_proto::v1::GroupStatus)> {
+    let i = c.find_leader_of(Some(group)).await?;
+    let id = c.nodes[i].id;
+    group_on(c, group, id).await.map(|g| (id, g))
+}
+
+/// A JSON list of node ids, sorted (empty if not a list).
+pub fn ids(v: &serde_json::Value) -> Vec<u64> {
+    let mut v: Vec<u64> = v
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_u64().unwrap()).collect())
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+/// A log without its colour codes.
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}

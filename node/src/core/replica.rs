@@ -2180,16 +2180,23 @@ mod tests {
         }
     }
 
+    /// Every message `r` has to send now: its Readies persisted at once.
+    fn messages_of(r: &mut Replica) -> Vec<Message> {
+        let mut out = Vec::new();
+        while r.has_ready() {
+            out.extend(r.ready().messages);
+            out.extend(r.on_persisted().messages);
+        }
+        out
+    }
+
     /// Three replicas of one group, messages delivered among them (none to
     /// or from a node in `down`) until all is quiet.
     fn settle(rs: &mut [Replica], down: &[u64]) {
         for _ in 0..1_000 {
             let mut out = Vec::new();
             for r in rs.iter_mut() {
-                while r.has_ready() {
-                    out.extend(r.ready().messages);
-                    out.extend(r.on_persisted().messages);
-                }
+                out.extend(messages_of(r));
             }
             if out.is_empty() {
                 return;
@@ -2297,10 +2304,7 @@ mod tests {
         let mut sent = 0;
         for _ in 0..ticks {
             r.tick();
-            while r.has_ready() {
-                sent += r.ready().messages.len();
-                sent += r.on_persisted().messages.len();
-            }
+            sent += messages_of(r).len();
         }
         sent
     }
@@ -2333,10 +2337,7 @@ mod tests {
             for _ in 0..100 {
                 let mut out = Vec::new();
                 for r in rs.iter_mut().filter(|r| r.node_id() != down) {
-                    while r.has_ready() {
-                        out.extend(r.ready().messages);
-                        out.extend(r.on_persisted().messages);
-                    }
+                    out.extend(messages_of(r));
                 }
                 if out.is_empty() {
                     return;
@@ -2441,10 +2442,7 @@ mod tests {
         // after it acknowledged it and before it heard of the commit.
         for (from, to) in [(0, 1), (1, 0)] {
             let mut out = Vec::new();
-            while rs[from].has_ready() {
-                out.extend(rs[from].ready().messages);
-                out.extend(rs[from].on_persisted().messages);
-            }
+            out.extend(messages_of(&mut rs[from]));
             for m in out {
                 rs[to].step(m);
             }
@@ -2543,10 +2541,7 @@ mod tests {
             for _ in 0..100 {
                 let mut out = Vec::new();
                 for r in rs.iter_mut().filter(|r| r.node_id() != down) {
-                    while r.has_ready() {
-                        out.extend(r.ready().messages);
-                        out.extend(r.on_persisted().messages);
-                    }
+                    out.extend(messages_of(r));
                 }
                 if out.is_empty() {
                     break;
