@@ -15,7 +15,9 @@
 //! - `purge --region R --node N`: after `remove`, N deletes its replica of
 //!   R's group and the group's data on its disk (a removed replica's rows
 //!   stay there otherwise). Refused unless the group's leader no longer
-//!   counts N a member and N's replica shows itself removed.
+//!   counts N a member and N's replica shows itself removed (or is a
+//!   learner by a stale configuration, or only on N's disk: a group joined
+//!   at run time and not loaded since N restarted).
 //!
 //! Changes go to the group's leader (found by asking every node of the
 //! client config) and are answered once the new configuration is applied

@@ -8,12 +8,18 @@
 //! keeps serving 真新街道 310114002's group, and after a restart does not
 //! host 310114 again); node 1 is killed, and so is one more old voter: a
 //! ticket still commits, which needs node 4's vote.
+//!
+//! A second cluster purges node 4's copies of 310114, which it joined at
+//! run time, in the three ways it can be left: removed while running, then
+//! restarted (only on disk); removed while cut off (a learner by its own
+//! stale configuration); removed while down.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use hotline_node::client::Client;
 use hotline_proto::v1::ListTicketsRequest;
 use hotline_proto::v1::tickets_client::TicketsClient;
 use serde_json::Value;
@@ -77,6 +83,168 @@ fn refusals_logged(cl: &Cluster, nodes: &[u64]) -> usize {
         .sum()
 }
 
+/// Waits until node `n`'s replica of 310114 shows itself removed (it
+/// applied its removal, or the members' word parked it).
+async fn shows_removed(c: &Client, n: u64, within: Duration) {
+    until(
+        &format!("node {n} shows itself removed from 310114"),
+        within,
+        || async {
+            group_on(c, GROUP, n)
+                .await
+                .is_some_and(|g| g.role == "removed")
+        },
+    )
+    .await;
+}
+
+/// `hotline group add-learner` node 4 to 310114, which it hosts from the
+/// leader's first message on (it is not in its topology file), and waits
+/// until it has caught up.
+async fn add_node_4_as_learner(cl: &Cluster, c: &Client) {
+    let out = cl.cli(&[
+        "group",
+        "add-learner",
+        "--region",
+        "310114",
+        "--node",
+        "4",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["learners"]), vec![4], "{out}");
+    assert_eq!(ids(&v["voters"]), vec![1, 2, 3], "{out}");
+    // No national group here, so no replicated directory to wait for.
+    assert_eq!(v["directory_recorded"], Value::Null, "{out}");
+    until(
+        "node 4 catches up as a learner",
+        Duration::from_secs(20),
+        || async {
+            let Some((_, l)) = leader_of_group(c, GROUP).await else {
+                return false;
+            };
+            group_on(c, GROUP, 4).await.is_some_and(|g| {
+                g.role == "learner" && g.applied_index >= l.commit_index && g.learners == vec![4]
+            })
+        },
+    )
+    .await;
+}
+
+/// A group joined at run time is not in the node's topology file, so a
+/// start does not load it; only a member's message does, and the members
+/// send none to a node they removed. Its copy would stay on the node's disk
+/// for good: `hotline group purge` deletes it from there. And a node
+/// removed while it was down comes back with a configuration that still
+/// names it a learner, which no member corrects (a learner never
+/// campaigns, so it is never refused): purged on the leader's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_while_down() {
+    let topology = TOPOLOGY.replace("127.0.0.1:795", "127.0.0.1:797");
+    let mut cl = Cluster::init_topology(&topology, 7970, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    until("a leader of 310114", Duration::from_secs(20), || async {
+        leader_of_group(&c, GROUP).await.is_some()
+    })
+    .await;
+    for i in 0..3 {
+        c.accept(request(&format!("before {i}"))).await.unwrap();
+    }
+    let restart_4 = |cl: &mut Cluster| {
+        cl.stop(4);
+        cl.start(4);
+    };
+    let back = || async {
+        until("node 4 back", Duration::from_secs(20), || async {
+            c.status_of(index_of(&c, 4)).await.is_ok()
+        })
+        .await
+    };
+    let purge_4 = |cl: &Cluster| {
+        let out = cl.cli(&[
+            "group", "purge", "--region", "310114", "--node", "4", "--json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["node"], 4, "{out}");
+        assert_eq!(v["group_id"], GROUP, "{out}");
+        v["tickets_deleted"].as_u64().unwrap()
+    };
+
+    // 1. Removed while running: it applies its removal and stops. After a
+    // restart nothing loads the group, and the purge reads it from disk.
+    add_node_4_as_learner(&cl, &c).await;
+    cl.cli(&["group", "remove", "--region", "310114", "--node", "4"]);
+    shows_removed(&c, 4, Duration::from_secs(20)).await;
+    restart_4(&mut cl);
+    back().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        group_on(&c, GROUP, 4).await.is_none(),
+        "nothing loads 310114 on node 4: no member sends it a message"
+    );
+    assert_eq!(purge_4(&cl), 3, "the tickets of its copy");
+    assert_eq!(plain(&cl.log(4)).matches("purged the replica").count(), 1);
+    // The tombstone is durable: after a restart the node still says when.
+    restart_4(&mut cl);
+    back().await;
+    let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "4"]);
+    assert!(err.contains("has no replica on node 4 (purged at"), "{err}");
+    let s = c.status_of(index_of(&c, 4)).await.unwrap();
+    let groups: Vec<u64> = s.groups.iter().map(|g| g.group_id).collect();
+    assert_eq!(groups, vec![310114001], "{s:?}");
+
+    // 2. Added back (it joins empty and catches up), then removed while
+    // cut off from the group: it never hears of its removal, and as a
+    // learner it sends nothing that a member could refuse. It stays a
+    // learner by its own configuration, with no leader; purged on the
+    // leader's word.
+    let caught_up_4 = || async {
+        until(
+            "node 4 applies the new ticket",
+            Duration::from_secs(20),
+            || async {
+                let Some((_, l)) = leader_of_group(&c, GROUP).await else {
+                    return false;
+                };
+                group_on(&c, GROUP, 4)
+                    .await
+                    .is_some_and(|g| g.applied_index >= l.commit_index)
+            },
+        )
+        .await
+    };
+    add_node_4_as_learner(&cl, &c).await;
+    c.accept(request("after the second add")).await.unwrap();
+    caught_up_4().await;
+    cl.cli(&["fault", "partition", "--between", "4", "--and", "1,2,3"]);
+    cl.cli(&["group", "remove", "--region", "310114", "--node", "4"]);
+    cl.cli(&["fault", "heal"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let g = group_on(&c, GROUP, 4).await.expect("still hosted");
+    assert_eq!(g.role, "learner", "its stale configuration: {g:?}");
+    assert_eq!(purge_4(&cl), 4, "the tickets of its copy");
+    assert!(group_on(&c, GROUP, 4).await.is_none());
+
+    // 3. Added back once more, then removed while down. Back up, it is
+    // hosted again if a message the leader queued for it before the
+    // removal reaches it (a learner, as in 2), else only on disk (as in
+    // 1, but with a configuration that names it). Purged either way.
+    add_node_4_as_learner(&cl, &c).await;
+    c.accept(request("after the third add")).await.unwrap();
+    caught_up_4().await;
+    cl.stop(4);
+    cl.cli(&["group", "remove", "--region", "310114", "--node", "4"]);
+    cl.start(4);
+    back().await;
+    assert_eq!(purge_4(&cl), 5, "the tickets of its copy");
+    assert!(group_on(&c, GROUP, 4).await.is_none());
+    for n in 1..=4 {
+        let log = cl.log(n);
+        assert!(!log.contains("panicked"), "node {n} panicked:\n{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     let mut cl = Cluster::init_topology(TOPOLOGY, 7950, |_| {});
@@ -96,33 +264,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
 
     // add-learner: node 4 creates the replica on the leader's first message,
     // asks for a snapshot and catches up.
-    let out = cl.cli(&[
-        "group",
-        "add-learner",
-        "--region",
-        "310114",
-        "--node",
-        "4",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(ids(&v["learners"]), vec![4], "{out}");
-    assert_eq!(ids(&v["voters"]), vec![1, 2, 3], "{out}");
-    // No national group here, so no replicated directory to wait for.
-    assert_eq!(v["directory_recorded"], Value::Null, "{out}");
-    until(
-        "node 4 catches up as a learner",
-        Duration::from_secs(20),
-        || async {
-            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
-                return false;
-            };
-            group_on(&c, GROUP, 4).await.is_some_and(|g| {
-                g.role == "learner" && g.applied_index >= l.commit_index && g.learners == vec![4]
-            })
-        },
-    )
-    .await;
+    add_node_4_as_learner(&cl, &c).await;
 
     // The street office's learner serves: a local read labelled with its
     // role and how far behind it may be, and a write sent to it reaches the
@@ -227,16 +369,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     // timeout, forever, each vote request refused and logged by the
     // members. It stops instead: it shows itself removed, and the members
     // hear nothing more from it.
-    until(
-        "node 1 shows itself removed from the group",
-        Duration::from_secs(20),
-        || async {
-            group_on(&c, GROUP, 1)
-                .await
-                .is_some_and(|g| g.role == "removed")
-        },
-    )
-    .await;
+    shows_removed(&c, 1, Duration::from_secs(20)).await;
     let refusals = || refusals_logged(&cl, &[2, 3, 4]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = refusals();
@@ -405,16 +538,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     left.sort_unstable();
     assert_eq!(ids(&v["voters"]), left, "{out}");
     cl.start(gone);
-    until(
-        "the removed voter, back, shows itself removed",
-        Duration::from_secs(30),
-        || async {
-            group_on(&c, GROUP, gone)
-                .await
-                .is_some_and(|g| g.role == "removed")
-        },
-    )
-    .await;
+    shows_removed(&c, gone, Duration::from_secs(30)).await;
     assert!(
         cl.log(gone).contains("say this node is no longer a member"),
         "it parked on the members' word"

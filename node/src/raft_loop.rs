@@ -27,6 +27,7 @@ use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::replica::{self, ConfChangeError, MembershipOp};
+use crate::core::tickets::TimeKeys;
 use crate::core::{
     Applied, ApplyResult, CommandError, ProposeError, Query, QueryAnswer, ReadDone, Recovered,
     Replica, ReplicaConfig,
@@ -792,12 +793,18 @@ impl RaftLoop {
     fn purge(&mut self, p: PurgeAsk, w: &mut Waiters) -> PurgeOutcome {
         let (group_id, me) = (p.group_id, self.node_id);
         let Some(r) = self.replicas.get(&group_id) else {
-            return PurgeOutcome::NotHosted {
-                purged_at_ms: self.storage.purged_at(group_id),
-            };
+            return self.purge_from_disk(p);
         };
         let role = role_name(r);
-        if r.is_initialized() && !r.is_parked() {
+        // A learner by its own configuration, which the leader no longer
+        // counts (the CLI checked): removed after the replica last heard
+        // from the group, as when the node was down then, and no member
+        // tells a learner (it never campaigns, so it is never refused). A
+        // learner's copy counts in no vote and no commit, so the leader's
+        // word is enough; a voter's parks on the members' word first.
+        let stale_learner =
+            r.is_learner() && !r.conf_state().voters_outgoing.contains(&me) && !r.is_parked();
+        if r.is_initialized() && !r.is_parked() && !stale_learner {
             let why = if !r.is_member(me) {
                 // It applied its own removal and parks at its next tick.
                 format!("group {group_id}'s replica on node {me} has not stopped yet; try again")
@@ -810,16 +817,8 @@ impl RaftLoop {
             };
             return PurgeOutcome::Refused(why);
         }
-        if r.term() > p.leader_term || r.commit_index() > p.leader_commit {
-            return PurgeOutcome::Refused(format!(
-                "group {group_id}'s replica on node {me} has seen term {} and commit index {}, \
-                 beyond its leader's (term {}, commit index {}): that leader may lack entries \
-                 this copy holds; not purged",
-                r.term(),
-                r.commit_index(),
-                p.leader_term,
-                p.leader_commit
-            ));
+        if let Some(why) = beyond_leader(&p, me, r.term(), r.commit_index()) {
+            return PurgeOutcome::Refused(why);
         }
         let at_start = match &self.joining {
             Some(j) => crate::membership::groups_at_start(j.topology(), me, &self.storage),
@@ -856,12 +855,7 @@ impl RaftLoop {
         let r = self.replicas.remove(&group_id).expect("hosted");
         let keys = r.time_keys();
         drop(r);
-        if let Err(e) = self.storage.purge(group_id, &keys, p.at_ms) {
-            // As for every storage failure: the node cannot say what is
-            // on its disk any more.
-            tracing::error!(group = group_id, "storage purge failed, stopping node: {e}");
-            panic!("storage purge failed: {e}");
-        }
+        self.purge_storage(&p, &keys);
         w.touched.remove(&group_id);
         w.ticking.remove(&group_id);
         self.hosted.leave(group_id);
@@ -869,17 +863,86 @@ impl RaftLoop {
             b.forwarder_left.notify_one();
             b.notifier_left.notify_one();
         }
-        if let Some(j) = self.joining.as_mut() {
-            j.absent.insert(group_id);
+        PurgeOutcome::Done {
+            tickets: keys.tickets.len(),
         }
-        let tickets = keys.tickets.len();
+    }
+
+    /// The purge of a group that is on this node's disk but not hosted:
+    /// one joined at run time (so not in the topology file, and not loaded
+    /// at start) that no member has sent a message since the restart, as
+    /// when the node was removed from it while down. Only a message loads
+    /// such a group (`join_group`), and the members of a group send none
+    /// to a node they removed: without this its rows would stay for good.
+    /// Nothing runs for it, so nothing can be in hand or campaigning; the
+    /// leader's word that the node is out (the CLI checked that leader's
+    /// applied configuration) and the term and commit check decide, on the
+    /// state on disk. Its own configuration there may still name the node:
+    /// the removal was committed after the node last heard from the group.
+    fn purge_from_disk(&mut self, p: PurgeAsk) -> PurgeOutcome {
+        let (group_id, me) = (p.group_id, self.node_id);
+        let region = self.joining.as_ref().and_then(|j| j.group_region(group_id));
+        let Some((region, hard_state)) = region.zip(self.storage.hard_state(group_id).cloned())
+        else {
+            return PurgeOutcome::NotHosted {
+                purged_at_ms: self.storage.purged_at(group_id),
+            };
+        };
+        if let Some(why) = beyond_leader(&p, me, hard_state.term, hard_state.commit) {
+            return PurgeOutcome::Refused(why);
+        }
+        let rec = match self.storage.load(group_id) {
+            Ok(rec) => rec,
+            Err(e) => {
+                tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
+                panic!("storage read failed: {e}");
+            }
+        };
+        // The rows a replica made from them would hold: what is on disk
+        // (`None`: an empty replica that wrote only its term, no rows).
+        let keys = match rec {
+            Some(rec) => {
+                let cfg = replica_config(self.replicas.values().next(), me, group_id, region);
+                match Replica::new(cfg, rec) {
+                    Ok(r) => r.time_keys(),
+                    Err(e) => {
+                        return PurgeOutcome::Refused(format!(
+                            "group {group_id}'s state on node {me}'s disk does not make a replica \
+                         ({e}); not purged"
+                        ));
+                    }
+                }
+            }
+            None => TimeKeys::default(),
+        };
+        self.purge_storage(&p, &keys);
+        PurgeOutcome::Done {
+            tickets: keys.tickets.len(),
+        }
+    }
+
+    /// Deletes group `p.group_id`'s data from this node's disk, durably,
+    /// once its replica is gone from the loop (or was never loaded); a
+    /// later message for the group finds nothing on disk.
+    fn purge_storage(&mut self, p: &PurgeAsk, keys: &TimeKeys) {
+        if let Err(e) = self.storage.purge(p.group_id, keys, p.at_ms) {
+            // As for every storage failure: the node cannot say what is
+            // on its disk any more.
+            tracing::error!(
+                group = p.group_id,
+                "storage purge failed, stopping node: {e}"
+            );
+            panic!("storage purge failed: {e}");
+        }
+        if let Some(j) = self.joining.as_mut() {
+            j.absent.insert(p.group_id);
+        }
         tracing::info!(
-            node = me,
-            group = group_id,
-            tickets,
+            node = self.node_id,
+            group = p.group_id,
+            tickets = keys.tickets.len(),
             "purged the replica of a group this node was removed from"
         );
-        PurgeOutcome::Done { tickets }
     }
 
     /// Voter `from_node` refused this node's messages for `group_id`: by
@@ -969,13 +1032,12 @@ impl RaftLoop {
                 Recovered::default()
             }
         };
-        let mut cfg = match self.replicas.values().next() {
-            Some(r) => r.config().clone(),
-            None => ReplicaConfig::new(self.node_id, group_id, &region),
-        };
-        cfg.node_id = self.node_id;
-        cfg.group_id = group_id;
-        cfg.region = region;
+        let cfg = replica_config(
+            self.replicas.values().next(),
+            self.node_id,
+            group_id,
+            region,
+        );
         let replica = match Replica::new(cfg, rec) {
             Ok(r) => r,
             Err(e) => {
@@ -1260,6 +1322,38 @@ impl RaftLoop {
         }
         self.flush(&mut out);
     }
+}
+
+/// Why a purge asked on the word of a leader at `p.leader_term` with
+/// commit index `p.leader_commit` is refused for a copy that has seen
+/// `term` and `commit`: that leader may lack entries this copy holds.
+fn beyond_leader(p: &PurgeAsk, me: u64, term: u64, commit: u64) -> Option<String> {
+    (term > p.leader_term || commit > p.leader_commit).then(|| {
+        format!(
+            "group {}'s replica on node {me} has seen term {term} and commit index {commit}, \
+             beyond its leader's (term {}, commit index {}): that leader may lack entries this \
+             copy holds; not purged",
+            p.group_id, p.leader_term, p.leader_commit
+        )
+    })
+}
+
+/// The configuration of a replica a node makes at run time: the node's
+/// tuning (that of `like`, one of its replicas), this group's identity.
+fn replica_config(
+    like: Option<&Replica>,
+    node_id: u64,
+    group_id: u64,
+    region: String,
+) -> ReplicaConfig {
+    let mut cfg = match like {
+        Some(r) => r.config().clone(),
+        None => ReplicaConfig::new(node_id, group_id, &region),
+    };
+    cfg.node_id = node_id;
+    cfg.group_id = group_id;
+    cfg.region = region;
+    cfg
 }
 
 fn role_name(r: &Replica) -> &'static str {

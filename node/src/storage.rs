@@ -807,6 +807,12 @@ impl Storage {
         self.purged.get(&g).copied()
     }
 
+    /// The group's hard state as of its last write (`None`: nothing of
+    /// the group on disk), without reading its rows.
+    pub fn hard_state(&self, g: u64) -> Option<&HardState> {
+        self.images.get(&g).map(|img| &img.hard_state)
+    }
+
     /// The group's configuration as of its last write (`None`: not on
     /// disk, as for `load`), without reading its rows.
     pub fn conf_state(&self, g: u64) -> Option<&ConfState> {
