@@ -15,9 +15,10 @@
 //! - `purge --region R --node N`: after `remove`, N deletes its replica of
 //!   R's group and the group's data on its disk (a removed replica's rows
 //!   stay there otherwise). Refused unless the group's leader no longer
-//!   counts N a member and N's replica shows itself removed (or is a
-//!   learner by a stale configuration, or only on N's disk: a group joined
-//!   at run time and not loaded since N restarted).
+//!   counts N a member and N's replica shows itself removed (or is still
+//!   empty, or a learner by a stale configuration, or only on N's disk: a
+//!   group joined at run time and not loaded since N restarted). A voter
+//!   by a stale configuration stops on its voters' word first (retried).
 //!
 //! Changes go to the group's leader (found by asking every node of the
 //! client config) and are answered once the new configuration is applied
@@ -383,7 +384,8 @@ async fn purge(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
     }
     let mut admin = AdminClient::new(cl.channel(at));
     // Right after `group remove` the replica parks at its next tick, and a
-    // request in its hands passes: retried briefly.
+    // request in its hands passes; a voter removed while it was away parks
+    // once the voters refuse its campaign: retried for up to 15 s.
     let mut attempt = 0;
     let r = loop {
         attempt += 1;
@@ -398,7 +400,7 @@ async fn purge(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
             Err(s)
                 if s.code() == Code::FailedPrecondition
                     && s.message().ends_with("try again")
-                    && attempt < ATTEMPTS / 6 =>
+                    && attempt < ATTEMPTS / 2 =>
             {
                 tokio::time::sleep(PAUSE).await;
             }

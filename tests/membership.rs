@@ -12,7 +12,9 @@
 //! A second cluster purges node 4's copies of 310114, which it joined at
 //! run time, in the three ways it can be left: removed while running, then
 //! restarted (only on disk); removed while cut off (a learner by its own
-//! stale configuration); removed while down.
+//! stale configuration); removed while down, as a learner and as a voter
+//! (which stops on the voters' word first). It refuses to purge node 5's
+//! copy, its last group.
 
 mod common;
 
@@ -140,7 +142,18 @@ async fn add_node_4_as_learner(cl: &Cluster, c: &Client) {
 /// campaigns, so it is never refused): purged on the leader's word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_while_down() {
-    let topology = TOPOLOGY.replace("127.0.0.1:795", "127.0.0.1:797");
+    // Node 5 (another 嘉定 site) is a learner of 310114, its only group.
+    let topology = TOPOLOGY.replace("127.0.0.1:795", "127.0.0.1:797").replace(
+        "voters = [1, 2, 3]\n",
+        "voters = [1, 2, 3]\nlearners = [5]\n",
+    ) + r#"
+[[node]]
+id = 5
+address = "127.0.0.1:7975"
+site = "jiading-d"
+level = "district"
+region = "310114"
+"#;
     let mut cl = Cluster::init_topology(&topology, 7970, |_| {});
     cl.start_all();
     let c = cl.client();
@@ -151,6 +164,15 @@ async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_w
     for i in 0..3 {
         c.accept(request(&format!("before {i}"))).await.unwrap();
     }
+
+    // 0. Not a node's last group: a node with no group does not start.
+    cl.cli(&["group", "remove", "--region", "310114", "--node", "5"]);
+    let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "5"]);
+    assert!(
+        err.contains("group 310114 is the last group of node 5")
+            && err.contains("retire it (its data directory) instead"),
+        "{err}"
+    );
     let restart_4 = |cl: &mut Cluster| {
         cl.stop(4);
         cl.start(4);
@@ -184,7 +206,14 @@ async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_w
         "nothing loads 310114 on node 4: no member sends it a message"
     );
     assert_eq!(purge_4(&cl), 3, "the tickets of its copy");
-    assert_eq!(plain(&cl.log(4)).matches("purged the replica").count(), 1);
+    let purged = |cl: &Cluster| {
+        plain(&cl.log(4))
+            .lines()
+            .filter(|l| l.contains("purged the replica"))
+            .map(|l| l.contains("from_disk=true"))
+            .collect::<Vec<bool>>()
+    };
+    assert_eq!(purged(&cl), vec![true], "from disk");
     // The tombstone is durable: after a restart the node still says when.
     restart_4(&mut cl);
     back().await;
@@ -225,6 +254,11 @@ async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_w
     assert_eq!(g.role, "learner", "its stale configuration: {g:?}");
     assert_eq!(purge_4(&cl), 4, "the tickets of its copy");
     assert!(group_on(&c, GROUP, 4).await.is_none());
+    assert_eq!(
+        purged(&cl),
+        vec![false],
+        "the hosted replica (this start's log)"
+    );
 
     // 3. Added back once more, then removed while down. Back up, it is
     // hosted again if a message the leader queued for it before the
@@ -238,8 +272,43 @@ async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_w
     cl.start(4);
     back().await;
     assert_eq!(purge_4(&cl), 5, "the tickets of its copy");
-    assert!(group_on(&c, GROUP, 4).await.is_none());
-    for n in 1..=4 {
+
+    // 4. Added back and promoted, then removed while down, and restarted
+    // once more after what the leader had queued for it before the
+    // removal has reached it: on disk only, and a voter by its own
+    // configuration there. Not purged on the leader's word alone: hosted
+    // first, it campaigns, the voters refuse it and it stops; then purged
+    // (the CLI retries meanwhile).
+    add_node_4_as_learner(&cl, &c).await;
+    c.accept(request("after the fourth add")).await.unwrap();
+    caught_up_4().await;
+    let out = cl.cli(&[
+        "group", "promote", "--region", "310114", "--node", "4", "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["voters"]), vec![1, 2, 3, 4], "{out}");
+    caught_up_4().await;
+    cl.stop(4);
+    cl.cli(&["group", "remove", "--region", "310114", "--node", "4"]);
+    cl.start(4);
+    back().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    restart_4(&mut cl);
+    back().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        group_on(&c, GROUP, 4).await.is_none(),
+        "on disk only: nothing more was queued for it"
+    );
+    assert_eq!(purge_4(&cl), 6, "the tickets of its copy");
+    let log = plain(&cl.log(4));
+    assert!(
+        log.contains("hosting a group found on disk to purge it")
+            && log.contains("say this node is no longer a member"),
+        "hosted to stop on the voters' word before it was purged:\n{log}"
+    );
+    assert_eq!(purged(&cl), vec![false], "once hosted and stopped");
+    for n in 1..=5 {
         let log = cl.log(n);
         assert!(!log.contains("panicked"), "node {n} panicked:\n{log}");
     }

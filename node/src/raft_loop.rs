@@ -780,10 +780,12 @@ impl RaftLoop {
 
     /// `Control::Purge`. Only a replica that shows itself `removed`
     /// (parked: it applied its own removal, or a majority of its voters
-    /// refused it as a non-member) or an empty one (made on a leader's
+    /// refused it as a non-member), an empty one (made on a leader's
     /// message and never caught up, so never a voter: a promotion needs it
-    /// caught up) goes: one still counted a member is part of its group's
-    /// quorum, and its log may be what keeps a committed entry. For the
+    /// caught up), or a learner by its own stale configuration (below)
+    /// goes: a voter still counted a member is part of its group's quorum,
+    /// and its log may be what keeps a committed entry. A group only on
+    /// disk: [`Self::purge_from_disk`]. For the
     /// same reason not one that has seen more of the group than the leader
     /// that told the operator it is out (a later term or commit: a
     /// "leader" that lost the group's history, say a wiped voter of two).
@@ -793,26 +795,32 @@ impl RaftLoop {
     fn purge(&mut self, p: PurgeAsk, w: &mut Waiters) -> PurgeOutcome {
         let (group_id, me) = (p.group_id, self.node_id);
         let Some(r) = self.replicas.get(&group_id) else {
-            return self.purge_from_disk(p);
+            return self.purge_from_disk(p, w);
         };
         let role = role_name(r);
         // A learner by its own configuration, which the leader no longer
         // counts (the CLI checked): removed after the replica last heard
         // from the group, as when the node was down then, and no member
         // tells a learner (it never campaigns, so it is never refused). A
-        // learner's copy counts in no vote and no commit, so the leader's
-        // word is enough; a voter's parks on the members' word first.
-        let stale_learner =
-            r.is_learner() && !r.conf_state().voters_outgoing.contains(&me) && !r.is_parked();
+        // learner's copy counts in no vote and no commit (raft keeps a
+        // node out of the voters while it is a learner, outgoing voters
+        // included), so the leader's word is enough; a voter's parks on
+        // the members' word first.
+        let stale_learner = r.is_learner() && !r.is_parked();
         if r.is_initialized() && !r.is_parked() && !stale_learner {
             let why = if !r.is_member(me) {
                 // It applied its own removal and parks at its next tick.
                 format!("group {group_id}'s replica on node {me} has not stopped yet; try again")
             } else {
+                // A voter by a configuration its leader no longer counts
+                // (the CLI asked that leader first): removed while it was
+                // away. Whatever leader it last heard falls silent, it
+                // campaigns, and it parks once the voters refuse it.
                 format!(
-                    "group {group_id}'s replica on node {me} is {role}, not removed: remove the \
-                     node from the group first (`hotline group remove`), then wait until \
-                     `hotline status` shows it removed"
+                    "group {group_id}'s replica on node {me} is {role} by its own configuration, \
+                     which the group's leader no longer counts: it stops once the group's \
+                     voters refuse it as a non-member (an election timeout or two after it last \
+                     heard from a leader); try again"
                 )
             };
             return PurgeOutcome::Refused(why);
@@ -851,11 +859,17 @@ impl RaftLoop {
                 "group {group_id}'s replica on node {me} still has requests in hand; try again"
             ));
         }
+        if let Some(j) = self.joining.as_mut()
+            && !at_start.contains(&group_id)
+        {
+            // Joined at run time: its place in the bound is free again.
+            j.joined = j.joined.saturating_sub(1);
+        }
         // The replica goes first: nothing writes for the group after this.
         let r = self.replicas.remove(&group_id).expect("hosted");
         let keys = r.time_keys();
         drop(r);
-        self.purge_storage(&p, &keys);
+        self.purge_storage(&p, &keys, false);
         w.touched.remove(&group_id);
         w.ticking.remove(&group_id);
         self.hosted.leave(group_id);
@@ -874,57 +888,89 @@ impl RaftLoop {
     /// when the node was removed from it while down. Only a message loads
     /// such a group (`join_group`), and the members of a group send none
     /// to a node they removed: without this its rows would stay for good.
-    /// Nothing runs for it, so nothing can be in hand or campaigning; the
-    /// leader's word that the node is out (the CLI checked that leader's
-    /// applied configuration) and the term and commit check decide, on the
-    /// state on disk. Its own configuration there may still name the node:
-    /// the removal was committed after the node last heard from the group.
-    fn purge_from_disk(&mut self, p: PurgeAsk) -> PurgeOutcome {
+    /// Nothing runs for it, so nothing can be in hand. A voter by the
+    /// configuration on disk is hosted instead, as a member's message would
+    /// host it: it campaigns, the voters refuse it, it parks, and the purge
+    /// asked again takes the hosted path — the members' word, not the
+    /// leader's alone, as for a voter that stayed up. Otherwise (a learner
+    /// or no member by that configuration, or none written) the leader's
+    /// word that the node is out (the CLI checked that leader's applied
+    /// configuration) and the term and commit check decide.
+    ///
+    /// Reading the rows takes what `join_group` takes for a group found on
+    /// disk: a checkpoint first, and after the start-up rows have expired,
+    /// a scan of the time-keyed tables on the loop thread (an operator's
+    /// rare command, as loading a group at run time is a rare event).
+    fn purge_from_disk(&mut self, p: PurgeAsk, w: &mut Waiters) -> PurgeOutcome {
         let (group_id, me) = (p.group_id, self.node_id);
-        let region = self.joining.as_ref().and_then(|j| j.group_region(group_id));
-        let Some((region, hard_state)) = region.zip(self.storage.hard_state(group_id).cloned())
-        else {
+        let Some((term, commit)) = self.storage.term_and_commit(group_id) else {
             return PurgeOutcome::NotHosted {
                 purged_at_ms: self.storage.purged_at(group_id),
             };
         };
-        if let Some(why) = beyond_leader(&p, me, hard_state.term, hard_state.commit) {
+        let voter = self
+            .storage
+            .conf_state(group_id)
+            .is_some_and(|cs| cs.voters.contains(&me) || cs.voters_outgoing.contains(&me));
+        if voter {
+            let region = self.joining.as_ref().and_then(|j| j.group_region(group_id));
+            let Some(region) = region else {
+                return PurgeOutcome::Refused(format!(
+                    "group {group_id} is on node {me}'s disk with a configuration that names the \
+                     node a voter, and the node's topology file does not know the group, so it \
+                     cannot host it to learn its removal; not purged"
+                ));
+            };
+            let rec = self.load(group_id);
+            if !self.host_joined(group_id, region, rec.unwrap_or_default()) {
+                return PurgeOutcome::Refused(format!(
+                    "group {group_id}'s state on node {me}'s disk does not make a replica; \
+                     not purged"
+                ));
+            }
+            tracing::info!(
+                node = me,
+                group = group_id,
+                "hosting a group found on disk to purge it: a voter by its configuration \
+                 there, it learns its removal from the group's voters first"
+            );
+            w.touched.insert(group_id);
+            return PurgeOutcome::Refused(format!(
+                "group {group_id}'s replica on node {me} was on disk only, a voter by its \
+                 configuration there: hosted now, to hear from the group's voters that it was \
+                 removed; try again"
+            ));
+        }
+        if let Some(why) = beyond_leader(&p, me, term, commit) {
             return PurgeOutcome::Refused(why);
         }
-        let rec = match self.storage.load(group_id) {
+        // The rows on disk (`None`: an empty replica that wrote only its
+        // term, no rows).
+        let keys = self
+            .load(group_id)
+            .map_or_else(TimeKeys::default, |rec| TimeKeys::of_rows(&rec.state));
+        self.purge_storage(&p, &keys, true);
+        PurgeOutcome::Done {
+            tickets: keys.tickets.len(),
+        }
+    }
+
+    /// `Storage::load`, whose failure stops the node (as every storage
+    /// failure: it cannot say what is on its disk any more).
+    fn load(&mut self, group_id: u64) -> Option<Recovered> {
+        match self.storage.load(group_id) {
             Ok(rec) => rec,
             Err(e) => {
                 tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
                 panic!("storage read failed: {e}");
             }
-        };
-        // The rows a replica made from them would hold: what is on disk
-        // (`None`: an empty replica that wrote only its term, no rows).
-        let keys = match rec {
-            Some(rec) => {
-                let cfg = replica_config(self.replicas.values().next(), me, group_id, region);
-                match Replica::new(cfg, rec) {
-                    Ok(r) => r.time_keys(),
-                    Err(e) => {
-                        return PurgeOutcome::Refused(format!(
-                            "group {group_id}'s state on node {me}'s disk does not make a replica \
-                         ({e}); not purged"
-                        ));
-                    }
-                }
-            }
-            None => TimeKeys::default(),
-        };
-        self.purge_storage(&p, &keys);
-        PurgeOutcome::Done {
-            tickets: keys.tickets.len(),
         }
     }
 
     /// Deletes group `p.group_id`'s data from this node's disk, durably,
     /// once its replica is gone from the loop (or was never loaded); a
     /// later message for the group finds nothing on disk.
-    fn purge_storage(&mut self, p: &PurgeAsk, keys: &TimeKeys) {
+    fn purge_storage(&mut self, p: &PurgeAsk, keys: &TimeKeys, from_disk: bool) {
         if let Err(e) = self.storage.purge(p.group_id, keys, p.at_ms) {
             // As for every storage failure: the node cannot say what is
             // on its disk any more.
@@ -941,6 +987,7 @@ impl RaftLoop {
             node = self.node_id,
             group = p.group_id,
             tickets = keys.tickets.len(),
+            from_disk,
             "purged the replica of a group this node was removed from"
         );
     }
@@ -1005,22 +1052,15 @@ impl RaftLoop {
         if on_disk_admits == Some(replica::Admission::Refused) && !seed {
             return false;
         }
-        let on_disk = if j.absent.contains(&group_id) {
-            None
-        } else {
-            match self.storage.load(group_id) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    tracing::error!(group = group_id, "storage read failed, stopping node: {e}");
-                    panic!("storage read failed: {e}");
-                }
-            }
-        };
+        let absent = j.absent.contains(&group_id);
+        let on_disk = if absent { None } else { self.load(group_id) };
         let rec = match on_disk {
             Some(rec) => rec,
             None => {
                 // Not on disk, and it will not be until this node joins.
-                j.absent.insert(group_id);
+                if let Some(j) = self.joining.as_mut() {
+                    j.absent.insert(group_id);
+                }
                 let joining_now = self
                     .replicas
                     .values()
@@ -1032,6 +1072,25 @@ impl RaftLoop {
                 Recovered::default()
             }
         };
+        if !self.host_joined(group_id, region, rec) {
+            return false;
+        }
+        tracing::info!(
+            node = self.node_id,
+            group = group_id,
+            from_node,
+            from_disk = self.replicas[&group_id].is_initialized(),
+            by_directory = on_disk_admits == Some(replica::Admission::Directory),
+            "hosting a group joined at run time"
+        );
+        true
+    }
+
+    /// Hosts group `group_id` from `rec` (its state on disk, or none) as a
+    /// group joined at run time: its bells, its place among the hosted
+    /// groups, its share of the bound. False if no replica can be made of
+    /// it (logged).
+    fn host_joined(&mut self, group_id: u64, region: String, rec: Recovered) -> bool {
         let cfg = replica_config(
             self.replicas.values().next(),
             self.node_id,
@@ -1045,19 +1104,13 @@ impl RaftLoop {
                 return false;
             }
         };
-        j.joined += 1;
-        j.absent.remove(&group_id);
+        if let Some(j) = self.joining.as_mut() {
+            j.joined += 1;
+            j.absent.remove(&group_id);
+        }
         let bells = self.bells.entry(group_id).or_default().clone();
         self.hosted
             .join(group_id, replica.config().region.clone(), bells);
-        tracing::info!(
-            node = self.node_id,
-            group = group_id,
-            from_node,
-            from_disk = replica.is_initialized(),
-            by_directory = on_disk_admits == Some(replica::Admission::Directory),
-            "hosting a group joined at run time"
-        );
         self.replicas.insert(group_id, replica);
         true
     }

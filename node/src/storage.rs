@@ -807,10 +807,14 @@ impl Storage {
         self.purged.get(&g).copied()
     }
 
-    /// The group's hard state as of its last write (`None`: nothing of
-    /// the group on disk), without reading its rows.
-    pub fn hard_state(&self, g: u64) -> Option<&HardState> {
-        self.images.get(&g).map(|img| &img.hard_state)
+    /// The group's term and commit index as of its last write (`None`:
+    /// nothing of the group on disk), without reading its rows. The commit
+    /// is at least the applied index, as a replica made of the image takes
+    /// it (a hard state written before a snapshot's install is behind it).
+    pub fn term_and_commit(&self, g: u64) -> Option<(u64, u64)> {
+        self.images
+            .get(&g)
+            .map(|img| (img.hard_state.term, img.hard_state.commit.max(img.applied)))
     }
 
     /// The group's configuration as of its last write (`None`: not on

@@ -307,6 +307,36 @@ pub struct TimeKeys {
     pub outbox: Vec<(i64, String)>,
 }
 
+impl TimeKeys {
+    /// The keys of these rows.
+    pub fn of<'a>(
+        tickets: impl IntoIterator<Item = &'a Ticket>,
+        requests: impl IntoIterator<Item = &'a RequestSeen>,
+        outbox: impl IntoIterator<Item = &'a Notification>,
+    ) -> TimeKeys {
+        TimeKeys {
+            tickets: tickets
+                .into_iter()
+                .map(|t| (t.accepted_at_ms, t.id.clone()))
+                .collect(),
+            requests: requests
+                .into_iter()
+                .map(|r| (r.at_ms, r.request_id))
+                .collect(),
+            outbox: outbox
+                .into_iter()
+                .map(|n| (n.created_at_ms, n.id.clone()))
+                .collect(),
+        }
+    }
+
+    /// The keys of a group's rows as storage reads them (a purge of a
+    /// group that is only on disk: no machine is made of them).
+    pub fn of_rows(s: &StateSnapshot) -> TimeKeys {
+        TimeKeys::of(&s.tickets, &s.requests, &s.outbox)
+    }
+}
+
 /// The state of one region group's tickets.
 #[derive(Debug, Default)]
 pub struct TicketMachine {
@@ -1155,10 +1185,7 @@ impl TicketMachine {
     /// The storage keys of every ticket this machine holds: (accept time,
     /// id), as its table is keyed.
     pub fn ticket_keys(&self) -> Vec<(i64, String)> {
-        self.tickets
-            .values()
-            .map(|t| (t.accepted_at_ms, t.id.clone()))
-            .collect()
+        TimeKeys::of(self.tickets.values().map(|t| &**t), [], []).tickets
     }
 
     /// The storage keys of every row this machine holds in the tables
@@ -1166,19 +1193,11 @@ impl TicketMachine {
     /// no key range of its own there (a scan of those tables would hold up
     /// every other group of the node).
     pub fn time_keys(&self) -> TimeKeys {
-        TimeKeys {
-            tickets: self.ticket_keys(),
-            requests: self
-                .requests
-                .values()
-                .map(|r| (r.at_ms, r.request_id))
-                .collect(),
-            outbox: self
-                .outbox
-                .values()
-                .map(|n| (n.created_at_ms, n.id.clone()))
-                .collect(),
-        }
+        TimeKeys::of(
+            self.tickets.values().map(|t| &**t),
+            self.requests.values(),
+            self.outbox.values(),
+        )
     }
 
     pub fn snapshot(&self, group_id: u64) -> StateSnapshot {
