@@ -47,7 +47,9 @@ enum Cmd {
         #[arg(long)]
         topology: Option<PathBuf>,
     },
-    /// Role, term, commit and applied index of every node.
+    /// Role, term, commit and applied index of every node's groups, and the
+    /// copies a node holds on disk without hosting them (role `on_disk`:
+    /// joined at run time, not loaded since a restart).
     Status {
         #[arg(long)]
         config: PathBuf,
@@ -802,6 +804,15 @@ async fn status(cfg: &Path, as_json: bool) -> Result<()> {
                         "id": n.id, "address": n.address, "group": g.group_id, "role": g.role,
                         "term": g.term, "commit_index": g.commit_index, "applied_index": g.applied_index,
                         "leader_id": g.leader_id, "first_index": g.first_index, "last_index": g.last_index,
+                    }));
+                }
+                // Copies the node holds but does not host: what `hotline
+                // group purge` may delete once the node is out of the group.
+                for g in s.on_disk {
+                    rows.push(json!({
+                        "id": n.id, "address": n.address, "group": g.group_id, "role": "on_disk",
+                        "term": g.term, "commit_index": g.commit_index,
+                        "voters": g.voters, "learners": g.learners,
                     }));
                 }
             }

@@ -93,6 +93,7 @@ pub fn role_zh(role: &str) -> &str {
         "learner" => "学习者",
         "joining" => "加入中",
         "removed" => "已移除",
+        "on_disk" => "仅在磁盘未加载",
         "unreachable" => "不可达",
         other => other,
     }

@@ -205,7 +205,21 @@ region = "310114"
         group_on(&c, GROUP, 4).await.is_none(),
         "nothing loads 310114 on node 4: no member sends it a message"
     );
+    // `hotline status` shows the copy, so the operator knows to purge it.
+    let on_disk_4 = |cl: &Cluster| {
+        let out = cl.cli(&["status", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["id"] == 4 && r["role"] == "on_disk")
+            .map(|r| (r["group"].as_u64().unwrap(), ids(&r["voters"])))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on_disk_4(&cl), vec![(GROUP, vec![1, 2, 3])]);
     assert_eq!(purge_4(&cl), 3, "the tickets of its copy");
+    assert!(on_disk_4(&cl).is_empty(), "purged");
     let purged = |cl: &Cluster| {
         plain(&cl.log(4))
             .lines()

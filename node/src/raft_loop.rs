@@ -1194,7 +1194,31 @@ impl RaftLoop {
                     outbox_pending: r.tickets().outbox_len() as u32,
                 })
                 .collect(),
+            on_disk: self.on_disk_only(),
         }
+    }
+
+    /// The groups on this node's disk that it does not host, by id.
+    fn on_disk_only(&self) -> Vec<hotline_proto::v1::GroupOnDisk> {
+        let mut ids: Vec<u64> = self
+            .storage
+            .groups_on_disk()
+            .filter(|g| !self.replicas.contains_key(g))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|g| {
+                let (term, commit_index) = self.storage.term_and_commit(g).unwrap_or_default();
+                let cs = self.storage.conf_state(g);
+                hotline_proto::v1::GroupOnDisk {
+                    group_id: g,
+                    term,
+                    commit_index,
+                    voters: cs.map_or_else(Vec::new, |c| crate::membership::sorted(&c.voters)),
+                    learners: cs.map_or_else(Vec::new, |c| crate::membership::sorted(&c.learners)),
+                }
+            })
+            .collect()
     }
 
     /// Encodes a group's messages into the per-peer outgoing batches of

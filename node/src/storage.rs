@@ -817,6 +817,12 @@ impl Storage {
             .map(|img| (img.hard_state.term, img.hard_state.commit.max(img.applied)))
     }
 
+    /// Every group with an image on this node's disk (hosted or not), in
+    /// no order.
+    pub fn groups_on_disk(&self) -> impl Iterator<Item = u64> + '_ {
+        self.images.keys().copied()
+    }
+
     /// The group's configuration as of its last write (`None`: not on
     /// disk, as for `load`), without reading its rows.
     pub fn conf_state(&self, g: u64) -> Option<&ConfState> {
