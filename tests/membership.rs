@@ -136,10 +136,13 @@ async fn add_node_4_as_learner(cl: &Cluster, c: &Client) {
 /// A group joined at run time is not in the node's topology file, so a
 /// start does not load it; only a member's message does, and the members
 /// send none to a node they removed. Its copy would stay on the node's disk
-/// for good: `hotline group purge` deletes it from there. And a node
-/// removed while it was down comes back with a configuration that still
-/// names it a learner, which no member corrects (a learner never
-/// campaigns, so it is never refused): purged on the leader's word.
+/// for good: `hotline status` shows it (`on_disk`) and `hotline group
+/// purge` deletes it from there. A learner removed while cut off or down
+/// keeps a configuration that names it, which no member corrects (a
+/// learner never campaigns, so it is never refused): purged on the
+/// leader's word. A voter in that case stops on the voters' word first
+/// (hosted for that if it was only on disk). A node's last group is not
+/// purged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_joined_at_run_time_are_purged_after_a_restart_and_when_removed_while_down() {
     // Node 5 (another 嘉定 site) is a learner of 310114, its only group.
