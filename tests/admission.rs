@@ -204,23 +204,18 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     // the directory's word, catches up (its applied index reaches the
     // leader's commit index) and follows, with the group's configuration.
     cl.start(3);
-    until(
+    caught_up(
+        &c,
+        GROUP,
+        3,
         "node 3 catches up and follows",
         Duration::from_secs(30),
-        || async {
-            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
-                return false;
-            };
-            group_on(&c, GROUP, 3).await.is_some_and(|g| {
-                g.role == "follower"
-                    && g.applied_index >= l.commit_index
-                    && g.applied_index >= last.raft_index
-                    && {
-                        let mut v = g.voters.clone();
-                        v.sort_unstable();
-                        v == [3, 4, 5]
-                    }
-            })
+        |g| {
+            g.role == "follower" && g.applied_index >= last.raft_index && {
+                let mut v = g.voters.clone();
+                v.sort_unstable();
+                v == [3, 4, 5]
+            }
         },
     )
     .await;
@@ -288,20 +283,13 @@ async fn a_voter_that_missed_the_changes_catches_up_by_the_directory() {
     assert_eq!(voters, vec![1, 3, 4, 5]);
     let last = c.accept(request("while 5 is away")).await.unwrap();
     cl.start(5);
-    until(
+    caught_up(
+        &c,
+        GROUP,
+        5,
         "node 5 loads the group from its disk and catches up",
         Duration::from_secs(30),
-        || async {
-            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
-                return false;
-            };
-            group_on(&c, GROUP, 5).await.is_some_and(|g| {
-                g.role == "follower"
-                    && g.applied_index >= l.commit_index
-                    && g.applied_index >= last.raft_index
-                    && g.leader_id == 1
-            })
-        },
+        |g| g.role == "follower" && g.applied_index >= last.raft_index && g.leader_id == 1,
     )
     .await;
     let joined: Vec<String> = plain(&cl.log(5))

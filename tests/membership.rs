@@ -85,6 +85,22 @@ fn refusals_logged(cl: &Cluster, nodes: &[u64]) -> usize {
         .sum()
 }
 
+/// The cluster of `topology` on ports from `port_base`, running, once
+/// 310114 has a leader and three tickets.
+async fn started(topology: &str, port_base: u16) -> (Cluster, Client) {
+    let mut cl = Cluster::init_topology(topology, port_base, |_| {});
+    cl.start_all();
+    let c = cl.client();
+    until("a leader of 310114", Duration::from_secs(20), || async {
+        leader_of_group(&c, GROUP).await.is_some()
+    })
+    .await;
+    for i in 0..3 {
+        c.accept(request(&format!("before {i}"))).await.unwrap();
+    }
+    (cl, c)
+}
+
 /// Waits until node `n`'s replica of 310114 shows itself removed (it
 /// applied its removal, or the members' word parked it).
 async fn shows_removed(c: &Client, n: u64, within: Duration) {
@@ -118,17 +134,13 @@ async fn add_node_4_as_learner(cl: &Cluster, c: &Client) {
     assert_eq!(ids(&v["voters"]), vec![1, 2, 3], "{out}");
     // No national group here, so no replicated directory to wait for.
     assert_eq!(v["directory_recorded"], Value::Null, "{out}");
-    until(
+    caught_up(
+        c,
+        GROUP,
+        4,
         "node 4 catches up as a learner",
         Duration::from_secs(20),
-        || async {
-            let Some((_, l)) = leader_of_group(c, GROUP).await else {
-                return false;
-            };
-            group_on(c, GROUP, 4).await.is_some_and(|g| {
-                g.role == "learner" && g.applied_index >= l.commit_index && g.learners == vec![4]
-            })
-        },
+        |g| g.role == "learner" && g.learners == vec![4],
     )
     .await;
 }
@@ -157,16 +169,7 @@ site = "jiading-d"
 level = "district"
 region = "310114"
 "#;
-    let mut cl = Cluster::init_topology(&topology, 7970, |_| {});
-    cl.start_all();
-    let c = cl.client();
-    until("a leader of 310114", Duration::from_secs(20), || async {
-        leader_of_group(&c, GROUP).await.is_some()
-    })
-    .await;
-    for i in 0..3 {
-        c.accept(request(&format!("before {i}"))).await.unwrap();
-    }
+    let (mut cl, c) = started(&topology, 7970).await;
 
     // 0. Not a node's last group: a node with no group does not start.
     cl.cli(&["group", "remove", "--region", "310114", "--node", "5"]);
@@ -180,12 +183,7 @@ region = "310114"
         cl.stop(4);
         cl.start(4);
     };
-    let back = || async {
-        until("node 4 back", Duration::from_secs(20), || async {
-            c.status_of(index_of(&c, 4)).await.is_ok()
-        })
-        .await
-    };
+    let back = || answers(&c, 4, Duration::from_secs(20));
     let purge_4 = |cl: &Cluster| {
         let out = cl.cli(&[
             "group", "purge", "--region", "310114", "--node", "4", "--json",
@@ -245,20 +243,9 @@ region = "310114"
     // learner it sends nothing that a member could refuse. It stays a
     // learner by its own configuration, with no leader; purged on the
     // leader's word.
-    let caught_up_4 = || async {
-        until(
-            "node 4 applies the new ticket",
-            Duration::from_secs(20),
-            || async {
-                let Some((_, l)) = leader_of_group(&c, GROUP).await else {
-                    return false;
-                };
-                group_on(&c, GROUP, 4)
-                    .await
-                    .is_some_and(|g| g.applied_index >= l.commit_index)
-            },
-        )
-        .await
+    let caught_up_4 = || {
+        let what = "node 4 applies the new ticket";
+        caught_up(&c, GROUP, 4, what, Duration::from_secs(20), |_| true)
     };
     add_node_4_as_learner(&cl, &c).await;
     c.accept(request("after the second add")).await.unwrap();
@@ -333,16 +320,7 @@ region = "310114"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
-    let mut cl = Cluster::init_topology(TOPOLOGY, 7950, |_| {});
-    cl.start_all();
-    let c = cl.client();
-    until("a leader of 310114", Duration::from_secs(20), || async {
-        leader_of_group(&c, GROUP).await.is_some()
-    })
-    .await;
-    for i in 0..3 {
-        c.accept(request(&format!("before {i}"))).await.unwrap();
-    }
+    let (mut cl, c) = started(TOPOLOGY, 7950).await;
     assert!(
         group_on(&c, GROUP, 4).await.is_none(),
         "node 4 does not host 310114 yet"
@@ -494,10 +472,7 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     // serves its street's group.
     cl.stop(1);
     cl.start(1);
-    until("node 1 back", Duration::from_secs(20), || async {
-        c.status_of(index_of(&c, 1)).await.is_ok()
-    })
-    .await;
+    answers(&c, 1, Duration::from_secs(20)).await;
     let s = c.status_of(index_of(&c, 1)).await.unwrap();
     let groups: Vec<u64> = s.groups.iter().map(|g| g.group_id).collect();
     assert_eq!(groups, vec![310114002], "{s:?}");
@@ -505,17 +480,13 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
     // Added back, it joins empty and catches up from the leader, as any
     // new replica does; then out again, as the rest of this test expects.
     cl.cli(&["group", "add-learner", "--region", "310114", "--node", "1"]);
-    until(
+    caught_up(
+        &c,
+        GROUP,
+        1,
         "node 1 catches up again as a learner",
         Duration::from_secs(20),
-        || async {
-            let Some((_, l)) = leader_of_group(&c, GROUP).await else {
-                return false;
-            };
-            group_on(&c, GROUP, 1)
-                .await
-                .is_some_and(|g| g.role == "learner" && g.applied_index >= l.commit_index)
-        },
+        |g| g.role == "learner",
     )
     .await;
     cl.cli(&["group", "remove", "--region", "310114", "--node", "1"]);

@@ -806,8 +806,7 @@ impl RaftLoop {
         // node out of the voters while it is a learner, outgoing voters
         // included), so the leader's word is enough; a voter's parks on
         // the members' word first.
-        let stale_learner = r.is_learner() && !r.is_parked();
-        if r.is_initialized() && !r.is_parked() && !stale_learner {
+        if r.is_initialized() && !r.is_parked() && !r.is_learner() {
             let why = if !r.is_member(me) {
                 // It applied its own removal and parks at its next tick.
                 format!("group {group_id}'s replica on node {me} has not stopped yet; try again")

@@ -400,6 +400,37 @@ pub async fn leader_of_group(
     group_on(c, group, id).await.map(|g| (id, g))
 }
 
+/// Waits until node `node`'s replica of `group` has applied all that the
+/// group's leader has committed, and `also` holds of it; fails naming
+/// `what` after `within`.
+pub async fn caught_up(
+    c: &Client,
+    group: u64,
+    node: u64,
+    what: &str,
+    within: Duration,
+    also: impl Fn(&hotline_proto::v1::GroupStatus) -> bool,
+) {
+    until(what, within, || async {
+        let Some((_, l)) = leader_of_group(c, group).await else {
+            return false;
+        };
+        group_on(c, group, node)
+            .await
+            .is_some_and(|g| g.applied_index >= l.commit_index && also(&g))
+    })
+    .await;
+}
+
+/// Waits until node `node` answers a status request again (after a
+/// start).
+pub async fn answers(c: &Client, node: u64, within: Duration) {
+    until(&format!("node {node} answers"), within, || async {
+        c.status_of(index_of(c, node)).await.is_ok()
+    })
+    .await;
+}
+
 /// A JSON list of node ids, sorted (empty if not a list).
 pub fn ids(v: &serde_json::Value) -> Vec<u64> {
     let mut v: Vec<u64> = v
