@@ -5,9 +5,10 @@
 # throughput, p99 and the node CPU per accept summed over the three nodes
 # (from /proc/PID/stat) and the bytes written to disk per accept and node
 # (from /proc/PID/io).
-#   bench/groups-fresh.sh GROUPS ROUNDS [spread|one] [BINARY…]
-# `one` gives nodes 2 and 3 a 4x election timeout so node 1 leads every
-# group. Several binaries are run in alternation (A/B of two builds).
+#   bench/groups-fresh.sh GROUPS ROUNDS [spread|balanced|one] [BINARY…]
+# `spread` leaves the leaders where the elections put them; `balanced` then
+# evens them out (`hotline group balance-leaders`: 22/21/21 of 64); `one`
+# gives nodes 2 and 3 a 4x election timeout so node 1 leads every group. Several binaries are run in alternation (A/B of two builds).
 # PERF=PREFIX records `perf record -g` of the whole machine for 5 s from 3 s
 # into each measurement, to PREFIX-GROUPS-ROUND-BINARYNO.data (linux-perf).
 # METRICS=1 also prints each node's raft-loop counters after the run
@@ -20,6 +21,9 @@
 # long, so that the figures are the steady state's and not a fresh cluster's
 # fill of its log windows and tables (it made no difference to 64 groups
 # against 1: BENCHMARKS, 2 Dec 15:17 UTC).
+# CPU_CAP=FRACTION (e.g. 0.5) caps each node at that many CPUs (its own cgroup v1
+# `cpu` group, quota per 20 ms period; root needed): each node is bound by its own
+# CPU, as on a machine of its own, and not by the two cores all three share.
 # Ports 9321-9323 (+10000 metrics). Every node started here is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +37,11 @@ BINS=("$@")
 [[ $G =~ ^[0-9]{1,4}$ && $R =~ ^[1-9][0-9]?$ ]] || { echo "GROUPS 1-9999, ROUNDS 1-99" >&2; exit 2; }
 [[ $CLIENTS =~ ^[1-9][0-9]{0,3}$ ]] || { echo "CLIENTS 1-9999" >&2; exit 2; }
 WARMUP=${WARMUP:-}
+CPU_CAP=${CPU_CAP:-}
+[[ -z $CPU_CAP || $CPU_CAP =~ ^0?\.[1-9][0-9]?$|^[1-9]$ ]] || { echo "CPU_CAP: 0.1-9 CPUs per node" >&2; exit 2; }
+CG=/sys/fs/cgroup/cpu/hotline-bench
 [[ -z $WARMUP || $WARMUP =~ ^[1-9][0-9]{0,2}s$ ]] || { echo "WARMUP: 1s-999s" >&2; exit 2; }
-case $LEADERS in spread | one) ;; *) echo "leaders: spread or one" >&2; exit 2 ;; esac
+case $LEADERS in spread | balanced | one) ;; *) echo "leaders: spread, balanced or one" >&2; exit 2 ;; esac
 D=$(mktemp -d /tmp/hotline-groups.XXXX)
 PIDS=()
 # shellcheck source=bench/lib.sh
@@ -43,7 +50,16 @@ stop() {
   stop_pids "${PIDS[@]}"
   PIDS=()
 }
-trap 'stop; rm -rf "$D"' EXIT
+uncap() { for i in 1 2 3; do [[ -d $CG-$i ]] && rmdir "$CG-$i" 2>/dev/null || true; done; }
+# cap PID NODE: the node's process (all its threads, and any it starts) in a cgroup
+# of CPU_CAP CPUs.
+cap() {
+  mkdir -p "$CG-$2"
+  echo 20000 >"$CG-$2/cpu.cfs_period_us"
+  echo "$(echo "$CPU_CAP * 20000 / 1" | bc)" >"$CG-$2/cpu.cfs_quota_us"
+  echo "$1" >"$CG-$2/cgroup.procs"
+}
+trap 'stop; uncap; rm -rf "$D"' EXIT
 cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
 # "KIND TICKS" per kind of thread of the nodes (the name without its node number).
 thread_ticks() {
@@ -66,8 +82,13 @@ for r in $(seq 1 "$R"); do
     for i in 1 2 3; do
       HOTLINE_LOG=warn "$H" node --config "$D/node-$i.toml" >"$D/node-$i.log" 2>&1 &
       PIDS+=($!)
+      if [[ -n $CPU_CAP ]]; then cap "$!" "$i"; fi
     done
     leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+    if [[ $LEADERS == balanced ]]; then
+      "$H" group balance-leaders --config "$D/client.toml" --json >"$D/balance.json"
+      leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+    fi
     if [[ -n $WARMUP ]]; then
       "$H" bench accept --config "$D/client.toml" --all-groups --clients "$CLIENTS" --duration "$WARMUP" --size 1024 --json >/dev/null
     fi

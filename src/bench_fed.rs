@@ -14,7 +14,6 @@
 //! `bench/federation.sh` runs them all. Everything is bounded: clients,
 //! durations, polls and group counts.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -502,33 +501,6 @@ fn write_topology(spec: &TopologySpec) -> Result<()> {
 // ---------------------------------------------------------------------------
 // bench leaders
 
-/// Groups whose replicas (all that answered) agree on a leader that says it
-/// leads; and per node, how many groups it leads.
-fn led_groups(
-    all: &[Result<hotline_proto::v1::StatusResponse, tonic::Status>],
-    ids: &[u64],
-) -> (BTreeMap<u64, u64>, usize) {
-    // group → (leader by self-report, leader ids reported by replicas)
-    let mut leader: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut seen: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    let mut answered = 0;
-    for (s, &node) in all.iter().zip(ids) {
-        let Ok(s) = s else { continue };
-        answered += 1;
-        for g in &s.groups {
-            if g.role == "leader" {
-                leader.insert(g.group_id, node);
-            }
-            seen.entry(g.group_id).or_default().push(g.leader_id);
-        }
-    }
-    let agreed = leader
-        .into_iter()
-        .filter(|(g, l)| seen.get(g).is_some_and(|v| v.iter().all(|x| x == l)))
-        .collect();
-    (agreed, answered)
-}
-
 async fn leaders(cfg: &ClientConfig, timeout: Duration, as_json: bool) -> Result<()> {
     if timeout > MAX_WAIT {
         bail!("--timeout: at most {MAX_WAIT:?}");
@@ -546,17 +518,14 @@ async fn leaders(cfg: &ClientConfig, timeout: Duration, as_json: bool) -> Result
     let mut first_all_answered = None;
     loop {
         let all = c.status_all().await;
-        let (agreed, answered) = led_groups(&all, &ids);
+        let (agreed, answered) = crate::leaders::led_groups(&all, &ids);
         if answered == ids.len() && first_all_answered.is_none() {
             first_all_answered = Some(start.elapsed());
         }
         let led = groups.iter().filter(|g| agreed.contains_key(g)).count();
         let elapsed = start.elapsed();
         if led == groups.len() {
-            let mut per_node: BTreeMap<u64, usize> = ids.iter().map(|&i| (i, 0)).collect();
-            for l in agreed.values() {
-                *per_node.entry(*l).or_default() += 1;
-            }
+            let per_node = crate::leaders::per_node(&agreed, &ids);
             if as_json {
                 println!(
                     "{}",

@@ -10,6 +10,9 @@
 //!   new leader.
 //! - `transfer-leader --region R --node N`: voter N leads the group (move
 //!   leaders off a site before taking it down: no election when it goes).
+//! - `balance-leaders [--dry-run]`: even out how many groups each node
+//!   leads, moving leaderships to voters that lead fewer (after a node
+//!   comes back: it leads nothing until moved). See `crate::leaders`.
 //! - `show [--region R]`: voters and learners of each group, and the role of
 //!   every replica.
 //! - `purge --region R --node N`: after `remove`, N deletes its replica of
@@ -40,7 +43,7 @@ use hotline_proto::v1::admin_client::AdminClient;
 use hotline_proto::v1::federation_client::FederationClient;
 use hotline_proto::v1::{
     ConfChangeRequest, ConfChangeResponse, DirectoryImage, DirectoryRequest, GroupStatus,
-    PurgeReplicaRequest, TransferLeaderRequest,
+    PurgeReplicaRequest, TransferLeaderRequest, TransferLeaderResponse,
 };
 use serde_json::{Value, json};
 use tonic::Code;
@@ -108,6 +111,19 @@ pub enum GroupCmd {
         #[arg(long)]
         node: u64,
     },
+    /// Even out how many groups each node leads: hand leaderships from the
+    /// node leading most to voters that lead fewer (after a node comes
+    /// back, it leads nothing until then), only to nodes that answer.
+    BalanceLeaders {
+        #[command(flatten)]
+        c: ClientArgs,
+        /// Print the moves, make none.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many moves (1-10000).
+        #[arg(long, default_value_t = 1000)]
+        max_moves: usize,
+    },
     /// Delete a removed node's replica of a region's group and the group's
     /// data on that node's disk (after `remove`, once `status` shows the
     /// replica removed). The node no longer hosts the group, not even at
@@ -159,6 +175,11 @@ pub async fn run(cmd: GroupCmd) -> Result<()> {
             force,
         } => change(&c, &region, node, "remove", force).await,
         GroupCmd::TransferLeader { c, region, node } => transfer_leader(&c, &region, node).await,
+        GroupCmd::BalanceLeaders {
+            c,
+            dry_run,
+            max_moves,
+        } => balance_leaders(&c, dry_run, max_moves).await,
         GroupCmd::Purge { c, region, node } => purge(&c, &region, node).await,
         GroupCmd::Show { c, region } => show(&c, region.as_deref()).await,
         GroupCmd::Directory { c } => directory(&c).await,
@@ -281,35 +302,40 @@ async fn change(c: &ClientArgs, region: &str, node: u64, op: &str, force: bool) 
 
 /// Asks the group's leader to hand over to `node`, retrying at a new
 /// leader (a leader change meanwhile) and while the transfer is given up
-/// for a reason that passes (the voter still catching up).
-async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
-    let (group, cl) = target(c, region, node)?;
-    let done = at_leader(&cl, group, ATTEMPTS / 6, |i, _| {
-        let cl = &cl;
-        async move {
-            let mut admin = AdminClient::new(cl.channel(i));
-            let mut req = tonic::Request::new(TransferLeaderRequest {
-                group_id: group,
-                node_id: node,
-            });
-            req.set_timeout(Duration::from_secs(10));
-            match admin.transfer_leader(req).await {
-                Ok(r) => Attempt::Done((cl.nodes[i].id, r.into_inner())),
-                Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
-                    Attempt::Retry(s.message().to_string())
-                }
-                Err(s) => Attempt::Fail(status_err(s)),
+/// for a reason that passes (the voter still catching up). `Ok`: the node
+/// that led when asked, and the answer.
+async fn move_leader(
+    cl: &hotline_node::client::Client,
+    group: u64,
+    node: u64,
+) -> Result<(u64, TransferLeaderResponse)> {
+    let done = at_leader(cl, group, ATTEMPTS / 6, |i, _| async move {
+        let mut admin = AdminClient::new(cl.channel(i));
+        let mut req = tonic::Request::new(TransferLeaderRequest {
+            group_id: group,
+            node_id: node,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        match admin.transfer_leader(req).await {
+            Ok(r) => Attempt::Done((cl.nodes[i].id, r.into_inner())),
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
+                Attempt::Retry(s.message().to_string())
             }
+            Err(s) => Attempt::Fail(status_err(s)),
         }
     })
     .await?;
-    let (from, r) = match done {
-        Ok(v) => v,
-        Err(last) => bail!(
+    done.map_err(|last| {
+        anyhow!(
             "group {}: leadership not moved to node {node}: {last}",
             label(group)
-        ),
-    };
+        )
+    })
+}
+
+async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
+    let (group, cl) = target(c, region, node)?;
+    let (from, r) = move_leader(&cl, group, node).await?;
     if c.json {
         println!(
             "{}",
@@ -318,23 +344,191 @@ async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> 
                 "leader": r.leader_id, "term": r.term, "from": from,
             })
         );
-    } else if from == r.leader_id {
-        println!(
+    } else {
+        println!("{}", moved_text(group, from, &r));
+    }
+    Ok(())
+}
+
+/// A transfer's outcome in the operator's words.
+fn moved_text(group: u64, from: u64, r: &TransferLeaderResponse) -> String {
+    if from == r.leader_id {
+        format!(
             "group {}: 节点 {} 已是领导者 node {} leads already (term {})",
             label(group),
             r.leader_id,
             r.leader_id,
             r.term
-        );
+        )
     } else {
-        println!(
+        format!(
             "group {}: 领导权已由节点 {from} 移交节点 {} leadership moved from node {from} \
              to node {} (term {})",
             label(group),
             r.leader_id,
             r.leader_id,
             r.term
+        )
+    }
+}
+
+/// Transfers under way at once: each waits at its group's leader until the
+/// new leader leads (a node holds at most 64 such waits).
+const BALANCE_PARALLEL: usize = 8;
+const MAX_BALANCE_MOVES: usize = 10_000;
+/// How long to wait for every replica of a moved group to name its new
+/// leader before counting the leaders per node again.
+const BALANCE_SETTLE: Duration = Duration::from_secs(5);
+
+/// "node 1: 22, node 2: 21"
+fn counts_text(c: &BTreeMap<u64, usize>) -> String {
+    let v: Vec<String> = c.iter().map(|(n, k)| format!("node {n}: {k}")).collect();
+    v.join(", ")
+}
+
+async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Result<()> {
+    use futures::StreamExt;
+    if !(1..=MAX_BALANCE_MOVES).contains(&max_moves) {
+        bail!("--max-moves: 1 to {MAX_BALANCE_MOVES}, got {max_moves}");
+    }
+    let cl = client(c)?;
+    let node_ids: Vec<u64> = cl.nodes.iter().map(|n| n.id).collect();
+    let all = cl.status_all().await;
+    let up: Vec<u64> = node_ids
+        .iter()
+        .zip(&all)
+        .filter(|(_, s)| s.is_ok())
+        .map(|(&n, _)| n)
+        .collect();
+    let unreachable: Vec<u64> = node_ids
+        .iter()
+        .filter(|n| !up.contains(n))
+        .copied()
+        .collect();
+    if up.is_empty() {
+        bail!("no node of the client config answers");
+    }
+    let (led, _) = crate::leaders::led_groups(&all, &node_ids);
+    let hosted: std::collections::BTreeSet<u64> = all
+        .iter()
+        .flatten()
+        .flat_map(|s| s.groups.iter().map(|g| g.group_id))
+        .collect();
+    let without_leader = hosted.len() - led.len();
+    let before = crate::leaders::per_node(&led, &up);
+    let (plan, planned) = crate::leaders::balance_plan(&led, &up, max_moves);
+    let mut outcomes: Vec<(crate::leaders::Move, Result<(u64, TransferLeaderResponse)>)> =
+        if dry_run {
+            Vec::new()
+        } else {
+            futures::stream::iter(plan.iter().copied())
+                .map(|m| {
+                    let cl = &cl;
+                    async move { (m, move_leader(cl, m.group, m.to).await) }
+                })
+                .buffer_unordered(BALANCE_PARALLEL)
+                .collect()
+                .await
+        };
+    outcomes.sort_by_key(|(m, _)| m.group);
+    let failed = outcomes.iter().filter(|(_, r)| r.is_err()).count();
+    // The leaders per node as the nodes report them now: each moved group
+    // once all its replicas name the new leader (a follower hears of it
+    // with the new leader's first append), or after BALANCE_SETTLE.
+    let after = if dry_run {
+        planned.clone()
+    } else {
+        let settled = tokio::time::Instant::now() + BALANCE_SETTLE;
+        loop {
+            let all = cl.status_all().await;
+            let (now, _) = crate::leaders::led_groups(&all, &node_ids);
+            let done = outcomes
+                .iter()
+                .all(|(m, r)| r.is_err() || now.get(&m.group).is_some_and(|l| l.leader == m.to));
+            if done || tokio::time::Instant::now() >= settled {
+                break crate::leaders::per_node(&now, &up);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    if c.json {
+        let moves: Vec<Value> = if dry_run {
+            plan.iter()
+                .map(|m| {
+                    json!({
+                        "group_id": m.group, "region": group_region(m.group),
+                        "from": m.from, "to": m.to,
+                    })
+                })
+                .collect()
+        } else {
+            outcomes
+                .iter()
+                .map(|(m, r)| match r {
+                    Ok((_, r)) => json!({
+                        "group_id": m.group, "region": group_region(m.group),
+                        "from": m.from, "to": m.to, "ok": true, "term": r.term,
+                    }),
+                    Err(e) => json!({
+                        "group_id": m.group, "region": group_region(m.group),
+                        "from": m.from, "to": m.to, "ok": false, "error": format!("{e:#}"),
+                    }),
+                })
+                .collect()
+        };
+        println!(
+            "{}",
+            json!({
+                "dry_run": dry_run, "before": before, "moves": moves, "failed": failed,
+                "after": after, "unreachable": unreachable,
+                "without_leader": without_leader,
+            })
         );
+    } else {
+        println!("领导者分布 leaders per node: {}", counts_text(&before));
+        if !unreachable.is_empty() {
+            println!(
+                "未响应节点 unreachable nodes {} (nothing moved to them)",
+                ids(&unreachable)
+            );
+        }
+        if without_leader > 0 {
+            println!(
+                "{without_leader} group(s) without a leader all replicas agree on: left alone"
+            );
+        }
+        if plan.is_empty() {
+            println!(
+                "已均衡 balanced already: no group has a voter that leads two or more groups fewer than its leader does"
+            );
+            return Ok(());
+        }
+        if dry_run {
+            for m in &plan {
+                println!(
+                    "group {}: would move from node {} to node {}",
+                    label(m.group),
+                    m.from,
+                    m.to
+                );
+            }
+            println!("计划 planned: {}", counts_text(&after));
+            return Ok(());
+        }
+        for (m, r) in &outcomes {
+            match r {
+                Ok((from, r)) => println!("{}", moved_text(m.group, *from, r)),
+                Err(e) => println!("失败 failed: {e:#}"),
+            }
+        }
+        println!(
+            "均衡后 leaders per node now: {} ({} moved, {failed} failed)",
+            counts_text(&after),
+            outcomes.len() - failed
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} of {} leadership moves failed", plan.len());
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ mod fault_cli;
 mod fed_cli;
 mod group_cli;
 mod labels;
+mod leaders;
 mod report;
 mod sim_cli;
 mod ticket_cli;

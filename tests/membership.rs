@@ -643,3 +643,171 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
         "{log4}"
     );
 }
+
+/// Six 上海 districts voted by nodes 1–3, and 宝山 310113 voted by 1 and 2
+/// with 3 a learner (it may never lead it). Nodes 2 and 3 wait 4× longer
+/// before an election, so node 1 leads every group at start.
+const BALANCE_TOPOLOGY: &str = r#"
+name = "balance"
+
+[[node]]
+id = 1
+address = "127.0.0.1:7981"
+site = "a"
+level = "city"
+region = "3101"
+
+[[node]]
+id = 2
+address = "127.0.0.1:7982"
+site = "b"
+level = "city"
+region = "3101"
+
+[[node]]
+id = 3
+address = "127.0.0.1:7983"
+site = "c"
+level = "city"
+region = "3101"
+
+[[group]]
+region = "310101"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310104"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310105"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310106"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310107"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310109"
+voters = [1, 2, 3]
+
+[[group]]
+region = "310113"
+voters = [1, 2]
+learners = [3]
+"#;
+
+/// Groups led per node once every group has a leader all its replicas
+/// agree on (`hotline bench leaders`), as [node 1, node 2, node 3].
+fn leaders_per_node(cl: &Cluster) -> Vec<u64> {
+    let out = cl.cli(&["bench", "leaders", "--timeout", "30s", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    (1..=3)
+        .map(|n| v["leaders_per_node"][n.to_string()].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// The node leading 宝山 310113, by `hotline group show`.
+fn baoshan_leader(cl: &Cluster) -> u64 {
+    let out = cl.cli(&["group", "show", "--region", "310113", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["groups"][0]["leader"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_leaders_evens_out_leaderships_among_voters_that_answer() {
+    let mut cl = Cluster::init_topology(BALANCE_TOPOLOGY, 7980, |cfg| {
+        if cfg.id != 1 {
+            cfg.tuning.election_ticks *= 4;
+        }
+    });
+    cl.start_all();
+    assert_eq!(leaders_per_node(&cl), vec![7, 0, 0]);
+
+    // A dry run plans and moves nothing. Widest gap first, lowest group
+    // first: 黄浦 to 2, 徐汇 to 3, 长宁 to 2, 静安 to 3; 宝山 stays.
+    let out = cl.cli(&["group", "balance-leaders", "--dry-run", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let planned: Vec<(u64, u64)> = v["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["group_id"].as_u64().unwrap(), m["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        planned,
+        vec![(310101, 2), (310104, 3), (310105, 2), (310106, 3)],
+        "{out}"
+    );
+    assert_eq!(
+        v["after"],
+        serde_json::json!({"1": 3, "2": 2, "3": 2}),
+        "{out}"
+    );
+    assert_eq!(leaders_per_node(&cl), vec![7, 0, 0]);
+
+    let out = cl.cli(&["group", "balance-leaders", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["failed"], 0, "{out}");
+    assert_eq!(v["moves"].as_array().unwrap().len(), 4, "{out}");
+    assert!(
+        v["moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["ok"] == true),
+        "{out}"
+    );
+    assert_eq!(
+        v["after"],
+        serde_json::json!({"1": 3, "2": 2, "3": 2}),
+        "{out}"
+    );
+    assert_eq!(leaders_per_node(&cl), vec![3, 2, 2]);
+    assert_eq!(baoshan_leader(&cl), 1);
+    // Balanced: a second run moves nothing.
+    let out = cl.cli(&["group", "balance-leaders"]);
+    assert!(out.contains("已均衡 balanced already"), "{out}");
+
+    // Node 3 goes down: nodes 1 and 2 take its two groups, and a balance
+    // moves nothing to node 3, which does not answer.
+    cl.stop(3);
+    let down = leaders_per_node(&cl);
+    assert_eq!((down[2], down.iter().sum::<u64>()), (0, 7), "{down:?}");
+    let out = cl.cli(&["group", "balance-leaders", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ids(&v["unreachable"]), vec![3], "{out}");
+    assert!(
+        v["moves"].as_array().unwrap().iter().all(|m| m["to"] == 2),
+        "{out}"
+    );
+    let now = leaders_per_node(&cl);
+    assert_eq!(now[2], 0);
+    assert!(now[0].abs_diff(now[1]) <= 1, "{now:?}");
+
+    // Back up, node 3 leads nothing until a balance gives it its share, and
+    // never 宝山, where it is a learner.
+    cl.start(3);
+    let c = cl.client();
+    answers(&c, 3, Duration::from_secs(20)).await;
+    assert_eq!(leaders_per_node(&cl)[2], 0);
+    let out = cl.cli(&["group", "balance-leaders", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["failed"], 0, "{out}");
+    let now = leaders_per_node(&cl);
+    assert_eq!(now.iter().sum::<u64>(), 7);
+    assert!(now.iter().all(|&k| (2..=3).contains(&k)), "{now:?} {out}");
+    assert_ne!(baoshan_leader(&cl), 3);
+    // Every group takes tickets at its leader, wherever it moved.
+    for region in [
+        "310101", "310104", "310105", "310106", "310107", "310109", "310113",
+    ] {
+        let mut r = request("after the balance");
+        r.region = region.into();
+        c.accept(r).await.unwrap();
+    }
+}
