@@ -5,10 +5,13 @@
 # throughput, p99 and the node CPU per accept summed over the three nodes
 # (from /proc/PID/stat) and the bytes written to disk per accept and node
 # (from /proc/PID/io).
-#   bench/groups-fresh.sh GROUPS ROUNDS [spread|balanced|one] [BINARY…]
+#   bench/groups-fresh.sh GROUPS ROUNDS [spread|balanced|two|one] [BINARY…]
 # `spread` leaves the leaders where the elections put them; `balanced` then
-# evens them out (`hotline group balance-leaders`: 22/21/21 of 64); `one`
-# gives nodes 2 and 3 a 4x election timeout so node 1 leads every group. Several binaries are run in alternation (A/B of two builds).
+# evens them out (`hotline group balance-leaders`: 22/21/21 of 64); `two`
+# gives node 3 a 4x election timeout so nodes 1 and 2 lead every group (as
+# after node 3 comes back from a stop); `one` gives nodes 2 and 3 a 4x
+# election timeout so node 1 leads every group.
+# Several binaries are run in alternation (A/B of two builds).
 # PERF=PREFIX records `perf record -g` of the whole machine for 5 s from 3 s
 # into each measurement, to PREFIX-GROUPS-ROUND-BINARYNO.data (linux-perf).
 # METRICS=1 also prints each node's raft-loop counters after the run
@@ -37,11 +40,15 @@ BINS=("$@")
 [[ $G =~ ^[0-9]{1,4}$ && $R =~ ^[1-9][0-9]?$ ]] || { echo "GROUPS 1-9999, ROUNDS 1-99" >&2; exit 2; }
 [[ $CLIENTS =~ ^[1-9][0-9]{0,3}$ ]] || { echo "CLIENTS 1-9999" >&2; exit 2; }
 WARMUP=${WARMUP:-}
-CPU_CAP=${CPU_CAP:-}
-[[ -z $CPU_CAP || $CPU_CAP =~ ^0?\.[1-9][0-9]?$|^[1-9]$ ]] || { echo "CPU_CAP: 0.1-9 CPUs per node" >&2; exit 2; }
-CG=/sys/fs/cgroup/cpu/hotline-bench
 [[ -z $WARMUP || $WARMUP =~ ^[1-9][0-9]{0,2}s$ ]] || { echo "WARMUP: 1s-999s" >&2; exit 2; }
-case $LEADERS in spread | balanced | one) ;; *) echo "leaders: spread, balanced or one" >&2; exit 2 ;; esac
+CPU_CAP=${CPU_CAP:-}
+[[ -z $CPU_CAP || $CPU_CAP =~ ^(0?\.[1-9][0-9]?|[1-9](\.[0-9]{1,2})?)$ ]] || { echo "CPU_CAP: 0.1 to 9.99 CPUs per node" >&2; exit 2; }
+[[ -z $CPU_CAP || -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]] || {
+  echo "CPU_CAP needs root and cgroup v1's cpu controller at /sys/fs/cgroup/cpu" >&2
+  exit 2
+}
+CG=/sys/fs/cgroup/cpu/hotline-bench
+case $LEADERS in spread | balanced | two | one) ;; *) echo "leaders: spread, balanced, two or one" >&2; exit 2 ;; esac
 D=$(mktemp -d /tmp/hotline-groups.XXXX)
 PIDS=()
 # shellcheck source=bench/lib.sh
@@ -50,17 +57,19 @@ stop() {
   stop_pids "${PIDS[@]}"
   PIDS=()
 }
-uncap() { for i in 1 2 3; do [[ -d $CG-$i ]] && rmdir "$CG-$i" 2>/dev/null || true; done; }
+uncap() { for i in 1 2 3; do if [[ -d $CG-$i ]]; then rmdir "$CG-$i" || echo "cgroup $CG-$i left behind" >&2; fi; done; }
 # cap PID NODE: the node's process (all its threads, and any it starts) in a cgroup
 # of CPU_CAP CPUs.
 cap() {
-  mkdir -p "$CG-$2"
+  [[ -d $CG-$2 ]] || mkdir "$CG-$2"
   echo 20000 >"$CG-$2/cpu.cfs_period_us"
   echo "$(echo "$CPU_CAP * 20000 / 1" | bc)" >"$CG-$2/cpu.cfs_quota_us"
   echo "$1" >"$CG-$2/cgroup.procs"
 }
 trap 'stop; uncap; rm -rf "$D"' EXIT
 cpu() { echo "$(node_ticks "${PIDS[@]}") / 100" | bc -l; }
+# Groups led per node, once every group has a leader all its replicas know.
+leaders() { "$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node; }
 # "KIND TICKS" per kind of thread of the nodes (the name without its node number).
 thread_ticks() {
   for p in "${PIDS[@]}"; do
@@ -79,15 +88,17 @@ for r in $(seq 1 "$R"); do
     "$H" bench topology --nodes 3 --groups "$G" --provinces 31,32 --port-base 9320 --out "$D/topology-in.toml" >/dev/null
     "$H" cluster init --topology "$D/topology-in.toml" --dir "$D" --port-base 9320 >/dev/null
     if [[ $LEADERS == one ]]; then sed -i 's/^election_ticks = .*/election_ticks = 40/' "$D/node-2.toml" "$D/node-3.toml"; fi
+    if [[ $LEADERS == two ]]; then sed -i 's/^election_ticks = .*/election_ticks = 40/' "$D/node-3.toml"; fi
     for i in 1 2 3; do
       HOTLINE_LOG=warn "$H" node --config "$D/node-$i.toml" >"$D/node-$i.log" 2>&1 &
       PIDS+=($!)
       if [[ -n $CPU_CAP ]]; then cap "$!" "$i"; fi
     done
-    leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+    leaders=$(leaders)
     if [[ $LEADERS == balanced ]]; then
-      "$H" group balance-leaders --config "$D/client.toml" --json >"$D/balance.json"
-      leaders=$("$H" bench leaders --config "$D/client.toml" --timeout 60s --json | jq -c .leaders_per_node)
+      "$H" group balance-leaders --config "$D/client.toml" --json >"$D/balance.json" ||
+        echo "balance-leaders: $(jq -c '{failed, after}' "$D/balance.json")" >&2
+      leaders=$(leaders)
     fi
     if [[ -n $WARMUP ]]; then
       "$H" bench accept --config "$D/client.toml" --all-groups --clients "$CLIENTS" --duration "$WARMUP" --size 1024 --json >/dev/null

@@ -10,9 +10,10 @@
 //!   new leader.
 //! - `transfer-leader --region R --node N`: voter N leads the group (move
 //!   leaders off a site before taking it down: no election when it goes).
-//! - `balance-leaders [--dry-run]`: even out how many groups each node
-//!   leads, moving leaderships to voters that lead fewer (after a node
-//!   comes back: it leads nothing until moved). See `crate::leaders`.
+//! - `balance-leaders [--dry-run] [--max-moves N]`: even out how many
+//!   groups each node leads, moving leaderships to voters that lead fewer
+//!   (after a node comes back: it leads nothing until moved). See
+//!   `crate::leaders`.
 //! - `show [--region R]`: voters and learners of each group, and the role of
 //!   every replica.
 //! - `purge --region R --node N`: after `remove`, N deletes its replica of
@@ -113,7 +114,8 @@ pub enum GroupCmd {
     },
     /// Even out how many groups each node leads: hand leaderships from the
     /// node leading most to voters that lead fewer (after a node comes
-    /// back, it leads nothing until then), only to nodes that answer.
+    /// back, it leads nothing until then), only to voters that answer as
+    /// followers caught up with their leader.
     BalanceLeaders {
         #[command(flatten)]
         c: ClientArgs,
@@ -308,8 +310,9 @@ async fn move_leader(
     cl: &hotline_node::client::Client,
     group: u64,
     node: u64,
+    attempts: u32,
 ) -> Result<(u64, TransferLeaderResponse)> {
-    let done = at_leader(cl, group, ATTEMPTS / 6, |i, _| async move {
+    let done = at_leader(cl, group, attempts, |i, _| async move {
         let mut admin = AdminClient::new(cl.channel(i));
         let mut req = tonic::Request::new(TransferLeaderRequest {
             group_id: group,
@@ -318,7 +321,12 @@ async fn move_leader(
         req.set_timeout(Duration::from_secs(10));
         match admin.transfer_leader(req).await {
             Ok(r) => Attempt::Done((cl.nodes[i].id, r.into_inner())),
-            Err(s) if matches!(s.code(), Code::Unavailable | Code::Aborted) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Aborted | Code::ResourceExhausted
+                ) =>
+            {
                 Attempt::Retry(s.message().to_string())
             }
             Err(s) => Attempt::Fail(status_err(s)),
@@ -335,7 +343,7 @@ async fn move_leader(
 
 async fn transfer_leader(c: &ClientArgs, region: &str, node: u64) -> Result<()> {
     let (group, cl) = target(c, region, node)?;
-    let (from, r) = move_leader(&cl, group, node).await?;
+    let (from, r) = move_leader(&cl, group, node, ATTEMPTS / 6).await?;
     if c.json {
         println!(
             "{}",
@@ -375,6 +383,10 @@ fn moved_text(group: u64, from: u64, r: &TransferLeaderResponse) -> String {
 /// Transfers under way at once: each waits at its group's leader until the
 /// new leader leads (a node holds at most 64 such waits).
 const BALANCE_PARALLEL: usize = 8;
+/// Attempts per move: a transfer given up pauses the group's writes for up
+/// to an election timeout each time, so a balance does not insist (one run
+/// more picks up what is left).
+const BALANCE_ATTEMPTS: u32 = 3;
 const MAX_BALANCE_MOVES: usize = 10_000;
 /// How long to wait for every replica of a moved group to name its new
 /// leader before counting the leaders per node again.
@@ -387,6 +399,7 @@ fn counts_text(c: &BTreeMap<u64, usize>) -> String {
 }
 
 async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Result<()> {
+    use crate::leaders::{Move, balance_plan, led_groups, per_node};
     use futures::StreamExt;
     if !(1..=MAX_BALANCE_MOVES).contains(&max_moves) {
         bail!("--max-moves: 1 to {MAX_BALANCE_MOVES}, got {max_moves}");
@@ -408,71 +421,75 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
     if up.is_empty() {
         bail!("no node of the client config answers");
     }
-    let (led, _) = crate::leaders::led_groups(&all, &node_ids);
+    let (led, _) = led_groups(&all, &node_ids);
     let hosted: std::collections::BTreeSet<u64> = all
         .iter()
         .flatten()
         .flat_map(|s| s.groups.iter().map(|g| g.group_id))
         .collect();
     let without_leader = hosted.len() - led.len();
-    let before = crate::leaders::per_node(&led, &up);
-    let (plan, planned) = crate::leaders::balance_plan(&led, &up, max_moves);
-    let mut outcomes: Vec<(crate::leaders::Move, Result<(u64, TransferLeaderResponse)>)> =
-        if dry_run {
-            Vec::new()
-        } else {
-            futures::stream::iter(plan.iter().copied())
-                .map(|m| {
-                    let cl = &cl;
-                    async move { (m, move_leader(cl, m.group, m.to).await) }
-                })
-                .buffer_unordered(BALANCE_PARALLEL)
-                .collect()
-                .await
-        };
+    let before = per_node(&led, &up);
+    let (plan, planned) = balance_plan(&led, &up, max_moves);
+    let mut outcomes: Vec<(Move, Result<(u64, TransferLeaderResponse)>)> = if dry_run {
+        Vec::new()
+    } else {
+        futures::stream::iter(plan.iter().copied())
+            .map(|m| {
+                let cl = &cl;
+                async move { (m, move_leader(cl, m.group, m.to, BALANCE_ATTEMPTS).await) }
+            })
+            .buffer_unordered(BALANCE_PARALLEL)
+            .collect()
+            .await
+    };
     outcomes.sort_by_key(|(m, _)| m.group);
     let failed = outcomes.iter().filter(|(_, r)| r.is_err()).count();
-    // The leaders per node as the nodes report them now: each moved group
-    // once all its replicas name the new leader (a follower hears of it
-    // with the new leader's first append), or after BALANCE_SETTLE.
-    let after = if dry_run {
-        planned.clone()
+    // The leaders per node as the nodes report them now: once all replicas
+    // of each moved group name its new leader (a follower hears of it with
+    // the new leader's first append), or after BALANCE_SETTLE.
+    let mut settled = true;
+    let now = if dry_run || outcomes.is_empty() {
+        None
     } else {
-        let settled = tokio::time::Instant::now() + BALANCE_SETTLE;
+        let until = tokio::time::Instant::now() + BALANCE_SETTLE;
         loop {
             let all = cl.status_all().await;
-            let (now, _) = crate::leaders::led_groups(&all, &node_ids);
+            let (now, _) = led_groups(&all, &node_ids);
             let done = outcomes
                 .iter()
                 .all(|(m, r)| r.is_err() || now.get(&m.group).is_some_and(|l| l.leader == m.to));
-            if done || tokio::time::Instant::now() >= settled {
-                break crate::leaders::per_node(&now, &up);
+            if done || tokio::time::Instant::now() >= until {
+                settled = done;
+                break Some(per_node(&now, &up));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
+    let cut_short = plan.len() == max_moves;
+    let move_json = |m: &Move, from: u64| {
+        json!({
+            "group_id": m.group, "region": group_region(m.group), "from": from, "to": m.to,
+        })
+    };
     if c.json {
         let moves: Vec<Value> = if dry_run {
-            plan.iter()
-                .map(|m| {
-                    json!({
-                        "group_id": m.group, "region": group_region(m.group),
-                        "from": m.from, "to": m.to,
-                    })
-                })
-                .collect()
+            plan.iter().map(|m| move_json(m, m.from)).collect()
         } else {
             outcomes
                 .iter()
-                .map(|(m, r)| match r {
-                    Ok((_, r)) => json!({
-                        "group_id": m.group, "region": group_region(m.group),
-                        "from": m.from, "to": m.to, "ok": true, "term": r.term,
-                    }),
-                    Err(e) => json!({
-                        "group_id": m.group, "region": group_region(m.group),
-                        "from": m.from, "to": m.to, "ok": false, "error": format!("{e:#}"),
-                    }),
+                .map(|(m, r)| {
+                    let mut v = move_json(m, r.as_ref().map_or(m.from, |(from, _)| *from));
+                    match r {
+                        Ok((_, r)) => {
+                            v["ok"] = true.into();
+                            v["term"] = r.term.into();
+                        }
+                        Err(e) => {
+                            v["ok"] = false.into();
+                            v["error"] = format!("{e:#}").into();
+                        }
+                    }
+                    v
                 })
                 .collect()
         };
@@ -480,8 +497,9 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
             "{}",
             json!({
                 "dry_run": dry_run, "before": before, "moves": moves, "failed": failed,
-                "after": after, "unreachable": unreachable,
-                "without_leader": without_leader,
+                "planned": planned, "after": now, "settled": settled,
+                "cut_short_at_max_moves": cut_short,
+                "unreachable": unreachable, "without_leader": without_leader,
             })
         );
     } else {
@@ -494,14 +512,26 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
         }
         if without_leader > 0 {
             println!(
-                "{without_leader} group(s) without a leader all replicas agree on: left alone"
+                "{without_leader} group(s) without a leader all their replicas agree on: \
+                 left alone"
             );
         }
         if plan.is_empty() {
             println!(
-                "已均衡 balanced already: no group has a voter that leads two or more groups fewer than its leader does"
+                "已均衡 balanced: no group has a ready voter that leads two or more groups \
+                 fewer than its leader does"
             );
             return Ok(());
+        }
+        for (m, r) in &outcomes {
+            match r {
+                Ok((from, r)) => println!("{}", moved_text(m.group, *from, r)),
+                Err(e) => println!(
+                    "失败 failed: group {} to node {}: {e:#}",
+                    label(m.group),
+                    m.to
+                ),
+            }
         }
         if dry_run {
             for m in &plan {
@@ -512,20 +542,22 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
                     m.to
                 );
             }
-            println!("计划 planned: {}", counts_text(&after));
-            return Ok(());
+            println!("计划 planned: {}", counts_text(&planned));
+        } else if let Some(now) = &now {
+            println!(
+                "均衡后 leaders per node now: {} ({} moved, {failed} failed{})",
+                counts_text(now),
+                outcomes.len() - failed,
+                if settled {
+                    ""
+                } else {
+                    "; some replicas do not name the new leaders yet"
+                }
+            );
         }
-        for (m, r) in &outcomes {
-            match r {
-                Ok((from, r)) => println!("{}", moved_text(m.group, *from, r)),
-                Err(e) => println!("失败 failed: {e:#}"),
-            }
+        if cut_short {
+            println!("stopped at --max-moves {max_moves}: run again to go on");
         }
-        println!(
-            "均衡后 leaders per node now: {} ({} moved, {failed} failed)",
-            counts_text(&after),
-            outcomes.len() - failed
-        );
     }
     if failed > 0 {
         bail!("{failed} of {} leadership moves failed", plan.len());

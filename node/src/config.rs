@@ -39,6 +39,13 @@ pub struct Tuning {
     pub request_timeout_ms: u64,
     /// Largest gRPC message accepted (raft snapshots travel in one message).
     pub max_message_bytes: usize,
+    /// How long an empty replica hosted for a group purged from this node
+    /// waits for a leader to bring it the group (a snapshot, or the log)
+    /// before it goes again. A leader that added the node back does so
+    /// within a heartbeat and a snapshot's transfer; a member's message
+    /// queued before the removal, delivered after the purge, seeds one
+    /// that no leader follows up.
+    pub purged_seed_wait_ms: u64,
 }
 
 impl Default for Tuning {
@@ -53,6 +60,7 @@ impl Default for Tuning {
             max_in_flight_proposals: 16_384,
             request_timeout_ms: 5_000,
             max_message_bytes: 256 * 1024 * 1024,
+            purged_seed_wait_ms: 30_000,
         }
     }
 }
@@ -157,6 +165,13 @@ impl NodeConfig {
                 "tuning: election_ticks must exceed heartbeat_ticks and tick_ms be positive".into(),
             ));
         }
+        if c.tuning.purged_seed_wait_ms < 1_000 {
+            return Err(invalid(format!(
+                "tuning: purged_seed_wait_ms must be at least 1000 (a leader that adds the node \
+                 back needs a heartbeat and a snapshot's transfer), got {}",
+                c.tuning.purged_seed_wait_ms
+            )));
+        }
         Ok(c)
     }
 
@@ -190,5 +205,44 @@ impl ClientConfig {
             path,
             toml::to_string_pretty(self).expect("config serializes"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purged_seed_wait_under_a_second_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = dir.path().join("topology.toml");
+        std::fs::write(
+            &topology,
+            "name = \"t\"\n[[node]]\nid = 1\naddress = \"127.0.0.1:7000\"\nsite = \"a\"\n\
+             level = \"district\"\nregion = \"310114\"\n[[group]]\nregion = \"310114\"\n\
+             voters = [1]\n",
+        )
+        .unwrap();
+        let mut c = NodeConfig {
+            id: 1,
+            listen: "127.0.0.1:7000".into(),
+            data_dir: dir.path().join("data"),
+            topology,
+            insecure: true,
+            tls: None,
+            tuning: Tuning::default(),
+            notify: Default::default(),
+            metrics_listen: None,
+        };
+        let path = dir.path().join("node.toml");
+        c.write(&path).unwrap();
+        assert_eq!(NodeConfig::load(&path).unwrap(), c);
+        c.tuning.purged_seed_wait_ms = 999;
+        c.write(&path).unwrap();
+        let e = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("purged_seed_wait_ms") && e.contains("at least 1000") && e.contains("999"),
+            "{e}"
+        );
     }
 }

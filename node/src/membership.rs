@@ -135,6 +135,13 @@ pub struct Joining {
     /// Peers no queue could be opened to (not in the topology, bad TLS
     /// files): not tried again on every send.
     unopenable: std::collections::BTreeSet<u64>,
+    /// Empty replicas hosted for groups purged from this node, and when
+    /// each goes again unless a leader has brought it the group by then
+    /// (`RaftLoop::let_go_of_stale_seeds`). At most [`MAX_JOINING_GROUPS`]:
+    /// each is a replica joining.
+    pub(crate) seeded_after_purge: std::collections::BTreeMap<u64, std::time::Instant>,
+    /// How long such a replica waits (`tuning.purged_seed_wait_ms`).
+    pub(crate) purged_seed_wait: std::time::Duration,
 }
 
 impl Joining {
@@ -200,6 +207,7 @@ impl Joining {
         });
         let mut j = Joining::with_opener(topo, open);
         j.directory = Some(directory.clone());
+        j.purged_seed_wait = std::time::Duration::from_millis(cfg.tuning.purged_seed_wait_ms);
         Some(j)
     }
 
@@ -212,6 +220,10 @@ impl Joining {
             joined: 0,
             absent: Default::default(),
             unopenable: Default::default(),
+            seeded_after_purge: Default::default(),
+            purged_seed_wait: std::time::Duration::from_millis(
+                crate::config::Tuning::default().purged_seed_wait_ms,
+            ),
         }
     }
 

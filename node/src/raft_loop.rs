@@ -457,6 +457,7 @@ impl RaftLoop {
                 // A full scan only when some peer is suspected (or, as a
                 // safety net, every WAKE_SCAN_TICKS ticks).
                 ticks += 1;
+                self.let_go_of_stale_seeds(&mut w);
                 if (self.liveness.any_suspect() || ticks.is_multiple_of(WAKE_SCAN_TICKS))
                     && self.liveness.wake_orphans(self.replicas.values_mut()) > 0
                 {
@@ -858,17 +859,27 @@ impl RaftLoop {
                 "group {group_id}'s replica on node {me} still has requests in hand; try again"
             ));
         }
-        if let Some(j) = self.joining.as_mut()
-            && !at_start.contains(&group_id)
-        {
-            // Joined at run time: its place in the bound is free again.
-            j.joined = j.joined.saturating_sub(1);
-        }
         // The replica goes first: nothing writes for the group after this.
+        let keys = self
+            .unhost(group_id, !at_start.contains(&group_id), w)
+            .time_keys();
+        self.purge_storage(group_id, p.at_ms, &keys, Purged::Hosted);
+        PurgeOutcome::Done {
+            tickets: keys.tickets.len(),
+        }
+    }
+
+    /// Takes group `group_id`'s replica out of the loop, and stops its
+    /// forwarder and notifier: nothing runs or writes for the group here
+    /// after this. A group joined at run time frees its place in the bound.
+    fn unhost(&mut self, group_id: u64, joined_at_run_time: bool, w: &mut Waiters) -> Replica {
+        if let Some(j) = self.joining.as_mut() {
+            if joined_at_run_time {
+                j.joined = j.joined.saturating_sub(1);
+            }
+            j.seeded_after_purge.remove(&group_id);
+        }
         let r = self.replicas.remove(&group_id).expect("hosted");
-        let keys = r.time_keys();
-        drop(r);
-        self.purge_storage(&p, &keys, false);
         w.touched.remove(&group_id);
         w.ticking.remove(&group_id);
         self.hosted.leave(group_id);
@@ -876,8 +887,54 @@ impl RaftLoop {
             b.forwarder_left.notify_one();
             b.notifier_left.notify_one();
         }
-        PurgeOutcome::Done {
-            tickets: keys.tickets.len(),
+        r
+    }
+
+    /// Lets go of each empty replica hosted for a group purged from this
+    /// node that no leader has brought the group to (by snapshot or log)
+    /// within `tuning.purged_seed_wait_ms`. A leader that added the node
+    /// back does so at once: the empty replica rejects its first append or
+    /// answers its heartbeat, and gets the snapshot. So such a replica was
+    /// seeded by a member's message queued before the removal and delivered
+    /// after the purge (a reconnect after a restart): it holds nothing,
+    /// and would otherwise stay hosted and show in `hotline status` for
+    /// good. Its term on disk goes with it; the tombstone stays as it was.
+    /// A leader's later message seeds it again, as for any join.
+    fn let_go_of_stale_seeds(&mut self, w: &mut Waiters) {
+        let now = Instant::now();
+        let (due, wait) = match self.joining.as_mut() {
+            Some(j) if !j.seeded_after_purge.is_empty() => {
+                let due: Vec<u64> = j
+                    .seeded_after_purge
+                    .iter()
+                    .filter(|&(_, &at)| at <= now)
+                    .map(|(&g, _)| g)
+                    .collect();
+                for g in &due {
+                    j.seeded_after_purge.remove(g);
+                }
+                (due, j.purged_seed_wait)
+            }
+            _ => return,
+        };
+        for g in due {
+            let (Some(r), Some(at_ms)) = (self.replicas.get(&g), self.storage.purged_at(g)) else {
+                continue; // purged again, or a snapshot installed (no tombstone)
+            };
+            if r.is_initialized() {
+                continue; // brought up to date by a leader: a member again
+            }
+            let waiting = w.proposals.keys().any(|(pg, _)| *pg == g);
+            if waiting || r.pending_reads() > 0 || r.has_ready() {
+                // Something in hand: look again at the next tick.
+                if let Some(j) = self.joining.as_mut() {
+                    j.seeded_after_purge.insert(g, now + self.tick);
+                }
+                continue;
+            }
+            let keys = self.unhost(g, true, w).time_keys();
+            debug_assert!(keys.tickets.is_empty(), "an empty replica holds no ticket");
+            self.purge_storage(g, at_ms, &keys, Purged::StaleSeed { wait });
         }
     }
 
@@ -948,7 +1005,7 @@ impl RaftLoop {
         let keys = self
             .load(group_id)
             .map_or_else(TimeKeys::default, |rec| TimeKeys::of_rows(&rec.state));
-        self.purge_storage(&p, &keys, true);
+        self.purge_storage(group_id, p.at_ms, &keys, Purged::FromDisk);
         PurgeOutcome::Done {
             tickets: keys.tickets.len(),
         }
@@ -966,29 +1023,37 @@ impl RaftLoop {
         }
     }
 
-    /// Deletes group `p.group_id`'s data from this node's disk, durably,
-    /// once its replica is gone from the loop (or was never loaded); a
-    /// later message for the group finds nothing on disk.
-    fn purge_storage(&mut self, p: &PurgeAsk, keys: &TimeKeys, from_disk: bool) {
-        if let Err(e) = self.storage.purge(p.group_id, keys, p.at_ms) {
+    /// Deletes group `group_id`'s data from this node's disk, durably,
+    /// once its replica is gone from the loop (or was never loaded), with a
+    /// tombstone of `at_ms`; a later message for the group finds nothing on
+    /// disk.
+    fn purge_storage(&mut self, group_id: u64, at_ms: u64, keys: &TimeKeys, how: Purged) {
+        if let Err(e) = self.storage.purge(group_id, keys, at_ms) {
             // As for every storage failure: the node cannot say what is
             // on its disk any more.
-            tracing::error!(
-                group = p.group_id,
-                "storage purge failed, stopping node: {e}"
-            );
+            tracing::error!(group = group_id, "storage purge failed, stopping node: {e}");
             panic!("storage purge failed: {e}");
         }
         if let Some(j) = self.joining.as_mut() {
-            j.absent.insert(p.group_id);
+            j.absent.insert(group_id);
         }
-        tracing::info!(
-            node = self.node_id,
-            group = p.group_id,
-            tickets = keys.tickets.len(),
-            from_disk,
-            "purged the replica of a group this node was removed from"
-        );
+        let node = self.node_id;
+        match how {
+            Purged::Hosted | Purged::FromDisk => tracing::info!(
+                node,
+                group = group_id,
+                tickets = keys.tickets.len(),
+                from_disk = matches!(how, Purged::FromDisk),
+                "purged the replica of a group this node was removed from"
+            ),
+            Purged::StaleSeed { wait } => tracing::info!(
+                node,
+                group = group_id,
+                wait_ms = wait.as_millis() as u64,
+                "let go of an empty replica of a purged group: no leader brought it the group \
+                 (a member's message from before the removal had seeded it)"
+            ),
+        }
     }
 
     /// Voter `from_node` refused this node's messages for `group_id`: by
@@ -1073,6 +1138,13 @@ impl RaftLoop {
         };
         if !self.host_joined(group_id, region, rec) {
             return false;
+        }
+        if !self.replicas[&group_id].is_initialized()
+            && self.storage.purged_at(group_id).is_some()
+            && let Some(j) = self.joining.as_mut()
+        {
+            let until = Instant::now() + j.purged_seed_wait;
+            j.seeded_after_purge.insert(group_id, until);
         }
         tracing::info!(
             node = self.node_id,
@@ -1398,6 +1470,18 @@ impl RaftLoop {
         }
         self.flush(&mut out);
     }
+}
+
+/// Which purge deleted a group's data here (for the log).
+#[derive(Clone, Copy)]
+enum Purged {
+    /// `hotline group purge` of a hosted replica.
+    Hosted,
+    /// `hotline group purge` of a copy only on disk.
+    FromDisk,
+    /// An empty replica seeded after a purge that no leader followed up
+    /// within `wait` (`RaftLoop::let_go_of_stale_seeds`).
+    StaleSeed { wait: Duration },
 }
 
 /// Why a purge asked on the word of a leader at `p.leader_term` with
