@@ -429,7 +429,11 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
         .collect();
     let without_leader = hosted.len() - led.len();
     let before = per_node(&led, &up);
-    let (plan, planned) = balance_plan(&led, &up, max_moves);
+    let crate::leaders::Plan {
+        moves: plan,
+        after: planned,
+        cut_short,
+    } = balance_plan(&led, &up, max_moves);
     let mut outcomes: Vec<(Move, Result<(u64, TransferLeaderResponse)>)> = if dry_run {
         Vec::new()
     } else {
@@ -465,7 +469,6 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let cut_short = plan.len() == max_moves;
     let move_json = |m: &Move, from: u64| {
         json!({
             "group_id": m.group, "region": group_region(m.group), "from": from, "to": m.to,

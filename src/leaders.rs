@@ -35,9 +35,9 @@ pub struct Led {
     pub joint: bool,
 }
 
-/// Groups whose replicas (all that answered, but those out of the group or
-/// not yet in it: `removed`, `joining`, whom no leader talks to) agree on a
-/// leader that says it leads, and how many nodes answered. `all[i]` is node
+/// Groups whose replicas (all that answered, but those outside the
+/// leader's configuration or still `joining`, whom no leader talks to)
+/// agree on a leader that says it leads, and how many nodes answered. `all[i]` is node
 /// `ids[i]`'s status.
 pub fn led_groups<E>(
     all: &[Result<StatusResponse, E>],
@@ -58,9 +58,13 @@ pub fn led_groups<E>(
         let Some(&(leader, lg)) = rs.iter().find(|(_, g)| g.role == "leader") else {
             continue;
         };
+        // Only replicas in the leader's configuration, and with a copy of
+        // the group: no leader talks to the others (removed while away, or
+        // still waiting for their first snapshot).
         let members = || {
-            rs.iter()
-                .filter(|(_, g)| g.role != "removed" && g.role != "joining")
+            rs.iter().filter(|(n, g)| {
+                (lg.voters.contains(n) || lg.learners.contains(n)) && g.role != "joining"
+            })
         };
         if !members().all(|(_, g)| g.leader_id == leader) {
             continue;
@@ -113,17 +117,13 @@ pub struct Move {
 /// group for an election timeout), never a group in a joint
 /// configuration, each group at most once, at most `max_moves`. It ends:
 /// every move lowers the sum of the squared counts by at least 2.
-pub fn balance_plan(
-    led: &BTreeMap<u64, Led>,
-    up: &[u64],
-    max_moves: usize,
-) -> (Vec<Move>, BTreeMap<u64, usize>) {
+pub fn balance_plan(led: &BTreeMap<u64, Led>, up: &[u64], max_moves: usize) -> Plan {
     let up_set: BTreeSet<u64> = up.iter().copied().collect();
     let mut count = per_node(led, up);
     let mut leader: BTreeMap<u64, u64> = led.iter().map(|(&g, l)| (g, l.leader)).collect();
     let mut moves = Vec::new();
-    while moves.len() < max_moves {
-        // (gap, group, to) of the best move so far.
+    let cut_short = loop {
+        // (gap, group, to) of the best move left.
         let mut best: Option<(usize, u64, u64)> = None;
         for (&g, l) in led {
             if l.joint || leader[&g] != l.leader {
@@ -144,15 +144,32 @@ pub fn balance_plan(
                 }
             }
         }
-        let Some((_, g, to)) = best else { break };
+        let Some((_, g, to)) = best else { break false };
+        if moves.len() == max_moves {
+            break true;
+        }
         let from = led[&g].leader;
         *count.get_mut(&from).expect("leader counted") -= 1;
         *count.get_mut(&to).expect("voter of up counted") += 1;
         leader.insert(g, to);
         moves.push(Move { group: g, from, to });
-    }
+    };
     debug_assert!(moves.len() <= max_moves && moves.len() <= led.len());
-    (moves, count)
+    Plan {
+        moves,
+        after: count,
+        cut_short,
+    }
+}
+
+/// What [`balance_plan`] comes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub moves: Vec<Move>,
+    /// Groups led per node once the moves are made.
+    pub after: BTreeMap<u64, usize>,
+    /// `max_moves` stopped the plan: more moves would narrow a gap.
+    pub cut_short: bool,
 }
 
 #[cfg(test)]
@@ -177,17 +194,24 @@ mod tests {
     #[test]
     fn groups_all_led_by_one_node_end_a_third_each() {
         let all: BTreeMap<u64, Led> = (0..64).map(|g| (g, led(1, &[1, 2, 3]))).collect();
-        let (moves, after) = balance_plan(&all, &[1, 2, 3], 1000);
+        let Plan {
+            moves,
+            after,
+            cut_short,
+        } = balance_plan(&all, &[1, 2, 3], 1000);
         assert_eq!(moves.len(), 42);
         assert_eq!(after, BTreeMap::from([(1, 22), (2, 21), (3, 21)]));
+        assert!(!cut_short);
         assert!(moves.iter().all(|m| m.from == 1 && m.to != 1));
         // Deterministic, and balanced already the second time.
-        assert_eq!(balance_plan(&all, &[1, 2, 3], 1000).0, moves);
+        assert_eq!(balance_plan(&all, &[1, 2, 3], 1000).moves, moves);
+        // Exactly as many moves as it takes is not cut short.
+        assert!(!balance_plan(&all, &[1, 2, 3], 42).cut_short);
         let mut now = all.clone();
         for m in &moves {
             now.get_mut(&m.group).unwrap().leader = m.to;
         }
-        assert_eq!(balance_plan(&now, &[1, 2, 3], 1000).0, vec![]);
+        assert_eq!(balance_plan(&now, &[1, 2, 3], 1000).moves, vec![]);
     }
 
     #[test]
@@ -202,7 +226,7 @@ mod tests {
         ]);
         all.get_mut(&6).unwrap().joint = true;
         // Node 3 did not answer; node 4 did.
-        let (moves, after) = balance_plan(&all, &[1, 2, 4], 1000);
+        let Plan { moves, after, .. } = balance_plan(&all, &[1, 2, 4], 1000);
         assert_eq!(
             moves,
             vec![
@@ -231,10 +255,16 @@ mod tests {
     #[test]
     fn at_most_max_moves() {
         let all: BTreeMap<u64, Led> = (0..30).map(|g| (g, led(1, &[1, 2, 3]))).collect();
-        let (moves, after) = balance_plan(&all, &[1, 2, 3], 5);
+        let Plan {
+            moves,
+            after,
+            cut_short,
+        } = balance_plan(&all, &[1, 2, 3], 5);
         assert_eq!(moves.len(), 5);
         assert_eq!(after[&1], 25);
-        assert_eq!(balance_plan(&all, &[1, 2, 3], 0).0, vec![]);
+        assert!(cut_short);
+        let none = balance_plan(&all, &[1, 2, 3], 0);
+        assert_eq!((none.moves.len(), none.cut_short), (0, true));
     }
 
     #[test]
@@ -247,7 +277,12 @@ mod tests {
                     group_id,
                     role: role.into(),
                     leader_id,
-                    voters: vec![1, 2, 3],
+                    // Node 3 was removed from group 10.
+                    voters: if group_id == 10 {
+                        vec![1, 2]
+                    } else {
+                        vec![1, 2, 3]
+                    },
                     commit_index: applied,
                     applied_index: applied,
                     ..Default::default()
@@ -274,9 +309,10 @@ mod tests {
                     (30, "learner", 1, 10),
                 ],
             )),
-            // Removed from group 10 while another node led: no leader
-            // tells it of a new one, and it does not count.
-            Ok(st(3, &[(10, "removed", 2, 10), (30, "follower", 1, 10)])),
+            // Removed from group 10 while away (still a follower by its own
+            // configuration, naming an old leader): no leader tells it of
+            // a new one, and it does not count.
+            Ok(st(3, &[(10, "follower", 2, 10), (30, "follower", 1, 10)])),
             Err(()),
         ];
         let (agreed, answered) = led_groups(&all, &[1, 2, 3, 4]);
@@ -311,7 +347,8 @@ mod tests {
                 all.insert(g as u64, Led { leader, ready, joint: *joint });
             }
             let up: Vec<u64> = (1..=5).filter(|n| !down.contains(n) || all.values().any(|l| l.leader == *n)).collect();
-            let (moves, after) = balance_plan(&all, &up, 10_000);
+            let Plan { moves, after, cut_short } = balance_plan(&all, &up, 10_000);
+            prop_assert!(!cut_short);
             let mut now = all.clone();
             let mut moved = BTreeSet::new();
             for m in &moves {

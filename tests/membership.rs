@@ -174,9 +174,9 @@ site = "jiading-d"
 level = "district"
 region = "310114"
 "#;
-    // An empty replica seeded after a purge waits 2 s for a leader (part 1).
+    // An empty replica seeded after a purge waits 3 s for a leader (part 1).
     let (mut cl, c) = started(&topology, 7970, |cfg| {
-        cfg.tuning.purged_seed_wait_ms = 2_000;
+        cfg.tuning.purged_seed_wait_ms = 3_000;
     })
     .await;
 
@@ -250,7 +250,7 @@ region = "310114"
     // A heartbeat the leader queued for node 4 before its removal, and
     // delivered only now (a reconnect), seeds an empty replica: it could be
     // a leader that added the node back. None follows it up with the
-    // group, so node 4 lets it go after its wait (2 s here), and the
+    // group, so node 4 lets it go after its wait (3 s here), and the
     // tombstone stays. Sent here as the leader, with its certificate.
     let (leader, g) = leader_of_group(&c, GROUP).await.expect("a leader");
     let mut m = raft::eraftpb::Message::default();
@@ -270,25 +270,29 @@ region = "310114"
         .stream(tokio_stream::iter(vec![batch]))
         .await
         .expect("the leader's stream is taken");
+    // (By its log: the replica lives only 3 s, a status poll could miss it.)
     until(
         "node 4 hosts an empty replica of 310114 from the stale heartbeat",
         Duration::from_secs(5),
-        || async { group_on(&c, GROUP, 4).await.is_some() },
+        || async { plain(&cl.log(4)).contains("hosting a group joined at run time") },
     )
     .await;
+    let let_go = |cl: &Cluster| {
+        plain(&cl.log(4))
+            .matches("let go of an empty replica of a purged group")
+            .count()
+    };
     until(
         "node 4 lets the empty replica go",
         Duration::from_secs(10),
-        || async { group_on(&c, GROUP, 4).await.is_none() },
+        || async { let_go(&cl) == 1 },
     )
     .await;
-    assert!(
-        plain(&cl.log(4)).contains("let go of an empty replica of a purged group"),
-        "the log says why"
-    );
+    assert!(group_on(&c, GROUP, 4).await.is_none(), "not hosted");
+    answers(&c, 4, Duration::from_secs(5)).await;
     assert!(on_disk_4(&cl).is_empty(), "nothing of it left on disk");
-    let err = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "4"]);
-    assert!(err.contains("has no replica on node 4 (purged at"), "{err}");
+    let again = cl.cli_fails(&["group", "purge", "--region", "310114", "--node", "4"]);
+    assert_eq!(again, err, "the tombstone as it was");
 
     // 2. Added back (it joins empty and catches up), then removed while
     // cut off from the group: it never hears of its removal, and as a
@@ -308,6 +312,7 @@ region = "310114"
     tokio::time::sleep(Duration::from_secs(2)).await;
     let g = group_on(&c, GROUP, 4).await.expect("still hosted");
     assert_eq!(g.role, "learner", "its stale configuration: {g:?}");
+    assert_eq!(let_go(&cl), 1, "the re-added replica was not let go");
     assert_eq!(purge_4(&cl), 4, "the tickets of its copy");
     assert!(group_on(&c, GROUP, 4).await.is_none());
     assert_eq!(

@@ -42,7 +42,8 @@ pub struct Tuning {
     /// How long an empty replica hosted for a group purged from this node
     /// waits for a leader to bring it the group (a snapshot, or the log)
     /// before it goes again. A leader that added the node back does so
-    /// within a heartbeat and a snapshot's transfer; a member's message
+    /// within a heartbeat and a snapshot's transfer (a snapshot slower
+    /// than this hosts the group again when it arrives); a member's message
     /// queued before the removal, delivered after the purge, seeds one
     /// that no leader follows up.
     pub purged_seed_wait_ms: u64,

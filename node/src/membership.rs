@@ -127,8 +127,9 @@ pub struct Joining {
     /// (tests) means the topology's members.
     directory: Option<Arc<crate::dirsync::LiveDirectory>>,
     open: PeerOpener,
-    /// Groups joined at run time so far (bounded by [`MAX_JOINED_GROUPS`]).
-    pub(crate) joined: usize,
+    /// Groups hosted since they were joined at run time (bounded by
+    /// [`MAX_JOINED_GROUPS`]); a group leaves it when unhosted (purged).
+    pub(crate) joined: std::collections::BTreeSet<u64>,
     /// Topology groups known not to be on this node's disk (so a stray
     /// message for one costs no disk read).
     pub(crate) absent: std::collections::BTreeSet<u64>,
@@ -137,8 +138,8 @@ pub struct Joining {
     unopenable: std::collections::BTreeSet<u64>,
     /// Empty replicas hosted for groups purged from this node, and when
     /// each goes again unless a leader has brought it the group by then
-    /// (`RaftLoop::let_go_of_stale_seeds`). At most [`MAX_JOINING_GROUPS`]:
-    /// each is a replica joining.
+    /// (`RaftLoop::let_go_of_stale_seeds`). Each is a group in `joined`,
+    /// so at most [`MAX_JOINED_GROUPS`].
     pub(crate) seeded_after_purge: std::collections::BTreeMap<u64, std::time::Instant>,
     /// How long such a replica waits (`tuning.purged_seed_wait_ms`).
     pub(crate) purged_seed_wait: std::time::Duration,
@@ -217,7 +218,7 @@ impl Joining {
             topology,
             directory: None,
             open,
-            joined: 0,
+            joined: Default::default(),
             absent: Default::default(),
             unopenable: Default::default(),
             seeded_after_purge: Default::default(),

@@ -457,7 +457,6 @@ impl RaftLoop {
                 // A full scan only when some peer is suspected (or, as a
                 // safety net, every WAKE_SCAN_TICKS ticks).
                 ticks += 1;
-                self.let_go_of_stale_seeds(&mut w);
                 if (self.liveness.any_suspect() || ticks.is_multiple_of(WAKE_SCAN_TICKS))
                     && self.liveness.wake_orphans(self.replicas.values_mut()) > 0
                 {
@@ -472,6 +471,9 @@ impl RaftLoop {
                 w.reads.retain(|_, s| !s.is_closed());
                 w.conf_changes.retain(|c| !c.reply.is_closed());
                 w.leader_moves.retain(|c| !c.reply.is_closed());
+                // After the clean-up: a waiter that gave up holds no
+                // replica back.
+                self.let_go_of_stale_seeds(&mut w);
             }
             self.handle_readies(&mut w);
             self.answer_conf_changes(&mut w);
@@ -853,16 +855,13 @@ impl RaftLoop {
             };
             return PurgeOutcome::Refused(why);
         }
-        let waiting = w.proposals.keys().any(|(g, _)| *g == group_id);
-        if waiting || r.pending_reads() > 0 || r.has_ready() {
+        if in_hand(r, group_id, w) {
             return PurgeOutcome::Refused(format!(
                 "group {group_id}'s replica on node {me} still has requests in hand; try again"
             ));
         }
         // The replica goes first: nothing writes for the group after this.
-        let keys = self
-            .unhost(group_id, !at_start.contains(&group_id), w)
-            .time_keys();
+        let keys = self.unhost(group_id, w).time_keys();
         self.purge_storage(group_id, p.at_ms, &keys, Purged::Hosted);
         PurgeOutcome::Done {
             tickets: keys.tickets.len(),
@@ -872,11 +871,9 @@ impl RaftLoop {
     /// Takes group `group_id`'s replica out of the loop, and stops its
     /// forwarder and notifier: nothing runs or writes for the group here
     /// after this. A group joined at run time frees its place in the bound.
-    fn unhost(&mut self, group_id: u64, joined_at_run_time: bool, w: &mut Waiters) -> Replica {
+    fn unhost(&mut self, group_id: u64, w: &mut Waiters) -> Replica {
         if let Some(j) = self.joining.as_mut() {
-            if joined_at_run_time {
-                j.joined = j.joined.saturating_sub(1);
-            }
+            j.joined.remove(&group_id);
             j.seeded_after_purge.remove(&group_id);
         }
         let r = self.replicas.remove(&group_id).expect("hosted");
@@ -893,13 +890,19 @@ impl RaftLoop {
     /// Lets go of each empty replica hosted for a group purged from this
     /// node that no leader has brought the group to (by snapshot or log)
     /// within `tuning.purged_seed_wait_ms`. A leader that added the node
-    /// back does so at once: the empty replica rejects its first append or
-    /// answers its heartbeat, and gets the snapshot. So such a replica was
-    /// seeded by a member's message queued before the removal and delivered
-    /// after the purge (a reconnect after a restart): it holds nothing,
-    /// and would otherwise stay hosted and show in `hotline status` for
-    /// good. Its term on disk goes with it; the tombstone stays as it was.
-    /// A leader's later message seeds it again, as for any join.
+    /// back does so within a heartbeat and a snapshot's transfer: the empty
+    /// replica answers its heartbeat or rejects its first append, and gets
+    /// the snapshot. So such a replica was most likely seeded by a member's
+    /// message queued before the removal and delivered after the purge (a
+    /// reconnect after a restart): it holds nothing, and would otherwise
+    /// stay hosted and show in `hotline status` for good. Its term on disk
+    /// goes with it (a start lets go of one left by a stop in between,
+    /// `Storage::purged_with_term_only`); the tombstone stays as it was. If
+    /// it was a leader's snapshot that was slower than the wait, that
+    /// snapshot hosts the group again when it arrives (`Joining::may_seed`
+    /// takes a snapshot that names this node). Safe to forget: an empty
+    /// replica is never a voter (a learner is promoted only once it has
+    /// matched the leader's log), so no vote it gave counts.
     fn let_go_of_stale_seeds(&mut self, w: &mut Waiters) {
         let now = Instant::now();
         let (due, wait) = match self.joining.as_mut() {
@@ -919,20 +922,19 @@ impl RaftLoop {
         };
         for g in due {
             let (Some(r), Some(at_ms)) = (self.replicas.get(&g), self.storage.purged_at(g)) else {
-                continue; // purged again, or a snapshot installed (no tombstone)
+                continue; // a snapshot or the log ended the tombstone
             };
             if r.is_initialized() {
                 continue; // brought up to date by a leader: a member again
             }
-            let waiting = w.proposals.keys().any(|(pg, _)| *pg == g);
-            if waiting || r.pending_reads() > 0 || r.has_ready() {
-                // Something in hand: look again at the next tick.
+            if in_hand(r, g, w) {
+                // Look again at the next tick.
                 if let Some(j) = self.joining.as_mut() {
                     j.seeded_after_purge.insert(g, now + self.tick);
                 }
                 continue;
             }
-            let keys = self.unhost(g, true, w).time_keys();
+            let keys = self.unhost(g, w).time_keys();
             debug_assert!(keys.tickets.is_empty(), "an empty replica holds no ticket");
             self.purge_storage(g, at_ms, &keys, Purged::StaleSeed { wait });
         }
@@ -1051,7 +1053,8 @@ impl RaftLoop {
                 group = group_id,
                 wait_ms = wait.as_millis() as u64,
                 "let go of an empty replica of a purged group: no leader brought it the group \
-                 (a member's message from before the removal had seeded it)"
+                 within the wait (a member's message from before the removal, or a snapshot \
+                 slower than the wait, which hosts it again when it arrives)"
             ),
         }
     }
@@ -1098,7 +1101,7 @@ impl RaftLoop {
         let Some(region) = j.group_region(group_id) else {
             return false;
         };
-        if j.joined >= crate::membership::MAX_JOINED_GROUPS {
+        if j.joined.len() >= crate::membership::MAX_JOINED_GROUPS {
             tracing::warn!(group = group_id, "too many groups joined at run time");
             return false;
         }
@@ -1176,7 +1179,7 @@ impl RaftLoop {
             }
         };
         if let Some(j) = self.joining.as_mut() {
-            j.joined += 1;
+            j.joined.insert(group_id);
             j.absent.remove(&group_id);
         }
         let bells = self.bells.entry(group_id).or_default().clone();
@@ -1470,6 +1473,12 @@ impl RaftLoop {
         }
         self.flush(&mut out);
     }
+}
+
+/// Has group `g`'s replica something in hand: proposals waiting for their
+/// answer, reads, or a Ready not yet handled? Then it is not purged yet.
+fn in_hand(r: &Replica, g: u64, w: &Waiters) -> bool {
+    w.proposals.keys().any(|(pg, _)| *pg == g) || r.pending_reads() > 0 || r.has_ready()
 }
 
 /// Which purge deleted a group's data here (for the log).

@@ -1101,6 +1101,18 @@ pub async fn run_node(
     let directory = Arc::new(crate::dirsync::LiveDirectory::new(&topology));
     let mut replicas = BTreeMap::new();
     let mut hosted = BTreeMap::new();
+    for (gid, at_ms) in storage.purged_with_term_only() {
+        // An empty replica seeded after the purge, which the node stopped
+        // before letting go (`RaftLoop::let_go_of_stale_seeds`): only its
+        // term was written. A leader that added the node back sends its
+        // snapshot again.
+        storage.purge(gid, &Default::default(), at_ms)?;
+        tracing::info!(
+            node = cfg.id,
+            group = gid,
+            "let go of the term an empty replica wrote after the group was purged"
+        );
+    }
     let at_start = crate::membership::groups_at_start(&topology, cfg.id, &storage);
     let purged: Vec<u64> = topology
         .groups_of(cfg.id)

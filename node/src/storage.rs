@@ -801,6 +801,23 @@ impl Storage {
         self.checkpoint()
     }
 
+    /// Groups purged from this node that have an image again, without a
+    /// configuration or entries: an empty replica seeded after the purge
+    /// wrote its term, and the node stopped before it was let go
+    /// (`RaftLoop::let_go_of_stale_seeds`) or brought the group. With the
+    /// purge's time. A snapshot or the log would have ended the tombstone.
+    pub fn purged_with_term_only(&self) -> Vec<(u64, u64)> {
+        self.purged
+            .iter()
+            .filter(|(g, _)| {
+                self.images.get(g).is_some_and(|img| {
+                    img.conf_state.is_none() && img.tail.is_empty() && img.applied == 0
+                })
+            })
+            .map(|(&g, &at)| (g, at))
+            .collect()
+    }
+
     /// When group `g`'s replica was purged from this node (Unix ms), if
     /// it was and the group was not written since: a start leaves it out.
     pub fn purged_at(&self, g: u64) -> Option<u64> {
@@ -1465,9 +1482,19 @@ mod tests {
         assert_eq!(st.purged_at(310114), Some(AT_MS));
         st.checkpoint().unwrap();
         drop(st);
-        let st = Storage::open(dir.path()).unwrap();
+        let mut st = Storage::open(dir.path()).unwrap();
         assert_eq!(st.purged_at(310114), Some(AT_MS));
         assert!(st.conf_state(310114).is_none());
+        // What a start lets go of (`run_node`): the term only, not the
+        // tombstone.
+        assert_eq!(st.purged_with_term_only(), vec![(310114, AT_MS)]);
+        assert_eq!(st.groups_on_disk().collect::<Vec<_>>(), vec![310114]);
+        st.purge(310114, &TimeKeys::default(), AT_MS).unwrap();
+        drop(st);
+        let st = Storage::open(dir.path()).unwrap();
+        assert_eq!(st.purged_with_term_only(), vec![]);
+        assert_eq!(st.groups_on_disk().count(), 0);
+        assert_eq!(st.purged_at(310114), Some(AT_MS));
     }
 
     /// The national group's directory reaches redb at a checkpoint and
