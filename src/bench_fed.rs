@@ -519,6 +519,7 @@ async fn leaders(cfg: &ClientConfig, timeout: Duration, as_json: bool) -> Result
     loop {
         let all = c.status_all().await;
         let (agreed, answered) = crate::leaders::led_groups(&all, &ids);
+        let answered = answered.len();
         if answered == ids.len() && first_all_answered.is_none() {
             first_all_answered = Some(start.elapsed());
         }

@@ -407,21 +407,15 @@ async fn balance_leaders(c: &ClientArgs, dry_run: bool, max_moves: usize) -> Res
     let cl = client(c)?;
     let node_ids: Vec<u64> = cl.nodes.iter().map(|n| n.id).collect();
     let all = cl.status_all().await;
-    let up: Vec<u64> = node_ids
-        .iter()
-        .zip(&all)
-        .filter(|(_, s)| s.is_ok())
-        .map(|(&n, _)| n)
-        .collect();
+    let (led, up) = led_groups(&all, &node_ids);
+    if up.is_empty() {
+        bail!("no node of the client config answers");
+    }
     let unreachable: Vec<u64> = node_ids
         .iter()
         .filter(|n| !up.contains(n))
         .copied()
         .collect();
-    if up.is_empty() {
-        bail!("no node of the client config answers");
-    }
-    let (led, _) = led_groups(&all, &node_ids);
     let hosted: std::collections::BTreeSet<u64> = all
         .iter()
         .flatten()

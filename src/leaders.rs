@@ -37,18 +37,18 @@ pub struct Led {
 
 /// Groups whose replicas (all that answered, but those outside the
 /// leader's configuration or still `joining`, whom no leader talks to)
-/// agree on a leader that says it leads, and how many nodes answered. `all[i]` is node
-/// `ids[i]`'s status.
+/// agree on a leader that says it leads, and the nodes that answered.
+/// `all[i]` is node `ids[i]`'s status.
 pub fn led_groups<E>(
     all: &[Result<StatusResponse, E>],
     ids: &[u64],
-) -> (BTreeMap<u64, Led>, usize) {
+) -> (BTreeMap<u64, Led>, Vec<u64>) {
     assert_eq!(all.len(), ids.len(), "one status per node");
     let mut replicas: BTreeMap<u64, Vec<(u64, &GroupStatus)>> = BTreeMap::new();
-    let mut answered = 0;
+    let mut answered = Vec::new();
     for (s, &node) in all.iter().zip(ids) {
         let Ok(s) = s else { continue };
-        answered += 1;
+        answered.push(node);
         for g in &s.groups {
             replicas.entry(g.group_id).or_default().push((node, g));
         }
@@ -120,13 +120,13 @@ pub struct Move {
 pub fn balance_plan(led: &BTreeMap<u64, Led>, up: &[u64], max_moves: usize) -> Plan {
     let up_set: BTreeSet<u64> = up.iter().copied().collect();
     let mut count = per_node(led, up);
-    let mut leader: BTreeMap<u64, u64> = led.iter().map(|(&g, l)| (g, l.leader)).collect();
+    let mut moved: BTreeSet<u64> = BTreeSet::new();
     let mut moves = Vec::new();
     let cut_short = loop {
         // (gap, group, to) of the best move left.
         let mut best: Option<(usize, u64, u64)> = None;
         for (&g, l) in led {
-            if l.joint || leader[&g] != l.leader {
+            if l.joint || moved.contains(&g) {
                 continue; // in a change, or moved already
             }
             let from_count = count[&l.leader];
@@ -151,7 +151,7 @@ pub fn balance_plan(led: &BTreeMap<u64, Led>, up: &[u64], max_moves: usize) -> P
         let from = led[&g].leader;
         *count.get_mut(&from).expect("leader counted") -= 1;
         *count.get_mut(&to).expect("voter of up counted") += 1;
-        leader.insert(g, to);
+        moved.insert(g);
         moves.push(Move { group: g, from, to });
     };
     debug_assert!(moves.len() <= max_moves && moves.len() <= led.len());
@@ -187,6 +187,15 @@ mod tests {
         }
     }
 
+    /// `all` once `moves` are carried out.
+    fn carried_out(all: &BTreeMap<u64, Led>, moves: &[Move]) -> BTreeMap<u64, Led> {
+        let mut now = all.clone();
+        for m in moves {
+            now.get_mut(&m.group).unwrap().leader = m.to;
+        }
+        now
+    }
+
     fn spread(c: &BTreeMap<u64, usize>) -> usize {
         c.values().max().unwrap() - c.values().min().unwrap()
     }
@@ -194,23 +203,16 @@ mod tests {
     #[test]
     fn groups_all_led_by_one_node_end_a_third_each() {
         let all: BTreeMap<u64, Led> = (0..64).map(|g| (g, led(1, &[1, 2, 3]))).collect();
-        let Plan {
-            moves,
-            after,
-            cut_short,
-        } = balance_plan(&all, &[1, 2, 3], 1000);
-        assert_eq!(moves.len(), 42);
-        assert_eq!(after, BTreeMap::from([(1, 22), (2, 21), (3, 21)]));
-        assert!(!cut_short);
-        assert!(moves.iter().all(|m| m.from == 1 && m.to != 1));
+        let p = balance_plan(&all, &[1, 2, 3], 1000);
+        assert_eq!(p.moves.len(), 42);
+        assert_eq!(p.after, BTreeMap::from([(1, 22), (2, 21), (3, 21)]));
+        assert!(!p.cut_short);
+        assert!(p.moves.iter().all(|m| m.from == 1 && m.to != 1));
         // Deterministic, and balanced already the second time.
-        assert_eq!(balance_plan(&all, &[1, 2, 3], 1000).moves, moves);
+        assert_eq!(balance_plan(&all, &[1, 2, 3], 1000), p);
         // Exactly as many moves as it takes is not cut short.
         assert!(!balance_plan(&all, &[1, 2, 3], 42).cut_short);
-        let mut now = all.clone();
-        for m in &moves {
-            now.get_mut(&m.group).unwrap().leader = m.to;
-        }
+        let now = carried_out(&all, &p.moves);
         assert_eq!(balance_plan(&now, &[1, 2, 3], 1000).moves, vec![]);
     }
 
@@ -255,14 +257,10 @@ mod tests {
     #[test]
     fn at_most_max_moves() {
         let all: BTreeMap<u64, Led> = (0..30).map(|g| (g, led(1, &[1, 2, 3]))).collect();
-        let Plan {
-            moves,
-            after,
-            cut_short,
-        } = balance_plan(&all, &[1, 2, 3], 5);
-        assert_eq!(moves.len(), 5);
-        assert_eq!(after[&1], 25);
-        assert!(cut_short);
+        let p = balance_plan(&all, &[1, 2, 3], 5);
+        assert_eq!(p.moves.len(), 5);
+        assert_eq!(p.after[&1], 25);
+        assert!(p.cut_short);
         let none = balance_plan(&all, &[1, 2, 3], 0);
         assert_eq!((none.moves.len(), none.cut_short), (0, true));
     }
@@ -316,7 +314,7 @@ mod tests {
             Err(()),
         ];
         let (agreed, answered) = led_groups(&all, &[1, 2, 3, 4]);
-        assert_eq!(answered, 3);
+        assert_eq!(answered, vec![1, 2, 3]);
         let want = |ready: &[u64]| Led {
             leader: 1,
             ready: ready.to_vec(),
@@ -343,13 +341,11 @@ mod tests {
             for (g, (voters, pick, joint)) in groups.iter().enumerate() {
                 // The leader answered (it reported leading).
                 let leader = voters[pick.index(voters.len())];
-                let ready = voters.iter().copied().filter(|&v| v != leader).collect();
-                all.insert(g as u64, Led { leader, ready, joint: *joint });
+                all.insert(g as u64, Led { joint: *joint, ..led(leader, voters) });
             }
             let up: Vec<u64> = (1..=5).filter(|n| !down.contains(n) || all.values().any(|l| l.leader == *n)).collect();
             let Plan { moves, after, cut_short } = balance_plan(&all, &up, 10_000);
             prop_assert!(!cut_short);
-            let mut now = all.clone();
             let mut moved = BTreeSet::new();
             for m in &moves {
                 let l = &all[&m.group];
@@ -357,8 +353,8 @@ mod tests {
                 prop_assert_eq!(m.from, l.leader);
                 prop_assert!(l.ready.contains(&m.to) && m.to != m.from && up.contains(&m.to));
                 prop_assert!(moved.insert(m.group), "group {} moved twice", m.group);
-                now.get_mut(&m.group).unwrap().leader = m.to;
             }
+            let now = carried_out(&all, &moves);
             prop_assert_eq!(&per_node(&now, &up), &after);
             prop_assert_eq!(after.values().sum::<usize>(), all.len());
             for (g, l) in &now {

@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use hotline_federation::topology::{DEMO_TOML, NATIONAL_GROUP};
 use hotline_node::client::Client;
-use hotline_proto::v1::raft_client::RaftClient;
 use hotline_proto::v1::{
-    AcceptRequest, FederatedQueryRequest, Kind, Location, RaftBatch, RaftEnvelope, Status, Ticket,
-    TransferState,
+    AcceptRequest, FederatedQueryRequest, Kind, Location, Status, Ticket, TransferState,
 };
 
 /// 上海's side plus the national site: nodes 1 national, 2, 4, 6, 7.
@@ -1958,8 +1956,6 @@ async fn idle_groups_hibernate_and_wake_for_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
-    use protobuf::Message as _;
-    use raft::eraftpb::{Message, MessageType};
     let (cl, c) = federation(8500).await;
     // 太仓's node 8 holds a valid node certificate, but no replica of
     // 嘉定's group [6, 4, 7]. Its heartbeat of a far higher term would make
@@ -1975,25 +1971,9 @@ async fn a_node_outside_a_group_may_not_send_its_raft_messages() {
             .expect("node 6 hosts 嘉定's group")
     };
     let before = term_at_6().await;
-    let mut m = Message::default();
-    m.set_msg_type(MessageType::MsgHeartbeat);
-    m.from = 8;
-    m.to = 6;
-    m.term = before + 100;
-    let batch = RaftBatch {
-        from_node: 8,
-        leadership_epoch: 1,
-        envelopes: vec![RaftEnvelope {
-            group_id: 310114,
-            message: m.write_to_bytes().unwrap().into(),
-            ..Default::default()
-        }],
-    };
-    let addr = &c.nodes.iter().find(|n| n.id == 6).unwrap().address;
     // The stream itself is node 8's by its certificate, so it is taken; the
     // message is refused and logged with that identity.
-    RaftClient::new(cl.channel_as(8, 6, addr))
-        .stream(tokio_stream::iter(vec![batch]))
+    heartbeat_as(&cl, &c, (8, 6), 310114, before + 100)
         .await
         .expect("node 8's stream is accepted");
     let refusal = "raft message from a node that is not a member of the group; refused";

@@ -253,21 +253,7 @@ region = "310114"
     // group, so node 4 lets it go after its wait (3 s here), and the
     // tombstone stays. Sent here as the leader, with its certificate.
     let (leader, g) = leader_of_group(&c, GROUP).await.expect("a leader");
-    let mut m = raft::eraftpb::Message::default();
-    m.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
-    (m.from, m.to, m.term) = (leader, 4, g.term);
-    let batch = hotline_proto::v1::RaftBatch {
-        from_node: leader,
-        leadership_epoch: 1,
-        envelopes: vec![hotline_proto::v1::RaftEnvelope {
-            group_id: GROUP,
-            message: protobuf::Message::write_to_bytes(&m).unwrap().into(),
-            ..Default::default()
-        }],
-    };
-    let addr = c.nodes[index_of(&c, 4)].address.clone();
-    hotline_proto::v1::raft_client::RaftClient::new(cl.channel_as(leader, 4, &addr))
-        .stream(tokio_stream::iter(vec![batch]))
+    heartbeat_as(&cl, &c, (leader, 4), GROUP, g.term)
         .await
         .expect("the leader's stream is taken");
     // (By its log: the replica lives only 3 s, a status poll could miss it.)
@@ -708,6 +694,15 @@ async fn add_learner_promote_remove_and_commit_without_the_old_voters() {
 /// group at start.
 const BALANCE_TOPOLOGY: &str = r#"
 name = "balance"
+group = [
+  { region = "310101", voters = [1, 3], learners = [2] },
+  { region = "310104", voters = [1, 2, 3] },
+  { region = "310105", voters = [1, 2, 3] },
+  { region = "310106", voters = [1, 2, 3] },
+  { region = "310107", voters = [1, 2, 3] },
+  { region = "310109", voters = [1, 2, 3] },
+  { region = "310113", voters = [1, 2, 3] },
+]
 
 [[node]]
 id = 1
@@ -729,35 +724,6 @@ address = "127.0.0.1:7983"
 site = "c"
 level = "city"
 region = "3101"
-
-[[group]]
-region = "310101"
-voters = [1, 3]
-learners = [2]
-
-[[group]]
-region = "310104"
-voters = [1, 2, 3]
-
-[[group]]
-region = "310105"
-voters = [1, 2, 3]
-
-[[group]]
-region = "310106"
-voters = [1, 2, 3]
-
-[[group]]
-region = "310107"
-voters = [1, 2, 3]
-
-[[group]]
-region = "310109"
-voters = [1, 2, 3]
-
-[[group]]
-region = "310113"
-voters = [1, 2, 3]
 "#;
 
 /// Groups led per node once every group has a leader all its replicas

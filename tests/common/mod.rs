@@ -400,6 +400,37 @@ pub async fn leader_of_group(
     group_on(c, group, id).await.map(|g| (id, g))
 }
 
+/// Sends node `to` one raft heartbeat of group `group` at `term`, as node
+/// `from` on a stream opened with `from`'s certificate: for tests of what a
+/// node takes from whom. The stream's answer.
+pub async fn heartbeat_as(
+    cl: &Cluster,
+    c: &Client,
+    (from, to): (u64, u64),
+    group: u64,
+    term: u64,
+) -> Result<(), tonic::Status> {
+    use hotline_proto::v1::raft_client::RaftClient;
+    use hotline_proto::v1::{RaftBatch, RaftEnvelope};
+    let mut m = raft::eraftpb::Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+    (m.from, m.to, m.term) = (from, to, term);
+    let batch = RaftBatch {
+        from_node: from,
+        leadership_epoch: 1,
+        envelopes: vec![RaftEnvelope {
+            group_id: group,
+            message: protobuf::Message::write_to_bytes(&m).unwrap().into(),
+            ..Default::default()
+        }],
+    };
+    let addr = &c.nodes[index_of(c, to)].address;
+    RaftClient::new(cl.channel_as(from, to, addr))
+        .stream(tokio_stream::iter(vec![batch]))
+        .await
+        .map(|_| ())
+}
+
 /// Waits until node `node`'s replica of `group` has applied all that the
 /// group's leader has committed, and `also` holds of it; fails naming
 /// `what` after `within`.
